@@ -1,0 +1,25 @@
+.PHONY: help demo test services build check fmt clippy
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/auditx-target
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+demo: ## run the main job on the embedded default (no external services)
+	scripts/demo.sh
+
+test: ## run the whole test suite (starts RabbitMQ and Redis if needed)
+	scripts/test.sh
+
+services: ## start (or install) RabbitMQ and Redis on loopback
+	scripts/services.sh
+
+build: ## build the auditx binary (release)
+	cargo build --release -p auditx
+
+check: fmt clippy ## formatting and lints
+
+fmt: ## check formatting
+	cargo fmt --all -- --check
+
+clippy: ## lints, warnings are errors
+	cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,82 @@
+//! `auditx standalone`, `auditx scheduler`, `auditx worker`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use auditx_common::telemetry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::load_config;
+use crate::runtime::{self, shutdown_on_signal};
+use crate::secrets;
+
+/// `auditx standalone`: the whole product on the embedded default.
+#[derive(Debug, clap::Args)]
+pub struct StandaloneArgs {
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Folder holding the lake, the exports and the development secrets.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Address of the embedded S3 endpoint (presigned URLs point here).
+    #[arg(long, default_value = "127.0.0.1:9310")]
+    pub s3_listen: SocketAddr,
+    /// Worker loops in the process.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Optional configuration file (TOML).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
+    let mut config = load_config(args.config.as_ref())?;
+    let _telemetry = telemetry::init(&config.telemetry)?;
+    let secret = secrets::jwt_secret(config.jwt_secret.as_deref(), &args.data_dir)?;
+    config.jwt_secret = Some(secret.clone());
+    let embedded = runtime::embedded(&mut config, &args.data_dir, args.s3_listen).await?;
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let api = listener.local_addr()?;
+    let token = super::tools::mint(&secret, "dev", &[], &[], 24 * 30)?;
+    println!("auditx is serving the API on http://{api} (embedded S3 on http://{})", embedded.s3.addr);
+    println!("data folder: {}", args.data_dir.display());
+    println!("development bearer token (tenant \"dev\", 30 days):\n{token}");
+    println!("mint others with: auditx token --tenant T --data-dir {}", args.data_dir.display());
+    let shutdown = CancellationToken::new();
+    shutdown_on_signal(shutdown.clone());
+    runtime::run_all_in_one(Arc::new(config), embedded.backends, listener, args.workers, shutdown).await
+}
+
+/// `auditx scheduler` / `auditx worker`: a distributed role.
+#[derive(Debug, clap::Args)]
+pub struct RoleArgs {
+    /// Configuration file (TOML); `AUDITX_*` variables override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+pub async fn scheduler(args: RoleArgs) -> anyhow::Result<()> {
+    let config = load_config(args.config.as_ref())?;
+    let _telemetry = telemetry::init(&config.telemetry)?;
+    anyhow::ensure!(config.jwt_secret.is_some(), "jwt_secret: required (set AUDITX_JWT_SECRET)");
+    let backends = runtime::distributed(&config).await?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "scheduler started");
+    let shutdown = CancellationToken::new();
+    shutdown_on_signal(shutdown.clone());
+    runtime::run_scheduler(Arc::new(config), backends, listener, shutdown).await
+}
+
+pub async fn worker(args: RoleArgs) -> anyhow::Result<()> {
+    let config = load_config(args.config.as_ref())?;
+    let _telemetry = telemetry::init(&config.telemetry)?;
+    let backends = runtime::distributed(&config).await?;
+    tracing::info!(concurrency = config.worker.concurrency, "worker started");
+    let shutdown = CancellationToken::new();
+    shutdown_on_signal(shutdown.clone());
+    runtime::run_worker(Arc::new(config), backends, shutdown).await
+}

@@ -1,0 +1,217 @@
+//! `auditx generate`, `auditx token`, `auditx export`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use auditx_common::lake::generate::{generate_to_lake, GenerateSpec};
+use auditx_common::s3::ObjectStore;
+use auditx_proto::{MeterId, TenantId};
+use auditx_scheduler::api::auth::{mint_token, Claims};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{load_config, parse_time};
+use crate::client::{ApiClient, ExportRequest};
+use crate::{runtime, secrets};
+
+/// Rows per lake file written by `generate`.
+const GENERATE_FILE_ROWS: usize = 500_000;
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long)]
+    pub meter: i64,
+    #[arg(long)]
+    pub rows: u64,
+    /// Start of the generated time range (ISO-8601 with zone).
+    #[arg(long, default_value = "2025-07-01T00:00:00Z")]
+    pub from: String,
+    /// End of the generated time range (exclusive).
+    #[arg(long, default_value = "2025-07-08T00:00:00Z")]
+    pub to: String,
+    /// Share of ERROR rows, 0.0–1.0.
+    #[arg(long, default_value_t = 0.02)]
+    pub error_rate: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write into the embedded default's lake in this folder.
+    #[arg(long, conflicts_with = "config")]
+    pub data_dir: Option<PathBuf>,
+    /// Write into the S3 lake of this configuration.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl GenerateArgs {
+    pub fn spec(&self) -> anyhow::Result<GenerateSpec> {
+        let from = parse_time("--from", &self.from)?;
+        let to = parse_time("--to", &self.to)?;
+        anyhow::ensure!(from < to, "--from must be before --to");
+        anyhow::ensure!((0.0..=1.0).contains(&self.error_rate), "--error-rate must be between 0 and 1");
+        Ok(GenerateSpec {
+            tenant: TenantId(self.tenant.clone()),
+            meter: MeterId(self.meter),
+            rows: self.rows,
+            from_ms: from.timestamp_millis(),
+            to_ms: to.timestamp_millis(),
+            error_rate: self.error_rate,
+            seed: self.seed,
+        })
+    }
+}
+
+fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what} [{{bar:40}}] {{pos}}/{{len}} ({{per_sec}}, {{eta}} left)"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Writes generated data with `store` and shows a progress bar.
+pub async fn generate_with(store: &ObjectStore, bucket: &str, spec: &GenerateSpec, row_group_rows: usize) -> anyhow::Result<u64> {
+    let bar = progress_bar(spec.rows, "generating rows");
+    let tick = bar.clone();
+    let summary = generate_to_lake(store, bucket, spec, GENERATE_FILE_ROWS, row_group_rows, &move |n| tick.set_position(n))
+        .await
+        .context("writing generated data to the lake")?;
+    bar.finish();
+    Ok(summary.rows)
+}
+
+pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let spec = args.spec()?;
+    let mut config = load_config(args.config.as_ref())?;
+    let _embedded = match &args.data_dir {
+        Some(dir) => Some(runtime::embedded_s3(&mut config, dir, "127.0.0.1:0".parse()?).await?),
+        None => None,
+    };
+    let store = ObjectStore::new(&config.s3);
+    let rows = generate_with(&store, &config.s3.lake_bucket, &spec, config.ingest.row_group_rows).await?;
+    println!(
+        "wrote {rows} rows for tenant {} meter {} into s3://{}/",
+        spec.tenant, spec.meter, config.s3.lake_bucket
+    );
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    #[arg(long)]
+    pub tenant: String,
+    /// Entities the token may act for (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub entities: Vec<String>,
+    /// Orgs the token may act for (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub orgs: Vec<String>,
+    /// Lifetime in hours.
+    #[arg(long, default_value_t = 24)]
+    pub ttl_hours: i64,
+    /// Use the secret `auditx standalone --data-dir DIR` keeps there.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// Mints a token for `tenant` with `secret`.
+pub fn mint(secret: &str, tenant: &str, entities: &[String], orgs: &[String], ttl_hours: i64) -> anyhow::Result<String> {
+    let claims = Claims {
+        sub: format!("{tenant}-cli"),
+        tenant: tenant.to_owned(),
+        entities: entities.to_vec(),
+        orgs: orgs.to_vec(),
+        exp: chrono::Utc::now().timestamp() + ttl_hours * 3600,
+    };
+    Ok(mint_token(secret, &claims)?)
+}
+
+pub fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let config = load_config(args.config.as_ref())?;
+    let secret = match (&config.jwt_secret, &args.data_dir) {
+        (Some(secret), _) => secret.clone(),
+        (None, Some(dir)) => secrets::jwt_secret(None, dir)?,
+        (None, None) => anyhow::bail!("no signing secret: set AUDITX_JWT_SECRET or pass --data-dir"),
+    };
+    println!("{}", mint(&secret, &args.tenant, &args.entities, &args.orgs, args.ttl_hours)?);
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Base URL of the API.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Bearer token (see `auditx token`).
+    #[arg(long, env = "AUDITX_TOKEN")]
+    pub token: String,
+    #[arg(long)]
+    pub meter: i64,
+    /// SAMPLE or ERROR.
+    #[arg(long, default_value = "SAMPLE")]
+    pub export_type: String,
+    /// NORMAL or DEBUG.
+    #[arg(long, default_value = "NORMAL")]
+    pub run_type: String,
+    #[arg(long)]
+    pub from: String,
+    #[arg(long)]
+    pub to: String,
+    #[arg(long = "session-id")]
+    pub session_ids: Vec<String>,
+    #[arg(long = "run-status")]
+    pub run_statuses: Vec<String>,
+    #[arg(long = "operator-id")]
+    pub operator_ids: Vec<String>,
+    /// Where to download the files.
+    #[arg(long, default_value = "auditx-export")]
+    pub out: PathBuf,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout_secs: u64,
+}
+
+/// Creates an export, follows it with a progress bar and downloads its files.
+pub async fn run_export(client: &ApiClient, request: &ExportRequest, out: &std::path::Path, timeout: Duration) -> anyhow::Result<serde_json::Value> {
+    let request_id = client.create_export(request).await?;
+    println!("export {request_id} created");
+    let bar = progress_bar(100, "exporting");
+    let job = client
+        .wait(request.meter_id, &request_id, timeout, |job| {
+            bar.set_position(job["progress"]["percent"].as_u64().unwrap_or(0));
+            bar.set_message(job["status"].as_str().unwrap_or("").to_owned());
+        })
+        .await?;
+    bar.finish();
+    let status = job["status"].as_str().unwrap_or("");
+    anyhow::ensure!(status == "FINISHED", "export {request_id} ended {status}: {}", job["error"]);
+    println!("export {request_id} finished: {} rows in {} file(s)", job["count"], job["fileList"].as_array().map_or(0, Vec::len));
+    for file in client.download_all(&job, out).await? {
+        println!("  {} ({} bytes) <- {}", file.path.display(), file.bytes, file.file_key);
+    }
+    Ok(job)
+}
+
+pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let client = ApiClient::new(&args.url, &args.token);
+    let request = ExportRequest {
+        meter_id: args.meter,
+        export_type: args.export_type,
+        run_type: args.run_type,
+        query_from_time: args.from,
+        query_to_time: args.to,
+        session_ids: args.session_ids,
+        run_statuses: args.run_statuses,
+        operator_ids: args.operator_ids,
+        format: None,
+    };
+    run_export(&client, &request, &args.out, Duration::from_secs(args.timeout_secs)).await?;
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! Assembling the roles into processes. The embedded default and the
+//! distributed mode run the same code; only the adapters behind the state
+//! store, the queue and the S3 endpoint differ.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use auditx_common::config::Config;
+use auditx_common::queue::{MemoryQueue, RabbitQueue, TaskQueue};
+use auditx_common::s3::embedded::EmbeddedS3;
+use auditx_common::s3::ObjectStore;
+use auditx_common::state::{MemoryStore, RedisStore, StateStore};
+use auditx_proto::Topology;
+use auditx_scheduler::context::Services;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Access key of the embedded S3 endpoint (the secret is per data folder).
+pub const EMBEDDED_S3_ACCESS_KEY: &str = "auditx-embedded";
+
+/// The three I/O boundaries a process works with.
+#[derive(Clone)]
+pub struct Backends {
+    pub state: Arc<dyn StateStore>,
+    pub queue: Arc<dyn TaskQueue>,
+    pub store: ObjectStore,
+}
+
+/// The embedded default's backends; the S3 endpoint stops when dropped.
+pub struct Embedded {
+    pub s3: EmbeddedS3,
+    pub backends: Backends,
+}
+
+/// Starts the embedded S3 endpoint on `<data_dir>/s3`, points `config.s3`
+/// at it and creates the buckets.
+pub async fn embedded_s3(config: &mut Config, data_dir: &Path, s3_listen: SocketAddr) -> anyhow::Result<EmbeddedS3> {
+    let secret = crate::secrets::embedded_s3_secret(data_dir)?;
+    let s3 = EmbeddedS3::start(&data_dir.join("s3"), s3_listen, EMBEDDED_S3_ACCESS_KEY, &secret)
+        .await
+        .with_context(|| format!("starting the embedded s3 endpoint on {s3_listen}"))?;
+    config.s3 = s3.client_config(&config.s3);
+    ensure_buckets(&ObjectStore::new(&config.s3), config).await?;
+    Ok(s3)
+}
+
+/// In-process state store and queue, embedded S3: no external service.
+pub async fn embedded(config: &mut Config, data_dir: &Path, s3_listen: SocketAddr) -> anyhow::Result<Embedded> {
+    let s3 = embedded_s3(config, data_dir, s3_listen).await?;
+    let topology = Topology::new(config.rabbitmq.prefix.clone());
+    let backends = Backends {
+        state: Arc::new(MemoryStore::new()),
+        queue: Arc::new(MemoryQueue::new(topology, config.rabbitmq.delivery_limit)),
+        store: ObjectStore::new(&config.s3),
+    };
+    Ok(Embedded { s3, backends })
+}
+
+/// Redis, RabbitMQ and S3 as configured.
+pub async fn distributed(config: &Config) -> anyhow::Result<Backends> {
+    let state = RedisStore::connect(&config.redis.url, &config.redis.prefix)
+        .await
+        .with_context(|| format!("connecting to redis at {}", config.redis.url))?;
+    let topology = Topology::new(config.rabbitmq.prefix.clone());
+    let queue = RabbitQueue::connect(&config.rabbitmq.url, topology, config.rabbitmq.delivery_limit)
+        .await
+        .context("connecting to rabbitmq")?;
+    let store = ObjectStore::new(&config.s3);
+    if config.s3.create_buckets {
+        ensure_buckets(&store, config).await?;
+    }
+    Ok(Backends { state: Arc::new(state), queue: Arc::new(queue), store })
+}
+
+async fn ensure_buckets(store: &ObjectStore, config: &Config) -> anyhow::Result<()> {
+    for bucket in [&config.s3.lake_bucket, &config.s3.export_bucket] {
+        store.ensure_bucket(bucket).await.with_context(|| format!("creating bucket {bucket}"))?;
+    }
+    Ok(())
+}
+
+fn services(config: &Arc<Config>, backends: &Backends) -> Services {
+    Services::new(config.clone(), backends.state.clone(), backends.queue.clone(), backends.store.clone())
+}
+
+/// A scheduler process: the HTTP API on `listener` plus the scheduling loops.
+pub async fn run_scheduler(
+    config: Arc<Config>,
+    backends: Backends,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    run_roles(config, backends, Some(listener), 0, true, shutdown).await
+}
+
+/// A worker process: renders and assembles until shut down, with its
+/// health and metrics endpoint on `config.worker.listen`.
+pub async fn run_worker(config: Arc<Config>, backends: Backends, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut set = JoinSet::new();
+    set.spawn(auditx_worker::serve_health(config.worker.listen, shutdown.clone()));
+    set.spawn(auditx_worker::run(config, backends.queue, backends.store, shutdown.clone()));
+    join_all(set, shutdown).await
+}
+
+/// API, scheduler and `workers` worker loops in one process (the embedded
+/// default, and the in-process sandbox of the tests).
+pub async fn run_all_in_one(
+    config: Arc<Config>,
+    backends: Backends,
+    listener: TcpListener,
+    workers: usize,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    run_roles(config, backends, Some(listener), workers, true, shutdown).await
+}
+
+/// Runs the chosen roles until `shutdown` fires or one of them fails (which
+/// then stops the others).
+pub async fn run_roles(
+    config: Arc<Config>,
+    backends: Backends,
+    api: Option<TcpListener>,
+    workers: usize,
+    scheduler: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let services = services(&config, &backends);
+    let mut set = JoinSet::new();
+    if let Some(listener) = api {
+        set.spawn(auditx_scheduler::api::serve_on(listener, services.clone(), shutdown.clone()));
+    }
+    if scheduler {
+        set.spawn(auditx_scheduler::runner::run(services.clone(), shutdown.clone()));
+    }
+    for _ in 0..workers {
+        set.spawn(auditx_worker::run(
+            config.clone(),
+            backends.queue.clone(),
+            backends.store.clone(),
+            shutdown.clone(),
+        ));
+    }
+    join_all(set, shutdown).await
+}
+
+async fn join_all(mut set: JoinSet<anyhow::Result<()>>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut first_error = None;
+    while let Some(joined) = set.join_next().await {
+        let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(err) = result {
+            tracing::error!(error = %format!("{err:#}"), "a role stopped with an error, shutting down");
+            shutdown.cancel();
+            first_error.get_or_insert(err);
+        } else if !shutdown.is_cancelled() {
+            tracing::warn!("a role stopped before shutdown, shutting down");
+            shutdown.cancel();
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C (Kubernetes stops pods with SIGTERM).
+pub fn shutdown_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested, finishing in-flight work");
+        token.cancel();
+    });
+}

@@ -1,0 +1,298 @@
+//! Configuration: a TOML file plus `AUDITX_` environment variables, the
+//! environment winning. Nested keys use `__` in variable names, e.g.
+//! `AUDITX_S3__ENDPOINT` sets `s3.endpoint`. Every setting is documented in
+//! the README's configuration reference.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// S3's minimum size of every multipart part but the last.
+pub const S3_MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address the HTTP API (scheduler) listens on.
+    pub listen: SocketAddr,
+    /// HS256 secret for bearer tokens (`AUDITX_JWT_SECRET`).
+    pub jwt_secret: Option<String>,
+    pub s3: S3Config,
+    pub rabbitmq: RabbitConfig,
+    pub redis: RedisConfig,
+    pub export: ExportConfig,
+    pub worker: WorkerConfig,
+    pub ingest: IngestConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct S3Config {
+    /// Endpoint URL; unset means AWS's regional endpoint.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most
+    /// S3-compatible servers.
+    pub force_path_style: bool,
+    /// Bucket holding the audit lake (Parquet).
+    pub lake_bucket: String,
+    /// Bucket receiving export files, manifests and staging objects.
+    pub export_bucket: String,
+    /// Lifetime of presigned download URLs (seconds, ≤ 7 days).
+    pub presign_expiry_secs: u64,
+    /// Create the buckets at start-up if they are missing.
+    pub create_buckets: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RabbitConfig {
+    pub url: String,
+    /// Prefix of every queue and exchange name.
+    pub prefix: String,
+    /// Deliveries of one task before it is dead-lettered and its job failed.
+    pub delivery_limit: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Prefix of every key.
+    pub prefix: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExportConfig {
+    /// Most data rows in one output file.
+    pub max_rows_per_file: u64,
+    /// Target rows per render chunk (bounds worker memory).
+    pub chunk_rows: u64,
+    /// Multipart part size in bytes (every part but a file's last).
+    pub part_size: u64,
+    /// Render tasks of one job queued or running at once, so one huge
+    /// export cannot starve other tenants.
+    pub max_chunks_in_flight: u32,
+    /// Per-tenant lease lifetime; a dead scheduler's jobs are taken over
+    /// after at most this long.
+    pub lease_ttl_secs: u64,
+    /// Rows between byte offsets reported by render tasks; files end within
+    /// this many rows of `max_rows_per_file`.
+    pub offset_stride: u32,
+    /// How often a job's driver looks for new results besides being woken.
+    pub poll_interval_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerConfig {
+    /// Tasks one worker process runs at once (and its prefetch).
+    pub concurrency: u16,
+    /// Address of the worker's health and metrics endpoint.
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IngestConfig {
+    /// Largest request body accepted, after gzip decompression.
+    pub max_body_bytes: usize,
+    /// Rows per Parquet row group written by ingest and `generate`.
+    pub row_group_rows: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TelemetryConfig {
+    /// `json` or `text`.
+    pub log_format: String,
+    /// `tracing` filter directive, e.g. `info,auditx=debug`; `RUST_LOG` wins.
+    pub log_level: String,
+    /// OTLP/HTTP endpoint for traces, e.g. `http://otel-collector:4318`.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".parse().expect("valid address"),
+            jwt_secret: None,
+            s3: S3Config::default(),
+            rabbitmq: RabbitConfig::default(),
+            redis: RedisConfig::default(),
+            export: ExportConfig::default(),
+            worker: WorkerConfig::default(),
+            ingest: IngestConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            force_path_style: true,
+            lake_bucket: "auditx-lake".into(),
+            export_bucket: "auditx-exports".into(),
+            presign_expiry_secs: 3600,
+            create_buckets: false,
+        }
+    }
+}
+
+impl Default for RabbitConfig {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            prefix: "auditx".into(),
+            delivery_limit: 10,
+        }
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self { url: "redis://127.0.0.1:6379/".into(), prefix: "auditx:".into() }
+    }
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self {
+            max_rows_per_file: 5_000_000,
+            chunk_rows: 50_000,
+            part_size: 8 * 1024 * 1024,
+            max_chunks_in_flight: 8,
+            lease_ttl_secs: 15,
+            offset_stride: 1000,
+            poll_interval_ms: 250,
+        }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self { concurrency: 2, listen: "0.0.0.0:9090".parse().expect("valid address") }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 64 * 1024 * 1024, row_group_rows: 65_536 }
+    }
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: "json".into(),
+            log_level: "info".into(),
+            otlp_endpoint: None,
+            service_name: "auditx".into(),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then `AUDITX_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("AUDITX_").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks settings that would otherwise fail late (e.g. on real S3).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: &str| {
+            Err(ConfigError::Invalid { field, message: message.to_owned() })
+        };
+        if self.export.part_size < S3_MIN_PART_SIZE {
+            return invalid("export.part_size", "must be at least 5 MiB (5242880), S3's minimum");
+        }
+        if self.export.max_rows_per_file == 0 {
+            return invalid("export.max_rows_per_file", "must be positive");
+        }
+        if self.export.chunk_rows == 0 {
+            return invalid("export.chunk_rows", "must be positive");
+        }
+        if self.export.offset_stride == 0 {
+            return invalid("export.offset_stride", "must be positive");
+        }
+        if self.export.max_chunks_in_flight == 0 {
+            return invalid("export.max_chunks_in_flight", "must be positive");
+        }
+        if self.s3.presign_expiry_secs == 0 || self.s3.presign_expiry_secs > 7 * 24 * 3600 {
+            return invalid("s3.presign_expiry_secs", "must be between 1 and 604800 (7 days)");
+        }
+        if self.worker.concurrency == 0 {
+            return invalid("worker.concurrency", "must be positive");
+        }
+        Ok(())
+    }
+
+    /// The stride actually used: never more than a file's rows, so every
+    /// file can end on a reported row offset.
+    pub fn effective_offset_stride(&self) -> u32 {
+        let max = self.export.max_rows_per_file.min(u32::MAX as u64) as u32;
+        self.export.offset_stride.min(max).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_wins() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "auditx.toml",
+                "[s3]\nendpoint = \"http://file:9000\"\nlake_bucket = \"from-file\"\n",
+            )?;
+            jail.set_env("AUDITX_S3__ENDPOINT", "http://env:9000");
+            let config = Config::load(Some(Path::new("auditx.toml"))).expect("loads");
+            assert_eq!(config.s3.endpoint.as_deref(), Some("http://env:9000"));
+            assert_eq!(config.s3.lake_bucket, "from-file");
+            assert_eq!(config.export.max_rows_per_file, 5_000_000);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn undersized_parts_are_rejected_with_the_setting_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AUDITX_EXPORT__PART_SIZE", "1024");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("export.part_size"), "{err}");
+            Ok(())
+        });
+    }
+}

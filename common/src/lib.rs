@@ -1,0 +1,13 @@
+//! Plumbing shared by the auditx roles: configuration, telemetry, and the
+//! three I/O boundaries — the state/lock store (Redis or in-process), the
+//! task queue (RabbitMQ or in-process) and S3 (any S3-compatible endpoint,
+//! including the embedded one) — plus the audit lake on top of S3.
+
+pub mod config;
+pub mod lake;
+pub mod metrics;
+pub mod queue;
+pub mod retry;
+pub mod s3;
+pub mod state;
+pub mod telemetry;

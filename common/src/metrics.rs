@@ -1,0 +1,1 @@
+//! Process-wide Prometheus metrics of the shared plumbing (filled in with telemetry).

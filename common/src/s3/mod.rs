@@ -1,0 +1,352 @@
+//! S3 access through aws-sdk-s3: path-style, SigV4, static credentials and
+//! checksums only where required, so the same code talks to AWS S3, to any
+//! S3-compatible server and to the embedded endpoint ([`embedded`]).
+
+pub mod embedded;
+
+use std::ops::Range;
+use std::time::Duration;
+
+use aws_credential_types::Credentials;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+
+use crate::config::S3Config;
+
+/// Failures of S3 calls.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("s3://{bucket}/{key} not found")]
+    NotFound { bucket: String, key: String },
+    /// Network trouble, throttling or a 5xx: retry with backoff.
+    #[error("s3 unavailable: {0}")]
+    Transient(String),
+    /// Access denied, bad request, missing upload...: retrying won't help.
+    #[error("s3 error: {0}")]
+    Permanent(String),
+}
+
+impl StorageError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StorageError::Transient(_))
+    }
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// An object as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+}
+
+/// A thin, cloneable handle on an S3 endpoint.
+#[derive(Clone, Debug)]
+pub struct ObjectStore {
+    client: Client,
+}
+
+fn classify<E>(err: SdkError<E, HttpResponse>, bucket: &str, key: &str) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = err.code().map(str::to_owned);
+    let message = format!(
+        "{}: {}",
+        code.as_deref().unwrap_or("error"),
+        err.message().map(str::to_owned).unwrap_or_else(|| format!("{err:?}"))
+    );
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StorageError::Transient(message)
+        }
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            match code.as_deref() {
+                Some("NoSuchKey") | Some("NotFound") => {
+                    StorageError::NotFound { bucket: bucket.into(), key: key.into() }
+                }
+                _ if status == 404 && code.is_none() => {
+                    StorageError::NotFound { bucket: bucket.into(), key: key.into() }
+                }
+                Some("SlowDown") | Some("RequestTimeout") | Some("InternalError") => {
+                    StorageError::Transient(message)
+                }
+                _ if status >= 500 || status == 429 => StorageError::Transient(message),
+                _ => StorageError::Permanent(message),
+            }
+        }
+        _ => StorageError::Permanent(message),
+    }
+}
+
+impl ObjectStore {
+    pub fn new(config: &S3Config) -> Self {
+        let credentials = Credentials::from_keys(
+            config.access_key_id.clone(),
+            config.secret_access_key.clone(),
+            None,
+        );
+        let mut builder = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()))
+            .credentials_provider(credentials)
+            .force_path_style(config.force_path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        Self { client: Client::from_conf(builder.build()) }
+    }
+
+    /// The underlying SDK client, for calls this wrapper does not cover.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Creates `bucket` unless it exists already.
+    pub async fn ensure_bucket(&self, bucket: &str) -> StorageResult<()> {
+        if self.client.head_bucket().bucket(bucket).send().await.is_ok() {
+            return Ok(());
+        }
+        match self.client.create_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(err) => match err.code() {
+                Some("BucketAlreadyOwnedByYou") | Some("BucketAlreadyExists") => Ok(()),
+                _ => Err(classify(err, bucket, "")),
+            },
+        }
+    }
+
+    /// Writes a whole object; returns its ETag.
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> StorageResult<String> {
+        let out = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| classify(e, bucket, key))?;
+        Ok(out.e_tag().unwrap_or_default().to_owned())
+    }
+
+    pub async fn get(&self, bucket: &str, key: &str) -> StorageResult<Bytes> {
+        self.get_inner(bucket, key, None).await
+    }
+
+    /// Reads bytes `[range.start, range.end)` of an object.
+    pub async fn get_range(&self, bucket: &str, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        self.get_inner(bucket, key, Some(range)).await
+    }
+
+    async fn get_inner(&self, bucket: &str, key: &str, range: Option<Range<u64>>) -> StorageResult<Bytes> {
+        let mut request = self.client.get_object().bucket(bucket).key(key);
+        if let Some(range) = &range {
+            request = request.range(format!("bytes={}-{}", range.start, range.end - 1));
+        }
+        let out = request.send().await.map_err(|e| classify(e, bucket, key))?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Transient(format!("reading s3://{bucket}/{key}: {e}")))?;
+        Ok(body.into_bytes())
+    }
+
+    /// Streams an object (or a range of it) without buffering it whole.
+    pub async fn get_stream(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> StorageResult<ByteStream> {
+        let mut request = self.client.get_object().bucket(bucket).key(key);
+        if let Some(range) = &range {
+            if range.is_empty() {
+                return Ok(ByteStream::from_static(b""));
+            }
+            request = request.range(format!("bytes={}-{}", range.start, range.end - 1));
+        }
+        let out = request.send().await.map_err(|e| classify(e, bucket, key))?;
+        Ok(out.body)
+    }
+
+    /// Size of an object, or `None` if it does not exist.
+    pub async fn head(&self, bucket: &str, key: &str) -> StorageResult<Option<u64>> {
+        match self.client.head_object().bucket(bucket).key(key).send().await {
+            Ok(out) => Ok(Some(out.content_length().unwrap_or(0).max(0) as u64)),
+            Err(err) => match classify(err, bucket, key) {
+                StorageError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Every object under `prefix`, in key order.
+    pub async fn list(&self, bucket: &str, prefix: &str) -> StorageResult<Vec<ObjectMeta>> {
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify(e, bucket, prefix))?;
+            for object in out.contents() {
+                if let Some(key) = object.key() {
+                    objects.push(ObjectMeta {
+                        key: key.to_owned(),
+                        size: object.size().unwrap_or(0).max(0) as u64,
+                    });
+                }
+            }
+            match out.next_continuation_token() {
+                Some(next) if out.is_truncated().unwrap_or(false) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
+    /// Deletes an object; a missing one is fine.
+    pub async fn delete(&self, bucket: &str, key: &str) -> StorageResult<()> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify(e, bucket, key))?;
+        Ok(())
+    }
+
+    /// Deletes every object under `prefix`.
+    pub async fn delete_prefix(&self, bucket: &str, prefix: &str) -> StorageResult<()> {
+        for object in self.list(bucket, prefix).await? {
+            self.delete(bucket, &object.key).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn create_multipart(&self, bucket: &str, key: &str, content_type: &str) -> StorageResult<String> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| classify(e, bucket, key))?;
+        out.upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| StorageError::Permanent(format!("no upload id for s3://{bucket}/{key}")))
+    }
+
+    /// Uploads one part; returns its ETag.
+    pub async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> StorageResult<String> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| classify(e, bucket, key))?;
+        Ok(out.e_tag().unwrap_or_default().to_owned())
+    }
+
+    /// Completes an upload from `(part number, ETag)` pairs in ascending order.
+    pub async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> StorageResult<()> {
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build())
+                    .collect(),
+            ))
+            .build();
+        self.client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(completed)
+            .send()
+            .await
+            .map_err(|e| classify(e, bucket, key))?;
+        Ok(())
+    }
+
+    /// Aborts an upload; an unknown (already completed or aborted) one is fine.
+    pub async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> StorageResult<()> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if err.code() == Some("NoSuchUpload") => Ok(()),
+            Err(err) => Err(classify(err, bucket, key)),
+        }
+    }
+
+    /// A presigned GET URL valid for `expires_in`.
+    pub async fn presign_get(&self, bucket: &str, key: &str, expires_in: Duration) -> StorageResult<String> {
+        let config = PresigningConfig::expires_in(expires_in)
+            .map_err(|e| StorageError::Permanent(format!("presign expiry: {e}")))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| classify(e, bucket, key))?;
+        Ok(request.uri().to_owned())
+    }
+}

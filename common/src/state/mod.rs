@@ -1,0 +1,107 @@
+//! The state/lock store: job state, per-tenant FIFO queues and leases.
+//!
+//! Two implementations — [`RedisStore`] for the distributed mode and
+//! [`MemoryStore`] for the embedded default — pass one conformance suite
+//! (`tests/state_conformance.rs`). Keys are plain strings; each
+//! implementation may put its own prefix in front (tests use one per test).
+
+mod memory;
+mod redis;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
+
+/// Failures of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The store could not be reached or timed out; retry with backoff.
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+    /// A fenced write found the lease held by someone else (or expired).
+    #[error("lease {0} is no longer held")]
+    LeaseLost(String),
+    /// The store answered with something we did not expect.
+    #[error("state store error: {0}")]
+    Other(String),
+}
+
+impl StateError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StateError::Unavailable(_))
+    }
+}
+
+pub type StateResult<T> = Result<T, StateError>;
+
+/// A held lease. `token` is a fencing token: it grows every time the lease
+/// changes hands, so a stale holder's writes can be told apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub key: String,
+    pub owner: String,
+    pub token: u64,
+}
+
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    // --- plain values ---
+    async fn get(&self, key: &str) -> StateResult<Option<Vec<u8>>>;
+    async fn set(&self, key: &str, value: &[u8]) -> StateResult<()>;
+    /// Sets `key` only if it does not exist; true if it was set.
+    async fn set_if_absent(&self, key: &str, value: &[u8]) -> StateResult<bool>;
+    /// Sets `key` to `value` only if its current value is `expected`
+    /// (`None`: only if absent); true if it was set.
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> StateResult<bool>;
+    /// Sets `key` only while `lease` is still held with the same token;
+    /// otherwise fails with [`StateError::LeaseLost`].
+    async fn set_fenced(&self, lease: &Lease, key: &str, value: &[u8]) -> StateResult<()>;
+    /// Deletes keys of any kind; missing keys are fine.
+    async fn delete(&self, keys: &[String]) -> StateResult<()>;
+
+    // --- hashes: write-once fields (idempotent result application) ---
+    /// Sets `field` of hash `key` only if absent; true if it was set.
+    async fn hash_set_if_absent(&self, key: &str, field: &str, value: &[u8]) -> StateResult<bool>;
+    async fn hash_get_all(&self, key: &str) -> StateResult<Vec<(String, Vec<u8>)>>;
+
+    // --- lists: FIFO queues of ids ---
+    async fn list_push(&self, key: &str, value: &str) -> StateResult<()>;
+    async fn list_all(&self, key: &str) -> StateResult<Vec<String>>;
+    /// Removes every occurrence of `value`.
+    async fn list_remove(&self, key: &str, value: &str) -> StateResult<()>;
+
+    // --- sets ---
+    /// Adds members; returns how many were new.
+    async fn set_add(&self, key: &str, members: &[String]) -> StateResult<u64>;
+    async fn set_remove(&self, key: &str, members: &[String]) -> StateResult<()>;
+    async fn set_members(&self, key: &str) -> StateResult<Vec<String>>;
+    /// For each member, whether it is in the set.
+    async fn set_contains(&self, key: &str, members: &[String]) -> StateResult<Vec<bool>>;
+
+    // --- ordered index (e.g. a meter's jobs by creation time) ---
+    async fn index_add(&self, key: &str, score: i64, member: &str) -> StateResult<()>;
+    /// Members in ascending score order (ties by member).
+    async fn index_all(&self, key: &str) -> StateResult<Vec<String>>;
+
+    // --- leases ---
+    /// Takes the lease if it is free (or already ours); `None` if someone
+    /// else holds it. Re-acquiring our own lease keeps its token.
+    async fn try_acquire_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> StateResult<Option<Lease>>;
+    /// Extends a held lease; false if it was lost meanwhile.
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> StateResult<bool>;
+    /// Frees a lease if still held by `lease`; a lost lease is left alone.
+    async fn release_lease(&self, lease: &Lease) -> StateResult<()>;
+}

@@ -1,0 +1,274 @@
+//! The Redis state store of the distributed mode.
+//!
+//! Every multi-step operation is one Lua script, so it is atomic on the
+//! server. `ConnectionManager` reconnects after a dropped connection but
+//! fails the command that hit it, so each call retries transient failures
+//! with backoff; the operations are idempotent or safe to repeat for their
+//! callers (a repeated `list_push` after a lost reply is the exception).
+//!
+//! A lease is a hash `{owner, token}` with a TTL; its fencing token comes
+//! from `INCR` of a counter key beside it (`<lease key>:fencing`) that never
+//! expires, so tokens keep growing across holders.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind};
+
+use super::{Lease, StateError, StateResult, StateStore};
+use crate::retry::{retry, Backoff};
+
+/// KEYS: key. ARGV: has_expected (0|1), expected, value.
+static COMPARE_AND_SET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local current = redis.call('GET', KEYS[1])
+        if ARGV[1] == '0' then
+            if current then return 0 end
+        elseif current ~= ARGV[2] then
+            return 0
+        end
+        redis.call('SET', KEYS[1], ARGV[3])
+        return 1",
+    )
+});
+
+/// KEYS: lease, target. ARGV: owner, token, value.
+static SET_FENCED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local held = redis.call('HMGET', KEYS[1], 'owner', 'token')
+        if held[1] ~= ARGV[1] or held[2] ~= ARGV[2] then return 0 end
+        redis.call('SET', KEYS[2], ARGV[3])
+        return 1",
+    )
+});
+
+/// KEYS: lease, fencing counter. ARGV: owner, ttl in ms.
+/// Returns the token, or nil if someone else holds the lease.
+static TRY_ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local held = redis.call('HMGET', KEYS[1], 'owner', 'token')
+        if held[1] == ARGV[1] then
+            redis.call('PEXPIRE', KEYS[1], ARGV[2])
+            return tonumber(held[2])
+        end
+        if held[1] then return false end
+        local token = redis.call('INCR', KEYS[2])
+        redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token)
+        redis.call('PEXPIRE', KEYS[1], ARGV[2])
+        return token",
+    )
+});
+
+/// KEYS: lease. ARGV: owner, token, ttl in ms.
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local held = redis.call('HMGET', KEYS[1], 'owner', 'token')
+        if held[1] ~= ARGV[1] or held[2] ~= ARGV[2] then return 0 end
+        redis.call('PEXPIRE', KEYS[1], ARGV[3])
+        return 1",
+    )
+});
+
+/// KEYS: lease. ARGV: owner, token.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local held = redis.call('HMGET', KEYS[1], 'owner', 'token')
+        if held[1] ~= ARGV[1] or held[2] ~= ARGV[2] then return 0 end
+        redis.call('DEL', KEYS[1])
+        return 1",
+    )
+});
+
+/// State in Redis, every key under one prefix.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`); `key_prefix` is put in
+    /// front of every key verbatim (include a separator, e.g. `auditx:`).
+    pub async fn connect(url: &str, key_prefix: &str) -> StateResult<RedisStore> {
+        let client = redis::Client::open(url).map_err(|e| StateError::Other(format!("redis url {url}: {e}")))?;
+        let conn = retry(Backoff::default(), StateError::is_transient, || async {
+            ConnectionManager::new(client.clone()).await.map_err(classify)
+        })
+        .await?;
+        Ok(RedisStore { conn, prefix: key_prefix.to_string() })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> StateResult<T> {
+        retry(Backoff::default(), StateError::is_transient, || {
+            let mut conn = self.conn.clone();
+            async move { cmd.query_async(&mut conn).await.map_err(classify) }
+        })
+        .await
+    }
+
+    async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> StateResult<T> {
+        retry(Backoff::default(), StateError::is_transient, || {
+            let mut conn = self.conn.clone();
+            async move { invocation.invoke_async(&mut conn).await.map_err(classify) }
+        })
+        .await
+    }
+
+    fn keys(&self, keys: &[String]) -> Vec<String> {
+        keys.iter().map(|k| self.key(k)).collect()
+    }
+}
+
+/// Connection trouble, timeouts and a server that is loading or failing
+/// over are transient; anything else (wrong type, script error) is not.
+fn classify(e: RedisError) -> StateError {
+    let transient = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        );
+    if transient {
+        StateError::Unavailable(e.to_string())
+    } else {
+        StateError::Other(e.to_string())
+    }
+}
+
+fn millis(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}
+
+#[async_trait]
+impl StateStore for RedisStore {
+    async fn get(&self, key: &str) -> StateResult<Option<Vec<u8>>> {
+        self.query(redis::cmd("GET").arg(self.key(key))).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> StateResult<()> {
+        self.query(redis::cmd("SET").arg(self.key(key)).arg(value)).await
+    }
+
+    async fn set_if_absent(&self, key: &str, value: &[u8]) -> StateResult<bool> {
+        let reply: Option<String> = self.query(redis::cmd("SET").arg(self.key(key)).arg(value).arg("NX")).await?;
+        Ok(reply.is_some())
+    }
+
+    async fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> StateResult<bool> {
+        let mut invocation = COMPARE_AND_SET.key(self.key(key));
+        invocation.arg(u8::from(expected.is_some())).arg(expected.unwrap_or_default()).arg(value);
+        self.invoke(&invocation).await
+    }
+
+    async fn set_fenced(&self, lease: &Lease, key: &str, value: &[u8]) -> StateResult<()> {
+        let mut invocation = SET_FENCED.key(self.key(&lease.key));
+        invocation.key(self.key(key)).arg(&lease.owner).arg(lease.token).arg(value);
+        if self.invoke(&invocation).await? {
+            Ok(())
+        } else {
+            Err(StateError::LeaseLost(lease.key.clone()))
+        }
+    }
+
+    async fn delete(&self, keys: &[String]) -> StateResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.query(redis::cmd("DEL").arg(self.keys(keys))).await
+    }
+
+    async fn hash_set_if_absent(&self, key: &str, field: &str, value: &[u8]) -> StateResult<bool> {
+        self.query(redis::cmd("HSETNX").arg(self.key(key)).arg(field).arg(value)).await
+    }
+
+    async fn hash_get_all(&self, key: &str) -> StateResult<Vec<(String, Vec<u8>)>> {
+        let mut fields: Vec<(String, Vec<u8>)> = self.query(redis::cmd("HGETALL").arg(self.key(key))).await?;
+        fields.sort();
+        Ok(fields)
+    }
+
+    async fn list_push(&self, key: &str, value: &str) -> StateResult<()> {
+        self.query(redis::cmd("RPUSH").arg(self.key(key)).arg(value)).await
+    }
+
+    async fn list_all(&self, key: &str) -> StateResult<Vec<String>> {
+        self.query(redis::cmd("LRANGE").arg(self.key(key)).arg(0).arg(-1)).await
+    }
+
+    async fn list_remove(&self, key: &str, value: &str) -> StateResult<()> {
+        self.query(redis::cmd("LREM").arg(self.key(key)).arg(0).arg(value)).await
+    }
+
+    async fn set_add(&self, key: &str, members: &[String]) -> StateResult<u64> {
+        if members.is_empty() {
+            return Ok(0);
+        }
+        self.query(redis::cmd("SADD").arg(self.key(key)).arg(members)).await
+    }
+
+    async fn set_remove(&self, key: &str, members: &[String]) -> StateResult<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        self.query(redis::cmd("SREM").arg(self.key(key)).arg(members)).await
+    }
+
+    async fn set_members(&self, key: &str) -> StateResult<Vec<String>> {
+        let mut members: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(self.key(key))).await?;
+        members.sort();
+        Ok(members)
+    }
+
+    async fn set_contains(&self, key: &str, members: &[String]) -> StateResult<Vec<bool>> {
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.query(redis::cmd("SMISMEMBER").arg(self.key(key)).arg(members)).await
+    }
+
+    async fn index_add(&self, key: &str, score: i64, member: &str) -> StateResult<()> {
+        self.query(redis::cmd("ZADD").arg(self.key(key)).arg(score).arg(member)).await
+    }
+
+    async fn index_all(&self, key: &str) -> StateResult<Vec<String>> {
+        self.query(redis::cmd("ZRANGE").arg(self.key(key)).arg(0).arg(-1)).await
+    }
+
+    async fn try_acquire_lease(&self, key: &str, owner: &str, ttl: Duration) -> StateResult<Option<Lease>> {
+        let mut invocation = TRY_ACQUIRE.key(self.key(key));
+        invocation.key(self.key(&format!("{key}:fencing"))).arg(owner).arg(millis(ttl));
+        let token: Option<u64> = self.invoke(&invocation).await?;
+        Ok(token.map(|token| Lease { key: key.to_string(), owner: owner.to_string(), token }))
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> StateResult<bool> {
+        let mut invocation = RENEW.key(self.key(&lease.key));
+        invocation.arg(&lease.owner).arg(lease.token).arg(millis(ttl));
+        self.invoke(&invocation).await
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> StateResult<()> {
+        let mut invocation = RELEASE.key(self.key(&lease.key));
+        invocation.arg(&lease.owner).arg(lease.token);
+        self.invoke::<bool>(&invocation).await.map(drop)
+    }
+}

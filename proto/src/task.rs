@@ -1,0 +1,334 @@
+//! Tasks the scheduler sends to workers and the reports workers send back.
+//!
+//! An export runs in two stages. A [`RenderTask`] renders one chunk (a time
+//! slice of the lake) into a staging object; chunks are small and rendered
+//! in parallel by any worker. Once every chunk of an output file is rendered
+//! the scheduler knows the file's exact byte layout and sends an
+//! [`AssembleTask`]: a worker streams the header plus the staged byte ranges
+//! into S3 multipart parts of exactly `part_size` bytes (so tiny chunk
+//! outputs never become undersized parts), hashing the file as it goes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ChunkId, FileIndex, MeterId, RequestId, TenantId};
+
+/// `runType` of a meter run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunType {
+    Normal,
+    Debug,
+}
+
+impl RunType {
+    pub const ALL: [RunType; 2] = [RunType::Normal, RunType::Debug];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunType::Normal => "NORMAL",
+            RunType::Debug => "DEBUG",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// `recordType` of an audit row, selected by an export's `exportType`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RecordType {
+    /// A successfully processed output record.
+    Sample,
+    /// A failed record.
+    Error,
+}
+
+impl RecordType {
+    pub const ALL: [RecordType; 2] = [RecordType::Sample, RecordType::Error];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::Sample => "SAMPLE",
+            RecordType::Error => "ERROR",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// The file format an export renders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    #[default]
+    Csv,
+}
+
+impl OutputFormat {
+    pub const ALL: [OutputFormat; 1] = [OutputFormat::Csv];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputFormat::Csv => "csv",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// File name extension of the rendered files.
+    pub fn extension(self) -> &'static str {
+        self.as_str()
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            OutputFormat::Csv => "text/csv; charset=utf-8",
+        }
+    }
+}
+
+/// Which rows of the lake an export selects, besides the time range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowFilter {
+    pub run_type: RunType,
+    pub record_type: RecordType,
+    /// Only these sessions (run ids); `None` means all. The scheduler folds
+    /// `runStatuses` into this list when it plans the export.
+    #[serde(default)]
+    pub session_ids: Option<Vec<String>>,
+    /// Only these operators; `None` means all.
+    #[serde(default)]
+    pub operator_ids: Option<Vec<String>>,
+}
+
+/// Some row groups of one Parquet file of the lake.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LakeSource {
+    /// Object key in the lake bucket.
+    pub key: String,
+    /// Object size in bytes, so the reader can fetch the footer in one request.
+    pub size: u64,
+    pub row_groups: Vec<u32>,
+}
+
+/// Render one chunk of an export into a staging object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RenderTask {
+    pub request_id: RequestId,
+    pub tenant: TenantId,
+    pub meter_id: MeterId,
+    pub chunk: ChunkId,
+    /// The chunk's time slice, epoch milliseconds, `[from_ms, to_ms)`.
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Every row group that may hold rows of the slice.
+    pub sources: Vec<LakeSource>,
+    pub filter: RowFilter,
+    /// The status of each run (sessionId → status) when the export was
+    /// planned; rendered as the `runStatus` column.
+    #[serde(default)]
+    pub run_statuses: BTreeMap<String, String>,
+    #[serde(default)]
+    pub format: OutputFormat,
+    /// Where to write the rendered rows (export bucket, no header).
+    pub staging_key: String,
+    /// Report the byte offset of every `offset_stride`-th row, so the
+    /// scheduler can cut files at row boundaries inside a chunk.
+    pub offset_stride: u32,
+}
+
+/// A byte range `[start, end)` of a staged chunk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub key: String,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Assemble one output file from staged chunk bytes as S3 multipart parts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssembleTask {
+    pub request_id: RequestId,
+    pub tenant: TenantId,
+    pub file: FileIndex,
+    /// Final object key in the export bucket.
+    pub key: String,
+    /// Multipart upload created by the scheduler; it also completes it.
+    pub upload_id: String,
+    #[serde(default)]
+    pub format: OutputFormat,
+    /// Segments in file order; the worker writes the format's header first.
+    pub segments: Vec<Segment>,
+    /// Data rows in the file (header excluded).
+    pub rows: u64,
+    /// Size of every part but the last (≥ 5 MiB on S3).
+    pub part_size: u64,
+}
+
+/// A task as it travels on the tasks queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    Render(RenderTask),
+    Assemble(AssembleTask),
+}
+
+impl Task {
+    pub fn request_id(&self) -> &RequestId {
+        match self {
+            Task::Render(t) => &t.request_id,
+            Task::Assemble(t) => &t.request_id,
+        }
+    }
+
+    pub fn task_ref(&self) -> TaskRef {
+        match self {
+            Task::Render(t) => TaskRef::Render { chunk: t.chunk },
+            Task::Assemble(t) => TaskRef::Assemble { file: t.file },
+        }
+    }
+}
+
+/// What a worker rendered for one chunk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderOutcome {
+    pub request_id: RequestId,
+    pub chunk: ChunkId,
+    pub staging_key: String,
+    pub rows: u64,
+    pub bytes: u64,
+    /// `row_offsets[i]` is the byte offset of row `i * offset_stride`
+    /// (so `row_offsets[0] == 0` when there is at least one row).
+    pub row_offsets: Vec<u64>,
+}
+
+/// One uploaded part of a multipart upload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadedPart {
+    pub number: i32,
+    pub etag: String,
+}
+
+/// What a worker uploaded for one output file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssembleOutcome {
+    pub request_id: RequestId,
+    pub file: FileIndex,
+    pub key: String,
+    pub upload_id: String,
+    pub parts: Vec<UploadedPart>,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Lowercase hex SHA-256 of the whole file.
+    pub sha256: String,
+}
+
+/// Which task of a job a report is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskRef {
+    Render { chunk: ChunkId },
+    Assemble { file: FileIndex },
+}
+
+/// A task that failed for good (after the worker's own retries).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFailure {
+    pub request_id: RequestId,
+    pub task: TaskRef,
+    /// A message a user can act on; it becomes the job's failure reason.
+    pub error: String,
+}
+
+/// A worker's report on the results queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorkerReport {
+    Rendered(RenderOutcome),
+    Assembled(AssembleOutcome),
+    Failed(TaskFailure),
+}
+
+impl WorkerReport {
+    pub fn request_id(&self) -> &RequestId {
+        match self {
+            WorkerReport::Rendered(r) => &r.request_id,
+            WorkerReport::Assembled(r) => &r.request_id,
+            WorkerReport::Failed(r) => &r.request_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{decode, encode};
+
+    fn render_task() -> RenderTask {
+        RenderTask {
+            request_id: RequestId::from("r-1"),
+            tenant: TenantId::from("t1"),
+            meter_id: MeterId(42),
+            chunk: ChunkId(3),
+            from_ms: 1_000,
+            to_ms: 2_000,
+            sources: vec![LakeSource { key: "k.parquet".into(), size: 10, row_groups: vec![0, 2] }],
+            filter: RowFilter {
+                run_type: RunType::Normal,
+                record_type: RecordType::Error,
+                session_ids: Some(vec!["R-1".into()]),
+                operator_ids: None,
+            },
+            run_statuses: BTreeMap::from([("R-1".to_string(), "COMPLETED".to_string())]),
+            format: OutputFormat::Csv,
+            staging_key: "_staging/x".into(),
+            offset_stride: 1000,
+        }
+    }
+
+    #[test]
+    fn tasks_and_reports_round_trip() {
+        let task = Task::Render(render_task());
+        assert_eq!(decode::<Task>(&encode(&task).unwrap()).unwrap(), task);
+        let report = WorkerReport::Failed(TaskFailure {
+            request_id: RequestId::from("r-1"),
+            task: TaskRef::Assemble { file: FileIndex(2) },
+            error: "boom".into(),
+        });
+        assert_eq!(decode::<WorkerReport>(&encode(&report).unwrap()).unwrap(), report);
+    }
+
+    #[test]
+    fn encoding_keeps_field_names() {
+        let bytes = encode(&Task::Render(render_task())).unwrap();
+        let as_json: serde_json::Value = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(as_json["kind"], "render");
+        assert_eq!(as_json["staging_key"], "_staging/x");
+        assert_eq!(as_json["filter"]["record_type"], "ERROR");
+    }
+
+    /// An older worker must read a task from a newer scheduler (unknown
+    /// fields ignored) and a newer one a task from an older scheduler
+    /// (missing defaulted fields).
+    #[test]
+    fn unknown_fields_are_ignored_and_new_fields_default() {
+        let mut value: serde_json::Value =
+            rmp_serde::from_slice(&encode(&Task::Render(render_task())).unwrap()).unwrap();
+        value["added_in_a_later_version"] = serde_json::json!({"x": 1});
+        value.as_object_mut().unwrap().remove("run_statuses");
+        value.as_object_mut().unwrap().remove("format");
+        let bytes = rmp_serde::to_vec_named(&value).unwrap();
+        let Task::Render(task) = decode::<Task>(&bytes).unwrap() else { panic!("not a render task") };
+        assert!(task.run_statuses.is_empty());
+        assert_eq!(task.format, OutputFormat::Csv);
+        assert_eq!(task.chunk, ChunkId(3));
+    }
+}

@@ -1,0 +1,299 @@
+//! Validation of the export routes' query parameters and the list's paging,
+//! as pure functions.
+
+use std::ops::Range;
+
+use auditx_common::lake::RUN_STATUSES;
+use auditx_proto::{OutputFormat, RecordType, RunType};
+
+use super::error::{ApiError, ApiResult};
+use super::params::{parse_int, parse_one_of, parse_time, QueryParams};
+use crate::jobs::{ExportQuery, Job};
+
+const EXPORT_TYPE: &str = "exportType";
+const RUN_TYPE: &str = "runType";
+const SESSION_IDS: &str = "sessionIds";
+const RUN_STATUSES_PARAM: &str = "runStatuses";
+const OPERATOR_IDS: &str = "operatorIds";
+const QUERY_FROM_TIME: &str = "queryFromTime";
+const QUERY_TO_TIME: &str = "queryToTime";
+const FORMAT: &str = "format";
+const PAGE: &str = "page";
+const PAGE_SIZE: &str = "pageSize";
+
+pub const DEFAULT_PAGE_SIZE: u32 = 30;
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// A validated create call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateRequest {
+    pub query: ExportQuery,
+    /// `[from_ms, to_ms)`, epoch milliseconds.
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+pub fn parse_create(params: &QueryParams) -> ApiResult<CreateRequest> {
+    params.only(&[
+        EXPORT_TYPE,
+        RUN_TYPE,
+        SESSION_IDS,
+        RUN_STATUSES_PARAM,
+        OPERATOR_IDS,
+        QUERY_FROM_TIME,
+        QUERY_TO_TIME,
+        FORMAT,
+    ])?;
+    let export_type = export_type(params.required(EXPORT_TYPE)?)?;
+    let run_type = parse_one_of(
+        RUN_TYPE,
+        params.required(RUN_TYPE)?,
+        RunType::parse,
+        &RunType::ALL.map(RunType::as_str),
+    )?;
+    let run_statuses = params.list(RUN_STATUSES_PARAM);
+    for status in &run_statuses {
+        parse_one_of(
+            RUN_STATUSES_PARAM,
+            status,
+            |s| RUN_STATUSES.contains(&s).then_some(()),
+            &RUN_STATUSES,
+        )?;
+    }
+    let (from, query_from_time) = parse_time(QUERY_FROM_TIME, params.required(QUERY_FROM_TIME)?)?;
+    let (to, query_to_time) = parse_time(QUERY_TO_TIME, params.required(QUERY_TO_TIME)?)?;
+    if from >= to {
+        return Err(ApiError::InvalidParameter(format!(
+            "{QUERY_FROM_TIME}: must be before {QUERY_TO_TIME}"
+        )));
+    }
+    let format = match params.optional(FORMAT)? {
+        Some(value) => parse_one_of(
+            FORMAT,
+            value,
+            OutputFormat::parse,
+            &OutputFormat::ALL.map(OutputFormat::as_str),
+        )?,
+        None => OutputFormat::default(),
+    };
+    Ok(CreateRequest {
+        query: ExportQuery {
+            export_type,
+            run_type,
+            session_ids: params.list(SESSION_IDS),
+            run_statuses,
+            operator_ids: params.list(OPERATOR_IDS),
+            query_from_time,
+            query_to_time,
+            format,
+        },
+        from_ms: from.timestamp_millis(),
+        to_ms: to.timestamp_millis(),
+    })
+}
+
+fn export_type(value: &str) -> ApiResult<RecordType> {
+    parse_one_of(
+        EXPORT_TYPE,
+        value,
+        RecordType::parse,
+        &RecordType::ALL.map(RecordType::as_str),
+    )
+}
+
+/// A validated list call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListRequest {
+    pub export_type: Option<RecordType>,
+    /// Jobs whose query names one of these sessions (all jobs if empty).
+    pub session_ids: Vec<String>,
+    /// 1-based.
+    pub page: u32,
+    pub page_size: u32,
+}
+
+pub fn parse_list(params: &QueryParams) -> ApiResult<ListRequest> {
+    params.only(&[EXPORT_TYPE, SESSION_IDS, PAGE, PAGE_SIZE])?;
+    let export_type = params.optional(EXPORT_TYPE)?.map(export_type).transpose()?;
+    let page = match params.optional(PAGE)? {
+        Some(value) => u32::try_from(parse_int(PAGE, value)?)
+            .ok()
+            .filter(|&p| p >= 1)
+            .ok_or_else(|| ApiError::InvalidParameter(format!("{PAGE}: must be at least 1")))?,
+        None => 1,
+    };
+    let page_size = match params.optional(PAGE_SIZE)? {
+        Some(value) => u32::try_from(parse_int(PAGE_SIZE, value)?)
+            .ok()
+            .filter(|s| (1..=MAX_PAGE_SIZE).contains(s))
+            .ok_or_else(|| {
+                ApiError::InvalidParameter(format!(
+                    "{PAGE_SIZE}: must be between 1 and {MAX_PAGE_SIZE}"
+                ))
+            })?,
+        None => DEFAULT_PAGE_SIZE,
+    };
+    Ok(ListRequest {
+        export_type,
+        session_ids: params.list(SESSION_IDS),
+        page,
+        page_size,
+    })
+}
+
+impl ListRequest {
+    pub fn matches(&self, job: &Job) -> bool {
+        let query = &job.spec.query;
+        self.export_type.is_none_or(|t| t == query.export_type)
+            && (self.session_ids.is_empty()
+                || query
+                    .session_ids
+                    .iter()
+                    .any(|s| self.session_ids.contains(s)))
+    }
+}
+
+/// One page of a list of `total` items.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageWindow {
+    pub items: Range<usize>,
+    pub previous_page: Option<u32>,
+    pub next_page: Option<u32>,
+}
+
+/// Which items page `page` (1-based) holds and its neighbours. A page past
+/// the end is empty; its previous page is the last one with items.
+pub fn page_window(total: usize, page: u32, page_size: u32) -> PageWindow {
+    let size = page_size as usize;
+    let last_page = total.div_ceil(size).max(1);
+    let start = (page as usize - 1).saturating_mul(size).min(total);
+    let end = start.saturating_add(size).min(total);
+    PageWindow {
+        items: start..end,
+        previous_page: (page > 1).then(|| (page as usize - 1).min(last_page) as u32),
+        next_page: ((page as usize) < last_page).then_some(page + 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(query: &[(&str, &str)]) -> QueryParams {
+        QueryParams::new(
+            query
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    const VALID: [(&str, &str); 4] = [
+        ("exportType", "ERROR"),
+        ("runType", "NORMAL"),
+        ("queryFromTime", "2025-07-01T00:00:00Z"),
+        ("queryToTime", "2025-07-02T00:00:00+02:00"),
+    ];
+
+    #[test]
+    fn a_create_query_is_echoed_and_converted() {
+        let mut query = VALID.to_vec();
+        query.extend([("sessionIds", "R-1,R-2"), ("runStatuses[]", "COMPLETED")]);
+        let request = parse_create(&params(&query)).unwrap();
+        assert_eq!(request.query.export_type, RecordType::Error);
+        assert_eq!(request.query.session_ids, vec!["R-1", "R-2"]);
+        assert_eq!(request.query.run_statuses, vec!["COMPLETED"]);
+        assert_eq!(request.query.format, OutputFormat::Csv);
+        assert_eq!(request.from_ms, 1_751_328_000_000);
+        assert_eq!(request.to_ms, 1_751_328_000_000 + 22 * 3_600_000);
+    }
+
+    #[test]
+    fn unknown_run_statuses_are_refused() {
+        let mut query = VALID.to_vec();
+        query.push(("runStatuses", "COMPLETED,DONE"));
+        let err = parse_create(&params(&query)).unwrap_err().to_string();
+        assert!(
+            err.starts_with("runStatuses: \"DONE\" is not one of NEVER_RUN, TESTING,"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pages_and_their_neighbours() {
+        let window = |total, page, size| page_window(total, page, size);
+        assert_eq!(
+            window(0, 1, 30),
+            PageWindow {
+                items: 0..0,
+                previous_page: None,
+                next_page: None
+            }
+        );
+        assert_eq!(
+            window(65, 1, 30),
+            PageWindow {
+                items: 0..30,
+                previous_page: None,
+                next_page: Some(2)
+            }
+        );
+        assert_eq!(
+            window(65, 2, 30),
+            PageWindow {
+                items: 30..60,
+                previous_page: Some(1),
+                next_page: Some(3)
+            }
+        );
+        assert_eq!(
+            window(65, 3, 30),
+            PageWindow {
+                items: 60..65,
+                previous_page: Some(2),
+                next_page: None
+            }
+        );
+        assert_eq!(
+            window(60, 2, 30),
+            PageWindow {
+                items: 30..60,
+                previous_page: Some(1),
+                next_page: None
+            }
+        );
+        assert_eq!(
+            window(65, 9, 30),
+            PageWindow {
+                items: 65..65,
+                previous_page: Some(3),
+                next_page: None
+            }
+        );
+        assert_eq!(
+            window(5, u32::MAX, 100),
+            PageWindow {
+                items: 5..5,
+                previous_page: Some(1),
+                next_page: None
+            }
+        );
+    }
+
+    #[test]
+    fn list_paging_parameters_are_checked() {
+        let err = |q: &[(&str, &str)]| parse_list(&params(q)).unwrap_err().to_string();
+        assert_eq!(err(&[("page", "0")]), "page: must be at least 1");
+        assert_eq!(err(&[("page", "x")]), "page: \"x\" is not an integer");
+        assert_eq!(
+            err(&[("pageSize", "101")]),
+            "pageSize: must be between 1 and 100"
+        );
+        assert_eq!(
+            err(&[("pageSize", "-3")]),
+            "pageSize: must be between 1 and 100"
+        );
+        let list = parse_list(&params(&[])).unwrap();
+        assert_eq!((list.page, list.page_size), (1, 30));
+    }
+}

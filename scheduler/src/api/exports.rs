@@ -1,0 +1,149 @@
+//! The export job routes: create, list, get and cancel.
+
+use auditx_common::queue::Headers;
+use auditx_common::telemetry::inject_trace_context;
+use auditx_proto::{MeterId, RequestId, TenantId, TRACEPARENT_HEADER};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use chrono::Utc;
+
+use super::auth::Caller;
+use super::envelope::Envelope;
+use super::error::{ApiError, ApiResult};
+use super::export_query::{page_window, parse_create, parse_list};
+use super::params::{JobPath, MeterPath, QueryParams};
+use super::trace::TrackId;
+use super::views::{Created, JobView};
+use crate::context::Services;
+use crate::events::publish_export_event;
+use crate::jobs::{CancelOutcome, Job, JobSpec};
+
+/// `POST /meters/{meterId}/auditTrail/export`: stores a PENDING job and
+/// wakes the scheduler; the caller follows it by its request id.
+pub async fn create(
+    State(services): State<Services>,
+    caller: Caller,
+    MeterPath(meter): MeterPath,
+    Extension(TrackId(track_id)): Extension<TrackId>,
+    params: QueryParams,
+) -> ApiResult<Envelope<Created>> {
+    let request = parse_create(&params)?;
+    let spec = JobSpec {
+        request_id: RequestId::generate(),
+        tenant: caller.tenant,
+        meter_id: meter,
+        query: request.query,
+        from_ms: request.from_ms,
+        to_ms: request.to_ms,
+        created_at_ms: Utc::now().timestamp_millis(),
+        traceparent: current_traceparent(),
+        track_id,
+    };
+    services.jobs.create(&spec).await?;
+    services.wake.notify_one();
+    tracing::info!(
+        request_id = %spec.request_id,
+        meter = meter.0,
+        export_type = spec.query.export_type.as_str(),
+        "export job created"
+    );
+    Ok(Envelope::ok(Created {
+        request_id: spec.request_id,
+    }))
+}
+
+/// `GET /meters/{meterId}/auditTrail/export`: the meter's jobs, newest first.
+pub async fn list(
+    State(services): State<Services>,
+    caller: Caller,
+    MeterPath(meter): MeterPath,
+    params: QueryParams,
+) -> ApiResult<Response> {
+    let request = parse_list(&params)?;
+    let mut jobs = services.jobs.list_for_meter(&caller.tenant, meter).await?;
+    jobs.reverse();
+    jobs.retain(|job| request.matches(job));
+    let window = page_window(jobs.len(), request.page, request.page_size);
+    let views: Vec<JobView> = jobs[window.items].iter().map(JobView::new).collect();
+    Ok(Envelope::page(views, window.previous_page, window.next_page).into_response())
+}
+
+/// `GET /meters/{meterId}/auditTrail/export/{requestId}`.
+pub async fn get(
+    State(services): State<Services>,
+    caller: Caller,
+    path: JobPath,
+    params: QueryParams,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let job = own_job(&services, &caller.tenant, path.meter, &path.request_id).await?;
+    Ok(Envelope::ok(JobView::new(&job)).into_response())
+}
+
+/// `DELETE /meters/{meterId}/auditTrail/export/{requestId}`: a PENDING job
+/// is canceled at once (and its event published); a RUNNING one is flagged
+/// and its driver stops it, so the answer shows `cancelRequested: true`.
+pub async fn cancel(
+    State(services): State<Services>,
+    caller: Caller,
+    path: JobPath,
+    params: QueryParams,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let id = &path.request_id;
+    own_job(&services, &caller.tenant, path.meter, id).await?;
+    let job = match services
+        .jobs
+        .request_cancel(id, Utc::now().timestamp_millis())
+        .await?
+    {
+        CancelOutcome::CanceledPending(job) => {
+            tracing::info!(request_id = %id, "pending export job canceled");
+            // The cancel has happened whatever becomes of the event; a
+            // failure to announce it is logged, not turned into an error.
+            if let Err(e) = publish_export_event(services.queue.as_ref(), &job, vec![]).await {
+                tracing::error!(request_id = %id, error = %e, "cancel event not published");
+            }
+            job
+        }
+        CancelOutcome::Requested => {
+            tracing::info!(request_id = %id, "cancel of running export job requested");
+            services.jobs.get(id).await?.ok_or_else(|| not_found(id))?
+        }
+        CancelOutcome::AlreadyEnded(status) => {
+            return Err(ApiError::Conflict(format!(
+                "job already {}",
+                status.as_str()
+            )));
+        }
+        CancelOutcome::NotFound => return Err(not_found(id)),
+    };
+    Ok(Envelope::ok(JobView::new(&job)).into_response())
+}
+
+/// The job if it exists and belongs to this tenant and meter; other
+/// tenants' jobs are indistinguishable from missing ones.
+async fn own_job(
+    services: &Services,
+    tenant: &TenantId,
+    meter: MeterId,
+    id: &RequestId,
+) -> ApiResult<Job> {
+    match services.jobs.get(id).await? {
+        Some(job) if &job.spec.tenant == tenant && job.spec.meter_id == meter => Ok(job),
+        _ => Err(not_found(id)),
+    }
+}
+
+fn not_found(id: &RequestId) -> ApiError {
+    ApiError::NotFound(format!("requestId: {:?} not found", id.as_str()))
+}
+
+/// The W3C trace context of the request's span, for the scheduler to
+/// continue when it runs the job.
+fn current_traceparent() -> Option<String> {
+    let mut headers = Headers::new();
+    inject_trace_context(&mut headers);
+    headers.remove(TRACEPARENT_HEADER)
+}

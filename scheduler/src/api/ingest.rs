@@ -1,0 +1,185 @@
+//! The ingest routes: batches of meter audit entries and run status changes
+//! as a JSON array or NDJSON, gzip allowed. A batch is validated whole
+//! before anything is written.
+
+use auditx_common::lake::ingest::{
+    decode_body, ingest_audit, ingest_runs, parse_audit_entries, parse_run_entries, IngestContext,
+    IngestError, IngestSummary,
+};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Serialize;
+
+use super::auth::Caller;
+use super::envelope::Envelope;
+use super::error::{ApiError, ApiResult};
+use super::params::{MeterPath, QueryParams};
+use crate::context::Services;
+
+const MEDIA_TYPES: [&str; 2] = ["application/json", "application/x-ndjson"];
+
+/// The `data` of an ingest call.
+#[derive(Debug, Serialize)]
+pub struct IngestCounts {
+    pub received: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+}
+
+impl From<IngestSummary> for IngestCounts {
+    fn from(s: IngestSummary) -> Self {
+        Self {
+            received: s.received,
+            accepted: s.accepted,
+            duplicates: s.duplicates,
+        }
+    }
+}
+
+/// A request body of an accepted media type, still compressed if it was
+/// sent with `Content-Encoding: gzip` (so the decompressed size can be
+/// capped while inflating).
+pub struct IngestBody {
+    bytes: Bytes,
+    gzipped: bool,
+}
+
+impl FromRequest<Services> for IngestBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, services: &Services) -> Result<Self, ApiError> {
+        check_content_type(request.headers())?;
+        let gzipped = is_gzipped(request.headers())?;
+        let limit = services.config.ingest.max_body_bytes;
+        let bytes = Bytes::from_request(request, services).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                IngestError::TooLarge { limit }.into()
+            } else {
+                ApiError::from_rejection(e.status(), "body", e.body_text())
+            }
+        })?;
+        Ok(Self { bytes, gzipped })
+    }
+}
+
+fn check_content_type(headers: &HeaderMap) -> ApiResult<()> {
+    let value = headers
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or_default());
+    let essence = value.map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    });
+    match essence {
+        Some(essence) if MEDIA_TYPES.contains(&essence.as_str()) => Ok(()),
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type: {:?} is not one of {}",
+            value.unwrap_or_default(),
+            MEDIA_TYPES.join(", ")
+        ))),
+    }
+}
+
+fn is_gzipped(headers: &HeaderMap) -> ApiResult<bool> {
+    let Some(value) = headers.get(CONTENT_ENCODING) else {
+        return Ok(false);
+    };
+    let value = value
+        .to_str()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match value.as_str() {
+        "gzip" | "x-gzip" => Ok(true),
+        "identity" | "" => Ok(false),
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Encoding: {value:?} is not supported (use gzip)"
+        ))),
+    }
+}
+
+fn context(caller: &Caller, meter: MeterPath) -> ApiResult<IngestContext> {
+    Ok(IngestContext {
+        tenant: caller.tenant.clone(),
+        entity: caller.single_entity()?,
+        org: caller.single_org()?,
+        meter: meter.0,
+    })
+}
+
+/// Inflates and parses a batch off the async runtime: bodies can be tens of
+/// megabytes.
+async fn decode_and_parse<T: Send + 'static>(
+    body: IngestBody,
+    max_bytes: usize,
+    ctx: IngestContext,
+    parse: fn(&[u8], &IngestContext) -> Result<Vec<T>, IngestError>,
+) -> ApiResult<(Vec<T>, IngestContext)> {
+    tokio::task::spawn_blocking(move || {
+        let raw = decode_body(&body.bytes, body.gzipped, max_bytes)?;
+        let rows = parse(&raw, &ctx)?;
+        Ok((rows, ctx))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("ingest parsing task failed: {e}")))?
+}
+
+/// `POST /meters/{meterId}/auditTrail/entries`.
+pub async fn audit_entries(
+    State(services): State<Services>,
+    caller: Caller,
+    meter: MeterPath,
+    params: QueryParams,
+    body: IngestBody,
+) -> ApiResult<Envelope<IngestCounts>> {
+    params.only(&[])?;
+    let config = &services.config;
+    let ctx = context(&caller, meter)?;
+    let (rows, ctx) =
+        decode_and_parse(body, config.ingest.max_body_bytes, ctx, parse_audit_entries).await?;
+    let summary = ingest_audit(
+        &services.store,
+        services.state.as_ref(),
+        &config.s3.lake_bucket,
+        &ctx,
+        rows,
+        config.ingest.row_group_rows,
+    )
+    .await?;
+    tracing::info!(
+        meter = ctx.meter.0,
+        received = summary.received,
+        accepted = summary.accepted,
+        duplicates = summary.duplicates,
+        "audit entries ingested"
+    );
+    Ok(Envelope::ok(summary.into()))
+}
+
+/// `POST /meters/{meterId}/runs`.
+pub async fn runs(
+    State(services): State<Services>,
+    caller: Caller,
+    meter: MeterPath,
+    params: QueryParams,
+    body: IngestBody,
+) -> ApiResult<Envelope<IngestCounts>> {
+    params.only(&[])?;
+    let config = &services.config;
+    let ctx = context(&caller, meter)?;
+    let (rows, ctx) =
+        decode_and_parse(body, config.ingest.max_body_bytes, ctx, parse_run_entries).await?;
+    let summary = ingest_runs(&services.store, &config.s3.lake_bucket, &ctx, rows).await?;
+    tracing::info!(
+        meter = ctx.meter.0,
+        received = summary.received,
+        accepted = summary.accepted,
+        "run status changes ingested"
+    );
+    Ok(Envelope::ok(summary.into()))
+}

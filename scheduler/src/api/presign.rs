@@ -1,0 +1,50 @@
+//! `GET /meters/auditTrail/presignedUrl`: a download URL for one file of one
+//! of the caller's exports.
+
+use std::time::Duration;
+
+use auditx_proto::RequestId;
+use axum::extract::State;
+
+use super::auth::Caller;
+use super::envelope::Envelope;
+use super::error::{ApiError, ApiResult};
+use super::params::QueryParams;
+use crate::context::Services;
+
+const FILE_KEY: &str = "fileKey";
+
+pub async fn presigned_url(
+    State(services): State<Services>,
+    caller: Caller,
+    params: QueryParams,
+) -> ApiResult<Envelope<String>> {
+    params.only(&[FILE_KEY])?;
+    let key = params.required(FILE_KEY)?;
+    let not_found = || ApiError::NotFound(format!("{FILE_KEY}: {key:?} not found"));
+    // Export keys are `<tenant>/<requestId>/<file>` (SPEC §6): the tenant
+    // prefix scopes the caller, the request id finds the job listing the file.
+    let request_id = key
+        .strip_prefix(caller.tenant.as_str())
+        .and_then(|rest| rest.strip_prefix('/'))
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(request_id, _)| RequestId::from(request_id))
+        .ok_or_else(not_found)?;
+    let job = services
+        .jobs
+        .get(&request_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let listed = job.state.file_list.iter().any(|f| f == key)
+        || job.state.manifest_key.as_deref() == Some(key);
+    if job.spec.tenant != caller.tenant || !listed {
+        return Err(not_found());
+    }
+    let expiry = Duration::from_secs(services.config.s3.presign_expiry_secs);
+    let url = services
+        .store
+        .presign_get(&services.config.s3.export_bucket, key, expiry)
+        .await?;
+    tracing::info!(request_id = %request_id, file_key = key, "presigned url issued");
+    Ok(Envelope::ok(url))
+}

@@ -1,0 +1,48 @@
+//! The services a scheduler process works with, shared by the API and the
+//! background loops.
+
+use std::sync::Arc;
+
+use auditx_common::config::Config;
+use auditx_common::queue::TaskQueue;
+use auditx_common::s3::ObjectStore;
+use auditx_common::state::StateStore;
+use auditx_proto::Topology;
+use tokio::sync::Notify;
+
+use crate::jobs::JobStore;
+
+#[derive(Clone)]
+pub struct Services {
+    pub config: Arc<Config>,
+    pub state: Arc<dyn StateStore>,
+    pub queue: Arc<dyn TaskQueue>,
+    pub store: ObjectStore,
+    pub jobs: JobStore,
+    pub topology: Topology,
+    /// Wakes the tenant loop (a job was created or a lease may be free).
+    pub wake: Arc<Notify>,
+    /// This replica's name, the owner of the leases it takes.
+    pub replica: String,
+}
+
+impl Services {
+    pub fn new(
+        config: Arc<Config>,
+        state: Arc<dyn StateStore>,
+        queue: Arc<dyn TaskQueue>,
+        store: ObjectStore,
+    ) -> Self {
+        let topology = Topology::new(config.rabbitmq.prefix.clone());
+        Self {
+            jobs: JobStore::new(state.clone()),
+            config,
+            state,
+            queue,
+            store,
+            topology,
+            wake: Arc::new(Notify::new()),
+            replica: format!("scheduler-{}", uuid::Uuid::new_v4()),
+        }
+    }
+}

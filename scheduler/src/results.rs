@@ -1,0 +1,236 @@
+//! Applying worker reports: the results consumer records each report in its
+//! job's `reports` hash (write-once per task, so redeliveries and duplicate
+//! tasks change nothing) and wakes the job's driver if it runs here; the
+//! driver may run on another replica, which reads the same hash. The
+//! dead-letter consumer turns a task that could not be processed into a
+//! failure report.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use auditx_common::queue::{Consumer, Delivery};
+use auditx_common::retry::{retry, Backoff};
+use auditx_proto::{decode, encode, RequestId, Task, TaskFailure, TaskRef, WorkerReport};
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Services;
+use crate::driver::DriveError;
+use crate::jobs::reports_key;
+use crate::layout;
+
+/// Reports applied at once by one consumer.
+const CONCURRENCY: usize = 16;
+const PREFETCH: u16 = 64;
+
+/// Wakes the drivers running on this replica when their reports arrive.
+#[derive(Default)]
+pub struct JobWakers {
+    drivers: Mutex<HashMap<RequestId, Arc<Notify>>>,
+}
+
+impl JobWakers {
+    /// Registers a driver; it is forgotten when the guard drops.
+    pub fn register(self: &Arc<Self>, id: &RequestId) -> WakerGuard {
+        let notify = Arc::new(Notify::new());
+        self.lock().insert(id.clone(), notify.clone());
+        WakerGuard {
+            wakers: self.clone(),
+            id: id.clone(),
+            notify,
+        }
+    }
+
+    pub fn wake(&self, id: &RequestId) {
+        if let Some(notify) = self.lock().get(id) {
+            notify.notify_one();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Arc<Notify>>> {
+        self.drivers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pub struct WakerGuard {
+    wakers: Arc<JobWakers>,
+    id: RequestId,
+    notify: Arc<Notify>,
+}
+
+impl WakerGuard {
+    pub fn notify(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+}
+
+impl Drop for WakerGuard {
+    fn drop(&mut self) {
+        self.wakers.lock().remove(&self.id);
+    }
+}
+
+/// The write-once field of a report: one per task, and one per failed task.
+pub fn report_field(report: &WorkerReport) -> String {
+    match report {
+        WorkerReport::Rendered(r) => format!("render/{}", r.chunk),
+        WorkerReport::Assembled(a) => format!("assemble/{}", a.file),
+        WorkerReport::Failed(f) => match f.task {
+            TaskRef::Render { chunk } => format!("failed/render/{chunk}"),
+            TaskRef::Assemble { file } => format!("failed/assemble/{file}"),
+        },
+    }
+}
+
+/// Records a report for its job's driver. A report for an ended job is
+/// dropped; if it is a rendered chunk (a late duplicate, after the job's
+/// cleanup), its staging object is deleted.
+pub async fn record_report(services: &Services, report: &WorkerReport) -> Result<(), DriveError> {
+    let id = report.request_id();
+    let Some(job) = services.jobs.get(id).await? else {
+        tracing::warn!(request_id = %id, "report for an unknown export dropped");
+        return Ok(());
+    };
+    if job.state.status.is_terminal() {
+        if let WorkerReport::Rendered(outcome) = report {
+            let prefix = layout::staging_prefix(&job.spec.tenant, id);
+            if outcome.staging_key.starts_with(&prefix) {
+                let bucket = &services.config.s3.export_bucket;
+                services.store.delete(bucket, &outcome.staging_key).await?;
+            }
+        }
+        return Ok(());
+    }
+    let bytes = encode(report).map_err(|e| DriveError::Permanent(e.to_string()))?;
+    services
+        .state
+        .hash_set_if_absent(&reports_key(id), &report_field(report), &bytes)
+        .await?;
+    Ok(())
+}
+
+/// Consumes worker reports until shutdown.
+pub async fn consume_results(
+    services: Services,
+    wakers: Arc<JobWakers>,
+    shutdown: CancellationToken,
+) {
+    let queue = services.topology.results();
+    consume(&services, &queue, &shutdown, |delivery| {
+        let (services, wakers) = (&services, &wakers);
+        async move {
+            match decode::<WorkerReport>(&delivery.message.payload) {
+                Ok(report) => apply(services, wakers, &report, delivery).await,
+                Err(error) => {
+                    tracing::warn!(%error, "undecodable worker report rejected");
+                    settle(delivery.nack(false).await);
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// Consumes dead-lettered tasks until shutdown: each fails its job.
+pub async fn consume_dead_tasks(
+    services: Services,
+    wakers: Arc<JobWakers>,
+    shutdown: CancellationToken,
+) {
+    let queue = services.topology.dead_tasks();
+    consume(&services, &queue, &shutdown, |delivery| {
+        let (services, wakers) = (&services, &wakers);
+        async move {
+            match decode::<Task>(&delivery.message.payload) {
+                Ok(task) => {
+                    tracing::warn!(request_id = %task.request_id(), task = ?task.task_ref(), "task dead-lettered");
+                    let report = WorkerReport::Failed(TaskFailure {
+                        request_id: task.request_id().clone(),
+                        task: task.task_ref(),
+                        error: "could not be processed after repeated deliveries".into(),
+                    });
+                    apply(services, wakers, &report, delivery).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "undecodable dead-lettered task dropped");
+                    settle(delivery.nack(false).await);
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// Records `report` (retrying while the store is unavailable), wakes its
+/// driver, then acks; a report that cannot be recorded is requeued.
+async fn apply(services: &Services, wakers: &JobWakers, report: &WorkerReport, delivery: Delivery) {
+    let backoff = Backoff {
+        attempts: 10,
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(5),
+    };
+    let transient = |e: &DriveError| matches!(e, DriveError::Transient(_));
+    match retry(backoff, transient, || record_report(services, report)).await {
+        Ok(()) => {
+            wakers.wake(report.request_id());
+            settle(delivery.ack().await);
+        }
+        Err(error) => {
+            tracing::error!(request_id = %report.request_id(), %error, "report not recorded, requeued");
+            settle(delivery.nack(true).await);
+        }
+    }
+}
+
+fn settle(result: auditx_common::queue::QueueResult<()>) {
+    if let Err(error) = result {
+        tracing::warn!(%error, "delivery not acknowledged, it will be redelivered");
+    }
+}
+
+/// Runs `handle` on every delivery of `queue`, a few at a time,
+/// reconnecting after broker trouble, until shutdown.
+async fn consume<F, Fut>(services: &Services, queue: &str, shutdown: &CancellationToken, handle: F)
+where
+    F: Fn(Delivery) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let backoff = Backoff {
+        attempts: u32::MAX,
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(10),
+    };
+    let mut failures = 0;
+    while !shutdown.is_cancelled() {
+        let consumer: Consumer = match services.queue.consume(queue, PREFETCH).await {
+            Ok(consumer) => consumer,
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(queue, %error, "consuming failed, retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff.delay(failures)) => continue,
+                }
+            }
+        };
+        failures = 0;
+        let deliveries = consumer
+            .take_until(shutdown.cancelled())
+            .take_while(|delivery| {
+                if let Err(error) = delivery {
+                    tracing::warn!(queue, %error, "consumer failed");
+                }
+                futures::future::ready(delivery.is_ok())
+            })
+            .filter_map(|delivery| futures::future::ready(delivery.ok()));
+        deliveries.for_each_concurrent(CONCURRENCY, &handle).await;
+        if !shutdown.is_cancelled() {
+            tracing::warn!(queue, "consumer ended, reconnecting");
+            tokio::time::sleep(backoff.delay(1)).await;
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The scheduler's background work: the tenant loop (leases, FIFO, job
+//! drivers), the results consumer, the dead-letter consumer and the queue
+//! depth sampler, until shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Services;
+use crate::metrics;
+use crate::results::{self, JobWakers};
+use crate::tenants;
+
+/// How often queue depths are sampled for the metrics.
+const DEPTH_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs the scheduler until `shutdown` is canceled. Drivers stop at their
+/// next step and release their leases, so another replica resumes their
+/// jobs at once; nothing is lost since every step is recorded. Dropping the
+/// returned future instead stops everything on the spot, like a crash: the
+/// leases then expire after their TTL.
+pub async fn run(services: Services, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let wakers = Arc::new(JobWakers::default());
+    let mut loops = JoinSet::new();
+    loops.spawn(tenants::tenant_loop(
+        services.clone(),
+        wakers.clone(),
+        shutdown.clone(),
+    ));
+    loops.spawn(results::consume_results(
+        services.clone(),
+        wakers.clone(),
+        shutdown.clone(),
+    ));
+    loops.spawn(results::consume_dead_tasks(
+        services.clone(),
+        wakers,
+        shutdown.clone(),
+    ));
+    loops.spawn(sample_queue_depths(services.clone(), shutdown.clone()));
+    tracing::info!(replica = %services.replica, "scheduler running");
+    while let Some(done) = loops.join_next().await {
+        if let Err(error) = done {
+            shutdown.cancel();
+            anyhow::bail!("scheduler loop failed: {error}");
+        }
+    }
+    tracing::info!(replica = %services.replica, "scheduler stopped");
+    Ok(())
+}
+
+async fn sample_queue_depths(services: Services, shutdown: CancellationToken) {
+    let topology = &services.topology;
+    let queues = [topology.tasks(), topology.results(), topology.dead_tasks()];
+    loop {
+        for queue in &queues {
+            match services.queue.depth(queue).await {
+                Ok(depth) => metrics::queue_depth(queue, depth),
+                Err(error) => tracing::debug!(queue, %error, "queue depth not sampled"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(DEPTH_SAMPLE_EVERY) => {}
+        }
+    }
+}

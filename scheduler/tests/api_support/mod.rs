@@ -1,0 +1,165 @@
+//! An API over in-process stores and an embedded S3 endpoint, driven with
+//! `tower::ServiceExt::oneshot`, plus helpers to read its envelopes.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::sync::Arc;
+
+use auditx_common::config::{Config, S3Config};
+use auditx_common::queue::MemoryQueue;
+use auditx_common::s3::embedded::EmbeddedS3;
+use auditx_common::s3::ObjectStore;
+use auditx_common::state::MemoryStore;
+use auditx_proto::{RequestId, Topology};
+use auditx_scheduler::api::auth::{mint_token, Claims};
+use auditx_scheduler::api::router;
+use auditx_scheduler::context::Services;
+use auditx_scheduler::jobs::{JobState, JobStatus};
+use axum::body::{to_bytes, Body, Bytes};
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tower::ServiceExt;
+
+pub const SECRET: &str = "api-test-secret";
+pub const TENANT: &str = "acme";
+
+/// A valid create query (append `&...` to vary it).
+pub const CREATE_QUERY: &str = "exportType=SAMPLE&runType=NORMAL\
+    &queryFromTime=2025-07-01T00:00:00Z&queryToTime=2025-07-02T00:00:00Z";
+
+pub struct TestApi {
+    pub router: Router,
+    pub services: Services,
+    pub s3: EmbeddedS3,
+    _dir: TempDir,
+}
+
+impl TestApi {
+    pub async fn start() -> Self {
+        Self::with_config(|_| {}).await
+    }
+
+    pub async fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s3 = EmbeddedS3::start(dir.path(), "127.0.0.1:0".parse().unwrap(), "k", "s")
+            .await
+            .expect("embedded s3");
+        let mut config = Config {
+            jwt_secret: Some(SECRET.into()),
+            s3: s3.client_config(&S3Config::default()),
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let store = ObjectStore::new(&config.s3);
+        store.ensure_bucket(&config.s3.lake_bucket).await.expect("lake bucket");
+        store.ensure_bucket(&config.s3.export_bucket).await.expect("export bucket");
+        let topology = Topology::new(config.rabbitmq.prefix.clone());
+        let services = Services::new(
+            Arc::new(config),
+            Arc::new(MemoryStore::new()),
+            Arc::new(MemoryQueue::new(topology, 5)),
+            store,
+        );
+        Self { router: router(services.clone()), services, s3, _dir: dir }
+    }
+
+    /// Sends `request` through the router.
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = to_bytes(response.into_body(), usize::MAX).await.expect("body");
+        TestResponse { status, headers, body }
+    }
+
+    /// A request of `TENANT` with no extra headers.
+    pub async fn call(&self, method: Method, uri: &str) -> TestResponse {
+        self.send(authed(method, uri).body(Body::empty()).unwrap()).await
+    }
+
+    /// Creates an export with `CREATE_QUERY` plus `extra`; its request id.
+    pub async fn create(&self, meter: i64, extra: &str) -> RequestId {
+        let uri = format!("/meters/{meter}/auditTrail/export?{CREATE_QUERY}{extra}");
+        let response = self.call(Method::POST, &uri).await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        RequestId(response.data()["requestId"].as_str().expect("requestId").to_owned())
+    }
+
+    /// Moves a job to `status` the way the scheduler would.
+    pub async fn set_status(&self, id: &RequestId, status: JobStatus, adjust: impl FnOnce(&mut JobState)) {
+        let jobs = &self.services.jobs;
+        let (state, raw) = jobs.state_raw(id).await.unwrap().expect("job state");
+        let mut next = JobState { status, ..state };
+        adjust(&mut next);
+        assert!(jobs.transition(id, &raw, &next).await.unwrap());
+    }
+}
+
+pub fn token_for(tenant: &str, entities: &[&str], orgs: &[&str], exp: i64) -> String {
+    let claims = Claims {
+        sub: "tester".into(),
+        tenant: tenant.into(),
+        entities: entities.iter().map(|s| s.to_string()).collect(),
+        orgs: orgs.iter().map(|s| s.to_string()).collect(),
+        exp,
+    };
+    mint_token(SECRET, &claims).expect("token")
+}
+
+pub fn in_an_hour() -> i64 {
+    chrono::Utc::now().timestamp() + 3600
+}
+
+/// A request builder carrying a valid token of `tenant`.
+pub fn authed_as(tenant: &str, method: Method, uri: &str) -> axum::http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {}", token_for(tenant, &[], &[], in_an_hour())))
+}
+
+pub fn authed(method: Method, uri: &str) -> axum::http::request::Builder {
+    authed_as(TENANT, method, uri)
+}
+
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// `data` of a successful envelope.
+    pub fn data(&self) -> Value {
+        let body = self.json();
+        assert_eq!(body["success"], true, "{body}");
+        body["data"].clone()
+    }
+
+    /// Asserts the exact error envelope.
+    #[track_caller]
+    pub fn assert_error(&self, status: StatusCode, code: &str, message: &str) {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.json(),
+            json!({
+                "success": false,
+                "data": null,
+                "previousPage": null,
+                "nextPage": null,
+                "reasons": [{ "code": code, "message": message }],
+            })
+        );
+    }
+}

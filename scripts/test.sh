@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: starts (and if needed installs) RabbitMQ and
+# Redis, builds the `auditx` binary the multi-process tests launch, then
+# runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditx-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+command -v cargo >/dev/null || { echo "cargo is required (rustup.rs)" >&2; exit 1; }
+scripts/services.sh
+
+cargo build --locked -p auditx --bin auditx
+cargo test --locked --workspace --no-fail-fast -- --test-threads="${AUDITX_TEST_THREADS:-4}"

@@ -1,0 +1,193 @@
+//! The distributed mode: `auditx scheduler` and two `auditx worker`
+//! processes against real RabbitMQ and Redis and S3 over HTTP export over a
+//! million rows into several files — and a worker killed mid-export loses
+//! nothing.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use auditx::client::ExportRequest;
+use auditx_common::lake::generate::{audit_rows, run_rows, GenerateSpec};
+use auditx_proto::{MeterId, TenantId};
+use auditx_tests::expect::{self, Query};
+use auditx_tests::sandbox::JWT_SECRET;
+use auditx_tests::{Sandbox, SandboxOptions};
+use chrono::DateTime;
+use sha2::{Digest, Sha256};
+use tokio::process::{Child, Command};
+
+const FROM: &str = "2025-07-01T00:00:00Z";
+const TO: &str = "2025-07-04T00:00:00Z";
+const FILE_ROWS: u64 = 300_000;
+
+fn auditx_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("AUDITX_BIN") {
+        return bin.into();
+    }
+    // target/<profile>/deps/<this test> → target/<profile>/auditx
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("auditx");
+    assert!(bin.exists(), "build the binary first (cargo build -p auditx): {bin:?} is missing");
+    bin
+}
+
+fn config_file(sandbox: &Sandbox, dir: &std::path::Path, api_port: u16) -> PathBuf {
+    let c = &sandbox.config;
+    let text = format!(
+        r#"listen = "127.0.0.1:{api_port}"
+jwt_secret = "{JWT_SECRET}"
+
+[s3]
+endpoint = "{endpoint}"
+access_key_id = "{ak}"
+secret_access_key = "{sk}"
+lake_bucket = "{lake}"
+export_bucket = "{exports}"
+
+[rabbitmq]
+url = "{amqp}"
+prefix = "{prefix}"
+
+[redis]
+url = "{redis}"
+prefix = "{redis_prefix}"
+
+[export]
+max_rows_per_file = {FILE_ROWS}
+chunk_rows = 50000
+lease_ttl_secs = 5
+
+[worker]
+concurrency = 2
+listen = "127.0.0.1:0"
+
+[telemetry]
+log_format = "json"
+log_level = "warn"
+"#,
+        endpoint = c.s3.endpoint.as_deref().unwrap(),
+        ak = c.s3.access_key_id,
+        sk = c.s3.secret_access_key,
+        lake = c.s3.lake_bucket,
+        exports = c.s3.export_bucket,
+        amqp = c.rabbitmq.url,
+        prefix = c.rabbitmq.prefix,
+        redis = c.redis.url,
+        redis_prefix = c.redis.prefix,
+    );
+    let path = dir.join("auditx.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spawn(role: &str, config: &std::path::Path) -> Child {
+    Command::new(auditx_bin())
+        .arg(role)
+        .arg("--config")
+        .arg(config)
+        .env_remove("AUDITX_JWT_SECRET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting auditx {role}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn separate_processes_export_a_million_rows_into_several_files_despite_a_killed_worker() {
+    let sandbox = Sandbox::start(SandboxOptions {
+        start_roles: false,
+        row_group_rows: 50_000,
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let spec = GenerateSpec {
+        tenant: TenantId::from("bulk"),
+        meter: MeterId(5),
+        rows: 1_300_000,
+        from_ms: DateTime::parse_from_rfc3339(FROM).unwrap().timestamp_millis(),
+        to_ms: DateTime::parse_from_rfc3339(TO).unwrap().timestamp_millis(),
+        error_rate: 0.01,
+        seed: 99,
+    };
+    sandbox.generate(&spec, 400_000).await.unwrap();
+    let query = Query {
+        export_type: "SAMPLE".into(),
+        run_type: "NORMAL".into(),
+        from_ms: spec.from_ms,
+        to_ms: spec.to_ms,
+        ..Query::default()
+    };
+    let expected = expect::expected_lines(audit_rows(&spec), &run_rows(&spec), &query);
+    assert!(expected.len() >= 1_000_000, "the export must hold a million rows: {}", expected.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = config_file(&sandbox, dir.path(), port);
+    let _scheduler = spawn("scheduler", &config);
+    let mut first_worker = spawn("worker", &config);
+    let _second_worker = spawn("worker", &config);
+
+    let api = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for attempt in 0.. {
+        if http.get(format!("{api}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(attempt < 300, "the scheduler did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let client = auditx::client::ApiClient::new(&api, &sandbox.token("bulk"));
+    let request = ExportRequest {
+        meter_id: 5,
+        export_type: "SAMPLE".into(),
+        run_type: "NORMAL".into(),
+        query_from_time: FROM.into(),
+        query_to_time: TO.into(),
+        ..ExportRequest::default()
+    };
+    let request_id = client.create_export(&request).await.unwrap();
+
+    // Kill a worker once rendering is under way; a fresh one takes its place.
+    let mut replacement = None;
+    let job = client
+        .wait(5, &request_id, Duration::from_secs(900), |job| {
+            let done = job["progress"]["chunksDone"].as_u64().unwrap_or(0);
+            if replacement.is_none() && done >= 3 {
+                first_worker.start_kill().unwrap();
+                replacement = Some(spawn("worker", &config));
+            }
+        })
+        .await
+        .unwrap();
+    assert!(replacement.is_some(), "the export finished before a worker could be killed");
+    assert_eq!(job["status"], "FINISHED", "{job}");
+    assert_eq!(job["count"], expected.len() as u64);
+
+    let files: Vec<String> =
+        job["fileList"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_owned()).collect();
+    assert!(files.len() >= 4, "{} rows in files of {FILE_ROWS} need 4+ files: {files:?}", expected.len());
+    let manifest_url = client.presigned_url(job["manifestKey"].as_str().unwrap()).await.unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&sandbox.download(&manifest_url).await.unwrap()).unwrap();
+
+    let mut lines = Vec::with_capacity(expected.len());
+    for (i, key) in files.iter().enumerate() {
+        let url = client.presigned_url(key).await.unwrap();
+        let bytes = sandbox.download(&url).await.unwrap();
+        let entry = &manifest["files"][i];
+        assert_eq!(entry["key"], key.as_str());
+        assert_eq!(entry["bytes"], bytes.len() as u64, "manifest bytes of {key}");
+        assert_eq!(entry["sha256"], hex::encode(Sha256::digest(&bytes)), "manifest sha256 of {key}");
+        let mut file_lines = expect::split_lines(&String::from_utf8(bytes).unwrap());
+        assert_eq!(file_lines.remove(0), expect::HEADER);
+        assert!(file_lines.len() as u64 <= FILE_ROWS, "{key} has {} rows", file_lines.len());
+        assert_eq!(entry["rows"], file_lines.len() as u64);
+        lines.extend(file_lines);
+    }
+    assert_eq!(lines.len(), expected.len());
+    assert!(lines == expected, "downloaded rows differ from the generator's rows");
+    sandbox.stop().await.unwrap();
+}

@@ -1,0 +1,61 @@
+//! Failures of worker tasks, classified as transient (retry) or permanent
+//! (report the task as failed with a message the user can act on).
+
+use auditx_common::lake::LakeError;
+use auditx_common::s3::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("reading the audit lake: {0}")]
+    Lake(#[from] LakeError),
+    #[error("export storage: {0}")]
+    Storage(#[from] StorageError),
+    /// A staged chunk is gone or does not hold the bytes the plan expects:
+    /// the export's staging data was removed or rewritten.
+    #[error("staged chunk {key} {problem}; run the export again")]
+    Staging { key: String, problem: String },
+    /// The task contradicts itself; a scheduler bug or an incompatible version.
+    #[error("invalid task: {0}")]
+    InvalidTask(String),
+}
+
+impl WorkerError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            WorkerError::Lake(e) => e.is_transient(),
+            WorkerError::Storage(e) => e.is_transient(),
+            WorkerError::Staging { .. } | WorkerError::InvalidTask(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_storage_and_lake_failures_are_retried() {
+        let transient = StorageError::Transient("SlowDown".into());
+        assert!(WorkerError::from(StorageError::Transient("SlowDown".into())).is_transient());
+        assert!(WorkerError::from(LakeError::Storage(transient)).is_transient());
+        let missing = StorageError::NotFound {
+            bucket: "b".into(),
+            key: "k".into(),
+        };
+        assert!(!WorkerError::from(LakeError::Storage(missing)).is_transient());
+        let corrupt = LakeError::Corrupt {
+            key: "k".into(),
+            message: "bad footer".into(),
+        };
+        assert!(!WorkerError::from(corrupt).is_transient());
+        let staging = WorkerError::Staging {
+            key: "k".into(),
+            problem: "is missing".into(),
+        };
+        assert!(!staging.is_transient());
+        assert_eq!(
+            staging.to_string(),
+            "staged chunk k is missing; run the export again"
+        );
+    }
+}

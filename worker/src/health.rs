@@ -1,0 +1,43 @@
+//! The worker's health and metrics endpoint, for Kubernetes probes and
+//! Prometheus scrapes.
+
+use std::net::SocketAddr;
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus::{Encoder, TextEncoder};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics;
+
+/// Serves `GET /healthz`, `GET /readyz` and `GET /metrics` on `listen`
+/// until `shutdown` fires.
+pub async fn serve_health(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
+    metrics::register();
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/metrics", get(prometheus_text));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, "worker health endpoint listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+async fn prometheus_text() -> impl IntoResponse {
+    let encoder = TextEncoder::new();
+    let mut body = Vec::new();
+    match encoder.encode(&prometheus::gather(), &mut body) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, encoder.format_type())],
+            body,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}

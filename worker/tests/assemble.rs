@@ -1,0 +1,247 @@
+//! Assembling output files from staged chunks into S3 multipart uploads,
+//! against the embedded S3 endpoint.
+
+mod support;
+
+use auditx_proto::{
+    AssembleOutcome, AssembleTask, FileIndex, OutputFormat, RequestId, Segment, TenantId,
+};
+use auditx_worker::{assemble_file, csv};
+use sha2::{Digest, Sha256};
+
+const MIB: u64 = 1024 * 1024;
+const PART_SIZE: u64 = 5 * MIB;
+
+/// Bytes that differ at every position, so a misplaced range shows.
+fn pattern(len: u64, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn task(key: &str, upload_id: &str, segments: Vec<Segment>) -> AssembleTask {
+    AssembleTask {
+        request_id: RequestId::from("r-assemble"),
+        tenant: TenantId::from("t1"),
+        file: FileIndex(0),
+        key: key.into(),
+        upload_id: upload_id.into(),
+        format: OutputFormat::Csv,
+        segments,
+        rows: 42,
+        part_size: PART_SIZE,
+    }
+}
+
+fn segment(key: &str, start: u64, end: u64) -> Segment {
+    Segment {
+        key: key.into(),
+        start,
+        end,
+    }
+}
+
+/// The file a user downloads: the header, then every segment's bytes.
+fn expected_file(segments: &[Segment], staged: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut file = csv::HEADER.to_vec();
+    for s in segments {
+        let (_, bytes) = staged.iter().find(|(key, _)| *key == s.key).unwrap();
+        file.extend_from_slice(&bytes[s.start as usize..s.end as usize]);
+    }
+    file
+}
+
+async fn part_sizes(
+    s3: &support::TestS3,
+    key: &str,
+    upload_id: &str,
+) -> anyhow::Result<Vec<(i32, i64)>> {
+    let listed = s3
+        .store
+        .client()
+        .list_parts()
+        .bucket(&s3.config.export_bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await?;
+    let mut sizes: Vec<_> = listed
+        .parts()
+        .iter()
+        .map(|p| (p.part_number().unwrap(), p.size().unwrap()))
+        .collect();
+    sizes.sort();
+    Ok(sizes)
+}
+
+async fn complete(s3: &support::TestS3, outcome: &AssembleOutcome) -> anyhow::Result<Vec<u8>> {
+    let bucket = &s3.config.export_bucket;
+    let parts: Vec<_> = outcome
+        .parts
+        .iter()
+        .map(|p| (p.number, p.etag.clone()))
+        .collect();
+    s3.store
+        .complete_multipart(bucket, &outcome.key, &outcome.upload_id, &parts)
+        .await?;
+    Ok(s3.store.get(bucket, &outcome.key).await?.to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_are_cut_into_exact_parts_and_hashed() -> anyhow::Result<()> {
+    let s3 = support::start_s3().await?;
+    let bucket = &s3.config.export_bucket;
+    let (a, b, c) = (
+        pattern(4 * MIB + 3, 1),
+        pattern(7 * MIB, 2),
+        b"e-1,x\ne-2,y\n".to_vec(),
+    );
+    let staged: [(&str, &[u8]); 3] = [
+        ("_staging/r/c0", &a),
+        ("_staging/r/c1", &b),
+        ("_staging/r/c2", &c),
+    ];
+    for (key, bytes) in staged {
+        s3.store
+            .put(bucket, key, bytes.to_vec().into(), "text/csv")
+            .await?;
+    }
+    let segments = vec![
+        segment("_staging/r/c0", 0, a.len() as u64),
+        segment("_staging/r/c1", 100, b.len() as u64 - 5),
+        segment("_staging/r/c2", 0, 0),
+        segment("_staging/r/c2", 6, c.len() as u64),
+        segment("_staging/r/c1", 0, 100),
+    ];
+    let expected = expected_file(&segments, &staged);
+    assert!(expected.len() as u64 > 2 * PART_SIZE);
+
+    let key = "t1/r-assemble/audit_trail_sample_0001.csv";
+    let upload_id = s3.store.create_multipart(bucket, key, "text/csv").await?;
+    let outcome = assemble_file(&s3.store, bucket, &task(key, &upload_id, segments)).await?;
+
+    assert_eq!(
+        outcome.parts.iter().map(|p| p.number).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let last = expected.len() as i64 - 2 * PART_SIZE as i64;
+    assert_eq!(
+        part_sizes(&s3, key, &upload_id).await?,
+        [(1, PART_SIZE as i64), (2, PART_SIZE as i64), (3, last)]
+    );
+    assert_eq!(outcome.bytes, expected.len() as u64);
+    assert_eq!(outcome.rows, 42);
+    assert_eq!(outcome.sha256, hex::encode(Sha256::digest(&expected)));
+    let downloaded = complete(&s3, &outcome).await?;
+    assert!(
+        downloaded == expected,
+        "downloaded file differs from the staged bytes"
+    );
+    assert_eq!(hex::encode(Sha256::digest(&downloaded)), outcome.sha256);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_segments_and_header_only_files_are_one_part() -> anyhow::Result<()> {
+    let s3 = support::start_s3().await?;
+    let bucket = &s3.config.export_bucket;
+    let rows: Vec<Vec<u8>> = (0..50)
+        .map(|i| format!("e-{i},\"a,b\"\n").into_bytes())
+        .collect();
+    let keys: Vec<String> = (0..50).map(|i| format!("_staging/tiny/c{i:04}")).collect();
+    for (key, row) in keys.iter().zip(&rows) {
+        s3.store
+            .put(bucket, key, row.clone().into(), "text/csv")
+            .await?;
+    }
+    let segments: Vec<_> = keys
+        .iter()
+        .zip(&rows)
+        .map(|(k, r)| segment(k, 0, r.len() as u64))
+        .collect();
+    let staged: Vec<(&str, &[u8])> = keys
+        .iter()
+        .map(String::as_str)
+        .zip(rows.iter().map(Vec::as_slice))
+        .collect();
+    let expected = expected_file(&segments, &staged);
+
+    let key = "t1/r-assemble/tiny.csv";
+    let upload_id = s3.store.create_multipart(bucket, key, "text/csv").await?;
+    let outcome = assemble_file(&s3.store, bucket, &task(key, &upload_id, segments)).await?;
+    assert_eq!(outcome.parts.len(), 1);
+    assert_eq!(outcome.sha256, hex::encode(Sha256::digest(&expected)));
+    assert_eq!(complete(&s3, &outcome).await?, expected);
+
+    let key = "t1/r-assemble/empty.csv";
+    let upload_id = s3.store.create_multipart(bucket, key, "text/csv").await?;
+    let outcome = assemble_file(&s3.store, bucket, &task(key, &upload_id, Vec::new())).await?;
+    assert_eq!(outcome.parts.len(), 1);
+    assert_eq!(outcome.bytes, csv::HEADER.len() as u64);
+    assert_eq!(complete(&s3, &outcome).await?, csv::HEADER);
+    Ok(())
+}
+
+/// A redelivered assemble task uploads the same parts again and the file
+/// still completes byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assembling_twice_uploads_the_same_parts() -> anyhow::Result<()> {
+    let s3 = support::start_s3().await?;
+    let bucket = &s3.config.export_bucket;
+    let staged = pattern(6 * MIB, 9);
+    s3.store
+        .put(
+            bucket,
+            "_staging/again/c0",
+            staged.clone().into(),
+            "text/csv",
+        )
+        .await?;
+    let segments = vec![segment("_staging/again/c0", 0, staged.len() as u64)];
+    let expected = expected_file(&segments, &[("_staging/again/c0", &staged)]);
+
+    let key = "t1/r-assemble/again.csv";
+    let upload_id = s3.store.create_multipart(bucket, key, "text/csv").await?;
+    let task = task(key, &upload_id, segments);
+    let first = assemble_file(&s3.store, bucket, &task).await?;
+    let second = assemble_file(&s3.store, bucket, &task).await?;
+    assert_eq!(first, second);
+    assert_eq!(complete(&s3, &second).await?, expected);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_or_short_staged_chunks_fail_for_good() -> anyhow::Result<()> {
+    let s3 = support::start_s3().await?;
+    let bucket = &s3.config.export_bucket;
+    let key = "t1/r-assemble/broken.csv";
+    let upload_id = s3.store.create_multipart(bucket, key, "text/csv").await?;
+
+    let missing = task(key, &upload_id, vec![segment("_staging/gone/c0", 0, 10)]);
+    let err = assemble_file(&s3.store, bucket, &missing)
+        .await
+        .unwrap_err();
+    assert!(!err.is_transient());
+    assert_eq!(
+        err.to_string(),
+        "staged chunk _staging/gone/c0 is missing; run the export again"
+    );
+
+    s3.store
+        .put(
+            bucket,
+            "_staging/short/c0",
+            b"0123456789".to_vec().into(),
+            "text/csv",
+        )
+        .await?;
+    let short = task(key, &upload_id, vec![segment("_staging/short/c0", 5, 20)]);
+    let err = assemble_file(&s3.store, bucket, &short).await.unwrap_err();
+    assert!(!err.is_transient());
+    assert!(
+        err.to_string()
+            .starts_with("staged chunk _staging/short/c0 returned 5 bytes"),
+        "{err}"
+    );
+    Ok(())
+}
