@@ -56,7 +56,8 @@ pub struct RabbitConfig {
     pub url: String,
     /// Prefix of every queue and exchange name.
     pub prefix: String,
-    /// Deliveries of one task before it is dead-lettered and its job failed.
+    /// Redeliveries of one task before it is dead-lettered and its job
+    /// failed (a task is delivered at most `delivery_limit + 1` times).
     pub delivery_limit: u32,
 }
 

@@ -3,6 +3,7 @@
 //! (`AUDITX_TEST_REDIS_URL`, default `redis://127.0.0.1:6379/`), each test
 //! under its own key prefix so that tests run in parallel.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,19 +18,34 @@ fn keys(names: &[&str]) -> Vec<String> {
 async fn values(store: Arc<dyn StateStore>) {
     assert_eq!(store.get("v/a").await.unwrap(), None);
     store.set("v/a", b"one").await.unwrap();
-    assert_eq!(store.get("v/a").await.unwrap().as_deref(), Some(&b"one"[..]));
+    assert_eq!(
+        store.get("v/a").await.unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
     store.set("v/a", b"two").await.unwrap();
-    assert_eq!(store.get("v/a").await.unwrap().as_deref(), Some(&b"two"[..]));
+    assert_eq!(
+        store.get("v/a").await.unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
 
     assert!(store.set_if_absent("v/b", b"first").await.unwrap());
     assert!(!store.set_if_absent("v/b", b"second").await.unwrap());
-    assert_eq!(store.get("v/b").await.unwrap().as_deref(), Some(&b"first"[..]));
+    assert_eq!(
+        store.get("v/b").await.unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
 
     let binary = [0u8, 255, 10, 0];
     store.set("v/bin", &binary).await.unwrap();
-    assert_eq!(store.get("v/bin").await.unwrap().as_deref(), Some(&binary[..]));
+    assert_eq!(
+        store.get("v/bin").await.unwrap().as_deref(),
+        Some(&binary[..])
+    );
 
-    store.delete(&keys(&["v/a", "v/b", "v/missing"])).await.unwrap();
+    store
+        .delete(&keys(&["v/a", "v/b", "v/missing"]))
+        .await
+        .unwrap();
     store.delete(&[]).await.unwrap();
     assert_eq!(store.get("v/a").await.unwrap(), None);
     assert_eq!(store.get("v/b").await.unwrap(), None);
@@ -40,19 +56,39 @@ async fn compare_and_set(store: Arc<dyn StateStore>) {
     // Expecting absence.
     assert!(store.compare_and_set("c", None, b"PENDING").await.unwrap());
     assert!(!store.compare_and_set("c", None, b"OTHER").await.unwrap());
-    assert_eq!(store.get("c").await.unwrap().as_deref(), Some(&b"PENDING"[..]));
+    assert_eq!(
+        store.get("c").await.unwrap().as_deref(),
+        Some(&b"PENDING"[..])
+    );
 
     // Expecting a value.
-    assert!(!store.compare_and_set("c", Some(b"RUNNING"), b"FINISHED").await.unwrap());
-    assert!(store.compare_and_set("c", Some(b"PENDING"), b"RUNNING").await.unwrap());
-    assert_eq!(store.get("c").await.unwrap().as_deref(), Some(&b"RUNNING"[..]));
-    assert!(!store.compare_and_set("c/missing", Some(b"RUNNING"), b"x").await.unwrap());
+    assert!(!store
+        .compare_and_set("c", Some(b"RUNNING"), b"FINISHED")
+        .await
+        .unwrap());
+    assert!(store
+        .compare_and_set("c", Some(b"PENDING"), b"RUNNING")
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get("c").await.unwrap().as_deref(),
+        Some(&b"RUNNING"[..])
+    );
+    assert!(!store
+        .compare_and_set("c/missing", Some(b"RUNNING"), b"x")
+        .await
+        .unwrap());
     assert_eq!(store.get("c/missing").await.unwrap(), None);
 
     // Concurrent transitions from one state: exactly one wins.
     let attempts = (0..8).map(|i| {
         let store = store.clone();
-        async move { store.compare_and_set("c", Some(b"RUNNING"), format!("by-{i}").as_bytes()).await.unwrap() }
+        async move {
+            store
+                .compare_and_set("c", Some(b"RUNNING"), format!("by-{i}").as_bytes())
+                .await
+                .unwrap()
+        }
     });
     let won = join_all(attempts).await.into_iter().filter(|w| *w).count();
     assert_eq!(won, 1);
@@ -60,32 +96,69 @@ async fn compare_and_set(store: Arc<dyn StateStore>) {
 
 async fn fenced_writes(store: Arc<dyn StateStore>) {
     let ttl = Duration::from_millis(300);
-    let first = store.try_acquire_lease("lease/f", "a", ttl).await.unwrap().expect("free lease");
+    let first = store
+        .try_acquire_lease("lease/f", "a", ttl)
+        .await
+        .unwrap()
+        .expect("free lease");
     store.set_fenced(&first, "f/state", b"by-a").await.unwrap();
-    assert_eq!(store.get("f/state").await.unwrap().as_deref(), Some(&b"by-a"[..]));
+    assert_eq!(
+        store.get("f/state").await.unwrap().as_deref(),
+        Some(&b"by-a"[..])
+    );
 
     sleep(Duration::from_millis(450)).await;
-    let second = store.try_acquire_lease("lease/f", "b", ttl * 10).await.unwrap().expect("expired lease");
-    assert!(second.token > first.token, "fencing token must grow: {} then {}", first.token, second.token);
+    let second = store
+        .try_acquire_lease("lease/f", "b", ttl * 10)
+        .await
+        .unwrap()
+        .expect("expired lease");
+    assert!(
+        second.token > first.token,
+        "fencing token must grow: {} then {}",
+        first.token,
+        second.token
+    );
 
     let stale = store.set_fenced(&first, "f/state", b"stale").await;
-    assert!(matches!(stale, Err(StateError::LeaseLost(ref key)) if key == "lease/f"), "{stale:?}");
+    assert!(
+        matches!(stale, Err(StateError::LeaseLost(ref key)) if key == "lease/f"),
+        "{stale:?}"
+    );
     store.set_fenced(&second, "f/state", b"by-b").await.unwrap();
-    assert_eq!(store.get("f/state").await.unwrap().as_deref(), Some(&b"by-b"[..]));
+    assert_eq!(
+        store.get("f/state").await.unwrap().as_deref(),
+        Some(&b"by-b"[..])
+    );
 
     // A released lease fences too, and the next holder's token still grows.
     store.release_lease(&second).await.unwrap();
-    assert!(matches!(store.set_fenced(&second, "f/state", b"late").await, Err(StateError::LeaseLost(_))));
-    let third = store.try_acquire_lease("lease/f", "a", ttl).await.unwrap().expect("released lease");
+    assert!(matches!(
+        store.set_fenced(&second, "f/state", b"late").await,
+        Err(StateError::LeaseLost(_))
+    ));
+    let third = store
+        .try_acquire_lease("lease/f", "a", ttl)
+        .await
+        .unwrap()
+        .expect("released lease");
     assert!(third.token > second.token);
-    assert_eq!(store.get("f/state").await.unwrap().as_deref(), Some(&b"by-b"[..]));
+    assert_eq!(
+        store.get("f/state").await.unwrap().as_deref(),
+        Some(&b"by-b"[..])
+    );
 }
 
 async fn lease_has_one_holder(store: Arc<dyn StateStore>) {
     let ttl = Duration::from_secs(30);
     let contenders = (0..10).map(|i| {
         let store = store.clone();
-        async move { store.try_acquire_lease("lease/one", &format!("owner-{i}"), ttl).await.unwrap() }
+        async move {
+            store
+                .try_acquire_lease("lease/one", &format!("owner-{i}"), ttl)
+                .await
+                .unwrap()
+        }
     });
     let winners: Vec<_> = join_all(contenders).await.into_iter().flatten().collect();
     assert_eq!(winners.len(), 1, "{winners:?}");
@@ -93,46 +166,85 @@ async fn lease_has_one_holder(store: Arc<dyn StateStore>) {
     assert_eq!(held.key, "lease/one");
 
     // Re-acquiring our own lease keeps its token; others still cannot take it.
-    let again = store.try_acquire_lease("lease/one", &held.owner, ttl).await.unwrap();
+    let again = store
+        .try_acquire_lease("lease/one", &held.owner, ttl)
+        .await
+        .unwrap();
     assert_eq!(again.as_ref(), Some(held));
-    assert_eq!(store.try_acquire_lease("lease/one", "intruder", ttl).await.unwrap(), None);
+    assert_eq!(
+        store
+            .try_acquire_lease("lease/one", "intruder", ttl)
+            .await
+            .unwrap(),
+        None
+    );
 
     // Release frees it at once.
     store.release_lease(held).await.unwrap();
-    let next = store.try_acquire_lease("lease/one", "intruder", ttl).await.unwrap().expect("released lease");
+    let next = store
+        .try_acquire_lease("lease/one", "intruder", ttl)
+        .await
+        .unwrap()
+        .expect("released lease");
     assert!(next.token > held.token);
 }
 
 async fn lease_expiry_and_renewal(store: Arc<dyn StateStore>) {
-    let ttl = Duration::from_millis(400);
-    let lease = store.try_acquire_lease("lease/r", "a", ttl).await.unwrap().expect("free lease");
+    let ttl = Duration::from_millis(500);
+    let lease = store
+        .try_acquire_lease("lease/r", "a", ttl)
+        .await
+        .unwrap()
+        .expect("free lease");
 
     // Renewed every 200 ms, the lease outlives its first TTL.
     for _ in 0..4 {
         sleep(Duration::from_millis(200)).await;
         assert!(store.renew_lease(&lease, ttl).await.unwrap());
     }
-    assert_eq!(store.try_acquire_lease("lease/r", "b", ttl).await.unwrap(), None);
+    assert_eq!(
+        store.try_acquire_lease("lease/r", "b", ttl).await.unwrap(),
+        None
+    );
 
     // Left alone, it expires and someone else takes it.
-    sleep(Duration::from_millis(600)).await;
-    let taken = store.try_acquire_lease("lease/r", "b", Duration::from_secs(30)).await.unwrap().expect("expired");
+    sleep(Duration::from_millis(700)).await;
+    let taken = store
+        .try_acquire_lease("lease/r", "b", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("expired");
     assert!(!store.renew_lease(&lease, ttl).await.unwrap());
 
     // Releasing the lost lease leaves the new holder alone.
     store.release_lease(&lease).await.unwrap();
-    assert_eq!(store.try_acquire_lease("lease/r", "c", ttl).await.unwrap(), None);
+    assert_eq!(
+        store.try_acquire_lease("lease/r", "c", ttl).await.unwrap(),
+        None
+    );
     assert!(store.renew_lease(&taken, ttl).await.unwrap());
 }
 
 async fn hashes_are_write_once(store: Arc<dyn StateStore>) {
     assert!(store.hash_get_all("h").await.unwrap().is_empty());
-    assert!(store.hash_set_if_absent("h", "chunk-2", b"report-2").await.unwrap());
-    assert!(store.hash_set_if_absent("h", "chunk-1", b"report-1").await.unwrap());
-    assert!(!store.hash_set_if_absent("h", "chunk-1", b"duplicate").await.unwrap());
+    assert!(store
+        .hash_set_if_absent("h", "chunk-2", b"report-2")
+        .await
+        .unwrap());
+    assert!(store
+        .hash_set_if_absent("h", "chunk-1", b"report-1")
+        .await
+        .unwrap());
+    assert!(!store
+        .hash_set_if_absent("h", "chunk-1", b"duplicate")
+        .await
+        .unwrap());
     assert_eq!(
         store.hash_get_all("h").await.unwrap(),
-        vec![("chunk-1".to_string(), b"report-1".to_vec()), ("chunk-2".to_string(), b"report-2".to_vec())]
+        vec![
+            ("chunk-1".to_string(), b"report-1".to_vec()),
+            ("chunk-2".to_string(), b"report-2".to_vec())
+        ]
     );
     store.delete(&keys(&["h"])).await.unwrap();
     assert!(store.hash_get_all("h").await.unwrap().is_empty());
@@ -143,7 +255,10 @@ async fn lists_are_fifo(store: Arc<dyn StateStore>) {
     for id in ["r1", "r2", "r3", "r2"] {
         store.list_push("l", id).await.unwrap();
     }
-    assert_eq!(store.list_all("l").await.unwrap(), keys(&["r1", "r2", "r3", "r2"]));
+    assert_eq!(
+        store.list_all("l").await.unwrap(),
+        keys(&["r1", "r2", "r3", "r2"])
+    );
     store.list_remove("l", "r2").await.unwrap();
     store.list_remove("l", "absent").await.unwrap();
     store.list_remove("l/missing", "r1").await.unwrap();
@@ -160,9 +275,24 @@ async fn sets(store: Arc<dyn StateStore>) {
     assert_eq!(store.set_add("s", &keys(&["t2", "t1"])).await.unwrap(), 2);
     assert_eq!(store.set_add("s", &keys(&["t1", "t3"])).await.unwrap(), 1);
     assert_eq!(store.set_add("s", &[]).await.unwrap(), 0);
-    assert_eq!(store.set_members("s").await.unwrap(), keys(&["t1", "t2", "t3"]));
-    assert_eq!(store.set_contains("s", &keys(&["t3", "t9", "t1"])).await.unwrap(), vec![true, false, true]);
-    assert_eq!(store.set_contains("s/missing", &keys(&["t1"])).await.unwrap(), vec![false]);
+    assert_eq!(
+        store.set_members("s").await.unwrap(),
+        keys(&["t1", "t2", "t3"])
+    );
+    assert_eq!(
+        store
+            .set_contains("s", &keys(&["t3", "t9", "t1"]))
+            .await
+            .unwrap(),
+        vec![true, false, true]
+    );
+    assert_eq!(
+        store
+            .set_contains("s/missing", &keys(&["t1"]))
+            .await
+            .unwrap(),
+        vec![false]
+    );
     store.set_remove("s", &keys(&["t1", "t9"])).await.unwrap();
     store.set_remove("s", &[]).await.unwrap();
     assert_eq!(store.set_members("s").await.unwrap(), keys(&["t2", "t3"]));
@@ -176,10 +306,16 @@ async fn ordered_index(store: Arc<dyn StateStore>) {
     store.index_add("i", -5, "job-a").await.unwrap();
     store.index_add("i", 20, "job-b2").await.unwrap();
     store.index_add("i", 20, "job-b1").await.unwrap();
-    assert_eq!(store.index_all("i").await.unwrap(), keys(&["job-a", "job-b1", "job-b2", "job-c"]));
+    assert_eq!(
+        store.index_all("i").await.unwrap(),
+        keys(&["job-a", "job-b1", "job-b2", "job-c"])
+    );
     // Adding a member again moves it to its new score.
     store.index_add("i", 0, "job-c").await.unwrap();
-    assert_eq!(store.index_all("i").await.unwrap(), keys(&["job-a", "job-c", "job-b1", "job-b2"]));
+    assert_eq!(
+        store.index_all("i").await.unwrap(),
+        keys(&["job-a", "job-c", "job-b1", "job-b2"])
+    );
 }
 
 /// A key holds one kind of value; using it as another is an error, not a
@@ -187,7 +323,10 @@ async fn ordered_index(store: Arc<dyn StateStore>) {
 async fn kinds_do_not_mix(store: Arc<dyn StateStore>) {
     store.list_push("k", "x").await.unwrap();
     assert!(matches!(store.get("k").await, Err(StateError::Other(_))));
-    assert!(matches!(store.set_add("k", &keys(&["x"])).await, Err(StateError::Other(_))));
+    assert!(matches!(
+        store.set_add("k", &keys(&["x"])).await,
+        Err(StateError::Other(_))
+    ));
     store.delete(&keys(&["k"])).await.unwrap();
     assert_eq!(store.set_add("k", &keys(&["x"])).await.unwrap(), 1);
 }
@@ -209,9 +348,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test]
                 async fn $check() {
-                    let redis = TestRedis::connect().await;
-                    super::$check(redis.store.clone()).await;
-                    redis.clean_up().await;
+                    on_redis(super::$check).await;
                 }
             )*
         }
@@ -231,6 +368,20 @@ conformance!(
     kinds_do_not_mix,
 );
 
+/// Runs `check` on a store under a fresh key prefix and deletes the keys
+/// afterwards, also when the check fails.
+async fn on_redis<Check>(check: impl FnOnce(Arc<dyn StateStore>) -> Check)
+where
+    Check: Future<Output = ()> + Send + 'static,
+{
+    let redis = TestRedis::connect().await;
+    let outcome = tokio::spawn(check(redis.store.clone())).await;
+    redis.clean_up().await;
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+}
+
 /// A store under a fresh key prefix on the test Redis.
 struct TestRedis {
     url: String,
@@ -240,19 +391,34 @@ struct TestRedis {
 
 impl TestRedis {
     async fn connect() -> Self {
-        let url = std::env::var("AUDITX_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+        let url = std::env::var("AUDITX_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
         let prefix = format!("auditx-test:{}:", uuid::Uuid::new_v4());
-        let store = RedisStore::connect(&url, &prefix).await.expect("test redis reachable");
-        Self { url, prefix, store: Arc::new(store) }
+        let store = RedisStore::connect(&url, &prefix)
+            .await
+            .expect("test redis reachable");
+        Self {
+            url,
+            prefix,
+            store: Arc::new(store),
+        }
     }
 
     /// Deletes every key the test left behind, fencing counters included.
     async fn clean_up(self) {
         let client = ::redis::Client::open(self.url.as_str()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let left: Vec<String> = ::redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query_async(&mut conn).await.unwrap();
+        let left: Vec<String> = ::redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         if !left.is_empty() {
-            let _: () = ::redis::cmd("DEL").arg(left).query_async(&mut conn).await.unwrap();
+            let _: () = ::redis::cmd("DEL")
+                .arg(left)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
         }
     }
 }

@@ -134,7 +134,8 @@ pub async fn delete_staging(services: &Services, spec: &JobSpec) -> Result<(), S
 }
 
 /// Aborts a canceled or failed export's uploads and deletes its files,
-/// manifest and staging objects. Safe to repeat.
+/// manifest and staging objects. Safe to repeat. Fails only on transient
+/// trouble; objects that cannot be deleted for good are logged.
 pub async fn discard_outputs(services: &Services, spec: &JobSpec) -> Result<(), DriveError> {
     let bucket = &services.config.s3.export_bucket;
     for (file, upload_id) in uploads(services, &spec.request_id).await? {
@@ -158,9 +159,20 @@ pub async fn discard_outputs(services: &Services, spec: &JobSpec) -> Result<(), 
             }
         }
     }
-    let prefix = layout::export_prefix(&spec.tenant, &spec.request_id);
-    services.store.delete_prefix(bucket, &prefix).await?;
-    delete_staging(services, spec).await?;
+    let prefixes = [
+        layout::export_prefix(&spec.tenant, &spec.request_id),
+        layout::staging_prefix(&spec.tenant, &spec.request_id),
+    ];
+    for prefix in prefixes {
+        match services.store.delete_prefix(bucket, &prefix).await {
+            Ok(()) => {}
+            Err(error) if error.is_transient() => return Err(error.into()),
+            // Retrying will not help (e.g. access denied): the job ends anyway.
+            Err(error) => {
+                tracing::error!(request_id = %spec.request_id, prefix, %error, "export objects not deleted")
+            }
+        }
+    }
     Ok(())
 }
 

@@ -11,14 +11,12 @@
 //! deterministic. Its writes are fenced by the lease: once the lease is
 //! lost it stops without side effects.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auditx_common::lake::LakeError;
-use auditx_common::queue::{Message, QueueError};
+use auditx_common::queue::Message;
 use auditx_common::retry::Backoff;
-use auditx_common::s3::StorageError;
-use auditx_common::state::StateError;
 use auditx_common::telemetry::inject_trace_context;
 use auditx_proto::{
     decode, encode, AssembleTask, ChunkId, FileIndex, RenderTask, RequestId, Task, WorkerReport,
@@ -29,64 +27,17 @@ use tracing::instrument;
 use crate::assign::FileExtent;
 use crate::completion;
 use crate::context::Services;
+pub use crate::error::DriveError;
 use crate::job_plan::{self, plan_key, JobPlan};
-use crate::jobs::{reports_key, Job, JobError, JobSpec, JobState, JobStatus};
+use crate::jobs::{reports_key, Job, JobSpec, JobState, JobStatus};
 use crate::lease::TenantLease;
 use crate::metrics;
 use crate::work::JobWork;
 
-/// Failures while driving a job.
-#[derive(Debug, thiserror::Error)]
-pub enum DriveError {
-    /// The lease was lost or the process is shutting down: stop, touch nothing.
-    #[error("driver stopped: tenant lease lost or shutting down")]
-    Stopped,
-    /// Store, queue or S3 trouble: retried with backoff.
-    #[error("{0}")]
-    Transient(String),
-    /// The job cannot go on; it fails with this message.
-    #[error("{0}")]
-    Permanent(String),
-}
-
-impl From<StateError> for DriveError {
-    fn from(e: StateError) -> Self {
-        match e {
-            StateError::LeaseLost(_) => DriveError::Stopped,
-            e if e.is_transient() => DriveError::Transient(e.to_string()),
-            e => DriveError::Permanent(e.to_string()),
-        }
-    }
-}
-
-impl From<JobError> for DriveError {
-    fn from(e: JobError) -> Self {
-        match e {
-            JobError::State(e) => e.into(),
-            e => DriveError::Permanent(e.to_string()),
-        }
-    }
-}
-
-macro_rules! classified {
-    ($($error:ty),*) => {$(
-        impl From<$error> for DriveError {
-            fn from(e: $error) -> Self {
-                if e.is_transient() {
-                    DriveError::Transient(e.to_string())
-                } else {
-                    DriveError::Permanent(e.to_string())
-                }
-            }
-        }
-    )*};
-}
-classified!(QueueError, StorageError, LakeError);
-
 /// What one pass over the job found.
 enum Step {
     Continue,
-    Finished(Job),
+    Finished(Box<Job>),
     /// The job must end (cancel or failure) with this status and reason.
     End(JobStatus, String),
 }
@@ -108,6 +59,9 @@ pub struct JobDriver<'a> {
     spec: JobSpec,
     state: JobState,
     progress_saved: Option<Instant>,
+    /// Report fields already applied: reports are write-once, so a field
+    /// seen once never needs decoding again.
+    applied: HashSet<String>,
 }
 
 impl<'a> JobDriver<'a> {
@@ -127,6 +81,7 @@ impl<'a> JobDriver<'a> {
             spec,
             state,
             progress_saved: None,
+            applied: HashSet::new(),
         }
     }
 
@@ -145,13 +100,14 @@ impl<'a> JobDriver<'a> {
                 return Err(DriveError::Stopped);
             }
             let outcome = match &ending {
-                Some((status, reason)) => {
-                    self.end(*status, reason.clone()).await.map(Step::Finished)
-                }
+                Some((status, reason)) => self
+                    .end(*status, reason.clone())
+                    .await
+                    .map(|job| Step::Finished(Box::new(job))),
                 None => self.step(&mut work).await,
             };
             let pause = match outcome {
-                Ok(Step::Finished(job)) => return Ok(job),
+                Ok(Step::Finished(job)) => return Ok(*job),
                 Ok(Step::End(status, reason)) => {
                     ending = Some((status, reason));
                     continue;
@@ -189,7 +145,7 @@ impl<'a> JobDriver<'a> {
             Some(work) => work,
             None => work.insert(JobWork::new(self.spec.clone(), self.load_or_plan().await?)),
         };
-        if let Err(reason) = work.apply(self.reports().await?) {
+        if let Err(reason) = work.apply(self.new_reports().await?) {
             return Ok(Step::End(JobStatus::Failed, reason));
         }
         work.cut_files();
@@ -206,7 +162,10 @@ impl<'a> JobDriver<'a> {
             work.file_completed(outcome.file);
         }
         if work.is_complete() {
-            return self.finish(work).await.map(Step::Finished);
+            return self
+                .finish(work)
+                .await
+                .map(|job| Step::Finished(Box::new(job)));
         }
         for chunk in work.chunks_to_dispatch(self.services.config.export.max_chunks_in_flight) {
             self.render(work, chunk).await?;
@@ -240,22 +199,24 @@ impl<'a> JobDriver<'a> {
         Ok(plan)
     }
 
-    async fn reports(&self) -> Result<Vec<WorkerReport>, DriveError> {
-        let fields = self
-            .services
-            .state
-            .hash_get_all(&reports_key(self.id()))
-            .await?;
-        Ok(fields
-            .into_iter()
-            .filter_map(|(field, bytes)| match decode(&bytes) {
-                Ok(report) => Some(report),
+    /// Reports recorded since the last pass.
+    async fn new_reports(&mut self) -> Result<Vec<WorkerReport>, DriveError> {
+        let key = reports_key(self.id());
+        let fields = self.services.state.hash_get_all(&key).await?;
+        let mut reports = Vec::new();
+        for (field, bytes) in fields {
+            if self.applied.contains(&field) {
+                continue;
+            }
+            match decode(&bytes) {
+                Ok(report) => reports.push(report),
                 Err(error) => {
-                    tracing::warn!(request_id = %self.id(), field, %error, "unreadable report skipped");
-                    None
+                    tracing::warn!(request_id = %self.id(), field, %error, "unreadable report skipped")
                 }
-            })
-            .collect())
+            }
+            self.applied.insert(field);
+        }
+        Ok(reports)
     }
 
     #[instrument(name = "scheduler.dispatch", skip_all, fields(request_id = %self.spec.request_id, chunk = chunk.0))]

@@ -4,10 +4,11 @@
 //! without further side effects, leaving the job to the next holder.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use auditx_common::state::{Lease, StateStore};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub struct TenantLease {
@@ -39,10 +40,6 @@ impl TenantLease {
 
     pub fn lease(&self) -> &Lease {
         &self.lease
-    }
-
-    pub fn ttl(&self) -> Duration {
-        self.ttl
     }
 
     /// Fires when the lease is lost or the process shuts down.

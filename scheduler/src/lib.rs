@@ -8,6 +8,7 @@ pub mod assign;
 mod completion;
 pub mod context;
 mod driver;
+mod error;
 pub mod events;
 mod job_plan;
 pub mod jobs;
@@ -16,7 +17,7 @@ mod lease;
 mod metrics;
 pub mod planner;
 mod results;
-mod runner;
+pub mod runner;
 mod tenants;
 mod work;
 

@@ -9,9 +9,9 @@ use prometheus::{histogram_opts, opts, Histogram, IntCounter, IntCounterVec, Int
 
 use crate::jobs::JobStatus;
 
-/// Registers `metric` once per process. A second registration (several
-/// schedulers in one test process) keeps counting in the first one's name
-/// space rather than failing.
+/// Registers `metric` in the default registry. The metrics are process-wide
+/// statics, so this runs once per metric; should another component have
+/// taken the name, the metric still counts but is not exported.
 fn registered<T: Collector + Clone + 'static>(metric: T) -> T {
     if let Err(error) = prometheus::register(Box::new(metric.clone())) {
         tracing::debug!(%error, "metric already registered");

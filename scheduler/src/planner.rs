@@ -317,8 +317,8 @@ mod tests {
 
     fn arb_files() -> impl Strategy<Value = Vec<LakeFile>> {
         let group = (0u64..5_000, -50i64..1_050, 0i64..300);
-        let file = prop::collection::vec(group, 0..6);
-        prop::collection::vec(file, 0..6).prop_map(|files| {
+        let groups = prop::collection::vec(group, 0..6);
+        prop::collection::vec(groups, 0..6).prop_map(|files| {
             files
                 .iter()
                 .enumerate()

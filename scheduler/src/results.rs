@@ -91,25 +91,29 @@ pub fn report_field(report: &WorkerReport) -> String {
 /// cleanup), its staging object is deleted.
 pub async fn record_report(services: &Services, report: &WorkerReport) -> Result<(), DriveError> {
     let id = report.request_id();
-    let Some(job) = services.jobs.get(id).await? else {
+    let Some((state, _)) = services.jobs.state_raw(id).await? else {
         tracing::warn!(request_id = %id, "report for an unknown export dropped");
         return Ok(());
     };
-    if job.state.status.is_terminal() {
-        if let WorkerReport::Rendered(outcome) = report {
-            let prefix = layout::staging_prefix(&job.spec.tenant, id);
-            if outcome.staging_key.starts_with(&prefix) {
-                let bucket = &services.config.s3.export_bucket;
-                services.store.delete(bucket, &outcome.staging_key).await?;
-            }
-        }
+    if !state.status.is_terminal() {
+        let bytes = encode(report).map_err(|e| DriveError::Permanent(e.to_string()))?;
+        let field = report_field(report);
+        services
+            .state
+            .hash_set_if_absent(&reports_key(id), &field, &bytes)
+            .await?;
         return Ok(());
     }
-    let bytes = encode(report).map_err(|e| DriveError::Permanent(e.to_string()))?;
-    services
-        .state
-        .hash_set_if_absent(&reports_key(id), &report_field(report), &bytes)
-        .await?;
+    if let (WorkerReport::Rendered(outcome), Some(spec)) = (report, services.jobs.spec(id).await?) {
+        // Only ever the job's own staging objects, whatever the report says.
+        if outcome
+            .staging_key
+            .starts_with(&layout::staging_prefix(&spec.tenant, id))
+        {
+            let bucket = &services.config.s3.export_bucket;
+            services.store.delete(bucket, &outcome.staging_key).await?;
+        }
+    }
     Ok(())
 }
 

@@ -54,9 +54,8 @@ impl JobWork {
         }
     }
 
-    /// Applies the job's reports (all of them, every time: the known ones
-    /// are skipped). A failure is fatal only for a task that has no success
-    /// report: a duplicate of a task that did succeed may well fail later
+    /// Applies newly recorded reports (a repeated one changes nothing). A
+    /// failure is fatal only for a task that has no success report: a duplicate of a task that did succeed may well fail later
     /// (e.g. assembling into an upload that was completed meanwhile).
     /// Returns the message the job fails with, if it must.
     pub fn apply(&mut self, reports: Vec<WorkerReport>) -> Result<(), String> {

@@ -24,13 +24,19 @@ async fn a_created_job_is_listed_pending_with_its_query_echoed() {
     assert_eq!(created.status, StatusCode::OK, "{}", created.text());
     let body = created.json();
     assert_eq!(body["success"], true);
-    assert_eq!((body["previousPage"].clone(), body["nextPage"].clone()), (Value::Null, Value::Null));
+    assert_eq!(
+        (body["previousPage"].clone(), body["nextPage"].clone()),
+        (Value::Null, Value::Null)
+    );
     let id = body["data"]["requestId"].as_str().unwrap().to_owned();
     tokio::time::timeout(Duration::from_secs(1), api.services.wake.notified())
         .await
         .expect("the scheduler is woken");
 
-    let list = api.call(Method::GET, "/meters/42/auditTrail/export").await.data();
+    let list = api
+        .call(Method::GET, "/meters/42/auditTrail/export")
+        .await
+        .data();
     let jobs = list.as_array().unwrap();
     assert_eq!(jobs.len(), 1);
     let job = &jobs[0];
@@ -68,11 +74,23 @@ async fn a_created_job_is_listed_pending_with_its_query_echoed() {
             "cancelRequested": false,
         })
     );
-    let one = api.call(Method::GET, &format!("/meters/42/auditTrail/export/{id}")).await.data();
+    let one = api
+        .call(Method::GET, &format!("/meters/42/auditTrail/export/{id}"))
+        .await
+        .data();
     assert_eq!(&one, job);
 
-    let spec = api.services.jobs.spec(&RequestId(id)).await.unwrap().unwrap();
-    assert_eq!((spec.from_ms, spec.to_ms), (1_751_320_800_000, 1_751_371_200_500));
+    let spec = api
+        .services
+        .jobs
+        .spec(&RequestId(id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (spec.from_ms, spec.to_ms),
+        (1_751_320_800_000, 1_751_371_200_500)
+    );
     assert_eq!(spec.tenant.as_str(), TENANT);
 }
 
@@ -80,12 +98,16 @@ async fn a_created_job_is_listed_pending_with_its_query_echoed() {
 async fn lists_page_newest_first_and_filter_by_type_and_session() {
     let api = TestApi::start().await;
     let mut ids = Vec::new();
-    for (export_type, session) in
-        [("SAMPLE", "R-1"), ("ERROR", "R-2"), ("SAMPLE", "R-2,R-3"), ("ERROR", "R-4"), ("SAMPLE", "R-5")]
-    {
+    for (export_type, session) in [
+        ("SAMPLE", "R-1"),
+        ("ERROR", "R-2"),
+        ("SAMPLE", "R-2,R-3"),
+        ("ERROR", "R-4"),
+        ("SAMPLE", "R-5"),
+    ] {
         let uri = format!(
-            "/meters/7/auditTrail/export?exportType={export_type}&runType=NORMAL&sessionIds={session}\
-             &queryFromTime=2025-07-01T00:00:00Z&queryToTime=2025-07-02T00:00:00Z"
+            "/meters/7/auditTrail/export?exportType={export_type}&runType=NORMAL\
+             &sessionIds={session}&queryFromTime=2025-07-01T00:00:00Z&queryToTime=2025-07-02T00:00:00Z"
         );
         let response = api.call(Method::POST, &uri).await;
         ids.push(response.data()["requestId"].as_str().unwrap().to_owned());
@@ -105,19 +127,50 @@ async fn lists_page_newest_first_and_filter_by_type_and_session() {
                 .iter()
                 .map(|job| job["requestId"].as_str().unwrap().to_owned())
                 .collect();
-            (listed, body["previousPage"].clone(), body["nextPage"].clone())
+            (
+                listed,
+                body["previousPage"].clone(),
+                body["nextPage"].clone(),
+            )
         }
     };
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
-    assert_eq!(page("").await, (newest_first.clone(), Value::Null, Value::Null));
-    assert_eq!(page("pageSize=2").await, (newest_first[0..2].to_vec(), Value::Null, json!(2)));
-    assert_eq!(page("pageSize=2&page=2").await, (newest_first[2..4].to_vec(), json!(1), json!(3)));
-    assert_eq!(page("pageSize=2&page=3").await, (newest_first[4..5].to_vec(), json!(2), Value::Null));
-    assert_eq!(page("pageSize=2&page=4").await, (vec![], json!(3), Value::Null));
-    assert_eq!(page("exportType=ERROR").await.0, vec![ids[3].clone(), ids[1].clone()]);
-    assert_eq!(page("sessionIds=R-2").await.0, vec![ids[2].clone(), ids[1].clone()]);
-    assert_eq!(page("sessionIds[]=R-3&sessionIds[]=R-1").await.0, vec![ids[2].clone(), ids[0].clone()]);
-    assert_eq!(page("exportType=SAMPLE&sessionIds=R-2,R-4").await.0, vec![ids[2].clone()]);
+    assert_eq!(
+        page("").await,
+        (newest_first.clone(), Value::Null, Value::Null)
+    );
+    assert_eq!(
+        page("pageSize=2").await,
+        (newest_first[0..2].to_vec(), Value::Null, json!(2))
+    );
+    assert_eq!(
+        page("pageSize=2&page=2").await,
+        (newest_first[2..4].to_vec(), json!(1), json!(3))
+    );
+    assert_eq!(
+        page("pageSize=2&page=3").await,
+        (newest_first[4..5].to_vec(), json!(2), Value::Null)
+    );
+    assert_eq!(
+        page("pageSize=2&page=4").await,
+        (vec![], json!(3), Value::Null)
+    );
+    assert_eq!(
+        page("exportType=ERROR").await.0,
+        vec![ids[3].clone(), ids[1].clone()]
+    );
+    assert_eq!(
+        page("sessionIds=R-2").await.0,
+        vec![ids[2].clone(), ids[1].clone()]
+    );
+    assert_eq!(
+        page("sessionIds[]=R-3&sessionIds[]=R-1").await.0,
+        vec![ids[2].clone(), ids[0].clone()]
+    );
+    assert_eq!(
+        page("exportType=SAMPLE&sessionIds=R-2,R-4").await.0,
+        vec![ids[2].clone()]
+    );
 }
 
 #[tokio::test]
@@ -126,12 +179,18 @@ async fn canceling_a_pending_job_ends_it_and_announces_it() {
     let mut events = api.services.queue.subscribe_events("#").await.unwrap();
     let id = api.create(1, "").await;
 
-    let canceled = api.call(Method::DELETE, &format!("/meters/1/auditTrail/export/{id}")).await.data();
+    let canceled = api
+        .call(Method::DELETE, &format!("/meters/1/auditTrail/export/{id}"))
+        .await
+        .data();
     assert_eq!(canceled["status"], "CANCELED");
     assert_eq!(canceled["error"], "canceled by request");
     assert_eq!(canceled["cancelRequested"], false);
     assert!(canceled["completionTime"].is_string());
-    let shown = api.call(Method::GET, &format!("/meters/1/auditTrail/export/{id}")).await.data();
+    let shown = api
+        .call(Method::GET, &format!("/meters/1/auditTrail/export/{id}"))
+        .await
+        .data();
     assert_eq!(shown, canceled);
 
     let delivery = tokio::time::timeout(Duration::from_secs(5), events.next())
@@ -150,15 +209,22 @@ async fn canceling_a_running_job_is_requested() {
     let id = api.create(1, "").await;
     api.set_status(&id, JobStatus::Running, |_| {}).await;
 
-    let job = api.call(Method::DELETE, &format!("/meters/1/auditTrail/export/{id}")).await.data();
-    assert_eq!((job["status"].clone(), job["cancelRequested"].clone()), (json!("RUNNING"), json!(true)));
+    let job = api
+        .call(Method::DELETE, &format!("/meters/1/auditTrail/export/{id}"))
+        .await
+        .data();
+    assert_eq!(
+        (job["status"].clone(), job["cancelRequested"].clone()),
+        (json!("RUNNING"), json!(true))
+    );
 }
 
 #[tokio::test]
 async fn canceling_a_finished_job_conflicts() {
     let api = TestApi::start().await;
     let id = api.create(1, "").await;
-    api.set_status(&id, JobStatus::Finished, |s| s.count = 3).await;
+    api.set_status(&id, JobStatus::Finished, |s| s.count = 3)
+        .await;
 
     api.call(Method::DELETE, &format!("/meters/1/auditTrail/export/{id}"))
         .await
@@ -173,20 +239,30 @@ async fn unknown_and_foreign_jobs_are_not_found() {
     let missing = |id: &RequestId| format!("requestId: \"{id}\" not found");
 
     for method in [Method::GET, Method::DELETE] {
-        api.call(method.clone(), &format!("/meters/1/auditTrail/export/{unknown}"))
-            .await
-            .assert_error(StatusCode::NOT_FOUND, "NOT_FOUND", &missing(&unknown));
+        api.call(
+            method.clone(),
+            &format!("/meters/1/auditTrail/export/{unknown}"),
+        )
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "NOT_FOUND", &missing(&unknown));
         // The same job under another meter of the tenant.
         api.call(method.clone(), &format!("/meters/2/auditTrail/export/{id}"))
             .await
             .assert_error(StatusCode::NOT_FOUND, "NOT_FOUND", &missing(&id));
         // Another tenant, same meter.
-        let request = authed_as("globex", method, &format!("/meters/1/auditTrail/export/{id}"));
+        let request = authed_as(
+            "globex",
+            method,
+            &format!("/meters/1/auditTrail/export/{id}"),
+        );
         api.send(request.body(Body::empty()).unwrap())
             .await
             .assert_error(StatusCode::NOT_FOUND, "NOT_FOUND", &missing(&id));
     }
-    let job = api.call(Method::GET, &format!("/meters/1/auditTrail/export/{id}")).await.data();
+    let job = api
+        .call(Method::GET, &format!("/meters/1/auditTrail/export/{id}"))
+        .await
+        .data();
     assert_eq!(job["status"], "PENDING", "a foreign cancel changed nothing");
 }
 
@@ -198,7 +274,11 @@ async fn presigned_urls_download_the_callers_own_files_only() {
     let manifest = format!("{TENANT}/{id}/manifest.json");
     let bucket = &api.services.config.s3.export_bucket;
     let csv = Bytes::from_static(b"eventId,eventTime\ne1,2025-07-01T00:00:00.000Z\n");
-    api.services.store.put(bucket, &file, csv.clone(), "text/csv").await.unwrap();
+    api.services
+        .store
+        .put(bucket, &file, csv.clone(), "text/csv")
+        .await
+        .unwrap();
     let (file_list, manifest_key) = (vec![file.clone()], Some(manifest.clone()));
     api.set_status(&id, JobStatus::Finished, |s| {
         s.file_list = file_list;
@@ -211,14 +291,25 @@ async fn presigned_urls_download_the_callers_own_files_only() {
     let downloaded = reqwest::get(url.as_str().unwrap()).await.unwrap();
     assert_eq!(downloaded.status(), 200);
     assert_eq!(downloaded.bytes().await.unwrap(), csv);
-    assert!(api.call(Method::GET, &presign(&manifest)).await.data().is_string());
+    assert!(api
+        .call(Method::GET, &presign(&manifest))
+        .await
+        .data()
+        .is_string());
 
     let not_found = |key: &str| format!("fileKey: \"{key}\" not found");
     let unlisted = format!("{TENANT}/{id}/audit_trail_sample_0002.csv");
-    for key in [unlisted.as_str(), "acme/nope", "acme", &format!("_staging/{TENANT}/{id}/chunk-000000.csv")] {
-        api.call(Method::GET, &presign(key))
-            .await
-            .assert_error(StatusCode::NOT_FOUND, "NOT_FOUND", &not_found(key));
+    for key in [
+        unlisted.as_str(),
+        "acme/nope",
+        "acme",
+        &format!("_staging/{TENANT}/{id}/chunk-000000.csv"),
+    ] {
+        api.call(Method::GET, &presign(key)).await.assert_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            &not_found(key),
+        );
     }
     // The same key asked for by another tenant.
     let request = authed_as("globex", Method::GET, &presign(&file));
@@ -230,9 +321,11 @@ async fn presigned_urls_download_the_callers_own_files_only() {
     api.send(request.body(Body::empty()).unwrap())
         .await
         .assert_error(StatusCode::NOT_FOUND, "NOT_FOUND", &not_found(&file));
-    api.call(Method::GET, "/meters/auditTrail/presignedUrl").await.assert_error(
-        StatusCode::BAD_REQUEST,
-        "MISSING_PARAMETER",
-        "fileKey: required",
-    );
+    api.call(Method::GET, "/meters/auditTrail/presignedUrl")
+        .await
+        .assert_error(
+            StatusCode::BAD_REQUEST,
+            "MISSING_PARAMETER",
+            "fileKey: required",
+        );
 }

@@ -48,6 +48,7 @@ export_bucket = "{exports}"
 [rabbitmq]
 url = "{amqp}"
 prefix = "{prefix}"
+delivery_limit = {limit}
 
 [redis]
 url = "{redis}"
@@ -73,6 +74,7 @@ log_level = "warn"
         exports = c.s3.export_bucket,
         amqp = c.rabbitmq.url,
         prefix = c.rabbitmq.prefix,
+        limit = c.rabbitmq.delivery_limit,
         redis = c.redis.url,
         redis_prefix = c.redis.prefix,
     );

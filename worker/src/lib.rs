@@ -22,9 +22,3 @@ pub use health::serve_health;
 pub use parts::PartSplitter;
 pub use render::{order_rows, render_chunk, render_csv, RenderedChunk};
 pub use run::run;
-fn _probe(store: auditx_common::s3::ObjectStore, a: auditx_proto::RenderTask, b: auditx_proto::AssembleTask) {
-    fn is_send<T: Send>(_: T) {}
-    is_send(async move { render_chunk(&store, "x", "y", &a).await });
-    let s2 = auditx_common::s3::ObjectStore::clone(&store);
-    is_send(async move { assemble_file(&s2, "y", &b).await });
-}

@@ -38,36 +38,41 @@ pub async fn render_chunk(
             "offset_stride must be positive".into(),
         ));
     }
-    let rows = read_chunk_rows(
-        store,
-        lake_bucket,
-        &task.sources,
-        task.from_ms,
-        task.to_ms,
-        &task.filter,
-    )
-    .await?;
-    let format = task.format;
-    let run_statuses = task.run_statuses.clone();
-    let stride = task.offset_stride;
-    // Sorting and rendering a chunk is tens of milliseconds of CPU: keep it
-    // off the threads that drive I/O.
+    // The chunk is read, sorted and rendered on a blocking thread. Sorting
+    // and rendering are tens of milliseconds of CPU that must not stall the
+    // threads driving I/O. And rustc cannot prove `read_chunk_rows`'s future
+    // `Send` (its stream closures hit the compiler's higher-ranked lifetime
+    // limitation), so it cannot be awaited inside the spawned task handler;
+    // `Handle::block_on` drives it here instead.
+    let runtime = tokio::runtime::Handle::current();
+    let span = tracing::Span::current();
+    let (store_for_read, lake_bucket, chunk) =
+        (store.clone(), lake_bucket.to_owned(), task.clone());
     let rendered = tokio::task::spawn_blocking(move || {
-        let mut rows = rows;
-        order_rows(&mut rows);
-        match format {
-            OutputFormat::Csv => render_csv(&rows, &run_statuses, stride),
-        }
+        span.in_scope(|| -> Result<RenderedChunk, WorkerError> {
+            let mut rows = runtime.block_on(read_chunk_rows(
+                &store_for_read,
+                &lake_bucket,
+                &chunk.sources,
+                chunk.from_ms,
+                chunk.to_ms,
+                &chunk.filter,
+            ))?;
+            order_rows(&mut rows);
+            Ok(match chunk.format {
+                OutputFormat::Csv => render_csv(&rows, &chunk.run_statuses, chunk.offset_stride),
+            })
+        })
     })
     .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
     let bytes = rendered.bytes.len() as u64;
     store
         .put(
             export_bucket,
             &task.staging_key,
             Bytes::from(rendered.bytes),
-            format.content_type(),
+            task.format.content_type(),
         )
         .await?;
     Ok(RenderOutcome {

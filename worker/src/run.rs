@@ -22,6 +22,10 @@ use crate::error::WorkerError;
 use crate::metrics::{self, InFlight, Outcome};
 use crate::render::render_chunk;
 
+/// Pause before subscribing again after the consumer failed, so a broker
+/// in trouble is not hammered.
+const RESUBSCRIBE_PAUSE: Duration = Duration::from_secs(1);
+
 /// Runs tasks from the tasks queue, `config.worker.concurrency` at a time,
 /// until `shutdown` fires; then stops taking tasks, finishes the running
 /// ones and returns. Tasks prefetched but not started are never acked, so
@@ -74,6 +78,11 @@ pub async fn run(
                 match failure {
                     Some(Err(e)) => warn!(error = %e, "task consumer failed, subscribing again"),
                     _ => warn!("task consumer closed, subscribing again"),
+                }
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break 'consume Ok(()),
+                    () = tokio::time::sleep(RESUBSCRIBE_PAUSE) => {}
                 }
                 match subscribe(queue.as_ref(), &tasks_queue, concurrency).await {
                     Ok(fresh) => consumer = fresh,

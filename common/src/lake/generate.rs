@@ -61,24 +61,24 @@ fn split_into_files(
     file_rows: usize,
     files: tokio::sync::mpsc::Sender<(NaiveDate, Vec<AuditRow>)>,
 ) {
-    let mut current: Option<(NaiveDate, Vec<AuditRow>)> = None;
+    let mut file: Vec<AuditRow> = Vec::new();
+    let mut date = NaiveDate::MIN;
     for row in audit_rows(&spec) {
-        let date = utc_date(row.event_time_ms);
-        if let Some((day, rows)) = &current {
-            if *day != date || rows.len() >= file_rows {
-                let full = current.take().expect("checked above");
-                if files.blocking_send(full).is_err() {
-                    return; // the writer gave up
-                }
+        let row_date = utc_date(row.event_time_ms);
+        if row_date != date || file.len() >= file_rows {
+            if !file.is_empty()
+                && files
+                    .blocking_send((date, std::mem::take(&mut file)))
+                    .is_err()
+            {
+                return; // the writer gave up
             }
+            date = row_date;
         }
-        current
-            .get_or_insert_with(|| (date, Vec::with_capacity(file_rows.min(1 << 20))))
-            .1
-            .push(row);
+        file.push(row);
     }
-    if let Some(last) = current {
-        let _ = files.blocking_send(last);
+    if !file.is_empty() {
+        let _ = files.blocking_send((date, file));
     }
 }
 

@@ -1,43 +1,34 @@
 //! Reading the lake from S3: footers and row-group statistics for planning,
 //! and exactly a chunk's rows for rendering (filters pushed down).
 
+mod chunk;
 mod object_reader;
 mod predicate;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use arrow::datatypes::Schema;
+use arrow::array::RecordBatch;
 use auditx_proto::{LakeSource, MeterId, RowFilter, TenantId};
 use chrono::NaiveDate;
 use futures::{stream, StreamExt, TryStreamExt};
-use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
-    RowFilter as ParquetRowFilter,
-};
-use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
-use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
 
 use self::object_reader::ObjectReader;
-use self::predicate::Predicate;
 use super::convert::{push_audit_rows, push_run_rows};
-use super::schema::{audit_columns as ac, audit_schema};
+use super::schema::audit_columns as ac;
 use super::write::utc_date;
 use super::{layout, AuditRow, LakeError, LakeResult, RunRow};
 use crate::s3::{ObjectMeta, ObjectStore, StorageError};
 
-/// Footers fetched at once while planning.
-const FOOTER_CONCURRENCY: usize = 8;
-/// Row groups decoded at once for one chunk; each is its own task so a
-/// chunk spanning several row groups uses several cores.
-const ROW_GROUP_CONCURRENCY: usize = 4;
+/// S3 requests (listings, footers, run files) in flight at once.
+const REQUEST_CONCURRENCY: usize = 8;
 /// Up to this many days a listing goes partition by partition; past it one
 /// listing of the whole meter (filtered by date) takes fewer requests.
 const MAX_DAYS_LISTED_ONE_BY_ONE: i64 = 31;
-const BATCH_ROWS: usize = 8192;
 
 /// Statistics of one row group, from the file footer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,15 +54,9 @@ fn read_error(key: &str, err: ParquetError) -> LakeError {
     match err {
         ParquetError::External(inner) => match inner.downcast::<StorageError>() {
             Ok(storage) => LakeError::Storage(*storage),
-            Err(other) => LakeError::Corrupt {
-                key: key.to_owned(),
-                message: other.to_string(),
-            },
+            Err(other) => corrupt(key, other.to_string()),
         },
-        other => LakeError::Corrupt {
-            key: key.to_owned(),
-            message: other.to_string(),
-        },
+        other => corrupt(key, other.to_string()),
     }
 }
 
@@ -99,7 +84,7 @@ async fn list_partitions(
             .collect();
         let listings: Vec<Vec<ObjectMeta>> = stream::iter(prefixes)
             .map(|prefix| async move { store.list(bucket, &prefix).await })
-            .buffered(FOOTER_CONCURRENCY)
+            .buffered(REQUEST_CONCURRENCY)
             .try_collect()
             .await?;
         return Ok(listings.concat());
@@ -194,7 +179,7 @@ pub async fn list_audit_files(
                     row_groups,
                 })
             })
-            .buffered(FOOTER_CONCURRENCY)
+            .buffered(REQUEST_CONCURRENCY)
             .try_filter(|file| std::future::ready(!file.row_groups.is_empty()))
             .try_collect()
             .await?;
@@ -202,93 +187,11 @@ pub async fn list_audit_files(
     Ok(files)
 }
 
-/// Checks that a file has every audit column with the expected type.
-fn check_audit_schema(key: &str, actual: &Schema) -> LakeResult<()> {
-    for expected in audit_schema().fields() {
-        match actual.field_with_name(expected.name()) {
-            Ok(field) if field.data_type() == expected.data_type() => {}
-            Ok(field) => {
-                return Err(corrupt(
-                    key,
-                    format!(
-                        "column {} is {}, expected {}",
-                        expected.name(),
-                        field.data_type(),
-                        expected.data_type()
-                    ),
-                ))
-            }
-            Err(_) => {
-                return Err(corrupt(
-                    key,
-                    format!("column {} is missing", expected.name()),
-                ))
-            }
-        }
-    }
-    Ok(())
-}
-
-/// One row group to decode.
-struct RowGroupRead {
-    key: String,
-    size: u64,
-    metadata: ArrowReaderMetadata,
-    row_group: usize,
-}
-
-async fn load_metadata(
-    store: &ObjectStore,
-    bucket: &str,
-    source: &LakeSource,
-) -> LakeResult<Vec<RowGroupRead>> {
-    let mut reader = ObjectReader::new(store, bucket, &source.key, source.size);
-    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
-        .await
-        .map_err(|e| read_error(&source.key, e))?;
-    check_audit_schema(&source.key, metadata.schema())?;
-    let available = metadata.metadata().num_row_groups();
-    source
-        .row_groups
-        .iter()
-        .map(|&group| {
-            let row_group = group as usize;
-            if row_group >= available {
-                return Err(corrupt(
-                    &source.key,
-                    format!("row group {group} requested, file has {available}"),
-                ));
-            }
-            Ok(RowGroupRead {
-                key: source.key.clone(),
-                size: source.size,
-                metadata: metadata.clone(),
-                row_group,
-            })
-        })
-        .collect()
-}
-
-async fn read_row_group(
-    store: ObjectStore,
-    bucket: String,
-    read: RowGroupRead,
-    predicate: Arc<Predicate>,
-) -> LakeResult<Vec<AuditRow>> {
-    let key = read.key.as_str();
-    let reader = ObjectReader::new(&store, &bucket, key, read.size);
-    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, read.metadata);
-    let mask = ProjectionMask::roots(builder.parquet_schema(), predicate.column_indices());
-    let filter = ArrowPredicateFn::new(mask, move |batch| predicate.evaluate(&batch));
-    let mut batches = builder
-        .with_row_groups(vec![read.row_group])
-        .with_row_filter(ParquetRowFilter::new(vec![Box::new(filter)]))
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| read_error(key, e))?;
-    let mut rows = Vec::new();
-    while let Some(batch) = batches.try_next().await.map_err(|e| read_error(key, e))? {
-        push_audit_rows(&batch, key, &mut rows)?;
+/// The rows of one row group's batches (run in its decoding task).
+fn rows_of(key: &str, batches: Vec<RecordBatch>) -> LakeResult<Vec<AuditRow>> {
+    let mut rows = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for batch in &batches {
+        push_audit_rows(batch, key, &mut rows)?;
     }
     Ok(rows)
 }
@@ -304,36 +207,29 @@ pub async fn read_chunk_rows(
     to_ms: i64,
     filter: &RowFilter,
 ) -> LakeResult<Vec<AuditRow>> {
-    if from_ms >= to_ms {
-        return Ok(Vec::new());
-    }
-    let predicate = Arc::new(Predicate::new(from_ms, to_ms, filter));
-    let reads: Vec<Vec<RowGroupRead>> =
-        stream::iter(sources.iter().filter(|s| !s.row_groups.is_empty()))
-            .map(|source| load_metadata(store, bucket, source))
-            .buffered(FOOTER_CONCURRENCY)
-            .try_collect()
-            .await?;
-    let parts: Vec<Vec<AuditRow>> = stream::iter(reads.into_iter().flatten())
-        .map(|read| {
-            let task = tokio::spawn(read_row_group(
-                store.clone(),
-                bucket.to_owned(),
-                read,
-                predicate.clone(),
-            ));
-            async move {
-                task.await
-                    .map_err(|e| LakeError::Parquet(format!("row group task failed: {e}")))?
-            }
-        })
-        .buffer_unordered(ROW_GROUP_CONCURRENCY)
-        .try_collect()
-        .await?;
+    let parts =
+        chunk::read_row_groups(store, bucket, sources, from_ms, to_ms, filter, rows_of).await?;
     let mut rows = Vec::with_capacity(parts.iter().map(Vec::len).sum());
     parts.into_iter().for_each(|part| rows.extend(part));
     tracing::debug!(rows = rows.len(), "chunk rows read");
     Ok(rows)
+}
+
+/// Like [`read_chunk_rows`], as Arrow batches of the audit schema: a
+/// renderer that reads columns directly skips building an [`AuditRow`]
+/// (a dozen small strings) per row, most of the cost of a read.
+pub async fn read_chunk_batches(
+    store: &ObjectStore,
+    bucket: &str,
+    sources: &[LakeSource],
+    from_ms: i64,
+    to_ms: i64,
+    filter: &RowFilter,
+) -> LakeResult<Vec<RecordBatch>> {
+    let keep = |_: &str, batches| Ok(batches);
+    let parts =
+        chunk::read_row_groups(store, bucket, sources, from_ms, to_ms, filter, keep).await?;
+    Ok(parts.concat())
 }
 
 /// Every `meter_runs` row of a meter.
@@ -361,7 +257,7 @@ pub async fn read_runs(
                 }
                 Ok::<_, LakeError>(rows)
             })
-            .buffered(FOOTER_CONCURRENCY)
+            .buffered(REQUEST_CONCURRENCY)
             .try_collect()
             .await?;
     Ok(files.concat())
@@ -414,10 +310,12 @@ mod tests {
 
     #[test]
     fn foreign_schemas_are_reported_with_the_column() {
-        use arrow::datatypes::{DataType, Field};
+        use arrow::datatypes::{DataType, Field, Schema};
         let schema = Schema::new(vec![Field::new("tenant", DataType::Int64, false)]);
         assert_eq!(
-            check_audit_schema("k", &schema).unwrap_err().to_string(),
+            chunk::check_audit_schema("k", &schema)
+                .unwrap_err()
+                .to_string(),
             "corrupt lake file k: column tenant is Int64, expected Utf8"
         );
     }

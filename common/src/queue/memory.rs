@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use auditx_proto::Topology;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::rabbitmq::EVENT_PREFETCH;
 use super::{Acker, Consumer, Delivery, Message, QueueError, QueueResult, TaskQueue};
@@ -37,8 +37,14 @@ impl MemoryQueue {
         queues.insert(topology.tasks(), tasks);
         queues.insert(topology.results(), Queue::default());
         queues.insert(topology.dead_tasks(), Queue::default());
-        let broker = Broker { queues: Mutex::new(queues), changed: Notify::new() };
-        MemoryQueue { broker: Arc::new(broker), topology }
+        let broker = Broker {
+            queues: Mutex::new(queues),
+            changed: Notify::new(),
+        };
+        MemoryQueue {
+            broker: Arc::new(broker),
+            topology,
+        }
     }
 }
 
@@ -68,7 +74,11 @@ struct Pending {
 
 impl Pending {
     fn new(message: Message) -> Self {
-        Self { message, redelivered: false, returns: 0 }
+        Self {
+            message,
+            redelivered: false,
+            returns: 0,
+        }
     }
 }
 
@@ -82,12 +92,16 @@ enum Settlement {
 impl Broker {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Queue>> {
         // Every change is a single push or pop, so a poisoned map is still consistent.
-        self.queues.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queues
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn push(&self, queue: &str, message: Message) -> QueueResult<()> {
         let mut queues = self.lock();
-        let target = queues.get_mut(queue).ok_or_else(|| QueueError::Rejected(format!("no queue named {queue}")))?;
+        let target = queues
+            .get_mut(queue)
+            .ok_or_else(|| QueueError::Rejected(format!("no queue named {queue}")))?;
         target.ready.push_back(Pending::new(message));
         self.changed.notify_waiters();
         Ok(())
@@ -116,13 +130,19 @@ impl Broker {
             Settlement::Reject => true,
             Settlement::Requeue => {
                 pending.returns += 1;
-                source.delivery_limit.is_some_and(|limit| pending.returns > limit)
+                source
+                    .delivery_limit
+                    .is_some_and(|limit| pending.returns > limit)
             }
         };
         if !dead {
             pending.redelivered = true;
             source.ready.push_front(pending);
-        } else if let Some(target) = source.dead_letter.clone().and_then(|name| queues.get_mut(&name)) {
+        } else if let Some(target) = source
+            .dead_letter
+            .clone()
+            .and_then(|name| queues.get_mut(&name))
+        {
             target.ready.push_back(Pending::new(pending.message));
         }
         self.changed.notify_waiters();
@@ -139,8 +159,13 @@ struct MemoryAcker {
 
 impl MemoryAcker {
     fn settle(&self, settlement: Settlement) -> QueueResult<()> {
-        let held = self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-        let (pending, _slot) = held.ok_or_else(|| QueueError::Other("delivery already settled".into()))?;
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let (pending, _slot) =
+            held.ok_or_else(|| QueueError::Other("delivery already settled".into()))?;
         self.broker.settle(&self.queue, pending, settlement);
         Ok(())
     }
@@ -153,7 +178,11 @@ impl Acker for MemoryAcker {
     }
 
     async fn nack(&self, requeue: bool) -> QueueResult<()> {
-        self.settle(if requeue { Settlement::Requeue } else { Settlement::Reject })
+        self.settle(if requeue {
+            Settlement::Requeue
+        } else {
+            Settlement::Reject
+        })
     }
 }
 
@@ -177,25 +206,63 @@ impl Drop for Subscription {
     }
 }
 
-fn consumer(broker: Arc<Broker>, queue: String, prefetch: u16, subscription: Option<Subscription>) -> Consumer {
+/// Like a broker, a consumer takes messages as soon as it has a free
+/// prefetch slot, whether or not its stream is being read: they stop being
+/// ready (`depth`) and wait in the consumer's buffer. Dropping the stream
+/// drops the buffered deliveries, which requeues them.
+fn consumer(
+    broker: Arc<Broker>,
+    queue: String,
+    prefetch: u16,
+    subscription: Option<Subscription>,
+) -> Consumer {
     // As in AMQP, a prefetch of 0 means no bound.
-    let slots = if prefetch == 0 { Semaphore::MAX_PERMITS } else { usize::from(prefetch) };
+    let slots = if prefetch == 0 {
+        Semaphore::MAX_PERMITS
+    } else {
+        usize::from(prefetch)
+    };
     let slots = Arc::new(Semaphore::new(slots));
-    let state = (broker, queue, slots, subscription);
-    Box::pin(futures::stream::unfold(state, |(broker, queue, slots, subscription)| async move {
-        let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let pending = broker.take(&queue).await?;
-        let delivery = Delivery {
-            message: pending.message.clone(),
-            redelivered: pending.redelivered,
-            acker: Box::new(MemoryAcker {
-                broker: broker.clone(),
-                queue: queue.clone(),
-                held: Mutex::new(Some((pending, slot))),
-            }),
-        };
-        Some((Ok(delivery), (broker, queue, slots, subscription)))
-    }))
+    let (buffer, deliveries) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        // An event subscription's queue lives as long as its consumer.
+        let _subscription = subscription;
+        loop {
+            let next = async {
+                let slot = slots.clone().acquire_owned().await.ok()?;
+                let pending = broker.take(&queue).await?;
+                Some(Delivery {
+                    message: pending.message.clone(),
+                    redelivered: pending.redelivered,
+                    acker: Box::new(MemoryAcker {
+                        broker: broker.clone(),
+                        queue: queue.clone(),
+                        held: Mutex::new(Some((pending, slot))),
+                    }),
+                })
+            };
+            // `None`: the queue is gone (an ended subscription).
+            let delivery = tokio::select! {
+                _ = buffer.closed() => return,
+                delivery = next => delivery,
+            };
+            let Some(delivery) = delivery else {
+                return;
+            };
+            // A send fails only once the stream is gone; the delivery it
+            // hands back is dropped, which requeues it.
+            if buffer.send(delivery).is_err() {
+                return;
+            }
+        }
+    });
+    Box::pin(futures::stream::unfold(
+        deliveries,
+        |mut deliveries| async move {
+            let delivery = deliveries.recv().await?;
+            Some((Ok(delivery), deliveries))
+        },
+    ))
 }
 
 /// AMQP topic matching: words split on `.`, `*` matches one word and `#`
@@ -222,7 +289,11 @@ impl TaskQueue for MemoryQueue {
 
     async fn publish_event(&self, routing_key: &str, message: Message) -> QueueResult<()> {
         let mut queues = self.broker.lock();
-        let subscribers = queues.values_mut().filter(|q| q.binding.as_deref().is_some_and(|b| topic_matches(b, routing_key)));
+        let subscribers = queues.values_mut().filter(|q| {
+            q.binding
+                .as_deref()
+                .is_some_and(|b| topic_matches(b, routing_key))
+        });
         for subscriber in subscribers {
             subscriber.ready.push_back(Pending::new(message.clone()));
         }
@@ -234,20 +305,42 @@ impl TaskQueue for MemoryQueue {
         if !self.broker.lock().contains_key(queue) {
             return Err(QueueError::Other(format!("no queue named {queue}")));
         }
-        Ok(consumer(self.broker.clone(), queue.to_string(), prefetch, None))
+        Ok(consumer(
+            self.broker.clone(),
+            queue.to_string(),
+            prefetch,
+            None,
+        ))
     }
 
     async fn subscribe_events(&self, binding: &str) -> QueueResult<Consumer> {
-        let queue = format!("{}.subscription.{}", self.topology.events_exchange(), uuid::Uuid::new_v4());
-        let subscription = Queue { binding: Some(binding.to_string()), ..Queue::default() };
+        let queue = format!(
+            "{}.subscription.{}",
+            self.topology.events_exchange(),
+            uuid::Uuid::new_v4()
+        );
+        let subscription = Queue {
+            binding: Some(binding.to_string()),
+            ..Queue::default()
+        };
         self.broker.lock().insert(queue.clone(), subscription);
-        let guard = Subscription { broker: self.broker.clone(), queue: queue.clone() };
-        Ok(consumer(self.broker.clone(), queue, EVENT_PREFETCH, Some(guard)))
+        let guard = Subscription {
+            broker: self.broker.clone(),
+            queue: queue.clone(),
+        };
+        Ok(consumer(
+            self.broker.clone(),
+            queue,
+            EVENT_PREFETCH,
+            Some(guard),
+        ))
     }
 
     async fn depth(&self, queue: &str) -> QueueResult<u64> {
         let queues = self.broker.lock();
-        let queue = queues.get(queue).ok_or_else(|| QueueError::Other(format!("no queue named {queue}")))?;
+        let queue = queues
+            .get(queue)
+            .ok_or_else(|| QueueError::Other(format!("no queue named {queue}")))?;
         Ok(queue.ready.len() as u64)
     }
 }

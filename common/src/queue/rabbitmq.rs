@@ -1,4 +1,531 @@
-//! PLACEHOLDER: the queue work replaces this file.
+//! The RabbitMQ task queue of the distributed mode (lapin).
+//!
+//! Topology, declared on connect: the task queue is a durable quorum queue
+//! with `x-delivery-limit` and a dead-letter exchange (a durable fanout)
+//! that routes to the dead-task queue, so a poison task ends there instead
+//! of cycling forever; results and dead tasks are durable quorum queues;
+//! events go to a durable topic exchange.
+//!
+//! Every publish is persistent and waits for the publisher confirm; a nack
+//! or an unroutable return is [`QueueError::Rejected`]. The connection
+//! recovers by itself (lapin auto-recovery); a delivery taken before a
+//! recovery can no longer be acknowledged, which surfaces as an error while
+//! the broker redelivers the message (callers are idempotent).
+//!
+//! Publishing has its own channel, and so does every consumer, so that a
+//! consumer's prefetch and failures stay its own.
 
-/// Not implemented yet.
-pub struct RabbitQueue;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use auditx_proto::Topology;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
+use tokio::time::timeout;
+
+use super::{Acker, Consumer, Delivery, Headers, Message, QueueError, QueueResult, TaskQueue};
+use crate::retry::{retry, Backoff};
+
+/// Unacknowledged events one subscriber may hold (`subscribe_events` takes
+/// no prefetch); the in-process queue uses the same bound.
+pub(super) const EVENT_PREFETCH: u16 = 64;
+
+/// How long a publish waits for its confirm before it counts as failed.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a failed publish waits for the connection to recover before the
+/// next attempt.
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// AMQP `delivery-mode` 2: the broker writes the message to disk.
+const PERSISTENT: u8 = 2;
+
+/// A connection to RabbitMQ with the topology of one installation declared.
+pub struct RabbitQueue {
+    connection: Connection,
+    /// In confirm mode; shared by all publishers.
+    publisher: Channel,
+    topology: Topology,
+}
+
+impl RabbitQueue {
+    /// Connects to `url` (`amqp://user:pass@host:5672/%2f`) and declares the
+    /// topology. `delivery_limit` is the task queue's `x-delivery-limit`: the
+    /// times a task may come back unacknowledged before it is dead-lettered.
+    pub async fn connect(
+        url: &str,
+        topology: Topology,
+        delivery_limit: u32,
+    ) -> QueueResult<RabbitQueue> {
+        let properties = ConnectionProperties::default()
+            .with_connection_name(format!("auditx {}", topology.prefix).into())
+            .enable_auto_recover();
+        let connection = Connection::connect(url, properties)
+            .await
+            .map_err(classify)?;
+        let publisher = open_channel(&connection).await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(classify)?;
+        // Declared on the publisher channel so that auto-recovery replays them.
+        declare(&publisher, &topology, delivery_limit)
+            .await
+            .map_err(classify)?;
+        Ok(RabbitQueue {
+            connection,
+            publisher,
+            topology,
+        })
+    }
+
+    /// Deletes the queues and exchanges of this topology with their
+    /// messages (tests use one topology each and clean up with this).
+    pub async fn delete_topology(&self) -> QueueResult<()> {
+        let channel = open_channel(&self.connection).await?;
+        let t = &self.topology;
+        for queue in [t.tasks(), t.results(), t.dead_tasks()] {
+            channel
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .await
+                .map_err(classify)?;
+        }
+        for exchange in [t.dead_letter_exchange(), t.events_exchange()] {
+            channel
+                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                .await
+                .map_err(classify)?;
+        }
+        close(channel).await;
+        Ok(())
+    }
+
+    /// Publishes once and waits for the broker's confirm.
+    async fn publish_once(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        mandatory: bool,
+        message: &Message,
+    ) -> QueueResult<()> {
+        let properties = BasicProperties::default()
+            .with_delivery_mode(PERSISTENT)
+            .with_headers(write_headers(&message.headers));
+        let options = BasicPublishOptions {
+            mandatory,
+            ..BasicPublishOptions::default()
+        };
+        let confirm = match self
+            .publisher
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                options,
+                &message.payload,
+                properties,
+            )
+            .await
+        {
+            Ok(confirm) => confirm,
+            Err(e) => return Err(self.after_failure(e).await),
+        };
+        let confirmation = match timeout(CONFIRM_TIMEOUT, confirm).await {
+            Err(_) => {
+                return Err(QueueError::Unavailable(format!(
+                    "no publisher confirm within {CONFIRM_TIMEOUT:?}"
+                )))
+            }
+            Ok(Err(e)) => return Err(self.after_failure(e).await),
+            Ok(Ok(confirmation)) => confirmation,
+        };
+        match confirmation {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+                Err(QueueError::Rejected(format!(
+                    "returned by the broker: {} {}",
+                    returned.reply_code, returned.reply_text
+                )))
+            }
+            Confirmation::Nack(None) => Err(QueueError::Rejected("nacked by the broker".into())),
+            Confirmation::NotRequested => Err(QueueError::Other(
+                "publisher confirms are not enabled".into(),
+            )),
+        }
+    }
+
+    /// Publishes, retrying while the broker is unreachable; a retry after a
+    /// lost confirm may duplicate the message, which consumers tolerate.
+    async fn publish_to(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        mandatory: bool,
+        message: Message,
+    ) -> QueueResult<()> {
+        retry(Backoff::default(), QueueError::is_transient, || {
+            self.publish_once(exchange, routing_key, mandatory, &message)
+        })
+        .await
+    }
+
+    /// Classifies a publish failure and, if the connection is recovering,
+    /// waits (bounded) for it so that the next attempt can succeed.
+    async fn after_failure(&self, error: lapin::Error) -> QueueError {
+        let failure = classify(error.clone());
+        if failure.is_transient() {
+            tracing::warn!(error = %error, "publish failed, waiting for the connection to recover");
+            let _ = timeout(RECOVERY_TIMEOUT, self.publisher.wait_for_recovery(error)).await;
+        }
+        failure
+    }
+}
+
+async fn open_channel(connection: &Connection) -> QueueResult<Channel> {
+    connection.create_channel().await.map_err(classify)
+}
+
+/// Consumes `queue` on `channel`, which becomes the consumer's own.
+async fn consume_on(channel: Channel, queue: ShortString, prefetch: u16) -> QueueResult<Consumer> {
+    let consumer = async {
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        channel
+            .basic_consume(
+                queue,
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+    };
+    let consumer = consumer.await.map_err(classify)?;
+    Ok(deliveries(channel, consumer))
+}
+
+/// Closes a short-lived channel; failing to close it only costs the broker
+/// a channel until the connection ends.
+async fn close(channel: Channel) {
+    if let Err(e) = channel.close(200, "OK".into()).await {
+        tracing::debug!(error = %e, "closing a channel failed");
+    }
+}
+
+async fn declare(channel: &Channel, topology: &Topology, delivery_limit: u32) -> lapin::Result<()> {
+    let durable_exchange = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    let dlx = topology.dead_letter_exchange();
+    channel
+        .exchange_declare(
+            dlx.clone().into(),
+            ExchangeKind::Fanout,
+            durable_exchange,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            topology.events_exchange().into(),
+            ExchangeKind::Topic,
+            durable_exchange,
+            FieldTable::default(),
+        )
+        .await?;
+
+    let mut tasks = quorum();
+    tasks.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(delivery_limit.into()),
+    );
+    tasks.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(dlx.clone().into()),
+    );
+    channel
+        .queue_declare(
+            topology.tasks().into(),
+            QueueDeclareOptions::durable(),
+            tasks,
+        )
+        .await?;
+    channel
+        .queue_declare(
+            topology.results().into(),
+            QueueDeclareOptions::durable(),
+            quorum(),
+        )
+        .await?;
+    channel
+        .queue_declare(
+            topology.dead_tasks().into(),
+            QueueDeclareOptions::durable(),
+            quorum(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            topology.dead_tasks().into(),
+            dlx.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// Arguments of a replicated, durable quorum queue.
+fn quorum() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    arguments
+}
+
+/// A refusal by the broker (missing queue, mismatched arguments) or a local
+/// protocol failure is permanent; connection trouble is transient.
+fn classify(error: lapin::Error) -> QueueError {
+    if error.is_amqp_soft_error() || !error.can_be_recovered() {
+        QueueError::Other(error.to_string())
+    } else {
+        QueueError::Unavailable(error.to_string())
+    }
+}
+
+fn write_headers(headers: &Headers) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (name, value) in headers {
+        table.insert(
+            name.clone().into(),
+            AMQPValue::LongString(LongString::from(value.clone())),
+        );
+    }
+    table
+}
+
+/// Text headers as they were published; numbers the broker adds (such as
+/// `x-delivery-count`) become decimal text, nested values (`x-death`) are
+/// left out.
+fn read_headers(table: &FieldTable) -> Headers {
+    let text = |value: &AMQPValue| match value {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        AMQPValue::ShortShortInt(n) => Some(n.to_string()),
+        AMQPValue::ShortShortUInt(n) => Some(n.to_string()),
+        AMQPValue::ShortInt(n) => Some(n.to_string()),
+        AMQPValue::ShortUInt(n) => Some(n.to_string()),
+        AMQPValue::LongInt(n) => Some(n.to_string()),
+        AMQPValue::LongUInt(n) => Some(n.to_string()),
+        AMQPValue::LongLongInt(n) => Some(n.to_string()),
+        _ => None,
+    };
+    table
+        .inner()
+        .iter()
+        .filter_map(|(name, value)| Some((name.to_string(), text(value)?)))
+        .collect()
+}
+
+/// The consumer's deliveries; after a connection failure it waits for
+/// auto-recovery (which re-registers the consumer) and goes on, and ends
+/// after reporting an error it cannot recover from.
+fn deliveries(channel: Channel, consumer: lapin::Consumer) -> Consumer {
+    Box::pin(futures::stream::unfold(
+        (channel, consumer),
+        |(channel, mut consumer)| async move {
+            loop {
+                let item = match consumer.next().await? {
+                    Ok(delivery) => Ok(delivery_of(delivery, &channel)),
+                    Err(error) => {
+                        let failure = classify(error.clone());
+                        tracing::warn!(error = %error, "consumer interrupted, waiting for the connection to recover");
+                        match channel.wait_for_recovery(error).await {
+                            Ok(()) => continue,
+                            Err(_) => Err(failure),
+                        }
+                    }
+                };
+                return Some((item, (channel, consumer)));
+            }
+        },
+    ))
+}
+
+fn delivery_of(delivery: lapin::message::Delivery, channel: &Channel) -> Delivery {
+    let headers = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .map(read_headers)
+        .unwrap_or_default();
+    Delivery {
+        message: Message {
+            payload: delivery.data,
+            headers,
+        },
+        redelivered: delivery.redelivered,
+        acker: Box::new(RabbitAcker {
+            acker: delivery.acker,
+            channel: channel.clone(),
+            settled: AtomicBool::new(false),
+        }),
+    }
+}
+
+/// Settles one delivery. It keeps its channel open (acks must travel on the
+/// channel that delivered), and dropping it unsettled nacks with requeue.
+struct RabbitAcker {
+    acker: lapin::Acker,
+    channel: Channel,
+    settled: AtomicBool,
+}
+
+impl RabbitAcker {
+    /// Marks the delivery settled: it can be settled once.
+    fn claim(&self) -> QueueResult<()> {
+        if self.settled.swap(true, Ordering::SeqCst) {
+            return Err(QueueError::Other("delivery already settled".into()));
+        }
+        Ok(())
+    }
+
+    /// lapin answers `false` for an acker whose channel closed or was
+    /// recovered since the delivery; the broker redelivers that message.
+    fn check(outcome: lapin::Result<bool>) -> QueueResult<()> {
+        match outcome {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(QueueError::Unavailable(
+                "the delivery's channel closed or was recovered; the broker redelivers the message"
+                    .into(),
+            )),
+            Err(e) => Err(classify(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Acker for RabbitAcker {
+    async fn ack(&self) -> QueueResult<()> {
+        self.claim()?;
+        Self::check(self.acker.ack(BasicAckOptions::default()).await)
+    }
+
+    async fn nack(&self, requeue: bool) -> QueueResult<()> {
+        self.claim()?;
+        Self::check(
+            self.acker
+                .nack(BasicNackOptions {
+                    requeue,
+                    multiple: false,
+                })
+                .await,
+        )
+    }
+}
+
+impl Drop for RabbitAcker {
+    fn drop(&mut self) {
+        // A poisoned acker's channel is gone, and with it the delivery: the
+        // broker requeues it by itself.
+        if self.settled.swap(true, Ordering::SeqCst) || !self.acker.usable() {
+            return;
+        }
+        let (acker, channel) = (self.acker.clone(), self.channel.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let requeue = BasicNackOptions { requeue: true, multiple: false };
+                    if let Err(e) = acker.nack(requeue).await {
+                        tracing::warn!(error = %e, "requeueing a dropped delivery failed; the broker redelivers it later");
+                    }
+                    drop(channel);
+                });
+            }
+            // Without a runtime the message comes back when its channel closes.
+            Err(_) => tracing::warn!("delivery dropped unsettled outside a runtime"),
+        }
+    }
+}
+
+#[async_trait]
+impl TaskQueue for RabbitQueue {
+    async fn publish(&self, queue: &str, message: Message) -> QueueResult<()> {
+        // Through the default exchange; mandatory, so a missing queue is a return.
+        self.publish_to("", queue, true, message).await
+    }
+
+    async fn publish_event(&self, routing_key: &str, message: Message) -> QueueResult<()> {
+        // Not mandatory: an event nobody subscribed to is not an error.
+        self.publish_to(
+            &self.topology.events_exchange(),
+            routing_key,
+            false,
+            message,
+        )
+        .await
+    }
+
+    async fn consume(&self, queue: &str, prefetch: u16) -> QueueResult<Consumer> {
+        consume_on(
+            open_channel(&self.connection).await?,
+            queue.into(),
+            prefetch,
+        )
+        .await
+    }
+
+    async fn subscribe_events(&self, binding: &str) -> QueueResult<Consumer> {
+        let channel = open_channel(&self.connection).await?;
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        };
+        let bound = async {
+            let queue = channel
+                .queue_declare("".into(), exclusive, FieldTable::default())
+                .await?;
+            let events = self.topology.events_exchange().into();
+            let options = QueueBindOptions::default();
+            channel
+                .queue_bind(
+                    queue.name().clone(),
+                    events,
+                    binding.into(),
+                    options,
+                    FieldTable::default(),
+                )
+                .await?;
+            lapin::Result::Ok(queue.name().clone())
+        };
+        let queue = bound.await.map_err(classify)?;
+        consume_on(channel, queue, EVENT_PREFETCH).await
+    }
+
+    async fn depth(&self, queue: &str) -> QueueResult<u64> {
+        // A passive declare of a missing queue closes its channel: use a fresh one.
+        let channel = open_channel(&self.connection).await?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let declared = channel
+            .queue_declare(queue.into(), passive, FieldTable::default())
+            .await
+            .map_err(classify)?;
+        close(channel).await;
+        Ok(declared.message_count().into())
+    }
+}

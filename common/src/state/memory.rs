@@ -30,7 +30,9 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, Data> {
         // A panic elsewhere cannot leave `Data` half-updated: every change is
         // a single map operation, so the poisoned state is still consistent.
-        self.data.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.data
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -48,7 +50,11 @@ enum Entry {
     Set(BTreeSet<String>),
     /// Member → score.
     Index(BTreeMap<String, i64>),
-    Lease { owner: String, token: u64, expires_at: Instant },
+    Lease {
+        owner: String,
+        token: u64,
+        expires_at: Instant,
+    },
 }
 
 fn wrong_type(key: &str) -> StateError {
@@ -84,11 +90,17 @@ impl Data {
     }
 
     fn holds(&mut self, lease: &Lease) -> StateResult<bool> {
-        Ok(self.lease(&lease.key)?.is_some_and(|(owner, token)| owner == lease.owner && token == lease.token))
+        Ok(self
+            .lease(&lease.key)?
+            .is_some_and(|(owner, token)| owner == lease.owner && token == lease.token))
     }
 
     /// The collection of `key`; `None` if the key does not exist.
-    fn existing<T>(&mut self, key: &str, pick: fn(&mut Entry) -> Option<&mut T>) -> StateResult<Option<&mut T>> {
+    fn existing<T>(
+        &mut self,
+        key: &str,
+        pick: fn(&mut Entry) -> Option<&mut T>,
+    ) -> StateResult<Option<&mut T>> {
         match self.entry(key) {
             None => Ok(None),
             Some(entry) => pick(entry).map(Some).ok_or_else(|| wrong_type(key)),
@@ -96,7 +108,12 @@ impl Data {
     }
 
     /// The collection of `key`, created empty by `make` if absent.
-    fn collection<T>(&mut self, key: &str, make: fn() -> Entry, pick: fn(&mut Entry) -> Option<&mut T>) -> StateResult<&mut T> {
+    fn collection<T>(
+        &mut self,
+        key: &str,
+        make: fn() -> Entry,
+        pick: fn(&mut Entry) -> Option<&mut T>,
+    ) -> StateResult<&mut T> {
         if self.entry(key).is_none() {
             self.entries.insert(key.to_string(), make());
         }
@@ -154,7 +171,9 @@ impl StateStore for MemoryStore {
 
     async fn set(&self, key: &str, value: &[u8]) -> StateResult<()> {
         // Like Redis SET: replaces whatever kind of value the key held.
-        self.lock().entries.insert(key.to_string(), Entry::Value(value.to_vec()));
+        self.lock()
+            .entries
+            .insert(key.to_string(), Entry::Value(value.to_vec()));
         Ok(())
     }
 
@@ -163,16 +182,23 @@ impl StateStore for MemoryStore {
         if data.entry(key).is_some() {
             return Ok(false);
         }
-        data.entries.insert(key.to_string(), Entry::Value(value.to_vec()));
+        data.entries
+            .insert(key.to_string(), Entry::Value(value.to_vec()));
         Ok(true)
     }
 
-    async fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> StateResult<bool> {
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> StateResult<bool> {
         let mut data = self.lock();
         if data.value(key)?.map(Vec::as_slice) != expected {
             return Ok(false);
         }
-        data.entries.insert(key.to_string(), Entry::Value(value.to_vec()));
+        data.entries
+            .insert(key.to_string(), Entry::Value(value.to_vec()));
         Ok(true)
     }
 
@@ -181,7 +207,8 @@ impl StateStore for MemoryStore {
         if !data.holds(lease)? {
             return Err(StateError::LeaseLost(lease.key.clone()));
         }
-        data.entries.insert(key.to_string(), Entry::Value(value.to_vec()));
+        data.entries
+            .insert(key.to_string(), Entry::Value(value.to_vec()));
         Ok(())
     }
 
@@ -205,19 +232,25 @@ impl StateStore for MemoryStore {
 
     async fn hash_get_all(&self, key: &str) -> StateResult<Vec<(String, Vec<u8>)>> {
         let mut data = self.lock();
-        let fields = data.existing(key, hash)?.map(|h| h.iter().map(|(f, v)| (f.clone(), v.clone())).collect());
+        let fields = data
+            .existing(key, hash)?
+            .map(|h| h.iter().map(|(f, v)| (f.clone(), v.clone())).collect());
         Ok(fields.unwrap_or_default())
     }
 
     async fn list_push(&self, key: &str, value: &str) -> StateResult<()> {
         let mut data = self.lock();
-        data.collection(key, || Entry::List(Vec::new()), list)?.push(value.to_string());
+        data.collection(key, || Entry::List(Vec::new()), list)?
+            .push(value.to_string());
         Ok(())
     }
 
     async fn list_all(&self, key: &str) -> StateResult<Vec<String>> {
         let mut data = self.lock();
-        Ok(data.existing(key, list)?.map(|l| l.clone()).unwrap_or_default())
+        Ok(data
+            .existing(key, list)?
+            .map(|l| l.clone())
+            .unwrap_or_default())
     }
 
     async fn list_remove(&self, key: &str, value: &str) -> StateResult<()> {
@@ -251,18 +284,25 @@ impl StateStore for MemoryStore {
 
     async fn set_members(&self, key: &str) -> StateResult<Vec<String>> {
         let mut data = self.lock();
-        Ok(data.existing(key, set)?.map(|s| s.iter().cloned().collect()).unwrap_or_default())
+        Ok(data
+            .existing(key, set)?
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn set_contains(&self, key: &str, members: &[String]) -> StateResult<Vec<bool>> {
         let mut data = self.lock();
         let set = data.existing(key, set)?;
-        Ok(members.iter().map(|m| set.as_ref().is_some_and(|s| s.contains(m))).collect())
+        Ok(members
+            .iter()
+            .map(|m| set.as_ref().is_some_and(|s| s.contains(m)))
+            .collect())
     }
 
     async fn index_add(&self, key: &str, score: i64, member: &str) -> StateResult<()> {
         let mut data = self.lock();
-        data.collection(key, || Entry::Index(BTreeMap::new()), index)?.insert(member.to_string(), score);
+        data.collection(key, || Entry::Index(BTreeMap::new()), index)?
+            .insert(member.to_string(), score);
         Ok(())
     }
 
@@ -271,12 +311,23 @@ impl StateStore for MemoryStore {
         let Some(index) = data.existing(key, index)? else {
             return Ok(Vec::new());
         };
-        let mut scored: Vec<(i64, &String)> = index.iter().map(|(member, score)| (*score, member)).collect();
+        let mut scored: Vec<(i64, &String)> = index
+            .iter()
+            .map(|(member, score)| (*score, member))
+            .collect();
         scored.sort();
-        Ok(scored.into_iter().map(|(_, member)| member.clone()).collect())
+        Ok(scored
+            .into_iter()
+            .map(|(_, member)| member.clone())
+            .collect())
     }
 
-    async fn try_acquire_lease(&self, key: &str, owner: &str, ttl: Duration) -> StateResult<Option<Lease>> {
+    async fn try_acquire_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> StateResult<Option<Lease>> {
         let mut data = self.lock();
         let expires_at = Instant::now() + ttl;
         let token = match data.lease(key)? {
@@ -288,8 +339,19 @@ impl StateStore for MemoryStore {
                 *fence
             }
         };
-        data.entries.insert(key.to_string(), Entry::Lease { owner: owner.to_string(), token, expires_at });
-        Ok(Some(Lease { key: key.to_string(), owner: owner.to_string(), token }))
+        data.entries.insert(
+            key.to_string(),
+            Entry::Lease {
+                owner: owner.to_string(),
+                token,
+                expires_at,
+            },
+        );
+        Ok(Some(Lease {
+            key: key.to_string(),
+            owner: owner.to_string(),
+            token,
+        }))
     }
 
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> StateResult<bool> {
@@ -320,11 +382,19 @@ mod tests {
     async fn leases_expire_on_the_paused_clock() {
         let store = MemoryStore::new();
         let ttl = Duration::from_secs(30);
-        let first = store.try_acquire_lease("l", "a", ttl).await.unwrap().expect("free lease");
+        let first = store
+            .try_acquire_lease("l", "a", ttl)
+            .await
+            .unwrap()
+            .expect("free lease");
         tokio::time::advance(Duration::from_secs(29)).await;
         assert_eq!(store.try_acquire_lease("l", "b", ttl).await.unwrap(), None);
         tokio::time::advance(Duration::from_secs(2)).await;
-        let second = store.try_acquire_lease("l", "b", ttl).await.unwrap().expect("expired lease");
+        let second = store
+            .try_acquire_lease("l", "b", ttl)
+            .await
+            .unwrap()
+            .expect("expired lease");
         assert!(second.token > first.token);
         assert!(!store.renew_lease(&first, ttl).await.unwrap());
     }

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
-use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind,
+};
 
 use super::{Lease, StateError, StateResult, StateStore};
 use crate::retry::{retry, Backoff};
@@ -97,12 +99,18 @@ impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`); `key_prefix` is put in
     /// front of every key verbatim (include a separator, e.g. `auditx:`).
     pub async fn connect(url: &str, key_prefix: &str) -> StateResult<RedisStore> {
-        let client = redis::Client::open(url).map_err(|e| StateError::Other(format!("redis url {url}: {e}")))?;
+        let client = redis::Client::open(url)
+            .map_err(|e| StateError::Other(format!("redis url {url}: {e}")))?;
         let conn = retry(Backoff::default(), StateError::is_transient, || async {
-            ConnectionManager::new(client.clone()).await.map_err(classify)
+            ConnectionManager::new(client.clone())
+                .await
+                .map_err(classify)
         })
         .await?;
-        Ok(RedisStore { conn, prefix: key_prefix.to_string() })
+        Ok(RedisStore {
+            conn,
+            prefix: key_prefix.to_string(),
+        })
     }
 
     fn key(&self, key: &str) -> String {
@@ -165,23 +173,38 @@ impl StateStore for RedisStore {
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> StateResult<()> {
-        self.query(redis::cmd("SET").arg(self.key(key)).arg(value)).await
+        self.query(redis::cmd("SET").arg(self.key(key)).arg(value))
+            .await
     }
 
     async fn set_if_absent(&self, key: &str, value: &[u8]) -> StateResult<bool> {
-        let reply: Option<String> = self.query(redis::cmd("SET").arg(self.key(key)).arg(value).arg("NX")).await?;
+        let reply: Option<String> = self
+            .query(redis::cmd("SET").arg(self.key(key)).arg(value).arg("NX"))
+            .await?;
         Ok(reply.is_some())
     }
 
-    async fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> StateResult<bool> {
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> StateResult<bool> {
         let mut invocation = COMPARE_AND_SET.key(self.key(key));
-        invocation.arg(u8::from(expected.is_some())).arg(expected.unwrap_or_default()).arg(value);
+        invocation
+            .arg(u8::from(expected.is_some()))
+            .arg(expected.unwrap_or_default())
+            .arg(value);
         self.invoke(&invocation).await
     }
 
     async fn set_fenced(&self, lease: &Lease, key: &str, value: &[u8]) -> StateResult<()> {
         let mut invocation = SET_FENCED.key(self.key(&lease.key));
-        invocation.key(self.key(key)).arg(&lease.owner).arg(lease.token).arg(value);
+        invocation
+            .key(self.key(key))
+            .arg(&lease.owner)
+            .arg(lease.token)
+            .arg(value);
         if self.invoke(&invocation).await? {
             Ok(())
         } else {
@@ -197,43 +220,57 @@ impl StateStore for RedisStore {
     }
 
     async fn hash_set_if_absent(&self, key: &str, field: &str, value: &[u8]) -> StateResult<bool> {
-        self.query(redis::cmd("HSETNX").arg(self.key(key)).arg(field).arg(value)).await
+        self.query(
+            redis::cmd("HSETNX")
+                .arg(self.key(key))
+                .arg(field)
+                .arg(value),
+        )
+        .await
     }
 
     async fn hash_get_all(&self, key: &str) -> StateResult<Vec<(String, Vec<u8>)>> {
-        let mut fields: Vec<(String, Vec<u8>)> = self.query(redis::cmd("HGETALL").arg(self.key(key))).await?;
+        let mut fields: Vec<(String, Vec<u8>)> =
+            self.query(redis::cmd("HGETALL").arg(self.key(key))).await?;
         fields.sort();
         Ok(fields)
     }
 
     async fn list_push(&self, key: &str, value: &str) -> StateResult<()> {
-        self.query(redis::cmd("RPUSH").arg(self.key(key)).arg(value)).await
+        self.query(redis::cmd("RPUSH").arg(self.key(key)).arg(value))
+            .await
     }
 
     async fn list_all(&self, key: &str) -> StateResult<Vec<String>> {
-        self.query(redis::cmd("LRANGE").arg(self.key(key)).arg(0).arg(-1)).await
+        self.query(redis::cmd("LRANGE").arg(self.key(key)).arg(0).arg(-1))
+            .await
     }
 
     async fn list_remove(&self, key: &str, value: &str) -> StateResult<()> {
-        self.query(redis::cmd("LREM").arg(self.key(key)).arg(0).arg(value)).await
+        self.query(redis::cmd("LREM").arg(self.key(key)).arg(0).arg(value))
+            .await
     }
 
     async fn set_add(&self, key: &str, members: &[String]) -> StateResult<u64> {
         if members.is_empty() {
             return Ok(0);
         }
-        self.query(redis::cmd("SADD").arg(self.key(key)).arg(members)).await
+        self.query(redis::cmd("SADD").arg(self.key(key)).arg(members))
+            .await
     }
 
     async fn set_remove(&self, key: &str, members: &[String]) -> StateResult<()> {
         if members.is_empty() {
             return Ok(());
         }
-        self.query(redis::cmd("SREM").arg(self.key(key)).arg(members)).await
+        self.query(redis::cmd("SREM").arg(self.key(key)).arg(members))
+            .await
     }
 
     async fn set_members(&self, key: &str) -> StateResult<Vec<String>> {
-        let mut members: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(self.key(key))).await?;
+        let mut members: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.key(key)))
+            .await?;
         members.sort();
         Ok(members)
     }
@@ -242,27 +279,45 @@ impl StateStore for RedisStore {
         if members.is_empty() {
             return Ok(Vec::new());
         }
-        self.query(redis::cmd("SMISMEMBER").arg(self.key(key)).arg(members)).await
+        self.query(redis::cmd("SMISMEMBER").arg(self.key(key)).arg(members))
+            .await
     }
 
     async fn index_add(&self, key: &str, score: i64, member: &str) -> StateResult<()> {
-        self.query(redis::cmd("ZADD").arg(self.key(key)).arg(score).arg(member)).await
+        self.query(redis::cmd("ZADD").arg(self.key(key)).arg(score).arg(member))
+            .await
     }
 
     async fn index_all(&self, key: &str) -> StateResult<Vec<String>> {
-        self.query(redis::cmd("ZRANGE").arg(self.key(key)).arg(0).arg(-1)).await
+        self.query(redis::cmd("ZRANGE").arg(self.key(key)).arg(0).arg(-1))
+            .await
     }
 
-    async fn try_acquire_lease(&self, key: &str, owner: &str, ttl: Duration) -> StateResult<Option<Lease>> {
+    async fn try_acquire_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> StateResult<Option<Lease>> {
         let mut invocation = TRY_ACQUIRE.key(self.key(key));
-        invocation.key(self.key(&format!("{key}:fencing"))).arg(owner).arg(millis(ttl));
+        invocation
+            .key(self.key(&format!("{key}:fencing")))
+            .arg(owner)
+            .arg(millis(ttl));
         let token: Option<u64> = self.invoke(&invocation).await?;
-        Ok(token.map(|token| Lease { key: key.to_string(), owner: owner.to_string(), token }))
+        Ok(token.map(|token| Lease {
+            key: key.to_string(),
+            owner: owner.to_string(),
+            token,
+        }))
     }
 
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> StateResult<bool> {
         let mut invocation = RENEW.key(self.key(&lease.key));
-        invocation.arg(&lease.owner).arg(lease.token).arg(millis(ttl));
+        invocation
+            .arg(&lease.owner)
+            .arg(lease.token)
+            .arg(millis(ttl));
         self.invoke(&invocation).await
     }
 

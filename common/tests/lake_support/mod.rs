@@ -19,18 +19,34 @@ pub struct Lake {
 
 pub async fn lake() -> Lake {
     let dir = tempfile::tempdir().unwrap();
-    let s3 = EmbeddedS3::start(dir.path(), "127.0.0.1:0".parse().unwrap(), "test-access", "test-secret")
-        .await
-        .unwrap();
+    let s3 = EmbeddedS3::start(
+        dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        "test-access",
+        "test-secret",
+    )
+    .await
+    .unwrap();
     let store = ObjectStore::new(&s3.client_config(&S3Config::default()));
     store.ensure_bucket(BUCKET).await.unwrap();
-    Lake { store, bucket: BUCKET, _s3: s3, _dir: dir }
+    Lake {
+        store,
+        bucket: BUCKET,
+        _s3: s3,
+        _dir: dir,
+    }
 }
 
 impl Lake {
     /// Every object key under `prefix`.
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
-        self.store.list(self.bucket, prefix).await.unwrap().into_iter().map(|o| o.key).collect()
+        self.store
+            .list(self.bucket, prefix)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect()
     }
 }
 
@@ -86,13 +102,24 @@ pub fn sources(files: &[LakeFile]) -> Vec<LakeSource> {
 /// Every row of the test meter in `[from, to)`, through the planner's
 /// listing and the worker's reader, for all run/record type combinations.
 pub async fn read_all(lake: &Lake, from: i64, to: i64) -> Vec<AuditRow> {
-    let files = list_audit_files(&lake.store, lake.bucket, &tenant(), METER, from, to).await.unwrap();
+    let files = list_audit_files(&lake.store, lake.bucket, &tenant(), METER, from, to)
+        .await
+        .unwrap();
     let sources = sources(&files);
     let mut rows = Vec::new();
     for run_type in RunType::ALL {
         for record_type in RecordType::ALL {
-            let filter = RowFilter { run_type, record_type, session_ids: None, operator_ids: None };
-            rows.extend(read_chunk_rows(&lake.store, lake.bucket, &sources, from, to, &filter).await.unwrap());
+            let filter = RowFilter {
+                run_type,
+                record_type,
+                session_ids: None,
+                operator_ids: None,
+            };
+            rows.extend(
+                read_chunk_rows(&lake.store, lake.bucket, &sources, from, to, &filter)
+                    .await
+                    .unwrap(),
+            );
         }
     }
     sorted(rows)

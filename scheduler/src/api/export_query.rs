@@ -171,7 +171,7 @@ pub fn page_window(total: usize, page: u32, page_size: u32) -> PageWindow {
     PageWindow {
         items: start..end,
         previous_page: (page > 1).then(|| (page as usize - 1).min(last_page) as u32),
-        next_page: ((page as usize) < last_page).then_some(page + 1),
+        next_page: ((page as usize) < last_page).then(|| page + 1),
     }
 }
 

@@ -1,5 +1,7 @@
 //! Probes and metrics, open without a token.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -16,14 +18,20 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// A probe that waits longer than this has failed anyway; answering keeps
+/// hung probes from piling up.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// `GET /readyz`: the state store answers, so calls can be served.
 pub async fn readyz(State(services): State<Services>) -> ApiResult<&'static str> {
-    services
-        .state
-        .get(READINESS_KEY)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok("ready")
+    match tokio::time::timeout(READINESS_TIMEOUT, services.state.get(READINESS_KEY)).await {
+        Ok(Ok(_)) => Ok("ready"),
+        Ok(Err(e)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(_) => Err(ApiError::Unavailable(format!(
+            "state store did not answer within {}s",
+            READINESS_TIMEOUT.as_secs()
+        ))),
+    }
 }
 
 /// `GET /metrics`: every registered metric in Prometheus' text format.

@@ -67,7 +67,10 @@ fn paths() -> Value {
                     json!({
                         "name": "runStatuses", "in": "query", "style": "form", "explode": true,
                         "description": "Only entries of runs whose status is one of these.",
-                        "schema": { "type": "array", "items": { "type": "string", "enum": RUN_STATUSES } },
+                        "schema": {
+                            "type": "array",
+                            "items": { "type": "string", "enum": RUN_STATUSES },
+                        },
                     }),
                     array_query("operatorIds", "Only these operators."),
                     time_query("queryFromTime", "Start of the range (inclusive)."),
@@ -84,7 +87,7 @@ fn paths() -> Value {
                 "summary": "List a meter's export jobs, newest first",
                 "parameters": with(vec![
                     meter.clone(),
-                    enum_query("exportType", false, &["SAMPLE", "ERROR"], "Only jobs of this type."),
+                    enum_query("exportType", false, &["SAMPLE", "ERROR"], "Only this type."),
                     array_query("sessionIds", "Only jobs whose sessionIds include one of these."),
                     json!({ "name": "page", "in": "query", "description": "1-based page number.",
                             "schema": { "type": "integer", "minimum": 1, "default": 1 } }),
@@ -94,7 +97,8 @@ fn paths() -> Value {
                 ]),
                 "responses": responses(
                     json!({
-                        "description": "A page of jobs; previousPage and nextPage are page numbers or null.",
+                        "description": "A page of jobs; previousPage and nextPage are page \
+                            numbers or null.",
                         "content": { "application/json": { "schema": envelope(json!({
                             "type": "array", "items": schema_ref("Job"),
                         })) } },
@@ -121,7 +125,8 @@ fn paths() -> Value {
                 "parameters": with(vec![meter.clone(), request_id]),
                 "responses": responses(
                     ok("Job", "The job after the cancel request."),
-                    &["BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict", "ServiceUnavailable"],
+                    &["BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict",
+                      "ServiceUnavailable"],
                 ),
             },
         },
@@ -137,7 +142,9 @@ fn paths() -> Value {
                 "responses": responses(
                     json!({
                         "description": "data is the URL.",
-                        "content": { "application/json": { "schema": envelope(json!({ "type": "string" })) } },
+                        "content": {
+                            "application/json": { "schema": envelope(json!({ "type": "string" })) },
+                        },
                     }),
                     &["BadRequest", "Unauthorized", "Forbidden", "NotFound", "ServiceUnavailable"],
                 ),
@@ -168,13 +175,18 @@ fn paths() -> Value {
                 "summary": "The state store answers",
                 "security": [],
                 "responses": {
-                    "200": { "description": "Ready.", "content": { "text/plain": { "schema": { "type": "string", "example": "ready" } } } },
+                    "200": {
+                        "description": "Ready.",
+                        "content": {
+                            "text/plain": { "schema": { "type": "string", "example": "ready" } },
+                        },
+                    },
                     "503": { "$ref": "#/components/responses/ServiceUnavailable" },
                 },
             },
         },
         "/metrics": {
-            "get": open_text("metrics", "Prometheus metrics in the text exposition format.", "# HELP ..."),
+            "get": open_text("metrics", "Prometheus metrics (text exposition format).", "# HELP"),
         },
         "/openapi.json": {
             "get": {
@@ -205,7 +217,9 @@ fn ingest_operation(id: &str, summary: &str, row: &str, parameters: Vec<Value>) 
             "required": true,
             "content": {
                 "application/json": { "schema": batch },
-                "application/x-ndjson": { "schema": { "type": "string", "description": format!("One {row} object per line.") } },
+                "application/x-ndjson": {
+                    "schema": { "type": "string", "description": format!("One {row} per line.") },
+                },
             },
         },
         "responses": responses(
@@ -262,7 +276,8 @@ fn schemas() -> Value {
             "properties": { "code": string, "message": string },
         },
         "Error": {
-            "type": "object", "required": ["success", "data", "previousPage", "nextPage", "reasons"],
+            "type": "object",
+            "required": ["success", "data", "previousPage", "nextPage", "reasons"],
             "properties": {
                 "success": { "type": "boolean", "enum": [false] },
                 "data": { "nullable": true },
@@ -303,9 +318,13 @@ fn schemas() -> Value {
                 "requestId": string,
                 "meterId": { "type": "integer", "format": "int64" },
                 "query": schema_ref("ExportQuery"),
-                "status": { "type": "string", "enum": ["PENDING", "RUNNING", "FINISHED", "FAILED", "CANCELED"] },
+                "status": {
+                    "type": "string",
+                    "enum": ["PENDING", "RUNNING", "FINISHED", "FAILED", "CANCELED"],
+                },
                 "count": count,
                 "creationTime": { "type": "string", "format": "date-time" },
+                "startTime": { "type": "string", "format": "date-time", "nullable": true, "description": "When the job got its tenant's lease and started running." },
                 "completionTime": { "type": "string", "format": "date-time", "nullable": true },
                 "fileList": strings,
                 "manifestKey": { "type": "string", "nullable": true },
@@ -357,13 +376,17 @@ fn error_responses() -> Value {
                 "content": { "application/json": { "schema": schema_ref("Error") } } })
     };
     json!({
-        "BadRequest": error("INVALID_PARAMETER or MISSING_PARAMETER: the message names the field and why."),
+        "BadRequest": error(
+            "INVALID_PARAMETER or MISSING_PARAMETER: the message names the field and why."
+        ),
         "Unauthorized": error("UNAUTHORIZED: missing, invalid or expired bearer token."),
         "Forbidden": error("FORBIDDEN: an entity or org outside the token's."),
         "NotFound": error("NOT_FOUND: no such job or file for this tenant."),
         "Conflict": error("CONFLICT: the job has already ended."),
         "PayloadTooLarge": error("PAYLOAD_TOO_LARGE: the (inflated) body exceeds the limit."),
-        "UnsupportedMediaType": error("UNSUPPORTED_MEDIA_TYPE: not JSON/NDJSON, or an encoding other than gzip."),
+        "UnsupportedMediaType": error(
+            "UNSUPPORTED_MEDIA_TYPE: not JSON/NDJSON, or an encoding other than gzip."
+        ),
         "ServiceUnavailable": error("SERVICE_UNAVAILABLE: a store is unreachable; retry later."),
         "InternalError": error("INTERNAL_ERROR."),
     })

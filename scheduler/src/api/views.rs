@@ -23,6 +23,8 @@ pub struct JobView<'a> {
     pub status: &'static str,
     pub count: u64,
     pub creation_time: String,
+    /// When the job got its tenant's lease and started running.
+    pub start_time: Option<String>,
     pub completion_time: Option<String>,
     pub file_list: &'a [String],
     pub manifest_key: Option<&'a str>,
@@ -48,6 +50,7 @@ impl<'a> JobView<'a> {
             status: state.status.as_str(),
             count: state.count,
             creation_time: iso_millis(spec.created_at_ms),
+            start_time: state.started_at_ms.map(iso_millis),
             completion_time: state.completed_at_ms.map(iso_millis),
             file_list: &state.file_list,
             manifest_key: state.manifest_key.as_deref(),

@@ -53,8 +53,14 @@ impl TestApi {
         };
         adjust(&mut config);
         let store = ObjectStore::new(&config.s3);
-        store.ensure_bucket(&config.s3.lake_bucket).await.expect("lake bucket");
-        store.ensure_bucket(&config.s3.export_bucket).await.expect("export bucket");
+        store
+            .ensure_bucket(&config.s3.lake_bucket)
+            .await
+            .expect("lake bucket");
+        store
+            .ensure_bucket(&config.s3.export_bucket)
+            .await
+            .expect("export bucket");
         let topology = Topology::new(config.rabbitmq.prefix.clone());
         let services = Services::new(
             Arc::new(config),
@@ -62,21 +68,38 @@ impl TestApi {
             Arc::new(MemoryQueue::new(topology, 5)),
             store,
         );
-        Self { router: router(services.clone()), services, s3, _dir: dir }
+        Self {
+            router: router(services.clone()),
+            services,
+            s3,
+            _dir: dir,
+        }
     }
 
     /// Sends `request` through the router.
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
-        let response = self.router.clone().oneshot(request).await.expect("infallible");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();
-        let body = to_bytes(response.into_body(), usize::MAX).await.expect("body");
-        TestResponse { status, headers, body }
+        let body = to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// A request of `TENANT` with no extra headers.
     pub async fn call(&self, method: Method, uri: &str) -> TestResponse {
-        self.send(authed(method, uri).body(Body::empty()).unwrap()).await
+        self.send(authed(method, uri).body(Body::empty()).unwrap())
+            .await
     }
 
     /// Creates an export with `CREATE_QUERY` plus `extra`; its request id.
@@ -84,11 +107,21 @@ impl TestApi {
         let uri = format!("/meters/{meter}/auditTrail/export?{CREATE_QUERY}{extra}");
         let response = self.call(Method::POST, &uri).await;
         assert_eq!(response.status, StatusCode::OK, "{}", response.text());
-        RequestId(response.data()["requestId"].as_str().expect("requestId").to_owned())
+        RequestId(
+            response.data()["requestId"]
+                .as_str()
+                .expect("requestId")
+                .to_owned(),
+        )
     }
 
     /// Moves a job to `status` the way the scheduler would.
-    pub async fn set_status(&self, id: &RequestId, status: JobStatus, adjust: impl FnOnce(&mut JobState)) {
+    pub async fn set_status(
+        &self,
+        id: &RequestId,
+        status: JobStatus,
+        adjust: impl FnOnce(&mut JobState),
+    ) {
         let jobs = &self.services.jobs;
         let (state, raw) = jobs.state_raw(id).await.unwrap().expect("job state");
         let mut next = JobState { status, ..state };
@@ -114,10 +147,10 @@ pub fn in_an_hour() -> i64 {
 
 /// A request builder carrying a valid token of `tenant`.
 pub fn authed_as(tenant: &str, method: Method, uri: &str) -> axum::http::request::Builder {
-    Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {}", token_for(tenant, &[], &[], in_an_hour())))
+    Request::builder().method(method).uri(uri).header(
+        header::AUTHORIZATION,
+        format!("Bearer {}", token_for(tenant, &[], &[], in_an_hour())),
+    )
 }
 
 pub fn authed(method: Method, uri: &str) -> axum::http::request::Builder {
