@@ -63,13 +63,21 @@ pub struct ApiClient {
 /// Turns a non-success envelope into an error carrying its reasons.
 async fn envelope(response: reqwest::Response) -> anyhow::Result<Value> {
     let status = response.status();
-    let body: Value = response.json().await.with_context(|| format!("reading a {status} response"))?;
+    let body: Value = response
+        .json()
+        .await
+        .with_context(|| format!("reading a {status} response"))?;
     if body["success"] == Value::Bool(true) {
         return Ok(body);
     }
     let reasons = body["reasons"]
         .as_array()
-        .map(|rs| rs.iter().filter_map(|r| r["message"].as_str()).collect::<Vec<_>>().join("; "))
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| r["message"].as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
         .unwrap_or_default();
     bail!("{status}: {reasons}")
 }
@@ -79,22 +87,39 @@ impl ApiClient {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
-            http: reqwest::Client::builder().gzip(true).build().expect("http client"),
+            http: reqwest::Client::builder()
+                .gzip(true)
+                .build()
+                .expect("http client"),
         }
     }
 
     /// Creates an export; returns its requestId.
     pub async fn create_export(&self, request: &ExportRequest) -> anyhow::Result<String> {
-        let url = format!("{}/meters/{}/auditTrail/export", self.base, request.meter_id);
-        let response =
-            self.http.post(url).bearer_auth(&self.token).query(&request.query()).send().await?;
+        let url = format!(
+            "{}/meters/{}/auditTrail/export",
+            self.base, request.meter_id
+        );
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(&self.token)
+            .query(&request.query())
+            .send()
+            .await?;
         let body = envelope(response).await?;
-        body["data"]["requestId"].as_str().map(str::to_owned).context("no requestId in the response")
+        body["data"]["requestId"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no requestId in the response")
     }
 
     /// One export job as the API shows it.
     pub async fn job(&self, meter_id: i64, request_id: &str) -> anyhow::Result<Value> {
-        let url = format!("{}/meters/{meter_id}/auditTrail/export/{request_id}", self.base);
+        let url = format!(
+            "{}/meters/{meter_id}/auditTrail/export/{request_id}",
+            self.base
+        );
         let body = envelope(self.http.get(url).bearer_auth(&self.token).send().await?).await?;
         Ok(body["data"].clone())
     }
@@ -111,11 +136,17 @@ impl ApiClient {
         loop {
             let job = self.job(meter_id, request_id).await?;
             on_update(&job);
-            if matches!(job["status"].as_str(), Some("FINISHED" | "FAILED" | "CANCELED")) {
+            if matches!(
+                job["status"].as_str(),
+                Some("FINISHED" | "FAILED" | "CANCELED")
+            ) {
                 return Ok(job);
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("export {request_id} did not end within {timeout:?}; last status {}", job["status"]);
+                bail!(
+                    "export {request_id} did not end within {timeout:?}; last status {}",
+                    job["status"]
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -123,10 +154,18 @@ impl ApiClient {
 
     pub async fn presigned_url(&self, file_key: &str) -> anyhow::Result<String> {
         let url = format!("{}/meters/auditTrail/presignedUrl", self.base);
-        let response =
-            self.http.get(url).bearer_auth(&self.token).query(&[("fileKey", file_key)]).send().await?;
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .query(&[("fileKey", file_key)])
+            .send()
+            .await?;
         let body = envelope(response).await?;
-        body["data"].as_str().map(str::to_owned).context("no URL in the response")
+        body["data"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no URL in the response")
     }
 
     /// Downloads every file of a finished job into `dir` (plus its manifest).
@@ -147,7 +186,11 @@ impl ApiClient {
             let name = key.rsplit('/').next().unwrap_or(&key);
             let path = dir.join(name);
             let bytes = download(&self.http, &url, &path).await?;
-            downloaded.push(Downloaded { file_key: key, path, bytes });
+            downloaded.push(Downloaded {
+                file_key: key,
+                path,
+                bytes,
+            });
         }
         Ok(downloaded)
     }
@@ -158,7 +201,10 @@ pub async fn download(http: &reqwest::Client, url: &str, path: &Path) -> anyhow:
     let response = http.get(url).send().await?;
     let status = response.status();
     if !status.is_success() {
-        bail!("downloading {path:?}: {status}: {}", response.text().await.unwrap_or_default());
+        bail!(
+            "downloading {path:?}: {status}: {}",
+            response.text().await.unwrap_or_default()
+        );
     }
     let mut file = tokio::fs::File::create(path).await?;
     let mut stream = response.bytes_stream();

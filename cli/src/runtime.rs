@@ -37,18 +37,31 @@ pub struct Embedded {
 
 /// Starts the embedded S3 endpoint on `<data_dir>/s3`, points `config.s3`
 /// at it and creates the buckets.
-pub async fn embedded_s3(config: &mut Config, data_dir: &Path, s3_listen: SocketAddr) -> anyhow::Result<EmbeddedS3> {
+pub async fn embedded_s3(
+    config: &mut Config,
+    data_dir: &Path,
+    s3_listen: SocketAddr,
+) -> anyhow::Result<EmbeddedS3> {
     let secret = crate::secrets::embedded_s3_secret(data_dir)?;
-    let s3 = EmbeddedS3::start(&data_dir.join("s3"), s3_listen, EMBEDDED_S3_ACCESS_KEY, &secret)
-        .await
-        .with_context(|| format!("starting the embedded s3 endpoint on {s3_listen}"))?;
+    let s3 = EmbeddedS3::start(
+        &data_dir.join("s3"),
+        s3_listen,
+        EMBEDDED_S3_ACCESS_KEY,
+        &secret,
+    )
+    .await
+    .with_context(|| format!("starting the embedded s3 endpoint on {s3_listen}"))?;
     config.s3 = s3.client_config(&config.s3);
     ensure_buckets(&ObjectStore::new(&config.s3), config).await?;
     Ok(s3)
 }
 
 /// In-process state store and queue, embedded S3: no external service.
-pub async fn embedded(config: &mut Config, data_dir: &Path, s3_listen: SocketAddr) -> anyhow::Result<Embedded> {
+pub async fn embedded(
+    config: &mut Config,
+    data_dir: &Path,
+    s3_listen: SocketAddr,
+) -> anyhow::Result<Embedded> {
     let s3 = embedded_s3(config, data_dir, s3_listen).await?;
     let topology = Topology::new(config.rabbitmq.prefix.clone());
     let backends = Backends {
@@ -65,25 +78,41 @@ pub async fn distributed(config: &Config) -> anyhow::Result<Backends> {
         .await
         .with_context(|| format!("connecting to redis at {}", config.redis.url))?;
     let topology = Topology::new(config.rabbitmq.prefix.clone());
-    let queue = RabbitQueue::connect(&config.rabbitmq.url, topology, config.rabbitmq.delivery_limit)
-        .await
-        .context("connecting to rabbitmq")?;
+    let queue = RabbitQueue::connect(
+        &config.rabbitmq.url,
+        topology,
+        config.rabbitmq.delivery_limit,
+    )
+    .await
+    .context("connecting to rabbitmq")?;
     let store = ObjectStore::new(&config.s3);
     if config.s3.create_buckets {
         ensure_buckets(&store, config).await?;
     }
-    Ok(Backends { state: Arc::new(state), queue: Arc::new(queue), store })
+    Ok(Backends {
+        state: Arc::new(state),
+        queue: Arc::new(queue),
+        store,
+    })
 }
 
 async fn ensure_buckets(store: &ObjectStore, config: &Config) -> anyhow::Result<()> {
     for bucket in [&config.s3.lake_bucket, &config.s3.export_bucket] {
-        store.ensure_bucket(bucket).await.with_context(|| format!("creating bucket {bucket}"))?;
+        store
+            .ensure_bucket(bucket)
+            .await
+            .with_context(|| format!("creating bucket {bucket}"))?;
     }
     Ok(())
 }
 
 fn services(config: &Arc<Config>, backends: &Backends) -> Services {
-    Services::new(config.clone(), backends.state.clone(), backends.queue.clone(), backends.store.clone())
+    Services::new(
+        config.clone(),
+        backends.state.clone(),
+        backends.queue.clone(),
+        backends.store.clone(),
+    )
 }
 
 /// A scheduler process: the HTTP API on `listener` plus the scheduling loops.
@@ -98,10 +127,22 @@ pub async fn run_scheduler(
 
 /// A worker process: renders and assembles until shut down, with its
 /// health and metrics endpoint on `config.worker.listen`.
-pub async fn run_worker(config: Arc<Config>, backends: Backends, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_worker(
+    config: Arc<Config>,
+    backends: Backends,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mut set = JoinSet::new();
-    set.spawn(auditx_worker::serve_health(config.worker.listen, shutdown.clone()));
-    set.spawn(auditx_worker::run(config, backends.queue, backends.store, shutdown.clone()));
+    set.spawn(auditx_worker::serve_health(
+        config.worker.listen,
+        shutdown.clone(),
+    ));
+    set.spawn(auditx_worker::run(
+        config,
+        backends.queue,
+        backends.store,
+        shutdown.clone(),
+    ));
     join_all(set, shutdown).await
 }
 
@@ -130,10 +171,17 @@ pub async fn run_roles(
     let services = services(&config, &backends);
     let mut set = JoinSet::new();
     if let Some(listener) = api {
-        set.spawn(auditx_scheduler::api::serve_on(listener, services.clone(), shutdown.clone()));
+        set.spawn(auditx_scheduler::api::serve_on(
+            listener,
+            services.clone(),
+            shutdown.clone(),
+        ));
     }
     if scheduler {
-        set.spawn(auditx_scheduler::runner::run(services.clone(), shutdown.clone()));
+        set.spawn(auditx_scheduler::runner::run(
+            services.clone(),
+            shutdown.clone(),
+        ));
     }
     for _ in 0..workers {
         set.spawn(auditx_worker::run(
@@ -146,7 +194,10 @@ pub async fn run_roles(
     join_all(set, shutdown).await
 }
 
-async fn join_all(mut set: JoinSet<anyhow::Result<()>>, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn join_all(
+    mut set: JoinSet<anyhow::Result<()>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mut first_error = None;
     while let Some(joined) = set.join_next().await {
         let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
@@ -168,8 +219,9 @@ pub fn shutdown_on_signal(token: CancellationToken) {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing a SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing a SIGTERM handler");
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}

@@ -10,7 +10,11 @@ const JWT_SECRET_FILE: &str = "jwt-secret";
 const S3_SECRET_FILE: &str = "s3-secret";
 
 fn random_secret() -> String {
-    rand::thread_rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect()
 }
 
 fn read_or_create(data_dir: &Path, file: &str) -> std::io::Result<String> {
@@ -51,6 +55,9 @@ mod tests {
         let first = jwt_secret(None, dir.path()).unwrap();
         assert_eq!(first.len(), 40);
         assert_eq!(jwt_secret(None, dir.path()).unwrap(), first);
-        assert_eq!(jwt_secret(Some("configured"), dir.path()).unwrap(), "configured");
+        assert_eq!(
+            jwt_secret(Some("configured"), dir.path()).unwrap(),
+            "configured"
+        );
     }
 }

@@ -165,7 +165,10 @@ impl Default for RabbitConfig {
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self { url: "redis://127.0.0.1:6379/".into(), prefix: "auditx:".into() }
+        Self {
+            url: "redis://127.0.0.1:6379/".into(),
+            prefix: "auditx:".into(),
+        }
     }
 }
 
@@ -185,13 +188,19 @@ impl Default for ExportConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { concurrency: 2, listen: "0.0.0.0:9090".parse().expect("valid address") }
+        Self {
+            concurrency: 2,
+            listen: "0.0.0.0:9090".parse().expect("valid address"),
+        }
     }
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 64 * 1024 * 1024, row_group_rows: 65_536 }
+        Self {
+            max_body_bytes: 64 * 1024 * 1024,
+            row_group_rows: 65_536,
+        }
     }
 }
 
@@ -212,7 +221,10 @@ pub enum ConfigError {
     #[error("configuration: {0}")]
     Load(#[from] Box<figment::Error>),
     #[error("configuration: {field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 impl Config {
@@ -233,10 +245,16 @@ impl Config {
     /// Checks settings that would otherwise fail late (e.g. on real S3).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, message: &str| {
-            Err(ConfigError::Invalid { field, message: message.to_owned() })
+            Err(ConfigError::Invalid {
+                field,
+                message: message.to_owned(),
+            })
         };
         if self.export.part_size < S3_MIN_PART_SIZE {
-            return invalid("export.part_size", "must be at least 5 MiB (5242880), S3's minimum");
+            return invalid(
+                "export.part_size",
+                "must be at least 5 MiB (5242880), S3's minimum",
+            );
         }
         if self.export.max_rows_per_file == 0 {
             return invalid("export.max_rows_per_file", "must be positive");
@@ -251,7 +269,10 @@ impl Config {
             return invalid("export.max_chunks_in_flight", "must be positive");
         }
         if self.s3.presign_expiry_secs == 0 || self.s3.presign_expiry_secs > 7 * 24 * 3600 {
-            return invalid("s3.presign_expiry_secs", "must be between 1 and 604800 (7 days)");
+            return invalid(
+                "s3.presign_expiry_secs",
+                "must be between 1 and 604800 (7 days)",
+            );
         }
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be positive");
@@ -268,6 +289,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment's test jail returns its own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

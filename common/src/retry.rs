@@ -16,7 +16,11 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { attempts: 6, initial: Duration::from_millis(100), max: Duration::from_secs(5) }
+        Self {
+            attempts: 6,
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+        }
     }
 }
 
@@ -24,7 +28,9 @@ impl Backoff {
     /// The delay before retry number `attempt` (1-based): a random duration
     /// up to `initial * 2^(attempt-1)`, capped at `max`.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self.initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let exp = self
+            .initial
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let cap = exp.min(self.max);
         let millis = cap.as_millis().max(1) as u64;
         Duration::from_millis(rand::thread_rng().gen_range(millis / 2..=millis))
@@ -33,7 +39,11 @@ impl Backoff {
 
 /// Runs `op` until it succeeds, fails permanently (`is_transient` false) or
 /// runs out of attempts; the last error is returned.
-pub async fn retry<T, E, F, Fut>(backoff: Backoff, is_transient: impl Fn(&E) -> bool, mut op: F) -> Result<T, E>
+pub async fn retry<T, E, F, Fut>(
+    backoff: Backoff,
+    is_transient: impl Fn(&E) -> bool,
+    mut op: F,
+) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
@@ -63,10 +73,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn transient_errors_are_retried_until_success() {
         let calls = AtomicU32::new(0);
-        let result: Result<u32, String> = retry(Backoff::default(), |_| true, || async {
-            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-            if n < 3 { Err(format!("try {n}")) } else { Ok(n) }
-        })
+        let result: Result<u32, String> = retry(
+            Backoff::default(),
+            |_| true,
+            || async {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                if n < 3 {
+                    Err(format!("try {n}"))
+                } else {
+                    Ok(n)
+                }
+            },
+        )
         .await;
         assert_eq!(result, Ok(3));
     }
@@ -74,22 +92,34 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn permanent_errors_and_exhaustion_return_the_last_error() {
         let calls = AtomicU32::new(0);
-        let result: Result<(), String> = retry(Backoff::default(), |e: &String| e != "fatal", || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err("fatal".to_string())
-        })
+        let result: Result<(), String> = retry(
+            Backoff::default(),
+            |e: &String| e != "fatal",
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err("fatal".to_string())
+            },
+        )
         .await;
         assert_eq!(result, Err("fatal".into()));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
 
-        let backoff = Backoff { attempts: 3, ..Backoff::default() };
-        let result: Result<(), String> = retry(backoff, |_| true, || async { Err("busy".to_string()) }).await;
+        let backoff = Backoff {
+            attempts: 3,
+            ..Backoff::default()
+        };
+        let result: Result<(), String> =
+            retry(backoff, |_| true, || async { Err("busy".to_string()) }).await;
         assert_eq!(result, Err("busy".into()));
     }
 
     #[test]
     fn delays_grow_and_stay_capped() {
-        let b = Backoff { attempts: 10, initial: Duration::from_millis(100), max: Duration::from_secs(1) };
+        let b = Backoff {
+            attempts: 10,
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
         assert!(b.delay(1) <= Duration::from_millis(100));
         assert!(b.delay(9) <= Duration::from_secs(1));
         assert!(b.delay(9) >= Duration::from_millis(500));

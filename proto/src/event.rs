@@ -61,6 +61,10 @@ impl CloudEvent<ExportEventData> {
     /// Topic routing key: `export.<status>.<tenant>`, so consumers can bind
     /// to `export.#`, `export.finished.*` or one tenant's events.
     pub fn routing_key(&self) -> String {
-        format!("export.{}.{}", self.data.status.to_ascii_lowercase(), self.data.tenant)
+        format!(
+            "export.{}.{}",
+            self.data.status.to_ascii_lowercase(),
+            self.data.tenant
+        )
     }
 }

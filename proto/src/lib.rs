@@ -14,9 +14,8 @@ pub use event::{CloudEvent, ExportEventData, PresignedFile, EVENT_SOURCE};
 pub use ids::{ChunkId, FileIndex, MeterId, RequestId, TenantId};
 pub use names::{Topology, TRACEPARENT_HEADER};
 pub use task::{
-    AssembleOutcome, AssembleTask, LakeSource, OutputFormat, RecordType, RenderOutcome,
-    RenderTask, RowFilter, RunType, Segment, Task, TaskFailure, TaskRef, UploadedPart,
-    WorkerReport,
+    AssembleOutcome, AssembleTask, LakeSource, OutputFormat, RecordType, RenderOutcome, RenderTask,
+    RowFilter, RunType, Segment, Task, TaskFailure, TaskRef, UploadedPart, WorkerReport,
 };
 
 /// A message that could not be encoded or decoded.

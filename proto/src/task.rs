@@ -280,7 +280,11 @@ mod tests {
             chunk: ChunkId(3),
             from_ms: 1_000,
             to_ms: 2_000,
-            sources: vec![LakeSource { key: "k.parquet".into(), size: 10, row_groups: vec![0, 2] }],
+            sources: vec![LakeSource {
+                key: "k.parquet".into(),
+                size: 10,
+                row_groups: vec![0, 2],
+            }],
             filter: RowFilter {
                 run_type: RunType::Normal,
                 record_type: RecordType::Error,
@@ -303,7 +307,10 @@ mod tests {
             task: TaskRef::Assemble { file: FileIndex(2) },
             error: "boom".into(),
         });
-        assert_eq!(decode::<WorkerReport>(&encode(&report).unwrap()).unwrap(), report);
+        assert_eq!(
+            decode::<WorkerReport>(&encode(&report).unwrap()).unwrap(),
+            report
+        );
     }
 
     #[test]
@@ -326,7 +333,9 @@ mod tests {
         value.as_object_mut().unwrap().remove("run_statuses");
         value.as_object_mut().unwrap().remove("format");
         let bytes = rmp_serde::to_vec_named(&value).unwrap();
-        let Task::Render(task) = decode::<Task>(&bytes).unwrap() else { panic!("not a render task") };
+        let Task::Render(task) = decode::<Task>(&bytes).unwrap() else {
+            panic!("not a render task")
+        };
         assert!(task.run_statuses.is_empty());
         assert_eq!(task.format, OutputFormat::Csv);
         assert_eq!(task.chunk, ChunkId(3));

@@ -46,10 +46,16 @@ pub async fn publish_export_event(
     let event = export_event(job, files);
     let payload = serde_json::to_vec(&event).map_err(|e| QueueError::Other(e.to_string()))?;
     let routing_key = event.routing_key();
-    let backoff = Backoff { attempts: 8, initial: Duration::from_millis(200), max: Duration::from_secs(5) };
+    let backoff = Backoff {
+        attempts: 8,
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(5),
+    };
     retry(backoff, QueueError::is_transient, || {
         let mut message = Message::new(payload.clone());
-        message.headers.insert("content-type".into(), "application/cloudevents+json".into());
+        message
+            .headers
+            .insert("content-type".into(), "application/cloudevents+json".into());
         queue.publish_event(&routing_key, message)
     })
     .await?;

@@ -83,7 +83,10 @@ impl JobStatus {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled)
+        matches!(
+            self,
+            JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled
+        )
     }
 }
 
@@ -248,10 +251,18 @@ impl JobStore {
         let state = encode(&JobState::pending()).map_err(|e| corrupt(id, e))?;
         self.state.set_if_absent(&state_key(id), &state).await?;
         self.state
-            .index_add(&meter_index_key(&spec.tenant, spec.meter_id), spec.created_at_ms, id.as_str())
+            .index_add(
+                &meter_index_key(&spec.tenant, spec.meter_id),
+                spec.created_at_ms,
+                id.as_str(),
+            )
             .await?;
-        self.state.list_push(&tenant_queue_key(&spec.tenant), id.as_str()).await?;
-        self.state.set_add(PENDING_TENANTS_KEY, &[spec.tenant.to_string()]).await?;
+        self.state
+            .list_push(&tenant_queue_key(&spec.tenant), id.as_str())
+            .await?;
+        self.state
+            .set_add(PENDING_TENANTS_KEY, &[spec.tenant.to_string()])
+            .await?;
         Ok(())
     }
 
@@ -271,16 +282,27 @@ impl JobStore {
     }
 
     pub async fn get(&self, id: &RequestId) -> JobResult<Option<Job>> {
-        let Some(spec) = self.spec(id).await? else { return Ok(None) };
-        let Some((state, _)) = self.state_raw(id).await? else { return Ok(None) };
+        let Some(spec) = self.spec(id).await? else {
+            return Ok(None);
+        };
+        let Some((state, _)) = self.state_raw(id).await? else {
+            return Ok(None);
+        };
         let cancel_requested =
             !state.status.is_terminal() && self.state.get(&cancel_key(id)).await?.is_some();
-        Ok(Some(Job { spec, state, cancel_requested }))
+        Ok(Some(Job {
+            spec,
+            state,
+            cancel_requested,
+        }))
     }
 
     /// Every job of a meter, oldest first.
     pub async fn list_for_meter(&self, tenant: &TenantId, meter: MeterId) -> JobResult<Vec<Job>> {
-        let ids = self.state.index_all(&meter_index_key(tenant, meter)).await?;
+        let ids = self
+            .state
+            .index_all(&meter_index_key(tenant, meter))
+            .await?;
         let mut jobs = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(job) = self.get(&RequestId(id)).await? {
@@ -292,15 +314,31 @@ impl JobStore {
 
     /// Moves a job from the state encoded as `expected` to `next`; false if
     /// someone changed it first.
-    pub async fn transition(&self, id: &RequestId, expected: &[u8], next: &JobState) -> JobResult<bool> {
+    pub async fn transition(
+        &self,
+        id: &RequestId,
+        expected: &[u8],
+        next: &JobState,
+    ) -> JobResult<bool> {
         let encoded = encode(next).map_err(|e| corrupt(id, e))?;
-        Ok(self.state.compare_and_set(&state_key(id), Some(expected), &encoded).await?)
+        Ok(self
+            .state
+            .compare_and_set(&state_key(id), Some(expected), &encoded)
+            .await?)
     }
 
     /// Writes a running job's state while `lease` is held.
-    pub async fn save_state(&self, lease: &Lease, id: &RequestId, state: &JobState) -> JobResult<()> {
+    pub async fn save_state(
+        &self,
+        lease: &Lease,
+        id: &RequestId,
+        state: &JobState,
+    ) -> JobResult<()> {
         let encoded = encode(state).map_err(|e| corrupt(id, e))?;
-        Ok(self.state.set_fenced(lease, &state_key(id), &encoded).await?)
+        Ok(self
+            .state
+            .set_fenced(lease, &state_key(id), &encoded)
+            .await?)
     }
 
     pub async fn cancel_requested(&self, id: &RequestId) -> JobResult<bool> {
@@ -310,7 +348,9 @@ impl JobStore {
     /// Cancels a PENDING job at once; flags a RUNNING one for its driver.
     pub async fn request_cancel(&self, id: &RequestId, now_ms: i64) -> JobResult<CancelOutcome> {
         loop {
-            let Some(spec) = self.spec(id).await? else { return Ok(CancelOutcome::NotFound) };
+            let Some(spec) = self.spec(id).await? else {
+                return Ok(CancelOutcome::NotFound);
+            };
             let Some((state, raw)) = self.state_raw(id).await? else {
                 return Ok(CancelOutcome::NotFound);
             };
@@ -323,7 +363,9 @@ impl JobStore {
                         ..state
                     };
                     if self.transition(id, &raw, &next).await? {
-                        self.state.list_remove(&tenant_queue_key(&spec.tenant), id.as_str()).await?;
+                        self.state
+                            .list_remove(&tenant_queue_key(&spec.tenant), id.as_str())
+                            .await?;
                         return Ok(CancelOutcome::CanceledPending(Job {
                             spec,
                             state: next,
@@ -353,7 +395,10 @@ impl JobStore {
     }
 
     pub async fn dequeue(&self, tenant: &TenantId, id: &RequestId) -> JobResult<()> {
-        Ok(self.state.list_remove(&tenant_queue_key(tenant), id.as_str()).await?)
+        Ok(self
+            .state
+            .list_remove(&tenant_queue_key(tenant), id.as_str())
+            .await?)
     }
 
     pub async fn pending_tenants(&self) -> JobResult<Vec<TenantId>> {
@@ -368,9 +413,13 @@ impl JobStore {
 
     /// Forgets a tenant with an empty queue (re-adding it if a job raced in).
     pub async fn forget_tenant_if_idle(&self, tenant: &TenantId) -> JobResult<()> {
-        self.state.set_remove(PENDING_TENANTS_KEY, &[tenant.to_string()]).await?;
+        self.state
+            .set_remove(PENDING_TENANTS_KEY, &[tenant.to_string()])
+            .await?;
         if !self.tenant_queue(tenant).await?.is_empty() {
-            self.state.set_add(PENDING_TENANTS_KEY, &[tenant.to_string()]).await?;
+            self.state
+                .set_add(PENDING_TENANTS_KEY, &[tenant.to_string()])
+                .await?;
         }
         Ok(())
     }

@@ -63,6 +63,7 @@ async fn a_created_job_is_listed_pending_with_its_query_echoed() {
             "status": "PENDING",
             "count": 0,
             "creationTime": creation_time,
+            "startTime": null,
             "completionTime": null,
             "fileList": [],
             "manifestKey": null,

@@ -24,9 +24,14 @@ pub struct Query {
 pub fn latest_statuses(runs: &[RunRow]) -> BTreeMap<String, String> {
     let mut latest: BTreeMap<String, (i64, String)> = BTreeMap::new();
     for run in runs {
-        let newer = latest.get(&run.session_id).is_none_or(|(at, _)| run.updated_at_ms >= *at);
+        let newer = latest
+            .get(&run.session_id)
+            .is_none_or(|(at, _)| run.updated_at_ms >= *at);
         if newer {
-            latest.insert(run.session_id.clone(), (run.updated_at_ms, run.status.clone()));
+            latest.insert(
+                run.session_id.clone(),
+                (run.updated_at_ms, run.status.clone()),
+            );
         }
     }
     latest.into_iter().map(|(k, (_, v))| (k, v)).collect()
@@ -44,7 +49,11 @@ fn field(out: &mut String, value: &str) {
 
 /// One CSV line (with its `\n`) for a row.
 pub fn csv_line(row: &AuditRow, statuses: &BTreeMap<String, String>) -> String {
-    let time = Utc.timestamp_millis_opt(row.event_time_ms).unwrap().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    let time = Utc
+        .timestamp_millis_opt(row.event_time_ms)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     let values = [
         row.event_id.clone(),
@@ -87,9 +96,15 @@ pub fn matches(row: &AuditRow, query: &Query, statuses: &BTreeMap<String, String
 
 /// The expected data lines, in order, of an export over rows already in
 /// (`eventTime`, `eventId`) order.
-pub fn expected_lines(rows: impl Iterator<Item = AuditRow>, runs: &[RunRow], query: &Query) -> Vec<String> {
+pub fn expected_lines(
+    rows: impl Iterator<Item = AuditRow>,
+    runs: &[RunRow],
+    query: &Query,
+) -> Vec<String> {
     let statuses = latest_statuses(runs);
-    rows.filter(|row| matches(row, query, &statuses)).map(|row| csv_line(&row, &statuses)).collect()
+    rows.filter(|row| matches(row, query, &statuses))
+        .map(|row| csv_line(&row, &statuses))
+        .collect()
 }
 
 /// Splits a downloaded CSV file into its header and data lines, honouring
@@ -106,6 +121,9 @@ pub fn split_lines(file: &str) -> Vec<String> {
             _ => {}
         }
     }
-    assert!(current.is_empty(), "file does not end with a newline: {current:?}");
+    assert!(
+        current.is_empty(),
+        "file does not end with a newline: {current:?}"
+    );
     lines
 }

@@ -29,7 +29,11 @@ impl Exported {
         for (i, file) in self.files.iter().enumerate() {
             let mut file_lines = expect::split_lines(file);
             assert!(!file_lines.is_empty(), "file {i} is empty");
-            assert_eq!(file_lines.remove(0), expect::HEADER, "file {i} does not start with the header");
+            assert_eq!(
+                file_lines.remove(0),
+                expect::HEADER,
+                "file {i} does not start with the header"
+            );
             lines.extend(file_lines);
         }
         lines
@@ -38,14 +42,32 @@ impl Exported {
 
 /// Creates an export for `tenant`, waits for it to end and downloads its
 /// files through the presigned URLs the API hands out.
-pub async fn export_and_download(sandbox: &Sandbox, tenant: &str, request: &ExportRequest) -> anyhow::Result<Exported> {
+pub async fn export_and_download(
+    sandbox: &Sandbox,
+    tenant: &str,
+    request: &ExportRequest,
+) -> anyhow::Result<Exported> {
     let client = sandbox.client(tenant);
     let request_id = client.create_export(request).await?;
-    let job = client.wait(request.meter_id, &request_id, Duration::from_secs(600), |_| {}).await?;
-    anyhow::ensure!(job["status"] == "FINISHED", "export ended {}: {}", job["status"], job["error"]);
+    let job = client
+        .wait(
+            request.meter_id,
+            &request_id,
+            Duration::from_secs(600),
+            |_| {},
+        )
+        .await?;
+    anyhow::ensure!(
+        job["status"] == "FINISHED",
+        "export ended {}: {}",
+        job["status"],
+        job["error"]
+    );
     let mut files = Vec::new();
     for key in job["fileList"].as_array().into_iter().flatten() {
-        let url = client.presigned_url(key.as_str().unwrap_or_default()).await?;
+        let url = client
+            .presigned_url(key.as_str().unwrap_or_default())
+            .await?;
         files.push(String::from_utf8(sandbox.download(&url).await?)?);
     }
     Ok(Exported { job, files })

@@ -61,7 +61,8 @@ pub fn redis_url() -> String {
 }
 
 pub fn amqp_url() -> String {
-    std::env::var("AUDITX_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+    std::env::var("AUDITX_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 pub struct Sandbox {
@@ -80,8 +81,10 @@ impl Sandbox {
     pub async fn start(options: SandboxOptions) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let unique = uuid::Uuid::new_v4().simple().to_string();
-        let mut config = Config::default();
-        config.jwt_secret = Some(JWT_SECRET.into());
+        let mut config = Config {
+            jwt_secret: Some(JWT_SECRET.into()),
+            ..Config::default()
+        };
         config.rabbitmq.prefix = format!("auditx-test-{unique}");
         config.rabbitmq.url = amqp_url();
         config.rabbitmq.delivery_limit = 5;
@@ -94,16 +97,33 @@ impl Sandbox {
         config.export.poll_interval_ms = 100;
         config.ingest.row_group_rows = options.row_group_rows;
         config.telemetry.log_format = "text".into();
-        let s3 = runtime::embedded_s3(&mut config, &dir.path().join("data"), "127.0.0.1:0".parse()?).await?;
+        let s3 = runtime::embedded_s3(
+            &mut config,
+            &dir.path().join("data"),
+            "127.0.0.1:0".parse()?,
+        )
+        .await?;
         let store = ObjectStore::new(&config.s3);
         let topology = Topology::new(config.rabbitmq.prefix.clone());
         let (backends, rabbit) = match options.adapters {
             Adapters::Real => {
                 let state = RedisStore::connect(&config.redis.url, &config.redis.prefix).await?;
                 let queue = Arc::new(
-                    RabbitQueue::connect(&config.rabbitmq.url, topology, config.rabbitmq.delivery_limit).await?,
+                    RabbitQueue::connect(
+                        &config.rabbitmq.url,
+                        topology,
+                        config.rabbitmq.delivery_limit,
+                    )
+                    .await?,
                 );
-                (Backends { state: Arc::new(state), queue: queue.clone(), store }, Some(queue))
+                (
+                    Backends {
+                        state: Arc::new(state),
+                        queue: queue.clone(),
+                        store,
+                    },
+                    Some(queue),
+                )
             }
             Adapters::InProcess => (
                 Backends {
@@ -129,7 +149,16 @@ impl Sandbox {
                 shutdown.clone(),
             )));
         }
-        Ok(Self { api, config, backends, s3, rabbit, shutdown, roles, _dir: dir })
+        Ok(Self {
+            api,
+            config,
+            backends,
+            s3,
+            rabbit,
+            shutdown,
+            roles,
+            _dir: dir,
+        })
     }
 
     /// A bearer token for `tenant`.
@@ -160,13 +189,21 @@ impl Sandbox {
     /// Downloads a URL with a plain GET (as curl would).
     pub async fn download(&self, url: &str) -> anyhow::Result<Vec<u8>> {
         let response = reqwest::get(url).await?;
-        anyhow::ensure!(response.status().is_success(), "GET {url}: {}", response.status());
+        anyhow::ensure!(
+            response.status().is_success(),
+            "GET {url}: {}",
+            response.status()
+        );
         Ok(response.bytes().await?.to_vec())
     }
 
     /// Every object key under `prefix` in the export bucket.
     pub async fn export_objects(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
-        let objects = self.backends.store.list(&self.config.s3.export_bucket, prefix).await?;
+        let objects = self
+            .backends
+            .store
+            .list(&self.config.s3.export_bucket, prefix)
+            .await?;
         Ok(objects.into_iter().map(|o| o.key).collect())
     }
 
@@ -174,7 +211,9 @@ impl Sandbox {
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         if let Some(roles) = self.roles.take() {
-            tokio::time::timeout(Duration::from_secs(30), roles).await.context("roles did not stop")???;
+            tokio::time::timeout(Duration::from_secs(30), roles)
+                .await
+                .context("roles did not stop")???;
         }
         if let Some(rabbit) = &self.rabbit {
             rabbit.delete_topology().await?;

@@ -15,7 +15,10 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 const START_MS: i64 = 1_751_328_000_000;
 
 fn iso(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).unwrap().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    Utc.timestamp_millis_opt(ms)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 fn spec(tenant: &str, meter: i64, rows: u64, error_rate: f64, seed: u64) -> GenerateSpec {
@@ -64,7 +67,10 @@ async fn every_filter_combined(adapters: Adapters) {
     let statuses = expect::latest_statuses(&runs);
     let sessions: Vec<String> = statuses.keys().cloned().collect();
     let status_values: BTreeSet<String> = statuses.values().cloned().collect();
-    assert!(sessions.len() >= 4 && status_values.len() >= 2, "the generator needs variety: {statuses:?}");
+    assert!(
+        sessions.len() >= 4 && status_values.len() >= 2,
+        "the generator needs variety: {statuses:?}"
+    );
     let operators: BTreeSet<String> = audit_rows(&spec).filter_map(|r| r.operator_id).collect();
     let operators: Vec<String> = operators.into_iter().collect();
     assert!(operators.len() >= 3);
@@ -73,23 +79,46 @@ async fn every_filter_combined(adapters: Adapters) {
         export_type: "ERROR".into(),
         run_type: "NORMAL".into(),
         // Three quarters of the sessions, then only those in two statuses.
-        session_ids: sessions.iter().take(sessions.len() * 3 / 4).cloned().collect(),
+        session_ids: sessions
+            .iter()
+            .take(sessions.len() * 3 / 4)
+            .cloned()
+            .collect(),
         run_statuses: status_values.iter().take(2).cloned().collect(),
-        operator_ids: operators.iter().take(operators.len() - 1).cloned().collect(),
+        operator_ids: operators
+            .iter()
+            .take(operators.len() - 1)
+            .cloned()
+            .collect(),
         from_ms: START_MS + DAY_MS / 3,
         to_ms: START_MS + 2 * DAY_MS + 7,
     };
     let expected = expect::expected_lines(audit_rows(&spec), &runs, &query);
-    assert!(expected.len() > 1_000, "a meaningful export: {} rows", expected.len());
+    assert!(
+        expected.len() > 1_000,
+        "a meaningful export: {} rows",
+        expected.len()
+    );
 
-    let exported = export_and_download(&sandbox, "acme", &request(42, &query)).await.unwrap();
+    let exported = export_and_download(&sandbox, "acme", &request(42, &query))
+        .await
+        .unwrap();
     let lines = exported.data_lines();
     assert_eq!(lines.len(), expected.len());
-    assert_eq!(lines, expected, "downloaded rows differ from the expected rows");
+    assert_eq!(
+        lines, expected,
+        "downloaded rows differ from the expected rows"
+    );
     assert_eq!(exported.job["count"], expected.len() as u64);
-    assert!(exported.files.len() >= 2, "several files of at most 700 rows");
+    assert!(
+        exported.files.len() >= 2,
+        "several files of at most 700 rows"
+    );
     for file in &exported.files {
-        assert!(expect::split_lines(file).len() - 1 <= 700, "a file holds more than 700 rows");
+        assert!(
+            expect::split_lines(file).len() - 1 <= 700,
+            "a file holds more than 700 rows"
+        );
     }
     sandbox.stop().await.unwrap();
 }
@@ -108,7 +137,12 @@ async fn every_filter_combined_on_the_embedded_default() {
 /// still one valid object with the header once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tiny_outputs_spread_over_many_chunks_make_one_valid_file() {
-    let sandbox = Sandbox::start(SandboxOptions { chunk_rows: 1_000, ..SandboxOptions::default() }).await.unwrap();
+    let sandbox = Sandbox::start(SandboxOptions {
+        chunk_rows: 1_000,
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
     let spec = spec("tiny", 7, 40_000, 0.0005, 3);
     sandbox.generate(&spec, 10_000).await.unwrap();
     let query = Query {
@@ -119,9 +153,15 @@ async fn tiny_outputs_spread_over_many_chunks_make_one_valid_file() {
         ..Query::default()
     };
     let expected = expect::expected_lines(audit_rows(&spec), &run_rows(&spec), &query);
-    assert!((1..=60).contains(&expected.len()), "a handful of errors: {}", expected.len());
+    assert!(
+        (1..=60).contains(&expected.len()),
+        "a handful of errors: {}",
+        expected.len()
+    );
 
-    let exported = export_and_download(&sandbox, "tiny", &request(7, &query)).await.unwrap();
+    let exported = export_and_download(&sandbox, "tiny", &request(7, &query))
+        .await
+        .unwrap();
     assert!(
         exported.job["progress"]["chunksTotal"].as_u64().unwrap() >= 20,
         "the export was planned into many chunks: {}",
@@ -146,7 +186,9 @@ async fn an_empty_result_finishes_with_a_header_only_file() {
         to_ms: START_MS - 9 * DAY_MS,
         ..Query::default()
     };
-    let exported = export_and_download(&sandbox, "empty", &request(9, &query)).await.unwrap();
+    let exported = export_and_download(&sandbox, "empty", &request(9, &query))
+        .await
+        .unwrap();
     assert_eq!(exported.job["count"], 0);
     assert_eq!(exported.files, vec![expect::HEADER.to_string()]);
     sandbox.stop().await.unwrap();

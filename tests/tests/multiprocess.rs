@@ -28,7 +28,10 @@ fn auditx_bin() -> PathBuf {
     // target/<profile>/deps/<this test> → target/<profile>/auditx
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().unwrap().parent().unwrap().join("auditx");
-    assert!(bin.exists(), "build the binary first (cargo build -p auditx): {bin:?} is missing");
+    assert!(
+        bin.exists(),
+        "build the binary first (cargo build -p auditx): {bin:?} is missing"
+    );
     bin
 }
 
@@ -109,7 +112,9 @@ async fn separate_processes_export_a_million_rows_into_several_files_despite_a_k
         tenant: TenantId::from("bulk"),
         meter: MeterId(5),
         rows: 1_300_000,
-        from_ms: DateTime::parse_from_rfc3339(FROM).unwrap().timestamp_millis(),
+        from_ms: DateTime::parse_from_rfc3339(FROM)
+            .unwrap()
+            .timestamp_millis(),
         to_ms: DateTime::parse_from_rfc3339(TO).unwrap().timestamp_millis(),
         error_rate: 0.01,
         seed: 99,
@@ -123,10 +128,18 @@ async fn separate_processes_export_a_million_rows_into_several_files_despite_a_k
         ..Query::default()
     };
     let expected = expect::expected_lines(audit_rows(&spec), &run_rows(&spec), &query);
-    assert!(expected.len() >= 1_000_000, "the export must hold a million rows: {}", expected.len());
+    assert!(
+        expected.len() >= 1_000_000,
+        "the export must hold a million rows: {}",
+        expected.len()
+    );
 
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = config_file(&sandbox, dir.path(), port);
     let _scheduler = spawn("scheduler", &config);
     let mut first_worker = spawn("worker", &config);
@@ -135,7 +148,12 @@ async fn separate_processes_export_a_million_rows_into_several_files_despite_a_k
     let api = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     for attempt in 0.. {
-        if http.get(format!("{api}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        if http
+            .get(format!("{api}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             break;
         }
         assert!(attempt < 300, "the scheduler did not come up");
@@ -165,15 +183,30 @@ async fn separate_processes_export_a_million_rows_into_several_files_despite_a_k
         })
         .await
         .unwrap();
-    assert!(replacement.is_some(), "the export finished before a worker could be killed");
+    assert!(
+        replacement.is_some(),
+        "the export finished before a worker could be killed"
+    );
     assert_eq!(job["status"], "FINISHED", "{job}");
     assert_eq!(job["count"], expected.len() as u64);
 
-    let files: Vec<String> =
-        job["fileList"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_owned()).collect();
-    assert!(files.len() >= 4, "{} rows in files of {FILE_ROWS} need 4+ files: {files:?}", expected.len());
-    let manifest_url = client.presigned_url(job["manifestKey"].as_str().unwrap()).await.unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&sandbox.download(&manifest_url).await.unwrap()).unwrap();
+    let files: Vec<String> = job["fileList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        files.len() >= 4,
+        "{} rows in files of {FILE_ROWS} need 4+ files: {files:?}",
+        expected.len()
+    );
+    let manifest_url = client
+        .presigned_url(job["manifestKey"].as_str().unwrap())
+        .await
+        .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&sandbox.download(&manifest_url).await.unwrap()).unwrap();
 
     let mut lines = Vec::with_capacity(expected.len());
     for (i, key) in files.iter().enumerate() {
@@ -181,15 +214,30 @@ async fn separate_processes_export_a_million_rows_into_several_files_despite_a_k
         let bytes = sandbox.download(&url).await.unwrap();
         let entry = &manifest["files"][i];
         assert_eq!(entry["key"], key.as_str());
-        assert_eq!(entry["bytes"], bytes.len() as u64, "manifest bytes of {key}");
-        assert_eq!(entry["sha256"], hex::encode(Sha256::digest(&bytes)), "manifest sha256 of {key}");
+        assert_eq!(
+            entry["bytes"],
+            bytes.len() as u64,
+            "manifest bytes of {key}"
+        );
+        assert_eq!(
+            entry["sha256"],
+            hex::encode(Sha256::digest(&bytes)),
+            "manifest sha256 of {key}"
+        );
         let mut file_lines = expect::split_lines(&String::from_utf8(bytes).unwrap());
         assert_eq!(file_lines.remove(0), expect::HEADER);
-        assert!(file_lines.len() as u64 <= FILE_ROWS, "{key} has {} rows", file_lines.len());
+        assert!(
+            file_lines.len() as u64 <= FILE_ROWS,
+            "{key} has {} rows",
+            file_lines.len()
+        );
         assert_eq!(entry["rows"], file_lines.len() as u64);
         lines.extend(file_lines);
     }
     assert_eq!(lines.len(), expected.len());
-    assert!(lines == expected, "downloaded rows differ from the generator's rows");
+    assert!(
+        lines == expected,
+        "downloaded rows differ from the generator's rows"
+    );
     sandbox.stop().await.unwrap();
 }

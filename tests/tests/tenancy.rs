@@ -18,8 +18,12 @@ fn spec(tenant: &str, meter: i64, seed: u64) -> GenerateSpec {
         tenant: TenantId::from(tenant),
         meter: MeterId(meter),
         rows: 30_000,
-        from_ms: DateTime::parse_from_rfc3339(START).unwrap().timestamp_millis(),
-        to_ms: DateTime::parse_from_rfc3339(END).unwrap().timestamp_millis(),
+        from_ms: DateTime::parse_from_rfc3339(START)
+            .unwrap()
+            .timestamp_millis(),
+        to_ms: DateTime::parse_from_rfc3339(END)
+            .unwrap()
+            .timestamp_millis(),
         error_rate: 0.05,
         seed,
     }
@@ -37,14 +41,26 @@ fn request(meter: i64) -> ExportRequest {
 }
 
 fn millis(job: &Value, field: &str) -> i64 {
-    let text = job[field].as_str().unwrap_or_else(|| panic!("{field} missing in {job}"));
-    DateTime::parse_from_rfc3339(text).unwrap().timestamp_millis()
+    let text = job[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} missing in {job}"));
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .timestamp_millis()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_export_per_tenant_at_a_time_while_tenants_run_concurrently() {
-    let sandbox = Sandbox::start(SandboxOptions { chunk_rows: 2_000, ..SandboxOptions::default() }).await.unwrap();
-    sandbox.generate(&spec("alpha", 1, 1), 10_000).await.unwrap();
+    let sandbox = Sandbox::start(SandboxOptions {
+        chunk_rows: 2_000,
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    sandbox
+        .generate(&spec("alpha", 1, 1), 10_000)
+        .await
+        .unwrap();
     sandbox.generate(&spec("beta", 2, 2), 10_000).await.unwrap();
     let alpha = sandbox.client("alpha");
     let beta = sandbox.client("beta");
@@ -70,7 +86,8 @@ async fn one_export_per_tenant_at_a_time_while_tenants_run_concurrently() {
         "alpha's exports overlapped: first {first}, second {second}"
     );
     let overlaps = |a: &Value, b: &Value| {
-        millis(a, "startTime") < millis(b, "completionTime") && millis(b, "startTime") < millis(a, "completionTime")
+        millis(a, "startTime") < millis(b, "completionTime")
+            && millis(b, "startTime") < millis(a, "completionTime")
     };
     assert!(
         overlaps(&other, &first) || overlaps(&other, &second),

@@ -47,7 +47,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let secret = secrets::jwt_secret(config.jwt_secret.as_deref(), &data_dir)?;
     config.jwt_secret = Some(secret.clone());
     let embedded = runtime::embedded(&mut config, &data_dir, "127.0.0.1:0".parse()?).await?;
-    println!("1. started the embedded S3 endpoint on http://{}", embedded.s3.addr);
+    println!(
+        "1. started the embedded S3 endpoint on http://{}",
+        embedded.s3.addr
+    );
 
     let spec = GenerateSpec {
         tenant: TenantId::from(TENANT),
@@ -59,8 +62,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         seed: 7,
     };
     let store = ObjectStore::new(&config.s3);
-    tools::generate_with(&store, &config.s3.lake_bucket, &spec, config.ingest.row_group_rows).await?;
-    println!("2. generated {} sample rows for tenant {TENANT}, meter {METER}, {FROM} .. {TO}", args.rows);
+    tools::generate_with(
+        &store,
+        &config.s3.lake_bucket,
+        &spec,
+        config.ingest.row_group_rows,
+    )
+    .await?;
+    println!(
+        "2. generated {} sample rows for tenant {TENANT}, meter {METER}, {FROM} .. {TO}",
+        args.rows
+    );
 
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let api = listener.local_addr()?;
@@ -72,7 +84,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.workers,
         shutdown.clone(),
     ));
-    println!("3. started the API, the scheduler and {} workers on http://{api}", args.workers);
+    println!(
+        "3. started the API, the scheduler and {} workers on http://{api}",
+        args.workers
+    );
 
     let token = tools::mint(&secret, TENANT, &[], &[], 24)?;
     let client = ApiClient::new(&format!("http://{api}"), &token);
@@ -91,19 +106,33 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let _ = server.await;
     let job = result?;
 
-    println!("5. files (downloaded through their presigned URLs) in {}:", downloads.display());
-    for key in job["fileList"].as_array().into_iter().flatten().filter_map(|k| k.as_str()) {
+    println!(
+        "5. files (downloaded through their presigned URLs) in {}:",
+        downloads.display()
+    );
+    for key in job["fileList"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k.as_str())
+    {
         let path = downloads.join(key.rsplit('/').next().unwrap_or(key));
         println!("   {}", path.display());
         let file = std::io::BufReader::new(std::fs::File::open(&path)?);
         for line in file.lines().take(3) {
             let line = line?;
             let shown: String = line.chars().take(160).collect();
-            println!("     | {shown}{}", if shown.len() < line.len() { " …" } else { "" });
+            println!(
+                "     | {shown}{}",
+                if shown.len() < line.len() { " …" } else { "" }
+            );
         }
     }
     println!("   manifest: {}", downloads.join("manifest.json").display());
-    println!("done. serve this data again with: auditx standalone --data-dir {}", data_dir.display());
+    println!(
+        "done. serve this data again with: auditx standalone --data-dir {}",
+        data_dir.display()
+    );
     Ok(())
 }
 

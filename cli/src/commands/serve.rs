@@ -39,16 +39,31 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let secret = secrets::jwt_secret(config.jwt_secret.as_deref(), &args.data_dir)?;
     config.jwt_secret = Some(secret.clone());
     let embedded = runtime::embedded(&mut config, &args.data_dir, args.s3_listen).await?;
-    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
     let api = listener.local_addr()?;
     let token = super::tools::mint(&secret, "dev", &[], &[], 24 * 30)?;
-    println!("auditx is serving the API on http://{api} (embedded S3 on http://{})", embedded.s3.addr);
+    println!(
+        "auditx is serving the API on http://{api} (embedded S3 on http://{})",
+        embedded.s3.addr
+    );
     println!("data folder: {}", args.data_dir.display());
     println!("development bearer token (tenant \"dev\", 30 days):\n{token}");
-    println!("mint others with: auditx token --tenant T --data-dir {}", args.data_dir.display());
+    println!(
+        "mint others with: auditx token --tenant T --data-dir {}",
+        args.data_dir.display()
+    );
     let shutdown = CancellationToken::new();
     shutdown_on_signal(shutdown.clone());
-    runtime::run_all_in_one(Arc::new(config), embedded.backends, listener, args.workers, shutdown).await
+    runtime::run_all_in_one(
+        Arc::new(config),
+        embedded.backends,
+        listener,
+        args.workers,
+        shutdown,
+    )
+    .await
 }
 
 /// `auditx scheduler` / `auditx worker`: a distributed role.
@@ -62,9 +77,14 @@ pub struct RoleArgs {
 pub async fn scheduler(args: RoleArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.as_ref())?;
     let _telemetry = telemetry::init(&config.telemetry)?;
-    anyhow::ensure!(config.jwt_secret.is_some(), "jwt_secret: required (set AUDITX_JWT_SECRET)");
+    anyhow::ensure!(
+        config.jwt_secret.is_some(),
+        "jwt_secret: required (set AUDITX_JWT_SECRET)"
+    );
     let backends = runtime::distributed(&config).await?;
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "scheduler started");
     let shutdown = CancellationToken::new();
     shutdown_on_signal(shutdown.clone());

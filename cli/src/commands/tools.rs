@@ -49,7 +49,10 @@ impl GenerateArgs {
         let from = parse_time("--from", &self.from)?;
         let to = parse_time("--to", &self.to)?;
         anyhow::ensure!(from < to, "--from must be before --to");
-        anyhow::ensure!((0.0..=1.0).contains(&self.error_rate), "--error-rate must be between 0 and 1");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.error_rate),
+            "--error-rate must be between 0 and 1"
+        );
         Ok(GenerateSpec {
             tenant: TenantId(self.tenant.clone()),
             meter: MeterId(self.meter),
@@ -75,12 +78,24 @@ fn progress_bar(total: u64, what: &str) -> ProgressBar {
 }
 
 /// Writes generated data with `store` and shows a progress bar.
-pub async fn generate_with(store: &ObjectStore, bucket: &str, spec: &GenerateSpec, row_group_rows: usize) -> anyhow::Result<u64> {
+pub async fn generate_with(
+    store: &ObjectStore,
+    bucket: &str,
+    spec: &GenerateSpec,
+    row_group_rows: usize,
+) -> anyhow::Result<u64> {
     let bar = progress_bar(spec.rows, "generating rows");
     let tick = bar.clone();
-    let summary = generate_to_lake(store, bucket, spec, GENERATE_FILE_ROWS, row_group_rows, &move |n| tick.set_position(n))
-        .await
-        .context("writing generated data to the lake")?;
+    let summary = generate_to_lake(
+        store,
+        bucket,
+        spec,
+        GENERATE_FILE_ROWS,
+        row_group_rows,
+        &move |n| tick.set_position(n),
+    )
+    .await
+    .context("writing generated data to the lake")?;
     bar.finish();
     Ok(summary.rows)
 }
@@ -93,7 +108,13 @@ pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
         None => None,
     };
     let store = ObjectStore::new(&config.s3);
-    let rows = generate_with(&store, &config.s3.lake_bucket, &spec, config.ingest.row_group_rows).await?;
+    let rows = generate_with(
+        &store,
+        &config.s3.lake_bucket,
+        &spec,
+        config.ingest.row_group_rows,
+    )
+    .await?;
     println!(
         "wrote {rows} rows for tenant {} meter {} into s3://{}/",
         spec.tenant, spec.meter, config.s3.lake_bucket
@@ -122,7 +143,13 @@ pub struct TokenArgs {
 }
 
 /// Mints a token for `tenant` with `secret`.
-pub fn mint(secret: &str, tenant: &str, entities: &[String], orgs: &[String], ttl_hours: i64) -> anyhow::Result<String> {
+pub fn mint(
+    secret: &str,
+    tenant: &str,
+    entities: &[String],
+    orgs: &[String],
+    ttl_hours: i64,
+) -> anyhow::Result<String> {
     let claims = Claims {
         sub: format!("{tenant}-cli"),
         tenant: tenant.to_owned(),
@@ -138,9 +165,20 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
     let secret = match (&config.jwt_secret, &args.data_dir) {
         (Some(secret), _) => secret.clone(),
         (None, Some(dir)) => secrets::jwt_secret(None, dir)?,
-        (None, None) => anyhow::bail!("no signing secret: set AUDITX_JWT_SECRET or pass --data-dir"),
+        (None, None) => {
+            anyhow::bail!("no signing secret: set AUDITX_JWT_SECRET or pass --data-dir")
+        }
     };
-    println!("{}", mint(&secret, &args.tenant, &args.entities, &args.orgs, args.ttl_hours)?);
+    println!(
+        "{}",
+        mint(
+            &secret,
+            &args.tenant,
+            &args.entities,
+            &args.orgs,
+            args.ttl_hours
+        )?
+    );
     Ok(())
 }
 
@@ -179,7 +217,12 @@ pub struct ExportArgs {
 }
 
 /// Creates an export, follows it with a progress bar and downloads its files.
-pub async fn run_export(client: &ApiClient, request: &ExportRequest, out: &std::path::Path, timeout: Duration) -> anyhow::Result<serde_json::Value> {
+pub async fn run_export(
+    client: &ApiClient,
+    request: &ExportRequest,
+    out: &std::path::Path,
+    timeout: Duration,
+) -> anyhow::Result<serde_json::Value> {
     let request_id = client.create_export(request).await?;
     println!("export {request_id} created");
     let bar = progress_bar(100, "exporting");
@@ -191,10 +234,23 @@ pub async fn run_export(client: &ApiClient, request: &ExportRequest, out: &std::
         .await?;
     bar.finish();
     let status = job["status"].as_str().unwrap_or("");
-    anyhow::ensure!(status == "FINISHED", "export {request_id} ended {status}: {}", job["error"]);
-    println!("export {request_id} finished: {} rows in {} file(s)", job["count"], job["fileList"].as_array().map_or(0, Vec::len));
+    anyhow::ensure!(
+        status == "FINISHED",
+        "export {request_id} ended {status}: {}",
+        job["error"]
+    );
+    println!(
+        "export {request_id} finished: {} rows in {} file(s)",
+        job["count"],
+        job["fileList"].as_array().map_or(0, Vec::len)
+    );
     for file in client.download_all(&job, out).await? {
-        println!("  {} ({} bytes) <- {}", file.path.display(), file.bytes, file.file_key);
+        println!(
+            "  {} ({} bytes) <- {}",
+            file.path.display(),
+            file.bytes,
+            file.file_key
+        );
     }
     Ok(job)
 }
@@ -212,6 +268,12 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
         operator_ids: args.operator_ids,
         format: None,
     };
-    run_export(&client, &request, &args.out, Duration::from_secs(args.timeout_secs)).await?;
+    run_export(
+        &client,
+        &request,
+        &args.out,
+        Duration::from_secs(args.timeout_secs),
+    )
+    .await?;
     Ok(())
 }

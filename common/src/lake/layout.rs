@@ -13,7 +13,11 @@ pub fn audit_meter_prefix(tenant: &TenantId, meter: MeterId) -> String {
 
 /// `meter_audit_trail/tenant=<t>/meter=<m>/date=<d>/`
 pub fn audit_date_prefix(tenant: &TenantId, meter: MeterId, date: NaiveDate) -> String {
-    format!("{}date={}/", audit_meter_prefix(tenant, meter), date.format("%Y-%m-%d"))
+    format!(
+        "{}date={}/",
+        audit_meter_prefix(tenant, meter),
+        date.format("%Y-%m-%d")
+    )
 }
 
 /// `meter_runs/tenant=<t>/meter=<m>/`
@@ -38,6 +42,9 @@ mod tests {
             file_key(&audit_date_prefix(&tenant, MeterId(7), date), "abc"),
             "meter_audit_trail/tenant=acme/meter=7/date=2025-07-23/abc.parquet"
         );
-        assert_eq!(runs_meter_prefix(&tenant, MeterId(7)), "meter_runs/tenant=acme/meter=7/");
+        assert_eq!(
+            runs_meter_prefix(&tenant, MeterId(7)),
+            "meter_runs/tenant=acme/meter=7/"
+        );
     }
 }

@@ -50,7 +50,10 @@ pub struct Message {
 
 impl Message {
     pub fn new(payload: Vec<u8>) -> Self {
-        Self { payload, headers: Headers::new() }
+        Self {
+            payload,
+            headers: Headers::new(),
+        }
     }
 }
 

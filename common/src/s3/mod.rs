@@ -61,7 +61,9 @@ where
     let message = format!(
         "{}: {}",
         code.as_deref().unwrap_or("error"),
-        err.message().map(str::to_owned).unwrap_or_else(|| format!("{err:?}"))
+        err.message()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{err:?}"))
     );
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -70,12 +72,14 @@ where
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             match code.as_deref() {
-                Some("NoSuchKey") | Some("NotFound") => {
-                    StorageError::NotFound { bucket: bucket.into(), key: key.into() }
-                }
-                _ if status == 404 && code.is_none() => {
-                    StorageError::NotFound { bucket: bucket.into(), key: key.into() }
-                }
+                Some("NoSuchKey") | Some("NotFound") => StorageError::NotFound {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                },
+                _ if status == 404 && code.is_none() => StorageError::NotFound {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                },
                 Some("SlowDown") | Some("RequestTimeout") | Some("InternalError") => {
                     StorageError::Transient(message)
                 }
@@ -103,7 +107,9 @@ impl ObjectStore {
         if let Some(endpoint) = &config.endpoint {
             builder = builder.endpoint_url(endpoint);
         }
-        Self { client: Client::from_conf(builder.build()) }
+        Self {
+            client: Client::from_conf(builder.build()),
+        }
     }
 
     /// The underlying SDK client, for calls this wrapper does not cover.
@@ -113,7 +119,14 @@ impl ObjectStore {
 
     /// Creates `bucket` unless it exists already.
     pub async fn ensure_bucket(&self, bucket: &str) -> StorageResult<()> {
-        if self.client.head_bucket().bucket(bucket).send().await.is_ok() {
+        if self
+            .client
+            .head_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         match self.client.create_bucket().bucket(bucket).send().await {
@@ -151,24 +164,33 @@ impl ObjectStore {
     }
 
     /// Reads bytes `[range.start, range.end)` of an object.
-    pub async fn get_range(&self, bucket: &str, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
+    pub async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Range<u64>,
+    ) -> StorageResult<Bytes> {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
         self.get_inner(bucket, key, Some(range)).await
     }
 
-    async fn get_inner(&self, bucket: &str, key: &str, range: Option<Range<u64>>) -> StorageResult<Bytes> {
+    async fn get_inner(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> StorageResult<Bytes> {
         let mut request = self.client.get_object().bucket(bucket).key(key);
         if let Some(range) = &range {
             request = request.range(format!("bytes={}-{}", range.start, range.end - 1));
         }
         let out = request.send().await.map_err(|e| classify(e, bucket, key))?;
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StorageError::Transient(format!("reading s3://{bucket}/{key}: {e}")))?;
+        let body =
+            out.body.collect().await.map_err(|e| {
+                StorageError::Transient(format!("reading s3://{bucket}/{key}: {e}"))
+            })?;
         Ok(body.into_bytes())
     }
 
@@ -192,7 +214,14 @@ impl ObjectStore {
 
     /// Size of an object, or `None` if it does not exist.
     pub async fn head(&self, bucket: &str, key: &str) -> StorageResult<Option<u64>> {
-        match self.client.head_object().bucket(bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(out.content_length().unwrap_or(0).max(0) as u64)),
             Err(err) => match classify(err, bucket, key) {
                 StorageError::NotFound { .. } => Ok(None),
@@ -252,7 +281,12 @@ impl ObjectStore {
         Ok(())
     }
 
-    pub async fn create_multipart(&self, bucket: &str, key: &str, content_type: &str) -> StorageResult<String> {
+    pub async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+    ) -> StorageResult<String> {
         let out = self
             .client
             .create_multipart_upload()
@@ -319,7 +353,12 @@ impl ObjectStore {
     }
 
     /// Aborts an upload; an unknown (already completed or aborted) one is fine.
-    pub async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> StorageResult<()> {
+    pub async fn abort_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> StorageResult<()> {
         match self
             .client
             .abort_multipart_upload()
@@ -336,7 +375,12 @@ impl ObjectStore {
     }
 
     /// A presigned GET URL valid for `expires_in`.
-    pub async fn presign_get(&self, bucket: &str, key: &str, expires_in: Duration) -> StorageResult<String> {
+    pub async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: Duration,
+    ) -> StorageResult<String> {
         let config = PresigningConfig::expires_in(expires_in)
             .map_err(|e| StorageError::Permanent(format!("presign expiry: {e}")))?;
         let request = self
