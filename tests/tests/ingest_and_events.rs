@@ -17,7 +17,10 @@ use serde_json::{json, Value};
 const DAY_START_MS: i64 = 1_753_228_800_000; // 2025-07-23T00:00:00Z
 
 fn iso(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).unwrap().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    Utc.timestamp_millis_opt(ms)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 /// A deterministic spread of entries over one day, some sharing a millisecond.
@@ -48,7 +51,9 @@ fn entries() -> Vec<Value> {
 fn as_row(entry: &Value) -> AuditRow {
     let text = |k: &str| entry[k].as_str().map(str::to_owned);
     let time = match &entry["eventTime"] {
-        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis(),
+        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis(),
         other => other.as_i64().unwrap(),
     };
     AuditRow {
@@ -71,7 +76,13 @@ fn as_row(entry: &Value) -> AuditRow {
     }
 }
 
-async fn post(sandbox: &Sandbox, path: &str, body: Vec<u8>, content_type: &str, gzip: bool) -> Value {
+async fn post(
+    sandbox: &Sandbox,
+    path: &str,
+    body: Vec<u8>,
+    content_type: &str,
+    gzip: bool,
+) -> Value {
     let mut request = reqwest::Client::new()
         .post(format!("{}{path}", sandbox.api))
         .bearer_auth(sandbox.token("ingest"))
@@ -93,30 +104,71 @@ async fn post(sandbox: &Sandbox, path: &str, body: Vec<u8>, content_type: &str, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shuffled_overlapping_batches_export_in_order_once_each() {
-    let sandbox = Sandbox::start(SandboxOptions { chunk_rows: 300, ..SandboxOptions::default() }).await.unwrap();
+    let sandbox = Sandbox::start(SandboxOptions {
+        chunk_rows: 300,
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
     let entries = entries();
     // Six batches of 600, each overlapping the previous by 100 entries (re-sent).
     let mut accepted = 0;
     for (n, start) in (0..3_000usize).step_by(500).enumerate() {
         let batch = &entries[start.saturating_sub(100)..(start + 500).min(3_000)];
         let data = match n % 3 {
-            0 => post(&sandbox, "/meters/77/auditTrail/entries", serde_json::to_vec(batch).unwrap(), "application/json", false).await,
+            0 => {
+                post(
+                    &sandbox,
+                    "/meters/77/auditTrail/entries",
+                    serde_json::to_vec(batch).unwrap(),
+                    "application/json",
+                    false,
+                )
+                .await
+            }
             1 => {
                 let ndjson: String = batch.iter().map(|e| format!("{e}\n")).collect();
-                post(&sandbox, "/meters/77/auditTrail/entries", ndjson.into_bytes(), "application/x-ndjson", false).await
+                post(
+                    &sandbox,
+                    "/meters/77/auditTrail/entries",
+                    ndjson.into_bytes(),
+                    "application/x-ndjson",
+                    false,
+                )
+                .await
             }
-            _ => post(&sandbox, "/meters/77/auditTrail/entries", serde_json::to_vec(batch).unwrap(), "application/json", true).await,
+            _ => {
+                post(
+                    &sandbox,
+                    "/meters/77/auditTrail/entries",
+                    serde_json::to_vec(batch).unwrap(),
+                    "application/json",
+                    true,
+                )
+                .await
+            }
         };
         accepted += data["accepted"].as_u64().unwrap();
     }
     assert_eq!(accepted, 3_000, "every eventId is kept exactly once");
 
-    let runs = [("R-00000100", "COMPLETED"), ("R-00000101", "FAILED"), ("R-00000102", "RUNNING")];
+    let runs = [
+        ("R-00000100", "COMPLETED"),
+        ("R-00000101", "FAILED"),
+        ("R-00000102", "RUNNING"),
+    ];
     let run_entries: Vec<Value> = runs
         .iter()
         .map(|(s, status)| json!({"sessionId": s, "runType": "NORMAL", "status": status, "updatedAt": iso(DAY_START_MS)}))
         .collect();
-    post(&sandbox, "/meters/77/runs", serde_json::to_vec(&run_entries).unwrap(), "application/json", false).await;
+    post(
+        &sandbox,
+        "/meters/77/runs",
+        serde_json::to_vec(&run_entries).unwrap(),
+        "application/json",
+        false,
+    )
+    .await;
     let run_rows: Vec<RunRow> = runs
         .iter()
         .map(|(s, status)| RunRow {
@@ -149,7 +201,9 @@ async fn shuffled_overlapping_batches_export_in_order_once_each() {
             query_to_time: iso(query.to_ms),
             ..ExportRequest::default()
         };
-        let exported = export_and_download(&sandbox, "ingest", &request).await.unwrap();
+        let exported = export_and_download(&sandbox, "ingest", &request)
+            .await
+            .unwrap();
         assert_eq!(exported.data_lines(), expected, "{export_type} export");
     }
     sandbox.stop().await.unwrap();
@@ -158,7 +212,12 @@ async fn shuffled_overlapping_batches_export_in_order_once_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn finished_and_canceled_jobs_publish_cloudevents_on_rabbitmq() {
     let sandbox = Sandbox::start(SandboxOptions::default()).await.unwrap();
-    let mut events = sandbox.backends.queue.subscribe_events("export.*.events").await.unwrap();
+    let mut events = sandbox
+        .backends
+        .queue
+        .subscribe_events("export.*.events")
+        .await
+        .unwrap();
     let entries: Vec<Value> = entries().into_iter().take(200).collect();
     post_as(&sandbox, "events", &entries).await;
 
@@ -175,13 +234,19 @@ async fn finished_and_canceled_jobs_publish_cloudevents_on_rabbitmq() {
     let second = client.create_export(&request).await.unwrap();
     // The second one waits for the tenant's lease: cancel it while PENDING.
     let canceled = reqwest::Client::new()
-        .delete(format!("{}/meters/77/auditTrail/export/{second}", sandbox.api))
+        .delete(format!(
+            "{}/meters/77/auditTrail/export/{second}",
+            sandbox.api
+        ))
         .bearer_auth(sandbox.token("events"))
         .send()
         .await
         .unwrap();
     assert!(canceled.status().is_success());
-    let job = client.wait(77, &first, Duration::from_secs(120), |_| {}).await.unwrap();
+    let job = client
+        .wait(77, &first, Duration::from_secs(120), |_| {})
+        .await
+        .unwrap();
     assert_eq!(job["status"], "FINISHED");
 
     let mut seen = std::collections::BTreeMap::new();
@@ -206,7 +271,10 @@ async fn finished_and_canceled_jobs_publish_cloudevents_on_rabbitmq() {
     assert_eq!(finished["data"]["manifestKey"], job["manifestKey"]);
     let url = finished["data"]["files"][0]["url"].as_str().unwrap();
     let file = sandbox.download(url).await.unwrap();
-    assert!(file.starts_with(expect::HEADER.as_bytes()), "the event's presigned URL downloads the file");
+    assert!(
+        file.starts_with(expect::HEADER.as_bytes()),
+        "the event's presigned URL downloads the file"
+    );
     let canceled = &seen[&second];
     assert_eq!(canceled["type"], "com.auditx.export.canceled");
     assert_eq!(canceled["data"]["status"], "CANCELED");
@@ -222,5 +290,9 @@ async fn post_as(sandbox: &Sandbox, tenant: &str, entries: &[Value]) {
         .send()
         .await
         .unwrap();
-    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
 }

@@ -3,101 +3,20 @@
 //! million rows into several files — and a worker killed mid-export loses
 //! nothing.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use auditx::client::ExportRequest;
 use auditx_common::lake::generate::{audit_rows, run_rows, GenerateSpec};
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query};
-use auditx_tests::sandbox::JWT_SECRET;
+use auditx_tests::processes::{config_file, free_port, spawn, wait_healthy};
 use auditx_tests::{Sandbox, SandboxOptions};
 use chrono::DateTime;
 use sha2::{Digest, Sha256};
-use tokio::process::{Child, Command};
 
 const FROM: &str = "2025-07-01T00:00:00Z";
 const TO: &str = "2025-07-04T00:00:00Z";
 const FILE_ROWS: u64 = 300_000;
-
-fn auditx_bin() -> PathBuf {
-    if let Ok(bin) = std::env::var("AUDITX_BIN") {
-        return bin.into();
-    }
-    // target/<profile>/deps/<this test> → target/<profile>/auditx
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("auditx");
-    assert!(
-        bin.exists(),
-        "build the binary first (cargo build -p auditx): {bin:?} is missing"
-    );
-    bin
-}
-
-fn config_file(sandbox: &Sandbox, dir: &std::path::Path, api_port: u16) -> PathBuf {
-    let c = &sandbox.config;
-    let text = format!(
-        r#"listen = "127.0.0.1:{api_port}"
-jwt_secret = "{JWT_SECRET}"
-
-[s3]
-endpoint = "{endpoint}"
-access_key_id = "{ak}"
-secret_access_key = "{sk}"
-lake_bucket = "{lake}"
-export_bucket = "{exports}"
-
-[rabbitmq]
-url = "{amqp}"
-prefix = "{prefix}"
-delivery_limit = {limit}
-
-[redis]
-url = "{redis}"
-prefix = "{redis_prefix}"
-
-[export]
-max_rows_per_file = {FILE_ROWS}
-chunk_rows = 50000
-lease_ttl_secs = 5
-
-[worker]
-concurrency = 2
-listen = "127.0.0.1:0"
-
-[telemetry]
-log_format = "json"
-log_level = "warn"
-"#,
-        endpoint = c.s3.endpoint.as_deref().unwrap(),
-        ak = c.s3.access_key_id,
-        sk = c.s3.secret_access_key,
-        lake = c.s3.lake_bucket,
-        exports = c.s3.export_bucket,
-        amqp = c.rabbitmq.url,
-        prefix = c.rabbitmq.prefix,
-        limit = c.rabbitmq.delivery_limit,
-        redis = c.redis.url,
-        redis_prefix = c.redis.prefix,
-    );
-    let path = dir.join("auditx.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn spawn(role: &str, config: &std::path::Path) -> Child {
-    Command::new(auditx_bin())
-        .arg(role)
-        .arg("--config")
-        .arg(config)
-        .env_remove("AUDITX_JWT_SECRET")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting auditx {role}: {e}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn separate_processes_export_a_million_rows_into_several_files_despite_a_killed_worker() {
@@ -135,30 +54,13 @@ async fn separate_processes_export_a_million_rows_into_several_files_despite_a_k
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = config_file(&sandbox, dir.path(), port);
+    let port = free_port();
+    let config = config_file(&sandbox, dir.path(), port, FILE_ROWS, 50_000);
     let _scheduler = spawn("scheduler", &config);
     let mut first_worker = spawn("worker", &config);
     let _second_worker = spawn("worker", &config);
-
     let api = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    for attempt in 0.. {
-        if http
-            .get(format!("{api}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        assert!(attempt < 300, "the scheduler did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_healthy(port).await;
 
     let client = auditx::client::ApiClient::new(&api, &sandbox.token("bulk"));
     let request = ExportRequest {

@@ -1,0 +1,128 @@
+//! Running the `auditx` binary's distributed roles as separate OS
+//! processes against the sandbox's Redis, RabbitMQ and S3.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::sandbox::JWT_SECRET;
+use crate::Sandbox;
+
+/// The `auditx` binary: `$AUDITX_BIN`, or the one cargo built beside the
+/// test executable (`target/<profile>/auditx`).
+pub fn auditx_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("AUDITX_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target folder")
+        .join("auditx");
+    assert!(
+        bin.exists(),
+        "build the binary first (cargo build -p auditx): {bin:?} is missing"
+    );
+    bin
+}
+
+/// Writes a configuration file pointing the roles at the sandbox's
+/// backends, with the API on `api_port`.
+pub fn config_file(
+    sandbox: &Sandbox,
+    dir: &Path,
+    api_port: u16,
+    max_rows_per_file: u64,
+    chunk_rows: u64,
+) -> PathBuf {
+    let c = &sandbox.config;
+    let text = format!(
+        r#"listen = "127.0.0.1:{api_port}"
+jwt_secret = "{JWT_SECRET}"
+
+[s3]
+endpoint = "{endpoint}"
+access_key_id = "{ak}"
+secret_access_key = "{sk}"
+lake_bucket = "{lake}"
+export_bucket = "{exports}"
+
+[rabbitmq]
+url = "{amqp}"
+prefix = "{prefix}"
+delivery_limit = {limit}
+
+[redis]
+url = "{redis}"
+prefix = "{redis_prefix}"
+
+[export]
+max_rows_per_file = {max_rows_per_file}
+chunk_rows = {chunk_rows}
+lease_ttl_secs = 3
+
+[worker]
+concurrency = 2
+listen = "127.0.0.1:0"
+
+[telemetry]
+log_format = "json"
+log_level = "warn"
+"#,
+        endpoint = c.s3.endpoint.as_deref().expect("s3 endpoint"),
+        ak = c.s3.access_key_id,
+        sk = c.s3.secret_access_key,
+        lake = c.s3.lake_bucket,
+        exports = c.s3.export_bucket,
+        amqp = c.rabbitmq.url,
+        prefix = c.rabbitmq.prefix,
+        limit = c.rabbitmq.delivery_limit,
+        redis = c.redis.url,
+        redis_prefix = c.redis.prefix,
+    );
+    let path = dir.join(format!("auditx-{api_port}.toml"));
+    std::fs::write(&path, text).expect("writing the config file");
+    path
+}
+
+/// Starts `auditx <role> --config <config>`; killed when dropped.
+pub fn spawn(role: &str, config: &Path) -> Child {
+    Command::new(auditx_bin())
+        .arg(role)
+        .arg("--config")
+        .arg(config)
+        .env_remove("AUDITX_JWT_SECRET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting auditx {role}: {e}"))
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
+/// Waits until the API on `port` answers `/healthz`.
+pub async fn wait_healthy(port: u16) {
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        let answer = http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await;
+        if answer.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the scheduler on port {port} did not come up");
+}
