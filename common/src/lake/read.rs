@@ -215,23 +215,6 @@ pub async fn read_chunk_rows(
     Ok(rows)
 }
 
-/// Like [`read_chunk_rows`], as Arrow batches of the audit schema: a
-/// renderer that reads columns directly skips building an [`AuditRow`]
-/// (a dozen small strings) per row, most of the cost of a read.
-pub async fn read_chunk_batches(
-    store: &ObjectStore,
-    bucket: &str,
-    sources: &[LakeSource],
-    from_ms: i64,
-    to_ms: i64,
-    filter: &RowFilter,
-) -> LakeResult<Vec<RecordBatch>> {
-    let keep = |_: &str, batches| Ok(batches);
-    let parts =
-        chunk::read_row_groups(store, bucket, sources, from_ms, to_ms, filter, keep).await?;
-    Ok(parts.concat())
-}
-
 /// Every `meter_runs` row of a meter.
 pub async fn read_runs(
     store: &ObjectStore,
