@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditx-target}"
 command -v cargo >/dev/null || { echo "cargo is required (rustup.rs)" >&2; exit 1; }
-cargo run --locked -q -p auditx --bin auditx -- demo "$@"
+cargo run --locked -p auditx --bin auditx -- demo "$@"
