@@ -38,34 +38,30 @@ pub async fn render_chunk(
             "offset_stride must be positive".into(),
         ));
     }
-    // The chunk is read, sorted and rendered on a blocking thread. Sorting
-    // and rendering are tens of milliseconds of CPU that must not stall the
-    // threads driving I/O. And rustc cannot prove `read_chunk_rows`'s future
-    // `Send` (its stream closures hit the compiler's higher-ranked lifetime
-    // limitation), so it cannot be awaited inside the spawned task handler;
-    // `Handle::block_on` drives it here instead.
-    let runtime = tokio::runtime::Handle::current();
+    let mut rows = read_chunk_rows(
+        store,
+        lake_bucket,
+        &task.sources,
+        task.from_ms,
+        task.to_ms,
+        &task.filter,
+    )
+    .await?;
+    // Sorting and rendering are CPU work (tens of milliseconds per chunk)
+    // that must not stall the threads driving I/O.
     let span = tracing::Span::current();
-    let (store_for_read, lake_bucket, chunk) =
-        (store.clone(), lake_bucket.to_owned(), task.clone());
+    let (run_statuses, stride, format) =
+        (task.run_statuses.clone(), task.offset_stride, task.format);
     let rendered = tokio::task::spawn_blocking(move || {
-        span.in_scope(|| -> Result<RenderedChunk, WorkerError> {
-            let mut rows = runtime.block_on(read_chunk_rows(
-                &store_for_read,
-                &lake_bucket,
-                &chunk.sources,
-                chunk.from_ms,
-                chunk.to_ms,
-                &chunk.filter,
-            ))?;
+        span.in_scope(|| {
             order_rows(&mut rows);
-            Ok(match chunk.format {
-                OutputFormat::Csv => render_csv(&rows, &chunk.run_statuses, chunk.offset_stride),
-            })
+            match format {
+                OutputFormat::Csv => render_csv(&rows, &run_statuses, stride),
+            }
         })
     })
     .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     let bytes = rendered.bytes.len() as u64;
     store
         .put(

@@ -118,27 +118,31 @@ pub(super) async fn read_row_groups<T: Send + 'static>(
         return Ok(Vec::new());
     }
     let predicate = Arc::new(Predicate::new(from_ms, to_ms, filter));
-    let reads: Vec<Vec<RowGroupRead>> =
-        stream::iter(sources.iter().filter(|s| !s.row_groups.is_empty()))
-            .map(|source| row_group_reads(store, bucket, source))
-            .buffered(REQUEST_CONCURRENCY)
-            .try_collect()
-            .await?;
-    stream::iter(reads.into_iter().flatten())
+    // The futures are built before they are streamed: closures over
+    // borrowed items inside the stream make rustc unable to prove the
+    // whole future `Send` (a higher-ranked lifetime limitation).
+    let footers: Vec<_> = sources
+        .iter()
+        .filter(|s| !s.row_groups.is_empty())
+        .map(|source| row_group_reads(store, bucket, source))
+        .collect();
+    let reads: Vec<Vec<RowGroupRead>> = stream::iter(footers)
+        .buffered(REQUEST_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let decodes: Vec<_> = reads
+        .into_iter()
+        .flatten()
         .map(|read| {
-            let (store, bucket) = (store.clone(), bucket.to_owned());
-            let task = tokio::spawn(read_row_group(
-                store,
-                bucket,
-                read,
-                predicate.clone(),
-                finish,
-            ));
+            let (store, bucket, predicate) = (store.clone(), bucket.to_owned(), predicate.clone());
             async move {
-                task.await
+                tokio::spawn(read_row_group(store, bucket, read, predicate, finish))
+                    .await
                     .map_err(|e| LakeError::Parquet(format!("row group task failed: {e}")))?
             }
         })
+        .collect();
+    stream::iter(decodes)
         .buffer_unordered(ROW_GROUP_CONCURRENCY)
         .try_collect()
         .await
