@@ -5,7 +5,6 @@
 
 pub mod config;
 pub mod lake;
-pub mod metrics;
 pub mod queue;
 pub mod retry;
 pub mod s3;

@@ -1,1 +1,0 @@
-//! Process-wide Prometheus metrics of the shared plumbing (filled in with telemetry).
