@@ -1,0 +1,132 @@
+//! The `auditx` binary as a user runs it: `demo`, and `standalone` driven
+//! by `generate`, `token` and `export` — all on the embedded default.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use auditx_tests::expect::{self, HEADER};
+use auditx_tests::processes::{auditx_bin, free_port, wait_healthy};
+use tokio::process::Command;
+
+async fn run(args: &[&str]) -> String {
+    let output = Command::new(auditx_bin())
+        .args(args)
+        .env_remove("AUDITX_JWT_SECRET")
+        .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "auditx {args:?} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_exports_sample_data_and_shows_where_the_files_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let stdout = run(&["demo", "--rows", "20000", "--data-dir", data]).await;
+    let file = dir
+        .path()
+        .join("downloads")
+        .join("audit_trail_sample_0001.csv");
+    assert!(
+        stdout.contains(file.to_str().unwrap()),
+        "the demo names its file: {stdout}"
+    );
+    assert!(
+        stdout.contains("eventId,eventTime,sessionId"),
+        "the demo shows the first lines: {stdout}"
+    );
+    let csv = std::fs::read_to_string(&file).unwrap();
+    let lines = expect::split_lines(&csv);
+    assert_eq!(lines[0], HEADER);
+    assert!(
+        lines.len() > 15_000,
+        "most sample rows are NORMAL SAMPLE rows: {}",
+        lines.len()
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("downloads").join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["files"][0]["rows"], (lines.len() - 1) as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_serves_exports_to_the_cli_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    run(&[
+        "generate",
+        "--data-dir",
+        data,
+        "--tenant",
+        "acme",
+        "--meter",
+        "12",
+        "--rows",
+        "5000",
+        "--seed",
+        "3",
+    ])
+    .await;
+
+    let (api, s3) = (free_port(), free_port());
+    let _server = Command::new(auditx_bin())
+        .args(["standalone", "--data-dir", data])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{api}"),
+            "--s3-listen",
+            &format!("127.0.0.1:{s3}"),
+        ])
+        .env_remove("AUDITX_JWT_SECRET")
+        .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_healthy(api).await;
+
+    // A token minted with the secret standalone keeps in its data folder.
+    let token = run(&["token", "--data-dir", data, "--tenant", "acme"]).await;
+    let out = dir.path().join("out");
+    let stdout = tokio::time::timeout(
+        Duration::from_secs(120),
+        run(&[
+            "export",
+            "--url",
+            &format!("http://127.0.0.1:{api}"),
+            "--token",
+            token.trim(),
+            "--meter",
+            "12",
+            "--export-type",
+            "ERROR",
+            "--from",
+            "2025-07-01T00:00:00Z",
+            "--to",
+            "2025-07-08T00:00:00Z",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+    )
+    .await
+    .expect("the export ends within 2 minutes");
+    assert!(stdout.contains("finished"), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("audit_trail_error_0001.csv")).unwrap();
+    let lines = expect::split_lines(&csv);
+    assert_eq!(lines[0], HEADER);
+    assert!(lines.len() > 1, "the 2% error rate yields some ERROR rows");
+    assert!(
+        lines[1..].iter().all(|l| l.contains(",NORMAL,")),
+        "only NORMAL runs are exported"
+    );
+}
