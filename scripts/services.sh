@@ -26,6 +26,9 @@ apt_install() {
 
 if ! port_open 6379; then
   command -v redis-server >/dev/null || apt_install redis-server
+fi
+# A fresh install may have started the service already.
+if ! port_open 6379; then
   log "starting redis"
   mkdir -p /var/lib/redis /var/log/redis
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
@@ -35,8 +38,10 @@ fi
 
 if ! port_open 5672; then
   command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+fi
+if ! port_open 5672; then
   log "starting rabbitmq"
-  rabbitmq-server -detached
+  rabbitmq-server -detached || log "rabbitmq-server -detached failed; waiting for the port anyway"
   wait_port 5672 rabbitmq
 fi
 
