@@ -7,7 +7,6 @@ mod predicate;
 
 use std::collections::BTreeMap;
 
-use arrow::array::RecordBatch;
 use auditx_proto::{LakeSource, MeterId, RowFilter, TenantId};
 use chrono::NaiveDate;
 use futures::{stream, StreamExt, TryStreamExt};
@@ -18,7 +17,7 @@ use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
 
 use self::object_reader::ObjectReader;
-use super::convert::{push_audit_rows, push_run_rows};
+use super::convert::push_run_rows;
 use super::schema::audit_columns as ac;
 use super::write::utc_date;
 use super::{layout, AuditRow, LakeError, LakeResult, RunRow};
@@ -187,15 +186,6 @@ pub async fn list_audit_files(
     Ok(files)
 }
 
-/// The rows of one row group's batches (run in its decoding task).
-fn rows_of(key: &str, batches: Vec<RecordBatch>) -> LakeResult<Vec<AuditRow>> {
-    let mut rows = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
-    for batch in &batches {
-        push_audit_rows(batch, key, &mut rows)?;
-    }
-    Ok(rows)
-}
-
 /// Reads the rows of the given row groups whose `eventTime` is in
 /// `[from_ms, to_ms)` and that match `filter`, in no particular order.
 #[tracing::instrument(name = "lake.read_chunk_rows", skip_all, fields(sources = sources.len()))]
@@ -207,8 +197,7 @@ pub async fn read_chunk_rows(
     to_ms: i64,
     filter: &RowFilter,
 ) -> LakeResult<Vec<AuditRow>> {
-    let parts =
-        chunk::read_row_groups(store, bucket, sources, from_ms, to_ms, filter, rows_of).await?;
+    let parts = chunk::read_row_groups(store, bucket, sources, from_ms, to_ms, filter).await?;
     let mut rows = Vec::with_capacity(parts.iter().map(Vec::len).sum());
     parts.into_iter().for_each(|part| rows.extend(part));
     tracing::debug!(rows = rows.len(), "chunk rows read");

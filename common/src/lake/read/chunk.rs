@@ -16,8 +16,9 @@ use parquet::arrow::ProjectionMask;
 use super::object_reader::ObjectReader;
 use super::predicate::Predicate;
 use super::{corrupt, read_error, REQUEST_CONCURRENCY};
+use crate::lake::convert::push_audit_rows;
 use crate::lake::schema::audit_schema;
-use crate::lake::{LakeError, LakeResult};
+use crate::lake::{AuditRow, LakeError, LakeResult};
 use crate::s3::ObjectStore;
 
 /// Row groups decoded at once for one chunk.
@@ -78,13 +79,14 @@ async fn row_group_reads(
     source.row_groups.iter().map(read).collect()
 }
 
-async fn read_row_group<T>(
+/// Decodes one row group's matching rows (inside its own task, so that
+/// building the rows is spread over the cores too).
+async fn read_row_group(
     store: ObjectStore,
     bucket: String,
     read: RowGroupRead,
     predicate: Arc<Predicate>,
-    finish: fn(&str, Vec<RecordBatch>) -> LakeResult<T>,
-) -> LakeResult<T> {
+) -> LakeResult<Vec<AuditRow>> {
     let key = read.key.as_str();
     let reader = ObjectReader::new(&store, &bucket, key, read.size);
     let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, read.metadata);
@@ -99,21 +101,23 @@ async fn read_row_group<T>(
         .try_collect()
         .await
         .map_err(|e| read_error(key, e))?;
-    finish(key, batches)
+    let mut rows = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for batch in &batches {
+        push_audit_rows(batch, key, &mut rows)?;
+    }
+    Ok(rows)
 }
 
 /// Decodes the matching rows of every listed row group, each in its own
-/// task (so a chunk uses every core), and applies `finish` to each row
-/// group's batches inside that task.
-pub(super) async fn read_row_groups<T: Send + 'static>(
+/// task (so a chunk uses every core).
+pub(super) async fn read_row_groups(
     store: &ObjectStore,
     bucket: &str,
     sources: &[LakeSource],
     from_ms: i64,
     to_ms: i64,
     filter: &RowFilter,
-    finish: fn(&str, Vec<RecordBatch>) -> LakeResult<T>,
-) -> LakeResult<Vec<T>> {
+) -> LakeResult<Vec<Vec<AuditRow>>> {
     if from_ms >= to_ms {
         return Ok(Vec::new());
     }
@@ -136,7 +140,7 @@ pub(super) async fn read_row_groups<T: Send + 'static>(
         .map(|read| {
             let (store, bucket, predicate) = (store.clone(), bucket.to_owned(), predicate.clone());
             async move {
-                tokio::spawn(read_row_group(store, bucket, read, predicate, finish))
+                tokio::spawn(read_row_group(store, bucket, read, predicate))
                     .await
                     .map_err(|e| LakeError::Parquet(format!("row group task failed: {e}")))?
             }
