@@ -1,5 +1,5 @@
-//! A small client of the auditx HTTP API: create an export, follow it, and
-//! download its files through presigned URLs.
+//! A small client of the auditx HTTP API: create an export or a data
+//! query, follow it, and download its files through presigned URLs.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -166,6 +166,71 @@ impl ApiClient {
             .as_str()
             .map(str::to_owned)
             .context("no URL in the response")
+    }
+
+    /// Submits a data query; returns the job as the API shows it.
+    pub async fn submit_query(
+        &self,
+        query: &str,
+        output_format: &str,
+        compression: &str,
+    ) -> anyhow::Result<Value> {
+        let body = serde_json::json!({
+            "query": query,
+            "outputFormat": output_format,
+            "compression": compression,
+        });
+        let url = format!("{}/query/jobs", self.base);
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await?;
+        Ok(envelope(response).await?["data"].clone())
+    }
+
+    /// One data query job.
+    pub async fn query_job(&self, id: &str) -> anyhow::Result<Value> {
+        let url = format!("{}/query/jobs/{id}", self.base);
+        let body = envelope(self.http.get(url).bearer_auth(&self.token).send().await?).await?;
+        Ok(body["data"].clone())
+    }
+
+    /// Cancels a data query job; returns it as cancelled.
+    pub async fn cancel_query(&self, id: &str) -> anyhow::Result<Value> {
+        let url = format!("{}/query/jobs/{id}", self.base);
+        let body = envelope(
+            self.http
+                .delete(url)
+                .bearer_auth(&self.token)
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(body["data"].clone())
+    }
+
+    /// Polls a data query until it ends.
+    pub async fn wait_query(&self, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let job = self.query_job(id).await?;
+            if matches!(
+                job["queryStatus"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            ) {
+                return Ok(job);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "query {id} did not end within {timeout:?}; last status {}",
+                    job["queryStatus"]
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Downloads every file of a finished job into `dir` (plus its manifest).

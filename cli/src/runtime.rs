@@ -141,6 +141,7 @@ pub async fn run_worker(
         config,
         backends.queue,
         backends.store,
+        backends.state,
         shutdown.clone(),
     ));
     join_all(set, shutdown).await
@@ -188,6 +189,7 @@ pub async fn run_roles(
             config.clone(),
             backends.queue.clone(),
             backends.store.clone(),
+            backends.state.clone(),
             shutdown.clone(),
         ));
     }

@@ -24,6 +24,7 @@ pub struct Config {
     pub rabbitmq: RabbitConfig,
     pub redis: RedisConfig,
     pub export: ExportConfig,
+    pub query: QueryConfig,
     pub worker: WorkerConfig,
     pub ingest: IngestConfig,
     pub telemetry: TelemetryConfig,
@@ -93,6 +94,23 @@ pub struct ExportConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
+pub struct QueryConfig {
+    /// Data queries of one tenant running at once.
+    pub max_running_per_tenant: u32,
+    /// Data queries of one tenant waiting to run; past running + queued a
+    /// submit answers 429.
+    pub max_queued_per_tenant: u32,
+    /// A query still running after this long fails.
+    pub time_limit_secs: u64,
+    /// Memory one query's operators may use (sorts and aggregations spill
+    /// to disk before failing; hash-join build sides cannot).
+    pub memory_limit_mb: u64,
+    /// Seconds a client is told to wait (`Retry-After`) after a 429.
+    pub retry_after_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WorkerConfig {
     /// Tasks one worker process runs at once (and its prefetch).
     pub concurrency: u16,
@@ -130,6 +148,7 @@ impl Default for Config {
             rabbitmq: RabbitConfig::default(),
             redis: RedisConfig::default(),
             export: ExportConfig::default(),
+            query: QueryConfig::default(),
             worker: WorkerConfig::default(),
             ingest: IngestConfig::default(),
             telemetry: TelemetryConfig::default(),
@@ -182,6 +201,18 @@ impl Default for ExportConfig {
             lease_ttl_secs: 15,
             offset_stride: 1000,
             poll_interval_ms: 250,
+        }
+    }
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            max_running_per_tenant: 5,
+            max_queued_per_tenant: 10,
+            time_limit_secs: 1800,
+            memory_limit_mb: 512,
+            retry_after_secs: 5,
         }
     }
 }
@@ -273,6 +304,15 @@ impl Config {
                 "s3.presign_expiry_secs",
                 "must be between 1 and 604800 (7 days)",
             );
+        }
+        if self.query.max_running_per_tenant == 0 {
+            return invalid("query.max_running_per_tenant", "must be positive");
+        }
+        if self.query.time_limit_secs == 0 {
+            return invalid("query.time_limit_secs", "must be positive");
+        }
+        if self.query.memory_limit_mb == 0 {
+            return invalid("query.memory_limit_mb", "must be positive");
         }
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be positive");

@@ -4,7 +4,6 @@
 //! including the embedded one) — plus the audit lake on top of S3.
 
 pub mod config;
-pub mod lake;
 pub mod queue;
 pub mod retry;
 pub mod s3;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{MeterId, RequestId, TenantId};
+use crate::{MeterId, QueryId, RequestId, TenantId};
 
 /// `source` attribute of every event auditx publishes.
 pub const EVENT_SOURCE: &str = "auditx/scheduler";
@@ -66,5 +66,35 @@ impl CloudEvent<ExportEventData> {
             self.data.status.to_ascii_lowercase(),
             self.data.tenant
         )
+    }
+}
+
+/// `data` of a data query event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryEventData {
+    pub tenant: TenantId,
+    pub query_id: QueryId,
+    /// `completed`, `failed` or `cancelled`.
+    pub query_status: String,
+    pub output_rows: u64,
+    /// Presigned download URL of the result (completed queries).
+    #[serde(default)]
+    pub data_file: Option<String>,
+    #[serde(default)]
+    pub data_file_key: Option<String>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+impl CloudEvent<QueryEventData> {
+    /// The event type for a terminal query status, e.g. `com.auditx.query.completed`.
+    pub fn query_type_for(status: &str) -> String {
+        format!("com.auditx.query.{status}")
+    }
+
+    /// Topic routing key: `query.<status>.<tenant>`.
+    pub fn routing_key(&self) -> String {
+        format!("query.{}.{}", self.data.query_status, self.data.tenant)
     }
 }

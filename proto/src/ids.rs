@@ -46,8 +46,20 @@ string_id!(
     RequestId
 );
 
+string_id!(
+    /// The id of a data query job, returned by the submit call.
+    QueryId
+);
+
 impl RequestId {
     /// A new, time-ordered request id (UUID v7).
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+}
+
+impl QueryId {
+    /// A new, time-ordered query id (UUID v7).
     pub fn generate() -> Self {
         Self(uuid::Uuid::now_v7().to_string())
     }

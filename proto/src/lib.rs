@@ -8,14 +8,17 @@
 mod event;
 mod ids;
 mod names;
+mod query;
 mod task;
 
-pub use event::{CloudEvent, ExportEventData, PresignedFile, EVENT_SOURCE};
-pub use ids::{ChunkId, FileIndex, MeterId, RequestId, TenantId};
+pub use event::{CloudEvent, ExportEventData, PresignedFile, QueryEventData, EVENT_SOURCE};
+pub use ids::{ChunkId, FileIndex, MeterId, QueryId, RequestId, TenantId};
 pub use names::{Topology, TRACEPARENT_HEADER};
+pub use query::{query_cancel_key, Compression, QueryOutcome, QueryOutputFormat, QueryTask};
 pub use task::{
-    AssembleOutcome, AssembleTask, LakeSource, OutputFormat, RecordType, RenderOutcome, RenderTask,
-    RowFilter, RunType, Segment, Task, TaskFailure, TaskRef, UploadedPart, WorkerReport,
+    AssembleOutcome, AssembleTask, LakeSource, OutputFormat, QueryFailure, RecordType,
+    RenderOutcome, RenderTask, RowFilter, RunType, Segment, Task, TaskFailure, TaskRef,
+    UploadedPart, WorkerReport,
 };
 
 /// A message that could not be encoded or decoded.

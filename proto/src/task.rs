@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ChunkId, FileIndex, MeterId, RequestId, TenantId};
+use crate::{ChunkId, FileIndex, MeterId, QueryId, QueryOutcome, QueryTask, RequestId, TenantId};
 
 /// `runType` of a meter run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -179,21 +179,38 @@ pub struct AssembleTask {
 pub enum Task {
     Render(RenderTask),
     Assemble(AssembleTask),
+    /// Run a data query (a worker older than data queries cannot decode
+    /// it and dead-letters it, which fails the query with a message).
+    Query(QueryTask),
 }
 
 impl Task {
-    pub fn request_id(&self) -> &RequestId {
+    /// The job the task belongs to, for logs.
+    pub fn job_id(&self) -> &str {
         match self {
-            Task::Render(t) => &t.request_id,
-            Task::Assemble(t) => &t.request_id,
+            Task::Render(t) => t.request_id.as_str(),
+            Task::Assemble(t) => t.request_id.as_str(),
+            Task::Query(t) => t.query_id.as_str(),
         }
     }
 
-    pub fn task_ref(&self) -> TaskRef {
-        match self {
-            Task::Render(t) => TaskRef::Render { chunk: t.chunk },
-            Task::Assemble(t) => TaskRef::Assemble { file: t.file },
-        }
+    /// The report that fails this task for good with `error`.
+    pub fn failure(&self, error: String) -> WorkerReport {
+        let (request_id, task) = match self {
+            Task::Render(t) => (&t.request_id, TaskRef::Render { chunk: t.chunk }),
+            Task::Assemble(t) => (&t.request_id, TaskRef::Assemble { file: t.file }),
+            Task::Query(t) => {
+                return WorkerReport::QueryFailed(QueryFailure {
+                    query_id: t.query_id.clone(),
+                    error,
+                })
+            }
+        };
+        WorkerReport::Failed(TaskFailure {
+            request_id: request_id.clone(),
+            task,
+            error,
+        })
     }
 }
 
@@ -248,6 +265,14 @@ pub struct TaskFailure {
     pub error: String,
 }
 
+/// A data query that failed for good (refused, over a limit, canceled, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryFailure {
+    pub query_id: QueryId,
+    /// A message a user can act on; it becomes the job's `errorMessage`.
+    pub error: String,
+}
+
 /// A worker's report on the results queue.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -255,14 +280,19 @@ pub enum WorkerReport {
     Rendered(RenderOutcome),
     Assembled(AssembleOutcome),
     Failed(TaskFailure),
+    Queried(QueryOutcome),
+    QueryFailed(QueryFailure),
 }
 
 impl WorkerReport {
-    pub fn request_id(&self) -> &RequestId {
+    /// The job the report belongs to, for logs.
+    pub fn job_id(&self) -> &str {
         match self {
-            WorkerReport::Rendered(r) => &r.request_id,
-            WorkerReport::Assembled(r) => &r.request_id,
-            WorkerReport::Failed(r) => &r.request_id,
+            WorkerReport::Rendered(r) => r.request_id.as_str(),
+            WorkerReport::Assembled(r) => r.request_id.as_str(),
+            WorkerReport::Failed(r) => r.request_id.as_str(),
+            WorkerReport::Queried(r) => r.query_id.as_str(),
+            WorkerReport::QueryFailed(r) => r.query_id.as_str(),
         }
     }
 }

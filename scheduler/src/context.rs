@@ -10,7 +10,8 @@ use auditx_common::state::StateStore;
 use auditx_proto::Topology;
 use tokio::sync::Notify;
 
-use crate::jobs::JobStore;
+use crate::export::jobs::JobStore;
+use crate::query::jobs::QueryStore;
 
 #[derive(Clone)]
 pub struct Services {
@@ -19,9 +20,12 @@ pub struct Services {
     pub queue: Arc<dyn TaskQueue>,
     pub store: ObjectStore,
     pub jobs: JobStore,
+    pub queries: QueryStore,
     pub topology: Topology,
     /// Wakes the tenant loop (a job was created or a lease may be free).
     pub wake: Arc<Notify>,
+    /// Wakes the query loop (a data query was submitted).
+    pub query_wake: Arc<Notify>,
     /// This replica's name, the owner of the leases it takes.
     pub replica: String,
 }
@@ -36,12 +40,14 @@ impl Services {
         let topology = Topology::new(config.rabbitmq.prefix.clone());
         Self {
             jobs: JobStore::new(state.clone()),
+            queries: QueryStore::new(state.clone()),
             config,
             state,
             queue,
             store,
             topology,
             wake: Arc::new(Notify::new()),
+            query_wake: Arc::new(Notify::new()),
             replica: format!("scheduler-{}", uuid::Uuid::new_v4()),
         }
     }

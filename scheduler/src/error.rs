@@ -1,12 +1,13 @@
 //! The scheduler's failure kinds: a job's driver retries transient ones,
 //! fails the job with permanent ones and stops at once when its lease is gone.
 
-use auditx_common::lake::LakeError;
 use auditx_common::queue::QueueError;
 use auditx_common::s3::StorageError;
 use auditx_common::state::StateError;
+use auditx_lake::LakeError;
 
-use crate::jobs::JobError;
+use crate::export::jobs::JobError;
+use crate::query::jobs::QueryJobError;
 
 /// Failures while driving a job.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,15 @@ impl From<StateError> for DriveError {
         match e {
             StateError::LeaseLost(_) => DriveError::Stopped,
             e if e.is_transient() => DriveError::Transient(e.to_string()),
+            e => DriveError::Permanent(e.to_string()),
+        }
+    }
+}
+
+impl From<QueryJobError> for DriveError {
+    fn from(e: QueryJobError) -> Self {
+        match e {
+            QueryJobError::State(e) => e.into(),
             e => DriveError::Permanent(e.to_string()),
         }
     }

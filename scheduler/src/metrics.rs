@@ -7,7 +7,7 @@ use std::time::Duration;
 use prometheus::core::Collector;
 use prometheus::{histogram_opts, opts, Histogram, IntCounter, IntCounterVec, IntGaugeVec};
 
-use crate::jobs::JobStatus;
+use crate::export::jobs::JobStatus;
 
 /// Registers `metric` in the default registry. The metrics are process-wide
 /// statics, so this runs once per metric; should another component have

@@ -11,15 +11,16 @@ use std::time::Duration;
 
 use auditx_common::queue::{Consumer, Delivery};
 use auditx_common::retry::{retry, Backoff};
-use auditx_proto::{decode, encode, RequestId, Task, TaskFailure, TaskRef, WorkerReport};
+use auditx_proto::{decode, encode, QueryId, RequestId, Task, TaskRef, WorkerReport};
 use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Services;
-use crate::driver::DriveError;
-use crate::jobs::reports_key;
-use crate::layout;
+use crate::export::driver::DriveError;
+use crate::export::jobs::reports_key;
+use crate::export::layout;
+use crate::query;
 
 /// Reports applied at once by one consumer.
 const CONCURRENCY: usize = 16;
@@ -28,28 +29,29 @@ const PREFETCH: u16 = 64;
 /// Wakes the drivers running on this replica when their reports arrive.
 #[derive(Default)]
 pub struct JobWakers {
-    drivers: Mutex<HashMap<RequestId, Arc<Notify>>>,
+    drivers: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl JobWakers {
     /// Registers a driver; it is forgotten when the guard drops.
-    pub fn register(self: &Arc<Self>, id: &RequestId) -> WakerGuard {
+    /// `key` is an export's request id, or a tenant's query driver key.
+    pub fn register(self: &Arc<Self>, key: &str) -> WakerGuard {
         let notify = Arc::new(Notify::new());
-        self.lock().insert(id.clone(), notify.clone());
+        self.lock().insert(key.to_owned(), notify.clone());
         WakerGuard {
             wakers: self.clone(),
-            id: id.clone(),
+            id: key.to_owned(),
             notify,
         }
     }
 
-    pub fn wake(&self, id: &RequestId) {
+    pub fn wake(&self, id: &str) {
         if let Some(notify) = self.lock().get(id) {
             notify.notify_one();
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Arc<Notify>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
         self.drivers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -58,7 +60,7 @@ impl JobWakers {
 
 pub struct WakerGuard {
     wakers: Arc<JobWakers>,
-    id: RequestId,
+    id: String,
     notify: Arc<Notify>,
 }
 
@@ -83,14 +85,46 @@ pub fn report_field(report: &WorkerReport) -> String {
             TaskRef::Render { chunk } => format!("failed/render/{chunk}"),
             TaskRef::Assemble { file } => format!("failed/assemble/{file}"),
         },
+        WorkerReport::Queried(_) | WorkerReport::QueryFailed(_) => {
+            crate::query::jobs::RESULT_FIELD.to_owned()
+        }
     }
 }
 
-/// Records a report for its job's driver. A report for an ended job is
-/// dropped; if it is a rendered chunk (a late duplicate, after the job's
-/// cleanup), its staging object is deleted.
-pub async fn record_report(services: &Services, report: &WorkerReport) -> Result<(), DriveError> {
-    let id = report.request_id();
+/// Records a report for its job's driver and returns the key of the
+/// driver to wake.
+pub async fn record_report(
+    services: &Services,
+    report: &WorkerReport,
+) -> Result<Option<String>, DriveError> {
+    let id = match report {
+        WorkerReport::Rendered(r) => &r.request_id,
+        WorkerReport::Assembled(r) => &r.request_id,
+        WorkerReport::Failed(r) => &r.request_id,
+        WorkerReport::Queried(r) => return query_report(services, &r.query_id, report).await,
+        WorkerReport::QueryFailed(r) => return query_report(services, &r.query_id, report).await,
+    };
+    record_export_report(services, id, report).await?;
+    Ok(Some(id.to_string()))
+}
+
+async fn query_report(
+    services: &Services,
+    id: &QueryId,
+    report: &WorkerReport,
+) -> Result<Option<String>, DriveError> {
+    let tenant = query::driver::record_report(services, id, report).await?;
+    Ok(tenant.map(|t| query::driver::waker_key(&t)))
+}
+
+/// Records an export report for its job's driver. A report for an ended
+/// job is dropped; if it is a rendered chunk (a late duplicate, after the
+/// job's cleanup), its staging object is deleted.
+async fn record_export_report(
+    services: &Services,
+    id: &RequestId,
+    report: &WorkerReport,
+) -> Result<(), DriveError> {
     let Some((state, _)) = services.jobs.state_raw(id).await? else {
         tracing::warn!(request_id = %id, "report for an unknown export dropped");
         return Ok(());
@@ -151,12 +185,9 @@ pub async fn consume_dead_tasks(
         async move {
             match decode::<Task>(&delivery.message.payload) {
                 Ok(task) => {
-                    tracing::warn!(request_id = %task.request_id(), task = ?task.task_ref(), "task dead-lettered");
-                    let report = WorkerReport::Failed(TaskFailure {
-                        request_id: task.request_id().clone(),
-                        task: task.task_ref(),
-                        error: "could not be processed after repeated deliveries".into(),
-                    });
+                    tracing::warn!(job_id = task.job_id(), "task dead-lettered");
+                    let report =
+                        task.failure("could not be processed after repeated deliveries".into());
                     apply(services, wakers, &report, delivery).await;
                 }
                 Err(error) => {
@@ -179,12 +210,14 @@ async fn apply(services: &Services, wakers: &JobWakers, report: &WorkerReport, d
     };
     let transient = |e: &DriveError| matches!(e, DriveError::Transient(_));
     match retry(backoff, transient, || record_report(services, report)).await {
-        Ok(()) => {
-            wakers.wake(report.request_id());
+        Ok(driver) => {
+            if let Some(driver) = driver {
+                wakers.wake(&driver);
+            }
             settle(delivery.ack().await);
         }
         Err(error) => {
-            tracing::error!(request_id = %report.request_id(), %error, "report not recorded, requeued");
+            tracing::error!(job_id = report.job_id(), %error, "report not recorded, requeued");
             settle(delivery.nack(true).await);
         }
     }

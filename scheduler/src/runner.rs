@@ -1,5 +1,5 @@
 //! The scheduler's background work: the tenant loop (leases, FIFO, job
-//! drivers), the results consumer, the dead-letter consumer and the queue
+//! drivers), the query loop, the results consumer, the dead-letter consumer and the queue
 //! depth sampler, until shutdown.
 
 use std::sync::Arc;
@@ -9,9 +9,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Services;
+use crate::export::tenants;
 use crate::metrics;
+use crate::query;
 use crate::results::{self, JobWakers};
-use crate::tenants;
 
 /// How often queue depths are sampled for the metrics.
 const DEPTH_SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -25,6 +26,11 @@ pub async fn run(services: Services, shutdown: CancellationToken) -> anyhow::Res
     let wakers = Arc::new(JobWakers::default());
     let mut loops = JoinSet::new();
     loops.spawn(tenants::tenant_loop(
+        services.clone(),
+        wakers.clone(),
+        shutdown.clone(),
+    ));
+    loops.spawn(query::driver::query_loop(
         services.clone(),
         wakers.clone(),
         shutdown.clone(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use api_support::{authed_as, TestApi, TENANT};
 use auditx_proto::RequestId;
-use auditx_scheduler::jobs::JobStatus;
+use auditx_scheduler::export::jobs::JobStatus;
 use axum::body::{Body, Bytes};
 use axum::http::{Method, StatusCode};
 use futures::StreamExt;

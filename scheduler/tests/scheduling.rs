@@ -9,7 +9,7 @@ use auditx_common::queue::Message;
 use auditx_proto::{
     encode, ChunkId, MeterId, RecordType, Task, TaskFailure, TaskRef, TenantId, WorkerReport,
 };
-use auditx_scheduler::jobs::{reports_key, CancelOutcome, JobStatus};
+use auditx_scheduler::export::jobs::{reports_key, CancelOutcome, JobStatus};
 use harness::*;
 
 const METER: MeterId = MeterId(7);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use auditx_common::lake::{AuditRow, RunRow};
+use auditx_lake::{AuditRow, RunRow};
 use chrono::{TimeZone, Utc};
 
 pub const HEADER: &str = "eventId,eventTime,sessionId,runType,runStatus,operatorId,operatorType,operatorName,errorCode,errorMessage,traceId,payload\n";

@@ -7,12 +7,12 @@ use std::time::Duration;
 use anyhow::Context;
 use auditx::client::ApiClient;
 use auditx::runtime::{self, Backends};
-use auditx_common::config::Config;
-use auditx_common::lake::generate::{generate_to_lake, GenerateSpec};
+use auditx_common::config::{Config, QueryConfig};
 use auditx_common::queue::{MemoryQueue, RabbitQueue};
 use auditx_common::s3::embedded::EmbeddedS3;
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::{MemoryStore, RedisStore};
+use auditx_lake::generate::{generate_to_lake, GenerateSpec};
 use auditx_proto::Topology;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -40,6 +40,8 @@ pub struct SandboxOptions {
     /// Start the API and scheduler (false: only the backends, for tests
     /// that run the roles as separate processes).
     pub start_roles: bool,
+    /// Data query limits.
+    pub query: QueryConfig,
 }
 
 impl Default for SandboxOptions {
@@ -52,6 +54,7 @@ impl Default for SandboxOptions {
             offset_stride: 100,
             row_group_rows: 2_000,
             start_roles: true,
+            query: QueryConfig::default(),
         }
     }
 }
@@ -96,6 +99,7 @@ impl Sandbox {
         config.export.lease_ttl_secs = 3;
         config.export.poll_interval_ms = 100;
         config.ingest.row_group_rows = options.row_group_rows;
+        config.query = options.query.clone();
         config.telemetry.log_format = "text".into();
         let s3 = runtime::embedded_s3(
             &mut config,

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use auditx::client::ExportRequest;
-use auditx_common::lake::{AuditRow, RunRow};
+use auditx_lake::{AuditRow, RunRow};
 use auditx_tests::expect::{self, Query};
 use auditx_tests::{export_and_download, Sandbox, SandboxOptions};
 use chrono::{TimeZone, Utc};

@@ -1,8 +1,9 @@
 //! Failures of worker tasks, classified as transient (retry) or permanent
 //! (report the task as failed with a message the user can act on).
 
-use auditx_common::lake::LakeError;
 use auditx_common::s3::StorageError;
+use auditx_lake::sql::SqlError;
+use auditx_lake::LakeError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -17,6 +18,13 @@ pub enum WorkerError {
     /// The task contradicts itself; a scheduler bug or an incompatible version.
     #[error("invalid task: {0}")]
     InvalidTask(String),
+    /// A data query that was refused, could not be planned or failed.
+    #[error("{0}")]
+    Query(#[from] SqlError),
+    #[error("query exceeded its time limit of {secs} s (query.time_limit_secs)")]
+    TimeLimit { secs: f64 },
+    #[error("cancelled by request")]
+    Cancelled,
 }
 
 impl WorkerError {
@@ -24,7 +32,11 @@ impl WorkerError {
         match self {
             WorkerError::Lake(e) => e.is_transient(),
             WorkerError::Storage(e) => e.is_transient(),
-            WorkerError::Staging { .. } | WorkerError::InvalidTask(_) => false,
+            WorkerError::Query(e) => e.is_transient(),
+            WorkerError::Staging { .. }
+            | WorkerError::InvalidTask(_)
+            | WorkerError::TimeLimit { .. }
+            | WorkerError::Cancelled => false,
         }
     }
 }

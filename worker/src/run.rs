@@ -5,22 +5,26 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use auditx_common::config::Config;
 use auditx_common::queue::{Consumer, Delivery, Message, QueueError, QueueResult, TaskQueue};
 use auditx_common::retry::{retry, Backoff};
 use auditx_common::s3::ObjectStore;
+use auditx_common::state::StateStore;
 use auditx_common::telemetry::{inject_trace_context, set_parent_from_headers};
-use auditx_proto::{Task, TaskFailure, Topology, WorkerReport};
+use auditx_lake::sql::lake_object_store;
+use auditx_proto::{Task, Topology, WorkerReport};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, info_span, warn, Instrument};
 
-use crate::assemble::assemble_file;
 use crate::error::WorkerError;
+use crate::export::assemble::assemble_file;
+use crate::export::render::render_chunk;
 use crate::metrics::{self, InFlight, Outcome};
-use crate::render::render_chunk;
+use crate::query::{run_query_task, QueryRunner};
 
 /// Pause before subscribing again after the consumer failed, so a broker
 /// in trouble is not hammered.
@@ -34,18 +38,27 @@ pub async fn run(
     config: Arc<Config>,
     queue: Arc<dyn TaskQueue>,
     store: ObjectStore,
+    state: Arc<dyn StateStore>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     metrics::register();
     let topology = Topology::new(&config.rabbitmq.prefix);
     let tasks_queue = topology.tasks();
     let concurrency = config.worker.concurrency.max(1);
+    let queries = QueryRunner {
+        store: store.clone(),
+        lake: lake_object_store(&config.s3).context("opening the lake for data queries")?,
+        lake_bucket: config.s3.lake_bucket.clone(),
+        export_bucket: config.s3.export_bucket.clone(),
+        state,
+    };
     let worker = Arc::new(Worker {
         queue: queue.clone(),
         store,
         lake_bucket: config.s3.lake_bucket.clone(),
         export_bucket: config.s3.export_bucket.clone(),
         results_queue: topology.results(),
+        queries,
     });
     let slots = Arc::new(Semaphore::new(usize::from(concurrency)));
     let mut running = JoinSet::new();
@@ -124,6 +137,7 @@ struct Worker {
     lake_bucket: String,
     export_bucket: String,
     results_queue: String,
+    queries: QueryRunner,
 }
 
 impl Worker {
@@ -143,6 +157,9 @@ impl Worker {
             }
             Task::Assemble(t) => {
                 info_span!("worker.assemble_file", request_id = %t.request_id, file = t.file.0)
+            }
+            Task::Query(t) => {
+                info_span!("worker.query", query_id = %t.query_id, tenant = %t.tenant)
             }
         };
         set_parent_from_headers(&span, &delivery.message.headers);
@@ -174,12 +191,7 @@ impl Worker {
             }
             Err(e) => {
                 error!(error = %e, "task failed");
-                let failure = TaskFailure {
-                    request_id: task.request_id().clone(),
-                    task: task.task_ref(),
-                    error: e.to_string(),
-                };
-                (WorkerReport::Failed(failure), Outcome::Failed)
+                (task.failure(e.to_string()), Outcome::Failed)
             }
         };
         match self.publish(&report).await {
@@ -203,6 +215,9 @@ impl Worker {
             Task::Assemble(t) => assemble_file(&self.store, &self.export_bucket, t)
                 .await
                 .map(WorkerReport::Assembled),
+            Task::Query(t) => run_query_task(&self.queries, t)
+                .await
+                .map(WorkerReport::Queried),
         }
     }
 
@@ -223,6 +238,7 @@ fn kind(task: &Task) -> &'static str {
     match task {
         Task::Render(_) => "render",
         Task::Assemble(_) => "assemble",
+        Task::Query(_) => "query",
     }
 }
 
@@ -237,7 +253,10 @@ fn record_success(report: &WorkerReport, elapsed: Duration) {
             metrics::file_assembled(r.bytes, elapsed);
             info!(request_id = %r.request_id, file = r.file.0, parts = r.parts.len(), bytes = r.bytes, elapsed_ms, "file assembled");
         }
-        WorkerReport::Failed(_) => {}
+        WorkerReport::Queried(r) => {
+            info!(query_id = %r.query_id, rows = r.rows, bytes = r.bytes, elapsed_ms, "query result written");
+        }
+        WorkerReport::Failed(_) | WorkerReport::QueryFailed(_) => {}
     }
 }
 

@@ -6,7 +6,8 @@ mod support;
 use auditx_proto::{
     AssembleOutcome, AssembleTask, FileIndex, OutputFormat, RequestId, Segment, TenantId,
 };
-use auditx_worker::{assemble_file, csv};
+use auditx_worker::assemble_file;
+use auditx_worker::export::csv;
 use sha2::{Digest, Sha256};
 
 const MIB: u64 = 1024 * 1024;

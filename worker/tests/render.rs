@@ -5,14 +5,15 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use auditx_common::lake::read::list_audit_files;
-use auditx_common::lake::write::write_audit_rows;
-use auditx_common::lake::AuditRow;
+use auditx_lake::read::list_audit_files;
+use auditx_lake::write::write_audit_rows;
+use auditx_lake::AuditRow;
 use auditx_proto::{
     AssembleTask, ChunkId, FileIndex, LakeSource, MeterId, OutputFormat, RecordType, RenderTask,
     RequestId, RowFilter, RunType, Segment, TenantId,
 };
-use auditx_worker::{assemble_file, csv, render_chunk};
+use auditx_worker::export::csv;
+use auditx_worker::{assemble_file, render_chunk};
 use sha2::{Digest, Sha256};
 
 /// 2025-07-23T18:46:48.775Z

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use auditx_common::config::{Config, RabbitConfig, WorkerConfig};
-use auditx_common::lake::read::list_audit_files;
-use auditx_common::lake::write::write_audit_rows;
-use auditx_common::lake::AuditRow;
 use auditx_common::queue::{Consumer, MemoryQueue, Message, TaskQueue};
+use auditx_common::state::MemoryStore;
+use auditx_lake::read::list_audit_files;
+use auditx_lake::write::write_audit_rows;
+use auditx_lake::AuditRow;
 use auditx_proto::{
     AssembleTask, ChunkId, FileIndex, LakeSource, MeterId, OutputFormat, RecordType, RenderTask,
     RequestId, RowFilter, RunType, Segment, Task, TaskRef, Topology, WorkerReport,
@@ -97,6 +98,7 @@ impl Harness {
             config,
             queue.clone(),
             s3.store.clone(),
+            Arc::new(MemoryStore::new()),
             shutdown.clone(),
         ));
         Ok(Self {
@@ -207,7 +209,7 @@ async fn tasks_are_rendered_assembled_and_reported() -> anyhow::Result<()> {
         .complete_multipart(&bucket, key, &upload_id, &parts)
         .await?;
     let file = h.s3.store.get(&bucket, key).await?;
-    assert_eq!(file, [auditx_worker::csv::HEADER, &staged].concat());
+    assert_eq!(file, [auditx_worker::export::csv::HEADER, &staged].concat());
     assert_eq!(assembled.bytes, file.len() as u64);
 
     h.wait_for_depth(&h.topology.tasks(), 0).await?;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditx_common::lake::generate::GenerateSpec;
 use auditx_common::s3::ObjectStore;
+use auditx_lake::generate::GenerateSpec;
 use auditx_proto::{MeterId, TenantId};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use auditx_common::lake::generate::{generate_to_lake, GenerateSpec};
 use auditx_common::s3::ObjectStore;
+use auditx_lake::generate::{generate_to_lake, GenerateSpec};
+use auditx_lake::tables::generate::{generate_table, REFERENCED_ROWS};
+use auditx_lake::tables::{table, TableDef, TABLES};
 use auditx_proto::{MeterId, TenantId};
 use auditx_scheduler::api::auth::{mint_token, Claims};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -21,8 +23,13 @@ const GENERATE_FILE_ROWS: usize = 500_000;
 pub struct GenerateArgs {
     #[arg(long)]
     pub tenant: String,
-    #[arg(long)]
-    pub meter: i64,
+    /// Generate meter audit entries (and runs) of this meter.
+    #[arg(long, required_unless_present = "table")]
+    pub meter: Option<i64>,
+    /// Generate rows of this tenant audit table (or reference table)
+    /// instead, e.g. auditloginevent; times spread over 2019-2020.
+    #[arg(long, conflicts_with_all = ["meter", "from", "to", "error_rate"])]
+    pub table: Option<String>,
     #[arg(long)]
     pub rows: u64,
     /// Start of the generated time range (ISO-8601 with zone).
@@ -53,9 +60,10 @@ impl GenerateArgs {
             (0.0..=1.0).contains(&self.error_rate),
             "--error-rate must be between 0 and 1"
         );
+        let meter = self.meter.context("--meter or --table is required")?;
         Ok(GenerateSpec {
             tenant: TenantId(self.tenant.clone()),
-            meter: MeterId(self.meter),
+            meter: MeterId(meter),
             rows: self.rows,
             from_ms: from.timestamp_millis(),
             to_ms: to.timestamp_millis(),
@@ -100,26 +108,90 @@ pub async fn generate_with(
     Ok(summary.rows)
 }
 
+/// The table `--table` names.
+fn table_arg(name: &str) -> anyhow::Result<&'static TableDef> {
+    table(name).with_context(|| {
+        let known: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
+        format!(
+            "--table: no table named {name:?}; known tables: {}",
+            known.join(", ")
+        )
+    })
+}
+
+/// Writes generated rows of a tenant table, with a spinner.
+async fn generate_table_rows(
+    store: &ObjectStore,
+    bucket: &str,
+    args: &GenerateArgs,
+    def: &'static TableDef,
+    row_group_rows: usize,
+) -> anyhow::Result<()> {
+    let tenant = TenantId(args.tenant.clone());
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_message(format!("generating {} rows of {}", args.rows, def.name));
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let rows = generate_table(
+        store,
+        bucket,
+        &tenant,
+        def,
+        args.rows,
+        args.seed,
+        row_group_rows,
+    )
+    .await
+    .context("writing generated table rows to the lake")?;
+    spinner.finish_and_clear();
+    println!(
+        "wrote {rows} rows of {} for tenant {tenant} into s3://{bucket}/{}",
+        def.name,
+        def.tenant_prefix(&tenant)
+    );
+    if let Some((_, needed)) = REFERENCED_ROWS.iter().find(|(name, _)| *name == def.name) {
+        if args.rows < *needed {
+            println!(
+                "note: audit events refer to {needed} rows of {}; generate at least that many \
+                 (same --seed) for every reference to resolve",
+                def.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What `generate` writes.
+enum GenerateTarget {
+    Meter(GenerateSpec),
+    Table(&'static TableDef),
+}
+
 pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
-    let spec = args.spec()?;
+    let target = match args.table.as_deref() {
+        Some(name) => GenerateTarget::Table(table_arg(name)?),
+        None => GenerateTarget::Meter(args.spec()?),
+    };
     let mut config = load_config(args.config.as_ref())?;
     let _embedded = match &args.data_dir {
         Some(dir) => Some(runtime::embedded_s3(&mut config, dir, "127.0.0.1:0".parse()?).await?),
         None => None,
     };
     let store = ObjectStore::new(&config.s3);
-    let rows = generate_with(
-        &store,
-        &config.s3.lake_bucket,
-        &spec,
-        config.ingest.row_group_rows,
-    )
-    .await?;
-    println!(
-        "wrote {rows} rows for tenant {} meter {} into s3://{}/",
-        spec.tenant, spec.meter, config.s3.lake_bucket
-    );
-    Ok(())
+    let bucket = &config.s3.lake_bucket;
+    let row_group_rows = config.ingest.row_group_rows;
+    match target {
+        GenerateTarget::Table(def) => {
+            generate_table_rows(&store, bucket, &args, def, row_group_rows).await
+        }
+        GenerateTarget::Meter(spec) => {
+            let rows = generate_with(&store, bucket, &spec, row_group_rows).await?;
+            println!(
+                "wrote {rows} rows for tenant {} meter {} into s3://{bucket}/",
+                spec.tenant, spec.meter
+            );
+            Ok(())
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,14 +1,15 @@
 //! The API's errors and the one place that turns them into HTTP statuses and
 //! error envelopes, so handlers never pick status codes themselves.
 
-use auditx_common::lake::ingest::IngestError;
 use auditx_common::s3::StorageError;
 use auditx_common::state::StateError;
+use auditx_lake::ingest::IngestError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::envelope::Envelope;
-use crate::jobs::JobError;
+use crate::export::jobs::JobError;
+use crate::query::jobs::QueryJobError;
 
 /// A failed API call. Messages are shown to the caller: they name the field
 /// (or header) at fault and say why, e.g. `exportType: required`.
@@ -32,6 +33,13 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A per-tenant limit is reached; `retry_after_secs` goes out as
+    /// `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// A dependency (state store, S3, queue) is unreachable for now; the
     /// caller may retry.
     #[error("{0}")]
@@ -55,6 +63,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
             }
+            ApiError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS")
+            }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
         }
@@ -77,6 +88,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let message = self.to_string();
+        let retry_after = match &self {
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         if status.is_server_error() {
             tracing::error!(code, error = %message, "request failed");
         } else {
@@ -87,6 +104,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -104,6 +126,16 @@ impl From<StateError> for ApiError {
 
 impl From<JobError> for ApiError {
     fn from(e: JobError) -> Self {
+        if e.is_transient() {
+            ApiError::Unavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<QueryJobError> for ApiError {
+    fn from(e: QueryJobError) -> Self {
         if e.is_transient() {
             ApiError::Unavailable(e.to_string())
         } else {

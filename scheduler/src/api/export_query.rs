@@ -3,12 +3,12 @@
 
 use std::ops::Range;
 
-use auditx_common::lake::RUN_STATUSES;
+use auditx_lake::RUN_STATUSES;
 use auditx_proto::{OutputFormat, RecordType, RunType};
 
 use super::error::{ApiError, ApiResult};
 use super::params::{parse_int, parse_one_of, parse_time, QueryParams};
-use crate::jobs::{ExportQuery, Job};
+use crate::export::jobs::{ExportQuery, Job};
 
 const EXPORT_TYPE: &str = "exportType";
 const RUN_TYPE: &str = "runType";
@@ -18,8 +18,8 @@ const OPERATOR_IDS: &str = "operatorIds";
 const QUERY_FROM_TIME: &str = "queryFromTime";
 const QUERY_TO_TIME: &str = "queryToTime";
 const FORMAT: &str = "format";
-const PAGE: &str = "page";
-const PAGE_SIZE: &str = "pageSize";
+pub const PAGE: &str = "page";
+pub const PAGE_SIZE: &str = "pageSize";
 
 pub const DEFAULT_PAGE_SIZE: u32 = 30;
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -115,24 +115,7 @@ pub struct ListRequest {
 pub fn parse_list(params: &QueryParams) -> ApiResult<ListRequest> {
     params.only(&[EXPORT_TYPE, SESSION_IDS, PAGE, PAGE_SIZE])?;
     let export_type = params.optional(EXPORT_TYPE)?.map(export_type).transpose()?;
-    let page = match params.optional(PAGE)? {
-        Some(value) => u32::try_from(parse_int(PAGE, value)?)
-            .ok()
-            .filter(|&p| p >= 1)
-            .ok_or_else(|| ApiError::InvalidParameter(format!("{PAGE}: must be at least 1")))?,
-        None => 1,
-    };
-    let page_size = match params.optional(PAGE_SIZE)? {
-        Some(value) => u32::try_from(parse_int(PAGE_SIZE, value)?)
-            .ok()
-            .filter(|s| (1..=MAX_PAGE_SIZE).contains(s))
-            .ok_or_else(|| {
-                ApiError::InvalidParameter(format!(
-                    "{PAGE_SIZE}: must be between 1 and {MAX_PAGE_SIZE}"
-                ))
-            })?,
-        None => DEFAULT_PAGE_SIZE,
-    };
+    let (page, page_size) = parse_paging(params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
     Ok(ListRequest {
         export_type,
         session_ids: params.list(SESSION_IDS),
@@ -151,6 +134,27 @@ impl ListRequest {
                     .iter()
                     .any(|s| self.session_ids.contains(s)))
     }
+}
+
+/// `page` (1-based, default 1) and `pageSize` (1..=`max`, default `default`).
+pub fn parse_paging(params: &QueryParams, default: u32, max: u32) -> ApiResult<(u32, u32)> {
+    let page = match params.optional(PAGE)? {
+        Some(value) => u32::try_from(parse_int(PAGE, value)?)
+            .ok()
+            .filter(|&p| p >= 1)
+            .ok_or_else(|| ApiError::InvalidParameter(format!("{PAGE}: must be at least 1")))?,
+        None => 1,
+    };
+    let page_size = match params.optional(PAGE_SIZE)? {
+        Some(value) => u32::try_from(parse_int(PAGE_SIZE, value)?)
+            .ok()
+            .filter(|s| (1..=max).contains(s))
+            .ok_or_else(|| {
+                ApiError::InvalidParameter(format!("{PAGE_SIZE}: must be between 1 and {max}"))
+            })?,
+        None => default,
+    };
+    Ok((page, page_size))
 }
 
 /// One page of a list of `total` items.

@@ -17,7 +17,7 @@ use super::trace::TrackId;
 use super::views::{Created, JobView};
 use crate::context::Services;
 use crate::events::publish_export_event;
-use crate::jobs::{CancelOutcome, Job, JobSpec};
+use crate::export::jobs::{CancelOutcome, Job, JobSpec};
 
 /// `POST /meters/{meterId}/auditTrail/export`: stores a PENDING job and
 /// wakes the scheduler; the caller follows it by its request id.
@@ -142,7 +142,7 @@ fn not_found(id: &RequestId) -> ApiError {
 
 /// The W3C trace context of the request's span, for the scheduler to
 /// continue when it runs the job.
-fn current_traceparent() -> Option<String> {
+pub(super) fn current_traceparent() -> Option<String> {
     let mut headers = Headers::new();
     inject_trace_context(&mut headers);
     headers.remove(TRACEPARENT_HEADER)

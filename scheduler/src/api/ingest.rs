@@ -2,7 +2,7 @@
 //! as a JSON array or NDJSON, gzip allowed. A batch is validated whole
 //! before anything is written.
 
-use auditx_common::lake::ingest::{
+use auditx_lake::ingest::{
     decode_body, ingest_audit, ingest_runs, parse_audit_entries, parse_run_entries, IngestContext,
     IngestError, IngestSummary,
 };
@@ -42,8 +42,8 @@ impl From<IngestSummary> for IngestCounts {
 /// sent with `Content-Encoding: gzip` (so the decompressed size can be
 /// capped while inflating).
 pub struct IngestBody {
-    bytes: Bytes,
-    gzipped: bool,
+    pub(super) bytes: Bytes,
+    pub(super) gzipped: bool,
 }
 
 impl FromRequest<Services> for IngestBody {

@@ -1,5 +1,5 @@
-//! The HTTP API (SPEC §3): export jobs, presigned downloads, ingest,
-//! probes, metrics and the OpenAPI document.
+//! The HTTP API (SPEC §3): export jobs, data query jobs, presigned
+//! downloads, ingest, probes, metrics and the OpenAPI document.
 //!
 //! Every answer is the envelope of [`envelope`]; every failure is an
 //! [`error::ApiError`] whose kind alone decides the status. Layers, outermost
@@ -17,6 +17,8 @@ mod ingest;
 mod openapi;
 mod params;
 mod presign;
+mod queries;
+mod tables;
 mod trace;
 mod views;
 
@@ -59,6 +61,12 @@ pub fn router(services: Services) -> Router {
             post(ingest::audit_entries),
         )
         .route("/meters/{meterId}/runs", post(ingest::runs))
+        .route("/audit/tables/{table}/rows", post(tables::rows))
+        .route("/query/jobs", post(queries::submit).get(queries::list))
+        .route(
+            "/query/jobs/{id}",
+            get(queries::get).delete(queries::cancel),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

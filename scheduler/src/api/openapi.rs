@@ -2,12 +2,22 @@
 //! in [`super::router`]. Keep it in step with them; the API tests check that
 //! every route is described.
 
-use auditx_common::lake::RUN_STATUSES;
+use auditx_lake::tables::{ColumnType, TABLES};
+use auditx_lake::RUN_STATUSES;
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::export_query::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use super::headers::{ENTITY_IDS_HEADER, ORG_IDS_HEADER, TRACK_ID_HEADER};
+use crate::query::jobs::QueryStatus;
+
+const QUERY_STATUSES: [&str; 5] = [
+    QueryStatus::Accepted.as_str(),
+    QueryStatus::InProgress.as_str(),
+    QueryStatus::Completed.as_str(),
+    QueryStatus::Failed.as_str(),
+    QueryStatus::Cancelled.as_str(),
+];
 
 pub async fn document() -> Json<Value> {
     Json(openapi())
@@ -19,7 +29,7 @@ fn openapi() -> Value {
         "info": {
             "title": "auditx",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Exports of meter audit trails. Every response is the envelope \
+            "description": "Exports of meter audit trails and data queries over the tenant audit tables. Every response is the envelope \
                 {success, data, previousPage, nextPage}; errors add reasons [{code, message}]. \
                 Responses over 1000 bytes are gzipped for callers sending Accept-Encoding: gzip.",
         },
@@ -166,6 +176,72 @@ fn paths() -> Value {
                 with(vec![meter]),
             ),
         },
+        "/audit/tables/{table}/rows": {
+            "post": table_rows_operation(with(vec![param_ref("table")])),
+        },
+        "/query/jobs": {
+            "post": {
+                "operationId": "submitQuery",
+                "summary": "Submit a data query (read-only SQL over the tenant's audit tables)",
+                "description": "Checked at once: one read-only SELECT over auditloginevent, \
+                    auditsettingchangeevent, auditobjectchangeevent, contact, product, \
+                    productrateplan, productrateplancharge, productrateplanchargetier; \
+                    anything else is a 400 saying why. 429 with Retry-After past the \
+                    tenant's running + queued limit.",
+                "parameters": with(vec![]),
+                "requestBody": {
+                    "required": true,
+                    "content": { "application/json": { "schema": schema_ref("QuerySubmit") } },
+                },
+                "responses": responses(
+                    ok("QueryJob", "The accepted query."),
+                    &["BadRequest", "Unauthorized", "Forbidden", "TooManyRequests",
+                      "ServiceUnavailable"],
+                ),
+            },
+            "get": {
+                "operationId": "listQueries",
+                "summary": "List the tenant's data queries, newest first",
+                "parameters": with(vec![
+                    enum_query("queryStatus", false, &QUERY_STATUSES, "Only this status."),
+                    json!({ "name": "page", "in": "query", "description": "1-based page number.",
+                            "schema": { "type": "integer", "minimum": 1, "default": 1 } }),
+                    json!({ "name": "pageSize", "in": "query",
+                            "schema": { "type": "integer", "minimum": 1,
+                                        "maximum": 100, "default": 20 } }),
+                ]),
+                "responses": responses(
+                    json!({
+                        "description": "A page of queries.",
+                        "content": { "application/json": { "schema": envelope(json!({
+                            "type": "array", "items": schema_ref("QueryJob"),
+                        })) } },
+                    }),
+                    &["BadRequest", "Unauthorized", "Forbidden", "ServiceUnavailable"],
+                ),
+            },
+        },
+        "/query/jobs/{id}": {
+            "get": {
+                "operationId": "getQuery",
+                "summary": "One data query; dataFile is a presigned URL once completed",
+                "parameters": with(vec![param_ref("queryId")]),
+                "responses": responses(
+                    ok("QueryJob", "The query."),
+                    &["BadRequest", "Unauthorized", "Forbidden", "NotFound", "ServiceUnavailable"],
+                ),
+            },
+            "delete": {
+                "operationId": "cancelQuery",
+                "summary": "Cancel an accepted or running data query",
+                "parameters": with(vec![param_ref("queryId")]),
+                "responses": responses(
+                    ok("QueryJob", "The query, cancelled."),
+                    &["BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict",
+                      "ServiceUnavailable"],
+                ),
+            },
+        },
         "/healthz": {
             "get": open_text("health", "The process is up.", "ok"),
         },
@@ -230,6 +306,58 @@ fn ingest_operation(id: &str, summary: &str, row: &str, parameters: Vec<Value>) 
     })
 }
 
+/// The ingest of a tenant table: an ingest operation whose row is one of
+/// the tables' rows, and 404 for an unknown table.
+fn table_rows_operation(parameters: Vec<Value>) -> Value {
+    let mut operation = ingest_operation(
+        "ingestTableRows",
+        "Ingest rows of a tenant audit table (idempotent per id)",
+        "TableRow",
+        parameters,
+    );
+    operation["description"] = json!(
+        "A JSON array or NDJSON of objects keyed by lowercase column name; a missing column \
+        or null is NULL. Times are ISO-8601 with zone. Rows are kept once per id. The batch \
+        is validated whole: one bad row rejects it with a message naming the row (0-based) \
+        and the column."
+    );
+    operation["responses"]["404"] = json!({ "$ref": "#/components/responses/NotFound" });
+    operation
+}
+
+/// A row of each table (`Table_<name>`), and `TableRow`, any of them.
+fn table_schemas(schemas: &mut serde_json::Map<String, Value>) {
+    let mut rows = Vec::new();
+    for def in TABLES {
+        let properties: serde_json::Map<String, Value> = def
+            .columns
+            .iter()
+            .map(|(name, ty)| {
+                let schema = match ty {
+                    ColumnType::Text => json!({ "type": "string", "nullable": true }),
+                    ColumnType::Timestamp => {
+                        json!({ "type": "string", "format": "date-time", "nullable": true })
+                    }
+                    ColumnType::Integer => {
+                        json!({ "type": "integer", "format": "int64", "nullable": true })
+                    }
+                };
+                (name.to_string(), schema)
+            })
+            .collect();
+        let name = format!("Table_{}", def.name);
+        rows.push(schema_ref(&name));
+        schemas.insert(
+            name,
+            json!({
+                "type": "object", "required": ["id"], "additionalProperties": false,
+                "properties": properties,
+            }),
+        );
+    }
+    schemas.insert("TableRow".into(), json!({ "oneOf": rows }));
+}
+
 fn open_text(id: &str, summary: &str, example: &str) -> Value {
     json!({
         "operationId": id,
@@ -246,6 +374,11 @@ fn parameters() -> Value {
                      "schema": { "type": "integer", "format": "int64", "minimum": 1 } },
         "requestId": { "name": "requestId", "in": "path", "required": true,
                        "schema": { "type": "string" } },
+        "queryId": { "name": "id", "in": "path", "required": true,
+                     "schema": { "type": "string" } },
+        "table": { "name": "table", "in": "path", "required": true,
+                   "schema": { "type": "string",
+                               "enum": TABLES.iter().map(|t| t.name).collect::<Vec<_>>() } },
         "trackId": {
             "name": TRACK_ID_HEADER, "in": "header",
             "description": "Echoed on the response and attached to logs: at most 64 printable \
@@ -270,7 +403,7 @@ fn schemas() -> Value {
     let string = json!({ "type": "string" });
     let strings = json!({ "type": "array", "items": { "type": "string" } });
     let count = json!({ "type": "integer", "format": "int64", "minimum": 0 });
-    json!({
+    let mut schemas = json!({
         "Reason": {
             "type": "object", "required": ["code", "message"],
             "properties": { "code": string, "message": string },
@@ -333,6 +466,33 @@ fn schemas() -> Value {
                 "cancelRequested": { "type": "boolean" },
             },
         },
+        "QuerySubmit": {
+            "type": "object",
+            "required": ["query"],
+            "additionalProperties": false,
+            "properties": {
+                "query": { "type": "string", "minLength": 1, "maxLength": 65536 },
+                "outputFormat": { "type": "string", "enum": ["CSV", "JSON", "TSV"],
+                                  "default": "CSV", "description": "JSON is JSON Lines." },
+                "compression": { "type": "string", "enum": ["NONE", "GZIP"], "default": "NONE" },
+            },
+        },
+        "QueryJob": {
+            "type": "object",
+            "properties": {
+                "id": { "type": "string" },
+                "query": { "type": "string" },
+                "queryStatus": { "type": "string", "enum": QUERY_STATUSES },
+                "outputFormat": { "type": "string", "enum": ["CSV", "JSON", "TSV"] },
+                "compression": { "type": "string", "enum": ["NONE", "GZIP"] },
+                "outputRows": count,
+                "processingTime": { "type": "integer", "description": "Milliseconds." },
+                "dataFile": { "type": "string", "description": "Presigned URL (completed)." },
+                "errorMessage": { "type": "string", "description": "Why it failed." },
+                "createdOn": { "type": "string", "format": "date-time" },
+                "updatedOn": { "type": "string", "format": "date-time" },
+            },
+        },
         "IngestCounts": {
             "type": "object",
             "properties": { "received": count, "accepted": count, "duplicates": count },
@@ -367,7 +527,11 @@ fn schemas() -> Value {
                 ] },
             },
         },
-    })
+    });
+    if let Value::Object(map) = &mut schemas {
+        table_schemas(map);
+    }
+    schemas
 }
 
 fn error_responses() -> Value {
@@ -381,11 +545,14 @@ fn error_responses() -> Value {
         ),
         "Unauthorized": error("UNAUTHORIZED: missing, invalid or expired bearer token."),
         "Forbidden": error("FORBIDDEN: an entity or org outside the token's."),
-        "NotFound": error("NOT_FOUND: no such job or file for this tenant."),
+        "NotFound": error("NOT_FOUND: no such job, file or table for this tenant."),
         "Conflict": error("CONFLICT: the job has already ended."),
         "PayloadTooLarge": error("PAYLOAD_TOO_LARGE: the (inflated) body exceeds the limit."),
         "UnsupportedMediaType": error(
             "UNSUPPORTED_MEDIA_TYPE: not JSON/NDJSON, or an encoding other than gzip."
+        ),
+        "TooManyRequests": error(
+            "TOO_MANY_REQUESTS: a per-tenant limit is reached; retry after Retry-After seconds."
         ),
         "ServiceUnavailable": error("SERVICE_UNAVAILABLE: a store is unreachable; retry later."),
         "InternalError": error("INTERNAL_ERROR."),
@@ -404,6 +571,7 @@ fn responses(success: Value, errors: &[&str]) -> Value {
             "Conflict" => "409",
             "PayloadTooLarge" => "413",
             "UnsupportedMediaType" => "415",
+            "TooManyRequests" => "429",
             "ServiceUnavailable" => "503",
             _ => "500",
         };

@@ -22,7 +22,7 @@ pub async fn presigned_url(
     params.only(&[FILE_KEY])?;
     let key = params.required(FILE_KEY)?;
     let not_found = || ApiError::NotFound(format!("{FILE_KEY}: {key:?} not found"));
-    // Export keys are `<tenant>/<requestId>/<file>` (`crate::layout`): the tenant
+    // Export keys are `<tenant>/<requestId>/<file>` (`crate::export::layout`): the tenant
     // prefix scopes the caller, the request id finds the job listing the file.
     let request_id = key
         .strip_prefix(caller.tenant.as_str())

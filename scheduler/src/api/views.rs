@@ -4,7 +4,7 @@ use auditx_proto::{MeterId, RequestId};
 use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
 
-use crate::jobs::{ExportQuery, Job, Progress};
+use crate::export::jobs::{ExportQuery, Job, Progress};
 
 /// The `data` of a create call.
 #[derive(Debug, Serialize)]

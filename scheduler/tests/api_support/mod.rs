@@ -14,7 +14,7 @@ use auditx_proto::{RequestId, Topology};
 use auditx_scheduler::api::auth::{mint_token, Claims};
 use auditx_scheduler::api::router;
 use auditx_scheduler::context::Services;
-use auditx_scheduler::jobs::{JobState, JobStatus};
+use auditx_scheduler::export::jobs::{JobState, JobStatus};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;

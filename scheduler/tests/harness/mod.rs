@@ -7,18 +7,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use auditx_common::config::{Config, S3Config};
-use auditx_common::lake::write::{write_audit_rows, write_run_rows};
-use auditx_common::lake::{AuditRow, RunRow};
 use auditx_common::queue::{MemoryQueue, TaskQueue};
 use auditx_common::s3::embedded::EmbeddedS3;
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::{MemoryStore, StateStore};
+use auditx_lake::write::{write_audit_rows, write_run_rows};
+use auditx_lake::{AuditRow, RunRow};
 use auditx_proto::{
     CloudEvent, ExportEventData, MeterId, OutputFormat, RecordType, RequestId, RunType, TenantId,
     Topology,
 };
 use auditx_scheduler::context::Services;
-use auditx_scheduler::jobs::{ExportQuery, Job, JobSpec, JobStore};
+use auditx_scheduler::export::jobs::{ExportQuery, Job, JobSpec, JobStore};
 use futures::StreamExt;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -137,6 +137,7 @@ impl Harness {
                 self.config.clone(),
                 self.queue.clone(),
                 self.store.clone(),
+                self.state.clone(),
                 shutdown.clone(),
             ));
             self.workers.push((shutdown, task));

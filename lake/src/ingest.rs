@@ -1,0 +1,225 @@
+//! Ingest: parse and validate batches of JSON / NDJSON (gzip allowed), then
+//! write them to the lake idempotently (one row per eventId per meter).
+//!
+//! Idempotence: ingests of one meter take turns under a state-store lease;
+//! each drops eventIds already recorded in the meter's eventId set, writes
+//! the rest as content-addressed files, and only then records their ids. A
+//! crash between the two steps is healed by the client's retry: the same
+//! batch yields the same files, on the same keys.
+
+pub(crate) mod parse;
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::time::Duration;
+
+use auditx_proto::{MeterId, TenantId};
+use flate2::read::GzDecoder;
+
+use super::write::{write_audit_rows, write_run_rows};
+use super::{AuditRow, LakeError, RunRow};
+use auditx_common::s3::ObjectStore;
+use auditx_common::state::{Lease, StateError, StateStore};
+
+/// Longer than any ingest takes, so a crashed ingest frees the meter soon.
+const LEASE_TTL: Duration = Duration::from_secs(120);
+/// How long an ingest waits for another one of the same meter.
+const LEASE_WAIT: Duration = Duration::from_secs(30);
+const LEASE_RETRY: Duration = Duration::from_millis(50);
+/// eventIds per state-store round trip.
+const IDS_PER_CALL: usize = 10_000;
+
+/// Who is ingesting: the tenant (and entity/org) come from the caller's token.
+#[derive(Clone, Debug)]
+pub struct IngestContext {
+    pub tenant: TenantId,
+    pub entity: Option<String>,
+    pub org: Option<String>,
+    pub meter: MeterId,
+}
+
+/// Why a batch was rejected. The whole batch is rejected; nothing is written.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A row is invalid: `row` is its 0-based position in the batch,
+    /// `field` the offending field (JSON name).
+    #[error("row {row}: {field}: {message}")]
+    InvalidRow {
+        row: usize,
+        field: String,
+        message: String,
+    },
+    /// The body is not a JSON array or NDJSON of objects (or bad gzip).
+    #[error("{0}")]
+    Malformed(String),
+    /// The body is larger than allowed (after decompression).
+    #[error("request body exceeds {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+}
+
+/// What an ingest call did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    pub received: u64,
+    pub accepted: u64,
+    /// Rows whose eventId was already ingested (or repeated in the batch).
+    pub duplicates: u64,
+}
+
+/// Gunzips `body` if `gzipped`, refusing output over `max_bytes`.
+pub fn decode_body(body: &[u8], gzipped: bool, max_bytes: usize) -> Result<Vec<u8>, IngestError> {
+    if !gzipped {
+        if body.len() > max_bytes {
+            return Err(IngestError::TooLarge { limit: max_bytes });
+        }
+        return Ok(body.to_vec());
+    }
+    // Read one byte past the limit to tell "exactly at" from "over".
+    let mut decoded = Vec::new();
+    GzDecoder::new(body)
+        .take(max_bytes as u64 + 1)
+        .read_to_end(&mut decoded)
+        .map_err(|e| IngestError::Malformed(format!("body is not valid gzip: {e}")))?;
+    if decoded.len() > max_bytes {
+        return Err(IngestError::TooLarge { limit: max_bytes });
+    }
+    Ok(decoded)
+}
+
+/// Parses a JSON array or NDJSON of audit entries (SPEC §6).
+pub fn parse_audit_entries(body: &[u8], ctx: &IngestContext) -> Result<Vec<AuditRow>, IngestError> {
+    parse::audit_entries(body, ctx)
+}
+
+/// Parses a JSON array or NDJSON of run status changes.
+pub fn parse_run_entries(body: &[u8], ctx: &IngestContext) -> Result<Vec<RunRow>, IngestError> {
+    parse::run_entries(body, ctx)
+}
+
+fn event_ids_key(ctx: &IngestContext) -> String {
+    format!("lake/{}/{}/event-ids", ctx.tenant, ctx.meter)
+}
+
+/// Waits (boundedly) for the meter's ingest lease.
+async fn acquire_meter_lease(
+    state: &dyn StateStore,
+    ctx: &IngestContext,
+) -> Result<Lease, LakeError> {
+    let key = format!("lease/ingest/{}/{}", ctx.tenant, ctx.meter);
+    acquire_ingest_lease(state, &key, "meter").await
+}
+
+/// Waits (boundedly) for the ingest lease `key` of one meter or table
+/// (`what`, for the message).
+pub(crate) async fn acquire_ingest_lease(
+    state: &dyn StateStore,
+    key: &str,
+    what: &str,
+) -> Result<Lease, LakeError> {
+    let owner = format!("ingest-{}", uuid::Uuid::new_v4());
+    let deadline = tokio::time::Instant::now() + LEASE_WAIT;
+    loop {
+        if let Some(lease) = state.try_acquire_lease(key, &owner, LEASE_TTL).await? {
+            return Ok(lease);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let busy = format!("{key} is busy: another ingest of this {what} is still running");
+            return Err(StateError::Unavailable(busy).into());
+        }
+        tokio::time::sleep(LEASE_RETRY).await;
+    }
+}
+
+/// Keeps the first row of each eventId that the meter does not have yet.
+async fn new_rows(
+    state: &dyn StateStore,
+    set_key: &str,
+    rows: Vec<AuditRow>,
+) -> Result<Vec<AuditRow>, LakeError> {
+    let mut seen = HashSet::with_capacity(rows.len());
+    let mut unique: Vec<AuditRow> = rows
+        .into_iter()
+        .filter(|r| seen.insert(r.event_id.clone()))
+        .collect();
+    let mut known = Vec::with_capacity(unique.len());
+    for chunk in unique.chunks(IDS_PER_CALL) {
+        let ids: Vec<String> = chunk.iter().map(|r| r.event_id.clone()).collect();
+        known.extend(state.set_contains(set_key, &ids).await?);
+    }
+    let mut known = known.into_iter();
+    unique.retain(|_| !known.next().unwrap_or(false));
+    Ok(unique)
+}
+
+async fn ingest_locked(
+    store: &ObjectStore,
+    state: &dyn StateStore,
+    bucket: &str,
+    ctx: &IngestContext,
+    rows: Vec<AuditRow>,
+    row_group_rows: usize,
+) -> Result<(u64, usize), LakeError> {
+    let set_key = event_ids_key(ctx);
+    let fresh = new_rows(state, &set_key, rows).await?;
+    let ids: Vec<String> = fresh.iter().map(|r| r.event_id.clone()).collect();
+    let files =
+        write_audit_rows(store, bucket, &ctx.tenant, ctx.meter, fresh, row_group_rows).await?;
+    for chunk in ids.chunks(IDS_PER_CALL) {
+        state.set_add(&set_key, chunk).await?;
+    }
+    Ok((ids.len() as u64, files.len()))
+}
+
+/// Writes validated audit rows, dropping eventIds the meter already has.
+#[tracing::instrument(name = "lake.ingest_audit", skip_all, fields(tenant = %ctx.tenant, meter = %ctx.meter, rows = rows.len()))]
+pub async fn ingest_audit(
+    store: &ObjectStore,
+    state: &dyn StateStore,
+    bucket: &str,
+    ctx: &IngestContext,
+    rows: Vec<AuditRow>,
+    row_group_rows: usize,
+) -> Result<IngestSummary, IngestError> {
+    let received = rows.len() as u64;
+    if rows.is_empty() {
+        return Ok(IngestSummary::default());
+    }
+    let lease = acquire_meter_lease(state, ctx).await?;
+    let outcome = ingest_locked(store, state, bucket, ctx, rows, row_group_rows).await;
+    if let Err(error) = state.release_lease(&lease).await {
+        // It expires on its own; the next ingest of the meter just waits longer.
+        tracing::warn!(error = %error, lease = %lease.key, "ingest lease not released");
+    }
+    let (accepted, files) = outcome?;
+    let summary = IngestSummary {
+        received,
+        accepted,
+        duplicates: received - accepted,
+    };
+    tracing::info!(
+        accepted,
+        duplicates = summary.duplicates,
+        files,
+        "audit rows ingested"
+    );
+    Ok(summary)
+}
+
+/// Writes validated run rows.
+#[tracing::instrument(name = "lake.ingest_runs", skip_all, fields(tenant = %ctx.tenant, meter = %ctx.meter, rows = rows.len()))]
+pub async fn ingest_runs(
+    store: &ObjectStore,
+    bucket: &str,
+    ctx: &IngestContext,
+    rows: Vec<RunRow>,
+) -> Result<IngestSummary, IngestError> {
+    let received = rows.len() as u64;
+    write_run_rows(store, bucket, &ctx.tenant, ctx.meter, rows).await?;
+    Ok(IngestSummary {
+        received,
+        accepted: received,
+        duplicates: 0,
+    })
+}

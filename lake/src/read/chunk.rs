@@ -1,0 +1,153 @@
+//! Reading a chunk: the listed row groups of some files, decoded in
+//! parallel (one task per row group) with the chunk's filter pushed down.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::Schema;
+use auditx_proto::{LakeSource, RowFilter};
+use futures::{stream, StreamExt, TryStreamExt};
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter as ParquetRowFilter,
+};
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::ProjectionMask;
+
+use super::object_reader::ObjectReader;
+use super::predicate::Predicate;
+use super::{corrupt, read_error, REQUEST_CONCURRENCY};
+use crate::convert::push_audit_rows;
+use crate::schema::audit_schema;
+use crate::{AuditRow, LakeError, LakeResult};
+use auditx_common::s3::ObjectStore;
+
+/// Row groups decoded at once for one chunk.
+const ROW_GROUP_CONCURRENCY: usize = 4;
+const BATCH_ROWS: usize = 8192;
+
+/// Checks that a file has every audit column with the expected type.
+pub(super) fn check_audit_schema(key: &str, actual: &Schema) -> LakeResult<()> {
+    for expected in audit_schema().fields() {
+        let (name, wanted) = (expected.name(), expected.data_type());
+        match actual.field_with_name(name) {
+            Ok(field) if field.data_type() == wanted => {}
+            Ok(field) => {
+                let found = field.data_type();
+                return Err(corrupt(
+                    key,
+                    format!("column {name} is {found}, expected {wanted}"),
+                ));
+            }
+            Err(_) => return Err(corrupt(key, format!("column {name} is missing"))),
+        }
+    }
+    Ok(())
+}
+
+/// One row group to decode, with its file's footer (fetched once per file).
+struct RowGroupRead {
+    key: String,
+    size: u64,
+    metadata: ArrowReaderMetadata,
+    row_group: usize,
+}
+
+async fn row_group_reads(
+    store: &ObjectStore,
+    bucket: &str,
+    source: &LakeSource,
+) -> LakeResult<Vec<RowGroupRead>> {
+    let mut reader = ObjectReader::new(store, bucket, &source.key, source.size);
+    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+        .await
+        .map_err(|e| read_error(&source.key, e))?;
+    check_audit_schema(&source.key, metadata.schema())?;
+    let available = metadata.metadata().num_row_groups();
+    let read = |&group: &u32| {
+        let row_group = group as usize;
+        if row_group >= available {
+            let message = format!("row group {group} requested, file has {available}");
+            return Err(corrupt(&source.key, message));
+        }
+        Ok(RowGroupRead {
+            key: source.key.clone(),
+            size: source.size,
+            metadata: metadata.clone(),
+            row_group,
+        })
+    };
+    source.row_groups.iter().map(read).collect()
+}
+
+/// Decodes one row group's matching rows (inside its own task, so that
+/// building the rows is spread over the cores too).
+async fn read_row_group(
+    store: ObjectStore,
+    bucket: String,
+    read: RowGroupRead,
+    predicate: Arc<Predicate>,
+) -> LakeResult<Vec<AuditRow>> {
+    let key = read.key.as_str();
+    let reader = ObjectReader::new(&store, &bucket, key, read.size);
+    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, read.metadata);
+    let mask = ProjectionMask::roots(builder.parquet_schema(), predicate.column_indices());
+    let filter = ArrowPredicateFn::new(mask, move |batch| predicate.evaluate(&batch));
+    let batches: Vec<RecordBatch> = builder
+        .with_row_groups(vec![read.row_group])
+        .with_row_filter(ParquetRowFilter::new(vec![Box::new(filter)]))
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| read_error(key, e))?
+        .try_collect()
+        .await
+        .map_err(|e| read_error(key, e))?;
+    let mut rows = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for batch in &batches {
+        push_audit_rows(batch, key, &mut rows)?;
+    }
+    Ok(rows)
+}
+
+/// Decodes the matching rows of every listed row group, each in its own
+/// task (so a chunk uses every core).
+pub(super) async fn read_row_groups(
+    store: &ObjectStore,
+    bucket: &str,
+    sources: &[LakeSource],
+    from_ms: i64,
+    to_ms: i64,
+    filter: &RowFilter,
+) -> LakeResult<Vec<Vec<AuditRow>>> {
+    if from_ms >= to_ms {
+        return Ok(Vec::new());
+    }
+    let predicate = Arc::new(Predicate::new(from_ms, to_ms, filter));
+    // The futures are built before they are streamed: closures over
+    // borrowed items inside the stream make rustc unable to prove the
+    // whole future `Send` (a higher-ranked lifetime limitation).
+    let footers: Vec<_> = sources
+        .iter()
+        .filter(|s| !s.row_groups.is_empty())
+        .map(|source| row_group_reads(store, bucket, source))
+        .collect();
+    let reads: Vec<Vec<RowGroupRead>> = stream::iter(footers)
+        .buffered(REQUEST_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let decodes: Vec<_> = reads
+        .into_iter()
+        .flatten()
+        .map(|read| {
+            let (store, bucket, predicate) = (store.clone(), bucket.to_owned(), predicate.clone());
+            async move {
+                tokio::spawn(read_row_group(store, bucket, read, predicate))
+                    .await
+                    .map_err(|e| LakeError::Parquet(format!("row group task failed: {e}")))?
+            }
+        })
+        .collect();
+    stream::iter(decodes)
+        .buffer_unordered(ROW_GROUP_CONCURRENCY)
+        .try_collect()
+        .await
+}

@@ -1,0 +1,121 @@
+//! Parquet's [`AsyncFileReader`] over S3 ranged GETs.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::{try_join_all, BoxFuture};
+use futures::FutureExt;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+
+use auditx_common::retry::{retry, Backoff};
+use auditx_common::s3::{ObjectStore, StorageError};
+
+/// Bytes read from the end of a file for its footer: our footers are a few
+/// KiB, so one request nearly always gets all of it.
+const FOOTER_PREFETCH: usize = 64 * 1024;
+
+/// Ranges closer than this are fetched with one request: a row group's
+/// column chunks are adjacent, so a whole projection is usually one GET.
+const COALESCE_GAP: u64 = 1024 * 1024;
+
+/// Reads one lake object of known size.
+pub(crate) struct ObjectReader {
+    store: ObjectStore,
+    bucket: String,
+    key: String,
+    size: u64,
+}
+
+impl ObjectReader {
+    pub(crate) fn new(store: &ObjectStore, bucket: &str, key: &str, size: u64) -> Self {
+        Self {
+            store: store.clone(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            size,
+        }
+    }
+
+    /// Ranged GET, retrying transient failures; the [`StorageError`] is kept
+    /// inside the [`ParquetError`] so callers can still classify it.
+    async fn fetch(&self, range: Range<u64>) -> parquet::errors::Result<Bytes> {
+        let get = || self.store.get_range(&self.bucket, &self.key, range.clone());
+        retry(Backoff::default(), StorageError::is_transient, get)
+            .await
+            .map_err(|e| ParquetError::External(Box::new(e)))
+    }
+}
+
+/// Merges sorted ranges whose gaps are below [`COALESCE_GAP`].
+fn coalesce(mut ranges: Vec<Range<u64>>) -> Vec<Range<u64>> {
+    ranges.sort_by_key(|r| r.start);
+    let mut merged: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match merged.last_mut() {
+            Some(last) if range.start <= last.end.saturating_add(COALESCE_GAP) => {
+                last.end = last.end.max(range.end);
+            }
+            _ => merged.push(range),
+        }
+    }
+    merged
+}
+
+impl AsyncFileReader for ObjectReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        self.fetch(range).boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            let merged = coalesce(ranges.clone());
+            let fetched = try_join_all(merged.iter().map(|r| self.fetch(r.clone()))).await?;
+            Ok(ranges
+                .iter()
+                .map(|r| {
+                    let i = merged.partition_point(|m| m.end < r.end);
+                    let start = (r.start - merged[i].start) as usize;
+                    fetched[i].slice(start..start + (r.end - r.start) as usize)
+                })
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_metadata_options(options.map(|o| o.metadata_options().clone()))
+                .with_prefetch_hint(Some(FOOTER_PREFETCH))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_ranges_merge_and_far_ones_do_not() {
+        let far = 10 * COALESCE_GAP;
+        assert_eq!(
+            coalesce(vec![far..far + 5, 10..20, 0..10, 25..30]),
+            vec![0..30, far..far + 5]
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! Ingest of the tenant audit tables (`POST /audit/tables/{table}/rows`):
+//! parse and validate a batch of JSON / NDJSON rows keyed by lowercase
+//! column name, then write it as one content-addressed Parquet file under
+//! `<table>/tenant=<t>/`, idempotently on `id`.
+//!
+//! Idempotence follows the meter ingest (`crate::ingest`): ingests of one
+//! tenant's table take turns under a state-store lease; each drops ids
+//! repeated in the batch or already recorded in the table's id set, writes
+//! the rest, and only then records their ids. A crash between the two
+//! steps is healed by the client's retry: the same rows yield the same
+//! file, on the same key.
+
+mod parse;
+
+use std::collections::HashSet;
+
+use auditx_proto::TenantId;
+
+use super::write::{put_table_file, TableFileWriter};
+use super::{Cell, TableDef};
+use crate::ingest::{acquire_ingest_lease, IngestError, IngestSummary};
+use crate::LakeError;
+use auditx_common::s3::ObjectStore;
+use auditx_common::state::{Lease, StateStore};
+
+/// The column ingest is idempotent on; every table has it.
+pub const ID_COLUMN: &str = "id";
+
+/// Ids per state-store round trip.
+const IDS_PER_CALL: usize = 10_000;
+
+/// A validated batch of one table's rows, in batch order: one cell per
+/// column, in the table's column order, with a non-empty text `id`.
+#[derive(Clone, Debug)]
+pub struct TableBatch {
+    def: &'static TableDef,
+    rows: Vec<Vec<Cell>>,
+}
+
+impl TableBatch {
+    pub fn def(&self) -> &'static TableDef {
+        self.def
+    }
+
+    pub fn rows(&self) -> &[Vec<Cell>] {
+        &self.rows
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+fn id_index(def: &TableDef) -> usize {
+    def.columns
+        .iter()
+        .position(|(name, _)| *name == ID_COLUMN)
+        .expect("every table has an id column")
+}
+
+fn id_of(row: &[Cell], id_index: usize) -> &str {
+    match &row[id_index] {
+        Cell::Text(id) => id,
+        // A TableBatch is only made by `parse_table_rows`, which requires it.
+        _ => unreachable!("a parsed row has a text id"),
+    }
+}
+
+/// Parses a JSON array or NDJSON of `def`'s rows (already gunzipped: see
+/// [`crate::ingest::decode_body`]). A missing column or JSON null is NULL;
+/// an unknown column, a value of the wrong JSON type, a time without zone
+/// or a missing `id` rejects the batch, naming the row and the column.
+pub fn parse_table_rows(def: &'static TableDef, body: &[u8]) -> Result<TableBatch, IngestError> {
+    let rows = parse::table_rows(def, id_index(def), body)?;
+    Ok(TableBatch { def, rows })
+}
+
+fn ids_key(tenant: &TenantId, def: &TableDef) -> String {
+    format!("tables/{tenant}/{}/ids", def.name)
+}
+
+/// Waits (boundedly) for the ingest lease of the tenant's table.
+async fn acquire_table_lease(
+    state: &dyn StateStore,
+    tenant: &TenantId,
+    def: &TableDef,
+) -> Result<Lease, LakeError> {
+    let key = format!("lease/ingest/tables/{tenant}/{}", def.name);
+    acquire_ingest_lease(state, &key, "table").await
+}
+
+/// Keeps the first row of each id that the table does not have yet.
+async fn new_rows(
+    state: &dyn StateStore,
+    set_key: &str,
+    id_index: usize,
+    rows: Vec<Vec<Cell>>,
+) -> Result<Vec<Vec<Cell>>, LakeError> {
+    let mut seen = HashSet::with_capacity(rows.len());
+    let mut unique: Vec<Vec<Cell>> = rows
+        .into_iter()
+        .filter(|row| seen.insert(id_of(row, id_index).to_owned()))
+        .collect();
+    let mut known = Vec::with_capacity(unique.len());
+    for chunk in unique.chunks(IDS_PER_CALL) {
+        let ids: Vec<String> = chunk
+            .iter()
+            .map(|r| id_of(r, id_index).to_owned())
+            .collect();
+        known.extend(state.set_contains(set_key, &ids).await?);
+    }
+    let mut known = known.into_iter();
+    unique.retain(|_| !known.next().unwrap_or(false));
+    Ok(unique)
+}
+
+/// Under the lease: drops known ids, writes one file, records the ids.
+/// Returns the rows written and the file's key.
+async fn ingest_locked(
+    store: &ObjectStore,
+    state: &dyn StateStore,
+    bucket: &str,
+    tenant: &TenantId,
+    batch: TableBatch,
+    row_group_rows: usize,
+) -> Result<(u64, Option<String>), LakeError> {
+    let def = batch.def;
+    let id_index = id_index(def);
+    let set_key = ids_key(tenant, def);
+    let fresh = new_rows(state, &set_key, id_index, batch.rows).await?;
+    if fresh.is_empty() {
+        return Ok((0, None));
+    }
+    let ids: Vec<String> = fresh
+        .iter()
+        .map(|r| id_of(r, id_index).to_owned())
+        .collect();
+    // Encoding is CPU-bound: keep it off the async workers.
+    let bytes = tokio::task::spawn_blocking(move || {
+        let mut writer = TableFileWriter::new(def, row_group_rows)?;
+        for row in fresh {
+            writer.push(row)?;
+        }
+        writer.finish()
+    })
+    .await
+    .map_err(|e| LakeError::Parquet(format!("encoding task failed: {e}")))??;
+    let key = put_table_file(store, bucket, tenant, def, bytes).await?;
+    for chunk in ids.chunks(IDS_PER_CALL) {
+        state.set_add(&set_key, chunk).await?;
+    }
+    Ok((ids.len() as u64, Some(key)))
+}
+
+/// Writes a validated batch to the tenant's table, dropping ids the table
+/// already has (and repeats inside the batch): they count as duplicates.
+#[tracing::instrument(name = "lake.ingest_table", skip_all, fields(tenant = %tenant, table = batch.def.name, rows = batch.len()))]
+pub async fn ingest_table_rows(
+    store: &ObjectStore,
+    state: &dyn StateStore,
+    lake_bucket: &str,
+    tenant: &TenantId,
+    batch: TableBatch,
+    row_group_rows: usize,
+) -> Result<IngestSummary, IngestError> {
+    let received = batch.len() as u64;
+    if batch.is_empty() {
+        return Ok(IngestSummary::default());
+    }
+    let lease = acquire_table_lease(state, tenant, batch.def).await?;
+    let outcome = ingest_locked(store, state, lake_bucket, tenant, batch, row_group_rows).await;
+    if let Err(error) = state.release_lease(&lease).await {
+        // It expires on its own; the next ingest of the table just waits longer.
+        tracing::warn!(error = %error, lease = %lease.key, "ingest lease not released");
+    }
+    let (accepted, key) = outcome?;
+    let summary = IngestSummary {
+        received,
+        accepted,
+        duplicates: received - accepted,
+    };
+    tracing::info!(
+        accepted,
+        duplicates = summary.duplicates,
+        key = key.as_deref().unwrap_or_default(),
+        "table rows ingested"
+    );
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::TABLES;
+
+    #[test]
+    fn every_table_has_a_text_id_column() {
+        for def in TABLES {
+            let index = id_index(def);
+            assert_eq!(
+                def.columns[index].1,
+                crate::tables::ColumnType::Text,
+                "{}",
+                def.name
+            );
+        }
+    }
+}

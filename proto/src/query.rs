@@ -1,0 +1,128 @@
+//! Data query jobs on the wire: the task a scheduler sends to run one SQL
+//! query, and the worker's report of the result object it wrote.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{QueryId, TenantId};
+
+/// `outputFormat` of a data query: CSV, TSV or JSON Lines (`JSON`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum QueryOutputFormat {
+    #[default]
+    Csv,
+    Tsv,
+    /// One JSON object per line.
+    Json,
+}
+
+impl QueryOutputFormat {
+    pub const ALL: [QueryOutputFormat; 3] = [
+        QueryOutputFormat::Csv,
+        QueryOutputFormat::Tsv,
+        QueryOutputFormat::Json,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryOutputFormat::Csv => "CSV",
+            QueryOutputFormat::Tsv => "TSV",
+            QueryOutputFormat::Json => "JSON",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            QueryOutputFormat::Csv => "csv",
+            QueryOutputFormat::Tsv => "tsv",
+            QueryOutputFormat::Json => "jsonl",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            QueryOutputFormat::Csv => "text/csv; charset=utf-8",
+            QueryOutputFormat::Tsv => "text/tab-separated-values; charset=utf-8",
+            QueryOutputFormat::Json => "application/x-ndjson",
+        }
+    }
+}
+
+/// `compression` of a data query's result file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+}
+
+impl Compression {
+    pub const ALL: [Compression; 2] = [Compression::None, Compression::Gzip];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "NONE",
+            Compression::Gzip => "GZIP",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Appended to the file name (`.gz` for GZIP).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+        }
+    }
+}
+
+/// Run one data query and write its result to one S3 object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryTask {
+    pub query_id: QueryId,
+    pub tenant: TenantId,
+    /// The SQL as checked and rewritten by the scheduler (read-only, one
+    /// statement, the tenant's tables only); the worker checks it again.
+    pub sql: String,
+    pub format: QueryOutputFormat,
+    #[serde(default)]
+    pub compression: Compression,
+    /// Where the result goes in the export bucket: the worker appends a
+    /// unique attempt id and the extension, so a redelivered task never
+    /// writes into another attempt's upload.
+    pub key_prefix: String,
+    /// Size of every multipart part but the last.
+    pub part_size: u64,
+    /// The query fails once it has run this long.
+    pub time_limit_ms: u64,
+    /// The query fails once its operators need more memory than this.
+    pub memory_limit_bytes: u64,
+}
+
+/// What a worker wrote for one data query.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryOutcome {
+    pub query_id: QueryId,
+    /// The completed result object in the export bucket.
+    pub key: String,
+    /// Data rows (header excluded).
+    pub rows: u64,
+    /// Bytes of the object as stored (compressed if GZIP).
+    pub bytes: u64,
+    /// Time spent running the query and writing the result.
+    pub processing_ms: u64,
+}
+
+/// The state-store key that is set when a query is cancelled: a worker
+/// running the query polls it and stops.
+pub fn query_cancel_key(id: &QueryId) -> String {
+    format!("query/{id}/cancel")
+}

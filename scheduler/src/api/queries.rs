@@ -1,0 +1,284 @@
+//! The data query routes: submit, list, get and cancel (Zuora's Data Query
+//! shapes: `queryStatus`, `outputFormat`, `dataFile`, ...).
+
+use auditx_lake::sql::{check_query, SqlError};
+use auditx_proto::{Compression, QueryId, QueryOutputFormat};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::auth::Caller;
+use super::envelope::Envelope;
+use super::error::{ApiError, ApiResult};
+use super::export_query::{page_window, parse_paging, PAGE, PAGE_SIZE};
+use super::exports::current_traceparent;
+use super::params::{parse_one_of, QueryParams};
+use super::trace::TrackId;
+use crate::context::Services;
+use crate::query::driver::presign;
+use crate::query::jobs::{CancelOutcome, QueryJob, QuerySpec, QueryStatus};
+
+/// Longest SQL text accepted.
+const MAX_QUERY_BYTES: usize = 64 * 1024;
+const DEFAULT_PAGE_SIZE: u32 = 20;
+const MAX_PAGE_SIZE: u32 = 100;
+const QUERY_STATUS: &str = "queryStatus";
+
+/// A data query job as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryView {
+    pub id: QueryId,
+    pub query: String,
+    pub query_status: &'static str,
+    pub output_format: &'static str,
+    pub compression: &'static str,
+    pub output_rows: u64,
+    /// Milliseconds the worker spent running the query and writing its result.
+    pub processing_time: u64,
+    /// Presigned download URL of the result, once completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    pub created_on: String,
+    pub updated_on: String,
+}
+
+impl QueryView {
+    async fn new(services: &Services, job: &QueryJob) -> ApiResult<Self> {
+        let data_file = match (&job.state.status, &job.state.data_key) {
+            (QueryStatus::Completed, Some(key)) => Some(
+                presign(services, key)
+                    .await
+                    .map_err(|e| ApiError::Unavailable(e.to_string()))?,
+            ),
+            _ => None,
+        };
+        Ok(Self {
+            id: job.spec.id.clone(),
+            query: job.spec.query.clone(),
+            query_status: job.state.status.as_str(),
+            output_format: job.spec.output_format.as_str(),
+            compression: job.spec.compression.as_str(),
+            output_rows: job.state.output_rows,
+            processing_time: job.state.processing_ms,
+            data_file,
+            error_message: job.state.error.clone(),
+            created_on: iso(job.spec.created_at_ms),
+            updated_on: iso(job.state.updated_at_ms),
+        })
+    }
+}
+
+fn iso(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The body of a submit call.
+struct Submit {
+    query: String,
+    output_format: QueryOutputFormat,
+    compression: Compression,
+}
+
+fn parse_submit(body: &[u8]) -> ApiResult<Submit> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::InvalidParameter(format!(
+            "body: not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let Value::Object(mut fields) = value else {
+        return Err(ApiError::InvalidParameter("body: not a JSON object".into()));
+    };
+    let query = match fields.remove("query") {
+        Some(Value::String(q)) if !q.trim().is_empty() => q,
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return Err(ApiError::MissingParameter("query: required".into()))
+        }
+        Some(_) => return Err(ApiError::InvalidParameter("query: must be a string".into())),
+    };
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(ApiError::InvalidParameter(format!(
+            "query: longer than {MAX_QUERY_BYTES} bytes"
+        )));
+    }
+    let output_format = match text_field(&mut fields, "outputFormat")? {
+        Some(v) => parse_one_of(
+            "outputFormat",
+            &v.to_ascii_uppercase(),
+            QueryOutputFormat::parse,
+            &["CSV", "JSON", "TSV"],
+        )?,
+        None => QueryOutputFormat::Csv,
+    };
+    let compression = match text_field(&mut fields, "compression")? {
+        Some(v) => parse_one_of(
+            "compression",
+            &v.to_ascii_uppercase(),
+            Compression::parse,
+            &["NONE", "GZIP"],
+        )?,
+        None => Compression::None,
+    };
+    if let Some(unknown) = fields.keys().next() {
+        return Err(ApiError::InvalidParameter(format!(
+            "{unknown}: unknown field (the body takes query, outputFormat, compression)"
+        )));
+    }
+    Ok(Submit {
+        query,
+        output_format,
+        compression,
+    })
+}
+
+fn text_field(fields: &mut Map<String, Value>, name: &str) -> ApiResult<Option<String>> {
+    match fields.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::InvalidParameter(format!(
+            "{name}: must be a string"
+        ))),
+    }
+}
+
+impl From<SqlError> for ApiError {
+    fn from(e: SqlError) -> Self {
+        ApiError::InvalidParameter(format!("query: {e}"))
+    }
+}
+
+/// `POST /query/jobs`: checks the SQL, stores the query as `accepted` and
+/// wakes the scheduler.
+pub async fn submit(
+    State(services): State<Services>,
+    caller: Caller,
+    Extension(TrackId(track_id)): Extension<TrackId>,
+    params: QueryParams,
+    body: Bytes,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let submit = parse_submit(&body)?;
+    let checked = check_query(&submit.query)?;
+    let limits = &services.config.query;
+    let unsettled = services.queries.tenant_queue(&caller.tenant).await?.len() as u64;
+    let most = u64::from(limits.max_running_per_tenant) + u64::from(limits.max_queued_per_tenant);
+    if unsettled >= most {
+        return Err(ApiError::TooManyRequests {
+            message: format!(
+                "tenant {} already has {unsettled} data queries running or queued (limit {} running + {} queued); retry later",
+                caller.tenant, limits.max_running_per_tenant, limits.max_queued_per_tenant
+            ),
+            retry_after_secs: limits.retry_after_secs,
+        });
+    }
+    let spec = QuerySpec {
+        id: QueryId::generate(),
+        tenant: caller.tenant,
+        query: submit.query,
+        checked_sql: checked.sql,
+        output_format: submit.output_format,
+        compression: submit.compression,
+        created_at_ms: Utc::now().timestamp_millis(),
+        traceparent: current_traceparent(),
+        track_id,
+    };
+    services.queries.create(&spec).await?;
+    services.query_wake.notify_one();
+    tracing::info!(query_id = %spec.id, tenant = %spec.tenant, "data query accepted");
+    let job = services
+        .queries
+        .get(&spec.tenant, &spec.id)
+        .await?
+        .ok_or_else(|| not_found(&spec.id))?;
+    Ok(Envelope::ok(QueryView::new(&services, &job).await?).into_response())
+}
+
+/// `GET /query/jobs`: the tenant's queries, newest first.
+pub async fn list(
+    State(services): State<Services>,
+    caller: Caller,
+    params: QueryParams,
+) -> ApiResult<Response> {
+    params.only(&[QUERY_STATUS, PAGE, PAGE_SIZE])?;
+    let status = params
+        .optional(QUERY_STATUS)?
+        .map(|v| {
+            parse_one_of(
+                QUERY_STATUS,
+                v,
+                QueryStatus::parse,
+                &QueryStatus::ALL.map(QueryStatus::as_str),
+            )
+        })
+        .transpose()?;
+    let (page, page_size) = parse_paging(&params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+    let mut jobs = services.queries.list(&caller.tenant).await?;
+    jobs.reverse();
+    jobs.retain(|job| status.is_none_or(|s| job.state.status == s));
+    let window = page_window(jobs.len(), page, page_size);
+    let mut views = Vec::with_capacity(window.items.len());
+    for job in &jobs[window.items] {
+        views.push(QueryView::new(&services, job).await?);
+    }
+    Ok(Envelope::page(views, window.previous_page, window.next_page).into_response())
+}
+
+/// `GET /query/jobs/{id}`.
+pub async fn get(
+    State(services): State<Services>,
+    caller: Caller,
+    Path(id): Path<String>,
+    params: QueryParams,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let id = QueryId(id);
+    let job = services
+        .queries
+        .get(&caller.tenant, &id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    Ok(Envelope::ok(QueryView::new(&services, &job).await?).into_response())
+}
+
+/// `DELETE /query/jobs/{id}`: an accepted or running query is `cancelled`
+/// at once; a running one's worker stops within a second.
+pub async fn cancel(
+    State(services): State<Services>,
+    caller: Caller,
+    Path(id): Path<String>,
+    params: QueryParams,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let id = QueryId(id);
+    let now = Utc::now().timestamp_millis();
+    let job = match services.queries.cancel(&caller.tenant, &id, now).await? {
+        CancelOutcome::Cancelled(job) => {
+            tracing::info!(query_id = %id, "data query cancelled");
+            services.query_wake.notify_one();
+            job
+        }
+        CancelOutcome::AlreadyEnded(job) => {
+            return Err(ApiError::Conflict(format!(
+                "query {id} already {}",
+                job.state.status.as_str()
+            )))
+        }
+        CancelOutcome::NotFound => return Err(not_found(&id)),
+    };
+    Ok(Envelope::ok(QueryView::new(&services, &job).await?).into_response())
+}
+
+/// Other tenants' queries are indistinguishable from missing ones.
+fn not_found(id: &QueryId) -> ApiError {
+    ApiError::NotFound(format!("query job {:?} not found", id.as_str()))
+}

@@ -1,0 +1,399 @@
+//! The driver of one running export, on the replica that holds its
+//! tenant's lease: plans it, dispatches render tasks (a bounded number in
+//! flight), applies the workers' reports, sends each file for assembly once
+//! its extent is final, completes the uploads and finishes the job — or
+//! cleans up after a cancel or a failure.
+//!
+//! Everything it needs to go on is in the state store (the plan, the
+//! upload ids, the reports), so a replica that takes the job over after a
+//! crash rebuilds the same state and re-dispatches what has no report yet;
+//! duplicates are harmless because reports are write-once and outputs
+//! deterministic. Its writes are fenced by the lease: once the lease is
+//! lost it stops without side effects.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auditx_common::queue::Message;
+use auditx_common::retry::Backoff;
+use auditx_common::telemetry::inject_trace_context;
+use auditx_proto::{
+    decode, encode, AssembleTask, ChunkId, FileIndex, RenderTask, RequestId, Task, WorkerReport,
+};
+use tokio::sync::Notify;
+use tracing::instrument;
+
+use crate::context::Services;
+pub use crate::error::DriveError;
+use crate::export::assign::FileExtent;
+use crate::export::completion;
+use crate::export::job_plan::{self, plan_key, JobPlan};
+use crate::export::jobs::{reports_key, Job, JobSpec, JobState, JobStatus};
+use crate::export::work::JobWork;
+use crate::lease::TenantLease;
+use crate::metrics;
+
+/// What one pass over the job found.
+enum Step {
+    Continue,
+    Finished(Box<Job>),
+    /// The job must end (cancel or failure) with this status and reason.
+    End(JobStatus, String),
+}
+
+/// Progress is saved at most this often (the API polls it).
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// Transient failures wait this long (with jitter) before the next pass.
+const RETRY: Backoff = Backoff {
+    attempts: u32::MAX,
+    initial: Duration::from_millis(200),
+    max: Duration::from_secs(10),
+};
+
+pub struct JobDriver<'a> {
+    services: &'a Services,
+    lease: &'a TenantLease,
+    wake: Arc<Notify>,
+    spec: JobSpec,
+    state: JobState,
+    progress_saved: Option<Instant>,
+    /// Report fields already applied: reports are write-once, so a field
+    /// seen once never needs decoding again.
+    applied: HashSet<String>,
+}
+
+impl<'a> JobDriver<'a> {
+    /// A driver for a RUNNING job whose state is `state`.
+    pub fn new(
+        services: &'a Services,
+        lease: &'a TenantLease,
+        wake: Arc<Notify>,
+        spec: JobSpec,
+        mut state: JobState,
+    ) -> Self {
+        state.fence = lease.lease().token;
+        Self {
+            services,
+            lease,
+            wake,
+            spec,
+            state,
+            progress_saved: None,
+            applied: HashSet::new(),
+        }
+    }
+
+    fn id(&self) -> &RequestId {
+        &self.spec.request_id
+    }
+
+    /// Drives the job until it ends (the ended job is returned, its event
+    /// not yet published) or the driver must stop.
+    pub async fn run(mut self) -> Result<Job, DriveError> {
+        let mut work: Option<JobWork> = None;
+        let mut ending: Option<(JobStatus, String)> = None;
+        let mut failures = 0;
+        loop {
+            if self.lease.stopped().is_cancelled() {
+                return Err(DriveError::Stopped);
+            }
+            let outcome = match &ending {
+                Some((status, reason)) => self
+                    .end(*status, reason.clone())
+                    .await
+                    .map(|job| Step::Finished(Box::new(job))),
+                None => self.step(&mut work).await,
+            };
+            let pause = match outcome {
+                Ok(Step::Finished(job)) => return Ok(*job),
+                Ok(Step::End(status, reason)) => {
+                    ending = Some((status, reason));
+                    continue;
+                }
+                Ok(Step::Continue) => {
+                    failures = 0;
+                    Duration::from_millis(self.services.config.export.poll_interval_ms)
+                }
+                Err(DriveError::Stopped) => return Err(DriveError::Stopped),
+                Err(DriveError::Permanent(reason)) if ending.is_none() => {
+                    tracing::warn!(request_id = %self.id(), error = %reason, "export failed");
+                    ending = Some((JobStatus::Failed, reason));
+                    continue;
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(request_id = %self.id(), %error, failures, "export step failed, retrying");
+                    RETRY.delay(failures)
+                }
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.lease.stopped().cancelled() => {}
+            }
+        }
+    }
+
+    /// One pass: look for a cancel, apply new reports, dispatch what can go.
+    async fn step(&mut self, work: &mut Option<JobWork>) -> Result<Step, DriveError> {
+        if self.services.jobs.cancel_requested(self.id()).await? {
+            return Ok(Step::End(JobStatus::Canceled, "canceled by request".into()));
+        }
+        let work = match work {
+            Some(work) => work,
+            None => work.insert(JobWork::new(self.spec.clone(), self.load_or_plan().await?)),
+        };
+        if let Err(reason) = work.apply(self.new_reports().await?) {
+            return Ok(Step::End(JobStatus::Failed, reason));
+        }
+        work.cut_files();
+        for file in work.files_to_assemble() {
+            self.assemble(work, &file).await?;
+            work.assemble_sent(file.index);
+        }
+        let ready = match work.files_to_complete() {
+            Ok(ready) => ready,
+            Err(reason) => return Ok(Step::End(JobStatus::Failed, reason)),
+        };
+        for outcome in ready {
+            completion::complete_file(self.services, &outcome).await?;
+            work.file_completed(outcome.file);
+        }
+        if work.is_complete() {
+            return self
+                .finish(work)
+                .await
+                .map(|job| Step::Finished(Box::new(job)));
+        }
+        for chunk in work.chunks_to_dispatch(self.services.config.export.max_chunks_in_flight) {
+            self.render(work, chunk).await?;
+            work.chunk_sent(chunk, Instant::now());
+        }
+        self.save_progress(work).await?;
+        Ok(Step::Continue)
+    }
+
+    /// The stored plan, or a new one (stored before anything is dispatched
+    /// so that every replica works from the same one).
+    async fn load_or_plan(&self) -> Result<JobPlan, DriveError> {
+        let key = plan_key(self.id());
+        if let Some(bytes) = self.services.state.get(&key).await? {
+            return decode(&bytes)
+                .map_err(|e| DriveError::Permanent(format!("stored plan is unreadable: {e}")));
+        }
+        let plan = job_plan::prepare(self.services, &self.spec)
+            .await
+            .map_err(|e| match e {
+                DriveError::Permanent(reason) => {
+                    DriveError::Permanent(format!("planning failed: {reason}"))
+                }
+                other => other,
+            })?;
+        let bytes = encode(&plan).map_err(|e| DriveError::Permanent(e.to_string()))?;
+        self.services
+            .state
+            .set_fenced(self.lease.lease(), &key, &bytes)
+            .await?;
+        Ok(plan)
+    }
+
+    /// Reports recorded since the last pass.
+    async fn new_reports(&mut self) -> Result<Vec<WorkerReport>, DriveError> {
+        let key = reports_key(self.id());
+        let fields = self.services.state.hash_get_all(&key).await?;
+        let mut reports = Vec::new();
+        for (field, bytes) in fields {
+            if self.applied.contains(&field) {
+                continue;
+            }
+            match decode(&bytes) {
+                Ok(report) => reports.push(report),
+                Err(error) => {
+                    tracing::warn!(request_id = %self.id(), field, %error, "unreadable report skipped")
+                }
+            }
+            self.applied.insert(field);
+        }
+        Ok(reports)
+    }
+
+    #[instrument(name = "scheduler.dispatch", skip_all, fields(request_id = %self.spec.request_id, chunk = chunk.0))]
+    async fn render(&self, work: &JobWork, chunk: ChunkId) -> Result<(), DriveError> {
+        let planned = &work.plan.chunks[chunk.0 as usize];
+        let task = Task::Render(RenderTask {
+            request_id: self.spec.request_id.clone(),
+            tenant: self.spec.tenant.clone(),
+            meter_id: self.spec.meter_id,
+            chunk,
+            from_ms: planned.from_ms,
+            to_ms: planned.to_ms,
+            sources: planned.sources.clone(),
+            filter: work.plan.filter.clone(),
+            run_statuses: work.plan.run_statuses.clone(),
+            format: self.spec.query.format,
+            staging_key: work.staging_key(chunk),
+            offset_stride: work.plan.offset_stride,
+        });
+        self.publish(&task).await?;
+        metrics::chunk_dispatched();
+        Ok(())
+    }
+
+    /// Sends a file for assembly into its multipart upload (created first
+    /// if it has none).
+    #[instrument(name = "scheduler.assemble", skip_all, fields(request_id = %self.spec.request_id, file = file.index.0))]
+    async fn assemble(&self, work: &JobWork, file: &FileExtent) -> Result<(), DriveError> {
+        let key = work.file_key(file.index);
+        let upload_id = self.upload_id(file.index, &key).await?;
+        let task = Task::Assemble(AssembleTask {
+            request_id: self.spec.request_id.clone(),
+            tenant: self.spec.tenant.clone(),
+            file: file.index,
+            key,
+            upload_id,
+            format: self.spec.query.format,
+            segments: file.segments.clone(),
+            rows: file.rows,
+            part_size: work.plan.part_size,
+        });
+        self.publish(&task).await
+    }
+
+    /// The file's upload id, creating the upload if it has none. The first
+    /// id recorded wins: a driver that loses the race (a stale one) aborts
+    /// its own upload, so no task ever names an upload that gets dropped.
+    async fn upload_id(&self, file: FileIndex, key: &str) -> Result<String, DriveError> {
+        let uploads = completion::uploads(self.services, self.id()).await?;
+        if let Some(id) = uploads.get(&file.0) {
+            return Ok(id.clone());
+        }
+        let bucket = &self.services.config.s3.export_bucket;
+        let content_type = self.spec.query.format.content_type();
+        let created = self
+            .services
+            .store
+            .create_multipart(bucket, key, content_type)
+            .await?;
+        let field = file.0.to_string();
+        let uploads_key = completion::uploads_key(self.id());
+        if self
+            .services
+            .state
+            .hash_set_if_absent(&uploads_key, &field, created.as_bytes())
+            .await?
+        {
+            return Ok(created);
+        }
+        if let Err(error) = self
+            .services
+            .store
+            .abort_multipart(bucket, key, &created)
+            .await
+        {
+            tracing::warn!(request_id = %self.id(), key, %error, "duplicate multipart upload not aborted");
+        }
+        completion::uploads(self.services, self.id())
+            .await?
+            .remove(&file.0)
+            .ok_or_else(|| DriveError::Transient(format!("upload of {key} vanished")))
+    }
+
+    async fn publish(&self, task: &Task) -> Result<(), DriveError> {
+        let payload = encode(task).map_err(|e| DriveError::Permanent(e.to_string()))?;
+        let mut message = Message::new(payload);
+        inject_trace_context(&mut message.headers);
+        Ok(self
+            .services
+            .queue
+            .publish(&self.services.topology.tasks(), message)
+            .await?)
+    }
+
+    async fn save_progress(&mut self, work: &JobWork) -> Result<(), DriveError> {
+        let progress = work.progress();
+        let due = self
+            .progress_saved
+            .is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
+        if progress == self.state.progress || !due {
+            return Ok(());
+        }
+        self.state.progress = progress;
+        self.services
+            .jobs
+            .save_state(self.lease.lease(), self.id(), &self.state)
+            .await?;
+        self.progress_saved = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Writes the manifest, drops the staging objects and marks the job
+    /// FINISHED.
+    #[instrument(name = "scheduler.complete", skip_all, fields(request_id = %self.spec.request_id))]
+    async fn finish(&mut self, work: &JobWork) -> Result<Job, DriveError> {
+        let files = work.completed_files();
+        let manifest_key =
+            completion::write_manifest(self.services, &self.spec, &work.plan, &files).await?;
+        completion::delete_staging(self.services, &self.spec).await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let state = JobState {
+            status: JobStatus::Finished,
+            completed_at_ms: Some(now),
+            count: files.iter().map(|(f, _)| f.rows).sum(),
+            file_list: files.iter().map(|(_, o)| o.key.clone()).collect(),
+            manifest_key: Some(manifest_key),
+            error: None,
+            progress: work.progress(),
+            ..self.state.clone()
+        };
+        self.ended(state).await
+    }
+
+    /// Ends the job as CANCELED or FAILED: aborts its uploads, deletes
+    /// whatever it wrote, then records the status. Only while the lease is
+    /// still ours: a stale driver must not destroy its successor's work.
+    #[instrument(name = "scheduler.end", skip_all, fields(request_id = %self.spec.request_id, status = status.as_str()))]
+    async fn end(&mut self, status: JobStatus, reason: String) -> Result<Job, DriveError> {
+        if !self.lease.confirm().await? {
+            return Err(DriveError::Stopped);
+        }
+        completion::discard_outputs(self.services, &self.spec).await?;
+        let state = JobState {
+            status,
+            completed_at_ms: Some(chrono::Utc::now().timestamp_millis()),
+            error: Some(reason),
+            ..self.state.clone()
+        };
+        let job = self.ended(state).await?;
+        // Chunks rendered while we cleaned up; later ones are deleted by
+        // the results consumer, which now sees the job ended.
+        if let Err(error) = completion::delete_staging(self.services, &self.spec).await {
+            tracing::warn!(request_id = %self.id(), %error, "staging objects not deleted");
+        }
+        Ok(job)
+    }
+
+    async fn ended(&mut self, state: JobState) -> Result<Job, DriveError> {
+        self.services
+            .jobs
+            .save_state(self.lease.lease(), self.id(), &state)
+            .await?;
+        metrics::job_entered(state.status);
+        tracing::info!(
+            request_id = %self.id(),
+            tenant = %self.spec.tenant,
+            status = state.status.as_str(),
+            count = state.count,
+            files = state.file_list.len(),
+            error = state.error.as_deref().unwrap_or(""),
+            "export ended"
+        );
+        self.state = state.clone();
+        Ok(Job {
+            spec: self.spec.clone(),
+            state,
+            cancel_requested: false,
+        })
+    }
+}

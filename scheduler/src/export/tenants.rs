@@ -1,0 +1,239 @@
+//! The tenant loop: one export per tenant at a time, in FIFO order, and
+//! different tenants concurrently.
+//!
+//! Every replica scans the tenants with queued jobs (when woken by the API
+//! and every poll interval) and tries to take the lease of each tenant it is
+//! not already serving. The holder of a tenant's lease runs one task that
+//! works through the tenant's queue: it starts the head job if PENDING,
+//! resumes it if RUNNING (its previous driver died and the lease expired),
+//! settles it if it already ended, and goes straight on to the next one.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use auditx_common::queue::Headers;
+use auditx_common::retry::Backoff;
+use auditx_common::telemetry::set_parent_from_headers;
+use auditx_proto::{TenantId, TRACEPARENT_HEADER};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::context::Services;
+use crate::export::completion;
+use crate::export::driver::{DriveError, JobDriver};
+use crate::export::jobs::{tenant_lease_key, Job, JobSpec, JobState, JobStatus};
+use crate::lease::TenantLease;
+use crate::metrics;
+use crate::results::JobWakers;
+
+/// Tenants whose queue this replica is working through.
+type Active = Arc<Mutex<HashSet<TenantId>>>;
+
+/// Runs until shutdown, then waits for the tenant tasks to stop.
+pub async fn tenant_loop(services: Services, wakers: Arc<JobWakers>, shutdown: CancellationToken) {
+    let mut tasks = JoinSet::new();
+    let active = Active::default();
+    let poll = Duration::from_millis(services.config.export.poll_interval_ms);
+    loop {
+        if let Err(error) = scan(&services, &wakers, &shutdown, &active, &mut tasks).await {
+            tracing::warn!(%error, "tenant scan failed");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = services.wake.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => log_panic(done),
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        log_panic(done);
+    }
+}
+
+fn log_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = done {
+        tracing::error!(%error, "tenant task failed");
+    }
+}
+
+/// Takes the lease of every waiting tenant it can and starts its task.
+async fn scan(
+    services: &Services,
+    wakers: &Arc<JobWakers>,
+    shutdown: &CancellationToken,
+    active: &Active,
+    tasks: &mut JoinSet<()>,
+) -> Result<(), DriveError> {
+    let ttl = Duration::from_secs(services.config.export.lease_ttl_secs);
+    for tenant in services.jobs.pending_tenants().await? {
+        if lock(active).contains(&tenant) {
+            continue;
+        }
+        if services.jobs.tenant_queue(&tenant).await?.is_empty() {
+            services.jobs.forget_tenant_if_idle(&tenant).await?;
+            continue;
+        }
+        let key = tenant_lease_key(&tenant);
+        let Some(lease) = services
+            .state
+            .try_acquire_lease(&key, &services.replica, ttl)
+            .await?
+        else {
+            continue;
+        };
+        tracing::info!(tenant = %tenant, token = lease.token, "tenant lease acquired");
+        let lease = TenantLease::hold(services.state.clone(), lease, ttl, shutdown);
+        lock(active).insert(tenant.clone());
+        let serving = Serving {
+            active: active.clone(),
+            tenant: tenant.clone(),
+        };
+        tasks.spawn(serve_tenant(
+            services.clone(),
+            wakers.clone(),
+            lease,
+            serving,
+        ));
+    }
+    Ok(())
+}
+
+fn lock(active: &Active) -> std::sync::MutexGuard<'_, HashSet<TenantId>> {
+    active
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Marks a tenant as served here until dropped (even if its task panics).
+struct Serving {
+    active: Active,
+    tenant: TenantId,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        lock(&self.active).remove(&self.tenant);
+    }
+}
+
+/// Works through a tenant's queue while holding its lease.
+async fn serve_tenant(
+    services: Services,
+    wakers: Arc<JobWakers>,
+    lease: TenantLease,
+    serving: Serving,
+) {
+    let tenant = &serving.tenant;
+    let backoff = Backoff {
+        attempts: u32::MAX,
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(10),
+    };
+    let mut failures = 0;
+    while !lease.stopped().is_cancelled() {
+        match next_job(&services, &wakers, tenant, &lease).await {
+            Ok(true) => failures = 0,
+            Ok(false) | Err(DriveError::Stopped) => break,
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(tenant = %tenant, %error, failures, "tenant queue step failed, retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.delay(failures)) => {}
+                    _ = lease.stopped().cancelled() => {}
+                }
+            }
+        }
+    }
+    tracing::info!(tenant = %tenant, "tenant lease released");
+    lease.release().await;
+}
+
+/// Handles the head of the tenant's queue; false once the queue is empty.
+async fn next_job(
+    services: &Services,
+    wakers: &Arc<JobWakers>,
+    tenant: &TenantId,
+    lease: &TenantLease,
+) -> Result<bool, DriveError> {
+    let jobs = &services.jobs;
+    let Some(id) = jobs.tenant_queue(tenant).await?.into_iter().next() else {
+        jobs.forget_tenant_if_idle(tenant).await?;
+        return Ok(false);
+    };
+    let (Some(spec), Some((state, raw))) = (jobs.spec(&id).await?, jobs.state_raw(&id).await?)
+    else {
+        tracing::warn!(tenant = %tenant, request_id = %id, "queued export has no stored job, dropped");
+        jobs.dequeue(tenant, &id).await?;
+        return Ok(true);
+    };
+    let state = match state.status {
+        status if status.is_terminal() => {
+            // Ended by a driver that died before settling it, or canceled
+            // while pending: finish the cleanup and announce it (the event
+            // id makes a repeat harmless).
+            if status != JobStatus::Finished {
+                if !lease.confirm().await? {
+                    return Err(DriveError::Stopped);
+                }
+                completion::discard_outputs(services, &spec).await?;
+            }
+            completion::settle(
+                services,
+                &Job {
+                    spec,
+                    state,
+                    cancel_requested: false,
+                },
+            )
+            .await?;
+            return Ok(true);
+        }
+        JobStatus::Pending => {
+            let now = chrono::Utc::now().timestamp_millis();
+            let running = JobState {
+                status: JobStatus::Running,
+                started_at_ms: Some(now),
+                fence: lease.lease().token,
+                ..state
+            };
+            if !jobs.transition(&id, &raw, &running).await? {
+                return Ok(true); // canceled meanwhile: look again
+            }
+            metrics::job_entered(JobStatus::Running);
+            metrics::lock_waited(Duration::from_millis(
+                (now - spec.created_at_ms).max(0) as u64
+            ));
+            tracing::info!(tenant = %tenant, request_id = %id, "export started");
+            running
+        }
+        _ => {
+            tracing::info!(tenant = %tenant, request_id = %id, "export resumed");
+            state
+        }
+    };
+    let waker = wakers.register(id.as_str());
+    let span = job_span(&spec);
+    let job = JobDriver::new(services, lease, waker.notify(), spec, state)
+        .run()
+        .instrument(span)
+        .await?;
+    completion::settle(services, &job).await?;
+    Ok(true)
+}
+
+/// The span a job's work runs in, continuing the create call's trace.
+fn job_span(spec: &JobSpec) -> tracing::Span {
+    let span = tracing::info_span!(
+        "scheduler.job",
+        request_id = %spec.request_id,
+        tenant = %spec.tenant,
+        track_id = spec.track_id.as_deref().unwrap_or(""),
+    );
+    if let Some(traceparent) = &spec.traceparent {
+        let headers = Headers::from([(TRACEPARENT_HEADER.to_owned(), traceparent.clone())]);
+        set_parent_from_headers(&span, &headers);
+    }
+    span
+}

@@ -1,0 +1,404 @@
+//! The bookkeeping of one running export: which chunks are rendered or in
+//! flight, which files are cut, assembled and completed. No I/O: the driver
+//! feeds it the job's reports and does what it says, and a replica taking
+//! the job over rebuilds it from the same plan and reports.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use auditx_proto::{
+    AssembleOutcome, ChunkId, FileIndex, RenderOutcome, TaskFailure, TaskRef, WorkerReport,
+};
+
+use crate::export::assign::{FileAssigner, FileExtent, RenderedChunk};
+use crate::export::job_plan::JobPlan;
+use crate::export::jobs::{JobSpec, Progress};
+use crate::export::layout;
+use crate::metrics;
+
+/// One export's progress through rendering and assembly.
+pub struct JobWork {
+    spec: JobSpec,
+    pub plan: JobPlan,
+    rendered: BTreeMap<u32, RenderOutcome>,
+    /// Chunks with no report that this driver has not dispatched yet.
+    undispatched: BTreeSet<u32>,
+    /// Chunks this driver dispatched, with no report yet.
+    in_flight: HashMap<u32, Instant>,
+    /// `None` once every chunk went through it.
+    assigner: Option<FileAssigner>,
+    /// Chunks fed to the assigner (always a prefix).
+    fed: usize,
+    files: Vec<FileExtent>,
+    /// Files whose assemble task this driver sent.
+    assembling: BTreeSet<u32>,
+    assembled: BTreeMap<u32, AssembleOutcome>,
+    completed: BTreeSet<u32>,
+}
+
+impl JobWork {
+    pub fn new(spec: JobSpec, plan: JobPlan) -> Self {
+        let assigner = FileAssigner::new(plan.max_rows_per_file, plan.offset_stride);
+        Self {
+            undispatched: (0..plan.chunks.len() as u32).collect(),
+            spec,
+            plan,
+            rendered: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            assigner: Some(assigner),
+            fed: 0,
+            files: Vec::new(),
+            assembling: BTreeSet::new(),
+            assembled: BTreeMap::new(),
+            completed: BTreeSet::new(),
+        }
+    }
+
+    /// Applies newly recorded reports (a repeated one changes nothing). A
+    /// failure is fatal only for a task that has no success report: a duplicate of a task that did succeed may well fail later
+    /// (e.g. assembling into an upload that was completed meanwhile).
+    /// Returns the message the job fails with, if it must.
+    pub fn apply(&mut self, reports: Vec<WorkerReport>) -> Result<(), String> {
+        let mut failures = Vec::new();
+        for report in reports {
+            match report {
+                WorkerReport::Rendered(outcome) => self.apply_rendered(outcome)?,
+                WorkerReport::Assembled(outcome) => {
+                    self.assembled.entry(outcome.file.0).or_insert(outcome);
+                }
+                WorkerReport::Failed(failure) => failures.push(failure),
+                // Query reports are recorded under queries, never here.
+                WorkerReport::Queried(_) | WorkerReport::QueryFailed(_) => {}
+            }
+        }
+        match failures.into_iter().find(|f| !self.succeeded(f.task)) {
+            Some(failure) => Err(self.failure_message(&failure)),
+            None => Ok(()),
+        }
+    }
+
+    fn apply_rendered(&mut self, outcome: RenderOutcome) -> Result<(), String> {
+        let chunk = outcome.chunk.0;
+        if self.rendered.contains_key(&chunk) {
+            return Ok(());
+        }
+        if chunk as usize >= self.plan.chunks.len() {
+            return Err(format!(
+                "a worker reported chunk {chunk}, which is not in the plan"
+            ));
+        }
+        self.check_rendered(&outcome)?;
+        let latency = self.in_flight.remove(&chunk).map(|sent| sent.elapsed());
+        metrics::chunk_completed(latency);
+        self.undispatched.remove(&chunk);
+        self.rendered.insert(chunk, outcome);
+        Ok(())
+    }
+
+    /// A report the assigner can rely on: its own staging key, and one
+    /// ascending offset per `offset_stride` rows within the staged bytes.
+    fn check_rendered(&self, outcome: &RenderOutcome) -> Result<(), String> {
+        let expected = self.staging_key(outcome.chunk);
+        let stride = u64::from(self.plan.offset_stride);
+        let offsets = &outcome.row_offsets;
+        let consistent = outcome.staging_key == expected
+            && offsets.len() as u64 == outcome.rows.div_ceil(stride)
+            && offsets.first().is_none_or(|&first| first == 0)
+            && offsets.windows(2).all(|w| w[0] < w[1])
+            && offsets.last().is_none_or(|&last| last < outcome.bytes);
+        if consistent {
+            Ok(())
+        } else {
+            Err(format!(
+                "chunk {} failed: the worker's report is inconsistent",
+                outcome.chunk
+            ))
+        }
+    }
+
+    fn succeeded(&self, task: TaskRef) -> bool {
+        match task {
+            TaskRef::Render { chunk } => self.rendered.contains_key(&chunk.0),
+            TaskRef::Assemble { file } => self.assembled.contains_key(&file.0),
+        }
+    }
+
+    fn failure_message(&self, failure: &TaskFailure) -> String {
+        match failure.task {
+            TaskRef::Render { chunk } => format!("chunk {chunk} failed: {}", failure.error),
+            TaskRef::Assemble { file } => {
+                format!("file {} failed: {}", self.file_key(file), failure.error)
+            }
+        }
+    }
+
+    /// Feeds newly rendered chunks, in order, to the file assigner; returns
+    /// how many files are now known.
+    pub fn cut_files(&mut self) -> usize {
+        while let Some(assigner) = self.assigner.as_mut() {
+            if self.fed == self.plan.chunks.len() {
+                let last = self.assigner.take().and_then(FileAssigner::finish);
+                self.files.extend(last);
+                break;
+            }
+            let Some(outcome) = self.rendered.get(&(self.fed as u32)) else {
+                break;
+            };
+            let done = assigner.push(&RenderedChunk::from(outcome));
+            self.files.extend(done);
+            self.fed += 1;
+        }
+        self.files.len()
+    }
+
+    /// Files whose extent is final but which nobody reported assembled and
+    /// this driver has not sent for assembly.
+    pub fn files_to_assemble(&self) -> Vec<FileExtent> {
+        self.files
+            .iter()
+            .filter(|f| {
+                !self.assembled.contains_key(&f.index.0) && !self.assembling.contains(&f.index.0)
+            })
+            .cloned()
+            .collect()
+    }
+
+    pub fn assemble_sent(&mut self, file: FileIndex) {
+        self.assembling.insert(file.0);
+    }
+
+    /// Assembled files whose upload is not completed yet, each checked
+    /// against its extent.
+    pub fn files_to_complete(&self) -> Result<Vec<AssembleOutcome>, String> {
+        let mut ready = Vec::new();
+        for file in &self.files {
+            let Some(outcome) = self.assembled.get(&file.index.0) else {
+                continue;
+            };
+            if self.completed.contains(&file.index.0) {
+                continue;
+            }
+            let key = self.file_key(file.index);
+            if outcome.key != key || outcome.rows != file.rows {
+                return Err(format!(
+                    "file {key} failed: the worker's report does not match the plan"
+                ));
+            }
+            ready.push(outcome.clone());
+        }
+        Ok(ready)
+    }
+
+    pub fn file_completed(&mut self, file: FileIndex) {
+        self.completed.insert(file.0);
+    }
+
+    /// Chunks to dispatch now, lowest first, keeping at most `max_in_flight`
+    /// of this driver's render tasks outstanding.
+    pub fn chunks_to_dispatch(&self, max_in_flight: u32) -> Vec<ChunkId> {
+        let room = (max_in_flight as usize).saturating_sub(self.in_flight.len());
+        self.undispatched
+            .iter()
+            .take(room)
+            .map(|&c| ChunkId(c))
+            .collect()
+    }
+
+    pub fn chunk_sent(&mut self, chunk: ChunkId, at: Instant) {
+        self.undispatched.remove(&chunk.0);
+        self.in_flight.insert(chunk.0, at);
+    }
+
+    /// Every file is cut and its upload completed.
+    pub fn is_complete(&self) -> bool {
+        self.assigner.is_none() && self.completed.len() == self.files.len()
+    }
+
+    pub fn progress(&self) -> Progress {
+        Progress {
+            chunks_total: self.plan.chunks.len() as u64,
+            chunks_done: self.rendered.len() as u64,
+            files_total: self.files.len() as u64,
+            files_done: self.completed.len() as u64,
+            rows: self.rendered.values().map(|r| r.rows).sum(),
+        }
+    }
+
+    /// The completed files in order with what their assembly reported.
+    pub fn completed_files(&self) -> Vec<(&FileExtent, &AssembleOutcome)> {
+        self.files
+            .iter()
+            .filter_map(|f| self.assembled.get(&f.index.0).map(|o| (f, o)))
+            .collect()
+    }
+
+    pub fn staging_key(&self, chunk: ChunkId) -> String {
+        layout::staging_key(
+            &self.spec.tenant,
+            &self.spec.request_id,
+            chunk,
+            self.spec.query.format,
+        )
+    }
+
+    pub fn file_key(&self, file: FileIndex) -> String {
+        layout::file_key(
+            &self.spec.tenant,
+            &self.spec.request_id,
+            self.spec.query.export_type,
+            self.spec.query.format,
+            file,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use auditx_proto::{
+        MeterId, OutputFormat, RecordType, RequestId, RowFilter, RunType, TenantId,
+    };
+
+    use super::*;
+    use crate::export::jobs::ExportQuery;
+    use crate::export::planner::PlannedChunk;
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            request_id: RequestId::from("r-1"),
+            tenant: TenantId::from("acme"),
+            meter_id: MeterId(7),
+            query: ExportQuery {
+                export_type: RecordType::Error,
+                run_type: RunType::Normal,
+                session_ids: vec![],
+                run_statuses: vec![],
+                operator_ids: vec![],
+                query_from_time: "2025-01-01T00:00:00Z".into(),
+                query_to_time: "2025-01-02T00:00:00Z".into(),
+                format: OutputFormat::Csv,
+            },
+            from_ms: 0,
+            to_ms: 300,
+            created_at_ms: 0,
+            traceparent: None,
+            track_id: None,
+        }
+    }
+
+    fn work(chunks: usize) -> JobWork {
+        let plan = JobPlan {
+            consistent_as_of_ms: 0,
+            filter: RowFilter {
+                run_type: RunType::Normal,
+                record_type: RecordType::Error,
+                session_ids: None,
+                operator_ids: None,
+            },
+            run_statuses: BTreeMap::new(),
+            chunks: (0..chunks as i64)
+                .map(|i| PlannedChunk {
+                    from_ms: i * 100,
+                    to_ms: i * 100 + 100,
+                    sources: vec![],
+                    estimated_rows: 10,
+                })
+                .collect(),
+            max_rows_per_file: 10,
+            offset_stride: 5,
+            part_size: 5 << 20,
+        };
+        JobWork::new(spec(), plan)
+    }
+
+    fn rendered(w: &JobWork, chunk: u32, rows: u64) -> WorkerReport {
+        WorkerReport::Rendered(RenderOutcome {
+            request_id: RequestId::from("r-1"),
+            chunk: ChunkId(chunk),
+            staging_key: w.staging_key(ChunkId(chunk)),
+            rows,
+            bytes: rows * 10,
+            row_offsets: (0..rows.div_ceil(5)).map(|i| i * 50).collect(),
+        })
+    }
+
+    fn assembled(w: &JobWork, file: u32, rows: u64) -> WorkerReport {
+        WorkerReport::Assembled(AssembleOutcome {
+            request_id: RequestId::from("r-1"),
+            file: FileIndex(file),
+            key: w.file_key(FileIndex(file)),
+            upload_id: "u".into(),
+            parts: vec![],
+            rows,
+            bytes: 0,
+            sha256: String::new(),
+        })
+    }
+
+    fn failed(task: TaskRef) -> WorkerReport {
+        WorkerReport::Failed(TaskFailure {
+            request_id: RequestId::from("r-1"),
+            task,
+            error: "boom".into(),
+        })
+    }
+
+    #[test]
+    fn dispatch_is_bounded_and_in_order() {
+        let mut w = work(5);
+        assert_eq!(w.chunks_to_dispatch(2), vec![ChunkId(0), ChunkId(1)]);
+        w.chunk_sent(ChunkId(0), Instant::now());
+        w.chunk_sent(ChunkId(1), Instant::now());
+        assert!(w.chunks_to_dispatch(2).is_empty());
+        let report = rendered(&w, 0, 3);
+        w.apply(vec![report]).unwrap();
+        assert_eq!(w.chunks_to_dispatch(2), vec![ChunkId(2)]);
+    }
+
+    #[test]
+    fn files_are_cut_as_chunks_complete_in_order() {
+        let mut w = work(3);
+        let (r1, r0, r2) = (rendered(&w, 1, 10), rendered(&w, 0, 7), rendered(&w, 2, 0));
+        w.apply(vec![r1.clone()]).unwrap();
+        assert_eq!(w.cut_files(), 0, "chunk 0 is missing");
+        w.apply(vec![r1, r0]).unwrap();
+        assert_eq!(w.cut_files(), 2);
+        assert!(!w.is_complete());
+        w.apply(vec![r2]).unwrap();
+        assert_eq!(w.cut_files(), 2, "the empty last chunk adds no file");
+        assert_eq!(w.files_to_assemble().len(), 2);
+        let reports = vec![assembled(&w, 0, 7), assembled(&w, 1, 10)];
+        w.apply(reports).unwrap();
+        let ready = w.files_to_complete().unwrap();
+        assert_eq!(ready.len(), 2);
+        ready.iter().for_each(|o| w.file_completed(o.file));
+        assert!(w.is_complete());
+        assert_eq!(w.progress().rows, 17);
+    }
+
+    #[test]
+    fn a_failure_is_fatal_only_without_a_success() {
+        let mut w = work(2);
+        let ok = rendered(&w, 0, 1);
+        w.apply(vec![failed(TaskRef::Render { chunk: ChunkId(0) }), ok])
+            .unwrap();
+        let err = w
+            .apply(vec![failed(TaskRef::Render { chunk: ChunkId(1) })])
+            .unwrap_err();
+        assert_eq!(err, "chunk 1 failed: boom");
+        let err = w
+            .apply(vec![failed(TaskRef::Assemble { file: FileIndex(0) })])
+            .unwrap_err();
+        assert_eq!(err, "file acme/r-1/audit_trail_error_0001.csv failed: boom");
+    }
+
+    #[test]
+    fn inconsistent_reports_fail_the_job() {
+        let mut w = work(1);
+        let WorkerReport::Rendered(mut outcome) = rendered(&w, 0, 12) else {
+            unreachable!()
+        };
+        outcome.row_offsets.pop();
+        let err = w.apply(vec![WorkerReport::Rendered(outcome)]).unwrap_err();
+        assert!(err.starts_with("chunk 0 failed"), "{err}");
+    }
+}

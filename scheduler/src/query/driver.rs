@@ -1,0 +1,356 @@
+//! The query loop: every replica scans the tenants with unsettled queries
+//! and takes the query lease of those it can; the holder starts accepted
+//! queries up to the tenant's limit, ends running ones from their reports
+//! and settles ended ones (event, then off the queue).
+//!
+//! Every step is a compare-and-set on the query's state, so a replica that
+//! takes the lease over after a crash simply goes on: a task that was
+//! started but not recorded as sent is sent again, and of two attempts the
+//! first report wins (the other's object is deleted).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use auditx_common::queue::{Headers, Message};
+use auditx_common::retry::Backoff;
+use auditx_common::telemetry::{inject_trace_context, set_parent_from_headers};
+use auditx_proto::{encode, QueryId, QueryTask, Task, TenantId, WorkerReport, TRACEPARENT_HEADER};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::jobs::{lease_key, QuerySpec, QueryState, QueryStatus};
+use super::result_prefix;
+use crate::context::Services;
+use crate::error::DriveError;
+use crate::events;
+use crate::lease::TenantLease;
+use crate::results::JobWakers;
+
+/// The waker key of a tenant's query driver.
+pub fn waker_key(tenant: &TenantId) -> String {
+    format!("queries/{tenant}")
+}
+
+type Active = Arc<Mutex<HashSet<TenantId>>>;
+
+/// Runs until shutdown, then waits for the tenant tasks to stop.
+pub async fn query_loop(services: Services, wakers: Arc<JobWakers>, shutdown: CancellationToken) {
+    let mut tasks = JoinSet::new();
+    let active = Active::default();
+    let poll = Duration::from_millis(services.config.export.poll_interval_ms);
+    loop {
+        if let Err(error) = scan(&services, &wakers, &shutdown, &active, &mut tasks).await {
+            tracing::warn!(%error, "query tenant scan failed");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = services.query_wake.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => log_panic(done),
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        log_panic(done);
+    }
+}
+
+fn log_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = done {
+        tracing::error!(%error, "query tenant task failed");
+    }
+}
+
+fn lock(active: &Active) -> std::sync::MutexGuard<'_, HashSet<TenantId>> {
+    active.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn scan(
+    services: &Services,
+    wakers: &Arc<JobWakers>,
+    shutdown: &CancellationToken,
+    active: &Active,
+    tasks: &mut JoinSet<()>,
+) -> Result<(), DriveError> {
+    let ttl = Duration::from_secs(services.config.export.lease_ttl_secs);
+    for tenant in services.queries.pending_tenants().await? {
+        if lock(active).contains(&tenant) {
+            continue;
+        }
+        let Some(lease) = services
+            .state
+            .try_acquire_lease(&lease_key(&tenant), &services.replica, ttl)
+            .await?
+        else {
+            continue;
+        };
+        let lease = TenantLease::hold(services.state.clone(), lease, ttl, shutdown);
+        lock(active).insert(tenant.clone());
+        let (services, wakers, active) = (services.clone(), wakers.clone(), active.clone());
+        tasks.spawn(async move {
+            serve_tenant(&services, &wakers, &lease, &tenant).await;
+            lease.release().await;
+            lock(&active).remove(&tenant);
+        });
+    }
+    Ok(())
+}
+
+/// Works through a tenant's queries while holding its query lease, until
+/// none is left to settle.
+async fn serve_tenant(
+    services: &Services,
+    wakers: &Arc<JobWakers>,
+    lease: &TenantLease,
+    tenant: &TenantId,
+) {
+    let waker = wakers.register(&waker_key(tenant));
+    let wake = waker.notify();
+    let poll = Duration::from_millis(services.config.export.poll_interval_ms);
+    let backoff = Backoff {
+        attempts: u32::MAX,
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(10),
+    };
+    let mut failures = 0;
+    while !lease.stopped().is_cancelled() {
+        let pause = match step(services, lease, tenant).await {
+            Ok(true) => {
+                failures = 0;
+                poll
+            }
+            Ok(false) | Err(DriveError::Stopped) => break,
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(tenant = %tenant, %error, failures, "query step failed, retrying");
+                backoff.delay(failures)
+            }
+        };
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
+            _ = lease.stopped().cancelled() => {}
+        }
+    }
+}
+
+/// One pass over the tenant's queue; false once it is empty.
+async fn step(
+    services: &Services,
+    lease: &TenantLease,
+    tenant: &TenantId,
+) -> Result<bool, DriveError> {
+    let queries = &services.queries;
+    let ids = queries.tenant_queue(tenant).await?;
+    if ids.is_empty() {
+        queries.forget_tenant_if_idle(tenant).await?;
+        return Ok(false);
+    }
+    let max_running = services.config.query.max_running_per_tenant as usize;
+    let mut running = 0;
+    for id in ids {
+        let (Some(spec), Some((state, raw))) =
+            (queries.spec(&id).await?, queries.state_raw(&id).await?)
+        else {
+            tracing::warn!(tenant = %tenant, query_id = %id, "queued query has no stored job, dropped");
+            queries.dequeue(tenant, &id).await?;
+            continue;
+        };
+        match state.status {
+            status if status.is_terminal() => settle(services, &spec, &state).await?,
+            QueryStatus::InProgress => match queries.report(&id).await? {
+                Some(report) => {
+                    let next = ended_by(&spec, &state, &report);
+                    if queries.transition(&id, &raw, &next).await? {
+                        settle(services, &spec, &next).await?;
+                    }
+                }
+                None => {
+                    running += 1;
+                    if !state.dispatched {
+                        dispatch(services, &spec, &state, &raw).await?;
+                    }
+                }
+            },
+            QueryStatus::Accepted if running < max_running => {
+                if !lease.confirm().await? {
+                    return Err(DriveError::Stopped);
+                }
+                let now = chrono::Utc::now().timestamp_millis();
+                let started = QueryState {
+                    status: QueryStatus::InProgress,
+                    started_at_ms: Some(now),
+                    updated_at_ms: now,
+                    fence: lease.lease().token,
+                    ..state
+                };
+                if queries.transition(&id, &raw, &started).await? {
+                    running += 1;
+                    tracing::info!(tenant = %tenant, query_id = %id, "query started");
+                    let raw = encode(&started).map_err(|e| DriveError::Permanent(e.to_string()))?;
+                    dispatch(services, &spec, &started, &raw).await?;
+                }
+            }
+            QueryStatus::Accepted
+            | QueryStatus::Completed
+            | QueryStatus::Failed
+            | QueryStatus::Cancelled => {}
+        }
+    }
+    Ok(true)
+}
+
+/// The state a report ends a running query in.
+fn ended_by(spec: &QuerySpec, state: &QueryState, report: &WorkerReport) -> QueryState {
+    let now = chrono::Utc::now().timestamp_millis();
+    match report {
+        WorkerReport::Queried(outcome)
+            if outcome
+                .key
+                .starts_with(&result_prefix(&spec.tenant, &spec.id)) =>
+        {
+            QueryState {
+                output_rows: outcome.rows,
+                processing_ms: outcome.processing_ms,
+                data_key: Some(outcome.key.clone()),
+                ..state.ended(QueryStatus::Completed, None, now)
+            }
+        }
+        WorkerReport::QueryFailed(failure) => {
+            state.ended(QueryStatus::Failed, Some(failure.error.clone()), now)
+        }
+        other => state.ended(
+            QueryStatus::Failed,
+            Some(format!(
+                "unexpected worker report for query {}: {}",
+                spec.id,
+                other.job_id()
+            )),
+            now,
+        ),
+    }
+}
+
+/// Sends the query to the workers and records that it went out.
+async fn dispatch(
+    services: &Services,
+    spec: &QuerySpec,
+    state: &QueryState,
+    raw: &[u8],
+) -> Result<(), DriveError> {
+    let config = &services.config;
+    let task = Task::Query(QueryTask {
+        query_id: spec.id.clone(),
+        tenant: spec.tenant.clone(),
+        sql: spec.checked_sql.clone(),
+        format: spec.output_format,
+        compression: spec.compression,
+        key_prefix: result_prefix(&spec.tenant, &spec.id),
+        part_size: config.export.part_size,
+        time_limit_ms: config.query.time_limit_secs.saturating_mul(1000),
+        memory_limit_bytes: config.query.memory_limit_mb.saturating_mul(1024 * 1024),
+    });
+    let payload = encode(&task).map_err(|e| DriveError::Permanent(e.to_string()))?;
+    let mut message = Message::new(payload);
+    let span = query_span(spec);
+    span.in_scope(|| inject_trace_context(&mut message.headers));
+    services
+        .queue
+        .publish(&services.topology.tasks(), message)
+        .instrument(span)
+        .await?;
+    let sent = QueryState {
+        dispatched: true,
+        ..state.clone()
+    };
+    // Lost to a cancel meanwhile: the worker sees the cancel key and stops.
+    services.queries.transition(&spec.id, raw, &sent).await?;
+    Ok(())
+}
+
+/// Announces an ended query and takes it off the tenant's queue. A
+/// cancelled or failed query's result object (a worker may have finished
+/// just before) is deleted.
+async fn settle(
+    services: &Services,
+    spec: &QuerySpec,
+    state: &QueryState,
+) -> Result<(), DriveError> {
+    let bucket = &services.config.s3.export_bucket;
+    let data_file = match (&state.status, &state.data_key) {
+        (QueryStatus::Completed, Some(key)) => Some(presign(services, key).await?),
+        _ => {
+            services
+                .store
+                .delete_prefix(bucket, &result_prefix(&spec.tenant, &spec.id))
+                .await?;
+            None
+        }
+    };
+    match events::publish_query_event(services.queue.as_ref(), spec, state, data_file).await {
+        Ok(()) => {}
+        Err(error) if error.is_transient() => return Err(error.into()),
+        Err(error) => tracing::error!(query_id = %spec.id, %error, "query event not published"),
+    }
+    services.queries.dequeue(&spec.tenant, &spec.id).await?;
+    tracing::info!(query_id = %spec.id, status = state.status.as_str(), rows = state.output_rows, "query ended");
+    Ok(())
+}
+
+/// A presigned GET URL of a result object.
+pub async fn presign(services: &Services, key: &str) -> Result<String, DriveError> {
+    let expiry = Duration::from_secs(services.config.s3.presign_expiry_secs);
+    Ok(services
+        .store
+        .presign_get(&services.config.s3.export_bucket, key, expiry)
+        .await?)
+}
+
+/// The span a query's dispatch runs in, continuing the submit call's trace.
+fn query_span(spec: &QuerySpec) -> tracing::Span {
+    let span = tracing::info_span!(
+        "scheduler.query",
+        query_id = %spec.id,
+        tenant = %spec.tenant,
+        track_id = spec.track_id.as_deref().unwrap_or(""),
+    );
+    if let Some(traceparent) = &spec.traceparent {
+        let headers = Headers::from([(TRACEPARENT_HEADER.to_owned(), traceparent.clone())]);
+        set_parent_from_headers(&span, &headers);
+    }
+    span
+}
+
+/// Records a worker's query report for the driver. The first report of a
+/// query wins; the result object of any other (a duplicate attempt, or a
+/// report for a query that has ended without it) is deleted.
+pub async fn record_report(
+    services: &Services,
+    id: &QueryId,
+    report: &WorkerReport,
+) -> Result<Option<TenantId>, DriveError> {
+    let queries = &services.queries;
+    let (Some(spec), Some((state, _))) = (queries.spec(id).await?, queries.state_raw(id).await?)
+    else {
+        tracing::warn!(query_id = %id, "report for an unknown query dropped");
+        return Ok(None);
+    };
+    let counted = !state.status.is_terminal() && queries.record_report(id, report).await?;
+    if let (false, WorkerReport::Queried(outcome)) = (counted, report) {
+        let winner = match queries.report(id).await? {
+            Some(WorkerReport::Queried(winner)) => Some(winner.key),
+            _ => None,
+        };
+        let ours = outcome.key.starts_with(&result_prefix(&spec.tenant, id));
+        let kept = winner.as_deref() == Some(outcome.key.as_str())
+            || state.data_key.as_deref() == Some(outcome.key.as_str());
+        if ours && !kept {
+            services
+                .store
+                .delete(&services.config.s3.export_bucket, &outcome.key)
+                .await?;
+        }
+    }
+    Ok(Some(spec.tenant))
+}

@@ -1,0 +1,389 @@
+//! Data query jobs as stored in the state store, and the operations the API
+//! and the scheduler share.
+//!
+//! Keys (relative to the store's prefix):
+//!
+//! | key | kind | written by |
+//! |---|---|---|
+//! | `query/<id>/spec` | value: [`QuerySpec`] | API, once |
+//! | `query/<id>/state` | value: [`QueryState`] | compare-and-set only (API and scheduler) |
+//! | `query/<id>/cancel` | value | API; workers poll it to stop a running query |
+//! | `query/<id>/reports` | hash, field `result`: the first worker report | results consumer, write-once |
+//! | `tenant/<t>/queries` | index by creation time | API |
+//! | `tenant/<t>/query-queue` | list of queries not yet settled | API pushes, scheduler removes |
+//! | `queries/pending` | set of tenants with queries to settle | API adds, scheduler removes |
+//! | `lease/query/<t>` | lease: the replica running the tenant's queries | scheduler |
+
+use std::sync::Arc;
+
+use auditx_common::state::{StateError, StateStore};
+use auditx_proto::{
+    decode, encode, Compression, QueryId, QueryOutputFormat, TenantId, WorkerReport,
+};
+use serde::{Deserialize, Serialize};
+
+/// What was asked for; immutable once written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuerySpec {
+    pub id: QueryId,
+    pub tenant: TenantId,
+    /// The SQL as submitted (shown back to the user).
+    pub query: String,
+    /// The SQL as checked and rewritten, sent to the workers.
+    pub checked_sql: String,
+    pub output_format: QueryOutputFormat,
+    pub compression: Compression,
+    pub created_at_ms: i64,
+    #[serde(default)]
+    pub traceparent: Option<String>,
+    #[serde(default)]
+    pub track_id: Option<String>,
+}
+
+/// `queryStatus`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryStatus {
+    /// Waiting for one of the tenant's running slots.
+    Accepted,
+    InProgress,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl QueryStatus {
+    pub const ALL: [QueryStatus; 5] = [
+        QueryStatus::Accepted,
+        QueryStatus::InProgress,
+        QueryStatus::Completed,
+        QueryStatus::Failed,
+        QueryStatus::Cancelled,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            QueryStatus::Accepted => "accepted",
+            QueryStatus::InProgress => "in_progress",
+            QueryStatus::Completed => "completed",
+            QueryStatus::Failed => "failed",
+            QueryStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            QueryStatus::Completed | QueryStatus::Failed | QueryStatus::Cancelled
+        )
+    }
+}
+
+/// Where a query is; every change is a compare-and-set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryState {
+    pub status: QueryStatus,
+    pub updated_at_ms: i64,
+    #[serde(default)]
+    pub started_at_ms: Option<i64>,
+    #[serde(default)]
+    pub completed_at_ms: Option<i64>,
+    /// The task went out to the workers (so a replica that takes over does
+    /// not send it again).
+    #[serde(default)]
+    pub dispatched: bool,
+    #[serde(default)]
+    pub output_rows: u64,
+    #[serde(default)]
+    pub processing_ms: u64,
+    /// The result object in the export bucket (completed queries).
+    #[serde(default)]
+    pub data_key: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Fencing token of the lease under which the query was started.
+    #[serde(default)]
+    pub fence: u64,
+}
+
+impl QueryState {
+    pub fn accepted(now_ms: i64) -> Self {
+        Self {
+            status: QueryStatus::Accepted,
+            updated_at_ms: now_ms,
+            started_at_ms: None,
+            completed_at_ms: None,
+            dispatched: false,
+            output_rows: 0,
+            processing_ms: 0,
+            data_key: None,
+            error: None,
+            fence: 0,
+        }
+    }
+
+    /// This state ended with `status` at `now_ms`.
+    pub fn ended(&self, status: QueryStatus, error: Option<String>, now_ms: i64) -> Self {
+        Self {
+            status,
+            updated_at_ms: now_ms,
+            completed_at_ms: Some(now_ms),
+            error,
+            ..self.clone()
+        }
+    }
+}
+
+/// A query as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryJob {
+    pub spec: QuerySpec,
+    pub state: QueryState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryJobError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("stored query {0} is unreadable: {1}")]
+    Corrupt(String, String),
+}
+
+impl QueryJobError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, QueryJobError::State(e) if e.is_transient())
+    }
+}
+
+pub type QueryJobResult<T> = Result<T, QueryJobError>;
+
+pub const PENDING_QUERY_TENANTS_KEY: &str = "queries/pending";
+/// The one field of a query's reports hash: the first report wins.
+pub const RESULT_FIELD: &str = "result";
+
+pub fn spec_key(id: &QueryId) -> String {
+    format!("query/{id}/spec")
+}
+pub fn state_key(id: &QueryId) -> String {
+    format!("query/{id}/state")
+}
+/// Set when a query is cancelled; workers running it poll this key.
+pub fn cancel_key(id: &QueryId) -> String {
+    auditx_proto::query_cancel_key(id)
+}
+pub fn reports_key(id: &QueryId) -> String {
+    format!("query/{id}/reports")
+}
+pub fn tenant_index_key(tenant: &TenantId) -> String {
+    format!("tenant/{tenant}/queries")
+}
+pub fn tenant_queue_key(tenant: &TenantId) -> String {
+    format!("tenant/{tenant}/query-queue")
+}
+pub fn lease_key(tenant: &TenantId) -> String {
+    format!("lease/query/{tenant}")
+}
+
+fn corrupt(id: &QueryId, e: impl std::fmt::Display) -> QueryJobError {
+    QueryJobError::Corrupt(id.to_string(), e.to_string())
+}
+
+/// What a cancel call found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Cancelled(QueryJob),
+    AlreadyEnded(QueryJob),
+    NotFound,
+}
+
+/// Query job storage over any [`StateStore`].
+#[derive(Clone)]
+pub struct QueryStore {
+    state: Arc<dyn StateStore>,
+}
+
+impl QueryStore {
+    pub fn new(state: Arc<dyn StateStore>) -> Self {
+        Self { state }
+    }
+
+    /// Stores a new accepted query and queues it behind the tenant's others.
+    pub async fn create(&self, spec: &QuerySpec) -> QueryJobResult<()> {
+        let id = &spec.id;
+        let encoded = encode(spec).map_err(|e| corrupt(id, e))?;
+        self.state.set(&spec_key(id), &encoded).await?;
+        let state =
+            encode(&QueryState::accepted(spec.created_at_ms)).map_err(|e| corrupt(id, e))?;
+        self.state.set_if_absent(&state_key(id), &state).await?;
+        self.state
+            .index_add(
+                &tenant_index_key(&spec.tenant),
+                spec.created_at_ms,
+                id.as_str(),
+            )
+            .await?;
+        self.state
+            .list_push(&tenant_queue_key(&spec.tenant), id.as_str())
+            .await?;
+        self.state
+            .set_add(PENDING_QUERY_TENANTS_KEY, &[spec.tenant.to_string()])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn spec(&self, id: &QueryId) -> QueryJobResult<Option<QuerySpec>> {
+        match self.state.get(&spec_key(id)).await? {
+            Some(bytes) => Ok(Some(decode(&bytes).map_err(|e| corrupt(id, e))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The state and its raw bytes (the compare-and-set expectation).
+    pub async fn state_raw(&self, id: &QueryId) -> QueryJobResult<Option<(QueryState, Vec<u8>)>> {
+        match self.state.get(&state_key(id)).await? {
+            Some(bytes) => Ok(Some((decode(&bytes).map_err(|e| corrupt(id, e))?, bytes))),
+            None => Ok(None),
+        }
+    }
+
+    /// The query, if it exists and belongs to `tenant`.
+    pub async fn get(&self, tenant: &TenantId, id: &QueryId) -> QueryJobResult<Option<QueryJob>> {
+        let Some(spec) = self.spec(id).await? else {
+            return Ok(None);
+        };
+        if &spec.tenant != tenant {
+            return Ok(None);
+        }
+        let Some((state, _)) = self.state_raw(id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(QueryJob { spec, state }))
+    }
+
+    /// Every query of a tenant, oldest first.
+    pub async fn list(&self, tenant: &TenantId) -> QueryJobResult<Vec<QueryJob>> {
+        let ids = self.state.index_all(&tenant_index_key(tenant)).await?;
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(job) = self.get(tenant, &QueryId(id)).await? {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Moves a query from the state encoded as `expected` to `next`; false
+    /// if someone changed it first.
+    pub async fn transition(
+        &self,
+        id: &QueryId,
+        expected: &[u8],
+        next: &QueryState,
+    ) -> QueryJobResult<bool> {
+        let encoded = encode(next).map_err(|e| corrupt(id, e))?;
+        Ok(self
+            .state
+            .compare_and_set(&state_key(id), Some(expected), &encoded)
+            .await?)
+    }
+
+    /// Cancels a query that has not ended: an accepted one never runs, a
+    /// running one is stopped by its worker (which polls the cancel key).
+    pub async fn cancel(
+        &self,
+        tenant: &TenantId,
+        id: &QueryId,
+        now_ms: i64,
+    ) -> QueryJobResult<CancelOutcome> {
+        loop {
+            let Some(job) = self.get(tenant, id).await? else {
+                return Ok(CancelOutcome::NotFound);
+            };
+            if job.state.status.is_terminal() {
+                return Ok(CancelOutcome::AlreadyEnded(job));
+            }
+            let Some((state, raw)) = self.state_raw(id).await? else {
+                return Ok(CancelOutcome::NotFound);
+            };
+            if state.status.is_terminal() {
+                continue;
+            }
+            self.state.set(&cancel_key(id), b"1").await?;
+            let next = state.ended(
+                QueryStatus::Cancelled,
+                Some("cancelled by request".into()),
+                now_ms,
+            );
+            if self.transition(id, &raw, &next).await? {
+                return Ok(CancelOutcome::Cancelled(QueryJob {
+                    spec: job.spec,
+                    state: next,
+                }));
+            }
+        }
+    }
+
+    /// Queries of a tenant not yet settled, oldest first.
+    pub async fn tenant_queue(&self, tenant: &TenantId) -> QueryJobResult<Vec<QueryId>> {
+        Ok(self
+            .state
+            .list_all(&tenant_queue_key(tenant))
+            .await?
+            .into_iter()
+            .map(QueryId)
+            .collect())
+    }
+
+    pub async fn dequeue(&self, tenant: &TenantId, id: &QueryId) -> QueryJobResult<()> {
+        Ok(self
+            .state
+            .list_remove(&tenant_queue_key(tenant), id.as_str())
+            .await?)
+    }
+
+    pub async fn pending_tenants(&self) -> QueryJobResult<Vec<TenantId>> {
+        Ok(self
+            .state
+            .set_members(PENDING_QUERY_TENANTS_KEY)
+            .await?
+            .into_iter()
+            .map(TenantId)
+            .collect())
+    }
+
+    /// Forgets a tenant with an empty queue (re-adding it if a query raced in).
+    pub async fn forget_tenant_if_idle(&self, tenant: &TenantId) -> QueryJobResult<()> {
+        self.state
+            .set_remove(PENDING_QUERY_TENANTS_KEY, &[tenant.to_string()])
+            .await?;
+        if !self.tenant_queue(tenant).await?.is_empty() {
+            self.state
+                .set_add(PENDING_QUERY_TENANTS_KEY, &[tenant.to_string()])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records a worker's report; true if it is the first one (the one
+    /// that counts).
+    pub async fn record_report(&self, id: &QueryId, report: &WorkerReport) -> QueryJobResult<bool> {
+        let bytes = encode(report).map_err(|e| corrupt(id, e))?;
+        Ok(self
+            .state
+            .hash_set_if_absent(&reports_key(id), RESULT_FIELD, &bytes)
+            .await?)
+    }
+
+    /// The report that counts, once a worker has sent one.
+    pub async fn report(&self, id: &QueryId) -> QueryJobResult<Option<WorkerReport>> {
+        let fields = self.state.hash_get_all(&reports_key(id)).await?;
+        match fields.into_iter().find(|(field, _)| field == RESULT_FIELD) {
+            Some((_, bytes)) => Ok(Some(decode(&bytes).map_err(|e| corrupt(id, e))?)),
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! A data query whose result has over a million rows, run by `auditx
+//! scheduler` and `auditx worker` processes on Redis, RabbitMQ and S3 over
+//! HTTP: the result is streamed into S3 in parts, never held in memory —
+//! the worker's peak RSS stays far below the result's size.
+
+use std::time::Duration;
+
+use auditx_lake::tables::{generate::generate_table, AUDIT_LOGIN_EVENT};
+use auditx_proto::TenantId;
+use auditx_tests::processes::{config_file, free_port, spawn, wait_healthy};
+use auditx_tests::{Sandbox, SandboxOptions};
+use futures::StreamExt;
+
+const ROWS: u64 = 1_500_000;
+/// Peak resident memory allowed to the worker process.
+const WORKER_RSS_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// Peak resident set size of a process (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_million_row_result_streams_through_a_worker_process_in_bounded_memory() {
+    let sandbox = Sandbox::start(SandboxOptions {
+        start_roles: false,
+        row_group_rows: 50_000,
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let tenant = TenantId::from("bulkq");
+    let written = generate_table(
+        &sandbox.backends.store,
+        &sandbox.config.s3.lake_bucket,
+        &tenant,
+        &AUDIT_LOGIN_EVENT,
+        ROWS,
+        7,
+        50_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(written, ROWS);
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = config_file(&sandbox, dir.path(), port, 5_000_000, 50_000);
+    let _scheduler = spawn("scheduler", &config);
+    let worker = spawn("worker", &config);
+    let worker_pid = worker.id().unwrap();
+    wait_healthy(port).await;
+
+    let client = auditx::client::ApiClient::new(
+        &format!("http://127.0.0.1:{port}"),
+        &sandbox.token("bulkq"),
+    );
+    let job = client
+        .submit_query("SELECT * FROM auditloginevent", "CSV", "NONE")
+        .await
+        .unwrap();
+    let job = client
+        .wait_query(job["id"].as_str().unwrap(), Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(job["queryStatus"], "completed", "{job}");
+    assert_eq!(job["outputRows"], ROWS);
+
+    // Stream the download and count its lines.
+    let response = reqwest::get(job["dataFile"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let mut body = response.bytes_stream();
+    let (mut lines, mut bytes, mut pending) = (0u64, 0u64, Vec::new());
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.unwrap();
+        bytes += chunk.len() as u64;
+        pending.extend_from_slice(&chunk);
+        let last_newline = pending.iter().rposition(|b| *b == b'\n');
+        if let Some(end) = last_newline {
+            for line in pending[..end].split(|b| *b == b'\n') {
+                if lines == 0 {
+                    let header = AUDIT_LOGIN_EVENT
+                        .columns
+                        .iter()
+                        .map(|(c, _)| *c)
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    assert_eq!(String::from_utf8_lossy(line), header);
+                } else {
+                    assert!(line.len() > 40, "{}", String::from_utf8_lossy(line));
+                }
+                lines += 1;
+            }
+            pending.drain(..=end);
+        }
+    }
+    assert!(pending.is_empty(), "the file ends with a newline");
+    assert_eq!(lines, ROWS + 1);
+
+    let rss = peak_rss(worker_pid);
+    println!(
+        "result: {ROWS} rows, {bytes} bytes; worker peak RSS {} MiB",
+        rss / (1024 * 1024)
+    );
+    assert!(
+        bytes > WORKER_RSS_LIMIT,
+        "the result ({bytes} bytes) must be larger than the RSS limit"
+    );
+    assert!(
+        rss < WORKER_RSS_LIMIT,
+        "worker peak RSS {} MiB",
+        rss / (1024 * 1024)
+    );
+    drop(worker);
+    sandbox.stop().await.unwrap();
+}
