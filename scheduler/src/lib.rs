@@ -14,5 +14,6 @@ mod metrics;
 pub mod query;
 mod results;
 pub mod runner;
+mod tenant_queues;
 
 pub use runner::run;

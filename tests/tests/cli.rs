@@ -77,6 +77,18 @@ async fn standalone_serves_exports_to_the_cli_client() {
         "3",
     ])
     .await;
+    run(&[
+        "generate",
+        "--data-dir",
+        data,
+        "--tenant",
+        "acme",
+        "--table",
+        "auditloginevent",
+        "--rows",
+        "3000",
+    ])
+    .await;
 
     let (api, s3) = (free_port(), free_port());
     let _server = Command::new(auditx_bin())
@@ -129,4 +141,23 @@ async fn standalone_serves_exports_to_the_cli_client() {
         lines[1..].iter().all(|l| l.contains(",NORMAL,")),
         "only NORMAL runs are exported"
     );
+
+    // The generated audit table answers data queries on the same server.
+    let client = auditx::client::ApiClient::new(&format!("http://127.0.0.1:{api}"), token.trim());
+    let job = client
+        .submit_query(
+            "SELECT count(*) AS logins, count(DISTINCT id) AS ids FROM auditloginevent",
+            "CSV",
+            "NONE",
+        )
+        .await
+        .unwrap();
+    let job = client
+        .wait_query(job["id"].as_str().unwrap(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(job["queryStatus"], "completed", "{job}");
+    let url = job["dataFile"].as_str().unwrap();
+    let result = reqwest::get(url).await.unwrap().text().await.unwrap();
+    assert_eq!(result, "logins,ids\n3000,3000\n");
 }

@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use auditx_common::state::{Lease, StateError, StateStore};
 
+use crate::tenant_queues::TenantQueues;
+
 /// The echo of a create call's query, as the API returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -200,8 +202,6 @@ impl JobError {
 
 pub type JobResult<T> = Result<T, JobError>;
 
-pub const PENDING_TENANTS_KEY: &str = "tenants/pending";
-
 pub fn spec_key(id: &RequestId) -> String {
     format!("job/{id}/spec")
 }
@@ -217,9 +217,6 @@ pub fn reports_key(id: &RequestId) -> String {
 pub fn meter_index_key(tenant: &TenantId, meter: MeterId) -> String {
     format!("meter/{tenant}/{meter}/jobs")
 }
-pub fn tenant_queue_key(tenant: &TenantId) -> String {
-    format!("tenant/{tenant}/queue")
-}
 pub fn tenant_lease_key(tenant: &TenantId) -> String {
     format!("lease/tenant/{tenant}")
 }
@@ -232,11 +229,15 @@ fn corrupt(id: &RequestId, e: impl std::fmt::Display) -> JobError {
 #[derive(Clone)]
 pub struct JobStore {
     state: Arc<dyn StateStore>,
+    queues: TenantQueues,
 }
 
 impl JobStore {
     pub fn new(state: Arc<dyn StateStore>) -> Self {
-        Self { state }
+        Self {
+            queues: TenantQueues::exports(state.clone()),
+            state,
+        }
     }
 
     pub fn state_store(&self) -> &Arc<dyn StateStore> {
@@ -257,12 +258,7 @@ impl JobStore {
                 id.as_str(),
             )
             .await?;
-        self.state
-            .list_push(&tenant_queue_key(&spec.tenant), id.as_str())
-            .await?;
-        self.state
-            .set_add(PENDING_TENANTS_KEY, &[spec.tenant.to_string()])
-            .await?;
+        self.queues.push(&spec.tenant, id.as_str()).await?;
         Ok(())
     }
 
@@ -363,9 +359,7 @@ impl JobStore {
                         ..state
                     };
                     if self.transition(id, &raw, &next).await? {
-                        self.state
-                            .list_remove(&tenant_queue_key(&spec.tenant), id.as_str())
-                            .await?;
+                        self.queues.remove(&spec.tenant, id.as_str()).await?;
                         return Ok(CancelOutcome::CanceledPending(Job {
                             spec,
                             state: next,
@@ -385,42 +379,20 @@ impl JobStore {
 
     /// Request ids queued for a tenant, oldest first (includes the running one).
     pub async fn tenant_queue(&self, tenant: &TenantId) -> JobResult<Vec<RequestId>> {
-        Ok(self
-            .state
-            .list_all(&tenant_queue_key(tenant))
-            .await?
-            .into_iter()
-            .map(RequestId)
-            .collect())
+        let ids = self.queues.ids(tenant).await?;
+        Ok(ids.into_iter().map(RequestId).collect())
     }
 
     pub async fn dequeue(&self, tenant: &TenantId, id: &RequestId) -> JobResult<()> {
-        Ok(self
-            .state
-            .list_remove(&tenant_queue_key(tenant), id.as_str())
-            .await?)
+        Ok(self.queues.remove(tenant, id.as_str()).await?)
     }
 
     pub async fn pending_tenants(&self) -> JobResult<Vec<TenantId>> {
-        Ok(self
-            .state
-            .set_members(PENDING_TENANTS_KEY)
-            .await?
-            .into_iter()
-            .map(TenantId)
-            .collect())
+        Ok(self.queues.pending_tenants().await?)
     }
 
     /// Forgets a tenant with an empty queue (re-adding it if a job raced in).
     pub async fn forget_tenant_if_idle(&self, tenant: &TenantId) -> JobResult<()> {
-        self.state
-            .set_remove(PENDING_TENANTS_KEY, &[tenant.to_string()])
-            .await?;
-        if !self.tenant_queue(tenant).await?.is_empty() {
-            self.state
-                .set_add(PENDING_TENANTS_KEY, &[tenant.to_string()])
-                .await?;
-        }
-        Ok(())
+        Ok(self.queues.forget_tenant_if_idle(tenant).await?)
     }
 }

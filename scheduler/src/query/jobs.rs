@@ -22,6 +22,8 @@ use auditx_proto::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::tenant_queues::TenantQueues;
+
 /// What was asked for; immutable once written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuerySpec {
@@ -161,7 +163,6 @@ impl QueryJobError {
 
 pub type QueryJobResult<T> = Result<T, QueryJobError>;
 
-pub const PENDING_QUERY_TENANTS_KEY: &str = "queries/pending";
 /// The one field of a query's reports hash: the first report wins.
 pub const RESULT_FIELD: &str = "result";
 
@@ -180,9 +181,6 @@ pub fn reports_key(id: &QueryId) -> String {
 }
 pub fn tenant_index_key(tenant: &TenantId) -> String {
     format!("tenant/{tenant}/queries")
-}
-pub fn tenant_queue_key(tenant: &TenantId) -> String {
-    format!("tenant/{tenant}/query-queue")
 }
 pub fn lease_key(tenant: &TenantId) -> String {
     format!("lease/query/{tenant}")
@@ -204,11 +202,15 @@ pub enum CancelOutcome {
 #[derive(Clone)]
 pub struct QueryStore {
     state: Arc<dyn StateStore>,
+    queues: TenantQueues,
 }
 
 impl QueryStore {
     pub fn new(state: Arc<dyn StateStore>) -> Self {
-        Self { state }
+        Self {
+            queues: TenantQueues::queries(state.clone()),
+            state,
+        }
     }
 
     /// Stores a new accepted query and queues it behind the tenant's others.
@@ -226,12 +228,7 @@ impl QueryStore {
                 id.as_str(),
             )
             .await?;
-        self.state
-            .list_push(&tenant_queue_key(&spec.tenant), id.as_str())
-            .await?;
-        self.state
-            .set_add(PENDING_QUERY_TENANTS_KEY, &[spec.tenant.to_string()])
-            .await?;
+        self.queues.push(&spec.tenant, id.as_str()).await?;
         Ok(())
     }
 
@@ -329,43 +326,21 @@ impl QueryStore {
 
     /// Queries of a tenant not yet settled, oldest first.
     pub async fn tenant_queue(&self, tenant: &TenantId) -> QueryJobResult<Vec<QueryId>> {
-        Ok(self
-            .state
-            .list_all(&tenant_queue_key(tenant))
-            .await?
-            .into_iter()
-            .map(QueryId)
-            .collect())
+        let ids = self.queues.ids(tenant).await?;
+        Ok(ids.into_iter().map(QueryId).collect())
     }
 
     pub async fn dequeue(&self, tenant: &TenantId, id: &QueryId) -> QueryJobResult<()> {
-        Ok(self
-            .state
-            .list_remove(&tenant_queue_key(tenant), id.as_str())
-            .await?)
+        Ok(self.queues.remove(tenant, id.as_str()).await?)
     }
 
     pub async fn pending_tenants(&self) -> QueryJobResult<Vec<TenantId>> {
-        Ok(self
-            .state
-            .set_members(PENDING_QUERY_TENANTS_KEY)
-            .await?
-            .into_iter()
-            .map(TenantId)
-            .collect())
+        Ok(self.queues.pending_tenants().await?)
     }
 
     /// Forgets a tenant with an empty queue (re-adding it if a query raced in).
     pub async fn forget_tenant_if_idle(&self, tenant: &TenantId) -> QueryJobResult<()> {
-        self.state
-            .set_remove(PENDING_QUERY_TENANTS_KEY, &[tenant.to_string()])
-            .await?;
-        if !self.tenant_queue(tenant).await?.is_empty() {
-            self.state
-                .set_add(PENDING_QUERY_TENANTS_KEY, &[tenant.to_string()])
-                .await?;
-        }
-        Ok(())
+        Ok(self.queues.forget_tenant_if_idle(tenant).await?)
     }
 
     /// Records a worker's report; true if it is the first one (the one

@@ -1,0 +1,83 @@
+//! Per-tenant FIFO lists of job ids, and the set of tenants that have
+//! something queued: the API pushes, the replica holding a tenant's lease
+//! works through the tenant's list. Exports and data queries each have
+//! their own lists (keys below), with the same operations.
+
+use std::sync::Arc;
+
+use auditx_common::state::{StateResult, StateStore};
+use auditx_proto::TenantId;
+
+#[derive(Clone)]
+pub struct TenantQueues {
+    state: Arc<dyn StateStore>,
+    /// The list under `tenant/<t>/`.
+    list: &'static str,
+    /// The set of tenants with a non-empty list.
+    pending: &'static str,
+}
+
+impl TenantQueues {
+    /// Exports: `tenant/<t>/queue`, tenants in `tenants/pending`.
+    pub fn exports(state: Arc<dyn StateStore>) -> Self {
+        Self {
+            state,
+            list: "queue",
+            pending: "tenants/pending",
+        }
+    }
+
+    /// Data queries: `tenant/<t>/query-queue`, tenants in `queries/pending`.
+    pub fn queries(state: Arc<dyn StateStore>) -> Self {
+        Self {
+            state,
+            list: "query-queue",
+            pending: "queries/pending",
+        }
+    }
+
+    fn key(&self, tenant: &TenantId) -> String {
+        format!("tenant/{tenant}/{}", self.list)
+    }
+
+    /// Queues `id` behind the tenant's others.
+    pub async fn push(&self, tenant: &TenantId, id: &str) -> StateResult<()> {
+        self.state.list_push(&self.key(tenant), id).await?;
+        self.state
+            .set_add(self.pending, &[tenant.to_string()])
+            .await?;
+        Ok(())
+    }
+
+    /// The tenant's ids, oldest first.
+    pub async fn ids(&self, tenant: &TenantId) -> StateResult<Vec<String>> {
+        self.state.list_all(&self.key(tenant)).await
+    }
+
+    pub async fn remove(&self, tenant: &TenantId, id: &str) -> StateResult<()> {
+        self.state.list_remove(&self.key(tenant), id).await
+    }
+
+    pub async fn pending_tenants(&self) -> StateResult<Vec<TenantId>> {
+        Ok(self
+            .state
+            .set_members(self.pending)
+            .await?
+            .into_iter()
+            .map(TenantId)
+            .collect())
+    }
+
+    /// Forgets a tenant with an empty list (re-adding it if an id raced in).
+    pub async fn forget_tenant_if_idle(&self, tenant: &TenantId) -> StateResult<()> {
+        self.state
+            .set_remove(self.pending, &[tenant.to_string()])
+            .await?;
+        if !self.ids(tenant).await?.is_empty() {
+            self.state
+                .set_add(self.pending, &[tenant.to_string()])
+                .await?;
+        }
+        Ok(())
+    }
+}
