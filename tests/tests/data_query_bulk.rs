@@ -117,6 +117,52 @@ async fn a_million_row_result_streams_through_a_worker_process_in_bounded_memory
         "worker peak RSS {} MiB",
         rss / (1024 * 1024)
     );
-    drop(worker);
+
+    // The same query again, its worker killed half-way: the broker hands
+    // the task to a fresh worker, whose attempt becomes the result.
+    let job = client
+        .submit_query("SELECT * FROM auditloginevent", "JSON", "GZIP")
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while client.query_job(&id).await.unwrap()["queryStatus"] != "in_progress" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the query never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    worker.start_kill().unwrap();
+    worker.wait().await.unwrap();
+    assert_eq!(
+        client.query_job(&id).await.unwrap()["queryStatus"],
+        "in_progress",
+        "the query ended before its worker was killed"
+    );
+    let _replacement = spawn("worker", &config);
+    let job = client
+        .wait_query(&id, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(job["queryStatus"], "completed", "{job}");
+    assert_eq!(job["outputRows"], ROWS);
+    let gz = sandbox
+        .download(job["dataFile"].as_str().unwrap())
+        .await
+        .unwrap();
+    let mut json = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json).unwrap();
+    assert_eq!(json.lines().count() as u64, ROWS);
+    let objects = sandbox
+        .export_objects(&format!("bulkq/queries/{id}/"))
+        .await
+        .unwrap();
+    assert_eq!(
+        objects.len(),
+        1,
+        "only the winning attempt's object: {objects:?}"
+    );
     sandbox.stop().await.unwrap();
 }
