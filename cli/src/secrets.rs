@@ -24,10 +24,24 @@ fn read_or_create(data_dir: &Path, file: &str) -> std::io::Result<String> {
         _ => {
             std::fs::create_dir_all(data_dir)?;
             let secret = random_secret();
-            std::fs::write(&path, &secret)?;
+            write_private(&path, &secret)?;
             Ok(secret)
         }
     }
+}
+
+/// Writes a secret readable by its owner only (mode 0600 on Unix), also
+/// when the file existed (empty) with looser permissions.
+fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(secret.as_bytes())
 }
 
 /// The HS256 secret: `AUDITX_JWT_SECRET` (already merged into the config)
@@ -48,6 +62,22 @@ pub fn embedded_s3_secret(data_dir: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn secrets_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        jwt_secret(None, dir.path()).unwrap();
+        embedded_s3_secret(dir.path()).unwrap();
+        for file in [JWT_SECRET_FILE, S3_SECRET_FILE] {
+            let mode = std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}: {mode:o}");
+        }
+    }
 
     #[test]
     fn a_generated_secret_is_kept_and_a_configured_one_wins() {

@@ -40,6 +40,8 @@ pub enum AuthError {
     NotBearer,
     #[error("bearer token expired")]
     Expired,
+    #[error("bearer token not valid yet (nbf is in the future)")]
+    NotYetValid,
     #[error("invalid bearer token: {0}")]
     Invalid(String),
     #[error("tenant: {0:?} is not 1 to 64 characters of A-Z a-z 0-9 . _ -")]
@@ -80,9 +82,11 @@ pub fn mint_token(secret: &str, claims: &Claims) -> Result<String, AuthError> {
     .map_err(|e| AuthError::Sign(e.to_string()))
 }
 
-/// Checks the signature (HS256 only), the expiry and the tenant id.
+/// Checks the signature (HS256 only), the expiry, `nbf` when present and
+/// the tenant id.
 pub fn verify_token(secret: &str, token: &str) -> Result<Claims, AuthError> {
-    let validation = Validation::new(Algorithm::HS256);
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.validate_nbf = true;
     let data = jsonwebtoken::decode::<Claims>(
         token,
         &DecodingKey::from_secret(secret.as_bytes()),
@@ -90,6 +94,7 @@ pub fn verify_token(secret: &str, token: &str) -> Result<Claims, AuthError> {
     )
     .map_err(|e| match e.kind() {
         ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
         _ => AuthError::Invalid(e.to_string()),
     })?;
     if !is_valid_tenant(&data.claims.tenant) {
@@ -187,6 +192,28 @@ mod tests {
             verify_token("other", &token),
             Err(AuthError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn tokens_whose_nbf_is_in_the_future_are_refused() {
+        let sign = |nbf: i64| {
+            let claims = serde_json::json!({
+                "sub": "s", "tenant": "t1", "exp": in_an_hour(), "nbf": nbf,
+            });
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"secret"),
+            )
+            .unwrap()
+        };
+        let now = chrono::Utc::now().timestamp();
+        let err = verify_token("secret", &sign(now + 600)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bearer token not valid yet (nbf is in the future)"
+        );
+        assert_eq!(verify_token("secret", &sign(now - 5)).unwrap().tenant, "t1");
     }
 
     #[test]
