@@ -177,6 +177,21 @@ async fn list_parameters_are_validated() {
             .await
             .assert_error(StatusCode::BAD_REQUEST, "INVALID_PARAMETER", message);
     }
+    for query in [
+        "exportType=%FF",
+        "%C3%28=SAMPLE",
+        "sessionIds=ok&operatorIds=a%E9b",
+    ] {
+        let response = api
+            .call(Method::GET, &format!("/meters/1/auditTrail/export?{query}"))
+            .await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(
+            response.text().contains("is not valid UTF-8"),
+            "{query}: {}",
+            response.text()
+        );
+    }
     let uri = "/meters/1/auditTrail/export/some-id?verbose=true";
     api.call(Method::GET, uri).await.assert_error(
         StatusCode::BAD_REQUEST,

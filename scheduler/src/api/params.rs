@@ -19,10 +19,41 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        check_utf8(parts.uri.query().unwrap_or_default())?;
         let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
             .map_err(|e| ApiError::from_rejection(e.status(), "query", e.body_text()))?;
         Ok(Self::new(pairs))
     }
+}
+
+/// Refuses a query string whose names or values are not UTF-8 once
+/// percent-decoded (the decoder would silently turn them into U+FFFD).
+fn check_utf8(query: &str) -> ApiResult<()> {
+    for pair in query.split('&') {
+        let name = pair.split('=').next().unwrap_or_default();
+        let mut bytes = Vec::with_capacity(pair.len());
+        let mut rest = pair.as_bytes();
+        while let Some((&b, tail)) = rest.split_first() {
+            let hex = tail.get(..2).and_then(|h| std::str::from_utf8(h).ok());
+            match (b, hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+                (b'%', Some(decoded)) => {
+                    bytes.push(decoded);
+                    rest = &tail[2..];
+                }
+                _ => {
+                    bytes.push(b);
+                    rest = tail;
+                }
+            }
+        }
+        if std::str::from_utf8(&bytes).is_err() {
+            let shown: String = name.chars().take(40).collect();
+            return Err(ApiError::InvalidParameter(format!(
+                "query: the parameter {shown:?} is not valid UTF-8"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl QueryParams {
