@@ -20,7 +20,7 @@ use super::params::{parse_one_of, QueryParams};
 use super::trace::TrackId;
 use crate::context::Services;
 use crate::query::driver::presign;
-use crate::query::jobs::{CancelOutcome, QueryJob, QuerySpec, QueryStatus};
+use crate::query::jobs::{CancelOutcome, QueryJob, QuerySpec, QueryState, QueryStatus};
 
 /// Longest SQL text accepted.
 const MAX_QUERY_BYTES: usize = 64 * 1024;
@@ -195,11 +195,11 @@ pub async fn submit(
     services.queries.create(&spec).await?;
     services.query_wake.notify_one();
     tracing::info!(query_id = %spec.id, tenant = %spec.tenant, "data query accepted");
-    let job = services
-        .queries
-        .get(&spec.tenant, &spec.id)
-        .await?
-        .ok_or_else(|| not_found(&spec.id))?;
+    // The state as created: the scheduler may already have started it.
+    let job = QueryJob {
+        state: QueryState::accepted(spec.created_at_ms),
+        spec,
+    };
     Ok(Envelope::ok(QueryView::new(&services, &job).await?).into_response())
 }
 
