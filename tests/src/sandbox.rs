@@ -220,7 +220,18 @@ impl Sandbox {
                 .context("roles did not stop")???;
         }
         if let Some(rabbit) = &self.rabbit {
-            rabbit.delete_topology().await?;
+            // The connection may be recovering from a channel the roles
+            // closed on their way out: give it a moment.
+            let mut attempt = 0;
+            loop {
+                match rabbit.delete_topology().await {
+                    Err(e) if e.is_transient() && attempt < 20 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    done => break done?,
+                }
+            }
         }
         Ok(())
     }
