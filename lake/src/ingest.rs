@@ -7,8 +7,11 @@
 //! crash between the two steps is healed by the client's retry: the same
 //! batch yields the same files, on the same keys.
 
-pub(crate) mod parse;
+pub(crate) mod json;
+mod parse;
+pub(crate) mod stream;
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::Read;
 use std::time::Duration;
@@ -68,16 +71,27 @@ pub struct IngestSummary {
     pub duplicates: u64,
 }
 
-/// Gunzips `body` if `gzipped`, refusing output over `max_bytes`.
-pub fn decode_body(body: &[u8], gzipped: bool, max_bytes: usize) -> Result<Vec<u8>, IngestError> {
+/// Gunzips `body` if `gzipped`, refusing output over `max_bytes` (the
+/// bytes are read as they inflate: a bomb stops at `max_bytes + 1`).
+pub fn decode_body(
+    body: &[u8],
+    gzipped: bool,
+    max_bytes: usize,
+) -> Result<Cow<'_, [u8]>, IngestError> {
     if !gzipped {
         if body.len() > max_bytes {
             return Err(IngestError::TooLarge { limit: max_bytes });
         }
-        return Ok(body.to_vec());
+        return Ok(Cow::Borrowed(body));
     }
+    // The gzip trailer's size (mod 2^32, and the client's word only) sizes
+    // the buffer up front, so it is not regrown (and copied) while filling.
+    let hint = match body.len().checked_sub(4) {
+        Some(at) => u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]),
+        None => 0,
+    };
+    let mut decoded = Vec::with_capacity((hint as usize).min(max_bytes) + 1);
     // Read one byte past the limit to tell "exactly at" from "over".
-    let mut decoded = Vec::new();
     GzDecoder::new(body)
         .take(max_bytes as u64 + 1)
         .read_to_end(&mut decoded)
@@ -85,7 +99,7 @@ pub fn decode_body(body: &[u8], gzipped: bool, max_bytes: usize) -> Result<Vec<u
     if decoded.len() > max_bytes {
         return Err(IngestError::TooLarge { limit: max_bytes });
     }
-    Ok(decoded)
+    Ok(Cow::Owned(decoded))
 }
 
 /// Parses a JSON array or NDJSON of audit entries (SPEC §6).

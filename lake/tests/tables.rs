@@ -213,7 +213,8 @@ fn arrays_ndjson_and_gzip_read_the_same() {
     ];
     let from_array = parse_table_rows(def, &array(&rows)).unwrap();
     let from_ndjson = parse_table_rows(def, &ndjson(&rows)).unwrap();
-    let inflated = decode_body(&gzip(&ndjson(&rows)), true, 1 << 20).unwrap();
+    let gzipped = gzip(&ndjson(&rows));
+    let inflated = decode_body(&gzipped, true, 1 << 20).unwrap();
     let from_gzip = parse_table_rows(def, &inflated).unwrap();
     assert_eq!(from_array.rows(), from_ndjson.rows());
     assert_eq!(from_array.rows(), from_gzip.rows());

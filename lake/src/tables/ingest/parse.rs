@@ -2,9 +2,11 @@
 //! 0-based row and the column, as the meter ingest's messages do.
 
 use chrono::{DateTime, NaiveDateTime};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
-use crate::ingest::parse::{for_each_object, shown};
+use crate::ingest::json::{shown, shown_raw};
+use crate::ingest::stream::{for_each_object, Fields};
 use crate::ingest::IngestError;
 use crate::tables::{Cell, ColumnType, TableDef};
 
@@ -16,17 +18,10 @@ fn invalid(row: usize, column: &str, message: String) -> IngestError {
     }
 }
 
-/// Refuses a key that is not a column of `def`, naming the first one.
-fn check_columns(
-    def: &TableDef,
-    row: usize,
-    object: &Map<String, Value>,
-) -> Result<(), IngestError> {
-    let Some(unknown) = object.keys().find(|k| def.column(k).is_none()) else {
-        return Ok(());
-    };
-    let lower = unknown.to_ascii_lowercase();
-    let message = if def.column(&lower).is_some() {
+/// The message for a key that is not a column of `def`.
+fn unknown_column(def: &TableDef, key: &str) -> String {
+    let lower = key.to_ascii_lowercase();
+    if def.column(&lower).is_some() {
         format!("unknown column; column names are lowercase ({lower})")
     } else {
         let names: Vec<&str> = def.columns.iter().map(|(name, _)| *name).collect();
@@ -35,8 +30,7 @@ fn check_columns(
             def.name,
             names.join(", ")
         )
-    };
-    Err(invalid(row, unknown, message))
+    }
 }
 
 /// Epoch milliseconds of an ISO-8601 time with a zone (`Z`, `+02:00` or
@@ -57,27 +51,33 @@ fn time_ms(text: &str) -> Result<i64, String> {
     })
 }
 
-/// The cell of one column; a missing key or JSON null is NULL.
+/// The cell of one column; a missing key or JSON null is NULL. The value
+/// is parsed from its raw text only if it is a scalar: an object or array
+/// (however large) is refused unread.
 fn cell(
     row: usize,
     column: &str,
     ty: ColumnType,
-    value: Option<&Value>,
+    raw: Option<&RawValue>,
 ) -> Result<Cell, IngestError> {
-    let Some(value) = value.filter(|v| !v.is_null()) else {
+    let Some(raw) = raw else {
         return Ok(Cell::Null);
     };
     let wrong = |expected: &str| {
         invalid(
             row,
             column,
-            format!("expected {expected}, found {}", shown(value)),
+            format!("expected {expected}, found {}", shown_raw(raw.get())),
         )
     };
+    let value = match raw.get().as_bytes().first() {
+        Some(b'{' | b'[') | None => None,
+        Some(_) => serde_json::from_str::<Value>(raw.get()).ok(),
+    };
     match (ty, value) {
-        (ColumnType::Text, Value::String(s)) => Ok(Cell::Text(s.clone())),
+        (ColumnType::Text, Some(Value::String(s))) => Ok(Cell::Text(s)),
         (ColumnType::Text, _) => Err(wrong("a string")),
-        (ColumnType::Integer, Value::Number(n)) => match n.as_i64() {
+        (ColumnType::Integer, Some(Value::Number(n))) => match n.as_i64() {
             Some(i) => Ok(Cell::Int(i)),
             None if n.is_f64() => Err(wrong("an integer")),
             None => Err(invalid(
@@ -87,7 +87,7 @@ fn cell(
             )),
         },
         (ColumnType::Integer, _) => Err(wrong("an integer")),
-        (ColumnType::Timestamp, Value::String(s)) => time_ms(s)
+        (ColumnType::Timestamp, Some(Value::String(s))) => time_ms(&s)
             .map(Cell::Time)
             .map_err(|message| invalid(row, column, message)),
         (ColumnType::Timestamp, _) => Err(wrong("an ISO-8601 time with zone (a string)")),
@@ -95,19 +95,26 @@ fn cell(
 }
 
 /// Parses a JSON array or NDJSON of `def`'s rows into cells in column
-/// order; `id_column` must be a non-empty string.
+/// order, row by row as the body is read; `id_column` must be a non-empty
+/// string.
 pub(super) fn table_rows(
     def: &TableDef,
     id_column: usize,
     body: &[u8],
 ) -> Result<Vec<Vec<Cell>>, IngestError> {
+    let names: Vec<&'static str> = def.columns.iter().map(|(name, _)| *name).collect();
+    let unknown = |key: &str| unknown_column(def, key);
+    let fields = Fields {
+        names: &names,
+        unknown: &unknown,
+    };
     let mut rows = Vec::new();
-    for_each_object(body, |row, object| {
-        check_columns(def, row, object)?;
+    for_each_object(body, &fields, |object| {
+        let row = object.index;
         let cells = def
             .columns
             .iter()
-            .map(|(name, ty)| cell(row, name, *ty, object.get(*name)))
+            .map(|(name, ty)| cell(row, name, *ty, object.get(name)))
             .collect::<Result<Vec<Cell>, IngestError>>()?;
         let id_name = def.columns[id_column].0;
         match &cells[id_column] {
