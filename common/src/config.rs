@@ -125,6 +125,13 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Rows per Parquet row group written by ingest and `generate`.
     pub row_group_rows: usize,
+    /// Ingest calls (meter entries, runs, table rows) one scheduler
+    /// decodes, parses and writes at once; each may hold up to about three
+    /// times `max_body_bytes`, and none may starve export driving.
+    pub max_concurrent: usize,
+    /// How long a call waits for one of those slots before it is answered
+    /// 429 with `Retry-After`.
+    pub max_wait_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -231,6 +238,8 @@ impl Default for IngestConfig {
         Self {
             max_body_bytes: 64 * 1024 * 1024,
             row_group_rows: 65_536,
+            max_concurrent: 2,
+            max_wait_ms: 5_000,
         }
     }
 }
@@ -316,6 +325,9 @@ impl Config {
         }
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be positive");
+        }
+        if self.ingest.max_concurrent == 0 {
+            return invalid("ingest.max_concurrent", "must be positive");
         }
         Ok(())
     }

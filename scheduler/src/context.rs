@@ -8,7 +8,7 @@ use auditx_common::queue::TaskQueue;
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::StateStore;
 use auditx_proto::Topology;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::export::jobs::JobStore;
 use crate::query::jobs::QueryStore;
@@ -28,6 +28,9 @@ pub struct Services {
     pub query_wake: Arc<Notify>,
     /// This replica's name, the owner of the leases it takes.
     pub replica: String,
+    /// One permit per ingest call decoding, parsing or writing at once
+    /// (`ingest.max_concurrent`).
+    pub ingest_slots: Arc<Semaphore>,
 }
 
 impl Services {
@@ -38,6 +41,7 @@ impl Services {
         store: ObjectStore,
     ) -> Self {
         let topology = Topology::new(config.rabbitmq.prefix.clone());
+        let ingest_slots = Arc::new(Semaphore::new(config.ingest.max_concurrent.max(1)));
         Self {
             jobs: JobStore::new(state.clone()),
             queries: QueryStore::new(state.clone()),
@@ -49,6 +53,7 @@ impl Services {
             wake: Arc::new(Notify::new()),
             query_wake: Arc::new(Notify::new()),
             replica: format!("scheduler-{}", uuid::Uuid::new_v4()),
+            ingest_slots,
         }
     }
 }

@@ -3,6 +3,7 @@
 mod api_support;
 
 use std::io::Write;
+use std::time::Duration;
 
 use api_support::{authed, in_an_hour, token_for, TestApi};
 use axum::body::Body;
@@ -226,4 +227,68 @@ async fn ingest_needs_one_entity_when_the_token_has_several() {
         "Zuora-Entity-Ids: \"e3\" is not allowed for this token",
     );
     assert_eq!(api.send(request(Some("e2"))).await.data()["accepted"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_concurrent_ingests_a_call_waits_then_gets_429_with_retry_after() {
+    let api = TestApi::with_config(|config| {
+        config.ingest.max_concurrent = 1;
+        config.ingest.max_wait_ms = 50;
+    })
+    .await;
+    // The ingest of meter 9 takes the only slot, then waits for its meter's
+    // ingest lease, held here.
+    let lease = api
+        .services
+        .state
+        .try_acquire_lease("lease/ingest/acme/9", "test", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("the lease is free");
+    let batch = |id: &str| json!([entry(id, json!(1_751_364_000_000_i64))]).to_string();
+    let held = async {
+        let request = post(ENTRIES, "application/json")
+            .body(Body::from(batch("held")))
+            .unwrap();
+        api.send(request).await
+    };
+    let probe = async {
+        // Meter 10 is not leased: it only waits for the slot.
+        let mut refused = None;
+        for attempt in 0..200 {
+            let request = post("/meters/10/auditTrail/entries", "application/json")
+                .body(Body::from(batch(&format!("probe-{attempt}"))))
+                .unwrap();
+            let response = api.send(request).await;
+            if response.status == StatusCode::TOO_MANY_REQUESTS {
+                refused = Some(response);
+                break;
+            }
+            assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let refused = refused.expect("a call past the bound is refused");
+        refused.assert_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_REQUESTS",
+            "ingest: this scheduler is busy with other batches (waited 50 ms); retry later",
+        );
+        assert_eq!(refused.headers[header::RETRY_AFTER], "1");
+        // Table rows share the bound.
+        let request = post("/audit/tables/auditloginevent/rows", "application/json")
+            .body(Body::from(r#"[{"id":"l1"}]"#))
+            .unwrap();
+        assert_eq!(
+            api.send(request).await.status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        api.services.state.release_lease(&lease).await.unwrap();
+    };
+    let (held, ()) = tokio::join!(held, probe);
+    assert_eq!(held.data()["accepted"], 1, "{}", held.text());
+    // The slot is free again.
+    let request = post("/meters/10/auditTrail/entries", "application/json")
+        .body(Body::from(batch("after")))
+        .unwrap();
+    assert_eq!(api.send(request).await.data()["accepted"], 1);
 }

@@ -2,6 +2,9 @@
 //! as a JSON array or NDJSON, gzip allowed. A batch is validated whole
 //! before anything is written.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use auditx_lake::ingest::{
     decode_body, ingest_audit, ingest_runs, parse_audit_entries, parse_run_entries, IngestContext,
     IngestError, IngestSummary,
@@ -11,6 +14,7 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::Caller;
 use super::envelope::Envelope;
@@ -112,6 +116,40 @@ fn context(caller: &Caller, meter: MeterPath) -> ApiResult<IngestContext> {
     })
 }
 
+/// Waits at most `max_wait` for one of the process's ingest slots (see
+/// `ingest.max_concurrent`); held while the call decodes, parses and writes
+/// its batch. Past the wait the call is answered 429 with `Retry-After`.
+pub(super) async fn ingest_slot(
+    slots: &Arc<Semaphore>,
+    max_wait: Duration,
+) -> ApiResult<OwnedSemaphorePermit> {
+    match tokio::time::timeout(max_wait, slots.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) => Err(ApiError::Unavailable(
+            "ingest: the scheduler is shutting down".into(),
+        )),
+        Err(_) => {
+            tracing::warn!(
+                waited_ms = max_wait.as_millis() as u64,
+                "ingest refused: every ingest slot is busy"
+            );
+            Err(ApiError::TooManyRequests {
+                message: format!(
+                    "ingest: this scheduler is busy with other batches (waited {} ms); retry later",
+                    max_wait.as_millis()
+                ),
+                retry_after_secs: max_wait.as_secs_f64().ceil().max(1.0) as u64,
+            })
+        }
+    }
+}
+
+/// [`ingest_slot`] with the configured wait.
+pub(super) async fn acquire_slot(services: &Services) -> ApiResult<OwnedSemaphorePermit> {
+    let max_wait = Duration::from_millis(services.config.ingest.max_wait_ms);
+    ingest_slot(&services.ingest_slots, max_wait).await
+}
+
 /// Inflates and parses a batch off the async runtime: bodies can be tens of
 /// megabytes.
 async fn decode_and_parse<T: Send + 'static>(
@@ -140,6 +178,7 @@ pub async fn audit_entries(
     params.only(&[])?;
     let config = &services.config;
     let ctx = context(&caller, meter)?;
+    let _slot = acquire_slot(&services).await?;
     let (rows, ctx) =
         decode_and_parse(body, config.ingest.max_body_bytes, ctx, parse_audit_entries).await?;
     let summary = ingest_audit(
@@ -172,6 +211,7 @@ pub async fn runs(
     params.only(&[])?;
     let config = &services.config;
     let ctx = context(&caller, meter)?;
+    let _slot = acquire_slot(&services).await?;
     let (rows, ctx) =
         decode_and_parse(body, config.ingest.max_body_bytes, ctx, parse_run_entries).await?;
     let summary = ingest_runs(&services.store, &config.s3.lake_bucket, &ctx, rows).await?;
@@ -182,4 +222,42 @@ pub async fn runs(
         "run status changes ingested"
     );
     Ok(Envelope::ok(summary.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_waits_for_a_slot_then_gets_429_with_retry_after() {
+        let slots = Arc::new(Semaphore::new(1));
+        let held = ingest_slot(&slots, Duration::from_millis(10))
+            .await
+            .unwrap();
+        let refused = ingest_slot(&slots, Duration::from_millis(1_500))
+            .await
+            .unwrap_err();
+        match refused {
+            ApiError::TooManyRequests {
+                message,
+                retry_after_secs,
+            } => {
+                assert_eq!(retry_after_secs, 2);
+                assert!(
+                    message.starts_with("ingest: this scheduler is busy"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // A slot freed during the wait is taken.
+        let waiting = tokio::spawn({
+            let slots = slots.clone();
+            async move { ingest_slot(&slots, Duration::from_secs(5)).await }
+        });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!waiting.is_finished());
+        drop(held);
+        assert!(waiting.await.unwrap().is_ok());
+    }
 }

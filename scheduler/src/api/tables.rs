@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use super::auth::Caller;
 use super::envelope::Envelope;
 use super::error::{ApiError, ApiResult};
-use super::ingest::{IngestBody, IngestCounts};
+use super::ingest::{acquire_slot, IngestBody, IngestCounts};
 use super::params::QueryParams;
 use crate::context::Services;
 
@@ -62,6 +62,7 @@ pub async fn rows(
 ) -> ApiResult<Envelope<IngestCounts>> {
     params.only(&[])?;
     let config = &services.config;
+    let _slot = acquire_slot(&services).await?;
     let batch = decode_and_parse(body, config.ingest.max_body_bytes, def).await?;
     let summary = ingest_table_rows(
         &services.store,
