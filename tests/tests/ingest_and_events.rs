@@ -282,6 +282,75 @@ async fn finished_and_canceled_jobs_publish_cloudevents_on_rabbitmq() {
     sandbox.stop().await.unwrap();
 }
 
+/// Payloads are exported exactly as they were sent: numbers as written
+/// (not through f64), key order and unicode escapes kept; only the
+/// whitespace between tokens goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payloads_export_as_sent_numbers_key_order_and_escapes_kept() {
+    let sandbox = Sandbox::start(SandboxOptions::default()).await.unwrap();
+    // Written by hand: serde_json would normalize the very numbers under test.
+    let sent = [
+        (
+            "p-1",
+            r#"{"price": 1.10, "count" : 1e2}"#,
+            r#"{"price":1.10,"count":1e2}"#,
+        ),
+        (
+            "p-2",
+            "{\n  \"big\": 123456789012345678901234567890,\n  \"neg\": -0.0\n}",
+            r#"{"big":123456789012345678901234567890,"neg":-0.0}"#,
+        ),
+        (
+            "p-3",
+            r#"{"zeta": {"b": 2, "a": [1, {"y": "caf\u00e9 \u2603", "x": "say \"hi\",  twice"}]}, "alpha": null, "mid": 1E-7}"#,
+            r#"{"zeta":{"b":2,"a":[1,{"y":"caf\u00e9 \u2603","x":"say \"hi\",  twice"}]},"alpha":null,"mid":1E-7}"#,
+        ),
+    ];
+    let body: Vec<String> = sent
+        .iter()
+        .enumerate()
+        .map(|(i, (id, payload, _))| {
+            format!(
+                r#"{{"eventId":"{id}","eventTime":{time},"sessionId":"R-1","runType":"NORMAL","recordType":"SAMPLE","payload":{payload}}}"#,
+                time = DAY_START_MS + i as i64 * 1000
+            )
+        })
+        .collect();
+    let data = post(
+        &sandbox,
+        "/meters/77/auditTrail/entries",
+        body.join("\n").into_bytes(),
+        "application/x-ndjson",
+        false,
+    )
+    .await;
+    assert_eq!(data["accepted"], 3, "{data}");
+
+    let request = ExportRequest {
+        meter_id: 77,
+        export_type: "SAMPLE".into(),
+        run_type: "NORMAL".into(),
+        query_from_time: iso(DAY_START_MS),
+        query_to_time: iso(DAY_START_MS + 3600 * 1000),
+        ..ExportRequest::default()
+    };
+    let exported = export_and_download(&sandbox, "ingest", &request)
+        .await
+        .unwrap();
+    let lines = exported.data_lines();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for ((id, _, payload), line) in sent.iter().zip(&lines) {
+        // The payload is the last column, quoted, its quotes doubled.
+        let cell = format!(",\"{}\"\n", payload.replace('"', "\"\""));
+        assert!(line.starts_with(&format!("{id},")), "{line}");
+        assert!(
+            line.ends_with(&cell),
+            "{id}: {line} does not end with {cell}"
+        );
+    }
+    sandbox.stop().await.unwrap();
+}
+
 async fn post_as(sandbox: &Sandbox, tenant: &str, entries: &[Value]) {
     let response = reqwest::Client::new()
         .post(format!("{}/meters/77/auditTrail/entries", sandbox.api))
