@@ -275,6 +275,7 @@ async fn perf_generate_and_read_a_million_rows() {
             record_type,
             session_ids: None,
             operator_ids: None,
+            scope: Default::default(),
         };
         let started = Instant::now();
         let rows = read_chunk_rows(

@@ -19,6 +19,7 @@ fn all_of(run_type: RunType, record_type: RecordType) -> RowFilter {
         record_type,
         session_ids: None,
         operator_ids: None,
+        scope: Default::default(),
     }
 }
 

@@ -19,7 +19,7 @@ use auditx_lake::sql::{
     SqlError,
 };
 use auditx_lake::tables::{ColumnType, TableDef, TABLES};
-use auditx_proto::{QueryOutputFormat, TenantId};
+use auditx_proto::{QueryOutputFormat, Scope, TenantId};
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
@@ -110,8 +110,17 @@ async fn load(lake: &SqlLake, tenant: &TenantId, dir: &Path) {
 }
 
 fn parquet_file(def: &TableDef, rows: &[Map<String, Value>]) -> Vec<u8> {
-    let columns: Vec<ArrayRef> = def
-        .columns
+    let columns = arrays(def, rows);
+    let batch = RecordBatch::try_new(def.schema(), columns).unwrap();
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, def.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    bytes
+}
+
+fn arrays(def: &TableDef, rows: &[Map<String, Value>]) -> Vec<ArrayRef> {
+    def.columns
         .iter()
         .map(|(name, ty)| {
             let values = rows
@@ -143,13 +152,7 @@ fn parquet_file(def: &TableDef, rows: &[Map<String, Value>]) -> Vec<u8> {
             };
             array
         })
-        .collect();
-    let batch = RecordBatch::try_new(def.schema(), columns).unwrap();
-    let mut bytes = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut bytes, def.schema(), None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
-    bytes
+        .collect()
 }
 
 /// Checks, runs and renders `sql` the way the worker does.
@@ -160,8 +163,19 @@ async fn query(
     format: QueryOutputFormat,
     limits: &QueryLimits,
 ) -> Result<String, SqlError> {
+    query_in_scope(lake, tenant, &Scope::default(), sql, format, limits).await
+}
+
+async fn query_in_scope(
+    lake: &SqlLake,
+    tenant: &TenantId,
+    scope: &Scope,
+    sql: &str,
+    format: QueryOutputFormat,
+    limits: &QueryLimits,
+) -> Result<String, SqlError> {
     let checked = check_query(sql)?;
-    let mut stream = run_query(lake.store.clone(), BUCKET, tenant, &checked, limits).await?;
+    let mut stream = run_query(lake.store.clone(), BUCKET, tenant, scope, &checked, limits).await?;
     let mut writer = ResultWriter::new(&stream.schema(), format);
     let mut out = Vec::new();
     writer.header(&mut out);
@@ -242,7 +256,14 @@ async fn ways_out_of_the_tenant_are_refused_even_unchecked() {
     ] {
         // Straight to the worker's entry point, as a forged task would.
         let forged = CheckedQuery { sql: sql.into() };
-        let e = run_query(lake.store.clone(), BUCKET, &acme(), &forged, &LIMITS)
+        let e = run_query(
+            lake.store.clone(),
+            BUCKET,
+            &acme(),
+            &Scope::default(),
+            &forged,
+            &LIMITS,
+        )
             .await
             .map(|_| ())
             .unwrap_err();
@@ -381,4 +402,174 @@ async fn concat_is_case_insensitive_and_date_compares_with_timestamps() {
         .await,
         "n\n3\n"
     );
+}
+
+/// A file of `def` as written since scopes: the table's columns plus the
+/// owner's entity and org on every row.
+fn owned_rows_file(
+    def: &TableDef,
+    rows: &[Map<String, Value>],
+    entity: Option<&str>,
+    org: Option<&str>,
+) -> Vec<u8> {
+    let mut columns = arrays(def, rows);
+    for value in [entity, org] {
+        columns.push(Arc::new(
+            vec![value; rows.len()].into_iter().collect::<StringArray>(),
+        ));
+    }
+    let schema = def.stored_schema();
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    bytes
+}
+
+fn owned_file(def: &TableDef, ids: &[&str], entity: Option<&str>, org: Option<&str>) -> Vec<u8> {
+    let rows: Vec<Map<String, Value>> = ids
+        .iter()
+        .map(|id| serde_json::from_value(serde_json::json!({ "id": id })).unwrap())
+        .collect();
+    owned_rows_file(def, &rows, entity, org)
+}
+
+#[tokio::test]
+async fn the_seed_queries_read_the_same_through_an_entitys_views() {
+    let lake = sql_lake().await;
+    // The seed fixtures again, every row written for entity e1 and org o1.
+    let tenant = TenantId::from("acme-e1");
+    for def in TABLES {
+        let path = fixtures("seed").join(format!("{}.ndjson", def.name));
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        let rows: Vec<Map<String, Value>> = text
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        for (n, chunk) in rows.chunks(5).enumerate() {
+            let key = format!("{}{n}.parquet", def.tenant_prefix(&tenant));
+            let bytes = owned_rows_file(def, chunk, Some("e1"), Some("o1"));
+            lake.store
+                .put(&key.as_str().into(), bytes.into())
+                .await
+                .unwrap();
+        }
+    }
+    let e1 = Scope::new(vec!["e1".into()], vec!["o1".into()]);
+    let e2 = Scope::new(vec!["e2".into()], vec![]);
+    for n in 1..=6 {
+        let expected =
+            std::fs::read_to_string(fixtures("seed").join(format!("q{n}.expected.csv"))).unwrap();
+        let run = |scope: &Scope| {
+            query_in_scope(
+                &lake,
+                &tenant,
+                scope,
+                &seed_query(n),
+                QueryOutputFormat::Csv,
+                &LIMITS,
+            )
+        };
+        assert_eq!(run(&e1).await.unwrap(), expected, "q{n}.sql as e1");
+        let header = expected.lines().next().unwrap();
+        let as_e2 = run(&e2).await.unwrap();
+        assert_eq!(as_e2.lines().next(), Some(header), "q{n}.sql as e2");
+        assert!(
+            as_e2 != expected || expected.lines().count() == 1,
+            "q{n}.sql as e2 sees e1's rows: {as_e2}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_scoped_caller_sees_only_rows_of_its_entities_and_orgs_and_not_the_columns() {
+    let lake = sql_lake().await;
+    let tenant = TenantId::from("scoped");
+    let def = auditx_lake::tables::table("contact").unwrap();
+    let files = [
+        // Written before scopes: no entity or org column at all.
+        parquet_file(def, &[serde_json::from_str(r#"{"id": "c0"}"#).unwrap()]),
+        owned_file(def, &["c1"], Some("e1"), Some("o1")),
+        owned_file(def, &["c2"], Some("e2"), Some("o1")),
+        owned_file(def, &["c3"], Some("e1"), None),
+        owned_file(def, &["c4"], None, None),
+    ];
+    for (n, bytes) in files.into_iter().enumerate() {
+        let key = format!("{}{n}.parquet", def.tenant_prefix(&tenant));
+        lake.store
+            .put(&key.as_str().into(), bytes.into())
+            .await
+            .unwrap();
+    }
+    let ids = |entities: &[&str], orgs: &[&str]| {
+        let scope = Scope::new(
+            entities.iter().map(|e| e.to_string()).collect(),
+            orgs.iter().map(|o| o.to_string()).collect(),
+        );
+        let lake = &lake;
+        let tenant = &tenant;
+        async move {
+            let sql = "SELECT id FROM contact ORDER BY id";
+            query_in_scope(lake, tenant, &scope, sql, QueryOutputFormat::Csv, &LIMITS)
+                .await
+                .unwrap()
+                .lines()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    };
+    assert_eq!(ids(&[], &[]).await, "c0 c1 c2 c3 c4");
+    assert_eq!(ids(&["e1"], &[]).await, "c1 c3");
+    assert_eq!(ids(&["e1", "e2"], &[]).await, "c1 c2 c3");
+    assert_eq!(ids(&[], &["o1"]).await, "c1 c2");
+    assert_eq!(ids(&["e1"], &["o1"]).await, "c1");
+    assert_eq!(ids(&["e9"], &[]).await, "");
+
+    // The columns are not part of what a query sees, scoped or not.
+    let e1 = Scope::new(vec!["e1".into()], vec![]);
+    for scope in [Scope::default(), e1.clone()] {
+        let all = query_in_scope(
+            &lake,
+            &tenant,
+            &scope,
+            "SELECT * FROM contact WHERE id = 'c1'",
+            QueryOutputFormat::Csv,
+            &LIMITS,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            all.lines().next(),
+            Some("id,firstname,lastname,workemail,accountid")
+        );
+        let e = query_in_scope(
+            &lake,
+            &tenant,
+            &scope,
+            "SELECT entity FROM contact",
+            QueryOutputFormat::Csv,
+            &LIMITS,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("entity"), "{e}");
+    }
+    // Joins and subqueries read the same views.
+    let joined = query_in_scope(
+        &lake,
+        &tenant,
+        &e1,
+        "SELECT a.id FROM contact a JOIN contact b ON a.id = b.id \
+         WHERE a.id IN (SELECT id FROM contact) ORDER BY a.id",
+        QueryOutputFormat::Csv,
+        &LIMITS,
+    )
+    .await
+    .unwrap();
+    assert_eq!(joined, "id\nc1\nc3\n");
 }

@@ -14,7 +14,7 @@ use auditx_common::state::MemoryStore;
 use auditx_lake::ingest::{decode_body, IngestError, IngestSummary};
 use auditx_lake::tables::generate::{generate_table, table_rows};
 use auditx_lake::tables::ingest::{ingest_table_rows, parse_table_rows};
-use auditx_lake::tables::{table, Cell, ColumnType, TableDef, TABLES};
+use auditx_lake::tables::{table, Cell, ColumnType, RowOwner, TableDef, TABLES};
 use auditx_proto::TenantId;
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -241,7 +241,7 @@ async fn read_table(lake: &Lake, def: &TableDef, prefix: &str) -> (Vec<Vec<Cell>
     for key in lake.keys(prefix).await {
         let bytes = lake.store.get(lake.bucket, &key).await.unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
-        assert_eq!(reader.schema(), &def.schema(), "{key}");
+        assert_eq!(reader.schema(), &def.stored_schema(), "{key}");
         groups += reader.metadata().num_row_groups();
         for batch in reader.build().unwrap() {
             rows.extend(cells(def, &batch.unwrap()));
@@ -302,6 +302,7 @@ async fn an_ingested_batch_is_one_parquet_file_of_the_table_schema() {
         &state,
         lake.bucket,
         &tenant(),
+        &RowOwner::default(),
         batch,
         ROW_GROUP_ROWS,
     )
@@ -362,6 +363,7 @@ async fn ids_are_ingested_once_per_tenant_and_table() {
                 state,
                 lake.bucket,
                 &tenant,
+                &RowOwner::default(),
                 batch,
                 ROW_GROUP_ROWS,
             )
@@ -412,9 +414,17 @@ async fn ids_are_ingested_once_per_tenant_and_table() {
     assert_eq!(lake.keys(&def.tenant_prefix(&globex)).await.len(), 1);
     let contact = table("contact").unwrap();
     let batch = parse_table_rows(contact, br#"{"id":"l1","firstname":"John"}"#).unwrap();
-    let summary = ingest_table_rows(&lake.store, &state, lake.bucket, &tenant(), batch, 10)
-        .await
-        .unwrap();
+    let summary = ingest_table_rows(
+        &lake.store,
+        &state,
+        lake.bucket,
+        &tenant(),
+        &RowOwner::default(),
+        batch,
+        10,
+    )
+    .await
+    .unwrap();
     assert_eq!(summary, counts(1, 1, 0));
 }
 
@@ -434,11 +444,27 @@ async fn ids_of_a_failed_write_are_not_recorded_so_a_retry_writes_them() {
         force_path_style: true,
         ..S3Config::default()
     });
-    let err = ingest_table_rows(&unreachable, &state, lake.bucket, &acme, batch(), 10)
-        .await
-        .unwrap_err();
+    let err = ingest_table_rows(
+        &unreachable,
+        &state,
+        lake.bucket,
+        &acme,
+        &RowOwner::default(),
+        batch(),
+        10,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, IngestError::Lake(_)), "{err:?}");
-    let retry = ingest_table_rows(&lake.store, &state, lake.bucket, &acme, batch(), 10);
+    let retry = ingest_table_rows(
+        &lake.store,
+        &state,
+        lake.bucket,
+        &acme,
+        &RowOwner::default(),
+        batch(),
+        10,
+    );
     let summary = tokio::time::timeout(std::time::Duration::from_secs(5), retry)
         .await
         .expect("the failed ingest released its lease")

@@ -9,12 +9,14 @@ mod event;
 mod ids;
 mod names;
 mod query;
+mod scope;
 mod task;
 
 pub use event::{CloudEvent, ExportEventData, PresignedFile, QueryEventData, EVENT_SOURCE};
 pub use ids::{ChunkId, FileIndex, MeterId, QueryId, RequestId, TenantId};
 pub use names::{Topology, TRACEPARENT_HEADER};
 pub use query::{query_cancel_key, Compression, QueryOutcome, QueryOutputFormat, QueryTask};
+pub use scope::Scope;
 pub use task::{
     AssembleOutcome, AssembleTask, LakeSource, OutputFormat, QueryFailure, RecordType,
     RenderOutcome, RenderTask, RowFilter, RunType, Segment, Task, TaskFailure, TaskRef,

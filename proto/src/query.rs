@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{QueryId, TenantId};
+use crate::{QueryId, Scope, TenantId};
 
 /// `outputFormat` of a data query: CSV, TSV or JSON Lines (`JSON`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -105,6 +105,10 @@ pub struct QueryTask {
     pub time_limit_ms: u64,
     /// The query fails once its operators need more memory than this.
     pub memory_limit_bytes: u64,
+    /// The entities and orgs whose rows the query may see (the submitter's
+    /// scope; unrestricted in messages from before scopes).
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 /// What a worker wrote for one data query.

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ChunkId, FileIndex, MeterId, QueryId, QueryOutcome, QueryTask, RequestId, TenantId};
+use crate::{
+    ChunkId, FileIndex, MeterId, QueryId, QueryOutcome, QueryTask, RequestId, Scope, TenantId,
+};
 
 /// `runType` of a meter run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -107,6 +109,10 @@ pub struct RowFilter {
     /// Only these operators; `None` means all.
     #[serde(default)]
     pub operator_ids: Option<Vec<String>>,
+    /// Only rows of these entities and orgs: the scope the export was
+    /// created with (unrestricted in messages from before scopes).
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 /// Some row groups of one Parquet file of the lake.
@@ -320,6 +326,7 @@ mod tests {
                 record_type: RecordType::Error,
                 session_ids: Some(vec!["R-1".into()]),
                 operator_ids: None,
+                scope: Scope::new(vec!["e1".into()], vec![]),
             },
             run_statuses: BTreeMap::from([("R-1".to_string(), "COMPLETED".to_string())]),
             format: OutputFormat::Csv,
@@ -362,6 +369,7 @@ mod tests {
         value["added_in_a_later_version"] = serde_json::json!({"x": 1});
         value.as_object_mut().unwrap().remove("run_statuses");
         value.as_object_mut().unwrap().remove("format");
+        value["filter"].as_object_mut().unwrap().remove("scope");
         let bytes = rmp_serde::to_vec_named(&value).unwrap();
         let Task::Render(task) = decode::<Task>(&bytes).unwrap() else {
             panic!("not a render task")
@@ -369,5 +377,6 @@ mod tests {
         assert!(task.run_statuses.is_empty());
         assert_eq!(task.format, OutputFormat::Csv);
         assert_eq!(task.chunk, ChunkId(3));
+        assert_eq!(task.filter.scope, Scope::default());
     }
 }

@@ -143,6 +143,7 @@ async fn render_task(
             record_type: RecordType::Sample,
             session_ids: None,
             operator_ids: None,
+            scope: Default::default(),
         },
         run_statuses: BTreeMap::from([("R-1".to_string(), "COMPLETED".to_string())]),
         format: OutputFormat::Csv,

@@ -58,6 +58,7 @@ fn render_task(sources: Vec<LakeSource>, chunk: u32) -> Task {
             record_type: RecordType::Sample,
             session_ids: None,
             operator_ids: None,
+            scope: Default::default(),
         },
         run_statuses: BTreeMap::new(),
         format: OutputFormat::Csv,

@@ -3,16 +3,16 @@
 
 use std::collections::HashSet;
 
-use arrow::array::{Array, BooleanArray, RecordBatch};
+use arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
 use arrow::buffer::BooleanBuffer;
 use arrow::error::ArrowError;
-use auditx_proto::RowFilter;
+use auditx_proto::{RowFilter, Scope};
 
 use crate::convert::Columns;
 use crate::schema::{audit_columns as ac, audit_schema};
 
-/// `eventTime ∈ [from, to)`, `runType`, `recordType`, and the optional
-/// session and operator sets of a chunk.
+/// `eventTime ∈ [from, to)`, `runType`, `recordType`, the optional
+/// session and operator sets of a chunk, and the export's entity/org scope.
 pub(crate) struct Predicate {
     from_ms: i64,
     to_ms: i64,
@@ -20,6 +20,7 @@ pub(crate) struct Predicate {
     record_type: &'static str,
     sessions: Option<HashSet<String>>,
     operators: Option<HashSet<String>>,
+    scope: Scope,
 }
 
 impl Predicate {
@@ -32,6 +33,7 @@ impl Predicate {
             record_type: filter.record_type.as_str(),
             sessions: set(&filter.session_ids),
             operators: set(&filter.operator_ids),
+            scope: filter.scope.clone(),
         }
     }
 
@@ -43,6 +45,12 @@ impl Predicate {
         }
         if self.operators.is_some() {
             names.push(ac::OPERATOR_ID);
+        }
+        if !self.scope.entities.is_empty() {
+            names.push(ac::ENTITY);
+        }
+        if !self.scope.orgs.is_empty() {
+            names.push(ac::ORG);
         }
         let schema = audit_schema();
         names
@@ -66,6 +74,15 @@ impl Predicate {
             Some(set) => Some((set, columns.strings(ac::OPERATOR_ID).map_err(invalid)?)),
             None => None,
         };
+        // Only the restricted axes' columns were read.
+        let entities = match self.scope.entities.is_empty() {
+            true => None,
+            false => Some(columns.strings(ac::ENTITY).map_err(invalid)?),
+        };
+        let orgs = match self.scope.orgs.is_empty() {
+            true => None,
+            false => Some(columns.strings(ac::ORG).map_err(invalid)?),
+        };
         let matches = BooleanBuffer::collect_bool(batch.num_rows(), |i| {
             let time = times[i];
             time >= self.from_ms
@@ -74,16 +91,22 @@ impl Predicate {
                 && run_types.value(i) == self.run_type
                 && sessions.is_none_or(|(set, ids)| set.contains(ids.value(i)))
                 && operators.is_none_or(|(set, ids)| ids.is_valid(i) && set.contains(ids.value(i)))
+                && self.scope.admits(value_at(entities, i), value_at(orgs, i))
         });
         Ok(BooleanArray::new(matches, None))
     }
+}
+
+/// Row `i` of an optional column (None if absent or NULL).
+fn value_at(column: Option<&StringArray>, i: usize) -> Option<&str> {
+    column.filter(|c| c.is_valid(i)).map(|c| c.value(i))
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{StringArray, TimestampMillisecondArray};
+    use arrow::array::TimestampMillisecondArray;
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use auditx_proto::{RecordType, RunType};
 
@@ -97,6 +120,8 @@ mod tests {
             Field::new(ac::RECORD_TYPE, DataType::Utf8, false),
             Field::new(ac::SESSION_ID, DataType::Utf8, false),
             Field::new(ac::OPERATOR_ID, DataType::Utf8, true),
+            Field::new(ac::ENTITY, DataType::Utf8, true),
+            Field::new(ac::ORG, DataType::Utf8, true),
         ]);
         RecordBatch::try_new(
             Arc::new(schema),
@@ -118,6 +143,20 @@ mod tests {
                     Some("op-1"),
                     Some("op-2"),
                 ])),
+                Arc::new(StringArray::from(vec![
+                    Some("e1"),
+                    Some("e2"),
+                    Some("e1"),
+                    Some("e1"),
+                    None,
+                ])),
+                Arc::new(StringArray::from(vec![
+                    Some("o1"),
+                    Some("o1"),
+                    None,
+                    Some("o2"),
+                    Some("o1"),
+                ])),
             ],
         )
         .unwrap()
@@ -138,6 +177,7 @@ mod tests {
             record_type: RecordType::Error,
             session_ids: None,
             operator_ids: None,
+            scope: Scope::default(),
         }
     }
 
@@ -169,5 +209,37 @@ mod tests {
             ..errors_of(RunType::Normal)
         };
         assert_eq!(matches(filter, 0, 100), [true, false, false, false, false]);
+    }
+
+    #[test]
+    fn scoped_filters_keep_only_rows_of_their_entities_and_orgs() {
+        let scoped = |entities: &[&str], orgs: &[&str]| RowFilter {
+            scope: Scope::new(
+                entities.iter().map(|e| e.to_string()).collect(),
+                orgs.iter().map(|o| o.to_string()).collect(),
+            ),
+            ..errors_of(RunType::Normal)
+        };
+        // Rows 0, 1 and 4 are NORMAL errors: entities e1, e2 and none.
+        assert_eq!(
+            matches(scoped(&["e1"], &[]), 0, 100),
+            [true, false, false, false, false]
+        );
+        assert_eq!(
+            matches(scoped(&["e1", "e2"], &[]), 0, 100),
+            [true, true, false, false, false]
+        );
+        assert_eq!(
+            matches(scoped(&[], &["o1"]), 0, 100),
+            [true, true, false, false, true]
+        );
+        assert_eq!(
+            matches(scoped(&["e2"], &["o1"]), 0, 100),
+            [false, true, false, false, false]
+        );
+        assert_eq!(
+            matches(scoped(&[], &[]), 0, 100),
+            [true, true, false, false, true]
+        );
     }
 }

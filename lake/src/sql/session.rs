@@ -1,17 +1,26 @@
 //! One DataFusion session per query, holding nothing but the caller
-//! tenant's tables.
+//! tenant's tables — and of those, for a caller limited to some entities
+//! or orgs, only their rows.
 //!
 //! Tenant isolation does not rest on the guard alone: the session's catalog
 //! has exactly the tenant's eight tables, each a listing of
 //! `s3://<lake>/<table>/tenant=<t>/`; its object store registry answers for
 //! the lake bucket only (no local files); information_schema and URL tables
 //! are off; and planning forbids DDL, DML and statements.
+//!
+//! Entity/org scope: table files carry trailing `entity` and `org` columns
+//! (NULL in files written before them). For a scoped caller each table name
+//! is a view of its listing, `WHERE entity IN (...) AND org IN (...)` on the
+//! restricted axes, projecting the table's own columns only: the query can
+//! neither see other entities' rows nor the two columns. A tenant-wide
+//! caller gets the listing itself, with the table's own columns.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use auditx_common::config::S3Config;
-use auditx_proto::TenantId;
+use auditx_proto::{Scope, TenantId};
+use datafusion::catalog::TableProvider;
 use datafusion::common::{exec_datafusion_err, Result as DFResult};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -21,7 +30,7 @@ use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{ident, lit, Expr, SQLOptions, SessionConfig, SessionContext};
 use object_store::aws::AmazonS3Builder;
 use object_store::ObjectStore;
 use url::Url;
@@ -29,7 +38,7 @@ use url::Url;
 use super::decorrelate::DistinctCorrelatedColumns;
 use super::functions::date_udf;
 use super::{check_query, classify, CheckedQuery, SqlError};
-use crate::tables::TABLES;
+use crate::tables::{TableDef, ENTITY_COLUMN, ORG_COLUMN, TABLES};
 
 /// Resources one query may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,17 +78,19 @@ pub fn lake_object_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, SqlError
 }
 
 /// Checks `query` again, plans it in a fresh session over `tenant`'s
-/// tables in `lake` (the store of `lake_bucket`) and starts it. The caller
-/// pulls batches one at a time and maps their errors with [`classify`].
+/// tables in `lake` (the store of `lake_bucket`), holding only the rows of
+/// `scope`, and starts it. The caller pulls batches one at a time and maps
+/// their errors with [`classify`].
 pub async fn run_query(
     lake: Arc<dyn ObjectStore>,
     lake_bucket: &str,
     tenant: &TenantId,
+    scope: &Scope,
     query: &CheckedQuery,
     limits: &QueryLimits,
 ) -> Result<SendableRecordBatchStream, SqlError> {
     let checked = check_query(&query.sql)?;
-    let ctx = tenant_session(lake, lake_bucket, tenant, limits)?;
+    let ctx = tenant_session(lake, lake_bucket, tenant, scope, limits)?;
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -98,6 +109,7 @@ fn tenant_session(
     lake: Arc<dyn ObjectStore>,
     lake_bucket: &str,
     tenant: &TenantId,
+    scope: &Scope,
     limits: &QueryLimits,
 ) -> Result<SessionContext, SqlError> {
     let internal = |e| classify(e, limits);
@@ -122,14 +134,44 @@ fn tenant_session(
         let url = table_url(&bucket_url, def.name, tenant)?;
         let options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let schema = match scope.is_unrestricted() {
+            true => def.schema(),
+            false => def.stored_schema(),
+        };
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
-            .with_schema(def.schema());
-        let table = ListingTable::try_new(config).map_err(internal)?;
-        ctx.register_table(def.name, Arc::new(table))
-            .map_err(internal)?;
+            .with_schema(schema);
+        let table: Arc<dyn TableProvider> =
+            Arc::new(ListingTable::try_new(config).map_err(internal)?);
+        let table = match scope.is_unrestricted() {
+            true => table,
+            false => scoped_view(&ctx, def, table, scope).map_err(internal)?,
+        };
+        ctx.register_table(def.name, table).map_err(internal)?;
     }
     Ok(ctx)
+}
+
+/// `table` (a listing of the stored schema) as a view holding only the
+/// rows of `scope`'s entities and orgs, with the table's own columns.
+fn scoped_view(
+    ctx: &SessionContext,
+    def: &TableDef,
+    table: Arc<dyn TableProvider>,
+    scope: &Scope,
+) -> DFResult<Arc<dyn TableProvider>> {
+    let within = |column: &str, values: &[String]| -> Expr {
+        ident(column).in_list(values.iter().map(|v| lit(v.as_str())).collect(), false)
+    };
+    let mut frame = ctx.read_table(table)?;
+    if !scope.entities.is_empty() {
+        frame = frame.filter(within(ENTITY_COLUMN, &scope.entities))?;
+    }
+    if !scope.orgs.is_empty() {
+        frame = frame.filter(within(ORG_COLUMN, &scope.orgs))?;
+    }
+    let own_columns: Vec<Expr> = def.columns.iter().map(|(name, _)| ident(*name)).collect();
+    Ok(frame.select(own_columns)?.into_view())
 }
 
 fn bucket_url(bucket: &str) -> Result<Url, SqlError> {

@@ -24,6 +24,7 @@ use auditx_proto::TenantId;
 use bytes::Bytes;
 
 use super::write::{put_table_file, TableFileWriter};
+use super::RowOwner;
 use super::{Cell, TableDef};
 use crate::{LakeError, LakeResult};
 use auditx_common::s3::ObjectStore;
@@ -59,7 +60,8 @@ fn encode_files(
     let mut writer: Option<TableFileWriter> = None;
     for row in table_rows(def, rows, seed) {
         if writer.is_none() {
-            match TableFileWriter::new(def, row_group_rows) {
+            // Generated rows belong to no entity or org.
+            match TableFileWriter::new(def, row_group_rows, &RowOwner::default()) {
                 Ok(w) => writer = Some(w),
                 Err(e) => {
                     file(Err(e));

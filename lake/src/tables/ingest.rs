@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use auditx_proto::TenantId;
 
 use super::write::{put_table_file, TableFileWriter};
-use super::{Cell, TableDef};
+use super::{Cell, RowOwner, TableDef};
 use crate::ingest::{acquire_ingest_lease, IngestError, IngestSummary};
 use crate::LakeError;
 use auditx_common::s3::ObjectStore;
@@ -125,6 +125,7 @@ async fn ingest_locked(
     state: &dyn StateStore,
     bucket: &str,
     tenant: &TenantId,
+    owner: &RowOwner,
     batch: TableBatch,
     row_group_rows: usize,
 ) -> Result<(u64, Option<String>), LakeError> {
@@ -140,8 +141,9 @@ async fn ingest_locked(
         .map(|r| id_of(r, id_index).to_owned())
         .collect();
     // Encoding is CPU-bound: keep it off the async workers.
+    let owner = owner.clone();
     let bytes = tokio::task::spawn_blocking(move || {
-        let mut writer = TableFileWriter::new(def, row_group_rows)?;
+        let mut writer = TableFileWriter::new(def, row_group_rows, &owner)?;
         for row in fresh {
             writer.push(row)?;
         }
@@ -156,14 +158,16 @@ async fn ingest_locked(
     Ok((ids.len() as u64, Some(key)))
 }
 
-/// Writes a validated batch to the tenant's table, dropping ids the table
-/// already has (and repeats inside the batch): they count as duplicates.
+/// Writes a validated batch to the tenant's table, its rows stamped with
+/// `owner`, dropping ids the table already has (and repeats inside the
+/// batch): they count as duplicates.
 #[tracing::instrument(name = "lake.ingest_table", skip_all, fields(tenant = %tenant, table = batch.def.name, rows = batch.len()))]
 pub async fn ingest_table_rows(
     store: &ObjectStore,
     state: &dyn StateStore,
     lake_bucket: &str,
     tenant: &TenantId,
+    owner: &RowOwner,
     batch: TableBatch,
     row_group_rows: usize,
 ) -> Result<IngestSummary, IngestError> {
@@ -172,7 +176,16 @@ pub async fn ingest_table_rows(
         return Ok(IngestSummary::default());
     }
     let lease = acquire_table_lease(state, tenant, batch.def).await?;
-    let outcome = ingest_locked(store, state, lake_bucket, tenant, batch, row_group_rows).await;
+    let outcome = ingest_locked(
+        store,
+        state,
+        lake_bucket,
+        tenant,
+        owner,
+        batch,
+        row_group_rows,
+    )
+    .await;
     if let Err(error) = state.release_lease(&lease).await {
         // It expires on its own; the next ingest of the table just waits longer.
         tracing::warn!(error = %error, lease = %lease.key, "ingest lease not released");

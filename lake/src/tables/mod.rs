@@ -19,6 +19,22 @@ use auditx_proto::TenantId;
 
 pub use write::Cell;
 
+/// Stored after a table's own columns: the entity the rows were ingested
+/// for (the caller's single entity; NULL for generated rows). Data queries
+/// of a scoped caller see only rows of its entities and never the column.
+pub const ENTITY_COLUMN: &str = "entity";
+/// Likewise for the caller's org.
+pub const ORG_COLUMN: &str = "org";
+const OWNER_COLUMNS: [&str; 2] = [ENTITY_COLUMN, ORG_COLUMN];
+
+/// Whose rows a table file holds: stamped from the ingesting caller (see
+/// `Caller::single_entity` in the API), empty for generated data.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RowOwner {
+    pub entity: Option<String>,
+    pub org: Option<String>,
+}
+
 /// The type of a table column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColumnType {
@@ -55,6 +71,22 @@ impl TableDef {
                 .map(|(name, ty)| Field::new(*name, ty.data_type(), true))
                 .collect::<Vec<_>>(),
         ))
+    }
+
+    /// The schema of the files written since scopes: the table's columns,
+    /// then [`ENTITY_COLUMN`] and [`ORG_COLUMN`]. Older files lack the two;
+    /// they read as NULL.
+    pub fn stored_schema(&self) -> SchemaRef {
+        let mut fields: Vec<Field> = self
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        for name in OWNER_COLUMNS {
+            fields.push(Field::new(name, DataType::Utf8, true));
+        }
+        Arc::new(Schema::new(fields))
     }
 
     pub fn column(&self, name: &str) -> Option<ColumnType> {
@@ -202,5 +234,12 @@ mod tests {
         assert!(table("AuditLoginEvent").is_none());
         assert!(table("meter_audit_trail").is_none());
         assert_eq!(def.schema().fields().len(), def.columns.len());
+        let stored = def.stored_schema();
+        assert_eq!(stored.fields().len(), def.columns.len() + 2);
+        assert_eq!(stored.field(def.columns.len()).name(), ENTITY_COLUMN);
+        assert_eq!(stored.field(def.columns.len() + 1).name(), ORG_COLUMN);
+        for def in TABLES {
+            assert!(def.column(ENTITY_COLUMN).is_none() && def.column(ORG_COLUMN).is_none());
+        }
     }
 }

@@ -16,7 +16,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::{ColumnType, TableDef};
+use super::{ColumnType, RowOwner, TableDef};
 use crate::layout::file_key;
 use crate::write::content_hash;
 use crate::{LakeError, LakeResult};
@@ -112,9 +112,11 @@ fn properties(def: &TableDef, row_group_rows: usize) -> WriterProperties {
 }
 
 /// Encodes one Parquet file of a table, a row group at a time: memory
-/// holds one row group's values plus the encoded file.
+/// holds one row group's values plus the encoded file. Every row gets the
+/// writer's owner in the trailing entity and org columns.
 pub(crate) struct TableFileWriter {
     def: &'static TableDef,
+    owner: [Cell; 2],
     schema: SchemaRef,
     columns: Vec<Column>,
     writer: ArrowWriter<Vec<u8>>,
@@ -123,19 +125,32 @@ pub(crate) struct TableFileWriter {
 }
 
 impl TableFileWriter {
-    pub(crate) fn new(def: &'static TableDef, row_group_rows: usize) -> LakeResult<Self> {
+    pub(crate) fn new(
+        def: &'static TableDef,
+        row_group_rows: usize,
+        owner: &RowOwner,
+    ) -> LakeResult<Self> {
         let row_group_rows = row_group_rows.max(1);
-        let schema = def.schema();
+        let schema = def.stored_schema();
+        let text = |v: &Option<String>| v.clone().map_or(Cell::Null, Cell::Text);
         let writer = ArrowWriter::try_new(
             Vec::new(),
             schema.clone(),
             Some(properties(def, row_group_rows)),
         )
         .map_err(parquet_error)?;
+        let owner_columns = [ColumnType::Text, ColumnType::Text];
         Ok(Self {
             def,
+            owner: [text(&owner.entity), text(&owner.org)],
             schema,
-            columns: def.columns.iter().map(|(_, ty)| Column::new(*ty)).collect(),
+            columns: def
+                .columns
+                .iter()
+                .map(|(_, ty)| *ty)
+                .chain(owner_columns)
+                .map(Column::new)
+                .collect(),
             writer,
             row_group_rows,
             rows: 0,
@@ -143,15 +158,16 @@ impl TableFileWriter {
     }
 
     /// Appends a row: one cell per column, in the table's column order.
-    pub(crate) fn push(&mut self, row: Vec<Cell>) -> LakeResult<()> {
-        if row.len() != self.columns.len() {
+    pub(crate) fn push(&mut self, mut row: Vec<Cell>) -> LakeResult<()> {
+        if row.len() != self.def.columns.len() {
             return Err(LakeError::Parquet(format!(
                 "{}: a row of {} cells for {} columns",
                 self.def.name,
                 row.len(),
-                self.columns.len()
+                self.def.columns.len()
             )));
         }
+        row.extend(self.owner.iter().cloned());
         let misfit = self
             .columns
             .iter()
@@ -223,7 +239,7 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     use super::*;
-    use crate::tables::PRODUCT;
+    use crate::tables::{RowOwner, PRODUCT};
 
     fn product(id: &str, name: Option<&str>) -> Vec<Cell> {
         vec![
@@ -233,8 +249,12 @@ mod tests {
     }
 
     #[test]
-    fn files_have_the_table_schema_and_bounded_row_groups() {
-        let mut writer = TableFileWriter::new(&PRODUCT, 2).unwrap();
+    fn files_have_the_stored_schema_the_owner_and_bounded_row_groups() {
+        let owner = RowOwner {
+            entity: Some("e1".into()),
+            org: None,
+        };
+        let mut writer = TableFileWriter::new(&PRODUCT, 2, &owner).unwrap();
         for i in 0..5 {
             writer
                 .push(product(&format!("p{i}"), (i != 3).then_some("Test")))
@@ -243,7 +263,7 @@ mod tests {
         assert_eq!(writer.rows(), 5);
         let bytes = writer.finish().unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
-        assert_eq!(reader.schema(), &PRODUCT.schema());
+        assert_eq!(reader.schema(), &PRODUCT.stored_schema());
         let groups: Vec<i64> = reader
             .metadata()
             .row_groups()
@@ -251,11 +271,19 @@ mod tests {
             .map(|g| g.num_rows())
             .collect();
         assert_eq!(groups, [2, 2, 1]);
+        for batch in reader.build().unwrap() {
+            let batch = batch.unwrap();
+            let entity = batch.column_by_name("entity").unwrap();
+            let org = batch.column_by_name("org").unwrap();
+            let entity = entity.as_any().downcast_ref::<arrow::array::StringArray>();
+            assert!(entity.unwrap().iter().all(|e| e == Some("e1")));
+            assert_eq!(org.null_count(), org.len());
+        }
     }
 
     #[test]
     fn a_cell_of_the_wrong_type_is_an_error_not_a_panic() {
-        let mut writer = TableFileWriter::new(&PRODUCT, 10).unwrap();
+        let mut writer = TableFileWriter::new(&PRODUCT, 10, &RowOwner::default()).unwrap();
         let err = writer.push(vec![Cell::Int(1), Cell::Null]).unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -114,6 +114,7 @@ pub async fn read_all(lake: &Lake, from: i64, to: i64) -> Vec<AuditRow> {
                 record_type,
                 session_ids: None,
                 operator_ids: None,
+                scope: Default::default(),
             };
             rows.extend(
                 read_chunk_rows(&lake.store, lake.bucket, &sources, from, to, &filter)

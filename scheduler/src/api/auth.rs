@@ -125,6 +125,12 @@ impl Caller {
     pub fn single_org(&self) -> Result<Option<String>, ApiError> {
         single(&self.orgs, ORG_IDS_HEADER)
     }
+
+    /// The entities and orgs this call is limited to (docs/security.md,
+    /// "Entity and org scope").
+    pub fn scope(&self) -> auditx_proto::Scope {
+        auditx_proto::Scope::new(self.entities.clone(), self.orgs.clone())
+    }
 }
 
 fn single(scope: &[String], header: &str) -> Result<Option<String>, ApiError> {

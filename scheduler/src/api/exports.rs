@@ -2,7 +2,7 @@
 
 use auditx_common::queue::Headers;
 use auditx_common::telemetry::inject_trace_context;
-use auditx_proto::{MeterId, RequestId, TenantId, TRACEPARENT_HEADER};
+use auditx_proto::{MeterId, RequestId, TRACEPARENT_HEADER};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -29,6 +29,7 @@ pub async fn create(
     params: QueryParams,
 ) -> ApiResult<Envelope<Created>> {
     let request = parse_create(&params)?;
+    let scope = caller.scope();
     let spec = JobSpec {
         request_id: RequestId::generate(),
         tenant: caller.tenant,
@@ -39,6 +40,7 @@ pub async fn create(
         created_at_ms: Utc::now().timestamp_millis(),
         traceparent: current_traceparent(),
         track_id,
+        scope,
     };
     services.jobs.create(&spec).await?;
     services.wake.notify_one();
@@ -63,7 +65,8 @@ pub async fn list(
     let request = parse_list(&params)?;
     let mut jobs = services.jobs.list_for_meter(&caller.tenant, meter).await?;
     jobs.reverse();
-    jobs.retain(|job| request.matches(job));
+    let scope = caller.scope();
+    jobs.retain(|job| scope.can_see(&job.spec.scope) && request.matches(job));
     let window = page_window(jobs.len(), request.page, request.page_size);
     let views: Vec<JobView> = jobs[window.items].iter().map(JobView::new).collect();
     Ok(Envelope::page(views, window.previous_page, window.next_page).into_response())
@@ -77,7 +80,7 @@ pub async fn get(
     params: QueryParams,
 ) -> ApiResult<Response> {
     params.only(&[])?;
-    let job = own_job(&services, &caller.tenant, path.meter, &path.request_id).await?;
+    let job = own_job(&services, &caller, path.meter, &path.request_id).await?;
     Ok(Envelope::ok(JobView::new(&job)).into_response())
 }
 
@@ -92,7 +95,7 @@ pub async fn cancel(
 ) -> ApiResult<Response> {
     params.only(&[])?;
     let id = &path.request_id;
-    own_job(&services, &caller.tenant, path.meter, id).await?;
+    own_job(&services, &caller, path.meter, id).await?;
     let job = match services
         .jobs
         .request_cancel(id, Utc::now().timestamp_millis())
@@ -122,18 +125,24 @@ pub async fn cancel(
     Ok(Envelope::ok(JobView::new(&job)).into_response())
 }
 
-/// The job if it exists and belongs to this tenant and meter; other
-/// tenants' jobs are indistinguishable from missing ones.
+/// The job if it exists, belongs to this meter and the caller may see it;
+/// other tenants' jobs, and jobs outside the caller's entity/org scope, are
+/// indistinguishable from missing ones.
 async fn own_job(
     services: &Services,
-    tenant: &TenantId,
+    caller: &Caller,
     meter: MeterId,
     id: &RequestId,
 ) -> ApiResult<Job> {
     match services.jobs.get(id).await? {
-        Some(job) if &job.spec.tenant == tenant && job.spec.meter_id == meter => Ok(job),
+        Some(job) if job.spec.meter_id == meter && may_see(caller, &job) => Ok(job),
         _ => Err(not_found(id)),
     }
+}
+
+/// The caller's tenant made the job, within the caller's entity/org scope.
+pub(super) fn may_see(caller: &Caller, job: &Job) -> bool {
+    job.spec.tenant == caller.tenant && caller.scope().can_see(&job.spec.scope)
 }
 
 fn not_found(id: &RequestId) -> ApiError {

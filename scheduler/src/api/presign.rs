@@ -9,6 +9,7 @@ use axum::extract::State;
 use super::auth::Caller;
 use super::envelope::Envelope;
 use super::error::{ApiError, ApiResult};
+use super::exports::may_see;
 use super::params::QueryParams;
 use crate::context::Services;
 
@@ -23,7 +24,9 @@ pub async fn presigned_url(
     let key = params.required(FILE_KEY)?;
     let not_found = || ApiError::NotFound(format!("{FILE_KEY}: {key:?} not found"));
     // Export keys are `<tenant>/<requestId>/<file>` (`crate::export::layout`): the tenant
-    // prefix scopes the caller, the request id finds the job listing the file.
+    // prefix scopes the caller, the request id finds the job listing the file,
+    // and a job the caller may not see (another tenant's, or outside the
+    // caller's entities/orgs) answers as if the file did not exist.
     let request_id = key
         .strip_prefix(caller.tenant.as_str())
         .and_then(|rest| rest.strip_prefix('/'))
@@ -37,7 +40,7 @@ pub async fn presigned_url(
         .ok_or_else(not_found)?;
     let listed = job.state.file_list.iter().any(|f| f == key)
         || job.state.manifest_key.as_deref() == Some(key);
-    if job.spec.tenant != caller.tenant || !listed {
+    if !may_see(&caller, &job) || !listed {
         return Err(not_found());
     }
     let expiry = Duration::from_secs(services.config.s3.presign_expiry_secs);

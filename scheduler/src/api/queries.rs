@@ -181,6 +181,7 @@ pub async fn submit(
             retry_after_secs: limits.retry_after_secs,
         });
     }
+    let scope = caller.scope();
     let spec = QuerySpec {
         id: QueryId::generate(),
         tenant: caller.tenant,
@@ -191,6 +192,7 @@ pub async fn submit(
         created_at_ms: Utc::now().timestamp_millis(),
         traceparent: current_traceparent(),
         track_id,
+        scope,
     };
     services.queries.create(&spec).await?;
     services.query_wake.notify_one();
@@ -224,7 +226,10 @@ pub async fn list(
     let (page, page_size) = parse_paging(&params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
     let mut jobs = services.queries.list(&caller.tenant).await?;
     jobs.reverse();
-    jobs.retain(|job| status.is_none_or(|s| job.state.status == s));
+    let scope = caller.scope();
+    jobs.retain(|job| {
+        scope.can_see(&job.spec.scope) && status.is_none_or(|s| job.state.status == s)
+    });
     let window = page_window(jobs.len(), page, page_size);
     let mut views = Vec::with_capacity(window.items.len());
     for job in &jobs[window.items] {
@@ -242,11 +247,7 @@ pub async fn get(
 ) -> ApiResult<Response> {
     params.only(&[])?;
     let id = QueryId(id);
-    let job = services
-        .queries
-        .get(&caller.tenant, &id)
-        .await?
-        .ok_or_else(|| not_found(&id))?;
+    let job = visible_query(&services, &caller, &id).await?;
     Ok(Envelope::ok(QueryView::new(&services, &job).await?).into_response())
 }
 
@@ -260,6 +261,7 @@ pub async fn cancel(
 ) -> ApiResult<Response> {
     params.only(&[])?;
     let id = QueryId(id);
+    visible_query(&services, &caller, &id).await?;
     let now = Utc::now().timestamp_millis();
     let job = match services.queries.cancel(&caller.tenant, &id, now).await? {
         CancelOutcome::Cancelled(job) => {
@@ -278,7 +280,19 @@ pub async fn cancel(
     Ok(Envelope::ok(QueryView::new(&services, &job).await?).into_response())
 }
 
-/// Other tenants' queries are indistinguishable from missing ones.
+/// The query if it exists, belongs to the caller's tenant and the caller
+/// may see it (docs/security.md, "Entity and org scope").
+async fn visible_query(services: &Services, caller: &Caller, id: &QueryId) -> ApiResult<QueryJob> {
+    services
+        .queries
+        .get(&caller.tenant, id)
+        .await?
+        .filter(|job| caller.scope().can_see(&job.spec.scope))
+        .ok_or_else(|| not_found(id))
+}
+
+/// Other tenants' queries, and queries outside the caller's entity/org
+/// scope, are indistinguishable from missing ones.
 fn not_found(id: &QueryId) -> ApiError {
     ApiError::NotFound(format!("query job {:?} not found", id.as_str()))
 }

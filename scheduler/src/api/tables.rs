@@ -6,7 +6,7 @@
 
 use auditx_lake::ingest::decode_body;
 use auditx_lake::tables::ingest::{ingest_table_rows, parse_table_rows, TableBatch};
-use auditx_lake::tables::{table, TableDef, TABLES};
+use auditx_lake::tables::{table, RowOwner, TableDef, TABLES};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 
@@ -62,6 +62,11 @@ pub async fn rows(
 ) -> ApiResult<Envelope<IngestCounts>> {
     params.only(&[])?;
     let config = &services.config;
+    // Rows belong to the caller's one entity and org, like meter rows.
+    let owner = RowOwner {
+        entity: caller.single_entity()?,
+        org: caller.single_org()?,
+    };
     let _slot = acquire_slot(&services).await?;
     let batch = decode_and_parse(body, config.ingest.max_body_bytes, def).await?;
     let summary = ingest_table_rows(
@@ -69,6 +74,7 @@ pub async fn rows(
         services.state.as_ref(),
         &config.s3.lake_bucket,
         &caller.tenant,
+        &owner,
         batch,
         config.ingest.row_group_rows,
     )

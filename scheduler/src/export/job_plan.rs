@@ -80,6 +80,7 @@ pub async fn prepare(services: &Services, spec: &JobSpec) -> Result<JobPlan, Dri
             session_ids: sessions,
             operator_ids: (!spec.query.operator_ids.is_empty())
                 .then(|| spec.query.operator_ids.clone()),
+            scope: spec.scope.clone(),
         },
         run_statuses,
         chunks,

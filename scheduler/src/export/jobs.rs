@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use auditx_proto::{
-    decode, encode, MeterId, OutputFormat, RecordType, RequestId, RunType, TenantId,
+    decode, encode, MeterId, OutputFormat, RecordType, RequestId, RunType, Scope, TenantId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +60,11 @@ pub struct JobSpec {
     /// `Zuora-Track-Id` of the create call, attached to logs.
     #[serde(default)]
     pub track_id: Option<String>,
+    /// The creator's entities and orgs: the export holds only their rows,
+    /// and only callers covering them see the job (jobs from before
+    /// scopes decode as tenant-wide).
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

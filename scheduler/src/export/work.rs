@@ -282,6 +282,7 @@ mod tests {
             created_at_ms: 0,
             traceparent: None,
             track_id: None,
+            scope: Default::default(),
         }
     }
 
@@ -293,6 +294,7 @@ mod tests {
                 record_type: RecordType::Error,
                 session_ids: None,
                 operator_ids: None,
+                scope: Default::default(),
             },
             run_statuses: BTreeMap::new(),
             chunks: (0..chunks as i64)

@@ -250,6 +250,7 @@ async fn dispatch(
         part_size: config.export.part_size,
         time_limit_ms: config.query.time_limit_secs.saturating_mul(1000),
         memory_limit_bytes: config.query.memory_limit_mb.saturating_mul(1024 * 1024),
+        scope: spec.scope.clone(),
     });
     let payload = encode(&task).map_err(|e| DriveError::Permanent(e.to_string()))?;
     let mut message = Message::new(payload);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use auditx_common::state::{StateError, StateStore};
 use auditx_proto::{
-    decode, encode, Compression, QueryId, QueryOutputFormat, TenantId, WorkerReport,
+    decode, encode, Compression, QueryId, QueryOutputFormat, Scope, TenantId, WorkerReport,
 };
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +40,11 @@ pub struct QuerySpec {
     pub traceparent: Option<String>,
     #[serde(default)]
     pub track_id: Option<String>,
+    /// The submitter's entities and orgs: the query reads only their rows,
+    /// and only callers covering them see it (queries from before scopes
+    /// decode as tenant-wide).
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 /// `queryStatus`.

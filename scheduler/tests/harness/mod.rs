@@ -206,6 +206,7 @@ impl Harness {
             created_at_ms: chrono::Utc::now().timestamp_millis(),
             traceparent: None,
             track_id: None,
+            scope: Default::default(),
         };
         self.jobs.create(&spec).await?;
         Ok(spec.request_id)

@@ -1,5 +1,6 @@
 //! Running one data query task: check the SQL again, plan it against a
-//! catalog holding only the task's tenant's tables, and stream the result
+//! catalog holding only the task's tenant's tables (only the rows of the
+//! task's entity/org scope), and stream the result
 //! batches, rendered, into one S3 object — while watching the query's
 //! cancel key and its time limit.
 
@@ -103,6 +104,7 @@ async fn write_result(
         runner.lake.clone(),
         &runner.lake_bucket,
         &task.tenant,
+        &task.scope,
         &checked,
         &limits,
     )
