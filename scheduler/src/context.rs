@@ -10,6 +10,7 @@ use auditx_common::state::StateStore;
 use auditx_proto::Topology;
 use tokio::sync::Notify;
 
+use crate::api::auth::TokenKeys;
 use crate::export::jobs::JobStore;
 use crate::query::jobs::QueryStore;
 
@@ -28,6 +29,8 @@ pub struct Services {
     pub query_wake: Arc<Notify>,
     /// This replica's name, the owner of the leases it takes.
     pub replica: String,
+    /// The keys bearer tokens are verified with (JWKS re-read on change).
+    pub tokens: Arc<TokenKeys>,
 }
 
 impl Services {
@@ -39,6 +42,7 @@ impl Services {
     ) -> Self {
         let topology = Topology::new(config.rabbitmq.prefix.clone());
         Self {
+            tokens: Arc::new(TokenKeys::new(&config)),
             jobs: JobStore::new(state.clone()),
             queries: QueryStore::new(state.clone()),
             config,

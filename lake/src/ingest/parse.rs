@@ -85,6 +85,16 @@ pub(crate) fn shown(value: &Value) -> String {
     }
 }
 
+/// A field name the caller sent, as a message names it: bare, or quoted
+/// and cut short when long.
+fn field_name(name: &str) -> String {
+    if name.chars().count() <= SHOWN_CHARS / 2 {
+        name.to_owned()
+    } else {
+        shown(&Value::String(name.to_owned()))
+    }
+}
+
 /// Field access on one row, producing [`IngestError::InvalidRow`]s.
 struct Row<'a> {
     index: usize,
@@ -101,7 +111,7 @@ impl<'a> Row<'a> {
         let row = Self { index, object };
         match object.keys().find(|k| !known.contains(&k.as_str())) {
             Some(unknown) => Err(row.invalid(
-                unknown,
+                &field_name(unknown),
                 format!("unknown field; expected one of {}", known.join(", ")),
             )),
             None => Ok(row),
