@@ -4,7 +4,7 @@
 //! the README's configuration reference.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -20,6 +20,7 @@ pub struct Config {
     pub listen: SocketAddr,
     /// HS256 secret for bearer tokens (`AUDITX_JWT_SECRET`).
     pub jwt_secret: Option<String>,
+    pub auth: AuthConfig,
     pub s3: S3Config,
     pub rabbitmq: RabbitConfig,
     pub redis: RedisConfig,
@@ -28,6 +29,22 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub ingest: IngestConfig,
     pub telemetry: TelemetryConfig,
+}
+
+/// How bearer tokens are verified besides `jwt_secret` (HS256).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// When set, tokens must carry this `iss`.
+    pub issuer: Option<String>,
+    /// When set, tokens must carry this `aud` (or list it).
+    pub audience: Option<String>,
+    /// A JWKS file of RS256 / ES256 public keys, chosen by the token's
+    /// `kid`; re-read when it changes, so keys rotate without a restart.
+    pub jwks_file: Option<PathBuf>,
+    /// Seconds between re-reads of the JWKS file even when its mtime and
+    /// size look unchanged.
+    pub jwks_refresh_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -151,6 +168,7 @@ impl Default for Config {
         Self {
             listen: "0.0.0.0:8080".parse().expect("valid address"),
             jwt_secret: None,
+            auth: AuthConfig::default(),
             s3: S3Config::default(),
             rabbitmq: RabbitConfig::default(),
             redis: RedisConfig::default(),
@@ -159,6 +177,17 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             ingest: IngestConfig::default(),
             telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            jwks_file: None,
+            jwks_refresh_secs: 60,
         }
     }
 }
@@ -322,6 +351,9 @@ impl Config {
         }
         if self.query.memory_limit_mb == 0 {
             return invalid("query.memory_limit_mb", "must be positive");
+        }
+        if self.auth.jwks_refresh_secs == 0 {
+            return invalid("auth.jwks_refresh_secs", "must be positive");
         }
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be positive");

@@ -10,6 +10,7 @@ use auditx_common::state::StateStore;
 use auditx_proto::Topology;
 use tokio::sync::{Notify, Semaphore};
 
+use crate::api::auth::TokenKeys;
 use crate::export::jobs::JobStore;
 use crate::query::jobs::QueryStore;
 
@@ -31,6 +32,8 @@ pub struct Services {
     /// One permit per ingest call decoding, parsing or writing at once
     /// (`ingest.max_concurrent`).
     pub ingest_slots: Arc<Semaphore>,
+    /// The keys bearer tokens are verified with (JWKS re-read on change).
+    pub tokens: Arc<TokenKeys>,
 }
 
 impl Services {
@@ -43,6 +46,7 @@ impl Services {
         let topology = Topology::new(config.rabbitmq.prefix.clone());
         let ingest_slots = Arc::new(Semaphore::new(config.ingest.max_concurrent.max(1)));
         Self {
+            tokens: Arc::new(TokenKeys::new(&config)),
             jobs: JobStore::new(state.clone()),
             queries: QueryStore::new(state.clone()),
             config,

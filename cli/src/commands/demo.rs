@@ -46,6 +46,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let secret = secrets::jwt_secret(config.jwt_secret.as_deref(), &data_dir)?;
     config.jwt_secret = Some(secret.clone());
+    let token = tools::mint_with(&secret, &config.auth, &tools::TokenSpec::new(TENANT, 24))?;
     let embedded = runtime::embedded(&mut config, &data_dir, "127.0.0.1:0".parse()?).await?;
     println!(
         "1. started the embedded S3 endpoint on http://{}",
@@ -89,7 +90,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.workers
     );
 
-    let token = tools::mint(&secret, TENANT, &[], &[], 24)?;
     let client = ApiClient::new(&format!("http://{api}"), &token);
     let request = ExportRequest {
         meter_id: METER,

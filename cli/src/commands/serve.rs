@@ -43,7 +43,11 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let api = listener.local_addr()?;
-    let token = super::tools::mint(&secret, "dev", &[], &[], 24 * 30)?;
+    let token = super::tools::mint_with(
+        &secret,
+        &config.auth,
+        &super::tools::TokenSpec::new("dev", 24 * 30),
+    )?;
     println!(
         "auditx is serving the API on http://{api} (embedded S3 on http://{})",
         embedded.s3.addr
@@ -78,8 +82,8 @@ pub async fn scheduler(args: RoleArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.as_ref())?;
     let _telemetry = telemetry::init(&config.telemetry)?;
     anyhow::ensure!(
-        config.jwt_secret.is_some(),
-        "jwt_secret: required (set AUDITX_JWT_SECRET)"
+        config.jwt_secret.is_some() || config.auth.jwks_file.is_some(),
+        "jwt_secret or auth.jwks_file: required (set AUDITX_JWT_SECRET or AUDITX_AUTH__JWKS_FILE)"
     );
     let backends = runtime::distributed(&config).await?;
     let listener = TcpListener::bind(config.listen)

@@ -9,7 +9,8 @@ use auditx_lake::generate::{generate_to_lake, GenerateSpec};
 use auditx_lake::tables::generate::{generate_table, REFERENCED_ROWS};
 use auditx_lake::tables::{table, TableDef, TABLES};
 use auditx_proto::{MeterId, TenantId};
-use auditx_scheduler::api::auth::{mint_token, Claims};
+use auditx_common::config::AuthConfig;
+use auditx_scheduler::api::auth::{mint_token, scopes, Claims, Scope};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{load_config, parse_time};
@@ -207,6 +208,11 @@ pub struct TokenArgs {
     /// Lifetime in hours.
     #[arg(long, default_value_t = 24)]
     pub ttl_hours: i64,
+    /// Scopes the token holds (comma or space separated); every scope by
+    /// default: export:read, export:write, query:read, query:write,
+    /// ingest:write.
+    #[arg(long, value_delimiter = ',')]
+    pub scopes: Vec<String>,
     /// Use the secret `auditx standalone --data-dir DIR` keeps there.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -214,7 +220,44 @@ pub struct TokenArgs {
     pub config: Option<PathBuf>,
 }
 
-/// Mints a token for `tenant` with `secret`.
+/// What a minted token says.
+pub struct TokenSpec<'a> {
+    pub tenant: &'a str,
+    pub entities: &'a [String],
+    pub orgs: &'a [String],
+    pub ttl_hours: i64,
+    pub scopes: &'a [Scope],
+}
+
+impl<'a> TokenSpec<'a> {
+    /// A token of `tenant` holding every scope, for no entity or org.
+    pub fn new(tenant: &'a str, ttl_hours: i64) -> Self {
+        Self {
+            tenant,
+            entities: &[],
+            orgs: &[],
+            ttl_hours,
+            scopes: &Scope::ALL,
+        }
+    }
+}
+
+/// Mints an HS256 token with `secret`, carrying the `iss` and `aud` the
+/// server is configured to require.
+pub fn mint_with(secret: &str, auth: &AuthConfig, spec: &TokenSpec) -> anyhow::Result<String> {
+    let exp = chrono::Utc::now().timestamp() + spec.ttl_hours * 3600;
+    let claims = Claims {
+        entities: spec.entities.to_vec(),
+        orgs: spec.orgs.to_vec(),
+        scope: scopes::join(spec.scopes),
+        iss: auth.issuer.clone(),
+        aud: auth.audience.clone(),
+        ..Claims::new(format!("{}-cli", spec.tenant), spec.tenant, exp)
+    };
+    Ok(mint_token(secret, &claims)?)
+}
+
+/// Mints a token for `tenant` with `secret`, holding every scope.
 pub fn mint(
     secret: &str,
     tenant: &str,
@@ -222,14 +265,31 @@ pub fn mint(
     orgs: &[String],
     ttl_hours: i64,
 ) -> anyhow::Result<String> {
-    let claims = Claims {
-        sub: format!("{tenant}-cli"),
-        tenant: tenant.to_owned(),
-        entities: entities.to_vec(),
-        orgs: orgs.to_vec(),
-        exp: chrono::Utc::now().timestamp() + ttl_hours * 3600,
+    let spec = TokenSpec {
+        entities,
+        orgs,
+        ..TokenSpec::new(tenant, ttl_hours)
     };
-    Ok(mint_token(secret, &claims)?)
+    mint_with(secret, &AuthConfig::default(), &spec)
+}
+
+/// The scopes of `--scopes` (every scope when not given).
+fn parse_scopes(given: &[String]) -> anyhow::Result<Vec<Scope>> {
+    let names: Vec<&str> = given.iter().flat_map(|g| g.split_whitespace()).collect();
+    if given.is_empty() {
+        return Ok(Scope::ALL.to_vec());
+    }
+    let known = || scopes::join(&Scope::ALL).replace(' ', ", ");
+    anyhow::ensure!(!names.is_empty(), "--scopes: name at least one of {}", known());
+    let mut parsed = Vec::new();
+    for name in names {
+        let scope = Scope::parse(name)
+            .ok_or_else(|| anyhow::anyhow!("--scopes: {name:?} is not one of {}", known()))?;
+        if !parsed.contains(&scope) {
+            parsed.push(scope);
+        }
+    }
+    Ok(parsed)
 }
 
 pub fn token(args: TokenArgs) -> anyhow::Result<()> {
@@ -241,16 +301,15 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
             anyhow::bail!("no signing secret: set AUDITX_JWT_SECRET or pass --data-dir")
         }
     };
-    println!(
-        "{}",
-        mint(
-            &secret,
-            &args.tenant,
-            &args.entities,
-            &args.orgs,
-            args.ttl_hours
-        )?
-    );
+    let scopes = parse_scopes(&args.scopes)?;
+    let spec = TokenSpec {
+        tenant: &args.tenant,
+        entities: &args.entities,
+        orgs: &args.orgs,
+        ttl_hours: args.ttl_hours,
+        scopes: &scopes,
+    };
+    println!("{}", mint_with(&secret, &config.auth, &spec)?);
     Ok(())
 }
 
@@ -348,4 +407,57 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use auditx_common::config::Config;
+    use auditx_scheduler::api::auth::TokenKeys;
+
+    use super::*;
+
+    #[test]
+    fn scopes_default_to_all_and_can_be_narrowed() {
+        assert_eq!(parse_scopes(&[]).unwrap(), Scope::ALL.to_vec());
+        let given = ["export:read,query:read".to_owned(), "export:read".to_owned()]
+            .iter()
+            .flat_map(|g| g.split(',').map(str::to_owned))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            parse_scopes(&given).unwrap(),
+            vec![Scope::ExportRead, Scope::QueryRead]
+        );
+        assert_eq!(
+            parse_scopes(&["export:read query:write".into()]).unwrap(),
+            vec![Scope::ExportRead, Scope::QueryWrite]
+        );
+        let err = parse_scopes(&["export:admin".into()]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--scopes: \"export:admin\" is not one of export:read, export:write, query:read, query:write, ingest:write"
+        );
+        assert!(parse_scopes(&[" ".into()]).is_err());
+    }
+
+    #[test]
+    fn minted_tokens_carry_the_configured_issuer_audience_and_scopes() {
+        let mut config = Config {
+            jwt_secret: Some("s".into()),
+            ..Config::default()
+        };
+        config.auth.issuer = Some("https://issuer.test".into());
+        config.auth.audience = Some("auditx".into());
+        let spec = TokenSpec {
+            scopes: &[Scope::QueryRead],
+            ..TokenSpec::new("acme", 1)
+        };
+        let token = mint_with("s", &config.auth, &spec).unwrap();
+        let claims = TokenKeys::new(&config).verify(&token).unwrap();
+        assert_eq!(claims.tenant, "acme");
+        assert_eq!(claims.iss.as_deref(), Some("https://issuer.test"));
+        assert_eq!(claims.scope, "query:read");
+        // Without them, the same server refuses the token.
+        let bare = mint("s", "acme", &[], &[], 1).unwrap();
+        assert!(TokenKeys::new(&config).verify(&bare).is_err());
+    }
 }

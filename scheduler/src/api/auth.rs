@@ -1,14 +1,22 @@
-//! Bearer tokens: HS256 JWTs naming the tenant and the entities and orgs the
-//! caller may act for. `auditx token` mints them with [`mint_token`]; every
-//! authenticated route verifies them through the [`Caller`] extractor.
+//! Bearer tokens: JWTs naming the tenant, the entities and orgs the caller
+//! may act for and the scopes it holds. HS256 tokens are signed with
+//! `jwt_secret` (`auditx token` mints them with [`mint_token`]); RS256 and
+//! ES256 tokens are checked against the public keys of `auth.jwks_file`
+//! ([`TokenKeys`]). Every authenticated route verifies the token and the
+//! scope the route needs ([`scopes`]) through the [`Caller`] extractor.
+
+mod keys;
+pub mod scopes;
 
 use auditx_proto::TenantId;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
+
+pub use self::keys::TokenKeys;
+pub use self::scopes::Scope;
 
 use super::error::ApiError;
 use super::headers::{requested_scope, ENTITY_IDS_HEADER, ORG_IDS_HEADER};
@@ -29,9 +37,40 @@ pub struct Claims {
     pub orgs: Vec<String>,
     /// Expiry, seconds since the epoch.
     pub exp: i64,
+    /// Scopes, space separated (RFC 8693), e.g. `export:read query:read`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    /// Scopes as an array, accepted besides `scope`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Issuer; checked against `auth.issuer` when that is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience, written when minting; verification checks the token's
+    /// own `aud` (a string or a list) against `auth.audience`.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
 }
 
-/// Why a token could not be minted or was refused.
+impl Claims {
+    /// Claims of `tenant` holding every scope, for no entity or org.
+    pub fn new(sub: impl Into<String>, tenant: impl Into<String>, exp: i64) -> Self {
+        Self {
+            sub: sub.into(),
+            tenant: tenant.into(),
+            entities: Vec::new(),
+            orgs: Vec::new(),
+            exp,
+            scope: Scope::all_text(),
+            scopes: Vec::new(),
+            iss: None,
+            aud: None,
+        }
+    }
+}
+
+/// Why a token could not be minted or was refused. The texts are fixed:
+/// nothing of the token (or the parser's view of it) is echoed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("missing bearer token")]
@@ -42,10 +81,26 @@ pub enum AuthError {
     Expired,
     #[error("bearer token not valid yet (nbf is in the future)")]
     NotYetValid,
-    #[error("invalid bearer token: {0}")]
-    Invalid(String),
-    #[error("tenant: {0:?} is not 1 to 64 characters of A-Z a-z 0-9 . _ -")]
-    InvalidTenant(String),
+    #[error("invalid bearer token: malformed")]
+    Malformed,
+    #[error("invalid bearer token: bad signature")]
+    BadSignature,
+    #[error("invalid bearer token: unsupported algorithm")]
+    UnsupportedAlgorithm,
+    #[error("invalid bearer token: unknown signing key (kid)")]
+    UnknownKey,
+    #[error("invalid bearer token: algorithm does not match the signing key")]
+    AlgorithmMismatch,
+    #[error("invalid bearer token: wrong issuer (iss)")]
+    WrongIssuer,
+    #[error("invalid bearer token: wrong audience (aud)")]
+    WrongAudience,
+    #[error("invalid bearer token: missing claim {0}")]
+    MissingClaim(&'static str),
+    #[error("tenant: must be 1 to 64 characters of A-Z a-z 0-9 . _ -")]
+    InvalidTenant,
+    #[error("server has no token keys configured (jwt_secret or auth.jwks_file)")]
+    NoKeys,
     #[error("could not sign token: {0}")]
     Sign(String),
 }
@@ -53,7 +108,7 @@ pub enum AuthError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Sign(_) => ApiError::Internal(e.to_string()),
+            AuthError::Sign(_) | AuthError::NoKeys => ApiError::Internal(e.to_string()),
             _ => ApiError::Unauthorized(e.to_string()),
         }
     }
@@ -72,7 +127,7 @@ pub fn is_valid_tenant(tenant: &str) -> bool {
 /// Signs `claims` with the HS256 `secret`.
 pub fn mint_token(secret: &str, claims: &Claims) -> Result<String, AuthError> {
     if !is_valid_tenant(&claims.tenant) {
-        return Err(AuthError::InvalidTenant(claims.tenant.clone()));
+        return Err(AuthError::InvalidTenant);
     }
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -80,27 +135,6 @@ pub fn mint_token(secret: &str, claims: &Claims) -> Result<String, AuthError> {
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .map_err(|e| AuthError::Sign(e.to_string()))
-}
-
-/// Checks the signature (HS256 only), the expiry, `nbf` when present and
-/// the tenant id.
-pub fn verify_token(secret: &str, token: &str) -> Result<Claims, AuthError> {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.validate_nbf = true;
-    let data = jsonwebtoken::decode::<Claims>(
-        token,
-        &DecodingKey::from_secret(secret.as_bytes()),
-        &validation,
-    )
-    .map_err(|e| match e.kind() {
-        ErrorKind::ExpiredSignature => AuthError::Expired,
-        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-        _ => AuthError::Invalid(e.to_string()),
-    })?;
-    if !is_valid_tenant(&data.claims.tenant) {
-        return Err(AuthError::InvalidTenant(data.claims.tenant));
-    }
-    Ok(data.claims)
 }
 
 /// An authenticated caller and the scope of this call.
@@ -148,9 +182,9 @@ impl FromRequestParts<Services> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, ApiError> {
-        let secret = services.config.jwt_secret.as_deref().ok_or_else(|| {
-            ApiError::Internal("server has no JWT secret configured (jwt_secret)".into())
-        })?;
+        if !services.tokens.configured() {
+            return Err(AuthError::NoKeys.into());
+        }
         let header = parts.headers.get(AUTHORIZATION).ok_or(AuthError::Missing)?;
         let token = header
             .to_str()
@@ -160,10 +194,11 @@ impl FromRequestParts<Services> for Caller {
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
             .ok_or(AuthError::NotBearer)?;
-        let claims = verify_token(secret, token)?;
+        let claims = services.tokens.verify(token)?;
+        tracing::Span::current().record("tenant", claims.tenant.as_str());
+        require_scope(parts, &claims)?;
         let entities = requested_scope(&parts.headers, ENTITY_IDS_HEADER, &claims.entities)?;
         let orgs = requested_scope(&parts.headers, ORG_IDS_HEADER, &claims.orgs)?;
-        tracing::Span::current().record("tenant", claims.tenant.as_str());
         Ok(Caller {
             tenant: TenantId(claims.tenant),
             entities,
@@ -172,18 +207,48 @@ impl FromRequestParts<Services> for Caller {
     }
 }
 
+/// Refuses the call unless the token holds the scope its route needs
+/// ([`scopes::required`]); a route missing from that table is refused too.
+fn require_scope(parts: &Parts, claims: &Claims) -> Result<(), ApiError> {
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+        .unwrap_or_default();
+    let needed = scopes::required(&parts.method, route).ok_or_else(|| {
+        ApiError::Internal(format!(
+            "{} {route} has no scope in the route table",
+            parts.method
+        ))
+    })?;
+    if scopes::granted(&claims.scope, &claims.scopes).contains(&needed) {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "this token lacks the scope {} (needed for {} {route})",
+        needed.as_str(),
+        parts.method
+    )))
+}
+
 #[cfg(test)]
 mod tests {
+    use auditx_common::config::Config;
+
     use super::*;
 
     fn claims(tenant: &str, exp: i64) -> Claims {
         Claims {
-            sub: "dev".into(),
-            tenant: tenant.into(),
             entities: vec!["e1".into()],
-            orgs: vec![],
-            exp,
+            ..Claims::new("dev", tenant, exp)
         }
+    }
+
+    fn keys(secret: &str) -> TokenKeys {
+        TokenKeys::new(&Config {
+            jwt_secret: Some(secret.into()),
+            ..Config::default()
+        })
     }
 
     fn in_an_hour() -> i64 {
@@ -193,10 +258,15 @@ mod tests {
     #[test]
     fn minted_tokens_verify_with_the_same_secret_only() {
         let token = mint_token("s3cret", &claims("acme", in_an_hour())).unwrap();
-        assert_eq!(verify_token("s3cret", &token).unwrap().tenant, "acme");
+        let verified = keys("s3cret").verify(&token).unwrap();
+        assert_eq!(verified.tenant, "acme");
+        assert_eq!(
+            scopes::granted(&verified.scope, &verified.scopes),
+            Scope::ALL.to_vec()
+        );
         assert!(matches!(
-            verify_token("other", &token),
-            Err(AuthError::Invalid(_))
+            keys("other").verify(&token),
+            Err(AuthError::BadSignature)
         ));
     }
 
@@ -214,19 +284,27 @@ mod tests {
             .unwrap()
         };
         let now = chrono::Utc::now().timestamp();
-        let err = verify_token("secret", &sign(now + 600)).unwrap_err();
+        let err = keys("secret").verify(&sign(now + 600)).unwrap_err();
         assert_eq!(
             err.to_string(),
             "bearer token not valid yet (nbf is in the future)"
         );
-        assert_eq!(verify_token("secret", &sign(now - 5)).unwrap().tenant, "t1");
+        assert_eq!(keys("secret").verify(&sign(now - 5)).unwrap().tenant, "t1");
     }
 
     #[test]
     fn expired_tokens_are_refused() {
         let token =
             mint_token("s", &claims("acme", chrono::Utc::now().timestamp() - 3600)).unwrap();
-        assert!(matches!(verify_token("s", &token), Err(AuthError::Expired)));
+        assert!(matches!(keys("s").verify(&token), Err(AuthError::Expired)));
+    }
+
+    #[test]
+    fn garbage_is_malformed_without_echo() {
+        for bad in ["abc", "a.b", "a.b.c.d", "!!!.e30.x", &"x".repeat(20_000)] {
+            let err = keys("s").verify(bad).unwrap_err();
+            assert_eq!(err.to_string(), "invalid bearer token: malformed", "{bad}");
+        }
     }
 
     #[test]
@@ -239,7 +317,7 @@ mod tests {
         }
         assert!(matches!(
             mint_token("s", &claims("../etc", in_an_hour())),
-            Err(AuthError::InvalidTenant(_))
+            Err(AuthError::InvalidTenant)
         ));
     }
 }

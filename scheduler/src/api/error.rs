@@ -11,8 +11,37 @@ use super::envelope::Envelope;
 use crate::export::jobs::JobError;
 use crate::query::jobs::QueryJobError;
 
+/// Most characters of a caller's value a message quotes ([`quoted`]).
+const QUOTED_CHARS: usize = 80;
+/// Longest message sent back, whatever built it: a last guard against
+/// echoing a large input.
+const MAX_MESSAGE_CHARS: usize = 400;
+
+/// A caller's value as a message quotes it: in quotes, cut to 80
+/// characters and then saying how long it was.
+pub fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTED_CHARS) {
+        Some((cut, _)) => format!(
+            "{:?}… ({} characters)",
+            &value[..cut],
+            value.chars().count()
+        ),
+        None => format!("{value:?}"),
+    }
+}
+
+/// `message` cut to [`MAX_MESSAGE_CHARS`].
+fn bounded(message: String) -> String {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message,
+    }
+}
+
 /// A failed API call. Messages are shown to the caller: they name the field
-/// (or header) at fault and say why, e.g. `exportType: required`.
+/// (or header) at fault and say why, e.g. `exportType: required`. They
+/// quote at most 80 characters of what the caller sent ([`quoted`]) and
+/// never a parser's or framework's own text.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -72,14 +101,21 @@ impl ApiError {
     }
 
     /// Maps one of axum's own extractor rejections (bad path, unreadable
-    /// body...) into the envelope instead of axum's bare text.
-    pub fn from_rejection(status: StatusCode, what: &str, text: String) -> Self {
-        let message = format!("{what}: {text}");
+    /// body...) of the request part `what` into the envelope. The caller
+    /// gets a fixed text by status; axum's `detail` (which quotes the input
+    /// and names Rust types) only goes to the debug log, cut short.
+    pub fn from_rejection(status: StatusCode, what: &str, detail: String) -> Self {
+        let detail: String = detail.chars().take(200).collect();
+        tracing::debug!(part = what, %status, detail, "extractor rejected the request");
         match status {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(message),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(message),
-            s if s.is_server_error() => ApiError::Internal(message),
-            _ => ApiError::InvalidParameter(message),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!("{what}: too large")),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ApiError::UnsupportedMediaType(format!("{what}: unsupported media type"))
+            }
+            s if s.is_server_error() => ApiError::Internal(format!("{what}: could not be read")),
+            _ => ApiError::InvalidParameter(format!(
+                "{what}: malformed (not valid percent-encoded UTF-8?)"
+            )),
         }
     }
 }
@@ -87,7 +123,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = self.to_string();
+        let message = bounded(self.to_string());
         let retry_after = match &self {
             ApiError::TooManyRequests {
                 retry_after_secs, ..
@@ -170,3 +206,18 @@ impl From<IngestError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_quoted_short() {
+        assert_eq!(quoted("abc"), "\"abc\"");
+        let long = "é".repeat(20_000);
+        let shown = quoted(&long);
+        assert_eq!(shown, format!("{:?}… (20000 characters)", "é".repeat(80)));
+        assert_eq!(bounded("x".repeat(10_000)).chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert_eq!(bounded("short".into()), "short");
+    }
+}

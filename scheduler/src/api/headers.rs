@@ -3,7 +3,7 @@
 
 use axum::http::HeaderMap;
 
-use super::error::ApiError;
+use super::error::{quoted, ApiError};
 
 pub const TRACK_ID_HEADER: &str = "Zuora-Track-Id";
 pub const ENTITY_IDS_HEADER: &str = "Zuora-Entity-Ids";
@@ -54,7 +54,8 @@ pub fn requested_scope(
         for id in value.split(',').map(str::trim).filter(|id| !id.is_empty()) {
             if !allowed.iter().any(|a| a == id) {
                 return Err(ApiError::Forbidden(format!(
-                    "{name}: {id:?} is not allowed for this token"
+                    "{name}: {} is not allowed for this token",
+                    quoted(id)
                 )));
             }
             if !requested.iter().any(|r| r == id) {

@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::Caller;
 use super::envelope::Envelope;
-use super::error::{ApiError, ApiResult};
+use super::error::{quoted, ApiError, ApiResult};
 use super::params::{MeterPath, QueryParams};
 use crate::context::Services;
 
@@ -82,8 +82,8 @@ fn check_content_type(headers: &HeaderMap) -> ApiResult<()> {
     match essence {
         Some(essence) if MEDIA_TYPES.contains(&essence.as_str()) => Ok(()),
         _ => Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type: {:?} is not one of {}",
-            value.unwrap_or_default(),
+            "Content-Type: {} is not one of {}",
+            quoted(value.unwrap_or_default()),
             MEDIA_TYPES.join(", ")
         ))),
     }
@@ -102,7 +102,8 @@ fn is_gzipped(headers: &HeaderMap) -> ApiResult<bool> {
         "gzip" | "x-gzip" => Ok(true),
         "identity" | "" => Ok(false),
         _ => Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Encoding: {value:?} is not supported (use gzip)"
+            "Content-Encoding: {} is not supported (use gzip)",
+            quoted(&value)
         ))),
     }
 }

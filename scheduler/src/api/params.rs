@@ -6,7 +6,7 @@ use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use chrono::{DateTime, FixedOffset};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{quoted, ApiError, ApiResult};
 
 /// The query string as `(name, value)` pairs in order, repeats kept and a
 /// trailing `[]` dropped from names (`sessionIds[]=a` is `sessionIds=a`).
@@ -47,9 +47,9 @@ fn check_utf8(query: &str) -> ApiResult<()> {
             }
         }
         if std::str::from_utf8(&bytes).is_err() {
-            let shown: String = name.chars().take(40).collect();
             return Err(ApiError::InvalidParameter(format!(
-                "query: the parameter {shown:?} is not valid UTF-8"
+                "query: the parameter {} is not valid UTF-8",
+                quoted(name)
             )));
         }
     }
@@ -79,11 +79,16 @@ impl QueryParams {
         match unknown.as_slice() {
             [] => Ok(()),
             [one] => Err(ApiError::InvalidParameter(format!(
-                "unknown query parameter: {one}"
+                "unknown query parameter: {}",
+                shown_name(one)
             ))),
             many => Err(ApiError::InvalidParameter(format!(
                 "unknown query parameters: {}",
-                many.join(", ")
+                many.iter()
+                    .take(5)
+                    .map(|name| shown_name(name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }
@@ -124,6 +129,16 @@ impl QueryParams {
     }
 }
 
+/// A parameter name the caller sent, as a message shows it: bare when
+/// short, else cut like [`quoted`].
+fn shown_name(name: &str) -> String {
+    if name.chars().count() <= 40 {
+        name.to_owned()
+    } else {
+        quoted(name)
+    }
+}
+
 /// Parses `value` with `parse`, or says which values `name` takes.
 pub fn parse_one_of<T>(
     name: &str,
@@ -133,7 +148,8 @@ pub fn parse_one_of<T>(
 ) -> ApiResult<T> {
     parse(value).ok_or_else(|| {
         ApiError::InvalidParameter(format!(
-            "{name}: {value:?} is not one of {}",
+            "{name}: {} is not one of {}",
+            quoted(value),
             allowed.join(", ")
         ))
     })
@@ -151,7 +167,8 @@ pub fn parse_time(name: &str, value: &str) -> ApiResult<(DateTime<FixedOffset>, 
         .map(|time| (time, repaired))
         .map_err(|_| {
             ApiError::InvalidParameter(format!(
-                "{name}: {value:?} is not an ISO-8601 time with zone"
+                "{name}: {} is not an ISO-8601 time with zone",
+                quoted(value)
             ))
         })
 }
@@ -159,7 +176,9 @@ pub fn parse_time(name: &str, value: &str) -> ApiResult<(DateTime<FixedOffset>, 
 pub fn parse_int(name: &str, value: &str) -> ApiResult<i64> {
     value
         .parse()
-        .map_err(|_| ApiError::InvalidParameter(format!("{name}: {value:?} is not an integer")))
+        .map_err(|_| {
+            ApiError::InvalidParameter(format!("{name}: {} is not an integer", quoted(value)))
+        })
 }
 
 /// The path's parameters by name; axum's rejections become envelopes.

@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 
 use super::auth::Caller;
 use super::envelope::Envelope;
-use super::error::{ApiError, ApiResult};
+use super::error::{quoted, ApiError, ApiResult};
 use super::ingest::{acquire_slot, IngestBody, IngestCounts};
 use super::params::QueryParams;
 use crate::context::Services;
@@ -30,7 +30,8 @@ impl<S: Send + Sync> FromRequestParts<S> for TablePath {
         table(&name).map(TablePath).ok_or_else(|| {
             let known: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
             ApiError::NotFound(format!(
-                "table: no table named {name:?}; known tables: {}",
+                "table: no table named {}; known tables: {}",
+                quoted(&name),
                 known.join(", ")
             ))
         })

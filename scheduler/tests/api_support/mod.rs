@@ -132,11 +132,9 @@ impl TestApi {
 
 pub fn token_for(tenant: &str, entities: &[&str], orgs: &[&str], exp: i64) -> String {
     let claims = Claims {
-        sub: "tester".into(),
-        tenant: tenant.into(),
         entities: entities.iter().map(|s| s.to_string()).collect(),
         orgs: orgs.iter().map(|s| s.to_string()).collect(),
-        exp,
+        ..Claims::new("tester", tenant, exp)
     };
     mint_token(SECRET, &claims).expect("token")
 }
