@@ -10,6 +10,11 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+/// Longest request target hyper itself parses (it answers a bare 414 past it).
+pub const MAX_URI_BYTES: usize = 65_534;
+/// Largest `api.max_header_bytes` accepted.
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+
 /// S3's minimum size of every multipart part but the last.
 pub const S3_MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
@@ -21,6 +26,7 @@ pub struct Config {
     /// HS256 secret for bearer tokens (`AUDITX_JWT_SECRET`).
     pub jwt_secret: Option<String>,
     pub auth: AuthConfig,
+    pub api: ApiConfig,
     pub s3: S3Config,
     pub rabbitmq: RabbitConfig,
     pub redis: RedisConfig,
@@ -45,6 +51,34 @@ pub struct AuthConfig {
     /// Seconds between re-reads of the JWKS file even when its mtime and
     /// size look unchanged.
     pub jwks_refresh_secs: u64,
+}
+
+/// Limits of the HTTP API's edge: per-tenant create rates, slow clients,
+/// connection and request bounds, request line and header sizes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApiConfig {
+    /// Sustained create calls (export create + query submit) per second
+    /// and tenant, fleet-wide (counted in the state store).
+    pub create_rate_per_sec: f64,
+    /// Create calls a tenant may make at once before the rate applies.
+    pub create_burst: u32,
+    /// A connection whose request headers are not complete after this long
+    /// is closed.
+    pub header_read_timeout_secs: u64,
+    /// A request (body included) not answered after this long gets a 408.
+    pub request_timeout_secs: u64,
+    /// Open connections per replica; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Requests being handled at once per replica; past it a 503.
+    pub max_in_flight: usize,
+    /// Longest request target (path and query) accepted; past it a 414.
+    pub max_uri_bytes: usize,
+    /// Most bytes of request header fields (names and values) accepted;
+    /// past it a 431.
+    pub max_header_bytes: usize,
+    /// Seconds a client is told to wait (`Retry-After`) after a 503.
+    pub retry_after_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -107,6 +141,10 @@ pub struct ExportConfig {
     pub offset_stride: u32,
     /// How often a job's driver looks for new results besides being woken.
     pub poll_interval_ms: u64,
+    /// PENDING exports one tenant may have; past it a create answers 429.
+    pub max_pending_per_tenant: u32,
+    /// Seconds a client is told to wait (`Retry-After`) after that 429.
+    pub retry_after_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -169,6 +207,7 @@ impl Default for Config {
             listen: "0.0.0.0:8080".parse().expect("valid address"),
             jwt_secret: None,
             auth: AuthConfig::default(),
+            api: ApiConfig::default(),
             s3: S3Config::default(),
             rabbitmq: RabbitConfig::default(),
             redis: RedisConfig::default(),
@@ -188,6 +227,22 @@ impl Default for AuthConfig {
             audience: None,
             jwks_file: None,
             jwks_refresh_secs: 60,
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            create_rate_per_sec: 5.0,
+            create_burst: 50,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 120,
+            max_connections: 1024,
+            max_in_flight: 256,
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            retry_after_secs: 1,
         }
     }
 }
@@ -237,6 +292,8 @@ impl Default for ExportConfig {
             lease_ttl_secs: 15,
             offset_stride: 1000,
             poll_interval_ms: 250,
+            max_pending_per_tenant: 100,
+            retry_after_secs: 30,
         }
     }
 }
@@ -354,6 +411,33 @@ impl Config {
         }
         if self.auth.jwks_refresh_secs == 0 {
             return invalid("auth.jwks_refresh_secs", "must be positive");
+        }
+        if !(self.api.create_rate_per_sec > 0.0 && self.api.create_rate_per_sec.is_finite()) {
+            return invalid("api.create_rate_per_sec", "must be a positive number");
+        }
+        if self.api.create_burst == 0 {
+            return invalid("api.create_burst", "must be positive");
+        }
+        if self.api.header_read_timeout_secs == 0 {
+            return invalid("api.header_read_timeout_secs", "must be positive");
+        }
+        if self.api.request_timeout_secs == 0 {
+            return invalid("api.request_timeout_secs", "must be positive");
+        }
+        if self.api.max_connections == 0 {
+            return invalid("api.max_connections", "must be positive");
+        }
+        if self.api.max_in_flight == 0 {
+            return invalid("api.max_in_flight", "must be positive");
+        }
+        if !(256..=MAX_URI_BYTES).contains(&self.api.max_uri_bytes) {
+            return invalid("api.max_uri_bytes", "must be between 256 and 65534");
+        }
+        if !(1024..=MAX_HEADER_BYTES).contains(&self.api.max_header_bytes) {
+            return invalid("api.max_header_bytes", "must be between 1024 and 1048576");
+        }
+        if self.export.max_pending_per_tenant == 0 {
+            return invalid("export.max_pending_per_tenant", "must be positive");
         }
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be positive");

@@ -7,6 +7,8 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -69,11 +71,25 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         tracing_opentelemetry::layer().with_tracer(p.tracer("auditx"))
     });
     tracing_subscriber::registry()
+        .with(filter_fn(|meta| !is_s3s_refusal(meta)))
         .with(filter)
         .with(fmt)
         .with(otel)
         .try_init()?;
     Ok(TelemetryGuard { provider })
+}
+
+/// The two ERROR events s3s emits for every request it refuses before
+/// running an operation (unsigned, badly signed, malformed): the `err` of
+/// its `prepare` span and "failed to prepare", both from `s3s::ops`. The
+/// embedded endpoint logs those refusals itself, at debug, and counts them
+/// (see [`crate::s3::embedded`]); s3s's "op returns error" (which carries an
+/// `op` field) and its `s3s::service` line for 5xx answers are kept.
+fn is_s3s_refusal(meta: &Metadata<'_>) -> bool {
+    meta.is_event()
+        && *meta.level() == Level::ERROR
+        && meta.target() == "s3s::ops"
+        && meta.fields().field("op").is_none()
 }
 
 struct HeaderInjector<'a>(&'a mut Headers);
@@ -106,4 +122,54 @@ pub fn inject_trace_context(headers: &mut Headers) {
 pub fn set_parent_from_headers(span: &tracing::Span, headers: &Headers) {
     let context = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
     let _ = span.set_parent(context);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn s3s_refusals_are_dropped_and_its_other_errors_kept() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(filter_fn(|meta| !is_s3s_refusal(meta)))
+            .with(tracing_subscriber::fmt::layer().with_writer(captured.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(target: "s3s::ops", err = "AccessDenied", "failed to prepare");
+            tracing::error!(target: "s3s::ops", error = "AccessDenied");
+            tracing::error!(target: "s3s::ops", op = "GetObject", err = "Io", "op returns error");
+            tracing::error!(target: "s3s::service", status = 500);
+            tracing::error!(target: "auditx", "kept");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("failed to prepare"), "{text}");
+        assert!(!text.contains("AccessDenied"), "{text}");
+        assert!(text.contains("op returns error"), "{text}");
+        assert!(text.contains("status=500"), "{text}");
+        assert!(text.contains("kept"), "{text}");
+    }
 }

@@ -331,6 +331,31 @@ async fn kinds_do_not_mix(store: Arc<dyn StateStore>) {
     assert_eq!(store.set_add("k", &keys(&["x"])).await.unwrap(), 1);
 }
 
+async fn rate_limits(store: Arc<dyn StateStore>) {
+    // A burst of 3, then one call per 500 ms.
+    for _ in 0..3 {
+        assert_eq!(store.take_token("rate/a", 2.0, 3).await.unwrap(), None);
+    }
+    let wait = store
+        .take_token("rate/a", 2.0, 3)
+        .await
+        .unwrap()
+        .expect("burst used up");
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_millis(500),
+        "{wait:?}"
+    );
+    // A refused call takes nothing: asking again gives the same answer.
+    assert!(store.take_token("rate/a", 2.0, 3).await.unwrap().is_some());
+    // Another key has its own bucket.
+    assert_eq!(store.take_token("rate/b", 2.0, 3).await.unwrap(), None);
+
+    // After the wait one call goes through, and only one.
+    sleep(wait + Duration::from_millis(20)).await;
+    assert_eq!(store.take_token("rate/a", 2.0, 3).await.unwrap(), None);
+    assert!(store.take_token("rate/a", 2.0, 3).await.unwrap().is_some());
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod memory {
@@ -366,6 +391,7 @@ conformance!(
     sets,
     ordered_index,
     kinds_do_not_mix,
+    rate_limits,
 );
 
 /// Runs `check` on a store under a fresh key prefix and deletes the keys

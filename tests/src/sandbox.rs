@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use auditx::client::ApiClient;
 use auditx::runtime::{self, Backends};
-use auditx_common::config::{Config, QueryConfig};
+use auditx_common::config::{ApiConfig, Config, ExportConfig, QueryConfig};
 use auditx_common::queue::{MemoryQueue, RabbitQueue};
 use auditx_common::s3::embedded::EmbeddedS3;
 use auditx_common::s3::ObjectStore;
@@ -42,6 +42,10 @@ pub struct SandboxOptions {
     pub start_roles: bool,
     /// Data query limits.
     pub query: QueryConfig,
+    /// The API's edge limits (rates, timeouts, connection bounds, sizes).
+    pub api: ApiConfig,
+    /// PENDING exports one tenant may have.
+    pub max_pending_per_tenant: u32,
 }
 
 impl Default for SandboxOptions {
@@ -55,6 +59,8 @@ impl Default for SandboxOptions {
             row_group_rows: 2_000,
             start_roles: true,
             query: QueryConfig::default(),
+            api: ApiConfig::default(),
+            max_pending_per_tenant: ExportConfig::default().max_pending_per_tenant,
         }
     }
 }
@@ -100,6 +106,8 @@ impl Sandbox {
         config.export.poll_interval_ms = 100;
         config.ingest.row_group_rows = options.row_group_rows;
         config.query = options.query.clone();
+        config.api = options.api.clone();
+        config.export.max_pending_per_tenant = options.max_pending_per_tenant;
         config.telemetry.log_format = "text".into();
         let s3 = runtime::embedded_s3(
             &mut config,

@@ -1,18 +1,60 @@
 //! The embedded S3-compatible endpoint (s3s + s3s-fs on a local folder) used
 //! by the embedded default and by tests. SigV4 authentication is on, so
 //! presigned URLs are really verified and download with plain curl.
+//!
+//! Requests it refuses (no or a bad signature: 401/403) are counted in
+//! `auditx_embedded_s3_rejected_total` and logged at debug: s3s itself logs
+//! each at ERROR, twice, which [`crate::telemetry`] filters out, so that
+//! anonymous probes cannot flood the logs. Server errors (5xx) still log at
+//! error, from s3s and from here.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
+use hyper::body::Incoming;
+use hyper::service::{service_fn, Service};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::auth::SimpleAuth;
-use s3s::service::S3ServiceBuilder;
+use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::S3Config;
+
+/// Requests the embedded endpoint refused for want of a valid signature.
+static REJECTED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    let counter = prometheus::IntCounter::new(
+        "auditx_embedded_s3_rejected_total",
+        "Requests the embedded S3 endpoint refused (401/403: unsigned or badly signed)",
+    )
+    .expect("valid metric");
+    // A second endpoint in the same process (tests) shares the counter.
+    if let Err(error) = prometheus::register(Box::new(counter.clone())) {
+        tracing::debug!(%error, "metric already registered");
+    }
+    counter
+});
+
+/// Runs one request through s3s and accounts for how it ended.
+async fn serve_one(
+    s3: S3Service,
+    request: Request<Incoming>,
+) -> Result<s3s::HttpResponse, s3s::HttpError> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = Service::call(&s3, request).await?;
+    let status = response.status();
+    if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED {
+        REJECTED.inc();
+        tracing::debug!(%method, path, status = status.as_u16(), "embedded s3 request refused");
+    } else if status.is_server_error() {
+        tracing::error!(%method, path, status = status.as_u16(), "embedded s3 request failed");
+    }
+    Ok(response)
+}
 
 /// A running embedded S3 endpoint; stops when dropped.
 pub struct EmbeddedS3 {
@@ -41,14 +83,20 @@ impl EmbeddedS3 {
         };
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        // Shown (as 0) on /metrics from the start, not from the first refusal.
+        LazyLock::force(&REJECTED);
         let task = tokio::spawn(async move {
             let http = ConnBuilder::new(TokioExecutor::new());
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
                     continue;
                 };
+                let s3 = service.clone();
                 let conn = http
-                    .serve_connection(TokioIo::new(socket), service.clone())
+                    .serve_connection(
+                        TokioIo::new(socket),
+                        service_fn(move |request| serve_one(s3.clone(), request)),
+                    )
                     .into_owned();
                 tokio::spawn(async move {
                     let _ = conn.await;

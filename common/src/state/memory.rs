@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::{Lease, StateError, StateResult, StateStore};
+use super::{token_interval, Lease, StateError, StateResult, StateStore};
 
 /// State kept in memory for one process; lost when the process exits.
 #[derive(Default)]
@@ -41,6 +41,8 @@ struct Data {
     entries: HashMap<String, Entry>,
     /// Last fencing token handed out per lease key; never deleted.
     fences: HashMap<String, u64>,
+    /// Token buckets: the theoretical arrival time of the next call (GCRA).
+    buckets: HashMap<String, Instant>,
 }
 
 enum Entry {
@@ -320,6 +322,27 @@ impl StateStore for MemoryStore {
             .into_iter()
             .map(|(_, member)| member.clone())
             .collect())
+    }
+
+    async fn take_token(
+        &self,
+        key: &str,
+        per_sec: f64,
+        burst: u32,
+    ) -> StateResult<Option<Duration>> {
+        let mut data = self.lock();
+        let now = Instant::now();
+        let interval = token_interval(per_sec);
+        // Buckets that have filled up again are forgotten, like Redis' TTL.
+        data.buckets.retain(|_, tat| *tat > now);
+        let tat = data.buckets.get(key).copied().unwrap_or(now).max(now);
+        let next = tat + interval;
+        let allowed_at = next.checked_sub(interval * burst.max(1)).unwrap_or(now);
+        if allowed_at > now {
+            return Ok(Some(allowed_at - now));
+        }
+        data.buckets.insert(key.to_string(), next);
+        Ok(None)
     }
 
     async fn try_acquire_lease(

@@ -1,4 +1,5 @@
-//! The state/lock store: job state, per-tenant FIFO queues and leases.
+//! The state/lock store: job state, per-tenant FIFO queues, leases and
+//! per-tenant rate limits.
 //!
 //! Two implementations — [`RedisStore`] for the distributed mode and
 //! [`MemoryStore`] for the embedded default — pass one conformance suite
@@ -36,6 +37,13 @@ impl StateError {
 }
 
 pub type StateResult<T> = Result<T, StateError>;
+
+/// Time between two tokens of a bucket refilled at `per_sec` (at least a
+/// microsecond, at most a day).
+fn token_interval(per_sec: f64) -> Duration {
+    let secs = if per_sec > 0.0 { 1.0 / per_sec } else { 86_400.0 };
+    Duration::from_secs_f64(secs.clamp(1e-6, 86_400.0))
+}
 
 /// A held lease. `token` is a fencing token: it grows every time the lease
 /// changes hands, so a stale holder's writes can be told apart.
@@ -90,6 +98,15 @@ pub trait StateStore: Send + Sync + 'static {
     async fn index_add(&self, key: &str, score: i64, member: &str) -> StateResult<()>;
     /// Members in ascending score order (ties by member).
     async fn index_all(&self, key: &str) -> StateResult<Vec<String>>;
+
+    // --- rate limits ---
+    /// Takes one call from the token bucket `key`, refilled at `per_sec`
+    /// and holding at most `burst` (GCRA: one timestamp per key, expiring
+    /// once full again). `None` if the call may go ahead, otherwise how long
+    /// until it could. Redis reads its own clock, so every replica of a
+    /// fleet shares one bucket per key.
+    async fn take_token(&self, key: &str, per_sec: f64, burst: u32)
+        -> StateResult<Option<Duration>>;
 
     // --- leases ---
     /// Takes the lease if it is free (or already ours); `None` if someone

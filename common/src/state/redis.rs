@@ -19,7 +19,7 @@ use redis::{
     Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind,
 };
 
-use super::{Lease, StateError, StateResult, StateStore};
+use super::{token_interval, Lease, StateError, StateResult, StateStore};
 use crate::retry::{retry, Backoff};
 
 /// KEYS: key. ARGV: has_expected (0|1), expected, value.
@@ -85,6 +85,26 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
         if held[1] ~= ARGV[1] or held[2] ~= ARGV[2] then return 0 end
         redis.call('DEL', KEYS[1])
         return 1",
+    )
+});
+
+/// GCRA on the server's clock. KEYS: bucket. ARGV: microseconds per token,
+/// burst. Returns 0 if the call is admitted, else microseconds to wait.
+static TAKE_TOKEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+        local interval = tonumber(ARGV[1])
+        local burst = tonumber(ARGV[2])
+        local tat = tonumber(redis.call('GET', KEYS[1])) or now
+        if tat < now then tat = now end
+        local next_tat = tat + interval
+        local allowed_at = next_tat - burst * interval
+        if allowed_at > now then return math.max(1, math.ceil(allowed_at - now)) end
+        redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX',
+            math.ceil((next_tat - now) / 1000) + 1)
+        return 0",
     )
 });
 
@@ -291,6 +311,20 @@ impl StateStore for RedisStore {
     async fn index_all(&self, key: &str) -> StateResult<Vec<String>> {
         self.query(redis::cmd("ZRANGE").arg(self.key(key)).arg(0).arg(-1))
             .await
+    }
+
+    async fn take_token(
+        &self,
+        key: &str,
+        per_sec: f64,
+        burst: u32,
+    ) -> StateResult<Option<Duration>> {
+        let mut invocation = TAKE_TOKEN.key(self.key(key));
+        invocation
+            .arg(token_interval(per_sec).as_micros() as u64)
+            .arg(burst.max(1));
+        let wait_micros: u64 = self.invoke(&invocation).await?;
+        Ok((wait_micros > 0).then(|| Duration::from_micros(wait_micros)))
     }
 
     async fn try_acquire_lease(

@@ -62,6 +62,13 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The request (body included) did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
+    UriTooLong(String),
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// A per-tenant limit is reached; `retry_after_secs` goes out as
     /// `Retry-After`.
     #[error("{message}")]
@@ -73,6 +80,13 @@ pub enum ApiError {
     /// caller may retry.
     #[error("{0}")]
     Unavailable(String),
+    /// This replica is handling as many requests as it may; the caller
+    /// retries after `retry_after_secs` (sent as `Retry-After`).
+    #[error("{message}")]
+    Overloaded {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -92,10 +106,17 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
             }
+            ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT"),
+            ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "URI_TOO_LONG"),
+            ApiError::HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "REQUEST_HEADER_FIELDS_TOO_LARGE",
+            ),
             ApiError::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS")
             }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+            ApiError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
         }
     }
@@ -127,10 +148,15 @@ impl IntoResponse for ApiError {
         let retry_after = match &self {
             ApiError::TooManyRequests {
                 retry_after_secs, ..
+            }
+            | ApiError::Overloaded {
+                retry_after_secs, ..
             } => Some(*retry_after_secs),
             _ => None,
         };
-        if status.is_server_error() {
+        // Shedding load is not a failure of ours; logging each one at error
+        // would flood the logs exactly when the replica is busiest.
+        if status.is_server_error() && !matches!(self, ApiError::Overloaded { .. }) {
             tracing::error!(code, error = %message, "request failed");
         } else {
             tracing::debug!(code, error = %message, "request rejected");

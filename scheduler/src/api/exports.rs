@@ -29,6 +29,7 @@ pub async fn create(
     params: QueryParams,
 ) -> ApiResult<Envelope<Created>> {
     let request = parse_create(&params)?;
+    super::limits::admit_export(&services, &caller.tenant).await?;
     let scope = caller.scope();
     let spec = JobSpec {
         request_id: RequestId::generate(),

@@ -3,10 +3,13 @@
 //!
 //! Every answer is the envelope of [`envelope`]; every failure is an
 //! [`error::ApiError`] whose kind alone decides the status. Layers, outermost
-//! first: gzip of responses over 1000 bytes, the request span (which checks
-//! and echoes `Zuora-Track-Id`), the body size limit, the routes.
+//! first: the bounds (URI and header sizes, requests in flight, the request
+//! deadline), gzip of responses over 1000 bytes, the request span (which
+//! checks and echoes `Zuora-Track-Id`), the body size limit, the routes.
+//! [`server`] runs the accept loop (slow clients, open connections).
 
 pub mod auth;
+mod bounds;
 mod envelope;
 mod error;
 mod export_query;
@@ -14,10 +17,12 @@ mod exports;
 mod headers;
 mod health;
 mod ingest;
+mod limits;
 mod openapi;
 mod params;
 mod presign;
 mod queries;
+mod server;
 mod tables;
 mod trace;
 mod views;
@@ -43,6 +48,7 @@ const COMPRESS_FROM_BYTES: u16 = 1001;
 /// The API's routes over `services`.
 pub fn router(services: Services) -> Router {
     let body_limit = services.config.ingest.max_body_bytes;
+    let edge = bounds::Bounds::new(&services.config.api);
     Router::new()
         .route(
             "/meters/{meterId}/auditTrail/export",
@@ -76,6 +82,7 @@ pub fn router(services: Services) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(trace::request_span))
         .layer(CompressionLayer::new().compress_when(SizeAbove::new(COMPRESS_FROM_BYTES)))
+        .layer(middleware::from_fn_with_state(edge, bounds::bound))
         .with_state(services)
 }
 
@@ -99,16 +106,8 @@ pub async fn serve_on(
     services: Services,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let addr = listener
-        .local_addr()
-        .context("reading the api listener's address")?;
-    tracing::info!(%addr, "api listening");
-    axum::serve(listener, router(services))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .context("serving the api")?;
-    tracing::info!(%addr, "api stopped");
-    Ok(())
+    let config = services.config.clone();
+    server::run(listener, router(services), &config.api, shutdown).await
 }
 
 async fn not_found(request: Request) -> ApiError {

@@ -89,7 +89,8 @@ fn paths() -> Value {
                 ]),
                 "responses": responses(
                     ok("Created", "The job was created."),
-                    &["BadRequest", "Unauthorized", "Forbidden", "ServiceUnavailable"],
+                    &["BadRequest", "Unauthorized", "Forbidden", "TooManyRequests",
+                      "ServiceUnavailable"],
                 ),
             },
             "get": {
@@ -554,7 +555,17 @@ fn error_responses() -> Value {
         "TooManyRequests": error(
             "TOO_MANY_REQUESTS: a per-tenant limit is reached; retry after Retry-After seconds."
         ),
-        "ServiceUnavailable": error("SERVICE_UNAVAILABLE: a store is unreachable; retry later."),
+        "ServiceUnavailable": error(
+            "SERVICE_UNAVAILABLE: a store is unreachable, or OVERLOADED: the replica is \
+             handling its limit of requests (with Retry-After); retry later."
+        ),
+        "RequestTimeout": error(
+            "REQUEST_TIMEOUT: the request, body included, did not complete in time."
+        ),
+        "UriTooLong": error("URI_TOO_LONG: the request target is longer than accepted."),
+        "HeadersTooLarge": error(
+            "REQUEST_HEADER_FIELDS_TOO_LARGE: the header fields are larger than accepted."
+        ),
         "InternalError": error("INTERNAL_ERROR."),
     })
 }
@@ -562,7 +573,9 @@ fn error_responses() -> Value {
 fn responses(success: Value, errors: &[&str]) -> Value {
     let mut map = serde_json::Map::new();
     map.insert("200".into(), success);
-    for name in errors.iter().copied().chain(["InternalError"]) {
+    // Any call can meet the edge's limits (see docs/security.md).
+    let edge = ["RequestTimeout", "UriTooLong", "HeadersTooLarge", "InternalError"];
+    for name in errors.iter().copied().chain(edge) {
         let status = match name {
             "BadRequest" => "400",
             "Unauthorized" => "401",
@@ -571,6 +584,9 @@ fn responses(success: Value, errors: &[&str]) -> Value {
             "Conflict" => "409",
             "PayloadTooLarge" => "413",
             "UnsupportedMediaType" => "415",
+            "RequestTimeout" => "408",
+            "UriTooLong" => "414",
+            "HeadersTooLarge" => "431",
             "TooManyRequests" => "429",
             "ServiceUnavailable" => "503",
             _ => "500",

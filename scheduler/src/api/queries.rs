@@ -169,6 +169,7 @@ pub async fn submit(
     params.only(&[])?;
     let submit = parse_submit(&body)?;
     let checked = check_query(&submit.query)?;
+    super::limits::admit_query(&services, &caller.tenant).await?;
     let limits = &services.config.query;
     let unsettled = services.queries.tenant_queue(&caller.tenant).await?.len() as u64;
     let most = u64::from(limits.max_running_per_tenant) + u64::from(limits.max_queued_per_tenant);
