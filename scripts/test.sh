@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: starts (and if needed installs) RabbitMQ and
 # Redis, builds the `auditx` binary the multi-process tests launch, then
-# runs every test of the workspace.
+# runs every test of the workspace, then schemathesis against the served
+# OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,3 +14,4 @@ scripts/services.sh
 
 cargo build --locked -p auditx --bin auditx
 cargo test --locked --workspace --no-fail-fast -- --test-threads="${AUDITX_TEST_THREADS:-4}"
+scripts/schemathesis.sh

@@ -3,23 +3,30 @@
 
 use axum::response::{IntoResponse, Json, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// One reason a call failed.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Reason {
+    /// e.g. `INVALID_PARAMETER`, `NOT_FOUND`.
+    #[schema(value_type = String)]
     pub code: &'static str,
+    /// Names the field and says what is wrong with it.
     pub message: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Envelope<T> {
     pub success: bool,
     /// `()` serializes as `null`, which is what errors carry.
     pub data: T,
+    /// Page number of the previous page of a list, else null.
     pub previous_page: Option<u32>,
+    /// Page number of the next page of a list, else null.
     pub next_page: Option<u32>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(ignore)]
     pub reasons: Vec<Reason>,
 }
 

@@ -14,6 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::export_query::{page_window, parse_create, parse_list};
 use super::params::{JobPath, MeterPath, QueryParams};
 use super::trace::TrackId;
+use super::openapi::{ErrorEnvelope, ExportFormat, ExportType, RunStatus, RunTypeName};
 use super::views::{Created, JobView};
 use crate::context::Services;
 use crate::events::publish_export_event;
@@ -21,6 +22,33 @@ use crate::export::jobs::{CancelOutcome, Job, JobSpec};
 
 /// `POST /meters/{meterId}/auditTrail/export`: stores a PENDING job and
 /// wakes the scheduler; the caller follows it by its request id.
+#[utoipa::path(
+    post,
+    path = "/meters/{meterId}/auditTrail/export",
+    operation_id = "createExport",
+    summary = "Create a job exporting a meter's audit trail",
+    description = "Returns a requestId at once; the job waits as PENDING while another export \
+        of the tenant runs. Arrays may also be given comma separated or as name[]. \
+        queryFromTime must be before queryToTime.",
+    params(
+        ("meterId" = i64, Path, minimum = 1, description = "The meter."),
+        ("exportType" = ExportType, Query),
+        ("runType" = RunTypeName, Query),
+        ("sessionIds" = Option<Vec<String>>, Query, style = Form, explode, description = "Only these runs."),
+        ("runStatuses" = Option<Vec<RunStatus>>, Query, style = Form, explode,
+            description = "Only entries of runs whose latest status is one of these."),
+        ("operatorIds" = Option<Vec<String>>, Query, style = Form, explode, description = "Only these operators."),
+        ("queryFromTime" = String, Query, format = DateTime,
+            description = "Start of the range (inclusive), ISO-8601 with zone."),
+        ("queryToTime" = String, Query, format = DateTime,
+            description = "End of the range (exclusive), ISO-8601 with zone, after queryFromTime."),
+        ("format" = Option<ExportFormat>, Query, description = "Default csv."),
+    ),
+    responses(
+        (status = 200, description = "The job was created.", body = Envelope<Created>),
+        (status = 429, description = "TOO_MANY_REQUESTS: a per-tenant limit is reached; retry after Retry-After seconds.", body = ErrorEnvelope),
+    )
+)]
 pub async fn create(
     State(services): State<Services>,
     caller: Caller,
@@ -57,6 +85,23 @@ pub async fn create(
 }
 
 /// `GET /meters/{meterId}/auditTrail/export`: the meter's jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/meters/{meterId}/auditTrail/export",
+    operation_id = "listExports",
+    summary = "List a meter's export jobs, newest first",
+    params(
+        ("meterId" = i64, Path, minimum = 1, description = "The meter."),
+        ("exportType" = Option<ExportType>, Query, description = "Only jobs of this type."),
+        ("sessionIds" = Option<Vec<String>>, Query, style = Form, explode,
+            description = "Only jobs whose sessionIds include one of these."),
+        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page number (default 1)."),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Jobs per page (default 30)."),
+    ),
+    responses(
+        (status = 200, description = "A page of jobs; previousPage and nextPage are page numbers or null.", body = Envelope<Vec<JobView>>),
+    )
+)]
 pub async fn list(
     State(services): State<Services>,
     caller: Caller,
@@ -74,6 +119,20 @@ pub async fn list(
 }
 
 /// `GET /meters/{meterId}/auditTrail/export/{requestId}`.
+#[utoipa::path(
+    get,
+    path = "/meters/{meterId}/auditTrail/export/{requestId}",
+    operation_id = "getExport",
+    summary = "One export job",
+    params(
+        ("meterId" = i64, Path, minimum = 1, description = "The meter."),
+        ("requestId" = String, Path, description = "The job's requestId."),
+    ),
+    responses(
+        (status = 200, description = "The job.", body = Envelope<JobView>),
+        (status = 404, description = "NOT_FOUND: no such job of this tenant and meter.", body = ErrorEnvelope),
+    )
+)]
 pub async fn get(
     State(services): State<Services>,
     caller: Caller,
@@ -88,6 +147,23 @@ pub async fn get(
 /// `DELETE /meters/{meterId}/auditTrail/export/{requestId}`: a PENDING job
 /// is canceled at once (and its event published); a RUNNING one is flagged
 /// and its driver stops it, so the answer shows `cancelRequested: true`.
+#[utoipa::path(
+    delete,
+    path = "/meters/{meterId}/auditTrail/export/{requestId}",
+    operation_id = "cancelExport",
+    summary = "Cancel an export job",
+    description = "A PENDING job is CANCELED at once; a RUNNING one shows cancelRequested: true \
+        until its driver has stopped it.",
+    params(
+        ("meterId" = i64, Path, minimum = 1, description = "The meter."),
+        ("requestId" = String, Path, description = "The job's requestId."),
+    ),
+    responses(
+        (status = 200, description = "The job after the cancel request.", body = Envelope<JobView>),
+        (status = 404, description = "NOT_FOUND: no such job of this tenant and meter.", body = ErrorEnvelope),
+        (status = 409, description = "CONFLICT: the job has already ended.", body = ErrorEnvelope),
+    )
+)]
 pub async fn cancel(
     State(services): State<Services>,
     caller: Caller,

@@ -19,13 +19,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::auth::Caller;
 use super::envelope::Envelope;
 use super::error::{quoted, ApiError, ApiResult};
+use super::openapi::{AuditEntryBody, ErrorEnvelope, RunStatusBody};
 use super::params::{MeterPath, QueryParams};
 use crate::context::Services;
 
 const MEDIA_TYPES: [&str; 2] = ["application/json", "application/x-ndjson"];
 
 /// The `data` of an ingest call.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IngestCounts {
     pub received: u64,
     pub accepted: u64,
@@ -169,6 +170,29 @@ async fn decode_and_parse<T: Send + 'static>(
 }
 
 /// `POST /meters/{meterId}/auditTrail/entries`.
+#[utoipa::path(
+    post,
+    path = "/meters/{meterId}/auditTrail/entries",
+    operation_id = "ingestAuditEntries",
+    summary = "Ingest meter audit entries (idempotent per eventId)",
+    params(
+        ("meterId" = i64, Path, minimum = 1, description = "The meter."),
+    ),
+    request_body(
+        description = "Send Content-Encoding: gzip for a gzipped body (the inflated size is capped). A JSON array or NDJSON (one object per line) of rows. The batch is validated whole: \
+            one bad row rejects it with a message naming the row (0-based) and the field.",
+        content(
+            (Vec<AuditEntryBody> = "application/json"),
+            (String = "application/x-ndjson"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The batch was written.", body = Envelope<IngestCounts>),
+        (status = 413, description = "PAYLOAD_TOO_LARGE: the (inflated) body exceeds the limit.", body = ErrorEnvelope),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: not JSON/NDJSON, or an encoding other than gzip.", body = ErrorEnvelope),
+        (status = 429, description = "TOO_MANY_REQUESTS: this scheduler's ingest slots stayed busy; retry after Retry-After seconds.", body = ErrorEnvelope),
+    )
+)]
 pub async fn audit_entries(
     State(services): State<Services>,
     caller: Caller,
@@ -202,6 +226,29 @@ pub async fn audit_entries(
 }
 
 /// `POST /meters/{meterId}/runs`.
+#[utoipa::path(
+    post,
+    path = "/meters/{meterId}/runs",
+    operation_id = "ingestRunStatuses",
+    summary = "Ingest run status changes",
+    params(
+        ("meterId" = i64, Path, minimum = 1, description = "The meter."),
+    ),
+    request_body(
+        description = "Send Content-Encoding: gzip for a gzipped body (the inflated size is capped). A JSON array or NDJSON (one object per line) of rows. The batch is validated whole: \
+            one bad row rejects it with a message naming the row (0-based) and the field.",
+        content(
+            (Vec<RunStatusBody> = "application/json"),
+            (String = "application/x-ndjson"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The batch was written.", body = Envelope<IngestCounts>),
+        (status = 413, description = "PAYLOAD_TOO_LARGE: the (inflated) body exceeds the limit.", body = ErrorEnvelope),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: not JSON/NDJSON, or an encoding other than gzip.", body = ErrorEnvelope),
+        (status = 429, description = "TOO_MANY_REQUESTS: this scheduler's ingest slots stayed busy; retry after Retry-After seconds.", body = ErrorEnvelope),
+    )
+)]
 pub async fn runs(
     State(services): State<Services>,
     caller: Caller,

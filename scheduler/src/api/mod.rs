@@ -18,7 +18,7 @@ mod headers;
 mod health;
 mod ingest;
 mod limits;
-mod openapi;
+pub(crate) mod openapi;
 mod params;
 mod presign;
 mod queries;
@@ -28,15 +28,18 @@ mod trace;
 mod views;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::routing::{get, post};
-use axum::{middleware, Router};
+use axum::{middleware, Extension, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::compression::predicate::SizeAbove;
 use tower_http::compression::CompressionLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use self::error::ApiError;
 use crate::context::Services;
@@ -45,40 +48,33 @@ use crate::context::Services;
 /// accept it ("over 1000 bytes", SPEC §3).
 const COMPRESS_FROM_BYTES: u16 = 1001;
 
-/// The API's routes over `services`.
+/// The API's routes over `services`, and the OpenAPI document generated
+/// from the same registrations (served at `/openapi.json`).
 pub fn router(services: Services) -> Router {
     let body_limit = services.config.ingest.max_body_bytes;
     let edge = bounds::Bounds::new(&services.config.api);
-    Router::new()
-        .route(
-            "/meters/{meterId}/auditTrail/export",
-            post(exports::create).get(exports::list),
-        )
-        .route(
-            "/meters/{meterId}/auditTrail/export/{requestId}",
-            get(exports::get).delete(exports::cancel),
-        )
-        .route(
-            "/meters/auditTrail/presignedUrl",
-            get(presign::presigned_url),
-        )
-        .route(
-            "/meters/{meterId}/auditTrail/entries",
-            post(ingest::audit_entries),
-        )
-        .route("/meters/{meterId}/runs", post(ingest::runs))
-        .route("/audit/tables/{table}/rows", post(tables::rows))
-        .route("/query/jobs", post(queries::submit).get(queries::list))
-        .route(
-            "/query/jobs/{id}",
-            get(queries::get).delete(queries::cancel),
-        )
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(openapi::document))
+    let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(exports::create, exports::list))
+        .routes(routes!(exports::get, exports::cancel))
+        .routes(routes!(presign::presigned_url))
+        .routes(routes!(ingest::audit_entries))
+        .routes(routes!(ingest::runs))
+        .routes(routes!(tables::rows))
+        .routes(routes!(queries::submit, queries::list))
+        .routes(routes!(queries::get, queries::cancel))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::document))
+        .split_for_parts();
+    openapi::finish(&mut doc);
+    let served = openapi::Served(Arc::new(
+        serde_json::to_value(&doc).expect("the OpenAPI document serializes to JSON"),
+    ));
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(served))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(trace::request_span))
         .layer(CompressionLayer::new().compress_when(SizeAbove::new(COMPRESS_FROM_BYTES)))

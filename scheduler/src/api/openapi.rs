@@ -1,639 +1,383 @@
-//! `GET /openapi.json`: the hand-written OpenAPI 3.0 document of the routes
-//! in [`super::router`]. Keep it in step with them; the API tests check that
-//! every route is described.
+//! `GET /openapi.json`: the OpenAPI document, generated from the code.
+//!
+//! - Paths and methods come from the same `routes!` calls that build the
+//!   router ([`super::router`]), so a route cannot be missing from the
+//!   document or described without existing.
+//! - Each handler's `#[utoipa::path]` names its parameters and answers; the
+//!   response schemas derive from the response types themselves.
+//! - Enum values come from the constants the validators check against
+//!   (`RecordType::ALL`, `RUN_STATUSES`, the table definitions, ...).
+//! - [`finish`] adds what every authenticated route shares: the bearer
+//!   requirement, the `Zuora-*` headers (checked by middleware and the
+//!   [`super::auth::Caller`] extractor) and the error answers every such
+//!   route can give.
+
+use std::sync::Arc;
 
 use auditx_lake::tables::{ColumnType, TABLES};
 use auditx_lake::RUN_STATUSES;
-use axum::Json;
-use serde_json::{json, Value};
+use auditx_proto::{Compression, OutputFormat, QueryOutputFormat, RecordType, RunType};
+use axum::{Extension, Json};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{
+    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType, Type,
+};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, OpenApi as Document, RefOr, Required, ResponseBuilder,
+};
+use utoipa::{OpenApi, PartialSchema, ToSchema};
 
-use super::export_query::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use super::envelope::Reason;
 use super::headers::{ENTITY_IDS_HEADER, ORG_IDS_HEADER, TRACK_ID_HEADER};
+use crate::export::jobs::JobStatus;
 use crate::query::jobs::QueryStatus;
 
-const QUERY_STATUSES: [&str; 5] = [
-    QueryStatus::Accepted.as_str(),
-    QueryStatus::InProgress.as_str(),
-    QueryStatus::Completed.as_str(),
-    QueryStatus::Failed.as_str(),
-    QueryStatus::Cancelled.as_str(),
+/// Tag of the routes open without a token (probes, metrics, this document).
+pub const OPEN: &str = "open";
+
+/// What `Zuora-Track-Id` may hold (see [`super::headers::track_id`]): at
+/// most 64 printable US-ASCII characters, none of `: ; " '`.
+pub const TRACK_ID_PATTERN: &str = "^[ !#-&(-9<-~]{0,64}$";
+
+/// The document's fixed parts; paths are added by the router.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "auditx",
+        description = "Exports of meter audit trails and data queries over the tenant audit \
+            tables. Every response is the envelope {success, data, previousPage, nextPage}; \
+            errors add reasons [{code, message}]. Responses over 1000 bytes are gzipped for \
+            callers sending Accept-Encoding: gzip."
+    ),
+    components(schemas(ErrorEnvelope, Reason))
+)]
+pub struct ApiDoc;
+
+/// The served document, built once by [`super::router`].
+#[derive(Clone)]
+pub struct Served(pub Arc<serde_json::Value>);
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = OPEN,
+    operation_id = "openapi",
+    responses((status = 200, description = "This OpenAPI document.", content_type = "application/json"))
+)]
+pub async fn document(Extension(Served(doc)): Extension<Served>) -> Json<serde_json::Value> {
+    Json(doc.as_ref().clone())
+}
+
+/// The error envelope: `success` false, `data` and the page links null,
+/// and why in `reasons`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorEnvelope {
+    /// Always false.
+    #[schema(value_type = bool)]
+    pub success: bool,
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<()>,
+    pub previous_page: Option<u32>,
+    pub next_page: Option<u32>,
+    pub reasons: Vec<Reason>,
+}
+
+/// A string schema listing `values`.
+fn string_enum<'a>(description: &str, values: impl IntoIterator<Item = &'a str>) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .enum_values(Some(values))
+        .into()
+}
+
+/// A schema type whose values are a list from the code.
+macro_rules! string_enum_schema {
+    ($(#[$doc:meta])* $name:ident, $description:literal, $values:expr) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                string_enum($description, $values).into()
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
+}
+
+string_enum_schema!(ExportType, "Record type: SAMPLE (processed records) or ERROR (failed ones).", RecordType::ALL.map(RecordType::as_str));
+string_enum_schema!(RunTypeName, "Run type.", RunType::ALL.map(RunType::as_str));
+string_enum_schema!(RunStatus, "A run status.", RUN_STATUSES);
+string_enum_schema!(ExportFormat, "Output format of the files.", OutputFormat::ALL.map(OutputFormat::as_str));
+string_enum_schema!(JobStatusName, "PENDING waits for the tenant's lease.", JobStatus::ALL.map(JobStatus::as_str));
+string_enum_schema!(QueryStatusName, "Status of a data query.", QueryStatus::ALL.map(QueryStatus::as_str));
+string_enum_schema!(QueryFormatName, "Result format; JSON is JSON Lines.", QueryOutputFormat::ALL.map(QueryOutputFormat::as_str));
+string_enum_schema!(CompressionName, "Compression of the result file.", Compression::ALL.map(Compression::as_str));
+string_enum_schema!(TableName, "A tenant table.", TABLES.iter().map(|t| t.name));
+
+/// An ISO-8601 time with zone, or epoch milliseconds (ingest accepts both).
+pub struct TimeOrMillis;
+
+impl PartialSchema for TimeOrMillis {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(DateTime::<Utc>::MIN_UTC.timestamp_millis()))
+                    .maximum(Some(DateTime::<Utc>::MAX_UTC.timestamp_millis()))
+                    .description(Some("epoch milliseconds")),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for TimeOrMillis {}
+
+/// A row of one of the tenant tables, keyed by lowercase column name; the
+/// columns and their types come from the table definitions.
+pub struct TableRow;
+
+impl PartialSchema for TableRow {
+    fn schema() -> RefOr<Schema> {
+        let mut rows = OneOfBuilder::new();
+        for def in TABLES {
+            let mut row = ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .title(Some(def.name))
+                .required("id")
+                .additional_properties(Some(false));
+            for (name, ty) in def.columns {
+                let (ty, format) = match ty {
+                    ColumnType::Text => (Type::String, None),
+                    ColumnType::Timestamp => (Type::String, Some(KnownFormat::DateTime)),
+                    ColumnType::Integer => (Type::Integer, Some(KnownFormat::Int64)),
+                };
+                // The id is required and non-empty; other columns take null.
+                let column = if *name == "id" {
+                    ObjectBuilder::new().schema_type(ty).min_length(Some(1))
+                } else {
+                    ObjectBuilder::new().schema_type(SchemaType::from_iter([ty, Type::Null]))
+                };
+                row = row.property(*name, column.format(format.map(SchemaFormat::KnownFormat)));
+            }
+            rows = rows.item(row);
+        }
+        rows.into()
+    }
+}
+
+impl ToSchema for TableRow {}
+
+/// One meter audit entry of an ingest batch (`POST .../auditTrail/entries`).
+#[derive(ToSchema)]
+#[allow(dead_code)] // a description of the body the ingest parser reads
+#[schema(as = AuditEntry)]
+pub struct AuditEntryBody {
+    /// Unique per meter: a repeated eventId is counted as a duplicate.
+    #[schema(min_length = 1, rename = "eventId")]
+    event_id: String,
+    #[schema(value_type = TimeOrMillis, rename = "eventTime")]
+    event_time: String,
+    /// The run, e.g. `R-00002283`.
+    #[schema(min_length = 1, rename = "sessionId")]
+    session_id: String,
+    #[schema(value_type = RunTypeName, rename = "runType")]
+    run_type: String,
+    #[schema(value_type = ExportType, rename = "recordType")]
+    record_type: String,
+    #[schema(rename = "operatorId")]
+    operator_id: Option<String>,
+    #[schema(rename = "operatorType")]
+    operator_type: Option<String>,
+    #[schema(rename = "operatorName")]
+    operator_name: Option<String>,
+    #[schema(rename = "errorCode")]
+    error_code: Option<String>,
+    #[schema(rename = "errorMessage")]
+    error_message: Option<String>,
+    #[schema(rename = "traceId")]
+    trace_id: Option<String>,
+    /// Any JSON object; exported as its JSON text.
+    #[schema(value_type = Option<Object>)]
+    payload: Option<()>,
+}
+
+/// One run status change (`POST /meters/{meterId}/runs`).
+#[derive(ToSchema)]
+#[allow(dead_code)] // a description of the body the ingest parser reads
+#[schema(as = RunStatusChange)]
+pub struct RunStatusBody {
+    #[schema(min_length = 1, rename = "sessionId")]
+    session_id: String,
+    #[schema(value_type = RunTypeName, rename = "runType")]
+    run_type: String,
+    #[schema(value_type = RunStatus)]
+    status: String,
+    #[schema(value_type = TimeOrMillis, rename = "updatedAt")]
+    updated_at: String,
+}
+
+/// The body of `POST /query/jobs`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a description of the body `queries::parse_submit` reads
+#[schema(as = QuerySubmit)]
+pub struct QuerySubmitBody {
+    /// One read-only SELECT (at most 64 KiB).
+    #[schema(min_length = 1, max_length = 65536)]
+    query: String,
+    /// Default CSV (case-insensitive).
+    #[schema(value_type = Option<QueryFormatName>, rename = "outputFormat")]
+    output_format: Option<String>,
+    /// Default NONE (case-insensitive).
+    #[schema(value_type = Option<CompressionName>)]
+    compression: Option<String>,
+}
+
+/// `(status, code words, description)` of the errors every authenticated
+/// route can answer with.
+const COMMON_ERRORS: [(&str, &str); 5] = [
+    (
+        "400",
+        "INVALID_PARAMETER or MISSING_PARAMETER: the message names the field and says why.",
+    ),
+    (
+        "401",
+        "UNAUTHORIZED: missing, invalid or expired bearer token.",
+    ),
+    (
+        "403",
+        "FORBIDDEN: an entity or org outside the token's, or a scope the token lacks.",
+    ),
+    ("500", "INTERNAL_ERROR."),
+    (
+        "503",
+        "SERVICE_UNAVAILABLE: a store is unreachable; retry later.",
+    ),
 ];
 
-pub async fn document() -> Json<Value> {
-    Json(openapi())
-}
-
-fn openapi() -> Value {
-    json!({
-        "openapi": "3.0.3",
-        "info": {
-            "title": "auditx",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Exports of meter audit trails and data queries over the tenant audit tables. Every response is the envelope \
-                {success, data, previousPage, nextPage}; errors add reasons [{code, message}]. \
-                Responses over 1000 bytes are gzipped for callers sending Accept-Encoding: gzip.",
-        },
-        "security": [{ "bearerAuth": [] }],
-        "paths": paths(),
-        "components": {
-            "securitySchemes": {
-                "bearerAuth": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" },
-            },
-            "parameters": parameters(),
-            "schemas": schemas(),
-            "responses": error_responses(),
-        },
-    })
-}
-
-fn paths() -> Value {
-    let meter = param_ref("meterId");
-    let request_id = param_ref("requestId");
-    let headers = [
-        param_ref("trackId"),
-        param_ref("entityIds"),
-        param_ref("orgIds"),
-    ];
-    let with = |extra: Vec<Value>| -> Vec<Value> { headers.iter().cloned().chain(extra).collect() };
-    let array_query = |name: &str, description: &str| {
-        json!({
-            "name": name, "in": "query", "description": description,
-            "style": "form", "explode": true,
-            "schema": { "type": "array", "items": { "type": "string" } },
-        })
-    };
-    json!({
-        "/meters/{meterId}/auditTrail/export": {
-            "post": {
-                "operationId": "createExport",
-                "summary": "Create a job exporting a meter's audit trail",
-                "description": "Returns a requestId at once; the job waits as PENDING while \
-                    another export of the tenant runs. Arrays may also be given comma separated.",
-                "parameters": with(vec![
-                    meter.clone(),
-                    enum_query("exportType", true, &["SAMPLE", "ERROR"], "Record type to export."),
-                    enum_query("runType", true, &["NORMAL", "DEBUG"], "Run type to export."),
-                    array_query("sessionIds", "Only these runs."),
-                    json!({
-                        "name": "runStatuses", "in": "query", "style": "form", "explode": true,
-                        "description": "Only entries of runs whose status is one of these.",
-                        "schema": {
-                            "type": "array",
-                            "items": { "type": "string", "enum": RUN_STATUSES },
-                        },
-                    }),
-                    array_query("operatorIds", "Only these operators."),
-                    time_query("queryFromTime", "Start of the range (inclusive)."),
-                    time_query("queryToTime", "End of the range (exclusive), after queryFromTime."),
-                    enum_query("format", false, &["csv"], "Output format (default csv)."),
-                ]),
-                "responses": responses(
-                    ok("Created", "The job was created."),
-                    &["BadRequest", "Unauthorized", "Forbidden", "TooManyRequests",
-                      "ServiceUnavailable"],
-                ),
-            },
-            "get": {
-                "operationId": "listExports",
-                "summary": "List a meter's export jobs, newest first",
-                "parameters": with(vec![
-                    meter.clone(),
-                    enum_query("exportType", false, &["SAMPLE", "ERROR"], "Only this type."),
-                    array_query("sessionIds", "Only jobs whose sessionIds include one of these."),
-                    json!({ "name": "page", "in": "query", "description": "1-based page number.",
-                            "schema": { "type": "integer", "minimum": 1, "default": 1 } }),
-                    json!({ "name": "pageSize", "in": "query",
-                            "schema": { "type": "integer", "minimum": 1,
-                                        "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE } }),
-                ]),
-                "responses": responses(
-                    json!({
-                        "description": "A page of jobs; previousPage and nextPage are page \
-                            numbers or null.",
-                        "content": { "application/json": { "schema": envelope(json!({
-                            "type": "array", "items": schema_ref("Job"),
-                        })) } },
-                    }),
-                    &["BadRequest", "Unauthorized", "Forbidden", "ServiceUnavailable"],
-                ),
-            },
-        },
-        "/meters/{meterId}/auditTrail/export/{requestId}": {
-            "get": {
-                "operationId": "getExport",
-                "summary": "One export job",
-                "parameters": with(vec![meter.clone(), request_id.clone()]),
-                "responses": responses(
-                    ok("Job", "The job."),
-                    &["BadRequest", "Unauthorized", "Forbidden", "NotFound", "ServiceUnavailable"],
-                ),
-            },
-            "delete": {
-                "operationId": "cancelExport",
-                "summary": "Cancel an export job",
-                "description": "A PENDING job is CANCELED at once; a RUNNING one shows \
-                    cancelRequested: true until its driver has stopped it.",
-                "parameters": with(vec![meter.clone(), request_id]),
-                "responses": responses(
-                    ok("Job", "The job after the cancel request."),
-                    &["BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict",
-                      "ServiceUnavailable"],
-                ),
-            },
-        },
-        "/meters/auditTrail/presignedUrl": {
-            "get": {
-                "operationId": "presignedUrl",
-                "summary": "A presigned download URL for a file of one of the caller's exports",
-                "parameters": with(vec![json!({
-                    "name": "fileKey", "in": "query", "required": true,
-                    "description": "An entry of a job's fileList, or its manifestKey.",
-                    "schema": { "type": "string" },
-                })]),
-                "responses": responses(
-                    json!({
-                        "description": "data is the URL.",
-                        "content": {
-                            "application/json": { "schema": envelope(json!({ "type": "string" })) },
-                        },
-                    }),
-                    &["BadRequest", "Unauthorized", "Forbidden", "NotFound", "ServiceUnavailable"],
-                ),
-            },
-        },
-        "/meters/{meterId}/auditTrail/entries": {
-            "post": ingest_operation(
-                "ingestAuditEntries",
-                "Ingest meter audit entries (idempotent per eventId)",
-                "AuditEntry",
-                with(vec![meter.clone()]),
-            ),
-        },
-        "/meters/{meterId}/runs": {
-            "post": ingest_operation(
-                "ingestRunStatuses",
-                "Ingest run status changes",
-                "RunStatusChange",
-                with(vec![meter]),
-            ),
-        },
-        "/audit/tables/{table}/rows": {
-            "post": table_rows_operation(with(vec![param_ref("table")])),
-        },
-        "/query/jobs": {
-            "post": {
-                "operationId": "submitQuery",
-                "summary": "Submit a data query (read-only SQL over the tenant's audit tables)",
-                "description": "Checked at once: one read-only SELECT over auditloginevent, \
-                    auditsettingchangeevent, auditobjectchangeevent, contact, product, \
-                    productrateplan, productrateplancharge, productrateplanchargetier; \
-                    anything else is a 400 saying why. 429 with Retry-After past the \
-                    tenant's running + queued limit.",
-                "parameters": with(vec![]),
-                "requestBody": {
-                    "required": true,
-                    "content": { "application/json": { "schema": schema_ref("QuerySubmit") } },
-                },
-                "responses": responses(
-                    ok("QueryJob", "The accepted query."),
-                    &["BadRequest", "Unauthorized", "Forbidden", "TooManyRequests",
-                      "ServiceUnavailable"],
-                ),
-            },
-            "get": {
-                "operationId": "listQueries",
-                "summary": "List the tenant's data queries, newest first",
-                "parameters": with(vec![
-                    enum_query("queryStatus", false, &QUERY_STATUSES, "Only this status."),
-                    json!({ "name": "page", "in": "query", "description": "1-based page number.",
-                            "schema": { "type": "integer", "minimum": 1, "default": 1 } }),
-                    json!({ "name": "pageSize", "in": "query",
-                            "schema": { "type": "integer", "minimum": 1,
-                                        "maximum": 100, "default": 20 } }),
-                ]),
-                "responses": responses(
-                    json!({
-                        "description": "A page of queries.",
-                        "content": { "application/json": { "schema": envelope(json!({
-                            "type": "array", "items": schema_ref("QueryJob"),
-                        })) } },
-                    }),
-                    &["BadRequest", "Unauthorized", "Forbidden", "ServiceUnavailable"],
-                ),
-            },
-        },
-        "/query/jobs/{id}": {
-            "get": {
-                "operationId": "getQuery",
-                "summary": "One data query; dataFile is a presigned URL once completed",
-                "parameters": with(vec![param_ref("queryId")]),
-                "responses": responses(
-                    ok("QueryJob", "The query."),
-                    &["BadRequest", "Unauthorized", "Forbidden", "NotFound", "ServiceUnavailable"],
-                ),
-            },
-            "delete": {
-                "operationId": "cancelQuery",
-                "summary": "Cancel an accepted or running data query",
-                "parameters": with(vec![param_ref("queryId")]),
-                "responses": responses(
-                    ok("QueryJob", "The query, cancelled."),
-                    &["BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict",
-                      "ServiceUnavailable"],
-                ),
-            },
-        },
-        "/healthz": {
-            "get": open_text("health", "The process is up.", "ok"),
-        },
-        "/readyz": {
-            "get": {
-                "operationId": "ready",
-                "summary": "The state store answers",
-                "security": [],
-                "responses": {
-                    "200": {
-                        "description": "Ready.",
-                        "content": {
-                            "text/plain": { "schema": { "type": "string", "example": "ready" } },
-                        },
-                    },
-                    "503": { "$ref": "#/components/responses/ServiceUnavailable" },
-                },
-            },
-        },
-        "/metrics": {
-            "get": open_text("metrics", "Prometheus metrics (text exposition format).", "# HELP"),
-        },
-        "/openapi.json": {
-            "get": {
-                "operationId": "openapi",
-                "summary": "This document",
-                "security": [],
-                "responses": { "200": { "description": "OpenAPI 3.0 document.",
-                    "content": { "application/json": { "schema": { "type": "object" } } } } },
-            },
-        },
-    })
-}
-
-fn ingest_operation(id: &str, summary: &str, row: &str, parameters: Vec<Value>) -> Value {
-    let encoding = json!({
-        "name": "Content-Encoding", "in": "header",
-        "description": "gzip for a gzipped body; the inflated size is capped.",
-        "schema": { "type": "string", "enum": ["gzip", "identity"] },
-    });
-    let batch = json!({ "type": "array", "items": schema_ref(row) });
-    json!({
-        "operationId": id,
-        "summary": summary,
-        "description": "A JSON array or NDJSON of rows. The batch is validated whole: one bad \
-            row rejects it with a message naming the row (0-based) and the field.",
-        "parameters": parameters.into_iter().chain([encoding]).collect::<Vec<_>>(),
-        "requestBody": {
-            "required": true,
-            "content": {
-                "application/json": { "schema": batch },
-                "application/x-ndjson": {
-                    "schema": { "type": "string", "description": format!("One {row} per line.") },
-                },
-            },
-        },
-        "responses": responses(
-            ok("IngestCounts", "The batch was written."),
-            &["BadRequest", "Unauthorized", "Forbidden", "PayloadTooLarge",
-              "UnsupportedMediaType", "ServiceUnavailable"],
+/// Adds the common parts to every operation of `doc` once the router has
+/// added the paths.
+pub fn finish(doc: &mut Document) {
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.components.get_or_insert_with(Default::default).add_security_scheme(
+        "bearerAuth",
+        SecurityScheme::Http(
+            Http::builder()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .build(),
         ),
-    })
+    );
+    for item in doc.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            finish_operation(operation);
+        }
+    }
 }
 
-/// The ingest of a tenant table: an ingest operation whose row is one of
-/// the tables' rows, and 404 for an unknown table.
-fn table_rows_operation(parameters: Vec<Value>) -> Value {
-    let mut operation = ingest_operation(
-        "ingestTableRows",
-        "Ingest rows of a tenant audit table (idempotent per id)",
-        "TableRow",
-        parameters,
-    );
-    operation["description"] = json!(
-        "A JSON array or NDJSON of objects keyed by lowercase column name; a missing column \
-        or null is NULL. Times are ISO-8601 with zone. Rows are kept once per id. The batch \
-        is validated whole: one bad row rejects it with a message naming the row (0-based) \
-        and the column."
-    );
-    operation["responses"]["404"] = json!({ "$ref": "#/components/responses/NotFound" });
-    operation
-}
+/// Answers any route can give before it runs.
+const TRANSPORT_ERRORS: [(&str, &str); 3] = [
+    ("408", "REQUEST_TIMEOUT: the request was not received in time."),
+    ("414", "URI_TOO_LONG: the request target exceeds the limit."),
+    (
+        "431",
+        "REQUEST_HEADER_FIELDS_TOO_LARGE: the headers exceed the limit.",
+    ),
+];
 
-/// A row of each table (`Table_<name>`), and `TableRow`, any of them.
-fn table_schemas(schemas: &mut serde_json::Map<String, Value>) {
-    let mut rows = Vec::new();
-    for def in TABLES {
-        let properties: serde_json::Map<String, Value> = def
-            .columns
-            .iter()
-            .map(|(name, ty)| {
-                let schema = match ty {
-                    ColumnType::Text => json!({ "type": "string", "nullable": true }),
-                    ColumnType::Timestamp => {
-                        json!({ "type": "string", "format": "date-time", "nullable": true })
-                    }
-                    ColumnType::Integer => {
-                        json!({ "type": "integer", "format": "int64", "nullable": true })
-                    }
-                };
-                (name.to_string(), schema)
-            })
-            .collect();
-        let name = format!("Table_{}", def.name);
-        rows.push(schema_ref(&name));
-        schemas.insert(
+fn finish_operation(operation: &mut Operation) {
+    for (status, description) in TRANSPORT_ERRORS {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| error_response(description));
+    }
+    let open = operation
+        .tags
+        .as_ref()
+        .is_some_and(|tags| tags.iter().any(|t| t == OPEN));
+    let parameters = operation.parameters.get_or_insert_with(Vec::new);
+    parameters.push(header(
+        TRACK_ID_HEADER,
+        "Echoed on the response and attached to logs: at most 64 printable US-ASCII \
+         characters, none of : ; \" '.",
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(64))
+            .pattern(Some(TRACK_ID_PATTERN))
+            .into(),
+    ));
+    if open {
+        operation.security = Some(Vec::new());
+        return;
+    }
+    for (name, what) in [(ENTITY_IDS_HEADER, "entity"), (ORG_IDS_HEADER, "org")] {
+        parameters.push(header(
             name,
-            json!({
-                "type": "object", "required": ["id"], "additionalProperties": false,
-                "properties": properties,
-            }),
-        );
+            &format!(
+                "Comma separated {what} ids, a subset of the token's (else 403); the call only \
+                 sees jobs and rows of these. Ingest needs exactly one {what} in scope when the \
+                 token has several."
+            ),
+            ObjectBuilder::new().schema_type(Type::String).into(),
+        ));
     }
-    schemas.insert("TableRow".into(), json!({ "oneOf": rows }));
-}
-
-fn open_text(id: &str, summary: &str, example: &str) -> Value {
-    json!({
-        "operationId": id,
-        "summary": summary,
-        "security": [],
-        "responses": { "200": { "description": summary,
-            "content": { "text/plain": { "schema": { "type": "string", "example": example } } } } },
-    })
-}
-
-fn parameters() -> Value {
-    json!({
-        "meterId": { "name": "meterId", "in": "path", "required": true,
-                     "schema": { "type": "integer", "format": "int64", "minimum": 1 } },
-        "requestId": { "name": "requestId", "in": "path", "required": true,
-                       "schema": { "type": "string" } },
-        "queryId": { "name": "id", "in": "path", "required": true,
-                     "schema": { "type": "string" } },
-        "table": { "name": "table", "in": "path", "required": true,
-                   "schema": { "type": "string",
-                               "enum": TABLES.iter().map(|t| t.name).collect::<Vec<_>>() } },
-        "trackId": {
-            "name": TRACK_ID_HEADER, "in": "header",
-            "description": "Echoed on the response and attached to logs: at most 64 printable \
-                US-ASCII characters, none of : ; \" '.",
-            "schema": { "type": "string", "maxLength": 64 },
-        },
-        "entityIds": {
-            "name": ENTITY_IDS_HEADER, "in": "header",
-            "description": "Comma separated entity ids, a subset of the token's (else 403). \
-                Ingest needs exactly one entity in scope when the token has several.",
-            "schema": { "type": "string" },
-        },
-        "orgIds": {
-            "name": ORG_IDS_HEADER, "in": "header",
-            "description": "Comma separated org ids, a subset of the token's (else 403).",
-            "schema": { "type": "string" },
-        },
-    })
-}
-
-fn schemas() -> Value {
-    let string = json!({ "type": "string" });
-    let strings = json!({ "type": "array", "items": { "type": "string" } });
-    let count = json!({ "type": "integer", "format": "int64", "minimum": 0 });
-    let mut schemas = json!({
-        "Reason": {
-            "type": "object", "required": ["code", "message"],
-            "properties": { "code": string, "message": string },
-        },
-        "Error": {
-            "type": "object",
-            "required": ["success", "data", "previousPage", "nextPage", "reasons"],
-            "properties": {
-                "success": { "type": "boolean", "enum": [false] },
-                "data": { "nullable": true },
-                "previousPage": { "type": "integer", "nullable": true },
-                "nextPage": { "type": "integer", "nullable": true },
-                "reasons": { "type": "array", "items": schema_ref("Reason") },
-            },
-        },
-        "Created": {
-            "type": "object", "required": ["requestId"],
-            "properties": { "requestId": string },
-        },
-        "ExportQuery": {
-            "type": "object",
-            "properties": {
-                "exportType": { "type": "string", "enum": ["SAMPLE", "ERROR"] },
-                "runType": { "type": "string", "enum": ["NORMAL", "DEBUG"] },
-                "sessionIds": strings,
-                "runStatuses": strings,
-                "operatorIds": strings,
-                "queryFromTime": string,
-                "queryToTime": string,
-                "format": { "type": "string", "enum": ["csv"] },
-            },
-        },
-        "Progress": {
-            "type": "object",
-            "properties": {
-                "percent": { "type": "integer", "minimum": 0, "maximum": 100 },
-                "chunksTotal": count, "chunksDone": count,
-                "filesTotal": count, "filesDone": count,
-                "rows": count,
-            },
-        },
-        "Job": {
-            "type": "object",
-            "properties": {
-                "requestId": string,
-                "meterId": { "type": "integer", "format": "int64" },
-                "query": schema_ref("ExportQuery"),
-                "status": {
-                    "type": "string",
-                    "enum": ["PENDING", "RUNNING", "FINISHED", "FAILED", "CANCELED"],
-                },
-                "count": count,
-                "creationTime": { "type": "string", "format": "date-time" },
-                "startTime": { "type": "string", "format": "date-time", "nullable": true, "description": "When the job got its tenant's lease and started running." },
-                "completionTime": { "type": "string", "format": "date-time", "nullable": true },
-                "fileList": strings,
-                "manifestKey": { "type": "string", "nullable": true },
-                "progress": schema_ref("Progress"),
-                "error": { "type": "string", "nullable": true },
-                "cancelRequested": { "type": "boolean" },
-            },
-        },
-        "QuerySubmit": {
-            "type": "object",
-            "required": ["query"],
-            "additionalProperties": false,
-            "properties": {
-                "query": { "type": "string", "minLength": 1, "maxLength": 65536 },
-                "outputFormat": { "type": "string", "enum": ["CSV", "JSON", "TSV"],
-                                  "default": "CSV", "description": "JSON is JSON Lines." },
-                "compression": { "type": "string", "enum": ["NONE", "GZIP"], "default": "NONE" },
-            },
-        },
-        "QueryJob": {
-            "type": "object",
-            "properties": {
-                "id": { "type": "string" },
-                "query": { "type": "string" },
-                "queryStatus": { "type": "string", "enum": QUERY_STATUSES },
-                "outputFormat": { "type": "string", "enum": ["CSV", "JSON", "TSV"] },
-                "compression": { "type": "string", "enum": ["NONE", "GZIP"] },
-                "outputRows": count,
-                "processingTime": { "type": "integer", "description": "Milliseconds." },
-                "dataFile": { "type": "string", "description": "Presigned URL (completed)." },
-                "errorMessage": { "type": "string", "description": "Why it failed." },
-                "createdOn": { "type": "string", "format": "date-time" },
-                "updatedOn": { "type": "string", "format": "date-time" },
-            },
-        },
-        "IngestCounts": {
-            "type": "object",
-            "properties": { "received": count, "accepted": count, "duplicates": count },
-        },
-        "AuditEntry": {
-            "type": "object",
-            "required": ["eventId", "eventTime", "sessionId", "runType", "recordType"],
-            "properties": {
-                "eventId": string,
-                "eventTime": { "oneOf": [
-                    { "type": "string", "format": "date-time" },
-                    { "type": "integer", "format": "int64", "description": "epoch milliseconds" },
-                ] },
-                "sessionId": string,
-                "runType": { "type": "string", "enum": ["NORMAL", "DEBUG"] },
-                "recordType": { "type": "string", "enum": ["SAMPLE", "ERROR"] },
-                "operatorId": string, "operatorType": string, "operatorName": string,
-                "errorCode": string, "errorMessage": string, "traceId": string,
-                "payload": { "type": "object" },
-            },
-        },
-        "RunStatusChange": {
-            "type": "object",
-            "required": ["sessionId", "runType", "status", "updatedAt"],
-            "properties": {
-                "sessionId": string,
-                "runType": { "type": "string", "enum": ["NORMAL", "DEBUG"] },
-                "status": { "type": "string", "enum": RUN_STATUSES },
-                "updatedAt": { "oneOf": [
-                    { "type": "string", "format": "date-time" },
-                    { "type": "integer", "format": "int64", "description": "epoch milliseconds" },
-                ] },
-            },
-        },
-    });
-    if let Value::Object(map) = &mut schemas {
-        table_schemas(map);
+    operation.security = Some(vec![SecurityRequirement::new::<_, _, &str>("bearerAuth", [])]);
+    for (status, description) in COMMON_ERRORS {
+        if !operation.responses.responses.contains_key(status) {
+            operation
+                .responses
+                .responses
+                .insert(status.to_owned(), error_response(description));
+        }
     }
-    schemas
 }
 
-fn error_responses() -> Value {
-    let error = |description: &str| {
-        json!({ "description": description,
-                "content": { "application/json": { "schema": schema_ref("Error") } } })
-    };
-    json!({
-        "BadRequest": error(
-            "INVALID_PARAMETER or MISSING_PARAMETER: the message names the field and why."
-        ),
-        "Unauthorized": error("UNAUTHORIZED: missing, invalid or expired bearer token."),
-        "Forbidden": error("FORBIDDEN: an entity or org outside the token's."),
-        "NotFound": error("NOT_FOUND: no such job, file or table for this tenant."),
-        "Conflict": error("CONFLICT: the job has already ended."),
-        "PayloadTooLarge": error("PAYLOAD_TOO_LARGE: the (inflated) body exceeds the limit."),
-        "UnsupportedMediaType": error(
-            "UNSUPPORTED_MEDIA_TYPE: not JSON/NDJSON, or an encoding other than gzip."
-        ),
-        "TooManyRequests": error(
-            "TOO_MANY_REQUESTS: a per-tenant limit is reached; retry after Retry-After seconds."
-        ),
-        "ServiceUnavailable": error(
-            "SERVICE_UNAVAILABLE: a store is unreachable, or OVERLOADED: the replica is \
-             handling its limit of requests (with Retry-After); retry later."
-        ),
-        "RequestTimeout": error(
-            "REQUEST_TIMEOUT: the request, body included, did not complete in time."
-        ),
-        "UriTooLong": error("URI_TOO_LONG: the request target is longer than accepted."),
-        "HeadersTooLarge": error(
-            "REQUEST_HEADER_FIELDS_TOO_LARGE: the header fields are larger than accepted."
-        ),
-        "InternalError": error("INTERNAL_ERROR."),
-    })
+/// An error answer: the error envelope.
+pub fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Error"))))
+                .build(),
+        )
+        .build()
+        .into()
 }
 
-fn responses(success: Value, errors: &[&str]) -> Value {
-    let mut map = serde_json::Map::new();
-    map.insert("200".into(), success);
-    // Any call can meet the edge's limits (see docs/security.md).
-    let edge = ["RequestTimeout", "UriTooLong", "HeadersTooLarge", "InternalError"];
-    for name in errors.iter().copied().chain(edge) {
-        let status = match name {
-            "BadRequest" => "400",
-            "Unauthorized" => "401",
-            "Forbidden" => "403",
-            "NotFound" => "404",
-            "Conflict" => "409",
-            "PayloadTooLarge" => "413",
-            "UnsupportedMediaType" => "415",
-            "RequestTimeout" => "408",
-            "UriTooLong" => "414",
-            "HeadersTooLarge" => "431",
-            "TooManyRequests" => "429",
-            "ServiceUnavailable" => "503",
-            _ => "500",
-        };
-        map.insert(
-            status.into(),
-            json!({ "$ref": format!("#/components/responses/{name}") }),
-        );
-    }
-    Value::Object(map)
-}
-
-fn ok(schema: &str, description: &str) -> Value {
-    json!({
-        "description": description,
-        "content": { "application/json": { "schema": envelope(schema_ref(schema)) } },
-    })
-}
-
-fn envelope(data: Value) -> Value {
-    json!({
-        "type": "object",
-        "required": ["success", "data", "previousPage", "nextPage"],
-        "properties": {
-            "success": { "type": "boolean", "enum": [true] },
-            "data": data,
-            "previousPage": { "type": "integer", "nullable": true },
-            "nextPage": { "type": "integer", "nullable": true },
-        },
-    })
-}
-
-fn enum_query(name: &str, required: bool, values: &[&str], description: &str) -> Value {
-    json!({ "name": name, "in": "query", "required": required, "description": description,
-            "schema": { "type": "string", "enum": values } })
-}
-
-fn time_query(name: &str, description: &str) -> Value {
-    json!({ "name": name, "in": "query", "required": true,
-            "description": format!("{description} ISO-8601 with zone (RFC 3339)."),
-            "schema": { "type": "string", "format": "date-time" } })
-}
-
-fn param_ref(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/parameters/{name}") })
-}
-
-fn schema_ref(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
+fn header(name: &str, description: &str, schema: Schema) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
 }

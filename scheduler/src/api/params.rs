@@ -93,12 +93,13 @@ impl QueryParams {
         }
     }
 
-    /// A single-valued parameter; an empty value counts as absent.
+    /// A single-valued parameter; given empty (`name=`) it is a 400, as
+    /// no single-valued parameter takes an empty value.
     pub fn optional(&self, name: &str) -> ApiResult<Option<&str>> {
         let mut values = self
             .pairs
             .iter()
-            .filter(|(n, v)| n == name && !v.is_empty())
+            .filter(|(n, _)| n == name)
             .map(|(_, v)| v.as_str());
         let first = values.next();
         if values.next().is_some() {
@@ -106,7 +107,12 @@ impl QueryParams {
                 "{name}: given more than once"
             )));
         }
-        Ok(first)
+        match first {
+            Some("") => Err(ApiError::InvalidParameter(format!(
+                "{name}: must not be empty"
+            ))),
+            other => Ok(other),
+        }
     }
 
     pub fn required(&self, name: &str) -> ApiResult<&str> {
@@ -284,7 +290,15 @@ mod tests {
             p.optional("a").unwrap_err().to_string(),
             "a: given more than once"
         );
-        assert_eq!(p.required("b").unwrap_err().to_string(), "b: required");
+        assert_eq!(
+            p.required("b").unwrap_err().to_string(),
+            "b: must not be empty"
+        );
+        assert_eq!(
+            p.optional("b").unwrap_err().to_string(),
+            "b: must not be empty"
+        );
+        assert_eq!(p.required("c").unwrap_err().to_string(), "c: required");
     }
 
     #[test]

@@ -10,11 +10,27 @@ use super::auth::Caller;
 use super::envelope::Envelope;
 use super::error::{ApiError, ApiResult};
 use super::exports::may_see;
+use super::openapi::ErrorEnvelope;
 use super::params::QueryParams;
 use crate::context::Services;
 
 const FILE_KEY: &str = "fileKey";
 
+/// A presigned GET URL for `fileKey`, which must be listed by one of the
+/// caller's jobs.
+#[utoipa::path(
+    get,
+    path = "/meters/auditTrail/presignedUrl",
+    operation_id = "presignedUrl",
+    summary = "A presigned download URL for a file of one of the caller's exports",
+    params(
+        ("fileKey" = String, Query, min_length = 1, description = "An entry of a job's fileList, or its manifestKey."),
+    ),
+    responses(
+        (status = 200, description = "data is the URL.", body = Envelope<String>),
+        (status = 404, description = "NOT_FOUND: no such file of this tenant's jobs.", body = ErrorEnvelope),
+    )
+)]
 pub async fn presigned_url(
     State(services): State<Services>,
     caller: Caller,

@@ -16,6 +16,7 @@ use super::envelope::Envelope;
 use super::error::{ApiError, ApiResult};
 use super::export_query::{page_window, parse_paging, PAGE, PAGE_SIZE};
 use super::exports::current_traceparent;
+use super::openapi::{CompressionName, ErrorEnvelope, QueryFormatName, QueryStatusName, QuerySubmitBody};
 use super::params::{parse_one_of, QueryParams};
 use super::trace::TrackId;
 use crate::context::Services;
@@ -29,13 +30,18 @@ const MAX_PAGE_SIZE: u32 = 100;
 const QUERY_STATUS: &str = "queryStatus";
 
 /// A data query job as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = QueryJob)]
 pub struct QueryView {
+    #[schema(value_type = String)]
     pub id: QueryId,
     pub query: String,
+    #[schema(value_type = QueryStatusName)]
     pub query_status: &'static str,
+    #[schema(value_type = QueryFormatName)]
     pub output_format: &'static str,
+    #[schema(value_type = CompressionName)]
     pub compression: &'static str,
     pub output_rows: u64,
     /// Milliseconds the worker spent running the query and writing its result.
@@ -45,7 +51,9 @@ pub struct QueryView {
     pub data_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    #[schema(format = DateTime)]
     pub created_on: String,
+    #[schema(format = DateTime)]
     pub updated_on: String,
 }
 
@@ -159,6 +167,19 @@ impl From<SqlError> for ApiError {
 
 /// `POST /query/jobs`: checks the SQL, stores the query as `accepted` and
 /// wakes the scheduler.
+#[utoipa::path(
+    post,
+    path = "/query/jobs",
+    operation_id = "submitQuery",
+    summary = "Submit a data query (read-only SQL over the tenant's audit tables)",
+    description = "Checked at once: one read-only SELECT over the tenant tables; anything else \
+        is a 400 saying why. 429 with Retry-After past the tenant's running + queued limit.",
+    request_body(content = QuerySubmitBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The accepted query.", body = Envelope<QueryView>),
+        (status = 429, description = "TOO_MANY_REQUESTS: the tenant's running + queued limit is reached; retry after Retry-After seconds.", body = ErrorEnvelope),
+    )
+)]
 pub async fn submit(
     State(services): State<Services>,
     caller: Caller,
@@ -207,6 +228,20 @@ pub async fn submit(
 }
 
 /// `GET /query/jobs`: the tenant's queries, newest first.
+#[utoipa::path(
+    get,
+    path = "/query/jobs",
+    operation_id = "listQueries",
+    summary = "List the tenant's data queries, newest first",
+    params(
+        ("queryStatus" = Option<QueryStatusName>, Query, description = "Only this status."),
+        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page number (default 1)."),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Queries per page (default 20)."),
+    ),
+    responses(
+        (status = 200, description = "A page of queries.", body = Envelope<Vec<QueryView>>),
+    )
+)]
 pub async fn list(
     State(services): State<Services>,
     caller: Caller,
@@ -240,6 +275,17 @@ pub async fn list(
 }
 
 /// `GET /query/jobs/{id}`.
+#[utoipa::path(
+    get,
+    path = "/query/jobs/{id}",
+    operation_id = "getQuery",
+    summary = "One data query; dataFile is a presigned URL once completed",
+    params(("id" = String, Path, description = "The query's id.")),
+    responses(
+        (status = 200, description = "The query.", body = Envelope<QueryView>),
+        (status = 404, description = "NOT_FOUND: no such query of this tenant.", body = ErrorEnvelope),
+    )
+)]
 pub async fn get(
     State(services): State<Services>,
     caller: Caller,
@@ -254,6 +300,18 @@ pub async fn get(
 
 /// `DELETE /query/jobs/{id}`: an accepted or running query is `cancelled`
 /// at once; a running one's worker stops within a second.
+#[utoipa::path(
+    delete,
+    path = "/query/jobs/{id}",
+    operation_id = "cancelQuery",
+    summary = "Cancel an accepted or running data query",
+    params(("id" = String, Path, description = "The query's id.")),
+    responses(
+        (status = 200, description = "The query, cancelled.", body = Envelope<QueryView>),
+        (status = 404, description = "NOT_FOUND: no such query of this tenant.", body = ErrorEnvelope),
+        (status = 409, description = "CONFLICT: the query has already ended.", body = ErrorEnvelope),
+    )
+)]
 pub async fn cancel(
     State(services): State<Services>,
     caller: Caller,

@@ -14,6 +14,7 @@ use super::auth::Caller;
 use super::envelope::Envelope;
 use super::error::{quoted, ApiError, ApiResult};
 use super::ingest::{acquire_slot, IngestBody, IngestCounts};
+use super::openapi::{ErrorEnvelope, TableName, TableRow};
 use super::params::QueryParams;
 use crate::context::Services;
 
@@ -54,6 +55,32 @@ async fn decode_and_parse(
 }
 
 /// `POST /audit/tables/{table}/rows`.
+#[utoipa::path(
+    post,
+    path = "/audit/tables/{table}/rows",
+    operation_id = "ingestTableRows",
+    summary = "Ingest rows of a tenant audit table (idempotent per id)",
+    params(
+        ("table" = TableName, Path),
+    ),
+    request_body(
+        description = "Send Content-Encoding: gzip for a gzipped body (the inflated size is capped). A JSON array or NDJSON of objects keyed by lowercase column name; a missing \
+            column or null is NULL. Times are ISO-8601 with zone. Rows are kept once per id. The \
+            batch is validated whole: one bad row rejects it with a message naming the row \
+            (0-based) and the column.",
+        content(
+            (Vec<TableRow> = "application/json"),
+            (String = "application/x-ndjson"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The batch was written.", body = Envelope<IngestCounts>),
+        (status = 404, description = "NOT_FOUND: no such table.", body = ErrorEnvelope),
+        (status = 413, description = "PAYLOAD_TOO_LARGE: the (inflated) body exceeds the limit.", body = ErrorEnvelope),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: not JSON/NDJSON, or an encoding other than gzip.", body = ErrorEnvelope),
+        (status = 429, description = "TOO_MANY_REQUESTS: this scheduler's ingest slots stayed busy; retry after Retry-After seconds.", body = ErrorEnvelope),
+    )
+)]
 pub async fn rows(
     State(services): State<Services>,
     caller: Caller,

@@ -26,10 +26,12 @@ use auditx_common::state::{Lease, StateError, StateStore};
 use crate::tenant_queues::TenantQueues;
 
 /// The echo of a create call's query, as the API returns it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportQuery {
+    #[schema(value_type = crate::api::openapi::ExportType)]
     pub export_type: RecordType,
+    #[schema(value_type = crate::api::openapi::RunTypeName)]
     pub run_type: RunType,
     #[serde(default)]
     pub session_ids: Vec<String>,
@@ -40,6 +42,7 @@ pub struct ExportQuery {
     /// As given by the caller (ISO-8601 with zone).
     pub query_from_time: String,
     pub query_to_time: String,
+    #[schema(value_type = crate::api::openapi::ExportFormat)]
     pub format: OutputFormat,
 }
 
@@ -79,6 +82,14 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Pending,
+        JobStatus::Running,
+        JobStatus::Finished,
+        JobStatus::Failed,
+        JobStatus::Canceled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Pending => "PENDING",
@@ -98,8 +109,9 @@ impl JobStatus {
 }
 
 /// Progress of a running job, shown by the API.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ProgressCounts)]
 pub struct Progress {
     pub chunks_total: u64,
     pub chunks_done: u64,
