@@ -6,8 +6,8 @@ use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing::{Level, Metadata};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -157,7 +157,11 @@ mod tests {
         let captured = Captured::default();
         let subscriber = tracing_subscriber::registry()
             .with(filter_fn(|meta| !is_s3s_refusal(meta)))
-            .with(tracing_subscriber::fmt::layer().with_writer(captured.clone()));
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(captured.clone()),
+            );
         tracing::subscriber::with_default(subscriber, || {
             tracing::error!(target: "s3s::ops", err = "AccessDenied", "failed to prepare");
             tracing::error!(target: "s3s::ops", error = "AccessDenied");

@@ -166,8 +166,8 @@ async fn meter_ids_must_be_positive_integers() {
 async fn list_parameters_are_validated() {
     let api = TestApi::start().await;
     for (query, message) in [
-        ("page=0", "page: must be at least 1"),
-        ("page=-1", "page: must be at least 1"),
+        ("page=0", "page: must be between 1 and 4294967295"),
+        ("page=-1", "page: must be between 1 and 4294967295"),
         ("page=two", "page: \"two\" is not an integer"),
         ("pageSize=0", "pageSize: must be between 1 and 100"),
         ("pageSize=101", "pageSize: must be between 1 and 100"),

@@ -101,7 +101,10 @@ fn claims(changes: Value) -> Value {
     for (name, value) in changes.as_object().expect("object") {
         match value {
             Value::Null => claims.as_object_mut().unwrap().remove(name),
-            v => claims.as_object_mut().unwrap().insert(name.clone(), v.clone()),
+            v => claims
+                .as_object_mut()
+                .unwrap()
+                .insert(name.clone(), v.clone()),
         };
     }
     claims
@@ -169,7 +172,10 @@ async fn rs256_and_es256_tokens_from_the_jwks_are_accepted() {
     }
     // `aud` may be a list naming us.
     let listed = claims(json!({ "aud": ["other", AUDIENCE] }));
-    assert_eq!(list(&api, &sign(&k.ec, &listed)).await.status, StatusCode::OK);
+    assert_eq!(
+        list(&api, &sign(&k.ec, &listed)).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -217,11 +223,26 @@ async fn issuer_and_audience_are_checked_when_configured() {
     let k = keys();
     let (api, _dir) = jwks_api(Some(SECRET), &[&k.rsa_old]).await;
     let cases = [
-        (json!({ "iss": "https://evil.test" }), "invalid bearer token: wrong issuer (iss)"),
-        (json!({ "iss": null }), "invalid bearer token: missing claim iss"),
-        (json!({ "aud": "someone-else" }), "invalid bearer token: wrong audience (aud)"),
-        (json!({ "aud": ["a", "b"] }), "invalid bearer token: wrong audience (aud)"),
-        (json!({ "aud": null }), "invalid bearer token: missing claim aud"),
+        (
+            json!({ "iss": "https://evil.test" }),
+            "invalid bearer token: wrong issuer (iss)",
+        ),
+        (
+            json!({ "iss": null }),
+            "invalid bearer token: missing claim iss",
+        ),
+        (
+            json!({ "aud": "someone-else" }),
+            "invalid bearer token: wrong audience (aud)",
+        ),
+        (
+            json!({ "aud": ["a", "b"] }),
+            "invalid bearer token: wrong audience (aud)",
+        ),
+        (
+            json!({ "aud": null }),
+            "invalid bearer token: missing claim aud",
+        ),
     ];
     for (changes, message) in cases {
         let claims = claims(changes);
@@ -261,7 +282,10 @@ async fn alg_none_and_algorithm_confusion_are_refused() {
     let k = keys();
     let (api, _dir) = jwks_api(None, &[&k.rsa_old]).await;
     for alg in ["none", "None", "NONE"] {
-        let token = unsigned(json!({ "alg": alg, "kid": k.rsa_old.kid }), &claims(json!({})));
+        let token = unsigned(
+            json!({ "alg": alg, "kid": k.rsa_old.kid }),
+            &claims(json!({})),
+        );
         assert_unauthorized(
             &list(&api, &token).await,
             "invalid bearer token: unsupported algorithm",
@@ -291,7 +315,10 @@ async fn alg_none_and_algorithm_confusion_are_refused() {
     );
     // Algorithms the server does not use, even with a valid-looking kid.
     for alg in ["HS512", "PS256", "RS512", "EdDSA", "ES384"] {
-        let token = unsigned(json!({ "alg": alg, "kid": k.rsa_old.kid }), &claims(json!({})));
+        let token = unsigned(
+            json!({ "alg": alg, "kid": k.rsa_old.kid }),
+            &claims(json!({})),
+        );
         assert_unauthorized(
             &list(&api, &token).await,
             "invalid bearer token: unsupported algorithm",
@@ -384,7 +411,13 @@ async fn every_route_needs_its_scope() {
     for (method, pattern, scope) in scopes::routes() {
         let others: Vec<Scope> = Scope::ALL.into_iter().filter(|s| *s != scope).collect();
         let method = Method::from_bytes(method.as_bytes()).unwrap();
-        let response = call_with(&api, method.clone(), &concrete(pattern), &token_with(&others)).await;
+        let response = call_with(
+            &api,
+            method.clone(),
+            &concrete(pattern),
+            &token_with(&others),
+        )
+        .await;
         response.assert_error(
             StatusCode::FORBIDDEN,
             "FORBIDDEN",
@@ -435,13 +468,28 @@ async fn a_token_with_just_the_right_scope_gets_through() {
     )
     .await);
     let request_id = created.data()["requestId"].as_str().unwrap().to_owned();
-    ok(call_with(&api, Method::GET, &format!("{LIST}/{request_id}"), &only(Scope::ExportRead)).await);
-    ok(call_with(&api, Method::DELETE, &format!("{LIST}/{request_id}"), &only(Scope::ExportWrite)).await);
+    ok(call_with(
+        &api,
+        Method::GET,
+        &format!("{LIST}/{request_id}"),
+        &only(Scope::ExportRead),
+    )
+    .await);
+    ok(call_with(
+        &api,
+        Method::DELETE,
+        &format!("{LIST}/{request_id}"),
+        &only(Scope::ExportWrite),
+    )
+    .await);
 
     let submit = Request::builder()
         .method(Method::POST)
         .uri("/query/jobs")
-        .header(header::AUTHORIZATION, format!("Bearer {}", only(Scope::QueryWrite)))
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", only(Scope::QueryWrite)),
+        )
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(
             json!({ "query": "SELECT username FROM auditloginevent" }).to_string(),
@@ -450,8 +498,20 @@ async fn a_token_with_just_the_right_scope_gets_through() {
     let submitted = ok(api.send(submit).await);
     let query_id = submitted.data()["id"].as_str().unwrap().to_owned();
     ok(call_with(&api, Method::GET, "/query/jobs", &only(Scope::QueryRead)).await);
-    ok(call_with(&api, Method::GET, &format!("/query/jobs/{query_id}"), &only(Scope::QueryRead)).await);
-    ok(call_with(&api, Method::DELETE, &format!("/query/jobs/{query_id}"), &only(Scope::QueryWrite)).await);
+    ok(call_with(
+        &api,
+        Method::GET,
+        &format!("/query/jobs/{query_id}"),
+        &only(Scope::QueryRead),
+    )
+    .await);
+    ok(call_with(
+        &api,
+        Method::DELETE,
+        &format!("/query/jobs/{query_id}"),
+        &only(Scope::QueryWrite),
+    )
+    .await);
 
     // ingest:write, carried as a `scopes` array this time.
     let claims = Claims {
@@ -486,7 +546,11 @@ fn large_value() -> String {
 #[track_caller]
 fn assert_no_echo(response: &TestResponse, sent: &str, what: &str) {
     let text = response.text();
-    assert!(response.status.is_client_error(), "{what}: {} {text}", response.status);
+    assert!(
+        response.status.is_client_error(),
+        "{what}: {} {text}",
+        response.status
+    );
     assert!(
         response.body.len() < 1024,
         "{what}: {} bytes: {text}",
@@ -523,8 +587,14 @@ async fn error_messages_do_not_echo_large_inputs() {
         format!("/meters/1/auditTrail/export?{big}=1"),
         format!("/query/jobs?{big}=%FF"),
     ] {
-        let method = if uri.contains("exportType=SAMPLE") { Method::POST } else { Method::GET };
-        let response = api.send(request(method, &uri).body(Body::empty()).unwrap()).await;
+        let method = if uri.contains("exportType=SAMPLE") {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let response = api
+            .send(request(method, &uri).body(Body::empty()).unwrap())
+            .await;
         assert_no_echo(&response, &big, &uri[..30]);
     }
     let response = api
@@ -548,7 +618,12 @@ async fn error_messages_do_not_echo_large_inputs() {
         "invalid bearer token: malformed"
     );
     let response = api
-        .send(request(Method::GET, LIST).header("Zuora-Entity-Ids", &big).body(Body::empty()).unwrap())
+        .send(
+            request(Method::GET, LIST)
+                .header("Zuora-Entity-Ids", &big)
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_no_echo(&response, &big, "Zuora-Entity-Ids");
     for name in [header::CONTENT_TYPE, header::CONTENT_ENCODING] {

@@ -37,24 +37,30 @@ def _parse(text):
     return value if value.tzinfo is not None else None
 
 
-@schemathesis.hook("map_query")
-def ordered_time_range(ctx, query):
-    if _operation(ctx) != "createExport" or not isinstance(query, dict):
-        return query
+def ordered_time_range(query):
+    if not isinstance(query, dict):
+        return
     start, end = _parse(query.get("queryFromTime")), _parse(query.get("queryToTime"))
     if start is not None and end is not None and start >= end:
         try:
             query["queryToTime"] = (start + timedelta(hours=1)).isoformat()
         except OverflowError:
             query["queryFromTime"] = (end - timedelta(hours=1)).isoformat()
-    return query
 
 
-@schemathesis.hook("map_body")
-def runnable_sql(ctx, body):
-    if _operation(ctx) != "submitQuery" or not isinstance(body, dict):
-        return body
+def runnable_sql(body):
+    if not isinstance(body, dict):
+        return
     text = body.get("query")
     if isinstance(text, str) and 1 <= len(text.encode()) <= 65536 and text.strip():
         body["query"] = VALID_QUERIES[len(text) % len(VALID_QUERIES)]
-    return body
+
+
+@schemathesis.hook
+def before_call(ctx, case, **kwargs):
+    """Runs in every phase (coverage, fuzzing, stateful), just before the call."""
+    operation = _operation(ctx)
+    if operation == "createExport":
+        ordered_time_range(case.query)
+    elif operation == "submitQuery":
+        runnable_sql(case.body)

@@ -91,7 +91,9 @@ async fn second_replica(sandbox: &Sandbox, shutdown: CancellationToken) -> Strin
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(auditx_scheduler::api::serve_on(listener, services, shutdown));
+    tokio::spawn(auditx_scheduler::api::serve_on(
+        listener, services, shutdown,
+    ));
     api
 }
 
@@ -107,7 +109,10 @@ async fn a_flooding_tenant_is_rate_limited_fleet_wide_and_others_are_not() {
     })
     .await
     .unwrap();
-    sandbox.generate(&spec("calm", 2, 3_000), 3_000).await.unwrap();
+    sandbox
+        .generate(&spec("calm", 2, 3_000), 3_000)
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
     let replicas = [
         sandbox.api.clone(),
@@ -178,7 +183,10 @@ async fn pending_exports_per_tenant_are_capped() {
     })
     .await
     .unwrap();
-    sandbox.generate(&spec("busy", 1, 2_000), 2_000).await.unwrap();
+    sandbox
+        .generate(&spec("busy", 1, 2_000), 2_000)
+        .await
+        .unwrap();
     let busy = sandbox.client("busy");
     let token = sandbox.token("busy");
 
@@ -272,7 +280,9 @@ async fn slow_headers_are_cut_while_normal_requests_go_through() {
         slow.push(stream);
     }
     // Meanwhile a normal request is answered.
-    let ok = reqwest::get(format!("{}/healthz", sandbox.api)).await.unwrap();
+    let ok = reqwest::get(format!("{}/healthz", sandbox.api))
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
 
     for (i, stream) in slow.iter_mut().enumerate() {
@@ -298,7 +308,10 @@ async fn open_connections_are_bounded() {
     let mut holders = Vec::new();
     for _ in 0..4 {
         let mut stream = TcpStream::connect(addr(&sandbox)).await.unwrap();
-        stream.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\n")
+            .await
+            .unwrap();
         holders.push(stream);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -354,7 +367,9 @@ async fn requests_past_the_in_flight_bound_get_503_and_slow_bodies_408() {
     assert_eq!(reason_code(&body), "OVERLOADED");
     assert_eq!(retry_after, Some(1));
     // Probes are not shed.
-    let probe = reqwest::get(format!("{}/healthz", sandbox.api)).await.unwrap();
+    let probe = reqwest::get(format!("{}/healthz", sandbox.api))
+        .await
+        .unwrap();
     assert_eq!(probe.status(), 200);
 
     // The slow body is cut at the deadline with a 408 envelope.

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use auditx_common::config::AuthConfig;
 use auditx_common::s3::ObjectStore;
 use auditx_lake::generate::{generate_to_lake, GenerateSpec};
 use auditx_lake::tables::generate::{generate_table, REFERENCED_ROWS};
 use auditx_lake::tables::{table, TableDef, TABLES};
 use auditx_proto::{MeterId, TenantId};
-use auditx_common::config::AuthConfig;
 use auditx_scheduler::api::auth::{mint_token, scopes, Claims, Scope};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -280,7 +280,11 @@ fn parse_scopes(given: &[String]) -> anyhow::Result<Vec<Scope>> {
         return Ok(Scope::ALL.to_vec());
     }
     let known = || scopes::join(&Scope::ALL).replace(' ', ", ");
-    anyhow::ensure!(!names.is_empty(), "--scopes: name at least one of {}", known());
+    anyhow::ensure!(
+        !names.is_empty(),
+        "--scopes: name at least one of {}",
+        known()
+    );
     let mut parsed = Vec::new();
     for name in names {
         let scope = Scope::parse(name)
@@ -419,10 +423,13 @@ mod tests {
     #[test]
     fn scopes_default_to_all_and_can_be_narrowed() {
         assert_eq!(parse_scopes(&[]).unwrap(), Scope::ALL.to_vec());
-        let given = ["export:read,query:read".to_owned(), "export:read".to_owned()]
-            .iter()
-            .flat_map(|g| g.split(',').map(str::to_owned))
-            .collect::<Vec<_>>();
+        let given = [
+            "export:read,query:read".to_owned(),
+            "export:read".to_owned(),
+        ]
+        .iter()
+        .flat_map(|g| g.split(',').map(str::to_owned))
+        .collect::<Vec<_>>();
         assert_eq!(
             parse_scopes(&given).unwrap(),
             vec![Scope::ExportRead, Scope::QueryRead]
@@ -431,7 +438,9 @@ mod tests {
             parse_scopes(&["export:read query:write".into()]).unwrap(),
             vec![Scope::ExportRead, Scope::QueryWrite]
         );
-        let err = parse_scopes(&["export:admin".into()]).unwrap_err().to_string();
+        let err = parse_scopes(&["export:admin".into()])
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "--scopes: \"export:admin\" is not one of export:read, export:write, query:read, query:write, ingest:write"

@@ -41,7 +41,11 @@ pub type StateResult<T> = Result<T, StateError>;
 /// Time between two tokens of a bucket refilled at `per_sec` (at least a
 /// microsecond, at most a day).
 fn token_interval(per_sec: f64) -> Duration {
-    let secs = if per_sec > 0.0 { 1.0 / per_sec } else { 86_400.0 };
+    let secs = if per_sec > 0.0 {
+        1.0 / per_sec
+    } else {
+        86_400.0
+    };
     Duration::from_secs_f64(secs.clamp(1e-6, 86_400.0))
 }
 
@@ -105,8 +109,12 @@ pub trait StateStore: Send + Sync + 'static {
     /// once full again). `None` if the call may go ahead, otherwise how long
     /// until it could. Redis reads its own clock, so every replica of a
     /// fleet shares one bucket per key.
-    async fn take_token(&self, key: &str, per_sec: f64, burst: u32)
-        -> StateResult<Option<Duration>>;
+    async fn take_token(
+        &self,
+        key: &str,
+        per_sec: f64,
+        burst: u32,
+    ) -> StateResult<Option<Duration>>;
 
     // --- leases ---
     /// Takes the lease if it is free (or already ours); `None` if someone

@@ -98,8 +98,7 @@ impl Row<'_, '_> {
     fn time_ms(&self, field: &str) -> Result<i64, IngestError> {
         let raw = self.required(field)?;
         let parsed = match scalar(raw) {
-            Some(Value::Number(n)) => n
-                .as_i64()
+            Some(Value::Number(n)) => super::json::whole_number(&n)
                 .filter(|&ms| DateTime::from_timestamp_millis(ms).is_some()),
             Some(Value::String(s)) => DateTime::parse_from_rfc3339(&s)
                 .or_else(|_| DateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f%z"))
@@ -132,7 +131,7 @@ impl Row<'_, '_> {
     }
 }
 
-fn unknown_field(known: &[&str]) -> impl Fn(&str) -> String + '_ {
+fn unknown_field<'a>(known: &'a [&'a str]) -> impl Fn(&str) -> String + 'a {
     move |_| format!("unknown field; expected one of {}", known.join(", "))
 }
 

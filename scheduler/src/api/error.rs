@@ -129,7 +129,9 @@ impl ApiError {
         let detail: String = detail.chars().take(200).collect();
         tracing::debug!(part = what, %status, detail, "extractor rejected the request");
         match status {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!("{what}: too large")),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge(format!("{what}: too large"))
+            }
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 ApiError::UnsupportedMediaType(format!("{what}: unsupported media type"))
             }
@@ -243,7 +245,10 @@ mod tests {
         let long = "é".repeat(20_000);
         let shown = quoted(&long);
         assert_eq!(shown, format!("{:?}… (20000 characters)", "é".repeat(80)));
-        assert_eq!(bounded("x".repeat(10_000)).chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert_eq!(
+            bounded("x".repeat(10_000)).chars().count(),
+            MAX_MESSAGE_CHARS + 1
+        );
         assert_eq!(bounded("short".into()), "short");
     }
 }

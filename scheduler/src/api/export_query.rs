@@ -142,7 +142,9 @@ pub fn parse_paging(params: &QueryParams, default: u32, max: u32) -> ApiResult<(
         Some(value) => u32::try_from(parse_int(PAGE, value)?)
             .ok()
             .filter(|&p| p >= 1)
-            .ok_or_else(|| ApiError::InvalidParameter(format!("{PAGE}: must be at least 1")))?,
+            .ok_or_else(|| {
+                ApiError::InvalidParameter(format!("{PAGE}: must be between 1 and {}", u32::MAX))
+            })?,
         None => 1,
     };
     let page_size = match params.optional(PAGE_SIZE)? {
@@ -287,7 +289,10 @@ mod tests {
     #[test]
     fn list_paging_parameters_are_checked() {
         let err = |q: &[(&str, &str)]| parse_list(&params(q)).unwrap_err().to_string();
-        assert_eq!(err(&[("page", "0")]), "page: must be at least 1");
+        assert_eq!(
+            err(&[("page", "0")]),
+            "page: must be between 1 and 4294967295"
+        );
         assert_eq!(err(&[("page", "x")]), "page: \"x\" is not an integer");
         assert_eq!(
             err(&[("pageSize", "101")]),

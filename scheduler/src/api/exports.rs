@@ -12,9 +12,9 @@ use super::auth::Caller;
 use super::envelope::Envelope;
 use super::error::{ApiError, ApiResult};
 use super::export_query::{page_window, parse_create, parse_list};
+use super::openapi::{ErrorEnvelope, ExportFormat, ExportType, RunStatus, RunTypeName};
 use super::params::{JobPath, MeterPath, QueryParams};
 use super::trace::TrackId;
-use super::openapi::{ErrorEnvelope, ExportFormat, ExportType, RunStatus, RunTypeName};
 use super::views::{Created, JobView};
 use crate::context::Services;
 use crate::events::publish_export_event;
@@ -95,8 +95,8 @@ pub async fn create(
         ("exportType" = Option<ExportType>, Query, description = "Only jobs of this type."),
         ("sessionIds" = Option<Vec<String>>, Query, style = Form, explode,
             description = "Only jobs whose sessionIds include one of these."),
-        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page number (default 1)."),
-        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Jobs per page (default 30)."),
+        ("page" = Option<i64>, Query, minimum = 1, maximum = 4294967295_i64, description = "1-based page number (default 1)."),
+        ("pageSize" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Jobs per page (default 30)."),
     ),
     responses(
         (status = 200, description = "A page of jobs; previousPage and nextPage are page numbers or null.", body = Envelope<Vec<JobView>>),

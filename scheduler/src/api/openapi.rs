@@ -22,12 +22,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{
-    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType, Type,
+    AdditionalProperties, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat,
+    SchemaType, Type,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{
-    ContentBuilder, OpenApi as Document, RefOr, Required, ResponseBuilder,
-};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, Required, ResponseBuilder};
 use utoipa::{OpenApi, PartialSchema, ToSchema};
 
 use super::envelope::Reason;
@@ -52,7 +51,21 @@ pub const TRACK_ID_PATTERN: &str = "^[ !#-&(-9<-~]{0,64}$";
             errors add reasons [{code, message}]. Responses over 1000 bytes are gzipped for \
             callers sending Accept-Encoding: gzip."
     ),
-    components(schemas(ErrorEnvelope, Reason))
+    components(schemas(
+        ErrorEnvelope,
+        Reason,
+        ExportType,
+        RunTypeName,
+        RunStatus,
+        ExportFormat,
+        JobStatusName,
+        QueryStatusName,
+        QueryFormatName,
+        CompressionName,
+        TableName,
+        TimeOrMillis,
+        TableRow
+    ))
 )]
 pub struct ApiDoc;
 
@@ -113,14 +126,38 @@ macro_rules! string_enum_schema {
     };
 }
 
-string_enum_schema!(ExportType, "Record type: SAMPLE (processed records) or ERROR (failed ones).", RecordType::ALL.map(RecordType::as_str));
+string_enum_schema!(
+    ExportType,
+    "Record type: SAMPLE (processed records) or ERROR (failed ones).",
+    RecordType::ALL.map(RecordType::as_str)
+);
 string_enum_schema!(RunTypeName, "Run type.", RunType::ALL.map(RunType::as_str));
 string_enum_schema!(RunStatus, "A run status.", RUN_STATUSES);
-string_enum_schema!(ExportFormat, "Output format of the files.", OutputFormat::ALL.map(OutputFormat::as_str));
-string_enum_schema!(JobStatusName, "PENDING waits for the tenant's lease.", JobStatus::ALL.map(JobStatus::as_str));
-string_enum_schema!(QueryStatusName, "Status of a data query.", QueryStatus::ALL.map(QueryStatus::as_str));
-string_enum_schema!(QueryFormatName, "Result format; JSON is JSON Lines.", QueryOutputFormat::ALL.map(QueryOutputFormat::as_str));
-string_enum_schema!(CompressionName, "Compression of the result file.", Compression::ALL.map(Compression::as_str));
+string_enum_schema!(
+    ExportFormat,
+    "Output format of the files.",
+    OutputFormat::ALL.map(OutputFormat::as_str)
+);
+string_enum_schema!(
+    JobStatusName,
+    "PENDING waits for the tenant's lease.",
+    JobStatus::ALL.map(JobStatus::as_str)
+);
+string_enum_schema!(
+    QueryStatusName,
+    "Status of a data query.",
+    QueryStatus::ALL.map(QueryStatus::as_str)
+);
+string_enum_schema!(
+    QueryFormatName,
+    "Result format; JSON is JSON Lines.",
+    QueryOutputFormat::ALL.map(QueryOutputFormat::as_str)
+);
+string_enum_schema!(
+    CompressionName,
+    "Compression of the result file.",
+    Compression::ALL.map(Compression::as_str)
+);
 string_enum_schema!(TableName, "A tenant table.", TABLES.iter().map(|t| t.name));
 
 /// An ISO-8601 time with zone, or epoch milliseconds (ingest accepts both).
@@ -160,7 +197,7 @@ impl PartialSchema for TableRow {
                 .schema_type(Type::Object)
                 .title(Some(def.name))
                 .required("id")
-                .additional_properties(Some(false));
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)));
             for (name, ty) in def.columns {
                 let (ty, format) = match ty {
                     ColumnType::Text => (Type::String, None),
@@ -274,15 +311,17 @@ const COMMON_ERRORS: [(&str, &str); 5] = [
 /// added the paths.
 pub fn finish(doc: &mut Document) {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc.components.get_or_insert_with(Default::default).add_security_scheme(
-        "bearerAuth",
-        SecurityScheme::Http(
-            Http::builder()
-                .scheme(HttpAuthScheme::Bearer)
-                .bearer_format("JWT")
-                .build(),
-        ),
-    );
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "bearerAuth",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
     for item in doc.paths.paths.values_mut() {
         for operation in [
             &mut item.get,
@@ -299,9 +338,17 @@ pub fn finish(doc: &mut Document) {
     }
 }
 
-/// Answers any route can give before it runs.
-const TRANSPORT_ERRORS: [(&str, &str); 3] = [
-    ("408", "REQUEST_TIMEOUT: the request was not received in time."),
+/// Answers any route can give before it runs (the request span checks
+/// `Zuora-Track-Id` on every route).
+const TRANSPORT_ERRORS: [(&str, &str); 4] = [
+    (
+        "400",
+        "INVALID_PARAMETER: the message names the field and says why.",
+    ),
+    (
+        "408",
+        "REQUEST_TIMEOUT: the request was not received in time.",
+    ),
     ("414", "URI_TOO_LONG: the request target exceeds the limit."),
     (
         "431",
@@ -347,7 +394,10 @@ fn finish_operation(operation: &mut Operation) {
             ObjectBuilder::new().schema_type(Type::String).into(),
         ));
     }
-    operation.security = Some(vec![SecurityRequirement::new::<_, _, &str>("bearerAuth", [])]);
+    operation.security = Some(vec![SecurityRequirement::new::<_, _, &str>(
+        "bearerAuth",
+        [],
+    )]);
     for (status, description) in COMMON_ERRORS {
         if !operation.responses.responses.contains_key(status) {
             operation
@@ -365,7 +415,9 @@ pub fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
         .content(
             "application/json",
             ContentBuilder::new()
-                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Error"))))
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    "Error",
+                ))))
                 .build(),
         )
         .build()

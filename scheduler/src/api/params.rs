@@ -180,11 +180,9 @@ pub fn parse_time(name: &str, value: &str) -> ApiResult<(DateTime<FixedOffset>, 
 }
 
 pub fn parse_int(name: &str, value: &str) -> ApiResult<i64> {
-    value
-        .parse()
-        .map_err(|_| {
-            ApiError::InvalidParameter(format!("{name}: {} is not an integer", quoted(value)))
-        })
+    value.parse().map_err(|_| {
+        ApiError::InvalidParameter(format!("{name}: {} is not an integer", quoted(value)))
+    })
 }
 
 /// The path's parameters by name; axum's rejections become envelopes.

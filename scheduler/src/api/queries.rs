@@ -16,7 +16,9 @@ use super::envelope::Envelope;
 use super::error::{ApiError, ApiResult};
 use super::export_query::{page_window, parse_paging, PAGE, PAGE_SIZE};
 use super::exports::current_traceparent;
-use super::openapi::{CompressionName, ErrorEnvelope, QueryFormatName, QueryStatusName, QuerySubmitBody};
+use super::openapi::{
+    CompressionName, ErrorEnvelope, QueryFormatName, QueryStatusName, QuerySubmitBody,
+};
 use super::params::{parse_one_of, QueryParams};
 use super::trace::TrackId;
 use crate::context::Services;
@@ -235,8 +237,8 @@ pub async fn submit(
     summary = "List the tenant's data queries, newest first",
     params(
         ("queryStatus" = Option<QueryStatusName>, Query, description = "Only this status."),
-        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page number (default 1)."),
-        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Queries per page (default 20)."),
+        ("page" = Option<i64>, Query, minimum = 1, maximum = 4294967295_i64, description = "1-based page number (default 1)."),
+        ("pageSize" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Queries per page (default 20)."),
     ),
     responses(
         (status = 200, description = "A page of queries.", body = Envelope<Vec<QueryView>>),

@@ -84,10 +84,8 @@ pub async fn run(
         if let Err(error) = socket.set_nodelay(true) {
             tracing::debug!(%error, "setting TCP_NODELAY failed");
         }
-        let connection = builder.serve_connection(
-            TokioIo::new(socket),
-            TowerToHyperService::new(app.clone()),
-        );
+        let connection =
+            builder.serve_connection(TokioIo::new(socket), TowerToHyperService::new(app.clone()));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {

@@ -77,15 +77,17 @@ fn cell(
     match (ty, value) {
         (ColumnType::Text, Some(Value::String(s))) => Ok(Cell::Text(s)),
         (ColumnType::Text, _) => Err(wrong("a string")),
-        (ColumnType::Integer, Some(Value::Number(n))) => match n.as_i64() {
-            Some(i) => Ok(Cell::Int(i)),
-            None if n.is_f64() => Err(wrong("an integer")),
-            None => Err(invalid(
-                row,
-                column,
-                format!("{n} is out of the 64-bit integer range"),
-            )),
-        },
+        (ColumnType::Integer, Some(Value::Number(n))) => {
+            match crate::ingest::json::whole_number(&n) {
+                Some(i) => Ok(Cell::Int(i)),
+                None if n.is_f64() => Err(wrong("an integer")),
+                None => Err(invalid(
+                    row,
+                    column,
+                    format!("{n} is out of the 64-bit integer range"),
+                )),
+            }
+        }
         (ColumnType::Integer, _) => Err(wrong("an integer")),
         (ColumnType::Timestamp, Some(Value::String(s))) => time_ms(&s)
             .map(Cell::Time)

@@ -61,7 +61,9 @@ pub fn join(scopes: &[Scope]) -> String {
 /// server does not know are ignored.
 pub fn granted(scope: &str, scopes: &[String]) -> Vec<Scope> {
     let mut granted = Vec::new();
-    let names = scope.split_ascii_whitespace().chain(scopes.iter().map(String::as_str));
+    let names = scope
+        .split_ascii_whitespace()
+        .chain(scopes.iter().map(String::as_str));
     for scope in names.filter_map(Scope::parse) {
         if !granted.contains(&scope) {
             granted.push(scope);
@@ -74,16 +76,36 @@ pub fn granted(scope: &str, scopes: &[String]) -> Vec<Scope> {
 /// (as registered in `api::router`). A route missing here is refused, so a
 /// new route cannot be reached before it is given a scope.
 const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
-    ("GET", "/meters/{meterId}/auditTrail/export", Scope::ExportRead),
-    ("POST", "/meters/{meterId}/auditTrail/export", Scope::ExportWrite),
-    ("GET", "/meters/{meterId}/auditTrail/export/{requestId}", Scope::ExportRead),
-    ("DELETE", "/meters/{meterId}/auditTrail/export/{requestId}", Scope::ExportWrite),
+    (
+        "GET",
+        "/meters/{meterId}/auditTrail/export",
+        Scope::ExportRead,
+    ),
+    (
+        "POST",
+        "/meters/{meterId}/auditTrail/export",
+        Scope::ExportWrite,
+    ),
+    (
+        "GET",
+        "/meters/{meterId}/auditTrail/export/{requestId}",
+        Scope::ExportRead,
+    ),
+    (
+        "DELETE",
+        "/meters/{meterId}/auditTrail/export/{requestId}",
+        Scope::ExportWrite,
+    ),
     ("GET", "/meters/auditTrail/presignedUrl", Scope::ExportRead),
     ("GET", "/query/jobs", Scope::QueryRead),
     ("GET", "/query/jobs/{id}", Scope::QueryRead),
     ("POST", "/query/jobs", Scope::QueryWrite),
     ("DELETE", "/query/jobs/{id}", Scope::QueryWrite),
-    ("POST", "/meters/{meterId}/auditTrail/entries", Scope::IngestWrite),
+    (
+        "POST",
+        "/meters/{meterId}/auditTrail/entries",
+        Scope::IngestWrite,
+    ),
     ("POST", "/meters/{meterId}/runs", Scope::IngestWrite),
     ("POST", "/audit/tables/{table}/rows", Scope::IngestWrite),
 ];
