@@ -388,7 +388,8 @@ fn parameters() -> Value {
         "entityIds": {
             "name": ENTITY_IDS_HEADER, "in": "header",
             "description": "Comma separated entity ids, a subset of the token's (else 403). \
-                Ingest needs exactly one entity in scope when the token has several.",
+                Ingest needs exactly one entity in scope when the token has several; exports, \
+                data queries and their jobs are limited to the entities (and orgs) in scope.",
             "schema": { "type": "string" },
         },
         "orgIds": {
@@ -545,7 +546,7 @@ fn error_responses() -> Value {
         ),
         "Unauthorized": error("UNAUTHORIZED: missing, invalid or expired bearer token."),
         "Forbidden": error("FORBIDDEN: an entity or org outside the token's."),
-        "NotFound": error("NOT_FOUND: no such job, file or table for this tenant."),
+        "NotFound": error("NOT_FOUND: no such job, file or table for this tenant (jobs outside the caller's entities or orgs included)."),
         "Conflict": error("CONFLICT: the job has already ended."),
         "PayloadTooLarge": error("PAYLOAD_TOO_LARGE: the (inflated) body exceeds the limit."),
         "UnsupportedMediaType": error(
