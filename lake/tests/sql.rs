@@ -464,15 +464,12 @@ async fn the_seed_queries_read_the_same_through_an_entitys_views() {
     for n in 1..=6 {
         let expected =
             std::fs::read_to_string(fixtures("seed").join(format!("q{n}.expected.csv"))).unwrap();
+        let sql = seed_query(n);
         let run = |scope: &Scope| {
-            query_in_scope(
-                &lake,
-                &tenant,
-                scope,
-                &seed_query(n),
-                QueryOutputFormat::Csv,
-                &LIMITS,
-            )
+            let (lake, tenant, sql, scope) = (&lake, &tenant, &sql, scope.clone());
+            async move {
+                query_in_scope(lake, tenant, &scope, sql, QueryOutputFormat::Csv, &LIMITS).await
+            }
         };
         assert_eq!(run(&e1).await.unwrap(), expected, "q{n}.sql as e1");
         let header = expected.lines().next().unwrap();

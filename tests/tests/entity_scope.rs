@@ -334,16 +334,15 @@ async fn exports_hold_only_the_callers_entities_and_orgs_and_other_entities_jobs
     assert_eq!(wide.listed_exports().await, all);
     assert_eq!(
         e1.listed_exports().await,
-        [e1_export.clone(), narrowed_export.clone()].into()
+        BTreeSet::from([e1_export.clone(), narrowed_export.clone()])
     );
     assert_eq!(
         e12.listed_exports().await,
-        [
+        BTreeSet::from([
             e1_export.clone(),
             narrowed_export.clone(),
-            e12_export.clone()
-        ]
-        .into()
+            e12_export.clone(),
+        ])
     );
     let e2 = Caller::new(&sandbox, &["e2"], &[]);
     assert!(e2.listed_exports().await.is_empty());

@@ -5,7 +5,7 @@
 //! 2.46 GB, three at once to 6.8 GB.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use auditx_tests::processes::{config_file, free_port, spawn, wait_healthy};
 use auditx_tests::{Sandbox, SandboxOptions};

@@ -134,7 +134,7 @@ mod tests {
             .layer(middleware::from_fn_with_state(Bounds::new(config), bound))
     }
 
-    async fn reason(response: Response) -> (StatusCode, String, serde_json::Value) {
+    async fn reason_of(response: Response) -> (StatusCode, String, serde_json::Value) {
         let status = response.status();
         let retry = response
             .headers()
@@ -161,7 +161,7 @@ mod tests {
             .oneshot(HttpRequest::get(long).body(Body::empty()).unwrap())
             .await
             .unwrap();
-        let (status, _, reason) = reason(response).await;
+        let (status, _, reason) = reason_of(response).await;
         assert_eq!(status, StatusCode::URI_TOO_LONG);
         assert_eq!(reason["code"], "URI_TOO_LONG");
 
@@ -174,7 +174,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let (status, _, reason) = reason(response).await;
+        let (status, _, reason) = reason_of(response).await;
         assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
         assert!(
             reason["message"].as_str().unwrap().contains("1024"),
@@ -209,12 +209,12 @@ mod tests {
             .oneshot(HttpRequest::post("/slow").body(Body::empty()).unwrap())
             .await
             .unwrap();
-        let (status, retry, reason) = reason(shed).await;
+        let (status, retry, reason) = reason_of(shed).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(reason["code"], "OVERLOADED");
         assert_eq!(retry, "1");
 
-        let (status, _, reason) = reason(slow.await.unwrap().unwrap()).await;
+        let (status, _, reason) = reason_of(slow.await.unwrap().unwrap()).await;
         assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
         assert!(
             reason["message"].as_str().unwrap().contains("5 s"),
