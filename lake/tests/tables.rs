@@ -456,15 +456,8 @@ async fn ids_of_a_failed_write_are_not_recorded_so_a_retry_writes_them() {
     .await
     .unwrap_err();
     assert!(matches!(err, IngestError::Lake(_)), "{err:?}");
-    let retry = ingest_table_rows(
-        &lake.store,
-        &state,
-        lake.bucket,
-        &acme,
-        &RowOwner::default(),
-        batch(),
-        10,
-    );
+    let owner = RowOwner::default();
+    let retry = ingest_table_rows(&lake.store, &state, lake.bucket, &acme, &owner, batch(), 10);
     let summary = tokio::time::timeout(std::time::Duration::from_secs(5), retry)
         .await
         .expect("the failed ingest released its lease")
