@@ -627,10 +627,16 @@ async fn error_messages_do_not_echo_large_inputs() {
         .await;
     assert_no_echo(&response, &big, "Zuora-Entity-Ids");
     for name in [header::CONTENT_TYPE, header::CONTENT_ENCODING] {
+        // The big value replaces the media type, or comes beside a valid one.
+        let content_type = if name == header::CONTENT_TYPE {
+            big.as_str()
+        } else {
+            "application/json"
+        };
         let response = api
             .send(
                 request(Method::POST, "/audit/tables/auditloginevent/rows")
-                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::CONTENT_TYPE, content_type)
                     .header(name.clone(), &big)
                     .body(Body::from("[]"))
                     .unwrap(),
@@ -651,8 +657,8 @@ async fn error_messages_do_not_echo_large_inputs() {
         )
         .await;
     assert_no_echo(&response, &big, "outputFormat");
+    // (A long text value is valid data and is stored; these are not.)
     for row in [
-        json!({ "id": "l1", "status": big }),
         json!({ "id": "l1", "timestamp": big }),
         json!({ "id": "l1", big.clone(): 1 }),
     ] {
