@@ -221,7 +221,8 @@ impl PartialSchema for TableRow {
 impl ToSchema for TableRow {}
 
 /// One meter audit entry of an ingest batch (`POST .../auditTrail/entries`).
-#[derive(ToSchema)]
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // a description of the body the ingest parser reads
 #[schema(as = AuditEntry)]
 pub struct AuditEntryBody {
@@ -255,7 +256,8 @@ pub struct AuditEntryBody {
 }
 
 /// One run status change (`POST /meters/{meterId}/runs`).
-#[derive(ToSchema)]
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // a description of the body the ingest parser reads
 #[schema(as = RunStatusChange)]
 pub struct RunStatusBody {
@@ -270,7 +272,8 @@ pub struct RunStatusBody {
 }
 
 /// The body of `POST /query/jobs`.
-#[derive(ToSchema)]
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // a description of the body `queries::parse_submit` reads
 #[schema(as = QuerySubmit)]
 pub struct QuerySubmitBody {
