@@ -1,4 +1,4 @@
-.PHONY: help demo test services build check fmt clippy
+.PHONY: help demo test bench services build check fmt clippy
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/auditx-target
 
 help: ## list the targets
@@ -9,6 +9,9 @@ demo: ## run the main job on the embedded default (no external services)
 
 test: ## run the whole test suite (starts RabbitMQ and Redis if needed)
 	scripts/test.sh
+
+bench: ## measure a 5 M-row export beside DuckDB (see docs/performance.md)
+	scripts/bench.sh
 
 services: ## start (or install) RabbitMQ and Redis on loopback
 	scripts/services.sh

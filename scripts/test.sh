@@ -12,6 +12,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 command -v cargo >/dev/null || { echo "cargo is required (rustup.rs)" >&2; exit 1; }
 scripts/services.sh
 
-cargo build --locked -p auditx --bin auditx
+# One build of every target with the features the tests unify (the
+# `auditx` binary the multi-process tests launch included), so the binary
+# and the tests share one set of compiled dependencies.
+cargo build --locked --workspace --all-targets
 cargo test --locked --workspace --no-fail-fast -- --test-threads="${AUDITX_TEST_THREADS:-4}"
 scripts/schemathesis.sh

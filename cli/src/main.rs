@@ -1,7 +1,7 @@
 //! `auditx`: one binary for every role and tool. Thin: parse the command
 //! line and hand over to `auditx::commands`.
 
-use auditx::commands::{demo, serve, tools};
+use auditx::commands::{bench, demo, serve, tools};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -28,6 +28,11 @@ enum Command {
     Token(tools::TokenArgs),
     /// Create an export, follow it and download its files.
     Export(tools::ExportArgs),
+    /// Serve only the embedded S3 endpoint (for a distributed set-up on one
+    /// machine).
+    S3(serve::S3Args),
+    /// Measure a large export end to end beside DuckDB on the same files.
+    Bench(bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -40,5 +45,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Generate(args) => tools::generate(args).await,
         Command::Token(args) => tools::token(args),
         Command::Export(args) => tools::export(args).await,
+        Command::S3(args) => serve::s3(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }

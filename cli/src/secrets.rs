@@ -7,7 +7,7 @@ use rand::distributions::Alphanumeric;
 use rand::Rng;
 
 const JWT_SECRET_FILE: &str = "jwt-secret";
-const S3_SECRET_FILE: &str = "s3-secret";
+pub const S3_SECRET_FILE: &str = "s3-secret";
 
 fn random_secret() -> String {
     rand::thread_rng()

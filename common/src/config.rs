@@ -100,6 +100,11 @@ pub struct S3Config {
     pub presign_expiry_secs: u64,
     /// Create the buckets at start-up if they are missing.
     pub create_buckets: bool,
+    /// Hash every uploaded body into its SigV4 signature. Off (the
+    /// default), uploads are signed with `UNSIGNED-PAYLOAD`, which AWS S3
+    /// and S3-compatible servers accept: one SHA-256 pass less per byte;
+    /// TLS protects the body in transit.
+    pub sign_payload: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -259,6 +264,7 @@ impl Default for S3Config {
             export_bucket: "auditx-exports".into(),
             presign_expiry_secs: 3600,
             create_buckets: false,
+            sign_payload: false,
         }
     }
 }

@@ -267,30 +267,37 @@ async fn the_openapi_document_describes_the_route() {
         }
         value
     };
-    let operation = &document["paths"]["/audit/tables/{table}/rows"]["post"];
-    assert_eq!(operation["operationId"], "ingestTableRows");
-    let table = operation["parameters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "table")
-        .unwrap();
-    let names = resolve(&table["schema"])["enum"].clone();
-    assert_eq!(names.as_array().unwrap().len(), 8, "{names}");
-    assert_eq!(names[0], "auditloginevent");
+    // One path per table, each body naming that table's own row schema.
+    assert!(document["paths"]["/audit/tables/{table}/rows"].is_null());
+    let operation = &document["paths"]["/audit/tables/auditsettingchangeevent/rows"]["post"];
+    assert_eq!(
+        operation["operationId"],
+        "ingest_auditsettingchangeevent_rows"
+    );
+    assert!(
+        operation["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["name"] != "table"),
+        "{operation}"
+    );
     let batch = resolve(&operation["requestBody"]["content"]["application/json"]["schema"]);
-    let rows = resolve(&batch["items"])["oneOf"].clone();
-    let setting = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|row| row["title"] == "auditsettingchangeevent")
-        .unwrap();
+    let setting = resolve(&batch["items"]);
+    assert_eq!(setting["title"], "auditsettingchangeevent");
+    assert_eq!(setting["additionalProperties"], false);
     assert_eq!(
         setting["properties"]["sequencenumber"]["type"],
         serde_json::json!(["integer", "null"])
     );
-    for status in ["200", "400", "404", "415"] {
+    assert!(setting["properties"]["browsertype"].is_null());
+    let login = resolve(
+        &document["paths"]["/audit/tables/auditloginevent/rows"]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"]["items"],
+    );
+    assert_eq!(login["title"], "auditloginevent");
+    assert!(login["properties"]["browsertype"].is_object());
+    for status in ["200", "400", "415"] {
         assert!(
             operation["responses"][status].is_object(),
             "{status}: {operation}"

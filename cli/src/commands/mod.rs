@@ -1,5 +1,6 @@
 //! The subcommands of `auditx`.
 
+pub mod bench;
 pub mod demo;
 pub mod serve;
 pub mod tools;

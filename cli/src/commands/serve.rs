@@ -104,3 +104,35 @@ pub async fn worker(args: RoleArgs) -> anyhow::Result<()> {
     shutdown_on_signal(shutdown.clone());
     runtime::run_worker(Arc::new(config), backends, shutdown).await
 }
+
+/// `auditx s3`: only the embedded S3 endpoint, for a distributed set-up on
+/// one machine (development, `auditx bench --distributed`).
+#[derive(Debug, clap::Args)]
+pub struct S3Args {
+    /// Folder holding the buckets (`<data-dir>/s3`) and the endpoint's secret.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Address of the endpoint.
+    #[arg(long, default_value = "127.0.0.1:9310")]
+    pub listen: SocketAddr,
+    /// Optional configuration file (TOML): the bucket names.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+pub async fn s3(args: S3Args) -> anyhow::Result<()> {
+    let mut config = load_config(args.config.as_ref())?;
+    let _telemetry = telemetry::init(&config.telemetry)?;
+    let embedded = runtime::embedded_s3(&mut config, &args.data_dir, args.listen).await?;
+    println!(
+        "embedded S3 endpoint on http://{} (path-style, SigV4): access key {}, secret key in {}",
+        embedded.addr,
+        runtime::EMBEDDED_S3_ACCESS_KEY,
+        args.data_dir.join(secrets::S3_SECRET_FILE).display()
+    );
+    let shutdown = CancellationToken::new();
+    shutdown_on_signal(shutdown.clone());
+    shutdown.cancelled().await;
+    drop(embedded);
+    Ok(())
+}

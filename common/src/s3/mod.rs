@@ -51,6 +51,7 @@ pub struct ObjectMeta {
 #[derive(Clone, Debug)]
 pub struct ObjectStore {
     client: Client,
+    sign_payload: bool,
 }
 
 fn classify<E>(err: SdkError<E, HttpResponse>, bucket: &str, key: &str) -> StorageError
@@ -109,6 +110,7 @@ impl ObjectStore {
         }
         Self {
             client: Client::from_conf(builder.build()),
+            sign_payload: config.sign_payload,
         }
     }
 
@@ -146,16 +148,19 @@ impl ObjectStore {
         body: Bytes,
         content_type: &str,
     ) -> StorageResult<String> {
-        let out = self
+        let request = self
             .client
             .put_object()
             .bucket(bucket)
             .key(key)
             .content_type(content_type)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| classify(e, bucket, key))?;
+            .body(ByteStream::from(body));
+        let out = if self.sign_payload {
+            request.send().await
+        } else {
+            request.customize().disable_payload_signing().send().await
+        }
+        .map_err(|e| classify(e, bucket, key))?;
         Ok(out.e_tag().unwrap_or_default().to_owned())
     }
 
@@ -310,17 +315,20 @@ impl ObjectStore {
         number: i32,
         body: Bytes,
     ) -> StorageResult<String> {
-        let out = self
+        let request = self
             .client
             .upload_part()
             .bucket(bucket)
             .key(key)
             .upload_id(upload_id)
             .part_number(number)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| classify(e, bucket, key))?;
+            .body(ByteStream::from(body));
+        let out = if self.sign_payload {
+            request.send().await
+        } else {
+            request.customize().disable_payload_signing().send().await
+        }
+        .map_err(|e| classify(e, bucket, key))?;
         Ok(out.e_tag().unwrap_or_default().to_owned())
     }
 

@@ -10,11 +10,12 @@
 //! - [`finish`] adds what every authenticated route shares: the bearer
 //!   requirement, the `Zuora-*` headers (checked by middleware and the
 //!   [`super::auth::Caller`] extractor) and the error answers every such
-//!   route can give.
+//!   route can give, and splits table ingest into one path per table so
+//!   each body names its own table's row schema.
 
 use std::sync::Arc;
 
-use auditx_lake::tables::{ColumnType, TABLES};
+use auditx_lake::tables::{ColumnType, TableDef, TABLES};
 use auditx_lake::RUN_STATUSES;
 use auditx_proto::{Compression, OutputFormat, QueryOutputFormat, RecordType, RunType};
 use axum::{Extension, Json};
@@ -22,11 +23,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{
-    AdditionalProperties, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat,
-    SchemaType, Type,
+    AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema,
+    SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, Required, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{OpenApi, PartialSchema, ToSchema};
 
 use super::envelope::Reason;
@@ -185,40 +186,96 @@ impl PartialSchema for TimeOrMillis {
 
 impl ToSchema for TimeOrMillis {}
 
-/// A row of one of the tenant tables, keyed by lowercase column name; the
-/// columns and their types come from the table definitions.
+/// A row of any of the tenant tables: one of the `<table>Row` schemas. Each
+/// table has its own path (see [`split_table_paths`]) whose body names its
+/// own row schema.
 pub struct TableRow;
 
 impl PartialSchema for TableRow {
     fn schema() -> RefOr<Schema> {
         let mut rows = OneOfBuilder::new();
         for def in TABLES {
-            let mut row = ObjectBuilder::new()
-                .schema_type(Type::Object)
-                .title(Some(def.name))
-                .required("id")
-                .additional_properties(Some(AdditionalProperties::FreeForm(false)));
-            for (name, ty) in def.columns {
-                let (ty, format) = match ty {
-                    ColumnType::Text => (Type::String, None),
-                    ColumnType::Timestamp => (Type::String, Some(KnownFormat::DateTime)),
-                    ColumnType::Integer => (Type::Integer, Some(KnownFormat::Int64)),
-                };
-                // The id is required and non-empty; other columns take null.
-                let column = if *name == "id" {
-                    ObjectBuilder::new().schema_type(ty).min_length(Some(1))
-                } else {
-                    ObjectBuilder::new().schema_type(SchemaType::from_iter([ty, Type::Null]))
-                };
-                row = row.property(*name, column.format(format.map(SchemaFormat::KnownFormat)));
-            }
-            rows = rows.item(row);
+            rows = rows.item(RefOr::Ref(Ref::from_schema_name(row_schema_name(def))));
         }
         rows.into()
     }
 }
 
 impl ToSchema for TableRow {}
+
+/// The component name of `def`'s row schema, e.g. `auditlogineventRow`.
+fn row_schema_name(def: &TableDef) -> String {
+    format!("{}Row", def.name)
+}
+
+/// One row of `def`, keyed by lowercase column name, with the columns and
+/// types of the table definition.
+fn row_schema(def: &TableDef) -> Schema {
+    let mut row = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .title(Some(def.name))
+        .required("id")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for (name, ty) in def.columns {
+        let (ty, format) = match ty {
+            ColumnType::Text => (Type::String, None),
+            ColumnType::Timestamp => (Type::String, Some(KnownFormat::DateTime)),
+            ColumnType::Integer => (Type::Integer, Some(KnownFormat::Int64)),
+        };
+        // The id is required and non-empty; other columns take null.
+        let column = if *name == "id" {
+            ObjectBuilder::new().schema_type(ty).min_length(Some(1))
+        } else {
+            ObjectBuilder::new().schema_type(SchemaType::from_iter([ty, Type::Null]))
+        };
+        row = row.property(*name, column.format(format.map(SchemaFormat::KnownFormat)));
+    }
+    row.into()
+}
+
+/// The route template of table ingest, as the router has it.
+pub const TABLE_ROWS_PATH: &str = "/audit/tables/{table}/rows";
+
+/// Describes `POST /audit/tables/{table}/rows` as one path per table, each
+/// with its own row schema: OpenAPI cannot tie a body schema to a path
+/// parameter, and a client (or a generated one) must know which columns go
+/// to which table. The router keeps the one template; an unknown table is
+/// its 404.
+fn split_table_paths(doc: &mut Document) {
+    let Some(template) = doc.paths.paths.remove(TABLE_ROWS_PATH) else {
+        return;
+    };
+    let components = doc.components.get_or_insert_with(Default::default);
+    for def in TABLES {
+        let schema_name = row_schema_name(def);
+        components
+            .schemas
+            .insert(schema_name.clone(), row_schema(def).into());
+        let mut item = template.clone();
+        if let Some(operation) = item.post.as_mut() {
+            operation.operation_id = Some(format!("ingest_{}_rows", def.name));
+            operation.summary = Some(format!("Ingest rows of {} (idempotent per id)", def.name));
+            if let Some(parameters) = operation.parameters.as_mut() {
+                parameters.retain(|p| p.name != "table");
+            }
+            operation.responses.responses.remove("404");
+            if let Some(content) = operation
+                .request_body
+                .as_mut()
+                .and_then(|body| body.content.get_mut("application/json"))
+            {
+                content.schema = Some(
+                    ArrayBuilder::new()
+                        .items(RefOr::Ref(Ref::from_schema_name(schema_name)))
+                        .into(),
+                );
+            }
+        }
+        doc.paths
+            .paths
+            .insert(TABLE_ROWS_PATH.replace("{table}", def.name), item);
+    }
+}
 
 /// One meter audit entry of an ingest batch (`POST .../auditTrail/entries`).
 #[derive(serde::Deserialize, ToSchema)]
@@ -313,6 +370,7 @@ const COMMON_ERRORS: [(&str, &str); 5] = [
 /// Adds the common parts to every operation of `doc` once the router has
 /// added the paths.
 pub fn finish(doc: &mut Document) {
+    split_table_paths(doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.components
         .get_or_insert_with(Default::default)

@@ -1,0 +1,100 @@
+//! `auditx bench` as a user runs it, at a small size: it generates a lake,
+//! runs the product as real processes (embedded, and distributed on the
+//! real RabbitMQ and Redis), runs DuckDB (from PyPI) on the same Parquet
+//! files and finds the same bytes. The figures are printed, not asserted:
+//! the bench measures, CI checks that what it measures is right.
+
+use std::process::Stdio;
+
+use auditx_tests::processes::auditx_bin;
+use tokio::process::Command;
+
+async fn bench(args: &[&str]) -> String {
+    let output = Command::new(auditx_bin())
+        .arg("bench")
+        .args(args)
+        .env_remove("AUDITX_JWT_SECRET")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "auditx bench {args:?} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The line of the report starting with `prefix`.
+fn line<'a>(report: &'a str, prefix: &str) -> &'a str {
+    report
+        .lines()
+        .find(|l| l.trim_start().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{report}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_exports_like_duckdb_embedded_and_distributed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let embedded = bench(&[
+        "--rows",
+        "40000",
+        "--data-dir",
+        data,
+        "--latency-runs",
+        "3",
+        "--load-secs",
+        "1",
+        "--load-connections",
+        "4",
+    ])
+    .await;
+    assert!(
+        embedded.contains("generated the lake (40000 + 1000 rows)"),
+        "{embedded}"
+    );
+    let identical = line(&embedded, "bytes: identical");
+    // About 91 % of generated rows are NORMAL SAMPLE rows.
+    let rows: u64 = identical
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((30_000..40_000).contains(&rows), "{identical}");
+    assert!(line(&embedded, "auditx embedded, 2 worker loop(s)").contains(&rows.to_string()));
+    assert!(line(&embedded, "duckdb 1.").contains(&rows.to_string()));
+    assert!(line(&embedded, "auditx embedded, 2 worker loop(s):").contains("standalone"));
+    assert!(line(&embedded, "ratio auditx embedded").contains('×'));
+    assert!(line(&embedded, "latency, 1000-row export").contains("(3 runs): median"));
+    assert!(line(&embedded, "create-export calls, 4 connections").contains("req/s accepted"));
+
+    // The same lake again, distributed: reused, one and two workers.
+    let distributed = bench(&[
+        "--rows",
+        "40000",
+        "--data-dir",
+        data,
+        "--distributed",
+        "--workers",
+        "1,2",
+        "--latency-runs",
+        "2",
+        "--load-secs",
+        "0",
+    ])
+    .await;
+    assert!(
+        distributed.contains("reusing the lake of 40000 rows"),
+        "{distributed}"
+    );
+    assert_eq!(line(&distributed, "bytes: identical"), identical);
+    let peaks = line(&distributed, "auditx distributed, 2 worker process(es):");
+    for process in ["s3 endpoint", "scheduler", "worker 1", "worker 2"] {
+        assert!(peaks.contains(process), "{peaks}");
+    }
+    assert!(line(&distributed, "scaling: 2 workers vs 1:").contains("faster"));
+}
