@@ -234,7 +234,10 @@ impl Proc {
     }
 
     /// Peak resident set (VmHWM) while the process is alive.
-    fn peak_rss(&self) -> anyhow::Result<u64> {
+    fn peak_rss(&mut self) -> anyhow::Result<u64> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited ({status}) during the run; see its log", self.name);
+        }
         let pid = self.child.id().context("the process has ended")?;
         peak_rss_of(pid)
     }
@@ -276,6 +279,8 @@ fn bench_config(
     config.api.max_in_flight = 4096;
     config.api.max_connections = 4096;
     config.export.max_pending_per_tenant = 1_000_000;
+    // Every worker process reads this file: each picks its own probe port.
+    config.worker.listen = "127.0.0.1:0".parse()?;
     config.telemetry.log_format = "text".into();
     config.telemetry.log_level = "warn".into();
     config.rabbitmq.url = args.amqp_url.clone();
@@ -392,7 +397,7 @@ async fn run_product(
     );
     // Peaks of the export itself, before the latency and load phases.
     let mut peaks = Vec::new();
-    for proc in &procs {
+    for proc in &mut procs {
         peaks.push((proc.name.clone(), proc.peak_rss()?));
     }
     let latency = if last && args.latency_runs > 0 {
