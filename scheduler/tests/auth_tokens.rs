@@ -441,10 +441,19 @@ async fn every_documented_route_is_in_the_scope_table() {
         if public.contains(&path.as_str()) {
             continue;
         }
+        // Table ingest is documented per table; the router (and the scope
+        // table) has the one template.
+        let table = path
+            .strip_prefix("/audit/tables/")
+            .and_then(|rest| rest.strip_suffix("/rows"));
+        let pattern = match table {
+            Some(_) => "/audit/tables/{table}/rows",
+            None => path.as_str(),
+        };
         for method in operations.as_object().unwrap().keys() {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             assert!(
-                scopes::required(&method, path).is_some(),
+                scopes::required(&method, pattern).is_some(),
                 "{method} {path} has no scope"
             );
         }

@@ -236,7 +236,10 @@ impl Proc {
     /// Peak resident set (VmHWM) while the process is alive.
     fn peak_rss(&mut self) -> anyhow::Result<u64> {
         if let Some(status) = self.child.try_wait()? {
-            bail!("{} exited ({status}) during the run; see its log", self.name);
+            bail!(
+                "{} exited ({status}) during the run; see its log",
+                self.name
+            );
         }
         let pid = self.child.id().context("the process has ended")?;
         peak_rss_of(pid)
