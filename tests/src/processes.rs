@@ -88,6 +88,27 @@ log_level = "warn"
     path
 }
 
+/// Runs `auditx <args>` to the end as a user would (no inherited JWT
+/// secret, warnings only) and returns its stdout; panics with both outputs
+/// if it fails.
+pub async fn run_auditx(args: &[&str]) -> String {
+    let output = Command::new(auditx_bin())
+        .args(args)
+        .env_remove("AUDITX_JWT_SECRET")
+        .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "auditx {args:?} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// Starts `auditx <role> --config <config>`; killed when dropped.
 pub fn spawn(role: &str, config: &Path) -> Child {
     Command::new(auditx_bin())

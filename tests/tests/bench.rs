@@ -4,27 +4,10 @@
 //! files and finds the same bytes. The figures are printed, not asserted:
 //! the bench measures, CI checks that what it measures is right.
 
-use std::process::Stdio;
-
-use auditx_tests::processes::auditx_bin;
-use tokio::process::Command;
+use auditx_tests::processes::run_auditx;
 
 async fn bench(args: &[&str]) -> String {
-    let output = Command::new(auditx_bin())
-        .arg("bench")
-        .args(args)
-        .env_remove("AUDITX_JWT_SECRET")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "auditx bench {args:?} failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    run_auditx(&[&["bench"], args].concat()).await
 }
 
 /// The line of the report starting with `prefix`.

@@ -5,26 +5,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use auditx_tests::expect::{self, HEADER};
-use auditx_tests::processes::{auditx_bin, free_port, wait_healthy};
+use auditx_tests::processes::{auditx_bin, free_port, run_auditx as run, wait_healthy};
 use tokio::process::Command;
-
-async fn run(args: &[&str]) -> String {
-    let output = Command::new(auditx_bin())
-        .args(args)
-        .env_remove("AUDITX_JWT_SECRET")
-        .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "auditx {args:?} failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_exports_sample_data_and_shows_where_the_files_are() {
