@@ -1,4 +1,4 @@
-.PHONY: help demo test bench services build check fmt clippy
+.PHONY: help demo test bench services build check fmt clippy deploy-check
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/auditx-target
 
 help: ## list the targets
@@ -18,6 +18,9 @@ services: ## start (or install) RabbitMQ and Redis on loopback
 
 build: ## build the auditx binary (release)
 	cargo build --release -p auditx
+
+deploy-check: ## render and validate the Kubernetes manifests (no cluster needed)
+	scripts/validate-deploy.sh
 
 check: fmt clippy ## formatting and lints
 

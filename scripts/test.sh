@@ -2,7 +2,7 @@
 # Runs the whole test suite: starts (and if needed installs) RabbitMQ and
 # Redis, builds the `auditx` binary the multi-process tests launch, then
 # runs every test of the workspace, then schemathesis against the served
-# OpenAPI document.
+# OpenAPI document, then validates the Kubernetes manifests under deploy/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,3 +18,4 @@ scripts/services.sh
 cargo build --locked --workspace --all-targets
 cargo test --locked --workspace --no-fail-fast -- --test-threads="${AUDITX_TEST_THREADS:-4}"
 scripts/schemathesis.sh
+scripts/validate-deploy.sh

@@ -250,6 +250,49 @@ async fn hashes_are_write_once(store: Arc<dyn StateStore>) {
     assert!(store.hash_get_all("h").await.unwrap().is_empty());
 }
 
+async fn logs_append_each_id_once_and_read_from_a_position(store: Arc<dyn StateStore>) {
+    assert!(store.log_read("log", 0, 10).await.unwrap().is_empty());
+    assert!(store.log_append_once("log", "chunk-2", b"r2").await.unwrap());
+    assert!(store.log_append_once("log", "chunk-1", b"r1").await.unwrap());
+    assert!(!store
+        .log_append_once("log", "chunk-2", b"duplicate")
+        .await
+        .unwrap());
+    assert_eq!(
+        store.log_read("log", 0, 10).await.unwrap(),
+        vec![b"r2".to_vec(), b"r1".to_vec()]
+    );
+    assert_eq!(
+        store.log_read("log", 1, 10).await.unwrap(),
+        vec![b"r1".to_vec()]
+    );
+    assert!(store.log_read("log", 2, 10).await.unwrap().is_empty());
+    assert!(store.log_read("log", 99, 10).await.unwrap().is_empty());
+
+    // More entries than one Redis round trip reads, read in slices.
+    for i in 0..2_500 {
+        let value = format!("e{i}");
+        assert!(store
+            .log_append_once("big", &i.to_string(), value.as_bytes())
+            .await
+            .unwrap());
+    }
+    let all = store.log_read("big", 0, usize::MAX).await.unwrap();
+    assert_eq!(all.len(), 2_500);
+    assert_eq!(all[2_499], b"e2499".to_vec());
+    let slice = store.log_read("big", 1_990, 20).await.unwrap();
+    let expected: Vec<Vec<u8>> = (1_990..2_010).map(|i| format!("e{i}").into_bytes()).collect();
+    assert_eq!(slice, expected);
+
+    store.delete(&keys(&["log", "big"])).await.unwrap();
+    assert!(store.log_read("log", 0, 10).await.unwrap().is_empty());
+    assert!(store.log_append_once("log", "chunk-2", b"again").await.unwrap());
+    assert_eq!(
+        store.log_read("log", 0, 10).await.unwrap(),
+        vec![b"again".to_vec()]
+    );
+}
+
 async fn lists_are_fifo(store: Arc<dyn StateStore>) {
     assert!(store.list_all("l").await.unwrap().is_empty());
     for id in ["r1", "r2", "r3", "r2"] {
@@ -387,6 +430,7 @@ conformance!(
     lease_has_one_holder,
     lease_expiry_and_renewal,
     hashes_are_write_once,
+    logs_append_each_id_once_and_read_from_a_position,
     lists_are_fifo,
     sets,
     ordered_index,

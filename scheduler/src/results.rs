@@ -134,7 +134,7 @@ async fn record_export_report(
         let field = report_field(report);
         services
             .state
-            .hash_set_if_absent(&reports_key(id), &field, &bytes)
+            .log_append_once(&reports_key(id), &field, &bytes)
             .await?;
         return Ok(());
     }

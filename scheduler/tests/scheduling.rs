@@ -176,7 +176,7 @@ async fn a_crashed_scheduler_is_taken_over_after_the_lease_expires() -> anyhow::
     // Crash once some chunks are rendered but not all.
     let reports = reports_key(&id);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while h.state.hash_get_all(&reports).await?.is_empty() {
+    while h.state.log_read(&reports, 0, 1).await?.is_empty() {
         anyhow::ensure!(tokio::time::Instant::now() < deadline, "no chunk rendered");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -80,4 +80,13 @@ async fn the_bench_exports_like_duckdb_embedded_and_distributed() {
         assert!(peaks.contains(process), "{peaks}");
     }
     assert!(line(&distributed, "scaling: 2 workers vs 1:").contains("faster"));
+    // CPU per render chunk, for the driver's cost to be compared across sizes.
+    let cpu = line(&distributed, "auditx distributed, 1 worker process(es), ");
+    let chunks: u64 = cpu
+        .split(", ")
+        .nth(2)
+        .and_then(|c| c.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no chunk count in {cpu}"));
+    assert!(chunks > 0, "{cpu}");
+    assert!(cpu.contains("scheduler ") && cpu.contains("ms/chunk)"), "{cpu}");
 }

@@ -93,6 +93,8 @@ struct Run {
     export: Timed,
     /// (process, peak RSS in bytes)
     peaks: Vec<(String, u64)>,
+    /// (process, CPU seconds used during the large export)
+    cpu: Vec<(String, f64)>,
     latency: Option<Latency>,
     load: Option<Load>,
 }
@@ -103,6 +105,8 @@ struct Timed {
     rows: u64,
     bytes: u64,
     files: usize,
+    /// Render chunks the export was planned into.
+    chunks: u64,
     sha256: String,
 }
 
@@ -244,6 +248,29 @@ impl Proc {
         let pid = self.child.id().context("the process has ended")?;
         peak_rss_of(pid)
     }
+
+    /// CPU time (user + system) the process has used so far.
+    fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let pid = self.child.id().context("the process has ended")?;
+        cpu_seconds_of(pid)
+    }
+}
+
+/// utime + stime of `/proc/<pid>/stat`, in clock ticks of 1/100 s (the
+/// kernel's USER_HZ, fixed at 100 for this interface).
+fn cpu_seconds_of(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("malformed /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(i).context("short /proc stat")?.parse()?)
+    };
+    Ok((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }
 
 fn peak_rss_of(pid: u32) -> anyhow::Result<u64> {
@@ -393,7 +420,15 @@ async fn run_product(
     if downloads.exists() {
         std::fs::remove_dir_all(&downloads)?;
     }
+    let cpu_before: Vec<f64> = procs
+        .iter()
+        .map(Proc::cpu_seconds)
+        .collect::<anyhow::Result<_>>()?;
     let export = timed_export(&client, BIG_METER, &downloads).await?;
+    let mut cpu = Vec::new();
+    for (proc, before) in procs.iter().zip(cpu_before) {
+        cpu.push((proc.name.clone(), proc.cpu_seconds()? - before));
+    }
     println!(
         "  {} rows in {} file(s), {:.2} s",
         export.rows, export.files, export.seconds
@@ -422,6 +457,7 @@ async fn run_product(
         workers,
         export,
         peaks,
+        cpu,
         latency,
         load,
     })
@@ -502,6 +538,7 @@ async fn timed_export(client: &ApiClient, meter: i64, out: &Path) -> anyhow::Res
     )
     .await?;
     let seconds = started.elapsed().as_secs_f64();
+    let chunks = job["progress"]["chunksTotal"].as_u64().unwrap_or(0);
     let files = client.download_all(&job, out).await?;
     let mut hasher = Sha256::new();
     let mut rows = 0;
@@ -520,6 +557,7 @@ async fn timed_export(client: &ApiClient, meter: i64, out: &Path) -> anyhow::Res
         rows,
         bytes,
         files: data_files,
+        chunks,
         sha256: hex::encode(hasher.finalize()),
     })
 }
@@ -806,6 +844,21 @@ fn report(args: &BenchArgs, runs: &[Run], duckdb: Option<&DuckRun>) -> anyhow::R
     }
     if let Some(d) = duckdb {
         println!("  duckdb: {}", mib(d.peak_rss));
+    }
+    println!("CPU during the export (per render chunk):");
+    for run in runs {
+        let chunks = run.export.chunks.max(1) as f64;
+        let cpu: Vec<String> = run
+            .cpu
+            .iter()
+            .map(|(name, secs)| format!("{name} {secs:.2} s ({:.1} ms/chunk)", secs * 1e3 / chunks))
+            .collect();
+        println!(
+            "  auditx {}, {} chunks: {}",
+            run.label,
+            run.export.chunks,
+            cpu.join(", ")
+        );
     }
     if runs.len() > 1 {
         let first = &runs[0];

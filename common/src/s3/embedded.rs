@@ -1,4 +1,5 @@
-//! The embedded S3-compatible endpoint (s3s + s3s-fs on a local folder) used
+//! The embedded S3-compatible endpoint (s3s + s3s-fs on a local folder, its
+//! data path in [`FastFs`](super::embedded_fs)) used
 //! by the embedded default and by tests. SigV4 authentication is on, so
 //! presigned URLs are really verified and download with plain curl.
 //!
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::S3Config;
+use crate::s3::embedded_fs::FastFs;
 
 /// Requests the embedded endpoint refused for want of a valid signature.
 static REJECTED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
@@ -74,8 +76,7 @@ impl EmbeddedS3 {
         secret_access_key: &str,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
-        let fs =
-            s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        let fs = FastFs::new(root)?;
         let service = {
             let mut builder = S3ServiceBuilder::new(fs);
             builder.set_auth(SimpleAuth::from_single(access_key_id, secret_access_key));

@@ -49,6 +49,10 @@ enum Entry {
     Value(Vec<u8>),
     Hash(BTreeMap<String, Vec<u8>>),
     List(Vec<String>),
+    Log {
+        ids: std::collections::HashSet<String>,
+        entries: Vec<Vec<u8>>,
+    },
     Set(BTreeSet<String>),
     /// Member → score.
     Index(BTreeMap<String, i64>),
@@ -151,6 +155,14 @@ fn list(entry: &mut Entry) -> Option<&mut Vec<String>> {
     }
 }
 
+
+fn log(entry: &mut Entry) -> Option<(&mut std::collections::HashSet<String>, &mut Vec<Vec<u8>>)> {
+    match entry {
+        Entry::Log { ids, entries } => Some((ids, entries)),
+        _ => None,
+    }
+}
+
 fn set(entry: &mut Entry) -> Option<&mut BTreeSet<String>> {
     match entry {
         Entry::Set(s) => Some(s),
@@ -238,6 +250,36 @@ impl StateStore for MemoryStore {
             .existing(key, hash)?
             .map(|h| h.iter().map(|(f, v)| (f.clone(), v.clone())).collect());
         Ok(fields.unwrap_or_default())
+    }
+
+    async fn log_append_once(&self, key: &str, id: &str, value: &[u8]) -> StateResult<bool> {
+        let mut data = self.lock();
+        if data.entry(key).is_none() {
+            let empty = Entry::Log {
+                ids: Default::default(),
+                entries: Vec::new(),
+            };
+            data.entries.insert(key.to_string(), empty);
+        }
+        let (ids, entries) = data
+            .entry(key)
+            .and_then(log)
+            .ok_or_else(|| wrong_type(key))?;
+        if !ids.insert(id.to_string()) {
+            return Ok(false);
+        }
+        entries.push(value.to_vec());
+        Ok(true)
+    }
+
+    async fn log_read(&self, key: &str, from: u64, max: usize) -> StateResult<Vec<Vec<u8>>> {
+        let mut data = self.lock();
+        let Some(entry) = data.entry(key) else {
+            return Ok(Vec::new());
+        };
+        let (_, entries) = log(entry).ok_or_else(|| wrong_type(key))?;
+        let from = (from as usize).min(entries.len());
+        Ok(entries[from..].iter().take(max).cloned().collect())
     }
 
     async fn list_push(&self, key: &str, value: &str) -> StateResult<()> {

@@ -84,6 +84,17 @@ pub trait StateStore: Send + Sync + 'static {
     async fn hash_set_if_absent(&self, key: &str, field: &str, value: &[u8]) -> StateResult<bool>;
     async fn hash_get_all(&self, key: &str) -> StateResult<Vec<(String, Vec<u8>)>>;
 
+    // --- logs: append-only, each id at most once (a job's reports) ---
+    /// Appends `value` to the log `key` unless an entry with `id` was
+    /// appended before (then the first one stays); true if appended. A
+    /// reader that remembers how many entries it has seen reads only the
+    /// new ones ([`StateStore::log_read`]), so its cost per entry does not
+    /// grow with the log.
+    async fn log_append_once(&self, key: &str, id: &str, value: &[u8]) -> StateResult<bool>;
+    /// Up to `max` entries of log `key`, in append order, from position
+    /// `from` (0-based) on. Deleting `key` deletes the log.
+    async fn log_read(&self, key: &str, from: u64, max: usize) -> StateResult<Vec<Vec<u8>>>;
+
     // --- lists: FIFO queues of ids ---
     async fn list_push(&self, key: &str, value: &str) -> StateResult<()>;
     async fn list_all(&self, key: &str) -> StateResult<Vec<String>>;

@@ -108,6 +108,37 @@ static TAKE_TOKEN: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// A log is one hash: `len`, the entries `at:<n>` and the ids seen
+/// `id:<id>`, so that deleting the key deletes it all.
+/// KEYS: log. ARGV: id, value. Returns 1 if appended.
+static LOG_APPEND_ONCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        if redis.call('HSETNX', KEYS[1], 'id:' .. ARGV[1], '') == 0 then return 0 end
+        local n = redis.call('HINCRBY', KEYS[1], 'len', 1)
+        redis.call('HSET', KEYS[1], 'at:' .. (n - 1), ARGV[2])
+        return 1",
+    )
+});
+
+/// KEYS: log. ARGV: from, max (small enough for one HMGET).
+static LOG_READ: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local n = tonumber(redis.call('HGET', KEYS[1], 'len') or '0')
+        local from = tonumber(ARGV[1])
+        local to = math.min(n, from + tonumber(ARGV[2]))
+        if to <= from then return {} end
+        local fields = {}
+        for i = from, to - 1 do fields[#fields + 1] = 'at:' .. i end
+        return redis.call('HMGET', KEYS[1], unpack(fields))",
+    )
+});
+
+/// Entries one `log_read` round trip asks for at most (Lua's `unpack`
+/// takes a few thousand arguments).
+const LOG_READ_BATCH: usize = 1_000;
+
 /// State in Redis, every key under one prefix.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -254,6 +285,29 @@ impl StateStore for RedisStore {
             self.query(redis::cmd("HGETALL").arg(self.key(key))).await?;
         fields.sort();
         Ok(fields)
+    }
+
+    async fn log_append_once(&self, key: &str, id: &str, value: &[u8]) -> StateResult<bool> {
+        let mut invocation = LOG_APPEND_ONCE.key(self.key(key));
+        invocation.arg(id).arg(value);
+        self.invoke(&invocation).await
+    }
+
+    async fn log_read(&self, key: &str, from: u64, max: usize) -> StateResult<Vec<Vec<u8>>> {
+        let mut entries = Vec::new();
+        while entries.len() < max {
+            let batch = (max - entries.len()).min(LOG_READ_BATCH);
+            let mut invocation = LOG_READ.key(self.key(key));
+            invocation.arg(from + entries.len() as u64).arg(batch);
+            let read: Vec<Option<Vec<u8>>> = self.invoke(&invocation).await?;
+            let full = read.len() == batch;
+            // An entry is written in the same script as the length: never missing.
+            entries.extend(read.into_iter().flatten());
+            if !full {
+                break;
+            }
+        }
+        Ok(entries)
     }
 
     async fn list_push(&self, key: &str, value: &str) -> StateResult<()> {

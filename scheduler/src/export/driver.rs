@@ -11,7 +11,6 @@
 //! deterministic. Its writes are fenced by the lease: once the lease is
 //! lost it stops without side effects.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +41,10 @@ enum Step {
     End(JobStatus, String),
 }
 
+/// Reports applied in one pass at most; the rest wait for the next pass,
+/// which comes at once.
+const REPORTS_PER_PASS: usize = 2_000;
+
 /// Progress is saved at most this often (the API polls it).
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
@@ -59,9 +62,12 @@ pub struct JobDriver<'a> {
     spec: JobSpec,
     state: JobState,
     progress_saved: Option<Instant>,
-    /// Report fields already applied: reports are write-once, so a field
-    /// seen once never needs decoding again.
-    applied: HashSet<String>,
+    /// Entries of the job's report log already applied: each pass reads
+    /// only what came after, so a pass costs the same at chunk 10 and at
+    /// chunk 10,000.
+    reports_read: u64,
+    /// The last pass left reports unread.
+    reports_pending: bool,
 }
 
 impl<'a> JobDriver<'a> {
@@ -81,7 +87,8 @@ impl<'a> JobDriver<'a> {
             spec,
             state,
             progress_saved: None,
-            applied: HashSet::new(),
+            reports_read: 0,
+            reports_pending: false,
         }
     }
 
@@ -110,6 +117,10 @@ impl<'a> JobDriver<'a> {
                 Ok(Step::Finished(job)) => return Ok(*job),
                 Ok(Step::End(status, reason)) => {
                     ending = Some((status, reason));
+                    continue;
+                }
+                Ok(Step::Continue) if self.reports_pending => {
+                    failures = 0;
                     continue;
                 }
                 Ok(Step::Continue) => {
@@ -199,22 +210,25 @@ impl<'a> JobDriver<'a> {
         Ok(plan)
     }
 
-    /// Reports recorded since the last pass.
+    /// Reports recorded since the last pass (each task's first report
+    /// only: the log keeps one per task).
     async fn new_reports(&mut self) -> Result<Vec<WorkerReport>, DriveError> {
         let key = reports_key(self.id());
-        let fields = self.services.state.hash_get_all(&key).await?;
-        let mut reports = Vec::new();
-        for (field, bytes) in fields {
-            if self.applied.contains(&field) {
-                continue;
-            }
+        let entries = self
+            .services
+            .state
+            .log_read(&key, self.reports_read, REPORTS_PER_PASS)
+            .await?;
+        self.reports_read += entries.len() as u64;
+        self.reports_pending = entries.len() == REPORTS_PER_PASS;
+        let mut reports = Vec::with_capacity(entries.len());
+        for bytes in entries {
             match decode(&bytes) {
                 Ok(report) => reports.push(report),
                 Err(error) => {
-                    tracing::warn!(request_id = %self.id(), field, %error, "unreadable report skipped")
+                    tracing::warn!(request_id = %self.id(), %error, "unreadable report skipped")
                 }
             }
-            self.applied.insert(field);
         }
         Ok(reports)
     }

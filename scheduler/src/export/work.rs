@@ -21,6 +21,8 @@ pub struct JobWork {
     spec: JobSpec,
     pub plan: JobPlan,
     rendered: BTreeMap<u32, RenderOutcome>,
+    /// Rows of every rendered chunk, summed as they come.
+    rows_rendered: u64,
     /// Chunks with no report that this driver has not dispatched yet.
     undispatched: BTreeSet<u32>,
     /// Chunks this driver dispatched, with no report yet.
@@ -44,6 +46,7 @@ impl JobWork {
             spec,
             plan,
             rendered: BTreeMap::new(),
+            rows_rendered: 0,
             in_flight: HashMap::new(),
             assigner: Some(assigner),
             fed: 0,
@@ -91,6 +94,7 @@ impl JobWork {
         let latency = self.in_flight.remove(&chunk).map(|sent| sent.elapsed());
         metrics::chunk_completed(latency);
         self.undispatched.remove(&chunk);
+        self.rows_rendered += outcome.rows;
         self.rendered.insert(chunk, outcome);
         Ok(())
     }
@@ -141,10 +145,13 @@ impl JobWork {
                 self.files.extend(last);
                 break;
             }
-            let Some(outcome) = self.rendered.get(&(self.fed as u32)) else {
+            let Some(outcome) = self.rendered.get_mut(&(self.fed as u32)) else {
                 break;
             };
-            let done = assigner.push(&RenderedChunk::from(outcome));
+            let done = assigner.push(&RenderedChunk::from(&*outcome));
+            // The offsets only matter to the assigner: keep the memory of a
+            // long job to a few bytes per chunk.
+            outcome.row_offsets = Vec::new();
             self.files.extend(done);
             self.fed += 1;
         }
@@ -220,7 +227,7 @@ impl JobWork {
             chunks_done: self.rendered.len() as u64,
             files_total: self.files.len() as u64,
             files_done: self.completed.len() as u64,
-            rows: self.rendered.values().map(|r| r.rows).sum(),
+            rows: self.rows_rendered,
         }
     }
 

@@ -1,98 +1,200 @@
-//! Stage two of an export: stream the header and the staged byte ranges of
-//! one output file into S3 multipart parts, hashing the file on the way.
+//! Stage two of an export: make the header and the staged byte ranges of
+//! one output file the parts of its S3 multipart upload, hashing the file
+//! on the way.
 //!
-//! Memory stays at about `part_size × (MAX_PARTS_IN_FLIGHT + 1)` whatever
-//! the file size. Part numbers follow from the byte layout alone, so a
-//! redelivered task uploads the same parts again and the upload stays
-//! consistent.
+//! The parts are planned from the byte layout alone ([`plan_parts`]), so a
+//! redelivered task makes the same parts again and the upload stays
+//! consistent. A staged range at least a part long becomes a part of its
+//! own, copied by S3 from the staging object (UploadPartCopy): its bytes
+//! are read once, for the file's SHA-256, and not uploaded again. The rest
+//! (the header, small ranges, the ends of ranges) is gathered into parts of
+//! exactly `part_size` bytes and uploaded. Memory stays at about
+//! `part_size × (MAX_UPLOADS_IN_FLIGHT + 1)` whatever the file size.
 
 use auditx_common::retry::{retry, Backoff};
 use auditx_common::s3::{ObjectStore, StorageError};
 use auditx_proto::{AssembleOutcome, AssembleTask, OutputFormat, Segment, UploadedPart};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::error::WorkerError;
 use crate::export::csv;
-use crate::export::parts::PartSplitter;
 
-/// Parts uploading at once: one uploads while the next fills, and a slow
-/// part does not stall reading.
-const MAX_PARTS_IN_FLIGHT: usize = 2;
+/// Gathered parts uploading at once: one uploads while the next fills, and
+/// a slow part does not stall reading.
+const MAX_UPLOADS_IN_FLIGHT: usize = 2;
+
+/// Server-side copies at once (they hold no memory here).
+const MAX_COPIES_IN_FLIGHT: usize = 8;
 
 /// S3's limit of parts in one multipart upload.
 const MAX_PARTS: u64 = 10_000;
 
-/// Uploads the file of `task` as parts `1..=n` of `task.upload_id` and
-/// reports them; the scheduler completes the upload.
+/// S3's largest part (and largest UploadPartCopy range).
+const MAX_PART_SIZE: u64 = 5 << 30;
+
+/// Where the bytes of one part come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PartSource {
+    /// Read here (the header and staged ranges, in order) and uploaded.
+    Gathered(Vec<Piece>),
+    /// One staged range, copied by S3.
+    Copied(Segment),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// Bytes `start..end` of the format's header.
+    Header { start: u64, end: u64 },
+    Range(Segment),
+}
+
+/// The parts of a file made of a header of `header_len` bytes and
+/// `segments`: every part but the last at least `part_size` bytes (gathered
+/// ones exactly), a staged range copied whole where what is left of it is
+/// at least a part long and nothing is half-gathered before it.
+pub fn plan_parts(header_len: u64, segments: &[Segment], part_size: u64) -> Vec<PartSource> {
+    let part_size = part_size.max(1);
+    let mut parts = Vec::new();
+    let mut gathering: Vec<Piece> = Vec::new();
+    let mut gathered = 0u64;
+    let mut start = 0;
+    while start < header_len {
+        let end = header_len.min(start + part_size - gathered);
+        gathering.push(Piece::Header { start, end });
+        gathered += end - start;
+        start = end;
+        if gathered == part_size {
+            parts.push(PartSource::Gathered(std::mem::take(&mut gathering)));
+            gathered = 0;
+        }
+    }
+    for segment in segments {
+        let mut start = segment.start;
+        while start < segment.end {
+            let left = segment.end - start;
+            if gathered == 0 && left >= part_size {
+                let end = start + left.min(MAX_PART_SIZE);
+                parts.push(PartSource::Copied(Segment {
+                    key: segment.key.clone(),
+                    start,
+                    end,
+                }));
+                start = end;
+                continue;
+            }
+            let take = left.min(part_size - gathered);
+            gathering.push(Piece::Range(Segment {
+                key: segment.key.clone(),
+                start,
+                end: start + take,
+            }));
+            gathered += take;
+            start += take;
+            if gathered == part_size {
+                parts.push(PartSource::Gathered(std::mem::take(&mut gathering)));
+                gathered = 0;
+            }
+        }
+    }
+    if !gathering.is_empty() {
+        parts.push(PartSource::Gathered(gathering));
+    }
+    parts
+}
+
+/// Makes the file of `task` parts `1..=n` of `task.upload_id` and reports
+/// them; the scheduler completes the upload.
 pub async fn assemble_file(
     store: &ObjectStore,
     export_bucket: &str,
     task: &AssembleTask,
 ) -> Result<AssembleOutcome, WorkerError> {
-    let header = match task.format {
+    let header: &'static [u8] = match task.format {
         OutputFormat::Csv => csv::HEADER,
     };
     let bytes = file_size(task, header.len() as u64)?;
+    let plan = plan_parts(header.len() as u64, &task.segments, task.part_size);
     let mut hasher = Sha256::new();
-    let mut splitter = PartSplitter::new(task.part_size as usize);
-    let mut uploads = PartUploads::new(store, export_bucket, task);
-
-    let mut header = Bytes::from_static(header);
-    hasher.update(&header);
-    while let Some(part) = splitter.next_part(&mut header) {
-        uploads.push(part).await?;
-    }
-    for segment in &task.segments {
-        let expected = segment.end - segment.start;
-        let mut body = store
-            .get_stream(
-                export_bucket,
-                &segment.key,
-                Some(segment.start..segment.end),
-            )
-            .await
-            .map_err(|e| match e {
-                StorageError::NotFound { .. } => staging_error(segment, "is missing".into()),
-                other => other.into(),
-            })?;
-        let mut read = 0;
-        while let Some(chunk) = body.next().await {
-            let mut chunk = chunk.map_err(|e| {
-                StorageError::Transient(format!("reading staged chunk {}: {e}", segment.key))
-            })?;
-            read += chunk.len() as u64;
-            if read > expected {
-                break;
+    let mut parts = Parts::new(store, export_bucket, task);
+    for (i, source) in plan.into_iter().enumerate() {
+        let number = i as i32 + 1;
+        match source {
+            PartSource::Gathered(pieces) => {
+                let mut body = BytesMut::new();
+                for piece in &pieces {
+                    match piece {
+                        Piece::Header { start, end } => {
+                            let bytes = &header[*start as usize..*end as usize];
+                            hasher.update(bytes);
+                            body.extend_from_slice(bytes);
+                        }
+                        Piece::Range(segment) => {
+                            read_range(store, export_bucket, segment, |chunk| {
+                                hasher.update(&chunk);
+                                body.extend_from_slice(&chunk);
+                            })
+                            .await?;
+                        }
+                    }
+                }
+                parts.upload(number, body.freeze()).await?;
             }
-            hasher.update(&chunk);
-            while let Some(part) = splitter.next_part(&mut chunk) {
-                uploads.push(part).await?;
+            PartSource::Copied(segment) => {
+                parts.copy(number, segment.clone()).await?;
+                read_range(store, export_bucket, &segment, |chunk| hasher.update(&chunk)).await?;
             }
         }
-        if read != expected {
-            let problem = format!(
-                "returned {read} bytes for range {}..{}, expected {expected}",
-                segment.start, segment.end
-            );
-            return Err(staging_error(segment, problem));
-        }
-    }
-    if let Some(last) = splitter.finish() {
-        uploads.push(last).await?;
     }
     Ok(AssembleOutcome {
         request_id: task.request_id.clone(),
         file: task.file,
         key: task.key.clone(),
         upload_id: task.upload_id.clone(),
-        parts: uploads.finish().await?,
+        parts: parts.finish().await?,
         rows: task.rows,
         bytes,
         sha256: hex::encode(hasher.finalize()),
     })
+}
+
+/// Streams the staged bytes of `segment` into `each`, checking that the
+/// store returned exactly the range asked for.
+async fn read_range(
+    store: &ObjectStore,
+    bucket: &str,
+    segment: &Segment,
+    mut each: impl FnMut(Bytes),
+) -> Result<(), WorkerError> {
+    let expected = segment.end - segment.start;
+    let mut body = store
+        .get_stream(bucket, &segment.key, Some(segment.start..segment.end))
+        .await
+        .map_err(|e| match e {
+            StorageError::NotFound { .. } => staging_error(segment, "is missing".into()),
+            other => other.into(),
+        })?;
+    let mut read = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            StorageError::Transient(format!("reading staged chunk {}: {e}", segment.key))
+        })?;
+        read += chunk.len() as u64;
+        if read > expected {
+            break;
+        }
+        each(chunk);
+    }
+    if read != expected {
+        let problem = format!(
+            "returned {read} bytes for range {}..{}, expected {expected}",
+            segment.start, segment.end
+        );
+        return Err(staging_error(segment, problem));
+    }
+    Ok(())
 }
 
 fn staging_error(segment: &Segment, problem: String) -> WorkerError {
@@ -130,44 +232,38 @@ fn file_size(task: &AssembleTask, header_len: u64) -> Result<u64, WorkerError> {
     Ok(size)
 }
 
-/// Part uploads of one file, at most [`MAX_PARTS_IN_FLIGHT`] at a time,
-/// each retried on its own so a hiccup does not restart the whole file.
-struct PartUploads {
+/// The part requests of one file: uploads of gathered parts and server-side
+/// copies, each bounded in number and retried on its own so a hiccup does
+/// not restart the whole file.
+struct Parts {
     store: ObjectStore,
     bucket: String,
     key: String,
     upload_id: String,
-    in_flight: JoinSet<Result<UploadedPart, StorageError>>,
-    uploaded: Vec<UploadedPart>,
-    next_number: i32,
+    uploads: JoinSet<Result<UploadedPart, StorageError>>,
+    copies: JoinSet<Result<UploadedPart, StorageError>>,
+    done: Vec<UploadedPart>,
 }
 
-impl PartUploads {
+impl Parts {
     fn new(store: &ObjectStore, bucket: &str, task: &AssembleTask) -> Self {
         Self {
             store: store.clone(),
             bucket: bucket.to_owned(),
             key: task.key.clone(),
             upload_id: task.upload_id.clone(),
-            in_flight: JoinSet::new(),
-            uploaded: Vec::new(),
-            next_number: 1,
+            uploads: JoinSet::new(),
+            copies: JoinSet::new(),
+            done: Vec::new(),
         }
     }
 
-    /// Starts uploading the next part once fewer than the limit are in flight.
-    async fn push(&mut self, body: Bytes) -> Result<(), WorkerError> {
-        while self.in_flight.len() >= MAX_PARTS_IN_FLIGHT {
-            self.reap().await?;
+    /// Starts uploading part `number` once fewer than the limit are in flight.
+    async fn upload(&mut self, number: i32, body: Bytes) -> Result<(), WorkerError> {
+        while self.uploads.len() >= MAX_UPLOADS_IN_FLIGHT {
+            Self::reap(&mut self.uploads, &mut self.done).await?;
         }
-        let number = self.next_number;
-        self.next_number += 1;
-        let (store, bucket, key, upload_id) = (
-            self.store.clone(),
-            self.bucket.clone(),
-            self.key.clone(),
-            self.upload_id.clone(),
-        );
+        let (store, bucket, key, upload_id) = self.names();
         let upload = async move {
             let etag = retry(Backoff::default(), StorageError::is_transient, || {
                 store.upload_part(&bucket, &key, &upload_id, number, body.clone())
@@ -175,25 +271,64 @@ impl PartUploads {
             .await?;
             Ok(UploadedPart { number, etag })
         };
-        self.in_flight.spawn(upload.in_current_span());
+        self.uploads.spawn(upload.in_current_span());
         Ok(())
     }
 
-    async fn reap(&mut self) -> Result<(), WorkerError> {
-        if let Some(joined) = self.in_flight.join_next().await {
+    /// Starts copying `segment` into part `number`.
+    async fn copy(&mut self, number: i32, segment: Segment) -> Result<(), WorkerError> {
+        while self.copies.len() >= MAX_COPIES_IN_FLIGHT {
+            Self::reap(&mut self.copies, &mut self.done).await?;
+        }
+        let (store, bucket, key, upload_id) = self.names();
+        let copy = async move {
+            let etag = retry(Backoff::default(), StorageError::is_transient, || {
+                store.upload_part_copy(
+                    &bucket,
+                    &key,
+                    &upload_id,
+                    number,
+                    &segment.key,
+                    segment.start..segment.end,
+                )
+            })
+            .await?;
+            Ok(UploadedPart { number, etag })
+        };
+        self.copies.spawn(copy.in_current_span());
+        Ok(())
+    }
+
+    fn names(&self) -> (ObjectStore, String, String, String) {
+        (
+            self.store.clone(),
+            self.bucket.clone(),
+            self.key.clone(),
+            self.upload_id.clone(),
+        )
+    }
+
+    async fn reap(
+        set: &mut JoinSet<Result<UploadedPart, StorageError>>,
+        done: &mut Vec<UploadedPart>,
+    ) -> Result<(), WorkerError> {
+        if let Some(joined) = set.join_next().await {
             let part = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-            self.uploaded.push(part);
+            done.push(part);
         }
         Ok(())
     }
 
-    /// Waits for the remaining uploads; the parts in number order.
+    /// Waits for the remaining requests; the parts in number order.
     async fn finish(mut self) -> Result<Vec<UploadedPart>, WorkerError> {
-        while !self.in_flight.is_empty() {
-            self.reap().await?;
+        while !self.uploads.is_empty() {
+            Self::reap(&mut self.uploads, &mut self.done).await?;
         }
-        self.uploaded.sort_by_key(|part| part.number);
-        Ok(self.uploaded)
+        while !self.copies.is_empty() {
+            Self::reap(&mut self.copies, &mut self.done).await?;
+        }
+        self.done.sort_by_key(|part| part.number);
+        Ok(self.done)
     }
 }
 
@@ -245,5 +380,105 @@ mod tests {
         assert!(err.to_string().contains("raise export.part_size"), "{err}");
         assert!(!err.is_transient());
         assert!(file_size(&task(vec![segment(0, 10_000 * 8 - 1)], 8), 1).is_ok());
+    }
+
+    fn seg(key: &str, start: u64, end: u64) -> Segment {
+        Segment {
+            key: key.into(),
+            start,
+            end,
+        }
+    }
+
+    /// The bytes a plan makes, as (source, offset) pairs, and part sizes.
+    fn layout(plan: &[PartSource]) -> (Vec<(String, u64)>, Vec<u64>) {
+        let mut bytes = Vec::new();
+        let mut sizes = Vec::new();
+        let range = |key: &str, start: u64, end: u64, bytes: &mut Vec<(String, u64)>| {
+            bytes.extend((start..end).map(|b| (key.to_owned(), b)));
+            end - start
+        };
+        for part in plan {
+            let size = match part {
+                PartSource::Copied(s) => range(&s.key, s.start, s.end, &mut bytes),
+                PartSource::Gathered(pieces) => pieces
+                    .iter()
+                    .map(|p| match p {
+                        Piece::Header { start, end } => range("header", *start, *end, &mut bytes),
+                        Piece::Range(s) => range(&s.key, s.start, s.end, &mut bytes),
+                    })
+                    .sum(),
+            };
+            sizes.push(size);
+        }
+        (bytes, sizes)
+    }
+
+    #[test]
+    fn long_staged_ranges_are_copied_and_the_rest_gathered() {
+        // Header 3 bytes, parts of 10: the header and the first 7 bytes of
+        // a are gathered, the rest of a (13 bytes) is copied, b (4) is
+        // gathered with the first 6 bytes of c, the rest of c (10) copied.
+        let plan = plan_parts(3, &[seg("a", 0, 20), seg("b", 0, 4), seg("c", 0, 16)], 10);
+        assert_eq!(
+            plan,
+            vec![
+                PartSource::Gathered(vec![
+                    Piece::Header { start: 0, end: 3 },
+                    Piece::Range(seg("a", 0, 7))
+                ]),
+                PartSource::Copied(seg("a", 7, 20)),
+                PartSource::Gathered(vec![Piece::Range(seg("b", 0, 4)), Piece::Range(seg("c", 0, 6))]),
+                PartSource::Copied(seg("c", 6, 16)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_header_only_file_is_one_gathered_part() {
+        assert_eq!(
+            plan_parts(12, &[], 8 << 20),
+            vec![PartSource::Gathered(vec![Piece::Header { start: 0, end: 12 }])]
+        );
+        assert_eq!(
+            plan_parts(5, &[], 2),
+            vec![
+                PartSource::Gathered(vec![Piece::Header { start: 0, end: 2 }]),
+                PartSource::Gathered(vec![Piece::Header { start: 2, end: 4 }]),
+                PartSource::Gathered(vec![Piece::Header { start: 4, end: 5 }]),
+            ]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parts_hold_every_byte_once_in_order_and_only_the_last_is_short(
+            header in 0u64..30,
+            lengths in proptest::collection::vec((0u64..60, 0u64..5), 0..12),
+            part_size in 1u64..40,
+        ) {
+            let segments: Vec<Segment> = lengths
+                .iter()
+                .enumerate()
+                .map(|(i, &(len, skip))| seg(&format!("c{i}"), skip, skip + len))
+                .filter(|s| s.end > s.start)
+                .collect();
+            let plan = plan_parts(header, &segments, part_size);
+            let (bytes, sizes) = layout(&plan);
+            let mut want: Vec<(String, u64)> = (0..header).map(|b| ("header".to_owned(), b)).collect();
+            for s in &segments {
+                want.extend((s.start..s.end).map(|b| (s.key.clone(), b)));
+            }
+            proptest::prop_assert_eq!(bytes, want);
+            if let Some((_, full)) = sizes.split_last() {
+                proptest::prop_assert!(full.iter().all(|&s| s >= part_size), "{:?}", sizes);
+            }
+            for part in &plan {
+                match part {
+                    PartSource::Gathered(_) => {}
+                    PartSource::Copied(s) => proptest::prop_assert!(s.end - s.start >= part_size),
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,252 @@
+//! The embedded S3 endpoint's own data path (`FastFs`) over HTTP with the
+//! AWS SDK, as every role uses it: objects, ranges, multipart uploads with
+//! uploaded and server-copied parts, S3's part-size rule, and requests that
+//! ask for a digest check still getting one.
+
+use auditx_common::config::S3Config;
+use auditx_common::s3::embedded::EmbeddedS3;
+use auditx_common::s3::{ObjectStore, StorageError};
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+const MIB: usize = 1024 * 1024;
+
+/// Bytes that differ at every position, so a misplaced range shows.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 16) as u8)
+        .collect()
+}
+
+struct Endpoint {
+    store: ObjectStore,
+    bucket: String,
+    _server: EmbeddedS3,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Endpoint {
+    let dir = tempfile::tempdir().unwrap();
+    let server = EmbeddedS3::start(dir.path(), "127.0.0.1:0".parse().unwrap(), "ak", "sk")
+        .await
+        .unwrap();
+    let config = server.client_config(&S3Config::default());
+    let store = ObjectStore::new(&config);
+    store.ensure_bucket(&config.export_bucket).await.unwrap();
+    Endpoint {
+        store,
+        bucket: config.export_bucket,
+        _server: server,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_round_trip_whole_and_by_range() {
+    let s3 = start().await;
+    let bucket = &s3.bucket;
+    // Larger than a write block and not a multiple of a read block.
+    let body = pattern(3 * MIB + 12_345, 7);
+    s3.store
+        .put(bucket, "a/b/data.csv", Bytes::from(body.clone()), "text/csv")
+        .await
+        .unwrap();
+    assert_eq!(
+        s3.store.get(bucket, "a/b/data.csv").await.unwrap().to_vec(),
+        body
+    );
+    let range = s3
+        .store
+        .get_range(bucket, "a/b/data.csv", 1_000_000..2_500_001)
+        .await
+        .unwrap();
+    assert_eq!(range.to_vec(), body[1_000_000..2_500_001]);
+    assert_eq!(
+        s3.store.head(bucket, "a/b/data.csv").await.unwrap(),
+        Some(body.len() as u64)
+    );
+
+    let got = s3
+        .store
+        .client()
+        .get_object()
+        .bucket(bucket)
+        .key("a/b/data.csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.content_type(), Some("text/csv"));
+    assert!(got.e_tag().is_some_and(|e| e.len() > 2));
+
+    // An overwrite is a new object with a new ETag.
+    let first = s3.store.client().head_object().bucket(bucket).key("a/b/data.csv").send().await.unwrap();
+    s3.store
+        .put(bucket, "a/b/data.csv", Bytes::from_static(b"x,y\n"), "text/csv")
+        .await
+        .unwrap();
+    let second = s3.store.client().head_object().bucket(bucket).key("a/b/data.csv").send().await.unwrap();
+    assert_ne!(first.e_tag(), second.e_tag());
+    assert_eq!(s3.store.get(bucket, "a/b/data.csv").await.unwrap().as_ref(), b"x,y\n");
+
+    let listed = s3.store.list(bucket, "a/").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].key, "a/b/data.csv");
+
+    assert!(matches!(
+        s3.store.get(bucket, "a/b/missing.csv").await,
+        Err(StorageError::NotFound { .. })
+    ));
+    // An empty object is fine.
+    s3.store.put(bucket, "empty", Bytes::new(), "text/csv").await.unwrap();
+    assert!(s3.store.get(bucket, "empty").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_uploads_join_uploaded_and_copied_parts() {
+    let s3 = start().await;
+    let bucket = &s3.bucket;
+    let staged = pattern(13 * MIB + 3, 1);
+    s3.store
+        .put(bucket, "_staging/c0", Bytes::from(staged.clone()), "text/csv")
+        .await
+        .unwrap();
+    let key = "t/r/file.csv";
+    let upload = s3.store.create_multipart(bucket, key, "text/csv").await.unwrap();
+    let first = pattern(5 * MIB, 2);
+    let p1 = s3
+        .store
+        .upload_part(bucket, key, &upload, 1, Bytes::from(first.clone()))
+        .await
+        .unwrap();
+    let p2 = s3
+        .store
+        .upload_part_copy(bucket, key, &upload, 2, "_staging/c0", 17..(17 + 6 * MIB as u64))
+        .await
+        .unwrap();
+    let p3 = s3
+        .store
+        .upload_part(bucket, key, &upload, 3, Bytes::from_static(b"tail\n"))
+        .await
+        .unwrap();
+    s3.store
+        .complete_multipart(bucket, key, &upload, &[(1, p1), (2, p2), (3, p3)])
+        .await
+        .unwrap();
+    let mut expected = first;
+    expected.extend_from_slice(&staged[17..17 + 6 * MIB]);
+    expected.extend_from_slice(b"tail\n");
+    let got = s3.store.get(bucket, key).await.unwrap();
+    assert!(got.to_vec() == expected, "the completed file differs");
+    let head = s3.store.client().head_object().bucket(bucket).key(key).send().await.unwrap();
+    assert_eq!(head.content_type(), Some("text/csv"));
+    assert!(head.e_tag().is_some_and(|e| e.ends_with("-3\"")), "{:?}", head.e_tag());
+    // The upload is gone once completed.
+    let err = s3
+        .store
+        .upload_part(bucket, key, &upload, 4, Bytes::from_static(b"late"))
+        .await
+        .unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+
+    // A single-part upload, and copy ranges S3 would refuse.
+    let upload = s3.store.create_multipart(bucket, "t/r/one.csv", "text/csv").await.unwrap();
+    let bad = s3
+        .store
+        .upload_part_copy(bucket, "t/r/one.csv", &upload, 1, "_staging/c0", 0..(14 * MIB as u64))
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("InvalidRange"), "{bad}");
+    let missing = s3
+        .store
+        .upload_part_copy(bucket, "t/r/one.csv", &upload, 1, "_staging/none", 0..10)
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, StorageError::NotFound { .. }), "{missing}");
+    let only = s3
+        .store
+        .upload_part_copy(bucket, "t/r/one.csv", &upload, 1, "_staging/c0", 0..10)
+        .await
+        .unwrap();
+    s3.store
+        .complete_multipart(bucket, "t/r/one.csv", &upload, &[(1, only)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s3.store.get(bucket, "t/r/one.csv").await.unwrap().to_vec(),
+        staged[..10]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_keeps_s3s_rules_on_part_sizes_and_order() {
+    let s3 = start().await;
+    let bucket = &s3.bucket;
+    let key = "t/r/small.csv";
+    let upload = s3.store.create_multipart(bucket, key, "text/csv").await.unwrap();
+    let p1 = s3
+        .store
+        .upload_part(bucket, key, &upload, 1, Bytes::from(pattern(MIB, 3)))
+        .await
+        .unwrap();
+    let p2 = s3
+        .store
+        .upload_part(bucket, key, &upload, 2, Bytes::from_static(b"end"))
+        .await
+        .unwrap();
+    let err = s3
+        .store
+        .complete_multipart(bucket, key, &upload, &[(1, p1.clone()), (2, p2.clone())])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("EntityTooSmall"), "{err}");
+    let err = s3
+        .store
+        .complete_multipart(bucket, key, &upload, &[(2, p2.clone()), (1, p1.clone())])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("InvalidPartOrder"), "{err}");
+    let err = s3
+        .store
+        .complete_multipart(bucket, key, &upload, &[(1, p1), (2, p2), (3, "x".into())])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("InvalidPart"), "{err}");
+    assert!(matches!(
+        s3.store.get(bucket, key).await,
+        Err(StorageError::NotFound { .. })
+    ));
+    s3.store.abort_multipart(bucket, key, &upload).await.unwrap();
+}
+
+/// A request that asks for a digest check is checked (by s3s-fs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_md5_is_still_verified() {
+    let s3 = start().await;
+    let client = s3.store.client();
+    let err = client
+        .put_object()
+        .bucket(&s3.bucket)
+        .key("checked")
+        .content_md5("XrY7u+Ae7tCTyyK7j1rNww==") // MD5 of "hello world"
+        .body(ByteStream::from_static(b"something else"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_s3::error::ProvideErrorMetadata::code(&err),
+        Some("BadDigest")
+    );
+    client
+        .put_object()
+        .bucket(&s3.bucket)
+        .key("checked")
+        .content_md5("XrY7u+Ae7tCTyyK7j1rNww==")
+        .body(ByteStream::from_static(b"hello world"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        s3.store.get(&s3.bucket, "checked").await.unwrap().as_ref(),
+        b"hello world"
+    );
+}
