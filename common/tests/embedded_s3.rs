@@ -48,7 +48,12 @@ async fn objects_round_trip_whole_and_by_range() {
     // Larger than a write block and not a multiple of a read block.
     let body = pattern(3 * MIB + 12_345, 7);
     s3.store
-        .put(bucket, "a/b/data.csv", Bytes::from(body.clone()), "text/csv")
+        .put(
+            bucket,
+            "a/b/data.csv",
+            Bytes::from(body.clone()),
+            "text/csv",
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -79,14 +84,38 @@ async fn objects_round_trip_whole_and_by_range() {
     assert!(got.e_tag().is_some_and(|e| e.len() > 2));
 
     // An overwrite is a new object with a new ETag.
-    let first = s3.store.client().head_object().bucket(bucket).key("a/b/data.csv").send().await.unwrap();
-    s3.store
-        .put(bucket, "a/b/data.csv", Bytes::from_static(b"x,y\n"), "text/csv")
+    let first = s3
+        .store
+        .client()
+        .head_object()
+        .bucket(bucket)
+        .key("a/b/data.csv")
+        .send()
         .await
         .unwrap();
-    let second = s3.store.client().head_object().bucket(bucket).key("a/b/data.csv").send().await.unwrap();
+    s3.store
+        .put(
+            bucket,
+            "a/b/data.csv",
+            Bytes::from_static(b"x,y\n"),
+            "text/csv",
+        )
+        .await
+        .unwrap();
+    let second = s3
+        .store
+        .client()
+        .head_object()
+        .bucket(bucket)
+        .key("a/b/data.csv")
+        .send()
+        .await
+        .unwrap();
     assert_ne!(first.e_tag(), second.e_tag());
-    assert_eq!(s3.store.get(bucket, "a/b/data.csv").await.unwrap().as_ref(), b"x,y\n");
+    assert_eq!(
+        s3.store.get(bucket, "a/b/data.csv").await.unwrap().as_ref(),
+        b"x,y\n"
+    );
 
     let listed = s3.store.list(bucket, "a/").await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -97,7 +126,10 @@ async fn objects_round_trip_whole_and_by_range() {
         Err(StorageError::NotFound { .. })
     ));
     // An empty object is fine.
-    s3.store.put(bucket, "empty", Bytes::new(), "text/csv").await.unwrap();
+    s3.store
+        .put(bucket, "empty", Bytes::new(), "text/csv")
+        .await
+        .unwrap();
     assert!(s3.store.get(bucket, "empty").await.unwrap().is_empty());
 }
 
@@ -107,11 +139,20 @@ async fn multipart_uploads_join_uploaded_and_copied_parts() {
     let bucket = &s3.bucket;
     let staged = pattern(13 * MIB + 3, 1);
     s3.store
-        .put(bucket, "_staging/c0", Bytes::from(staged.clone()), "text/csv")
+        .put(
+            bucket,
+            "_staging/c0",
+            Bytes::from(staged.clone()),
+            "text/csv",
+        )
         .await
         .unwrap();
     let key = "t/r/file.csv";
-    let upload = s3.store.create_multipart(bucket, key, "text/csv").await.unwrap();
+    let upload = s3
+        .store
+        .create_multipart(bucket, key, "text/csv")
+        .await
+        .unwrap();
     let first = pattern(5 * MIB, 2);
     let p1 = s3
         .store
@@ -120,7 +161,14 @@ async fn multipart_uploads_join_uploaded_and_copied_parts() {
         .unwrap();
     let p2 = s3
         .store
-        .upload_part_copy(bucket, key, &upload, 2, "_staging/c0", 17..(17 + 6 * MIB as u64))
+        .upload_part_copy(
+            bucket,
+            key,
+            &upload,
+            2,
+            "_staging/c0",
+            17..(17 + 6 * MIB as u64),
+        )
         .await
         .unwrap();
     let p3 = s3
@@ -137,9 +185,21 @@ async fn multipart_uploads_join_uploaded_and_copied_parts() {
     expected.extend_from_slice(b"tail\n");
     let got = s3.store.get(bucket, key).await.unwrap();
     assert!(got.to_vec() == expected, "the completed file differs");
-    let head = s3.store.client().head_object().bucket(bucket).key(key).send().await.unwrap();
+    let head = s3
+        .store
+        .client()
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_type(), Some("text/csv"));
-    assert!(head.e_tag().is_some_and(|e| e.ends_with("-3\"")), "{:?}", head.e_tag());
+    assert!(
+        head.e_tag().is_some_and(|e| e.ends_with("-3\"")),
+        "{:?}",
+        head.e_tag()
+    );
     // The upload is gone once completed.
     let err = s3
         .store
@@ -149,10 +209,21 @@ async fn multipart_uploads_join_uploaded_and_copied_parts() {
     assert!(!err.is_transient(), "{err}");
 
     // A single-part upload, and copy ranges S3 would refuse.
-    let upload = s3.store.create_multipart(bucket, "t/r/one.csv", "text/csv").await.unwrap();
+    let upload = s3
+        .store
+        .create_multipart(bucket, "t/r/one.csv", "text/csv")
+        .await
+        .unwrap();
     let bad = s3
         .store
-        .upload_part_copy(bucket, "t/r/one.csv", &upload, 1, "_staging/c0", 0..(14 * MIB as u64))
+        .upload_part_copy(
+            bucket,
+            "t/r/one.csv",
+            &upload,
+            1,
+            "_staging/c0",
+            0..(14 * MIB as u64),
+        )
         .await
         .unwrap_err();
     assert!(bad.to_string().contains("InvalidRange"), "{bad}");
@@ -161,7 +232,10 @@ async fn multipart_uploads_join_uploaded_and_copied_parts() {
         .upload_part_copy(bucket, "t/r/one.csv", &upload, 1, "_staging/none", 0..10)
         .await
         .unwrap_err();
-    assert!(matches!(missing, StorageError::NotFound { .. }), "{missing}");
+    assert!(
+        matches!(missing, StorageError::NotFound { .. }),
+        "{missing}"
+    );
     let only = s3
         .store
         .upload_part_copy(bucket, "t/r/one.csv", &upload, 1, "_staging/c0", 0..10)
@@ -182,7 +256,11 @@ async fn completion_keeps_s3s_rules_on_part_sizes_and_order() {
     let s3 = start().await;
     let bucket = &s3.bucket;
     let key = "t/r/small.csv";
-    let upload = s3.store.create_multipart(bucket, key, "text/csv").await.unwrap();
+    let upload = s3
+        .store
+        .create_multipart(bucket, key, "text/csv")
+        .await
+        .unwrap();
     let p1 = s3
         .store
         .upload_part(bucket, key, &upload, 1, Bytes::from(pattern(MIB, 3)))
@@ -215,7 +293,10 @@ async fn completion_keeps_s3s_rules_on_part_sizes_and_order() {
         s3.store.get(bucket, key).await,
         Err(StorageError::NotFound { .. })
     ));
-    s3.store.abort_multipart(bucket, key, &upload).await.unwrap();
+    s3.store
+        .abort_multipart(bucket, key, &upload)
+        .await
+        .unwrap();
 }
 
 /// A request that asks for a digest check is checked (by s3s-fs).
@@ -249,4 +330,107 @@ async fn content_md5_is_still_verified() {
         s3.store.get(&s3.bucket, "checked").await.unwrap().as_ref(),
         b"hello world"
     );
+}
+
+/// A copied part holds the source's bytes as they were when copied, as on
+/// S3: replacing or deleting the source afterwards changes nothing, and
+/// uploading the part number again replaces the copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copied_parts_keep_the_bytes_of_the_moment_they_were_copied() {
+    let s3 = start().await;
+    let bucket = &s3.bucket;
+    let old = pattern(6 * MIB, 4);
+    s3.store
+        .put(bucket, "_staging/src", Bytes::from(old.clone()), "text/csv")
+        .await
+        .unwrap();
+    let key = "t/r/pinned.csv";
+    let upload = s3.store.create_multipart(bucket, key, "text/csv").await.unwrap();
+    let whole = 0..old.len() as u64;
+    let p1 = s3
+        .store
+        .upload_part_copy(bucket, key, &upload, 1, "_staging/src", whole.clone())
+        .await
+        .unwrap();
+    let p2 = s3
+        .store
+        .upload_part_copy(bucket, key, &upload, 2, "_staging/src", 5..9)
+        .await
+        .unwrap();
+    s3.store
+        .put(bucket, "_staging/src", Bytes::from_static(b"replaced"), "text/csv")
+        .await
+        .unwrap();
+    s3.store.delete(bucket, "_staging/src").await.unwrap();
+    let p3 = s3
+        .store
+        .upload_part_copy(bucket, key, &upload, 3, "_staging/gone", 0..1)
+        .await;
+    assert!(matches!(p3, Err(StorageError::NotFound { .. })), "{p3:?}");
+    // Part 2 uploaded after being copied: the upload wins.
+    let p2b = s3
+        .store
+        .upload_part(bucket, key, &upload, 2, Bytes::from_static(b"!"))
+        .await
+        .unwrap();
+    let listed = s3
+        .store
+        .client()
+        .list_parts()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(&upload)
+        .send()
+        .await
+        .unwrap();
+    let sizes: Vec<(i32, i64)> = listed
+        .parts()
+        .iter()
+        .map(|p| (p.part_number().unwrap(), p.size().unwrap()))
+        .collect();
+    assert_eq!(sizes, [(1, old.len() as i64), (2, 1)]);
+    drop(p2);
+    s3.store
+        .complete_multipart(bucket, key, &upload, &[(1, p1), (2, p2b)])
+        .await
+        .unwrap();
+    let mut expected = old.clone();
+    expected.push(b'!');
+    assert!(s3.store.get(bucket, key).await.unwrap().to_vec() == expected);
+
+    // One copied part that is a whole object: the object's file is reused.
+    s3.store
+        .put(bucket, "_staging/src2", Bytes::from(old.clone()), "text/csv")
+        .await
+        .unwrap();
+    let upload = s3.store.create_multipart(bucket, "t/r/one-copy.csv", "text/csv").await.unwrap();
+    let only = s3
+        .store
+        .upload_part_copy(bucket, "t/r/one-copy.csv", &upload, 1, "_staging/src2", whole)
+        .await
+        .unwrap();
+    s3.store
+        .complete_multipart(bucket, "t/r/one-copy.csv", &upload, &[(1, only)])
+        .await
+        .unwrap();
+    s3.store.delete(bucket, "_staging/src2").await.unwrap();
+    assert!(s3.store.get(bucket, "t/r/one-copy.csv").await.unwrap().to_vec() == old);
+
+    // An aborted upload leaves none of its copies behind.
+    let upload = s3.store.create_multipart(bucket, "t/r/aborted.csv", "text/csv").await.unwrap();
+    s3.store
+        .put(bucket, "_staging/src3", Bytes::from_static(b"abc"), "text/csv")
+        .await
+        .unwrap();
+    s3.store
+        .upload_part_copy(bucket, "t/r/aborted.csv", &upload, 1, "_staging/src3", 0..3)
+        .await
+        .unwrap();
+    s3.store.abort_multipart(bucket, "t/r/aborted.csv", &upload).await.unwrap();
+    let left: Vec<String> = std::fs::read_dir(s3._dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(&upload))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -252,8 +252,14 @@ async fn hashes_are_write_once(store: Arc<dyn StateStore>) {
 
 async fn logs_append_each_id_once_and_read_from_a_position(store: Arc<dyn StateStore>) {
     assert!(store.log_read("log", 0, 10).await.unwrap().is_empty());
-    assert!(store.log_append_once("log", "chunk-2", b"r2").await.unwrap());
-    assert!(store.log_append_once("log", "chunk-1", b"r1").await.unwrap());
+    assert!(store
+        .log_append_once("log", "chunk-2", b"r2")
+        .await
+        .unwrap());
+    assert!(store
+        .log_append_once("log", "chunk-1", b"r1")
+        .await
+        .unwrap());
     assert!(!store
         .log_append_once("log", "chunk-2", b"duplicate")
         .await
@@ -281,12 +287,17 @@ async fn logs_append_each_id_once_and_read_from_a_position(store: Arc<dyn StateS
     assert_eq!(all.len(), 2_500);
     assert_eq!(all[2_499], b"e2499".to_vec());
     let slice = store.log_read("big", 1_990, 20).await.unwrap();
-    let expected: Vec<Vec<u8>> = (1_990..2_010).map(|i| format!("e{i}").into_bytes()).collect();
+    let expected: Vec<Vec<u8>> = (1_990..2_010)
+        .map(|i| format!("e{i}").into_bytes())
+        .collect();
     assert_eq!(slice, expected);
 
     store.delete(&keys(&["log", "big"])).await.unwrap();
     assert!(store.log_read("log", 0, 10).await.unwrap().is_empty());
-    assert!(store.log_append_once("log", "chunk-2", b"again").await.unwrap());
+    assert!(store
+        .log_append_once("log", "chunk-2", b"again")
+        .await
+        .unwrap());
     assert_eq!(
         store.log_read("log", 0, 10).await.unwrap(),
         vec![b"again".to_vec()]

@@ -88,5 +88,8 @@ async fn the_bench_exports_like_duckdb_embedded_and_distributed() {
         .and_then(|c| c.split(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no chunk count in {cpu}"));
     assert!(chunks > 0, "{cpu}");
-    assert!(cpu.contains("scheduler ") && cpu.contains("ms/chunk)"), "{cpu}");
+    assert!(
+        cpu.contains("scheduler ") && cpu.contains("ms/chunk)"),
+        "{cpu}"
+    );
 }

@@ -301,9 +301,11 @@ fn bench_config(
     args: &BenchArgs,
     prefix: &str,
 ) -> anyhow::Result<PathBuf> {
-    let mut config = Config::default();
-    config.listen = listen.parse()?;
-    config.jwt_secret = Some(secrets::jwt_secret(None, dir)?);
+    let mut config = Config {
+        listen: listen.parse()?,
+        jwt_secret: Some(secrets::jwt_secret(None, dir)?),
+        ..Config::default()
+    };
     config.api.create_rate_per_sec = 1_000_000.0;
     config.api.create_burst = 1_000_000;
     config.api.max_in_flight = 4096;

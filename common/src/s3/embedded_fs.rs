@@ -6,9 +6,11 @@
 //! 4 KiB buffers and writes through 8 KiB ones, each a round trip to
 //! Tokio's blocking pool: on a 1.3 GB export that was the largest item of
 //! the profile. Here objects and parts are written in 1 MiB blocks and read
-//! in 256 KiB blocks by one blocking thread per request, multipart uploads
-//! are completed (and parts copied) by the kernel (`copy_file_range`
-//! through [`std::io::copy`]), and ETags are opaque identifiers unique per
+//! in 256 KiB blocks by one blocking thread per request; `UploadPartCopy`
+//! copies nothing (the source's file is pinned by a hard link and the range
+//! recorded), multipart uploads are completed by the kernel
+//! (`copy_file_range` through [`std::io::copy`]) or, for one whole part, by
+//! a rename; and ETags are opaque identifiers unique per
 //! write — S3 only promises that an ETag changes when the object does; the
 //! ETags of multipart objects are not MD5 digests on AWS either.
 //!
@@ -59,7 +61,8 @@ impl std::fmt::Debug for FastFs {
 
 impl FastFs {
     pub fn new(root: &Path) -> io::Result<Self> {
-        let inner = s3s_fs::FileSystem::new(root).map_err(|e| io::Error::other(format!("{e:?}")))?;
+        let inner =
+            s3s_fs::FileSystem::new(root).map_err(|e| io::Error::other(format!("{e:?}")))?;
         let root = std::env::current_dir()?.join(root).canonicalize()?;
         Ok(Self {
             inner,
@@ -100,8 +103,10 @@ impl FastFs {
     /// Where s3s-fs keeps an object's attributes (content type, metadata).
     fn attributes_path(&self, bucket: &str, key: &str, upload: Option<&str>) -> PathBuf {
         let upload = upload.map(|u| format!(".upload-{u}")).unwrap_or_default();
-        self.root
-            .join(format!("{}{upload}.metadata.json", Self::encoded(bucket, key)))
+        self.root.join(format!(
+            "{}{upload}.metadata.json",
+            Self::encoded(bucket, key)
+        ))
     }
 
     /// Where s3s-fs keeps an object's ETag (read by its HEAD and listing).
@@ -112,6 +117,43 @@ impl FastFs {
 
     fn part_path(&self, upload: &str, part: i32) -> PathBuf {
         self.root.join(format!(".upload_id-{upload}.part-{part}"))
+    }
+
+    /// A copied part is kept as a hard link to the source's file (its
+    /// bytes as they were when copied: objects are only ever replaced by a
+    /// rename, never written in place) and the range, in a file beside it.
+    /// s3s-fs's abort removes both with the upload's other files.
+    fn ref_paths(&self, upload: &str, part: i32) -> (PathBuf, PathBuf) {
+        (
+            self.root.join(format!(".upload_id-{upload}.ref-{part}")),
+            self.root.join(format!(".upload_id-{upload}.range-{part}")),
+        )
+    }
+
+    /// What makes up part `n` of `upload`, if it was uploaded or copied.
+    fn part_data(&self, upload: &str, part: i32) -> io::Result<Option<PartData>> {
+        let path = self.part_path(upload, part);
+        match std::fs::metadata(&path) {
+            Ok(meta) => return Ok(Some(PartData::File(path, meta.len()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let (link, range_path) = self.ref_paths(upload, part);
+        let range = match std::fs::read_to_string(&range_path) {
+            Ok(range) => range,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let parsed = range
+            .split_once(' ')
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+        let (start, len) = parsed.ok_or_else(|| io::Error::other("malformed part range"))?;
+        Ok(Some(PartData::Ref {
+            link,
+            range: range_path,
+            start,
+            len,
+        }))
     }
 
     /// A temporary file name s3s-fs sweeps away at start-up if left over.
@@ -163,7 +205,8 @@ impl FastFs {
     }
 
     async fn save_etag(&self, bucket: &str, key: &str, etag: &str) -> S3Result<()> {
-        let content = serde_json::to_vec(&serde_json::json!({ "e_tag": etag })).map_err(internal)?;
+        let content =
+            serde_json::to_vec(&serde_json::json!({ "e_tag": etag })).map_err(internal)?;
         let (tmp, dest) = (self.tmp_path(), self.info_path(bucket, key));
         blocking(move || write_atomically(&tmp, &dest, &content)).await
     }
@@ -195,10 +238,13 @@ fn rename_into_place(tmp: &Path, dest: &Path) -> io::Result<()> {
     std::fs::rename(tmp, dest)
 }
 
+/// A block being written; gives the file and the emptied buffer back.
+type BlockWrite = JoinHandle<io::Result<(File, Vec<u8>)>>;
+
 async fn write_blocks(mut body: StreamingBlob, tmp: PathBuf, dest: PathBuf) -> S3Result<u64> {
     let tmp_for_create = tmp.clone();
     let mut file = Some(blocking(move || File::create(&tmp_for_create)).await?);
-    let mut writing: Option<JoinHandle<io::Result<(File, Vec<u8>)>>> = None;
+    let mut writing: Option<BlockWrite> = None;
     let mut block = Vec::with_capacity(WRITE_BLOCK);
     let mut size = 0u64;
     let mut body_done = false;
@@ -279,6 +325,59 @@ fn read_blocks(mut file: File, start: u64, len: u64) -> ReadBlocks {
     ReadBlocks(rx)
 }
 
+/// A part of a multipart upload on disk.
+enum PartData {
+    /// Uploaded: the whole file, of this size.
+    File(PathBuf, u64),
+    /// Copied: `len` bytes from `start` of the pinned source `link`, the
+    /// range recorded in the file `range`.
+    Ref {
+        link: PathBuf,
+        range: PathBuf,
+        start: u64,
+        len: u64,
+    },
+}
+
+impl PartData {
+    fn len(&self) -> u64 {
+        match self {
+            PartData::File(_, len) | PartData::Ref { len, .. } => *len,
+        }
+    }
+
+    /// Appends the part's bytes to `out` (the kernel copies).
+    fn append_to(&self, out: &mut File) -> io::Result<()> {
+        let copied = match self {
+            PartData::File(path, _) => io::copy(&mut File::open(path)?, out)?,
+            PartData::Ref {
+                link, start, len, ..
+            } => {
+                let mut source = File::open(link)?;
+                source.seek(SeekFrom::Start(*start))?;
+                io::copy(&mut (&source).take(*len), out)?
+            }
+        };
+        if copied == self.len() {
+            Ok(())
+        } else {
+            Err(io::Error::other("a part is shorter than recorded"))
+        }
+    }
+
+    fn remove(&self) {
+        match self {
+            PartData::File(path, _) => {
+                let _ = std::fs::remove_file(path);
+            }
+            PartData::Ref { link, range, .. } => {
+                let _ = std::fs::remove_file(link);
+                let _ = std::fs::remove_file(range);
+            }
+        }
+    }
+}
+
 /// The stored attributes s3s-fs writes (only what a GET returns).
 #[derive(Default, serde::Deserialize, serde::Serialize)]
 struct Attributes {
@@ -313,7 +412,12 @@ fn copy_range(range: Option<&str>, file_len: u64) -> S3Result<(u64, u64)> {
         .strip_prefix("bytes=")
         .and_then(|r| r.split_once('-'))
         .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
-        .ok_or_else(|| s3_error!(InvalidArgument, "x-amz-copy-source-range must be bytes=first-last"))?;
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "x-amz-copy-source-range must be bytes=first-last"
+            )
+        })?;
     if first > last || last >= file_len {
         return Err(s3_error!(InvalidRange));
     }
@@ -324,65 +428,154 @@ fn copy_range(range: Option<&str>, file_len: u64) -> S3Result<(u64, u64)> {
 impl S3 for FastFs {
     // --- what s3s-fs does as it is ---
 
-    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
         self.inner.create_bucket(req).await
     }
 
-    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
         self.inner.delete_bucket(req).await
     }
 
-    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
         self.inner.head_bucket(req).await
     }
 
-    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
         self.inner.list_buckets(req).await
     }
 
-    async fn get_bucket_location(&self, req: S3Request<GetBucketLocationInput>) -> S3Result<S3Response<GetBucketLocationOutput>> {
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         self.inner.get_bucket_location(req).await
     }
 
-    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
         self.inner.head_object(req).await
     }
 
-    async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
         self.inner.copy_object(req).await
     }
 
-    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
         self.inner.delete_object(req).await
     }
 
-    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         self.inner.delete_objects(req).await
     }
 
-    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
         self.inner.list_objects(req).await
     }
 
-    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
         self.inner.list_objects_v2(req).await
     }
 
-    async fn create_multipart_upload(&self, req: S3Request<CreateMultipartUploadInput>) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         self.inner.create_multipart_upload(req).await
     }
 
-    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
-        self.inner.list_parts(req).await
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let upload = self
+            .verify_upload(req.credentials.as_ref(), &req.input.upload_id)
+            .await?;
+        let ListPartsInput {
+            bucket,
+            key,
+            upload_id,
+            ..
+        } = req.input;
+        let root = self.root.clone();
+        let prefix = format!(".upload_id-{upload}.");
+        let numbers = blocking(move || {
+            let mut numbers = std::collections::BTreeSet::new();
+            for entry in std::fs::read_dir(&root)? {
+                let name = entry?.file_name();
+                let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+                    continue;
+                };
+                let number = rest
+                    .strip_prefix("part-")
+                    .or_else(|| rest.strip_prefix("range-"))
+                    .and_then(|n| n.parse::<i32>().ok());
+                numbers.extend(number);
+            }
+            Ok(numbers)
+        })
+        .await?;
+        let mut parts = Vec::new();
+        for number in numbers {
+            let data = self.part_data(&upload, number).map_err(internal)?;
+            if let Some(data) = data {
+                parts.push(Part {
+                    part_number: Some(number),
+                    size: Some(data.len() as i64),
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(bucket),
+            key: Some(key),
+            upload_id: Some(upload_id),
+            parts: Some(parts),
+            ..Default::default()
+        }))
     }
 
-    async fn abort_multipart_upload(&self, req: S3Request<AbortMultipartUploadInput>) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         self.inner.abort_multipart_upload(req).await
     }
 
     // --- the data path ---
 
-    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         let path = self.object_path(&input.bucket, &input.key)?;
         let attributes_path = self.attributes_path(&input.bucket, &input.key, None);
@@ -416,10 +609,7 @@ impl S3 for FastFs {
             .map(str::to_owned);
         // An object s3s-fs wrote without an ETag record: let it work one out.
         let Some(etag) = etag else {
-            return self
-                .inner
-                .get_object(S3Request { input, ..req })
-                .await;
+            return self.inner.get_object(S3Request { input, ..req }).await;
         };
         let file_len = meta.len();
         let (range, content_range) = match &input.range {
@@ -449,7 +639,10 @@ impl S3 for FastFs {
         Ok(S3Response::new(output))
     }
 
-    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = &req.input;
         let checked = input.content_md5.is_some()
             || input.checksum_algorithm.is_some()
@@ -503,7 +696,10 @@ impl S3 for FastFs {
         }))
     }
 
-    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
         let input = &req.input;
         let checked = input.content_md5.is_some()
             || input.checksum_algorithm.is_some()
@@ -517,12 +713,22 @@ impl S3 for FastFs {
             return self.inner.upload_part(req).await;
         }
         if !(1..=10_000).contains(&input.part_number) {
-            return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"));
+            return Err(s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            ));
         }
-        let upload = self.verify_upload(req.credentials.as_ref(), &input.upload_id).await?;
-        let path = self.part_path(&upload, req.input.part_number);
+        let upload = self
+            .verify_upload(req.credentials.as_ref(), &input.upload_id)
+            .await?;
+        let number = req.input.part_number;
+        let path = self.part_path(&upload, number);
         let body = req.input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         self.write_body(body, path).await?;
+        // Uploaded again after a copy: the upload replaces the copy.
+        let (link, range) = self.ref_paths(&upload, number);
+        let _ = std::fs::remove_file(range);
+        let _ = std::fs::remove_file(link);
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(self.new_etag())),
             ..Default::default()
@@ -535,33 +741,49 @@ impl S3 for FastFs {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
         if !(1..=10_000).contains(&input.part_number) {
-            return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"));
+            return Err(s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            ));
         }
-        let upload = self.verify_upload(req.credentials.as_ref(), &input.upload_id).await?;
+        let upload = self
+            .verify_upload(req.credentials.as_ref(), &input.upload_id)
+            .await?;
         let (bucket, key) = copy_source(&input.copy_source)?;
         let source = self.object_path(bucket, key)?;
         let range = input.copy_source_range.clone();
-        let (tmp, dest) = (self.tmp_path(), self.part_path(&upload, input.part_number));
+        let number = input.part_number;
+        let (link, range_path) = self.ref_paths(&upload, number);
+        let (tmp_link, tmp_range) = (self.tmp_path(), self.tmp_path());
+        let part = self.part_path(&upload, number);
         let copied = tokio::task::spawn_blocking(move || -> S3Result<()> {
-            let mut source = match File::open(&source) {
-                Ok(file) => file,
+            let file_len = match std::fs::metadata(&source) {
+                Ok(meta) if meta.is_file() => meta.len(),
+                Ok(_) => return Err(s3_error!(NoSuchKey)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(s3_error!(NoSuchKey)),
                 Err(e) => return Err(internal(e)),
             };
-            let file_len = source.metadata().map_err(internal)?.len();
             let (start, len) = copy_range(range.as_deref(), file_len)?;
-            let mut copy = || -> io::Result<()> {
-                source.seek(SeekFrom::Start(start))?;
-                let mut out = File::create(&tmp)?;
-                // File to file: the kernel copies (copy_file_range).
-                let copied = io::copy(&mut (&source).take(len), &mut out)?;
-                if copied != len {
-                    return Err(io::Error::other("the source ended early"));
+            let pin = || -> io::Result<()> {
+                // No bytes are copied: the source's file is pinned by a
+                // hard link (a later PUT of the source renames a new file
+                // over its name and leaves this one alone).
+                std::fs::hard_link(&source, &tmp_link)?;
+                if std::fs::metadata(&tmp_link)?.len() != file_len {
+                    return Err(io::Error::other("the source changed while being copied"));
                 }
-                std::fs::rename(&tmp, &dest)
+                std::fs::write(&tmp_range, format!("{start} {len}"))?;
+                std::fs::rename(&tmp_range, &range_path)?;
+                std::fs::rename(&tmp_link, &link)?;
+                // Copied again after an upload: the copy replaces the upload.
+                match std::fs::remove_file(&part) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(()),
+                }
             };
-            copy().map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
+            pin().map_err(|e| {
+                let _ = std::fs::remove_file(&tmp_link);
+                let _ = std::fs::remove_file(&tmp_range);
                 internal(e)
             })
         })
@@ -584,7 +806,9 @@ impl S3 for FastFs {
         if req.input.if_match.is_some() || req.input.if_none_match.is_some() {
             return self.inner.complete_multipart_upload(req).await;
         }
-        let upload = self.verify_upload(req.credentials.as_ref(), &req.input.upload_id).await?;
+        let upload = self
+            .verify_upload(req.credentials.as_ref(), &req.input.upload_id)
+            .await?;
         let CompleteMultipartUploadInput {
             bucket,
             key,
@@ -601,39 +825,51 @@ impl S3 for FastFs {
             return Err(s3_error!(InvalidPart, "You must specify at least one part"));
         }
         if numbers.iter().enumerate().any(|(i, &n)| n != i as i32 + 1) {
-            return Err(s3_error!(InvalidPartOrder, "parts must be numbered 1, 2, 3, … in order"));
+            return Err(s3_error!(
+                InvalidPartOrder,
+                "parts must be numbered 1, 2, 3, … in order"
+            ));
         }
-        let parts: Vec<PathBuf> = numbers.iter().map(|&n| self.part_path(&upload, n)).collect();
+        let mut parts = Vec::with_capacity(numbers.len());
+        for &n in &numbers {
+            match self.part_data(&upload, n).map_err(internal)? {
+                Some(data) => parts.push(data),
+                None => return Err(s3_error!(InvalidPart, "part {n} was never uploaded")),
+            }
+        }
+        if parts[..parts.len() - 1].iter().any(|p| p.len() < MIN_PART) {
+            return Err(s3_error!(EntityTooSmall));
+        }
         let object = self.object_path(&bucket, &key)?;
         let tmp = self.tmp_path();
         let upload_info = self.root.join(format!(".upload-{upload}.json"));
         let upload_attributes = self.attributes_path(&bucket, &key, Some(&upload));
         let attributes = self.attributes_path(&bucket, &key, None);
         let assembled = tokio::task::spawn_blocking(move || -> S3Result<()> {
-            let mut sizes = Vec::with_capacity(parts.len());
-            for part in &parts {
-                match std::fs::metadata(part) {
-                    Ok(meta) => sizes.push(meta.len()),
-                    Err(_) => return Err(s3_error!(InvalidPart, "a listed part was never uploaded")),
-                }
-            }
-            if sizes[..sizes.len() - 1].iter().any(|&s| s < MIN_PART) {
-                return Err(s3_error!(EntityTooSmall));
-            }
             let concatenate = || -> io::Result<()> {
-                if parts.len() == 1 {
-                    return rename_into_place(&parts[0], &object);
+                // One uploaded part, or one copy of a whole object: the
+                // file itself becomes the object.
+                match parts.as_slice() {
+                    [PartData::File(path, _)] => return rename_into_place(path, &object),
+                    [part @ PartData::Ref {
+                        link,
+                        start: 0,
+                        len,
+                        ..
+                    }] if std::fs::metadata(link)?.len() == *len => {
+                        rename_into_place(link, &object)?;
+                        part.remove();
+                        return Ok(());
+                    }
+                    _ => {}
                 }
                 let mut out = File::create(&tmp)?;
                 for part in &parts {
-                    // File to file: the kernel copies (copy_file_range).
-                    io::copy(&mut File::open(part)?, &mut out)?;
+                    part.append_to(&mut out)?;
                 }
                 drop(out);
                 rename_into_place(&tmp, &object)?;
-                for part in &parts {
-                    std::fs::remove_file(part)?;
-                }
+                parts.iter().for_each(PartData::remove);
                 Ok(())
             };
             concatenate().map_err(|e| {

@@ -155,7 +155,6 @@ fn list(entry: &mut Entry) -> Option<&mut Vec<String>> {
     }
 }
 
-
 fn log(entry: &mut Entry) -> Option<(&mut std::collections::HashSet<String>, &mut Vec<Vec<u8>>)> {
     match entry {
         Entry::Log { ids, entries } => Some((ids, entries)),

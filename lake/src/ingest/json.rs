@@ -78,6 +78,16 @@ pub(crate) fn shown(value: &Value) -> String {
     }
 }
 
+/// A JSON number as an i64 when it is a whole number in range, written
+/// either way (`5` or `5.0`, which JSON Schema also counts as an integer).
+pub(crate) fn whole_number(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (-9.0e18..=9.0e18).contains(f))
+            .map(|f| f as i64)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,14 +132,4 @@ mod tests {
         let long = shown(&Value::String("x".repeat(10_000)));
         assert_eq!(long, format!("\"{}…", "x".repeat(SHOWN_CHARS - 1)));
     }
-}
-
-/// A JSON number as an i64 when it is a whole number in range, written
-/// either way (`5` or `5.0`, which JSON Schema also counts as an integer).
-pub(crate) fn whole_number(n: &serde_json::Number) -> Option<i64> {
-    n.as_i64().or_else(|| {
-        n.as_f64()
-            .filter(|f| f.fract() == 0.0 && (-9.0e18..=9.0e18).contains(f))
-            .map(|f| f as i64)
-    })
 }

@@ -342,14 +342,13 @@ impl<'a> JobDriver<'a> {
         Ok(())
     }
 
-    /// Writes the manifest, drops the staging objects and marks the job
-    /// FINISHED.
+    /// Writes the manifest, marks the job FINISHED, then drops the staging
+    /// objects.
     #[instrument(name = "scheduler.complete", skip_all, fields(request_id = %self.spec.request_id))]
     async fn finish(&mut self, work: &JobWork) -> Result<Job, DriveError> {
         let files = work.completed_files();
         let manifest_key =
             completion::write_manifest(self.services, &self.spec, &work.plan, &files).await?;
-        completion::delete_staging(self.services, &self.spec).await?;
         let now = chrono::Utc::now().timestamp_millis();
         let state = JobState {
             status: JobStatus::Finished,
@@ -361,7 +360,14 @@ impl<'a> JobDriver<'a> {
             progress: work.progress(),
             ..self.state.clone()
         };
-        self.ended(state).await
+        let job = self.ended(state).await?;
+        // The files are complete: the staged chunks are of no more use, and
+        // the job need not wait for their deletion. Left-overs (a crash
+        // just now) expire by the bucket's lifecycle rule on `_staging/`.
+        if let Err(error) = completion::delete_staging(self.services, &self.spec).await {
+            tracing::warn!(request_id = %self.id(), %error, "staging objects not deleted");
+        }
+        Ok(job)
     }
 
     /// Ends the job as CANCELED or FAILED: aborts its uploads, deletes

@@ -47,7 +47,10 @@ pub enum PartSource {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Piece {
     /// Bytes `start..end` of the format's header.
-    Header { start: u64, end: u64 },
+    Header {
+        start: u64,
+        end: u64,
+    },
     Range(Segment),
 }
 
@@ -144,7 +147,10 @@ pub async fn assemble_file(
             }
             PartSource::Copied(segment) => {
                 parts.copy(number, segment.clone()).await?;
-                read_range(store, export_bucket, &segment, |chunk| hasher.update(&chunk)).await?;
+                read_range(store, export_bucket, &segment, |chunk| {
+                    hasher.update(&chunk)
+                })
+                .await?;
             }
         }
     }
@@ -428,7 +434,10 @@ mod tests {
                     Piece::Range(seg("a", 0, 7))
                 ]),
                 PartSource::Copied(seg("a", 7, 20)),
-                PartSource::Gathered(vec![Piece::Range(seg("b", 0, 4)), Piece::Range(seg("c", 0, 6))]),
+                PartSource::Gathered(vec![
+                    Piece::Range(seg("b", 0, 4)),
+                    Piece::Range(seg("c", 0, 6))
+                ]),
                 PartSource::Copied(seg("c", 6, 16)),
             ]
         );
@@ -438,7 +447,10 @@ mod tests {
     fn a_header_only_file_is_one_gathered_part() {
         assert_eq!(
             plan_parts(12, &[], 8 << 20),
-            vec![PartSource::Gathered(vec![Piece::Header { start: 0, end: 12 }])]
+            vec![PartSource::Gathered(vec![Piece::Header {
+                start: 0,
+                end: 12
+            }])]
         );
         assert_eq!(
             plan_parts(5, &[], 2),
