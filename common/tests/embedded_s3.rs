@@ -345,7 +345,11 @@ async fn copied_parts_keep_the_bytes_of_the_moment_they_were_copied() {
         .await
         .unwrap();
     let key = "t/r/pinned.csv";
-    let upload = s3.store.create_multipart(bucket, key, "text/csv").await.unwrap();
+    let upload = s3
+        .store
+        .create_multipart(bucket, key, "text/csv")
+        .await
+        .unwrap();
     let whole = 0..old.len() as u64;
     let p1 = s3
         .store
@@ -358,7 +362,12 @@ async fn copied_parts_keep_the_bytes_of_the_moment_they_were_copied() {
         .await
         .unwrap();
     s3.store
-        .put(bucket, "_staging/src", Bytes::from_static(b"replaced"), "text/csv")
+        .put(
+            bucket,
+            "_staging/src",
+            Bytes::from_static(b"replaced"),
+            "text/csv",
+        )
         .await
         .unwrap();
     s3.store.delete(bucket, "_staging/src").await.unwrap();
@@ -400,13 +409,29 @@ async fn copied_parts_keep_the_bytes_of_the_moment_they_were_copied() {
 
     // One copied part that is a whole object: the object's file is reused.
     s3.store
-        .put(bucket, "_staging/src2", Bytes::from(old.clone()), "text/csv")
+        .put(
+            bucket,
+            "_staging/src2",
+            Bytes::from(old.clone()),
+            "text/csv",
+        )
         .await
         .unwrap();
-    let upload = s3.store.create_multipart(bucket, "t/r/one-copy.csv", "text/csv").await.unwrap();
+    let upload = s3
+        .store
+        .create_multipart(bucket, "t/r/one-copy.csv", "text/csv")
+        .await
+        .unwrap();
     let only = s3
         .store
-        .upload_part_copy(bucket, "t/r/one-copy.csv", &upload, 1, "_staging/src2", whole)
+        .upload_part_copy(
+            bucket,
+            "t/r/one-copy.csv",
+            &upload,
+            1,
+            "_staging/src2",
+            whole,
+        )
         .await
         .unwrap();
     s3.store
@@ -414,19 +439,38 @@ async fn copied_parts_keep_the_bytes_of_the_moment_they_were_copied() {
         .await
         .unwrap();
     s3.store.delete(bucket, "_staging/src2").await.unwrap();
-    assert!(s3.store.get(bucket, "t/r/one-copy.csv").await.unwrap().to_vec() == old);
+    assert!(
+        s3.store
+            .get(bucket, "t/r/one-copy.csv")
+            .await
+            .unwrap()
+            .to_vec()
+            == old
+    );
 
     // An aborted upload leaves none of its copies behind.
-    let upload = s3.store.create_multipart(bucket, "t/r/aborted.csv", "text/csv").await.unwrap();
+    let upload = s3
+        .store
+        .create_multipart(bucket, "t/r/aborted.csv", "text/csv")
+        .await
+        .unwrap();
     s3.store
-        .put(bucket, "_staging/src3", Bytes::from_static(b"abc"), "text/csv")
+        .put(
+            bucket,
+            "_staging/src3",
+            Bytes::from_static(b"abc"),
+            "text/csv",
+        )
         .await
         .unwrap();
     s3.store
         .upload_part_copy(bucket, "t/r/aborted.csv", &upload, 1, "_staging/src3", 0..3)
         .await
         .unwrap();
-    s3.store.abort_multipart(bucket, "t/r/aborted.csv", &upload).await.unwrap();
+    s3.store
+        .abort_multipart(bucket, "t/r/aborted.csv", &upload)
+        .await
+        .unwrap();
     let left: Vec<String> = std::fs::read_dir(s3._dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

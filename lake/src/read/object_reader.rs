@@ -1,7 +1,8 @@
 //! Parquet's [`AsyncFileReader`] over S3 ranged GETs.
 
+use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::Bytes;
 use futures::future::{try_join_all, BoxFuture};
@@ -21,6 +22,20 @@ const FOOTER_PREFETCH: usize = 64 * 1024;
 /// Ranges closer than this are fetched with one request: a row group's
 /// column chunks are adjacent, so a whole projection is usually one GET.
 const COALESCE_GAP: u64 = 1024 * 1024;
+
+/// Footers kept per process (a few to a few tens of KiB each); the cache
+/// starts over when full.
+const FOOTER_CACHE_ENTRIES: usize = 256;
+
+type FooterId = (String, String, u64);
+
+fn footers() -> std::sync::MutexGuard<'static, HashMap<FooterId, Arc<ParquetMetaData>>> {
+    static FOOTERS: LazyLock<Mutex<HashMap<FooterId, Arc<ParquetMetaData>>>> =
+        LazyLock::new(Default::default);
+    FOOTERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Reads one lake object of known size.
 pub(crate) struct ObjectReader {
@@ -89,18 +104,33 @@ impl AsyncFileReader for ObjectReader {
         .boxed()
     }
 
+    /// The file's footer, from the process's footer cache when this file
+    /// was opened before (planning and every chunk of an export read the
+    /// same files). Lake files are immutable and named after their content,
+    /// so bucket, key and size identify a footer. Every caller here reads
+    /// with the default metadata options (no page index).
     fn get_metadata<'a>(
         &'a mut self,
         options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
+            let id = (self.bucket.clone(), self.key.clone(), self.size);
+            if let Some(metadata) = footers().get(&id) {
+                return Ok(metadata.clone());
+            }
             let size = self.size;
             let metadata = ParquetMetaDataReader::new()
                 .with_metadata_options(options.map(|o| o.metadata_options().clone()))
                 .with_prefetch_hint(Some(FOOTER_PREFETCH))
                 .load_and_finish(self, size)
                 .await?;
-            Ok(Arc::new(metadata))
+            let metadata = Arc::new(metadata);
+            let mut cache = footers();
+            if cache.len() >= FOOTER_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(id, metadata.clone());
+            Ok(metadata)
         }
         .boxed()
     }
@@ -109,6 +139,46 @@ impl AsyncFileReader for ObjectReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_footer_is_fetched_once_per_process() {
+        use auditx_common::config::S3Config;
+        use auditx_common::s3::embedded::EmbeddedS3;
+
+        let dir = tempfile::tempdir().unwrap();
+        let server = EmbeddedS3::start(dir.path(), "127.0.0.1:0".parse().unwrap(), "ak", "sk")
+            .await
+            .unwrap();
+        let store = ObjectStore::new(&server.client_config(&S3Config::default()));
+        store.ensure_bucket("footers").await.unwrap();
+        let file = crate::write::encode_runs_parquet(&mut Vec::new()).unwrap();
+        let size = file.len() as u64;
+        store
+            .put(
+                "footers",
+                "cached.parquet",
+                file,
+                "application/octet-stream",
+            )
+            .await
+            .unwrap();
+        let first = ObjectReader::new(&store, "footers", "cached.parquet", size)
+            .get_metadata(None)
+            .await
+            .unwrap();
+        // With the endpoint gone, the footer still comes from the cache…
+        drop(server);
+        let again = ObjectReader::new(&store, "footers", "cached.parquet", size)
+            .get_metadata(None)
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        // …and only that one: another file (or size) is fetched, and fails.
+        let other = ObjectReader::new(&store, "footers", "cached.parquet", size + 1)
+            .get_metadata(None)
+            .await;
+        assert!(other.is_err());
+    }
 
     #[test]
     fn near_ranges_merge_and_far_ones_do_not() {
