@@ -331,12 +331,45 @@ fn bench_config(
     Ok(path)
 }
 
+/// Deletes every exported file the product left in the embedded S3 folder
+/// (the export bucket and its objects' metadata): each 5 M-row run writes
+/// 1.3 GB there, and the bench keeps only the lake and the last downloads.
+fn clear_exports(dir: &Path) -> anyhow::Result<()> {
+    let root = dir.join("s3");
+    let bucket = Config::default().s3.export_bucket;
+    let objects = root.join(&bucket);
+    if objects.exists() {
+        for entry in std::fs::read_dir(&objects)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    // s3s-fs keeps each object's attributes and ETag beside the buckets.
+    let metadata = auditx_common::s3::embedded_fs::bucket_metadata_prefix(&bucket);
+    if root.exists() {
+        for entry in std::fs::read_dir(&root)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&metadata) || name.starts_with(".upload") {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn run_product(
     args: &BenchArgs,
     dir: &Path,
     workers: usize,
     last: bool,
 ) -> anyhow::Result<Run> {
+    clear_exports(dir)?;
     let api = free_addr()?;
     let s3 = free_addr()?;
     let prefix = format!("bench{}", uuid::Uuid::new_v4().simple());
@@ -454,6 +487,7 @@ async fn run_product(
         let _ = proc.child.start_kill();
         let _ = proc.child.wait().await;
     }
+    clear_exports(dir)?;
     Ok(Run {
         label,
         workers,

@@ -212,6 +212,12 @@ impl FastFs {
     }
 }
 
+/// The start of the names of the files s3s-fs keeps beside the buckets for
+/// each object of `bucket` (attributes, ETag), in the endpoint's root.
+pub fn bucket_metadata_prefix(bucket: &str) -> String {
+    format!(".bucket-{}.", URL_SAFE_NO_PAD.encode(bucket))
+}
+
 /// Runs blocking file work off the async threads.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> io::Result<T> + Send + 'static,
