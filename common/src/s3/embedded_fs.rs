@@ -218,6 +218,23 @@ pub fn bucket_metadata_prefix(bucket: &str) -> String {
     format!(".bucket-{}.", URL_SAFE_NO_PAD.encode(bucket))
 }
 
+/// Whether a PutObject or UploadPart request asks for its body to be
+/// checked against a digest (Content-MD5, an `x-amz-checksum-*`, or one in
+/// the trailer): such requests go to s3s-fs, which verifies them.
+macro_rules! asks_for_digest {
+    ($req:expr) => {{
+        let input = &$req.input;
+        input.content_md5.is_some()
+            || input.checksum_algorithm.is_some()
+            || input.checksum_crc32.is_some()
+            || input.checksum_crc32c.is_some()
+            || input.checksum_crc64nvme.is_some()
+            || input.checksum_sha1.is_some()
+            || input.checksum_sha256.is_some()
+            || $req.trailing_headers.is_some()
+    }};
+}
+
 /// Runs blocking file work off the async threads.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> io::Result<T> + Send + 'static,
@@ -650,14 +667,7 @@ impl S3 for FastFs {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = &req.input;
-        let checked = input.content_md5.is_some()
-            || input.checksum_algorithm.is_some()
-            || input.checksum_crc32.is_some()
-            || input.checksum_crc32c.is_some()
-            || input.checksum_crc64nvme.is_some()
-            || input.checksum_sha1.is_some()
-            || input.checksum_sha256.is_some()
-            || req.trailing_headers.is_some();
+        let checked = asks_for_digest!(req);
         let special = input.key.ends_with('/')
             || input.if_match.is_some()
             || input.if_none_match.is_some()
@@ -707,14 +717,7 @@ impl S3 for FastFs {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let input = &req.input;
-        let checked = input.content_md5.is_some()
-            || input.checksum_algorithm.is_some()
-            || input.checksum_crc32.is_some()
-            || input.checksum_crc32c.is_some()
-            || input.checksum_crc64nvme.is_some()
-            || input.checksum_sha1.is_some()
-            || input.checksum_sha256.is_some()
-            || req.trailing_headers.is_some();
+        let checked = asks_for_digest!(req);
         if checked {
             return self.inner.upload_part(req).await;
         }
