@@ -56,16 +56,21 @@ pub async fn embedded_s3(
     Ok(s3)
 }
 
-/// In-process state store and queue, embedded S3: no external service.
+/// In-process state store (kept in `<data_dir>/state`) and queue, embedded
+/// S3: no external service. Jobs survive a restart: the store is read back
+/// and each running job's driver re-dispatches what has no report yet.
 pub async fn embedded(
     config: &mut Config,
     data_dir: &Path,
     s3_listen: SocketAddr,
 ) -> anyhow::Result<Embedded> {
+    let state_dir = data_dir.join("state");
+    let state = MemoryStore::open(&state_dir)
+        .with_context(|| format!("opening the state store in {}", state_dir.display()))?;
     let s3 = embedded_s3(config, data_dir, s3_listen).await?;
     let topology = Topology::new(config.rabbitmq.prefix.clone());
     let backends = Backends {
-        state: Arc::new(MemoryStore::new()),
+        state: Arc::new(state),
         queue: Arc::new(MemoryQueue::new(topology, config.rabbitmq.delivery_limit)),
         store: ObjectStore::new(&config.s3),
     };

@@ -150,6 +150,12 @@ pub struct ExportConfig {
     pub max_pending_per_tenant: u32,
     /// Seconds a client is told to wait (`Retry-After`) after that 429.
     pub retry_after_secs: u64,
+    /// A render or assemble task with no report this long after it was
+    /// sent is sent again (a lost message or report must not stall a job).
+    pub task_timeout_secs: u64,
+    /// An ended export's record and files are removed this long after it
+    /// ended (default 30 days; presigned URLs stop working then too).
+    pub retention_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -300,6 +306,8 @@ impl Default for ExportConfig {
             poll_interval_ms: 250,
             max_pending_per_tenant: 100,
             retry_after_secs: 30,
+            retention_secs: 30 * 24 * 3600,
+            task_timeout_secs: 900,
         }
     }
 }
@@ -390,6 +398,12 @@ impl Config {
         }
         if self.export.max_rows_per_file == 0 {
             return invalid("export.max_rows_per_file", "must be positive");
+        }
+        if self.export.task_timeout_secs == 0 {
+            return invalid("export.task_timeout_secs", "must be positive");
+        }
+        if self.export.retention_secs == 0 {
+            return invalid("export.retention_secs", "must be positive");
         }
         if self.export.chunk_rows == 0 {
             return invalid("export.chunk_rows", "must be positive");

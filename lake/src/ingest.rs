@@ -3,9 +3,16 @@
 //!
 //! Idempotence: ingests of one meter take turns under a state-store lease;
 //! each drops eventIds already recorded in the meter's eventId set, writes
-//! the rest as content-addressed files, and only then records their ids. A
-//! crash between the two steps is healed by the client's retry: the same
-//! batch yields the same files, on the same keys.
+//! the rest as content-addressed files, and only then records their ids.
+//!
+//! The set is an index of the lake, and the lake is the truth: the state
+//! store also records which lake files the set covers, and every ingest
+//! first lists the meter's files and adds the eventIds of any file the set
+//! does not cover yet (reading only that column). So dedupe holds for rows
+//! that entered the lake any other way (`auditx generate`, a copy), after
+//! the state store lost its data (a Redis without persistence restarted,
+//! a new embedded data folder on an old lake), and after a crash between
+//! writing files and recording their ids.
 
 pub(crate) mod json;
 mod parse;
@@ -19,6 +26,7 @@ use std::time::Duration;
 use auditx_proto::{MeterId, TenantId};
 use flate2::read::GzDecoder;
 
+use super::read::{list_meter_audit_objects, read_event_ids};
 use super::write::{write_audit_rows, write_run_rows};
 use super::{AuditRow, LakeError, RunRow};
 use auditx_common::s3::ObjectStore;
@@ -116,6 +124,45 @@ fn event_ids_key(ctx: &IngestContext) -> String {
     format!("lake/{}/{}/event-ids", ctx.tenant, ctx.meter)
 }
 
+/// The lake files whose eventIds are in the meter's eventId set.
+fn indexed_files_key(ctx: &IngestContext) -> String {
+    format!("lake/{}/{}/indexed-files", ctx.tenant, ctx.meter)
+}
+
+/// Adds to the eventId set the ids of every file of the meter it does not
+/// cover yet; returns how many files that took.
+async fn index_new_files(
+    store: &ObjectStore,
+    state: &dyn StateStore,
+    bucket: &str,
+    ctx: &IngestContext,
+) -> Result<usize, LakeError> {
+    let objects = list_meter_audit_objects(store, bucket, &ctx.tenant, ctx.meter).await?;
+    let files_key = indexed_files_key(ctx);
+    let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
+    let mut known = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(IDS_PER_CALL) {
+        known.extend(state.set_contains(&files_key, chunk).await?);
+    }
+    let set_key = event_ids_key(ctx);
+    let mut indexed = 0;
+    for (object, known) in objects.iter().zip(known) {
+        if known {
+            continue;
+        }
+        let ids = read_event_ids(store, bucket, object).await?;
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            state.set_add(&set_key, chunk).await?;
+        }
+        state
+            .set_add(&files_key, std::slice::from_ref(&object.key))
+            .await?;
+        indexed += 1;
+        tracing::info!(file = %object.key, ids = ids.len(), "lake file added to the eventId index");
+    }
+    Ok(indexed)
+}
+
 /// Waits (boundedly) for the meter's ingest lease.
 async fn acquire_meter_lease(
     state: &dyn StateStore,
@@ -175,14 +222,19 @@ async fn ingest_locked(
     rows: Vec<AuditRow>,
     row_group_rows: usize,
 ) -> Result<(u64, usize), LakeError> {
+    index_new_files(store, state, bucket, ctx).await?;
     let set_key = event_ids_key(ctx);
     let fresh = new_rows(state, &set_key, rows).await?;
+    if fresh.is_empty() {
+        return Ok((0, 0));
+    }
     let ids: Vec<String> = fresh.iter().map(|r| r.event_id.clone()).collect();
     let files =
         write_audit_rows(store, bucket, &ctx.tenant, ctx.meter, fresh, row_group_rows).await?;
     for chunk in ids.chunks(IDS_PER_CALL) {
         state.set_add(&set_key, chunk).await?;
     }
+    state.set_add(&indexed_files_key(ctx), &files).await?;
     Ok((ids.len() as u64, files.len()))
 }
 

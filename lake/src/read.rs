@@ -204,6 +204,61 @@ pub async fn read_chunk_rows(
     Ok(rows)
 }
 
+/// Every audit file of a meter, all dates (the object listing only).
+pub async fn list_meter_audit_objects(
+    store: &ObjectStore,
+    bucket: &str,
+    tenant: &TenantId,
+    meter: MeterId,
+) -> LakeResult<Vec<ObjectMeta>> {
+    let objects = store
+        .list(bucket, &layout::audit_meter_prefix(tenant, meter))
+        .await?;
+    Ok(objects
+        .into_iter()
+        .filter(|o| o.key.ends_with(".parquet"))
+        .collect())
+}
+
+/// The `eventId` of every row of one audit file (only that column is read).
+pub async fn read_event_ids(
+    store: &ObjectStore,
+    bucket: &str,
+    object: &ObjectMeta,
+) -> LakeResult<Vec<String>> {
+    use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+    use parquet::arrow::ProjectionMask;
+
+    let key = object.key.as_str();
+    let reader = ObjectReader::new(store, bucket, key, object.size);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| read_error(key, e))?;
+    let schema = builder.parquet_schema();
+    let column = (0..schema.num_columns())
+        .find(|&i| schema.column(i).path().string() == ac::EVENT_ID)
+        .ok_or_else(|| corrupt(key, "no eventId column"))?;
+    let mask = ProjectionMask::leaves(schema, [column]);
+    let batches: Vec<arrow::array::RecordBatch> = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| read_error(key, e))?
+        .try_collect()
+        .await
+        .map_err(|e| read_error(key, e))?;
+    let mut ids = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+    for batch in &batches {
+        use arrow::array::AsArray;
+        let column = batch
+            .column(0)
+            .as_string_opt::<i32>()
+            .ok_or_else(|| corrupt(key, "eventId is not a string column"))?;
+        ids.extend(column.iter().flatten().map(str::to_owned));
+    }
+    Ok(ids)
+}
+
 /// Every `meter_runs` row of a meter.
 pub async fn read_runs(
     store: &ObjectStore,

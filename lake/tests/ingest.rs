@@ -363,21 +363,75 @@ async fn an_event_id_is_kept_once_within_and_across_batches() {
 }
 
 #[tokio::test]
-async fn a_retry_after_a_crash_before_recording_ids_writes_the_same_files() {
+async fn a_store_that_lost_its_ids_rebuilds_them_from_the_lake() {
+    // A crash before the ids were recorded, or a state store that came back
+    // empty: a fresh store stands for both.
     let lake = lake().await;
     let batch = [entry("a", at(1)), entry("b", at(86_400_000))];
-    let crashed = ingest(&lake, &MemoryStore::new(), &batch).await; // its ids are lost with that store
-    assert_eq!(crashed.accepted, 2);
+    let first = ingest(&lake, &MemoryStore::new(), &batch).await;
+    assert_eq!(first.accepted, 2);
     let files = lake.keys("meter_audit_trail/").await;
     assert_eq!(files.len(), 2, "one file per date: {files:?}");
 
-    let retried = ingest(&lake, &MemoryStore::new(), &batch).await;
-    assert_eq!(retried.accepted, 2);
-    assert_eq!(lake.keys("meter_audit_trail/").await, files);
+    let state = MemoryStore::new();
+    let retried = ingest(
+        &lake,
+        &state,
+        &[batch[0].clone(), batch[1].clone(), entry("c", at(3))],
+    )
+    .await;
+    assert_eq!(
+        retried,
+        IngestSummary {
+            received: 3,
+            accepted: 1,
+            duplicates: 2
+        },
+        "the lake's eventIds were indexed before the batch was checked"
+    );
+    assert_eq!(lake.keys("meter_audit_trail/").await.len(), 3);
     assert_eq!(
         read_all(&lake, DAY_MS, DAY_MS + 2 * 86_400_000).await.len(),
-        2
+        3
     );
+}
+
+#[tokio::test]
+async fn generated_rows_are_deduplicated_against_too() {
+    use auditx_lake::generate::{generate_to_lake, GenerateSpec};
+    let lake = lake().await;
+    let spec = GenerateSpec {
+        tenant: tenant(),
+        meter: METER,
+        rows: 3_000,
+        from_ms: DAY_MS,
+        to_ms: DAY_MS + 3_600_000,
+        error_rate: 0.0,
+        seed: 5,
+    };
+    generate_to_lake(&lake.store, lake.bucket, &spec, 1_000, 500, &|_| {})
+        .await
+        .unwrap();
+    let generated = read_all(&lake, DAY_MS, DAY_MS + 3_600_000).await;
+    assert_eq!(generated.len(), 3_000);
+
+    // A client re-sends two generated events (and one new one).
+    let state = MemoryStore::new();
+    let resent: Vec<serde_json::Value> = generated[..2]
+        .iter()
+        .map(|r| entry(&r.event_id, at(r.event_time_ms - DAY_MS)))
+        .chain([entry("brand-new", at(7))])
+        .collect();
+    let summary = ingest(&lake, &state, &resent).await;
+    assert_eq!((summary.accepted, summary.duplicates), (1, 2));
+    assert_eq!(
+        read_all(&lake, DAY_MS, DAY_MS + 3_600_000).await.len(),
+        3_001
+    );
+
+    // The generated files were indexed once: the next ingest reads none.
+    let again = ingest(&lake, &state, &resent).await;
+    assert_eq!((again.accepted, again.duplicates), (0, 3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

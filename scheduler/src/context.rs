@@ -11,6 +11,7 @@ use auditx_proto::Topology;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::api::auth::TokenKeys;
+use crate::epoch::StoreEpoch;
 use crate::export::jobs::JobStore;
 use crate::query::jobs::QueryStore;
 
@@ -34,6 +35,8 @@ pub struct Services {
     pub ingest_slots: Arc<Semaphore>,
     /// The keys bearer tokens are verified with (JWKS re-read on change).
     pub tokens: Arc<TokenKeys>,
+    /// Whether the state store still has its history (see [`crate::epoch`]).
+    pub epoch: Arc<StoreEpoch>,
 }
 
 impl Services {
@@ -58,6 +61,7 @@ impl Services {
             query_wake: Arc::new(Notify::new()),
             replica: format!("scheduler-{}", uuid::Uuid::new_v4()),
             ingest_slots,
+            epoch: Arc::new(StoreEpoch::default()),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod context;
+pub mod epoch;
 mod error;
 pub mod events;
 pub mod export;

@@ -113,3 +113,17 @@ pub fn queue_depth(queue: &str, depth: u64) {
         .with_label_values(&[queue])
         .set(i64::try_from(depth).unwrap_or(i64::MAX));
 }
+
+static STATE_LOSSES: LazyLock<IntCounter> = LazyLock::new(|| {
+    registered(
+        IntCounter::with_opts(opts!(
+            "auditx_scheduler_state_loss_detected_total",
+            "Checks that found the state store without its epoch (it lost its data)"
+        ))
+        .expect("valid metric"),
+    )
+});
+
+pub fn state_loss_detected() {
+    STATE_LOSSES.inc();
+}

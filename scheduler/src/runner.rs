@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Services;
-use crate::export::tenants;
+use crate::export::{retention, tenants};
 use crate::metrics;
 use crate::query;
 use crate::results::{self, JobWakers};
@@ -46,6 +46,7 @@ pub async fn run(services: Services, shutdown: CancellationToken) -> anyhow::Res
         shutdown.clone(),
     ));
     loops.spawn(sample_queue_depths(services.clone(), shutdown.clone()));
+    loops.spawn(retention::sweep_loop(services.clone(), shutdown.clone()));
     tracing::info!(replica = %services.replica, "scheduler running");
     while let Some(done) = loops.join_next().await {
         if let Err(error) = done {

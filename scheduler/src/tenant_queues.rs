@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use auditx_common::state::{StateResult, StateStore};
+use auditx_common::state::{StateResult, StateStore, Write};
 use auditx_proto::TenantId;
 
 #[derive(Clone)]
@@ -40,13 +40,18 @@ impl TenantQueues {
         format!("tenant/{tenant}/{}", self.list)
     }
 
-    /// Queues `id` behind the tenant's others.
-    pub async fn push(&self, tenant: &TenantId, id: &str) -> StateResult<()> {
-        self.state.list_push(&self.key(tenant), id).await?;
-        self.state
-            .set_add(self.pending, &[tenant.to_string()])
-            .await?;
-        Ok(())
+    /// The writes that queue `id` behind the tenant's others, for an
+    /// atomic batch.
+    pub fn push_writes(&self, tenant: &TenantId, id: &str) -> [Write; 2] {
+        [
+            Write::ListPush(self.key(tenant), id.to_owned()),
+            Write::SetAdd(self.pending.to_owned(), tenant.to_string()),
+        ]
+    }
+
+    /// The write that takes `id` off the tenant's list, for an atomic batch.
+    pub fn remove_write(&self, tenant: &TenantId, id: &str) -> Write {
+        Write::ListRemove(self.key(tenant), id.to_owned())
     }
 
     /// The tenant's ids, oldest first.

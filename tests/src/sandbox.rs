@@ -46,6 +46,8 @@ pub struct SandboxOptions {
     pub api: ApiConfig,
     /// PENDING exports one tenant may have.
     pub max_pending_per_tenant: u32,
+    /// How long ended exports are kept.
+    pub retention_secs: u64,
 }
 
 impl Default for SandboxOptions {
@@ -61,6 +63,7 @@ impl Default for SandboxOptions {
             query: QueryConfig::default(),
             api: ApiConfig::default(),
             max_pending_per_tenant: ExportConfig::default().max_pending_per_tenant,
+            retention_secs: ExportConfig::default().retention_secs,
         }
     }
 }
@@ -108,6 +111,7 @@ impl Sandbox {
         config.query = options.query.clone();
         config.api = options.api.clone();
         config.export.max_pending_per_tenant = options.max_pending_per_tenant;
+        config.export.retention_secs = options.retention_secs;
         config.telemetry.log_format = "text".into();
         let s3 = runtime::embedded_s3(
             &mut config,

@@ -411,6 +411,42 @@ impl ObjectStore {
         Ok(())
     }
 
+    /// The multipart uploads in progress under `prefix`: (key, upload id).
+    pub async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> StorageResult<Vec<(String, String)>> {
+        let mut uploads = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let out = self
+                .client
+                .list_multipart_uploads()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| classify(e, bucket, prefix))?;
+            for upload in out.uploads() {
+                if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
+                    uploads.push((key.to_owned(), id.to_owned()));
+                }
+            }
+            if !out.is_truncated().unwrap_or(false) {
+                break;
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            id_marker = out.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(uploads)
+    }
+
     /// Aborts an upload; an unknown (already completed or aborted) one is fine.
     pub async fn abort_multipart(
         &self,

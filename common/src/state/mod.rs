@@ -6,6 +6,7 @@
 //! (`tests/state_conformance.rs`). Keys are plain strings; each
 //! implementation may put its own prefix in front (tests use one per test).
 
+mod journal;
 mod memory;
 mod redis;
 
@@ -58,8 +59,63 @@ pub struct Lease {
     pub token: u64,
 }
 
+/// The condition an atomic batch of writes ([`StateStore::apply_atomically`])
+/// is applied under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// Unconditionally.
+    Always,
+    /// Only if the key does not exist (a create that may be retried).
+    Absent(String),
+    /// Only if the key holds exactly this value (a transition).
+    Equals(String, Vec<u8>),
+    /// Only while the lease is still held; otherwise the batch fails with
+    /// [`StateError::LeaseLost`].
+    Held(Lease),
+}
+
+/// One write of an atomic batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    Set(String, Vec<u8>),
+    Delete(String),
+    IndexAdd {
+        key: String,
+        score: i64,
+        member: String,
+    },
+    ListPush(String, String),
+    /// Removes every occurrence of the value.
+    ListRemove(String, String),
+    SetAdd(String, String),
+    SetRemove(String, String),
+    IndexRemove(String, String),
+}
+
+impl Write {
+    fn key(&self) -> &str {
+        match self {
+            Write::Set(key, _)
+            | Write::Delete(key)
+            | Write::IndexAdd { key, .. }
+            | Write::ListPush(key, _)
+            | Write::ListRemove(key, _)
+            | Write::SetAdd(key, _)
+            | Write::SetRemove(key, _)
+            | Write::IndexRemove(key, _) => key,
+        }
+    }
+}
+
 #[async_trait]
 pub trait StateStore: Send + Sync + 'static {
+    // --- atomic batches: the building block of the domain operations ---
+    /// Applies every write or none, under `guard`: true if applied, false
+    /// if an [`Guard::Absent`] / [`Guard::Equals`] condition did not hold.
+    /// A write to a key holding another kind of value fails the whole
+    /// batch before anything is written. On Redis it is one Lua script.
+    async fn apply_atomically(&self, guard: Guard, writes: Vec<Write>) -> StateResult<bool>;
+
     // --- plain values ---
     async fn get(&self, key: &str) -> StateResult<Option<Vec<u8>>>;
     async fn set(&self, key: &str, value: &[u8]) -> StateResult<()>;
@@ -113,6 +169,10 @@ pub trait StateStore: Send + Sync + 'static {
     async fn index_add(&self, key: &str, score: i64, member: &str) -> StateResult<()>;
     /// Members in ascending score order (ties by member).
     async fn index_all(&self, key: &str) -> StateResult<Vec<String>>;
+    /// Up to `max` members with a score of at most `max_score`, lowest
+    /// first (ties by member).
+    async fn index_up_to(&self, key: &str, max_score: i64, max: usize) -> StateResult<Vec<String>>;
+    async fn index_remove(&self, key: &str, member: &str) -> StateResult<()>;
 
     // --- rate limits ---
     /// Takes one call from the token bucket `key`, refilled at `per_sec`

@@ -19,7 +19,7 @@ use redis::{
     Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind,
 };
 
-use super::{token_interval, Lease, StateError, StateResult, StateStore};
+use super::{token_interval, Guard, Lease, StateError, StateResult, StateStore, Write};
 use crate::retry::{retry, Backoff};
 
 /// KEYS: key. ARGV: has_expected (0|1), expected, value.
@@ -135,6 +135,61 @@ static LOG_READ: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// An atomic batch. KEYS: the guard's key (unless `always`), then one key
+/// per write. ARGV: guard kind (`always`|`absent`|`equals`|`held`), its
+/// arguments (`equals`: the value; `held`: owner, token), then per write its
+/// op and arguments. Kinds are checked before anything is written (a Lua
+/// error does not undo earlier writes). Returns 1 applied, 0 condition
+/// false, -1 lease lost.
+static APPLY_ATOMICALLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local guard = ARGV[1]
+        local a, k = 2, 1
+        if guard == 'absent' then
+            if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+            k = 2
+        elseif guard == 'equals' then
+            if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
+            a, k = 3, 2
+        elseif guard == 'held' then
+            local held = redis.call('HMGET', KEYS[1], 'owner', 'token')
+            if held[1] ~= ARGV[2] or held[2] ~= ARGV[3] then return -1 end
+            a, k = 4, 2
+        end
+        local arity = {set = 1, del = 0, zadd = 2, zrem = 1, rpush = 1, lrem = 1, sadd = 1, srem = 1}
+        local kind = {zadd = 'zset', zrem = 'zset', rpush = 'list', lrem = 'list', sadd = 'set',
+            srem = 'set'}
+        local i, j = a, k
+        while i <= #ARGV do
+            local op = ARGV[i]
+            local want = kind[op]
+            if want then
+                local have = redis.call('TYPE', KEYS[j]).ok
+                if have ~= 'none' and have ~= want then
+                    return redis.error_reply('WRONGTYPE key ' .. KEYS[j] .. ' holds a ' .. have)
+                end
+            end
+            i, j = i + 1 + arity[op], j + 1
+        end
+        i, j = a, k
+        while i <= #ARGV do
+            local op, key = ARGV[i], KEYS[j]
+            if op == 'set' then redis.call('SET', key, ARGV[i + 1])
+            elseif op == 'del' then redis.call('DEL', key)
+            elseif op == 'zadd' then redis.call('ZADD', key, ARGV[i + 1], ARGV[i + 2])
+            elseif op == 'zrem' then redis.call('ZREM', key, ARGV[i + 1])
+            elseif op == 'rpush' then redis.call('RPUSH', key, ARGV[i + 1])
+            elseif op == 'lrem' then redis.call('LREM', key, 0, ARGV[i + 1])
+            elseif op == 'sadd' then redis.call('SADD', key, ARGV[i + 1])
+            elseif op == 'srem' then redis.call('SREM', key, ARGV[i + 1])
+            end
+            i, j = i + 1 + arity[op], j + 1
+        end
+        return 1",
+    )
+});
+
 /// Entries one `log_read` round trip asks for at most (Lua's `unpack`
 /// takes a few thousand arguments).
 const LOG_READ_BATCH: usize = 1_000;
@@ -219,6 +274,55 @@ fn millis(ttl: Duration) -> u64 {
 
 #[async_trait]
 impl StateStore for RedisStore {
+    async fn apply_atomically(&self, guard: Guard, writes: Vec<Write>) -> StateResult<bool> {
+        let mut invocation = APPLY_ATOMICALLY.prepare_invoke();
+        let lease_key = match &guard {
+            Guard::Always => {
+                invocation.arg("always");
+                None
+            }
+            Guard::Absent(key) => {
+                invocation.key(self.key(key)).arg("absent");
+                None
+            }
+            Guard::Equals(key, value) => {
+                invocation
+                    .key(self.key(key))
+                    .arg("equals")
+                    .arg(value.as_slice());
+                None
+            }
+            Guard::Held(lease) => {
+                invocation
+                    .key(self.key(&lease.key))
+                    .arg("held")
+                    .arg(&lease.owner)
+                    .arg(lease.token);
+                Some(lease.key.clone())
+            }
+        };
+        for write in &writes {
+            invocation.key(self.key(write.key()));
+            match write {
+                Write::Set(_, value) => invocation.arg("set").arg(value.as_slice()),
+                Write::Delete(_) => invocation.arg("del"),
+                Write::IndexAdd { score, member, .. } => {
+                    invocation.arg("zadd").arg(*score).arg(member)
+                }
+                Write::ListPush(_, value) => invocation.arg("rpush").arg(value),
+                Write::ListRemove(_, value) => invocation.arg("lrem").arg(value),
+                Write::SetAdd(_, member) => invocation.arg("sadd").arg(member),
+                Write::SetRemove(_, member) => invocation.arg("srem").arg(member),
+                Write::IndexRemove(_, member) => invocation.arg("zrem").arg(member),
+            };
+        }
+        match self.invoke::<i64>(&invocation).await? {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(StateError::LeaseLost(lease_key.unwrap_or_default())),
+        }
+    }
+
     async fn get(&self, key: &str) -> StateResult<Option<Vec<u8>>> {
         self.query(redis::cmd("GET").arg(self.key(key))).await
     }
@@ -364,6 +468,25 @@ impl StateStore for RedisStore {
 
     async fn index_all(&self, key: &str) -> StateResult<Vec<String>> {
         self.query(redis::cmd("ZRANGE").arg(self.key(key)).arg(0).arg(-1))
+            .await
+    }
+
+    async fn index_up_to(&self, key: &str, max_score: i64, max: usize) -> StateResult<Vec<String>> {
+        self.query(
+            redis::cmd("ZRANGE")
+                .arg(self.key(key))
+                .arg("-inf")
+                .arg(max_score)
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(max),
+        )
+        .await
+    }
+
+    async fn index_remove(&self, key: &str, member: &str) -> StateResult<()> {
+        self.query(redis::cmd("ZREM").arg(self.key(key)).arg(member))
             .await
     }
 

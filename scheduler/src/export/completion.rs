@@ -190,16 +190,13 @@ pub async fn settle(services: &Services, job: &Job) -> Result<(), DriveError> {
         Err(error) if error.is_transient() => return Err(error.into()),
         Err(error) => tracing::error!(request_id = %id, %error, "export event not published"),
     }
-    services.jobs.dequeue(&job.spec.tenant, id).await?;
-    services
-        .state
-        .delete(&[
-            plan_key(id),
-            uploads_key(id),
-            reports_key(id),
-            cancel_key(id),
-        ])
-        .await?;
+    let driver_keys = vec![
+        plan_key(id),
+        uploads_key(id),
+        reports_key(id),
+        cancel_key(id),
+    ];
+    services.jobs.settle(job, driver_keys).await?;
     Ok(())
 }
 

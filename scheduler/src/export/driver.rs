@@ -160,9 +160,14 @@ impl<'a> JobDriver<'a> {
             return Ok(Step::End(JobStatus::Failed, reason));
         }
         work.cut_files();
+        let timeout = Duration::from_secs(self.services.config.export.task_timeout_secs);
+        let overdue = work.requeue_overdue(timeout, Instant::now());
+        if overdue > 0 {
+            tracing::warn!(request_id = %self.id(), overdue, "tasks without a report for too long, sent again");
+        }
         for file in work.files_to_assemble() {
             self.assemble(work, &file).await?;
-            work.assemble_sent(file.index);
+            work.assemble_sent(file.index, Instant::now());
         }
         let ready = match work.files_to_complete() {
             Ok(ready) => ready,

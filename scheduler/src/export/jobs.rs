@@ -13,6 +13,12 @@
 //! | `tenant/<tenant>/queue` | list: FIFO of request ids | API pushes, scheduler removes |
 //! | `tenants/pending` | set of tenants with queued jobs | API adds, scheduler removes |
 //! | `lease/tenant/<tenant>` | lease: one running export per tenant | scheduler |
+//! | `jobs/ended` | index by end time | settle adds, retention removes |
+//!
+//! Creating a job, canceling a PENDING one and recording an ended one are
+//! each one atomic batch ([`StateStore::apply_atomically`]: a Lua script on
+//! Redis); a transition is a compare-and-set; a running job's state is
+//! written fenced by its tenant's lease.
 
 use std::sync::Arc;
 
@@ -21,7 +27,7 @@ use auditx_proto::{
 };
 use serde::{Deserialize, Serialize};
 
-use auditx_common::state::{Lease, StateError, StateStore};
+use auditx_common::state::{Guard, Lease, StateError, StateStore, Write};
 
 use crate::tenant_queues::TenantQueues;
 
@@ -234,6 +240,9 @@ pub fn reports_key(id: &RequestId) -> String {
 pub fn meter_index_key(tenant: &TenantId, meter: MeterId) -> String {
     format!("meter/{tenant}/{meter}/jobs")
 }
+/// Ended exports by the time they ended (epoch ms), swept by retention.
+pub const ENDED_INDEX_KEY: &str = "jobs/ended";
+
 pub fn tenant_lease_key(tenant: &TenantId) -> String {
     format!("lease/tenant/{tenant}")
 }
@@ -261,21 +270,43 @@ impl JobStore {
         &self.state
     }
 
-    /// Stores a new PENDING job and queues it behind the tenant's others.
+    /// Stores a new PENDING job and queues it behind the tenant's others,
+    /// atomically: all of it or nothing, and a retried create (after a
+    /// lost reply) neither overwrites the job nor queues it twice.
     pub async fn create(&self, spec: &JobSpec) -> JobResult<()> {
         let id = &spec.request_id;
         let encoded = encode(spec).map_err(|e| corrupt(id, e))?;
-        self.state.set(&spec_key(id), &encoded).await?;
         let state = encode(&JobState::pending()).map_err(|e| corrupt(id, e))?;
-        self.state.set_if_absent(&state_key(id), &state).await?;
+        let mut writes = vec![
+            Write::Set(spec_key(id), encoded),
+            Write::Set(state_key(id), state),
+            Write::IndexAdd {
+                key: meter_index_key(&spec.tenant, spec.meter_id),
+                score: spec.created_at_ms,
+                member: id.to_string(),
+            },
+        ];
+        writes.extend(self.queues.push_writes(&spec.tenant, id.as_str()));
         self.state
-            .index_add(
-                &meter_index_key(&spec.tenant, spec.meter_id),
-                spec.created_at_ms,
-                id.as_str(),
-            )
+            .apply_atomically(Guard::Absent(state_key(id)), writes)
             .await?;
-        self.queues.push(&spec.tenant, id.as_str()).await?;
+        Ok(())
+    }
+
+    /// Stores a job that has already ended (never queued), atomically: a
+    /// job rebuilt from its record after the state store lost it.
+    pub async fn record_ended(&self, spec: &JobSpec, state: &JobState) -> JobResult<()> {
+        let id = &spec.request_id;
+        let writes = vec![
+            Write::Set(spec_key(id), encode(spec).map_err(|e| corrupt(id, e))?),
+            Write::Set(state_key(id), encode(state).map_err(|e| corrupt(id, e))?),
+            Write::IndexAdd {
+                key: meter_index_key(&spec.tenant, spec.meter_id),
+                score: spec.created_at_ms,
+                member: id.to_string(),
+            },
+        ];
+        self.state.apply_atomically(Guard::Always, writes).await?;
         Ok(())
     }
 
@@ -375,8 +406,14 @@ impl JobStore {
                         error: Some("canceled by request".into()),
                         ..state
                     };
-                    if self.transition(id, &raw, &next).await? {
-                        self.queues.remove(&spec.tenant, id.as_str()).await?;
+                    // The new state and leaving the queue, at once.
+                    let encoded = encode(&next).map_err(|e| corrupt(id, e))?;
+                    let writes = vec![
+                        Write::Set(state_key(id), encoded),
+                        self.queues.remove_write(&spec.tenant, id.as_str()),
+                    ];
+                    let guard = Guard::Equals(state_key(id), raw);
+                    if self.state.apply_atomically(guard, writes).await? {
                         return Ok(CancelOutcome::CanceledPending(Job {
                             spec,
                             state: next,
@@ -398,6 +435,26 @@ impl JobStore {
     pub async fn tenant_queue(&self, tenant: &TenantId) -> JobResult<Vec<RequestId>> {
         let ids = self.queues.ids(tenant).await?;
         Ok(ids.into_iter().map(RequestId).collect())
+    }
+
+    /// Settles an ended job: off its tenant's queue, its driver state
+    /// (`driver_keys`) deleted, and into the index of ended jobs that
+    /// retention sweeps, in one atomic batch (safe to repeat).
+    pub async fn settle(&self, job: &Job, driver_keys: Vec<String>) -> JobResult<()> {
+        let (tenant, id) = (&job.spec.tenant, &job.spec.request_id);
+        let ended_at = job
+            .state
+            .completed_at_ms
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        let mut writes = vec![self.queues.remove_write(tenant, id.as_str())];
+        writes.extend(driver_keys.into_iter().map(Write::Delete));
+        writes.push(Write::IndexAdd {
+            key: ENDED_INDEX_KEY.into(),
+            score: ended_at,
+            member: id.to_string(),
+        });
+        self.state.apply_atomically(Guard::Always, writes).await?;
+        Ok(())
     }
 
     pub async fn dequeue(&self, tenant: &TenantId, id: &RequestId) -> JobResult<()> {

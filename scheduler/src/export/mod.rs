@@ -9,5 +9,6 @@ pub(crate) mod job_plan;
 pub mod jobs;
 pub mod layout;
 pub mod planner;
+pub(crate) mod retention;
 pub(crate) mod tenants;
 pub(crate) mod work;

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::context::Services;
+use crate::epoch;
 use crate::export::completion;
 use crate::export::driver::{DriveError, JobDriver};
 use crate::export::jobs::{tenant_lease_key, Job, JobSpec, JobState, JobStatus};
@@ -67,6 +68,9 @@ async fn scan(
     tasks: &mut JoinSet<()>,
 ) -> Result<(), DriveError> {
     let ttl = Duration::from_secs(services.config.export.lease_ttl_secs);
+    if !services.epoch.check(services).await? {
+        return Ok(()); // the store lost its data and is being recovered
+    }
     for tenant in services.jobs.pending_tenants().await? {
         if lock(active).contains(&tenant) {
             continue;
@@ -213,6 +217,9 @@ async fn next_job(
             state
         }
     };
+    // A record of the running job outside the state store, so it can be
+    // failed and announced should the store lose its data.
+    epoch::record_running_job(services, &spec).await?;
     let waker = wakers.register(id.as_str());
     let span = job_span(&spec);
     let job = JobDriver::new(services, lease, waker.notify(), spec, state)

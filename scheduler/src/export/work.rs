@@ -4,7 +4,7 @@
 //! the job over rebuilds it from the same plan and reports.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use auditx_proto::{
     AssembleOutcome, ChunkId, FileIndex, RenderOutcome, TaskFailure, TaskRef, WorkerReport,
@@ -32,8 +32,8 @@ pub struct JobWork {
     /// Chunks fed to the assigner (always a prefix).
     fed: usize,
     files: Vec<FileExtent>,
-    /// Files whose assemble task this driver sent.
-    assembling: BTreeSet<u32>,
+    /// Files whose assemble task this driver sent, and when.
+    assembling: BTreeMap<u32, Instant>,
     assembled: BTreeMap<u32, AssembleOutcome>,
     completed: BTreeSet<u32>,
 }
@@ -51,7 +51,7 @@ impl JobWork {
             assigner: Some(assigner),
             fed: 0,
             files: Vec::new(),
-            assembling: BTreeSet::new(),
+            assembling: BTreeMap::new(),
             assembled: BTreeMap::new(),
             completed: BTreeSet::new(),
         }
@@ -164,14 +164,36 @@ impl JobWork {
         self.files
             .iter()
             .filter(|f| {
-                !self.assembled.contains_key(&f.index.0) && !self.assembling.contains(&f.index.0)
+                !self.assembled.contains_key(&f.index.0)
+                    && !self.assembling.contains_key(&f.index.0)
             })
             .cloned()
             .collect()
     }
 
-    pub fn assemble_sent(&mut self, file: FileIndex) {
-        self.assembling.insert(file.0);
+    pub fn assemble_sent(&mut self, file: FileIndex, at: Instant) {
+        self.assembling.insert(file.0, at);
+    }
+
+    /// Tasks sent more than `timeout` before `now` with no report yet are
+    /// sent again (a report lost with a crashed state store, a message
+    /// lost by the broker): rendering and assembling are deterministic and
+    /// reports write-once, so a duplicate is harmless. Returns how many.
+    pub fn requeue_overdue(&mut self, timeout: Duration, now: Instant) -> usize {
+        let overdue = |sent: &Instant| now.saturating_duration_since(*sent) >= timeout;
+        let chunks: Vec<u32> = self
+            .in_flight
+            .iter()
+            .filter(|(_, sent)| overdue(sent))
+            .map(|(&chunk, _)| chunk)
+            .collect();
+        for chunk in &chunks {
+            self.in_flight.remove(chunk);
+            self.undispatched.insert(*chunk);
+        }
+        let before = self.assembling.len();
+        self.assembling.retain(|_, sent| !overdue(sent));
+        chunks.len() + before - self.assembling.len()
     }
 
     /// Assembled files whose upload is not completed yet, each checked
@@ -361,6 +383,38 @@ mod tests {
         let report = rendered(&w, 0, 3);
         w.apply(vec![report]).unwrap();
         assert_eq!(w.chunks_to_dispatch(2), vec![ChunkId(2)]);
+    }
+
+    #[test]
+    fn tasks_without_a_report_for_too_long_are_sent_again() {
+        let mut w = work(3);
+        let start = Instant::now();
+        let timeout = Duration::from_secs(900);
+        w.chunk_sent(ChunkId(0), start);
+        w.chunk_sent(ChunkId(1), start + Duration::from_secs(600));
+        assert!(w.chunks_to_dispatch(2).is_empty());
+        assert_eq!(
+            w.requeue_overdue(timeout, start + Duration::from_secs(899)),
+            0
+        );
+        assert_eq!(w.requeue_overdue(timeout, start + timeout), 1);
+        assert_eq!(
+            w.chunks_to_dispatch(2),
+            vec![ChunkId(0)],
+            "chunk 0 goes again"
+        );
+
+        // Assembly too: a file sent for assembly long ago is offered again.
+        let (r0, r1, r2) = (rendered(&w, 0, 3), rendered(&w, 1, 3), rendered(&w, 2, 3));
+        w.apply(vec![r0, r1, r2]).unwrap();
+        w.cut_files();
+        let files = w.files_to_assemble();
+        assert!(!files.is_empty());
+        let sent = start + Duration::from_secs(1_000);
+        files.iter().for_each(|f| w.assemble_sent(f.index, sent));
+        assert!(w.files_to_assemble().is_empty());
+        assert_eq!(w.requeue_overdue(timeout, sent + timeout), files.len());
+        assert_eq!(w.files_to_assemble().len(), files.len());
     }
 
     #[test]

@@ -74,6 +74,9 @@ async fn scan(
     tasks: &mut JoinSet<()>,
 ) -> Result<(), DriveError> {
     let ttl = Duration::from_secs(services.config.export.lease_ttl_secs);
+    if !services.epoch.check(services).await? {
+        return Ok(()); // the store lost its data and is being recovered
+    }
     for tenant in services.queries.pending_tenants().await? {
         if lock(active).contains(&tenant) {
             continue;

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use auditx_common::state::{StateError, StateStore};
+use auditx_common::state::{Guard, StateError, StateStore, Write};
 use auditx_proto::{
     decode, encode, Compression, QueryId, QueryOutputFormat, Scope, TenantId, WorkerReport,
 };
@@ -220,20 +220,25 @@ impl QueryStore {
 
     /// Stores a new accepted query and queues it behind the tenant's others.
     pub async fn create(&self, spec: &QuerySpec) -> QueryJobResult<()> {
+        // One atomic batch: all or nothing, and a retry after a lost reply
+        // neither overwrites the job nor queues it twice.
         let id = &spec.id;
         let encoded = encode(spec).map_err(|e| corrupt(id, e))?;
-        self.state.set(&spec_key(id), &encoded).await?;
         let state =
             encode(&QueryState::accepted(spec.created_at_ms)).map_err(|e| corrupt(id, e))?;
-        self.state.set_if_absent(&state_key(id), &state).await?;
+        let mut writes = vec![
+            Write::Set(spec_key(id), encoded),
+            Write::Set(state_key(id), state),
+            Write::IndexAdd {
+                key: tenant_index_key(&spec.tenant),
+                score: spec.created_at_ms,
+                member: id.to_string(),
+            },
+        ];
+        writes.extend(self.queues.push_writes(&spec.tenant, id.as_str()));
         self.state
-            .index_add(
-                &tenant_index_key(&spec.tenant),
-                spec.created_at_ms,
-                id.as_str(),
-            )
+            .apply_atomically(Guard::Absent(state_key(id)), writes)
             .await?;
-        self.queues.push(&spec.tenant, id.as_str()).await?;
         Ok(())
     }
 
