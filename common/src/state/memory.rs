@@ -396,13 +396,24 @@ impl Data {
     /// Whether `write` may be applied to what its key holds now.
     fn fits(&mut self, write: &Write) -> bool {
         let entry = self.entry(write.key());
-        match (write, entry) {
-            (_, None) | (Write::Set(..), _) | (Write::Delete(_), _) => true,
-            (Write::IndexAdd { .. } | Write::IndexRemove(..), Some(Entry::Index(_))) => true,
-            (Write::ListPush(..) | Write::ListRemove(..), Some(Entry::List(_))) => true,
-            (Write::SetAdd(..) | Write::SetRemove(..), Some(Entry::Set(_))) => true,
-            _ => false,
-        }
+        matches!(
+            (write, entry),
+            (_, None)
+                | (Write::Set(..), _)
+                | (Write::Delete(_), _)
+                | (
+                    Write::IndexAdd { .. } | Write::IndexRemove(..),
+                    Some(Entry::Index(_))
+                )
+                | (
+                    Write::ListPush(..) | Write::ListRemove(..),
+                    Some(Entry::List(_))
+                )
+                | (
+                    Write::SetAdd(..) | Write::SetRemove(..),
+                    Some(Entry::Set(_))
+                )
+        )
     }
 
     /// Applies one write of a batch whose kinds were checked, as the
