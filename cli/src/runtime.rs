@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use auditx_common::config::Config;
 use auditx_common::queue::{MemoryQueue, RabbitQueue, TaskQueue};
+use auditx_common::readiness::Dependencies;
 use auditx_common::s3::embedded::EmbeddedS3;
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::{MemoryStore, RedisStore, StateStore};
@@ -138,8 +139,16 @@ pub async fn run_worker(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut set = JoinSet::new();
+    let dependencies = Dependencies {
+        queue: backends.queue.clone(),
+        queue_name: Topology::new(config.rabbitmq.prefix.clone()).tasks(),
+        state: backends.state.clone(),
+        store: backends.store.clone(),
+        bucket: config.s3.export_bucket.clone(),
+    };
     set.spawn(auditx_worker::serve_health(
         config.worker.listen,
+        dependencies,
         shutdown.clone(),
     ));
     set.spawn(auditx_worker::run(

@@ -113,8 +113,11 @@ pub struct RabbitConfig {
     pub url: String,
     /// Prefix of every queue and exchange name.
     pub prefix: String,
-    /// Redeliveries of one task before it is dead-lettered and its job
-    /// failed (a task is delivered at most `delivery_limit + 1` times).
+    /// The broker's safety net (`x-delivery-limit` of the task queue):
+    /// returns of one task, for any reason, before the broker dead-letters
+    /// it and its job fails. Broker restarts and connection failures return
+    /// every unacknowledged task and count here too, so keep it high; task
+    /// failures are counted by `worker.max_task_attempts`.
     pub delivery_limit: u32,
 }
 
@@ -182,6 +185,11 @@ pub struct WorkerConfig {
     pub concurrency: u16,
     /// Address of the worker's health and metrics endpoint.
     pub listen: SocketAddr,
+    /// Deliveries of one task that may end in a transient failure (after
+    /// the worker's own retries) before the task fails its job. Only such
+    /// failures count: a task returned by a broker or connection failure
+    /// does not.
+    pub max_task_attempts: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -280,7 +288,7 @@ impl Default for RabbitConfig {
         Self {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             prefix: "auditx".into(),
-            delivery_limit: 10,
+            delivery_limit: 100,
         }
     }
 }
@@ -329,6 +337,7 @@ impl Default for WorkerConfig {
         Self {
             concurrency: 2,
             listen: "0.0.0.0:9090".parse().expect("valid address"),
+            max_task_attempts: 5,
         }
     }
 }
@@ -461,6 +470,12 @@ impl Config {
         }
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be positive");
+        }
+        if self.worker.max_task_attempts == 0 {
+            return invalid("worker.max_task_attempts", "must be positive");
+        }
+        if self.rabbitmq.delivery_limit == 0 {
+            return invalid("rabbitmq.delivery_limit", "must be positive");
         }
         if self.ingest.max_concurrent == 0 {
             return invalid("ingest.max_concurrent", "must be positive");

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod queue;
+pub mod readiness;
 pub mod retry;
 pub mod s3;
 pub mod state;

@@ -25,6 +25,15 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// For an outage of a dependency the process cannot work without (the
+    /// broker): retry forever, from 200 ms up to 5 s apart (so a broker
+    /// that is back is found within 5 s).
+    pub const FOREVER: Backoff = Backoff {
+        attempts: u32::MAX,
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(5),
+    };
+
     /// The delay before retry number `attempt` (1-based): a random duration
     /// up to `initial * 2^(attempt-1)`, capped at `max`.
     pub fn delay(&self, attempt: u32) -> Duration {

@@ -442,3 +442,29 @@ conformance!(
     unknown_queues_are_refused,
     competing_consumers_share_the_load,
 );
+
+/// A task queue declared before with another `x-delivery-limit` (an older
+/// default) is used as it is: the broker refuses to change a queue's
+/// arguments, and that must not keep a process from connecting.
+#[tokio::test]
+async fn rabbitmq_a_task_queue_with_another_delivery_limit_is_used_as_it_is() {
+    on_rabbit(|f| async move {
+        let url = std::env::var("AUDITX_TEST_AMQP_URL")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        let other = RabbitQueue::connect(&url, f.topology.clone(), DELIVERY_LIMIT + 40)
+            .await
+            .expect("connects despite the other limit");
+        other
+            .publish(
+                &f.topology.tasks(),
+                message("through the second connection"),
+            )
+            .await
+            .unwrap();
+        let mut consumer = f.queue.consume(&f.topology.tasks(), 1).await.unwrap();
+        let delivery = next(&mut consumer).await;
+        assert_eq!(text(&delivery), "through the second connection");
+        delivery.ack().await.unwrap();
+    })
+    .await;
+}

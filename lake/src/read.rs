@@ -17,6 +17,7 @@ use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
 
 use self::object_reader::ObjectReader;
+pub use self::predicate::EventIdRange;
 use super::convert::push_run_rows;
 use super::schema::audit_columns as ac;
 use super::write::utc_date;
@@ -188,7 +189,6 @@ pub async fn list_audit_files(
 
 /// Reads the rows of the given row groups whose `eventTime` is in
 /// `[from_ms, to_ms)` and that match `filter`, in no particular order.
-#[tracing::instrument(name = "lake.read_chunk_rows", skip_all, fields(sources = sources.len()))]
 pub async fn read_chunk_rows(
     store: &ObjectStore,
     bucket: &str,
@@ -197,7 +197,25 @@ pub async fn read_chunk_rows(
     to_ms: i64,
     filter: &RowFilter,
 ) -> LakeResult<Vec<AuditRow>> {
-    let parts = chunk::read_row_groups(store, bucket, sources, from_ms, to_ms, filter).await?;
+    let all = EventIdRange::default();
+    read_chunk_rows_in(store, bucket, sources, from_ms, to_ms, &all, filter).await
+}
+
+/// [`read_chunk_rows`], keeping only the rows whose eventId is in
+/// `event_ids` (a hot millisecond split by eventId); rows outside it are
+/// never decoded.
+#[tracing::instrument(name = "lake.read_chunk_rows", skip_all, fields(sources = sources.len()))]
+pub async fn read_chunk_rows_in(
+    store: &ObjectStore,
+    bucket: &str,
+    sources: &[LakeSource],
+    from_ms: i64,
+    to_ms: i64,
+    event_ids: &EventIdRange,
+    filter: &RowFilter,
+) -> LakeResult<Vec<AuditRow>> {
+    let parts =
+        chunk::read_row_groups(store, bucket, sources, from_ms, to_ms, event_ids, filter).await?;
     let mut rows = Vec::with_capacity(parts.iter().map(Vec::len).sum());
     parts.into_iter().for_each(|part| rows.extend(part));
     tracing::debug!(rows = rows.len(), "chunk rows read");
@@ -257,6 +275,18 @@ pub async fn read_event_ids(
         ids.extend(column.iter().flatten().map(str::to_owned));
     }
     Ok(ids)
+/// The eventIds of every row at exactly `at_ms` in the listed row groups
+/// that `keep` selects (e.g. a deterministic sample), unsorted: what the
+/// planner needs to split a hot millisecond by eventId. Reads only the
+/// eventTime and eventId columns.
+pub async fn event_ids_at(
+    store: &ObjectStore,
+    bucket: &str,
+    sources: &[LakeSource],
+    at_ms: i64,
+    keep: &(dyn Fn(&str) -> bool + Sync),
+) -> LakeResult<Vec<String>> {
+    chunk::read_event_ids(store, bucket, sources, at_ms, keep).await
 }
 
 /// Every `meter_runs` row of a meter.

@@ -149,6 +149,13 @@ pub struct RenderTask {
     /// Report the byte offset of every `offset_stride`-th row, so the
     /// scheduler can cut files at row boundaries inside a chunk.
     pub offset_stride: u32,
+    /// A millisecond holding more rows than a chunk should is split by
+    /// eventId: only rows whose eventId is ≥ this (`None`: no lower bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id_from: Option<String>,
+    /// Only rows whose eventId is < this (`None`: no upper bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id_to: Option<String>,
 }
 
 /// A byte range `[start, end)` of a staged chunk.
@@ -231,6 +238,11 @@ pub struct RenderOutcome {
     /// `row_offsets[i]` is the byte offset of row `i * offset_stride`
     /// (so `row_offsets[0] == 0` when there is at least one row).
     pub row_offsets: Vec<u64>,
+    /// The worker applied the task's eventId bounds. A worker older than
+    /// those bounds leaves it false, and the scheduler refuses its report
+    /// for a chunk that has them (it would hold rows of other chunks).
+    #[serde(default)]
+    pub event_ids_bounded: bool,
 }
 
 /// One uploaded part of a multipart upload.
@@ -332,6 +344,8 @@ mod tests {
             format: OutputFormat::Csv,
             staging_key: "_staging/x".into(),
             offset_stride: 1000,
+            event_id_from: Some("e-100".into()),
+            event_id_to: None,
         }
     }
 
@@ -368,6 +382,7 @@ mod tests {
             rmp_serde::from_slice(&encode(&Task::Render(render_task())).unwrap()).unwrap();
         value["added_in_a_later_version"] = serde_json::json!({"x": 1});
         value.as_object_mut().unwrap().remove("run_statuses");
+        value.as_object_mut().unwrap().remove("event_id_from");
         value.as_object_mut().unwrap().remove("format");
         value["filter"].as_object_mut().unwrap().remove("scope");
         let bytes = rmp_serde::to_vec_named(&value).unwrap();
@@ -378,5 +393,6 @@ mod tests {
         assert_eq!(task.format, OutputFormat::Csv);
         assert_eq!(task.chunk, ChunkId(3));
         assert_eq!(task.filter.scope, Scope::default());
+        assert_eq!((task.event_id_from, task.event_id_to), (None, None));
     }
 }

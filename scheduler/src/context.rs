@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use auditx_common::config::Config;
 use auditx_common::queue::TaskQueue;
+use auditx_common::readiness::Dependencies;
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::StateStore;
 use auditx_proto::Topology;
@@ -62,6 +63,17 @@ impl Services {
             replica: format!("scheduler-{}", uuid::Uuid::new_v4()),
             ingest_slots,
             epoch: Arc::new(StoreEpoch::default()),
+        }
+    }
+
+    /// The dependencies `/readyz` probes.
+    pub fn dependencies(&self) -> Dependencies {
+        Dependencies {
+            queue: self.queue.clone(),
+            queue_name: self.topology.tasks(),
+            state: self.state.clone(),
+            store: self.store.clone(),
+            bucket: self.config.s3.export_bucket.clone(),
         }
     }
 }

@@ -236,11 +236,7 @@ where
     F: Fn(Delivery) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let backoff = Backoff {
-        attempts: u32::MAX,
-        initial: Duration::from_millis(200),
-        max: Duration::from_secs(10),
-    };
+    let backoff = Backoff::FOREVER;
     let mut failures = 0;
     while !shutdown.is_cancelled() {
         let consumer: Consumer = match services.queue.consume(queue, PREFETCH).await {

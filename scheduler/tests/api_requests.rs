@@ -458,10 +458,16 @@ async fn probes_metrics_and_the_openapi_document_need_no_token() {
         (StatusCode::OK, "ok".to_owned())
     );
     let ready = get("/readyz").await;
-    assert_eq!(
-        (ready.status, ready.text()),
-        (StatusCode::OK, "ready".to_owned())
-    );
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
+    let body: serde_json::Value = serde_json::from_str(&ready.text()).unwrap();
+    assert_eq!(body["success"], true);
+    assert_eq!(body["data"]["ready"], true);
+    for dependency in ["broker", "stateStore", "s3"] {
+        assert_eq!(
+            body["data"]["dependencies"][dependency]["up"], true,
+            "{body}"
+        );
+    }
 
     let counter =
         prometheus::register_int_counter!("api_test_probe_total", "a test counter").unwrap();

@@ -6,6 +6,7 @@
 
 pub mod expect;
 pub mod private_redis;
+pub mod faults;
 pub mod processes;
 pub mod sandbox;
 

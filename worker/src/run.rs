@@ -1,6 +1,14 @@
 //! The worker loop: consume tasks, run them with retries, report, and only
 //! then acknowledge, so a crash at any point leaves the task to be
 //! redelivered rather than lost.
+//!
+//! A broker outage never stops the worker: it subscribes again forever,
+//! with capped backoff. Task failures are counted here, not by the broker:
+//! a task whose attempt fails transiently is published again with its
+//! failure count in the [`FAILURES_HEADER`] header (and the delivery
+//! acked); after `worker.max_task_attempts` failed attempts it is reported
+//! failed with its last error. A task returned by a broker or connection
+//! failure keeps its count, so broker trouble cannot fail a healthy job.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,9 +34,18 @@ use crate::export::render::render_chunk;
 use crate::metrics::{self, InFlight, Outcome};
 use crate::query::{run_query_task, QueryRunner};
 
-/// Pause before subscribing again after the consumer failed, so a broker
-/// in trouble is not hammered.
-const RESUBSCRIBE_PAUSE: Duration = Duration::from_secs(1);
+/// Message header carrying how many attempts of a task failed; a message
+/// without it (first delivery, or from a worker older than the header) has
+/// none.
+pub const FAILURES_HEADER: &str = "auditx-failures";
+
+/// Retries of one attempt inside the worker before the attempt counts as
+/// failed (about 10–20 s of a failing dependency).
+const ATTEMPT_RETRY: Backoff = Backoff {
+    attempts: 8,
+    initial: Duration::from_millis(200),
+    max: Duration::from_secs(5),
+};
 
 /// Runs tasks from the tasks queue, `config.worker.concurrency` at a time,
 /// until `shutdown` fires; then stops taking tasks, finishes the running
@@ -57,26 +74,32 @@ pub async fn run(
         store,
         lake_bucket: config.s3.lake_bucket.clone(),
         export_bucket: config.s3.export_bucket.clone(),
+        tasks_queue: tasks_queue.clone(),
         results_queue: topology.results(),
+        max_attempts: config.worker.max_task_attempts.max(1),
         queries,
     });
     let slots = Arc::new(Semaphore::new(usize::from(concurrency)));
     let mut running = JoinSet::new();
-    let mut consumer = subscribe(queue.as_ref(), &tasks_queue, concurrency).await?;
+    let Some(mut consumer) = subscribe(queue.as_ref(), &tasks_queue, concurrency, &shutdown).await
+    else {
+        info!("worker stopped before it could subscribe");
+        return Ok(());
+    };
     info!(queue = %tasks_queue, concurrency, "worker consuming tasks");
 
-    let result = 'consume: loop {
+    'consume: loop {
         while let Some(joined) = running.try_join_next() {
             log_panic(joined);
         }
         let slot = tokio::select! {
             biased;
-            () = shutdown.cancelled() => break 'consume Ok(()),
+            () = shutdown.cancelled() => break 'consume,
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
         };
         let next = tokio::select! {
             biased;
-            () = shutdown.cancelled() => break 'consume Ok(()),
+            () = shutdown.cancelled() => break 'consume,
             next = consumer.next() => next,
         };
         match next {
@@ -92,18 +115,13 @@ pub async fn run(
                     Some(Err(e)) => warn!(error = %e, "task consumer failed, subscribing again"),
                     _ => warn!("task consumer closed, subscribing again"),
                 }
-                tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => break 'consume Ok(()),
-                    () = tokio::time::sleep(RESUBSCRIBE_PAUSE) => {}
-                }
-                match subscribe(queue.as_ref(), &tasks_queue, concurrency).await {
-                    Ok(fresh) => consumer = fresh,
-                    Err(e) => break 'consume Err(e.into()),
+                match subscribe(queue.as_ref(), &tasks_queue, concurrency, &shutdown).await {
+                    Some(fresh) => consumer = fresh,
+                    None => break 'consume,
                 }
             }
         }
-    };
+    }
     info!(
         in_flight = running.len(),
         "worker stopping, finishing running tasks"
@@ -113,14 +131,74 @@ pub async fn run(
     }
     drop(consumer);
     info!("worker stopped");
-    result
+    Ok(())
 }
 
-async fn subscribe(queue: &dyn TaskQueue, name: &str, prefetch: u16) -> QueueResult<Consumer> {
-    retry(Backoff::default(), QueueError::is_transient, || {
-        queue.consume(name, prefetch)
-    })
-    .await
+/// Subscribes to the task queue, retrying forever (a broker outage must not
+/// stop the worker); `None` if shutdown came first.
+async fn subscribe(
+    queue: &dyn TaskQueue,
+    name: &str,
+    prefetch: u16,
+    shutdown: &CancellationToken,
+) -> Option<Consumer> {
+    let mut failures = 0;
+    loop {
+        let consumed = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return None,
+            consumed = queue.consume(name, prefetch) => consumed,
+        };
+        match consumed {
+            Ok(consumer) => {
+                if failures > 0 {
+                    info!(queue = name, failures, "subscribed to the task queue again");
+                }
+                return Some(consumer);
+            }
+            Err(e) => {
+                failures += 1;
+                let delay = Backoff::FOREVER.delay(failures);
+                let delay_ms = delay.as_millis() as u64;
+                if e.is_transient() {
+                    warn!(queue = name, failures, delay_ms, error = %e, "cannot subscribe to the task queue, retrying");
+                } else {
+                    error!(queue = name, failures, delay_ms, error = %e, "the broker refused the subscription, retrying");
+                }
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Failed attempts recorded on a task message.
+fn failures_of(message: &Message) -> u32 {
+    message
+        .headers
+        .get(FAILURES_HEADER)
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The task message to publish again after `failures` failed attempts: the
+/// same payload and headers (trace context), without the ones the broker
+/// added.
+fn retry_message(message: &Message, failures: u32) -> Message {
+    let mut headers: auditx_common::queue::Headers = message
+        .headers
+        .iter()
+        .filter(|(name, _)| !name.starts_with("x-"))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    headers.insert(FAILURES_HEADER.to_owned(), failures.to_string());
+    Message {
+        payload: message.payload.clone(),
+        headers,
+    }
 }
 
 /// A panicking task handler never settled its delivery; the broker
@@ -136,7 +214,10 @@ struct Worker {
     store: ObjectStore,
     lake_bucket: String,
     export_bucket: String,
+    tasks_queue: String,
     results_queue: String,
+    /// Failed attempts after which a task fails for good.
+    max_attempts: u32,
     queries: QueryRunner,
 }
 
@@ -173,7 +254,7 @@ impl Worker {
         let started = Instant::now();
         // Boxed as `dyn Future + Send`: without it rustc cannot prove the
         // spawned handler `Send` through the borrowing retry closure.
-        let result = retry(Backoff::default(), WorkerError::is_transient, || {
+        let result = retry(ATTEMPT_RETRY, WorkerError::is_transient, || {
             self.execute(&task)
         })
         .boxed()
@@ -184,10 +265,16 @@ impl Worker {
                 (report, Outcome::Succeeded)
             }
             Err(e) if e.is_transient() => {
-                warn!(error = %e, "task still failing after retries, requeueing it");
-                metrics::task_finished(kind, Outcome::Requeued);
-                settle(delivery.nack(true).await, "requeue");
-                return;
+                let failures = failures_of(&delivery.message) + 1;
+                if failures >= self.max_attempts {
+                    error!(error = %e, failures, "task failed on every attempt");
+                    let message = format!("{e} (failed {failures} attempts)");
+                    (task.failure(message), Outcome::Failed)
+                } else {
+                    self.try_again(delivery, failures, &e).await;
+                    metrics::task_finished(kind, Outcome::Requeued);
+                    return;
+                }
             }
             Err(e) => {
                 error!(error = %e, "task failed");
@@ -202,6 +289,23 @@ impl Worker {
             Err(e) => {
                 warn!(error = %e, "could not publish the task's report, requeueing it");
                 metrics::task_finished(kind, Outcome::Requeued);
+                settle(delivery.nack(true).await, "requeue");
+            }
+        }
+    }
+
+    /// Publishes the task again with its failure count, then acks this
+    /// delivery. If the broker cannot take it, the delivery is requeued
+    /// instead (that return counts towards the broker's delivery limit).
+    async fn try_again(&self, delivery: Delivery, failures: u32, error: &WorkerError) {
+        let message = retry_message(&delivery.message, failures);
+        match self.queue.publish(&self.tasks_queue, message).await {
+            Ok(()) => {
+                warn!(error = %error, failures, max_attempts = self.max_attempts, "task attempt failed, queued again");
+                settle(delivery.ack().await, "ack");
+            }
+            Err(e) => {
+                warn!(error = %e, task_error = %error, failures, "could not queue the task again, requeueing it");
                 settle(delivery.nack(true).await, "requeue");
             }
         }
@@ -265,5 +369,44 @@ fn record_success(report: &WorkerReport, elapsed: Duration) {
 fn settle(result: QueueResult<()>, action: &'static str) {
     if let Err(e) = result {
         warn!(error = %e, action, "could not settle the task delivery; it will be redelivered");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(headers: &[(&str, &str)]) -> Message {
+        Message {
+            payload: b"task".to_vec(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_message_without_the_header_has_no_failures() {
+        // First deliveries, and tasks queued by a worker older than the header.
+        assert_eq!(failures_of(&message(&[])), 0);
+        assert_eq!(failures_of(&message(&[(FAILURES_HEADER, "garbage")])), 0);
+        // A broker redelivery (x-delivery-count) is not a failure.
+        assert_eq!(failures_of(&message(&[("x-delivery-count", "7")])), 0);
+        assert_eq!(failures_of(&message(&[(FAILURES_HEADER, "3")])), 3);
+    }
+
+    #[test]
+    fn a_task_queued_again_carries_its_count_and_trace_but_not_broker_headers() {
+        let original = message(&[
+            ("traceparent", "00-abc-def-01"),
+            ("x-delivery-count", "2"),
+            (FAILURES_HEADER, "1"),
+        ]);
+        let again = retry_message(&original, 2);
+        assert_eq!(again.payload, original.payload);
+        assert_eq!(failures_of(&again), 2);
+        assert_eq!(again.headers["traceparent"], "00-abc-def-01");
+        assert!(!again.headers.contains_key("x-delivery-count"));
     }
 }

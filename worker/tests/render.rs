@@ -149,6 +149,8 @@ async fn render_task(
         format: OutputFormat::Csv,
         staging_key: format!("_staging/{REQUEST}/{chunk:06}"),
         offset_stride: 2,
+        event_id_from: None,
+        event_id_to: None,
     })
 }
 
@@ -192,6 +194,63 @@ async fn a_chunk_renders_its_rows_in_export_order() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(again, outcome);
+    Ok(())
+}
+
+/// A hot millisecond split by eventId: each piece renders only its own
+/// eventIds, and the pieces in order are exactly the unsplit rendering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_millisecond_split_by_event_id_renders_each_row_once_in_order() -> anyhow::Result<()> {
+    let s3 = support::start_s3().await?;
+    let (tenant, meter) = (TenantId::from("acme"), MeterId(7));
+    let rows: Vec<_> = (0..300)
+        .map(|i| row(&format!("hot-{:04}", (i * 7919) % 300), T, "R-1"))
+        .collect();
+    write_audit_rows(&s3.store, &s3.config.lake_bucket, &tenant, meter, rows, 64).await?;
+    let whole = render_task(&s3, 0, T, T + 1).await?;
+    let outcome = render_chunk(
+        &s3.store,
+        &s3.config.lake_bucket,
+        &s3.config.export_bucket,
+        &whole,
+    )
+    .await?;
+    assert_eq!(outcome.rows, 300);
+    let expected = s3
+        .store
+        .get(&s3.config.export_bucket, &whole.staging_key)
+        .await?;
+
+    let bounds = [
+        None,
+        Some("hot-0100"),
+        Some("hot-0101"),
+        Some("hot-0250"),
+        None,
+    ];
+    let mut pieces = Vec::new();
+    let mut rows = Vec::new();
+    for (i, pair) in bounds.windows(2).enumerate() {
+        let mut task = render_task(&s3, i as u32 + 1, T, T + 1).await?;
+        task.event_id_from = pair[0].map(str::to_owned);
+        task.event_id_to = pair[1].map(str::to_owned);
+        let outcome = render_chunk(
+            &s3.store,
+            &s3.config.lake_bucket,
+            &s3.config.export_bucket,
+            &task,
+        )
+        .await?;
+        assert!(outcome.event_ids_bounded);
+        rows.push(outcome.rows);
+        pieces.extend_from_slice(
+            &s3.store
+                .get(&s3.config.export_bucket, &task.staging_key)
+                .await?,
+        );
+    }
+    assert_eq!(rows, [100, 1, 149, 50]);
+    assert_eq!(pieces, expected.to_vec());
     Ok(())
 }
 

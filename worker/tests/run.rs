@@ -64,6 +64,8 @@ fn render_task(sources: Vec<LakeSource>, chunk: u32) -> Task {
         format: OutputFormat::Csv,
         staging_key: format!("_staging/r-run/{chunk:06}"),
         offset_stride: 10,
+        event_id_from: None,
+        event_id_to: None,
     })
 }
 

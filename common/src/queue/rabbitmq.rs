@@ -1,21 +1,34 @@
 //! The RabbitMQ task queue of the distributed mode (lapin).
 //!
-//! Topology, declared on connect: the task queue is a durable quorum queue
-//! with `x-delivery-limit` and a dead-letter exchange (a durable fanout)
-//! that routes to the dead-task queue, so a poison task ends there instead
-//! of cycling forever; results and dead tasks are durable quorum queues;
-//! events go to a durable topic exchange.
+//! Topology, declared on every (re)connect: the task queue is a durable
+//! quorum queue with `x-delivery-limit` and a dead-letter exchange (a
+//! durable fanout) that routes to the dead-task queue, so a task that
+//! crashes its workers ends there instead of cycling forever; results and
+//! dead tasks are durable quorum queues; events go to a durable topic
+//! exchange. Task *failures* are counted by the worker itself (see
+//! `worker.max_task_attempts`); `x-delivery-limit` is only the broker's
+//! safety net, set high because every broker or connection failure
+//! returns the unacknowledged messages and counts as a delivery.
 //!
 //! Every publish is persistent and waits for the publisher confirm; a nack
-//! or an unroutable return is [`QueueError::Rejected`]. The connection
-//! recovers by itself (lapin auto-recovery); a delivery taken before a
-//! recovery can no longer be acknowledged, which surfaces as an error while
-//! the broker redelivers the message (callers are idempotent).
+//! or an unroutable return is [`QueueError::Rejected`].
+//!
+//! Reconnection is ours, not lapin's: the queue holds one [`Link`] (a
+//! connection and its confirm-mode publisher channel). When it breaks
+//! (broker restart, network failure, missed heartbeats) every consumer
+//! stream ends with an error and every publish fails with
+//! [`QueueError::Unavailable`]; the next call opens a fresh link, so callers
+//! that retry with backoff (the worker's and the scheduler's consume loops,
+//! publishers) reconnect by themselves, however long the broker is away.
+//! A delivery taken before the break can no longer be acknowledged, which
+//! surfaces as an error while the broker redelivers the message (callers
+//! are idempotent).
 //!
 //! Publishing has its own channel, and so does every consumer, so that a
 //! consumer's prefetch and failures stay its own.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,6 +43,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
+use tokio::sync::Mutex;
 use tokio::time::timeout;
 
 use super::{Acker, Consumer, Delivery, Headers, Message, QueueError, QueueResult, TaskQueue};
@@ -42,56 +56,127 @@ pub(super) const EVENT_PREFETCH: u16 = 64;
 /// How long a publish waits for its confirm before it counts as failed.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a failed publish waits for the connection to recover before the
-/// next attempt.
-const RECOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long opening a link (TCP, handshake, topology) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// AMQP `delivery-mode` 2: the broker writes the message to disk.
 const PERSISTENT: u8 = 2;
 
-/// A connection to RabbitMQ with the topology of one installation declared.
+/// AMQP reply code of a declaration whose arguments differ from the
+/// existing queue's.
+const PRECONDITION_FAILED: u16 = 406;
+
+/// A connection to RabbitMQ with the topology of one installation declared,
+/// reopened whenever it breaks.
 pub struct RabbitQueue {
-    connection: Connection,
-    /// In confirm mode; shared by all publishers.
-    publisher: Channel,
+    url: String,
     topology: Topology,
+    delivery_limit: u32,
+    /// The current link; `None` after it broke and a reconnect failed. The
+    /// lock is held while a new link opens, so one caller reconnects and
+    /// the others wait for its result.
+    link: Mutex<Option<Arc<Link>>>,
 }
 
-impl RabbitQueue {
-    /// Connects to `url` (`amqp://user:pass@host:5672/%2f`) and declares the
-    /// topology. `delivery_limit` is the task queue's `x-delivery-limit`: the
-    /// times a task may come back unacknowledged before it is dead-lettered.
-    pub async fn connect(
-        url: &str,
-        topology: Topology,
-        delivery_limit: u32,
-    ) -> QueueResult<RabbitQueue> {
+/// One connection and its publisher channel (in confirm mode).
+struct Link {
+    connection: Connection,
+    publisher: Channel,
+}
+
+impl Link {
+    async fn open(url: &str, topology: &Topology, delivery_limit: u32) -> QueueResult<Link> {
         let properties = ConnectionProperties::default()
-            .with_connection_name(format!("auditx {}", topology.prefix).into())
-            .enable_auto_recover();
+            .with_connection_name(format!("auditx {}", topology.prefix).into());
         let connection = Connection::connect(url, properties)
             .await
             .map_err(classify)?;
+        // Declared on a channel of their own: a refused declaration closes
+        // its channel.
+        declare(&connection, topology, delivery_limit).await?;
         let publisher = open_channel(&connection).await?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(classify)?;
-        // Declared on the publisher channel so that auto-recovery replays them.
-        declare(&publisher, &topology, delivery_limit)
-            .await
-            .map_err(classify)?;
-        Ok(RabbitQueue {
+        Ok(Link {
             connection,
             publisher,
-            topology,
         })
+    }
+
+    fn usable(&self) -> bool {
+        self.connection.status().connected() && self.publisher.status().connected()
+    }
+}
+
+impl RabbitQueue {
+    /// Connects to `url` (`amqp://user:pass@host:5672/%2f`) and declares the
+    /// topology. `delivery_limit` is the task queue's `x-delivery-limit`: the
+    /// times a task may come back unacknowledged (task failures and broker
+    /// or connection failures alike) before the broker dead-letters it.
+    pub async fn connect(
+        url: &str,
+        topology: Topology,
+        delivery_limit: u32,
+    ) -> QueueResult<RabbitQueue> {
+        let link = timeout(CONNECT_TIMEOUT, Link::open(url, &topology, delivery_limit))
+            .await
+            .map_err(|_| {
+                QueueError::Unavailable(format!("no connection within {CONNECT_TIMEOUT:?}"))
+            })??;
+        Ok(RabbitQueue {
+            url: url.to_owned(),
+            topology,
+            delivery_limit,
+            link: Mutex::new(Some(Arc::new(link))),
+        })
+    }
+
+    /// The current link, or a new one if it broke.
+    async fn link(&self) -> QueueResult<Arc<Link>> {
+        let mut current = self.link.lock().await;
+        if let Some(link) = current.as_ref() {
+            if link.usable() {
+                return Ok(link.clone());
+            }
+        }
+        if let Some(broken) = current.take() {
+            tracing::warn!("rabbitmq connection lost, reconnecting");
+            // A publisher channel closed by the broker can leave the
+            // connection up: close it, so its consumers end and resubscribe.
+            if broken.connection.status().connected() {
+                tokio::spawn(async move {
+                    let _ = broken.connection.close(200, "reconnecting".into()).await;
+                });
+            }
+        }
+        let opened = timeout(
+            CONNECT_TIMEOUT,
+            Link::open(&self.url, &self.topology, self.delivery_limit),
+        )
+        .await;
+        let link = match opened {
+            Ok(Ok(link)) => Arc::new(link),
+            // Whatever failed while the broker comes back (refused
+            // connections, queues not yet available) is worth retrying.
+            Ok(Err(e)) => return Err(QueueError::Unavailable(e.to_string())),
+            Err(_) => {
+                return Err(QueueError::Unavailable(format!(
+                    "no connection within {CONNECT_TIMEOUT:?}"
+                )))
+            }
+        };
+        tracing::info!("rabbitmq connection reopened");
+        *current = Some(link.clone());
+        Ok(link)
     }
 
     /// Deletes the queues and exchanges of this topology with their
     /// messages (tests use one topology each and clean up with this).
     pub async fn delete_topology(&self) -> QueueResult<()> {
-        let channel = open_channel(&self.connection).await?;
+        let link = self.link().await?;
+        let channel = open_channel(&link.connection).await?;
         let t = &self.topology;
         for queue in [t.tasks(), t.results(), t.dead_tasks()] {
             channel
@@ -117,6 +202,7 @@ impl RabbitQueue {
         mandatory: bool,
         message: &Message,
     ) -> QueueResult<()> {
+        let link = self.link().await?;
         let properties = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
             .with_headers(write_headers(&message.headers));
@@ -124,7 +210,7 @@ impl RabbitQueue {
             mandatory,
             ..BasicPublishOptions::default()
         };
-        let confirm = match self
+        let confirm = link
             .publisher
             .basic_publish(
                 exchange.into(),
@@ -134,18 +220,14 @@ impl RabbitQueue {
                 properties,
             )
             .await
-        {
-            Ok(confirm) => confirm,
-            Err(e) => return Err(self.after_failure(e).await),
-        };
+            .map_err(classify)?;
         let confirmation = match timeout(CONFIRM_TIMEOUT, confirm).await {
             Err(_) => {
                 return Err(QueueError::Unavailable(format!(
                     "no publisher confirm within {CONFIRM_TIMEOUT:?}"
                 )))
             }
-            Ok(Err(e)) => return Err(self.after_failure(e).await),
-            Ok(Ok(confirmation)) => confirmation,
+            Ok(result) => result.map_err(classify)?,
         };
         match confirmation {
             Confirmation::Ack(None) => Ok(()),
@@ -175,17 +257,6 @@ impl RabbitQueue {
             self.publish_once(exchange, routing_key, mandatory, &message)
         })
         .await
-    }
-
-    /// Classifies a publish failure and, if the connection is recovering,
-    /// waits (bounded) for it so that the next attempt can succeed.
-    async fn after_failure(&self, error: lapin::Error) -> QueueError {
-        let failure = classify(error.clone());
-        if failure.is_transient() {
-            tracing::warn!(error = %error, "publish failed, waiting for the connection to recover");
-            let _ = timeout(RECOVERY_TIMEOUT, self.publisher.wait_for_recovery(error)).await;
-        }
-        failure
     }
 }
 
@@ -220,28 +291,31 @@ async fn close(channel: Channel) {
     }
 }
 
-async fn declare(channel: &Channel, topology: &Topology, delivery_limit: u32) -> lapin::Result<()> {
+async fn declare(
+    connection: &Connection,
+    topology: &Topology,
+    delivery_limit: u32,
+) -> QueueResult<()> {
+    let channel = open_channel(connection).await?;
     let durable_exchange = ExchangeDeclareOptions {
         durable: true,
         ..ExchangeDeclareOptions::default()
     };
     let dlx = topology.dead_letter_exchange();
-    channel
-        .exchange_declare(
-            dlx.clone().into(),
-            ExchangeKind::Fanout,
-            durable_exchange,
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .exchange_declare(
-            topology.events_exchange().into(),
-            ExchangeKind::Topic,
-            durable_exchange,
-            FieldTable::default(),
-        )
-        .await?;
+    for (exchange, kind) in [
+        (dlx.clone(), ExchangeKind::Fanout),
+        (topology.events_exchange(), ExchangeKind::Topic),
+    ] {
+        channel
+            .exchange_declare(
+                exchange.into(),
+                kind,
+                durable_exchange,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(classify)?;
+    }
 
     let mut tasks = quorum();
     tasks.insert(
@@ -252,27 +326,43 @@ async fn declare(channel: &Channel, topology: &Topology, delivery_limit: u32) ->
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString(dlx.clone().into()),
     );
-    channel
+    let declared = channel
         .queue_declare(
             topology.tasks().into(),
             QueueDeclareOptions::durable(),
             tasks,
         )
-        .await?;
-    channel
-        .queue_declare(
-            topology.results().into(),
-            QueueDeclareOptions::durable(),
-            quorum(),
-        )
-        .await?;
-    channel
-        .queue_declare(
-            topology.dead_tasks().into(),
-            QueueDeclareOptions::durable(),
-            quorum(),
-        )
-        .await?;
+        .await;
+    let channel = match declared {
+        Ok(_) => channel,
+        // Declared before with another `x-delivery-limit` (an older
+        // default): the broker refuses to change arguments, so keep the
+        // queue as it is rather than fail to start.
+        Err(error) if reply_code(&error) == Some(PRECONDITION_FAILED) => {
+            tracing::warn!(
+                queue = %topology.tasks(),
+                %error,
+                "the task queue exists with other arguments; using it as it is (change x-delivery-limit with a policy)"
+            );
+            let channel = open_channel(connection).await?;
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            };
+            channel
+                .queue_declare(topology.tasks().into(), passive, FieldTable::default())
+                .await
+                .map_err(classify)?;
+            channel
+        }
+        Err(error) => return Err(classify(error)),
+    };
+    for queue in [topology.results(), topology.dead_tasks()] {
+        channel
+            .queue_declare(queue.into(), QueueDeclareOptions::durable(), quorum())
+            .await
+            .map_err(classify)?;
+    }
     channel
         .queue_bind(
             topology.dead_tasks().into(),
@@ -282,6 +372,17 @@ async fn declare(channel: &Channel, topology: &Topology, delivery_limit: u32) ->
             FieldTable::default(),
         )
         .await
+        .map_err(classify)?;
+    close(channel).await;
+    Ok(())
+}
+
+/// The AMQP reply code of a refusal by the broker.
+fn reply_code(error: &lapin::Error) -> Option<u16> {
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(e) => Some(e.get_id()),
+        _ => None,
+    }
 }
 
 /// Arguments of a replicated, durable quorum queue.
@@ -338,26 +439,23 @@ fn read_headers(table: &FieldTable) -> Headers {
         .collect()
 }
 
-/// The consumer's deliveries; after a connection failure it waits for
-/// auto-recovery (which re-registers the consumer) and goes on, and ends
-/// after reporting an error it cannot recover from.
+/// The consumer's deliveries. A failure of its channel or connection is
+/// reported once and ends the stream: the caller subscribes again, which
+/// reconnects (the broker has requeued whatever was unacknowledged).
 fn deliveries(channel: Channel, consumer: lapin::Consumer) -> Consumer {
     Box::pin(futures::stream::unfold(
-        (channel, consumer),
-        |(channel, mut consumer)| async move {
-            loop {
-                let item = match consumer.next().await? {
-                    Ok(delivery) => Ok(delivery_of(delivery, &channel)),
-                    Err(error) => {
-                        let failure = classify(error.clone());
-                        tracing::warn!(error = %error, "consumer interrupted, waiting for the connection to recover");
-                        match channel.wait_for_recovery(error).await {
-                            Ok(()) => continue,
-                            Err(_) => Err(failure),
-                        }
-                    }
-                };
-                return Some((item, (channel, consumer)));
+        Some((channel, consumer)),
+        |state| async move {
+            let (channel, mut consumer) = state?;
+            match consumer.next().await? {
+                Ok(delivery) => {
+                    let delivery = delivery_of(delivery, &channel);
+                    Some((Ok(delivery), Some((channel, consumer))))
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "consumer interrupted");
+                    Some((Err(QueueError::Unavailable(error.to_string())), None))
+                }
             }
         },
     ))
@@ -479,7 +577,7 @@ impl TaskQueue for RabbitQueue {
 
     async fn consume(&self, queue: &str, prefetch: u16) -> QueueResult<Consumer> {
         consume_on(
-            open_channel(&self.connection).await?,
+            open_channel(&self.link().await?.connection).await?,
             queue.into(),
             prefetch,
         )
@@ -487,7 +585,7 @@ impl TaskQueue for RabbitQueue {
     }
 
     async fn subscribe_events(&self, binding: &str) -> QueueResult<Consumer> {
-        let channel = open_channel(&self.connection).await?;
+        let channel = open_channel(&self.link().await?.connection).await?;
         let exclusive = QueueDeclareOptions {
             exclusive: true,
             auto_delete: true,
@@ -516,7 +614,7 @@ impl TaskQueue for RabbitQueue {
 
     async fn depth(&self, queue: &str) -> QueueResult<u64> {
         // A passive declare of a missing queue closes its channel: use a fresh one.
-        let channel = open_channel(&self.connection).await?;
+        let channel = open_channel(&self.link().await?.connection).await?;
         let passive = QueueDeclareOptions {
             passive: true,
             ..QueueDeclareOptions::default()

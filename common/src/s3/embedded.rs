@@ -58,7 +58,8 @@ async fn serve_one(
     Ok(response)
 }
 
-/// A running embedded S3 endpoint; stops when dropped.
+/// A running embedded S3 endpoint; stops when dropped (open connections
+/// included).
 pub struct EmbeddedS3 {
     pub addr: SocketAddr,
     pub root: PathBuf,
@@ -88,7 +89,11 @@ impl EmbeddedS3 {
         LazyLock::force(&REJECTED);
         let task = tokio::spawn(async move {
             let http = ConnBuilder::new(TokioExecutor::new());
+            // Owned by the accept loop: stopping the endpoint drops open
+            // (keep-alive) connections too, as a stopped server would.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
+                while connections.try_join_next().is_some() {}
                 let Ok((socket, _)) = listener.accept().await else {
                     continue;
                 };
@@ -99,7 +104,7 @@ impl EmbeddedS3 {
                         service_fn(move |request| serve_one(s3.clone(), request)),
                     )
                     .into_owned();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let _ = conn.await;
                 });
             }

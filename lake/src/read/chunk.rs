@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::Schema;
 use auditx_proto::{LakeSource, RowFilter};
 use futures::{stream, StreamExt, TryStreamExt};
@@ -14,10 +14,10 @@ use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
 
 use super::object_reader::ObjectReader;
-use super::predicate::Predicate;
+use super::predicate::{EventIdRange, Predicate};
 use super::{corrupt, read_error, REQUEST_CONCURRENCY};
-use crate::convert::push_audit_rows;
-use crate::schema::audit_schema;
+use crate::convert::{push_audit_rows, Columns};
+use crate::schema::{audit_columns as ac, audit_schema};
 use crate::{AuditRow, LakeError, LakeResult};
 use auditx_common::s3::ObjectStore;
 
@@ -116,12 +116,13 @@ pub(super) async fn read_row_groups(
     sources: &[LakeSource],
     from_ms: i64,
     to_ms: i64,
+    event_ids: &EventIdRange,
     filter: &RowFilter,
 ) -> LakeResult<Vec<Vec<AuditRow>>> {
     if from_ms >= to_ms {
         return Ok(Vec::new());
     }
-    let predicate = Arc::new(Predicate::new(from_ms, to_ms, filter));
+    let predicate = Arc::new(Predicate::new(from_ms, to_ms, filter).with_event_ids(event_ids));
     // The futures are built before they are streamed: closures over
     // borrowed items inside the stream make rustc unable to prove the
     // whole future `Send` (a higher-ranked lifetime limitation).
@@ -150,4 +151,55 @@ pub(super) async fn read_row_groups(
         .buffer_unordered(ROW_GROUP_CONCURRENCY)
         .try_collect()
         .await
+}
+
+/// The eventIds of the rows at exactly `at_ms` in the listed row groups
+/// that `keep` selects, unsorted. Only the eventTime and eventId columns
+/// are read, and rows of other milliseconds are never decoded.
+pub(super) async fn read_event_ids(
+    store: &ObjectStore,
+    bucket: &str,
+    sources: &[LakeSource],
+    at_ms: i64,
+    keep: &(dyn Fn(&str) -> bool + Sync),
+) -> LakeResult<Vec<String>> {
+    let schema = audit_schema();
+    let time_index = schema.index_of(ac::EVENT_TIME).expect("audit column");
+    let id_index = schema.index_of(ac::EVENT_ID).expect("audit column");
+    let mut ids = Vec::new();
+    for source in sources.iter().filter(|s| !s.row_groups.is_empty()) {
+        for read in row_group_reads(store, bucket, source).await? {
+            let key = read.key.clone();
+            let reader = ObjectReader::new(store, bucket, &key, read.size);
+            let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, read.metadata);
+            let parquet_schema = builder.parquet_schema();
+            let time_mask = ProjectionMask::roots(parquet_schema, [time_index]);
+            let projection = ProjectionMask::roots(parquet_schema, [time_index, id_index]);
+            let at = ArrowPredicateFn::new(time_mask, move |batch: RecordBatch| {
+                let columns = Columns::new(&batch, "eventId count");
+                let times = columns
+                    .millis(ac::EVENT_TIME)
+                    .map_err(|e| arrow::error::ArrowError::SchemaError(e.to_string()))?;
+                Ok(times.iter().map(|t| Some(t == Some(at_ms))).collect())
+            });
+            let mut batches = builder
+                .with_row_groups(vec![read.row_group])
+                .with_projection(projection)
+                .with_row_filter(ParquetRowFilter::new(vec![Box::new(at)]))
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(|e| read_error(&key, e))?;
+            while let Some(batch) = batches.try_next().await.map_err(|e| read_error(&key, e))? {
+                let columns = Columns::new(&batch, &key);
+                let column = columns.strings(ac::EVENT_ID)?;
+                ids.extend(
+                    (0..column.len())
+                        .map(|i| column.value(i))
+                        .filter(|id| keep(id))
+                        .map(str::to_owned),
+                );
+            }
+        }
+    }
+    Ok(ids)
 }

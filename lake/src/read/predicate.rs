@@ -21,6 +21,27 @@ pub(crate) struct Predicate {
     sessions: Option<HashSet<String>>,
     operators: Option<HashSet<String>>,
     scope: Scope,
+    /// `eventId ∈ [from, to)` (either side open when `None`): a hot
+    /// millisecond split by eventId.
+    event_ids: Option<EventIdRange>,
+}
+
+/// A range of eventIds, `[from, to)`, either side open when `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventIdRange {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl EventIdRange {
+    pub fn is_unbounded(&self) -> bool {
+        self.from.is_none() && self.to.is_none()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.from.as_deref().is_none_or(|from| id >= from)
+            && self.to.as_deref().is_none_or(|to| id < to)
+    }
 }
 
 impl Predicate {
@@ -34,7 +55,14 @@ impl Predicate {
             sessions: set(&filter.session_ids),
             operators: set(&filter.operator_ids),
             scope: filter.scope.clone(),
+            event_ids: None,
         }
+    }
+
+    /// Keeps only the rows whose eventId is in `range`.
+    pub(crate) fn with_event_ids(mut self, range: &EventIdRange) -> Self {
+        self.event_ids = (!range.is_unbounded()).then(|| range.clone());
+        self
     }
 
     /// Schema positions of the columns the predicate reads.
@@ -51,6 +79,9 @@ impl Predicate {
         }
         if !self.scope.orgs.is_empty() {
             names.push(ac::ORG);
+        }
+        if self.event_ids.is_some() {
+            names.push(ac::EVENT_ID);
         }
         let schema = audit_schema();
         names
@@ -83,6 +114,10 @@ impl Predicate {
             true => None,
             false => Some(columns.strings(ac::ORG).map_err(invalid)?),
         };
+        let event_ids = match &self.event_ids {
+            Some(range) => Some((range, columns.strings(ac::EVENT_ID).map_err(invalid)?)),
+            None => None,
+        };
         let matches = BooleanBuffer::collect_bool(batch.num_rows(), |i| {
             let time = times[i];
             time >= self.from_ms
@@ -92,6 +127,7 @@ impl Predicate {
                 && sessions.is_none_or(|(set, ids)| set.contains(ids.value(i)))
                 && operators.is_none_or(|(set, ids)| ids.is_valid(i) && set.contains(ids.value(i)))
                 && self.scope.admits(value_at(entities, i), value_at(orgs, i))
+                && event_ids.is_none_or(|(range, ids)| range.contains(ids.value(i)))
         });
         Ok(BooleanArray::new(matches, None))
     }
@@ -179,6 +215,20 @@ mod tests {
             operator_ids: None,
             scope: Scope::default(),
         }
+    }
+
+    #[test]
+    fn event_id_ranges_are_half_open_and_open_ended_when_unset() {
+        let range = |from: Option<&str>, to: Option<&str>| EventIdRange {
+            from: from.map(str::to_owned),
+            to: to.map(str::to_owned),
+        };
+        let split = range(Some("e-10"), Some("e-20"));
+        assert!(split.contains("e-10") && split.contains("e-19x"));
+        assert!(!split.contains("e-20") && !split.contains("e-09"));
+        assert!(range(None, Some("b")).contains("a") && !range(None, Some("b")).contains("b"));
+        assert!(range(Some("b"), None).contains("zzz"));
+        assert!(range(None, None).is_unbounded() && range(None, None).contains(""));
     }
 
     #[test]

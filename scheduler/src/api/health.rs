@@ -1,18 +1,15 @@
 //! Probes and metrics, open without a token.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
 use prometheus::{Encoder, TextEncoder};
 
+use super::envelope::{Envelope, Reason};
 use super::error::{ApiError, ApiResult};
-use super::openapi::{ErrorEnvelope, OPEN};
+use super::openapi::OPEN;
 use crate::context::Services;
-
-/// A key nobody writes: reading it proves the state store answers.
-const READINESS_KEY: &str = "readyz/probe";
 
 /// `GET /healthz`: the process serves requests.
 #[utoipa::path(
@@ -27,31 +24,37 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// A probe that waits longer than this has failed anyway; answering keeps
-/// hung probes from piling up.
-const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// `GET /readyz`: the state store answers, so calls can be served.
+/// `GET /readyz`: every dependency (broker, state store, S3) answers. The
+/// body names each with whether it is up, so a 503 says which is down.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = OPEN,
     operation_id = "ready",
-    summary = "The state store answers",
+    summary = "Every dependency answers (broker, state store, S3)",
     responses(
-        (status = 200, description = "ready", body = String, content_type = "text/plain"),
-        (status = 503, description = "SERVICE_UNAVAILABLE: the state store does not answer.", body = ErrorEnvelope),
+        (status = 200, description = "ready: `data.dependencies` has `broker`, `stateStore` and `s3`, each `{up, latencyMs}`", body = serde_json::Value),
+        (status = 503, description = "SERVICE_UNAVAILABLE: a dependency is down; `data.dependencies` names it (`up: false` with an `error`) and so does the reason.", body = serde_json::Value),
     )
 )]
-pub async fn readyz(State(services): State<Services>) -> ApiResult<&'static str> {
-    match tokio::time::timeout(READINESS_TIMEOUT, services.state.get(READINESS_KEY)).await {
-        Ok(Ok(_)) => Ok("ready"),
-        Ok(Err(e)) => Err(ApiError::Unavailable(e.to_string())),
-        Err(_) => Err(ApiError::Unavailable(format!(
-            "state store did not answer within {}s",
-            READINESS_TIMEOUT.as_secs()
-        ))),
+pub async fn readyz(State(services): State<Services>) -> Response {
+    let readiness = services.dependencies().check().await;
+    if readiness.ready {
+        return Envelope::ok(readiness).into_response();
     }
+    let reason = Reason {
+        code: "SERVICE_UNAVAILABLE",
+        message: format!("not ready: {}", readiness.summary()),
+    };
+    tracing::warn!(reason = %reason.message, "readiness probe failed");
+    let body = Envelope {
+        success: false,
+        data: readiness,
+        previous_page: None,
+        next_page: None,
+        reasons: vec![reason],
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 /// `GET /metrics`: every registered metric in Prometheus' text format.

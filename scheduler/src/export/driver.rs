@@ -254,6 +254,8 @@ impl<'a> JobDriver<'a> {
             format: self.spec.query.format,
             staging_key: work.staging_key(chunk),
             offset_stride: work.plan.offset_stride,
+            event_id_from: planned.event_id_from.clone(),
+            event_id_to: planned.event_id_to.clone(),
         });
         self.publish(&task).await?;
         metrics::chunk_dispatched();

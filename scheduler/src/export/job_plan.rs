@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use auditx_lake::read::{latest_statuses, list_audit_files, read_runs};
+use auditx_lake::read::{event_ids_at, latest_statuses, list_audit_files, read_runs};
 use auditx_proto::{RequestId, RowFilter};
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
@@ -12,7 +12,7 @@ use tracing::instrument;
 use crate::context::Services;
 use crate::export::driver::DriveError;
 use crate::export::jobs::{ExportQuery, JobSpec};
-use crate::export::planner::{plan, PlannedChunk};
+use crate::export::planner::{plan, sampled, sampling_rate, split_by_event_id, PlannedChunk};
 
 /// `job/<id>/plan`: the stored [`JobPlan`].
 pub fn plan_key(id: &RequestId) -> String {
@@ -64,7 +64,9 @@ pub async fn prepare(services: &Services, spec: &JobSpec) -> Result<JobPlan, Dri
             .collect(),
         None => statuses,
     };
-    let chunks = plan(spec.from_ms, spec.to_ms, &files, config.export.chunk_rows);
+    let chunk_rows = config.export.chunk_rows;
+    let chunks = plan(spec.from_ms, spec.to_ms, &files, chunk_rows);
+    let chunks = split_hot_milliseconds(services, chunks, chunk_rows).await?;
     tracing::info!(
         request_id = %spec.request_id,
         lake_files = files.len(),
@@ -88,6 +90,44 @@ pub async fn prepare(services: &Services, spec: &JobSpec) -> Result<JobPlan, Dri
         offset_stride: config.effective_offset_stride(),
         part_size: config.export.part_size,
     })
+}
+
+/// Splits every hot millisecond (more than `chunk_rows` rows at one
+/// eventTime) into eventId ranges of about `chunk_rows` rows, reading the
+/// eventIds of that millisecond (a bounded sample of them past
+/// [`crate::export::planner::MAX_SAMPLED_IDS`]).
+async fn split_hot_milliseconds(
+    services: &Services,
+    chunks: Vec<PlannedChunk>,
+    chunk_rows: u64,
+) -> Result<Vec<PlannedChunk>, DriveError> {
+    let bucket = &services.config.s3.lake_bucket;
+    let mut planned = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        if !chunk.is_hot(chunk_rows) {
+            planned.push(chunk);
+            continue;
+        }
+        let rate = sampling_rate(&chunk);
+        let keep = move |id: &str| sampled(id, rate);
+        let ids = event_ids_at(
+            &services.store,
+            bucket,
+            &chunk.sources,
+            chunk.from_ms,
+            &keep,
+        )
+        .await?;
+        let pieces = split_by_event_id(&chunk, ids, rate, chunk_rows);
+        tracing::info!(
+            at_ms = chunk.from_ms,
+            estimated_rows = chunk.estimated_rows,
+            pieces = pieces.len(),
+            "hot millisecond split by eventId"
+        );
+        planned.extend(pieces);
+    }
+    Ok(planned)
 }
 
 /// The sessions an export may read: `sessionIds` if given, narrowed to the

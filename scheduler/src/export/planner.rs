@@ -10,6 +10,14 @@
 //! Slices are cut on whole milliseconds so that they hold about
 //! `chunk_rows` rows each, estimating the rows of a slice by spreading each
 //! row group's rows uniformly over its own `[min, max]` time range.
+//!
+//! A *hot* millisecond — one holding more than `chunk_rows` rows by itself
+//! (thousands of rows with one eventTime) — gets a slice of its own, which
+//! [`split_by_event_id`] then cuts into eventId ranges, so that no chunk
+//! (and no worker's memory) grows with the size of one millisecond. Rows
+//! are ordered by (eventTime, eventId), so the pieces concatenated in order
+//! are still in export order, and the copies of one event (same eventTime
+//! and eventId) always land in the same piece, where they are deduplicated.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,6 +34,24 @@ pub struct PlannedChunk {
     pub sources: Vec<LakeSource>,
     /// Rows the slice is expected to hold (before row filters).
     pub estimated_rows: u64,
+    /// A piece of a hot millisecond: only rows whose eventId is ≥ this
+    /// (`None`: no lower bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id_from: Option<String>,
+    /// Only rows whose eventId is < this (`None`: no upper bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id_to: Option<String>,
+}
+
+impl PlannedChunk {
+    /// One millisecond with more rows than a chunk should hold: worth
+    /// splitting by eventId.
+    pub fn is_hot(&self, chunk_rows: u64) -> bool {
+        self.to_ms - self.from_ms == 1
+            && self.estimated_rows > chunk_rows
+            && self.event_id_from.is_none()
+            && self.event_id_to.is_none()
+    }
 }
 
 /// A row group as the planner sees it: its rows spread uniformly over
@@ -68,9 +94,11 @@ struct OpenSlice {
 /// about `chunk_rows` estimated rows each.
 ///
 /// Every slice but the last holds at least `chunk_rows` estimated rows and
-/// less than `chunk_rows` plus the rows of its last millisecond, so there
-/// are at most `total / chunk_rows + 1` slices. With no rows at all there is
-/// exactly one slice (it renders a header-only file).
+/// less than `chunk_rows` plus the rows of its last millisecond — except
+/// that a hot millisecond (one holding `chunk_rows` or more by itself) is
+/// always a slice of its own, which may leave the slice before it short. So
+/// there are at most `2 * total / chunk_rows + 1` slices. With no rows at
+/// all there is exactly one slice (it renders a header-only file).
 pub fn plan(from_ms: i64, to_ms: i64, files: &[LakeFile], chunk_rows: u64) -> Vec<PlannedChunk> {
     if from_ms >= to_ms {
         return vec![PlannedChunk {
@@ -78,6 +106,8 @@ pub fn plan(from_ms: i64, to_ms: i64, files: &[LakeFile], chunk_rows: u64) -> Ve
             to_ms,
             sources: Vec::new(),
             estimated_rows: 0,
+            event_id_from: None,
+            event_id_to: None,
         }];
     }
     let chunk_rows = chunk_rows.max(1);
@@ -122,7 +152,13 @@ pub fn plan(from_ms: i64, to_ms: i64, files: &[LakeFile], chunk_rows: u64) -> Ve
                 open.rows += rest;
                 break;
             }
-            let cut = first_cut(&groups, &active, pos, end, chunk_rows - open.rows);
+            let mut cut = first_cut(&groups, &active, pos, end, chunk_rows - open.rows);
+            // A hot millisecond gets a slice of its own: end the open
+            // slice before it.
+            if cut - 1 > open.from_ms && rows_between(&groups, &active, cut - 1, cut) >= chunk_rows
+            {
+                cut -= 1;
+            }
             open.rows += rows_between(&groups, &active, pos, cut);
             pos = cut;
             if cut < to_ms {
@@ -184,7 +220,11 @@ fn first_cut(groups: &[Group], active: &[usize], pos: i64, end: i64, wanted: u64
 
 fn close(open: OpenSlice, to_ms: i64, groups: &[Group], files: &[LakeFile]) -> PlannedChunk {
     let mut by_file: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
-    for &g in &open.groups {
+    let overlapping = open
+        .groups
+        .iter()
+        .filter(|&&g| groups[g].start < to_ms && groups[g].end > open.from_ms);
+    for &g in overlapping {
         by_file
             .entry(groups[g].file)
             .or_default()
@@ -207,7 +247,87 @@ fn close(open: OpenSlice, to_ms: i64, groups: &[Group], files: &[LakeFile]) -> P
         to_ms,
         sources,
         estimated_rows: open.rows,
+        event_id_from: None,
+        event_id_to: None,
     }
+}
+
+/// Most eventIds kept in memory to split one hot millisecond: past it the
+/// planner samples one id in `estimated_rows / MAX_SAMPLED_IDS`.
+pub const MAX_SAMPLED_IDS: u64 = 200_000;
+
+/// The sampling rate for a hot chunk: keep one eventId in this many.
+pub fn sampling_rate(chunk: &PlannedChunk) -> u64 {
+    chunk.estimated_rows.div_ceil(MAX_SAMPLED_IDS).max(1)
+}
+
+/// Whether `event_id` is in the deterministic one-in-`rate` sample (FNV-1a
+/// of its bytes), so that every copy of an id is in or out together.
+pub fn sampled(event_id: &str, rate: u64) -> bool {
+    if rate <= 1 {
+        return true;
+    }
+    let hash = event_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash % rate == 0
+}
+
+/// Cuts a hot millisecond into pieces of about `chunk_rows` rows by eventId.
+///
+/// `ids` are the eventIds of the millisecond's rows (or a one-in-`rate`
+/// sample of them, each standing for `rate` rows), in any order and with
+/// repeats. The pieces are contiguous eventId ranges `[from, to)`, the
+/// first open below and the last open above, so together they hold every
+/// row of the millisecond, whatever was ingested after the sample.
+pub fn split_by_event_id(
+    chunk: &PlannedChunk,
+    mut ids: Vec<String>,
+    rate: u64,
+    chunk_rows: u64,
+) -> Vec<PlannedChunk> {
+    ids.sort_unstable();
+    let per_piece = (chunk_rows.max(1) / rate.max(1)).max(1) as usize;
+    // A bound is the first id of a piece; repeats of an id stay together.
+    let mut bounds: Vec<String> = Vec::new();
+    let mut taken = 0;
+    let mut i = 0;
+    while i < ids.len() {
+        let id = &ids[i];
+        let mut j = i;
+        while j < ids.len() && ids[j] == *id {
+            j += 1;
+        }
+        if taken >= per_piece {
+            bounds.push(id.clone());
+            taken = 0;
+        }
+        taken += j - i;
+        i = j;
+    }
+    if bounds.is_empty() {
+        return vec![chunk.clone()];
+    }
+    let pieces = bounds.len() as u64 + 1;
+    let mut lower: Option<String> = None;
+    let mut out = Vec::with_capacity(pieces as usize);
+    for (n, upper) in bounds.into_iter().map(Some).chain([None]).enumerate() {
+        // The estimate spread evenly; the last piece takes the remainder.
+        let share = chunk.estimated_rows / pieces;
+        let estimated_rows = if n as u64 + 1 == pieces {
+            chunk.estimated_rows - share * (pieces - 1)
+        } else {
+            share
+        };
+        out.push(PlannedChunk {
+            event_id_from: lower.clone(),
+            event_id_to: upper.clone(),
+            estimated_rows,
+            ..chunk.clone()
+        });
+        lower = upper;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -254,7 +374,9 @@ mod tests {
                 from_ms: 100,
                 to_ms: 200,
                 sources: vec![],
-                estimated_rows: 0
+                estimated_rows: 0,
+                event_id_from: None,
+                event_id_to: None,
             }]
         );
     }
@@ -284,15 +406,81 @@ mod tests {
     }
 
     #[test]
-    fn rows_within_one_millisecond_are_never_split() {
-        let files = [file("a", &[(1000, 50, 50)])];
-        let chunks = plan(0, 100, &files, 10);
-        let dense: Vec<_> = chunks.iter().filter(|c| c.estimated_rows > 0).collect();
-        assert_eq!(dense.len(), 1);
-        assert_eq!(
-            (dense[0].from_ms, dense[0].to_ms, dense[0].estimated_rows),
-            (0, 51, 1000)
-        );
+    fn a_hot_millisecond_gets_a_slice_of_its_own() {
+        // 30 rows spread before it, 1000 rows at ms 50, 40 rows after.
+        let files = [
+            file("a", &[(1000, 50, 50)]),
+            file("b", &[(30, 0, 29)]),
+            file("c", &[(40, 60, 99)]),
+        ];
+        let chunks = plan(0, 100, &files, 100);
+        let shape: Vec<_> = chunks
+            .iter()
+            .map(|c| (c.from_ms, c.to_ms, c.estimated_rows))
+            .collect();
+        assert_eq!(shape, [(0, 50, 30), (50, 51, 1000), (51, 100, 40)]);
+        assert!(chunks[1].is_hot(100));
+        assert!(!chunks[0].is_hot(100) && !chunks[2].is_hot(100));
+        assert_eq!(chunks[1].sources.len(), 1);
+        assert_eq!(chunks[1].sources[0].key, "a");
+    }
+
+    fn ids(n: usize) -> Vec<String> {
+        // Out of order and with re-sent copies, as a lake may hold them.
+        (0..n)
+            .map(|i| format!("ev-{:05}", (i * 7919) % n))
+            .chain((0..n).step_by(97).map(|i| format!("ev-{i:05}")))
+            .collect()
+    }
+
+    #[test]
+    fn a_hot_millisecond_is_split_into_contiguous_event_id_ranges() {
+        let hot = plan(50, 51, &[file("a", &[(30_000, 50, 50)])], 5_000).remove(0);
+        assert!(hot.is_hot(5_000));
+        let pieces = split_by_event_id(&hot, ids(30_000), 1, 5_000);
+        // 30,000 ids plus 310 re-sent copies: seven pieces.
+        assert_eq!(pieces.len(), 7, "{pieces:?}");
+        assert_eq!(pieces[0].event_id_from, None);
+        assert_eq!(pieces[6].event_id_to, None);
+        for pair in pieces.windows(2) {
+            assert_eq!(pair[0].event_id_to, pair[1].event_id_from);
+            assert!(pair[1].event_id_from.is_some());
+        }
+        assert_eq!(pieces.iter().map(|p| p.estimated_rows).sum::<u64>(), 30_000);
+        // Each piece holds at most chunk_rows distinct ids (plus the repeats
+        // of an id that must stay together): worker memory stays bounded.
+        let all = ids(30_000);
+        for p in &pieces {
+            assert_eq!((p.from_ms, p.to_ms, &p.sources), (50, 51, &hot.sources));
+            let inside = all
+                .iter()
+                .filter(|id| {
+                    p.event_id_from.as_deref().is_none_or(|f| id.as_str() >= f)
+                        && p.event_id_to.as_deref().is_none_or(|t| id.as_str() < t)
+                })
+                .count();
+            assert!((1..=5_100).contains(&inside), "{inside} rows in {p:?}");
+        }
+    }
+
+    #[test]
+    fn a_sample_splits_as_well_and_few_ids_do_not_split() {
+        let hot = plan(50, 51, &[file("a", &[(1_000_000, 50, 50)])], 50_000).remove(0);
+        let rate = sampling_rate(&hot);
+        assert_eq!(rate, 5);
+        let sample: Vec<String> = (0..1_000_000)
+            .map(|i| format!("id-{i:07}"))
+            .filter(|id| sampled(id, rate))
+            .collect();
+        assert!(sample.len() < 250_000, "{}", sample.len());
+        let pieces = split_by_event_id(&hot, sample, rate, 50_000);
+        assert!((18..=22).contains(&pieces.len()), "{}", pieces.len());
+
+        let small = split_by_event_id(&hot, vec!["a".into(), "b".into()], 1, 50_000);
+        assert_eq!(small, vec![hot.clone()]);
+        // Every copy of one id stays in one piece, however many there are.
+        let same = split_by_event_id(&hot, vec!["x".into(); 10], 1, 2);
+        assert_eq!(same, vec![hot]);
     }
 
     #[test]
@@ -388,9 +576,11 @@ mod tests {
             let total: u64 = chunks.iter().map(|c| c.estimated_rows).sum();
             prop_assert_eq!(total, expected);
             prop_assert!(total >= fully_inside);
-            prop_assert!(chunks.len() as u64 <= total / chunk_rows + 1);
-            for c in &chunks[..chunks.len() - 1] {
-                prop_assert!(c.estimated_rows >= chunk_rows, "{:?}", c);
+            prop_assert!(chunks.len() as u64 <= 2 * total / chunk_rows + 1);
+            for (i, c) in chunks[..chunks.len() - 1].iter().enumerate() {
+                let next = &chunks[i + 1];
+                let before_hot = next.to_ms - next.from_ms == 1 && next.estimated_rows >= chunk_rows;
+                prop_assert!(c.estimated_rows >= chunk_rows || before_hot, "{:?}", c);
             }
         }
     }

@@ -102,6 +102,15 @@ impl JobWork {
     /// A report the assigner can rely on: its own staging key, and one
     /// ascending offset per `offset_stride` rows within the staged bytes.
     fn check_rendered(&self, outcome: &RenderOutcome) -> Result<(), String> {
+        let planned = &self.plan.chunks[outcome.chunk.0 as usize];
+        let split = planned.event_id_from.is_some() || planned.event_id_to.is_some();
+        if split && !outcome.event_ids_bounded {
+            return Err(format!(
+                "chunk {} was rendered by a worker too old to split a millisecond by eventId; \
+                 upgrade every worker, then run the export again",
+                outcome.chunk
+            ));
+        }
         let expected = self.staging_key(outcome.chunk);
         let stride = u64::from(self.plan.offset_stride);
         let offsets = &outcome.row_offsets;
@@ -332,6 +341,8 @@ mod tests {
                     to_ms: i * 100 + 100,
                     sources: vec![],
                     estimated_rows: 10,
+                    event_id_from: (i == 1).then(|| "e-5".to_string()),
+                    event_id_to: None,
                 })
                 .collect(),
             max_rows_per_file: 10,
@@ -349,6 +360,7 @@ mod tests {
             rows,
             bytes: rows * 10,
             row_offsets: (0..rows.div_ceil(5)).map(|i| i * 50).collect(),
+            event_ids_bounded: true,
         })
     }
 
@@ -463,5 +475,22 @@ mod tests {
         outcome.row_offsets.pop();
         let err = w.apply(vec![WorkerReport::Rendered(outcome)]).unwrap_err();
         assert!(err.starts_with("chunk 0 failed"), "{err}");
+    }
+
+    #[test]
+    fn a_split_chunk_rendered_by_an_old_worker_fails_the_job() {
+        let mut w = work(2);
+        let WorkerReport::Rendered(mut unbounded) = rendered(&w, 0, 5) else {
+            unreachable!()
+        };
+        unbounded.event_ids_bounded = false;
+        // Chunk 0 has no eventId bounds: any worker may render it.
+        w.apply(vec![WorkerReport::Rendered(unbounded)]).unwrap();
+        let WorkerReport::Rendered(mut old) = rendered(&w, 1, 5) else {
+            unreachable!()
+        };
+        old.event_ids_bounded = false;
+        let err = w.apply(vec![WorkerReport::Rendered(old)]).unwrap_err();
+        assert!(err.contains("too old to split a millisecond"), "{err}");
     }
 }

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use auditx_common::s3::ObjectStore;
-use auditx_lake::read::read_chunk_rows;
+use auditx_lake::read::{read_chunk_rows_in, EventIdRange};
 use auditx_lake::AuditRow;
 use auditx_proto::{OutputFormat, RenderOutcome, RenderTask};
 use bytes::Bytes;
@@ -38,12 +38,19 @@ pub async fn render_chunk(
             "offset_stride must be positive".into(),
         ));
     }
-    let mut rows = read_chunk_rows(
+    // A hot millisecond split by eventId: only this chunk's share of it is
+    // decoded, so memory stays bounded by the chunk, not the millisecond.
+    let event_ids = EventIdRange {
+        from: task.event_id_from.clone(),
+        to: task.event_id_to.clone(),
+    };
+    let mut rows = read_chunk_rows_in(
         store,
         lake_bucket,
         &task.sources,
         task.from_ms,
         task.to_ms,
+        &event_ids,
         &task.filter,
     )
     .await?;
@@ -78,6 +85,7 @@ pub async fn render_chunk(
         rows: rendered.rows,
         bytes,
         row_offsets: rendered.row_offsets,
+        event_ids_bounded: true,
     })
 }
 
