@@ -5,6 +5,7 @@
 //! API and check what a user sees: downloaded bytes, statuses, messages.
 
 pub mod expect;
+pub mod otlp;
 pub mod processes;
 pub mod sandbox;
 
