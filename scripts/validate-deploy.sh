@@ -6,7 +6,8 @@
 # dependency and the example Secrets against the Kubernetes JSON schemas
 # (kubernetes-validate, strict: unknown fields fail) and the KEDA objects
 # against KEDA's CRD schemas (deploy/schemas/); then checks selectors,
-# ports, pod security and the sizes derived from auditx.toml. Prints every
+# ports, pod security and the sizes derived from auditx.toml, and the
+# structure of the Prometheus rules (deploy/prometheus/). Prints every
 # document it validated; exits non-zero on any problem.
 #
 #   scripts/validate-deploy.sh                      # validate deploy/

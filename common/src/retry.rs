@@ -65,6 +65,7 @@ where
             Err(err) if is_transient(&err) && attempt < backoff.attempts => {
                 let delay = backoff.delay(attempt);
                 tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "transient failure, retrying");
+                crate::metrics::retried::<E>();
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }

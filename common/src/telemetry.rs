@@ -4,11 +4,12 @@
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::KeyValue;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{Level, Metadata};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::{filter_fn, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -22,15 +23,30 @@ pub struct TelemetryGuard {
 }
 
 impl Drop for TelemetryGuard {
+    /// Exports the spans still buffered. The binaries drop the guard when
+    /// their role returns, which is after SIGTERM's graceful shutdown too.
     fn drop(&mut self) {
         if let Some(provider) = self.provider.take() {
-            let _ = provider.shutdown();
+            if let Err(error) = provider.shutdown() {
+                eprintln!("auditx: spans not flushed at exit: {error}");
+            }
         }
     }
 }
 
-/// Installs the global subscriber. Call once, early, from a binary.
-pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
+/// Spans exported over OTLP: auditx's own, at info and above, whatever
+/// `log_level` says (a `warn` log level must not switch tracing off).
+const TRACED_TARGETS: &str = "auditx=info";
+
+/// Installs the global subscriber. Call once, early, from a binary; `role`
+/// (`scheduler`, `worker`, ...) becomes the `auditx.role` resource attribute
+/// of the exported spans, beside a `service.instance.id` unique to the
+/// process.
+///
+/// The exporter sends with a blocking HTTP client from the batch span
+/// processor's own thread: that thread runs no Tokio runtime, so an async
+/// client there panics and no span ever leaves the process.
+pub fn init(config: &TelemetryConfig, role: &str) -> anyhow::Result<TelemetryGuard> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log_level))
@@ -56,6 +72,11 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
                 .build()?;
             let resource = opentelemetry_sdk::Resource::builder()
                 .with_service_name(config.service_name.clone())
+                .with_attributes([
+                    KeyValue::new("service.instance.id", uuid::Uuid::new_v4().to_string()),
+                    KeyValue::new("process.pid", i64::from(std::process::id())),
+                    KeyValue::new("auditx.role", role.to_owned()),
+                ])
                 .build();
             Some(
                 SdkTracerProvider::builder()
@@ -66,14 +87,21 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         }
         None => None,
     };
-    let otel = provider.as_ref().map(|p| {
-        opentelemetry::global::set_tracer_provider(p.clone());
-        tracing_opentelemetry::layer().with_tracer(p.tracer("auditx"))
-    });
+    let otel = match &provider {
+        Some(p) => {
+            opentelemetry::global::set_tracer_provider(p.clone());
+            let traced: Targets = TRACED_TARGETS.parse()?;
+            Some(
+                tracing_opentelemetry::layer()
+                    .with_tracer(p.tracer("auditx"))
+                    .with_filter(traced),
+            )
+        }
+        None => None,
+    };
     tracing_subscriber::registry()
         .with(filter_fn(|meta| !is_s3s_refusal(meta)))
-        .with(filter)
-        .with(fmt)
+        .with(fmt.with_filter(filter))
         .with(otel)
         .try_init()?;
     Ok(TelemetryGuard { provider })

@@ -5,7 +5,9 @@ fields are errors) and the KEDA objects against KEDA's CRD schemas
 (deploy/schemas/), then checks what a schema cannot: selectors match pod
 templates, named ports exist, pods run as non-root with a read-only root,
 and the sizes that follow from auditx.toml (KEDA's target value,
-termination grace periods, memory limits, ports) agree with it.
+termination grace periods, memory limits, ports) agree with it. Last, the
+Prometheus alert rules (deploy/prometheus/auditx-rules.yaml) have the
+rule-file structure.
 
 Run it through scripts/validate-deploy.sh, which installs what it needs.
 Exits 1 on any problem.
@@ -461,6 +463,70 @@ def run_checks(name, docs, dockerfile_uid, report):
         report.note(f"Secrets created outside: {', '.join(secrets)} (not checked)")
 
 
+DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+RULE_FIELDS = {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
+SEVERITIES = {"critical", "warning", "info"}
+
+
+def check_prometheus_rules(root, report):
+    """The alert rules: Prometheus' rule-file structure, one unique name per
+    alert, a severity, a summary. Whether the metrics they name exist is
+    checked against a real scrape by tests/tests/metrics.rs."""
+    path = root / "prometheus" / "auditx-rules.yaml"
+    if not path.is_file():
+        report.fail(str(path), "missing")
+        return
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        report.fail(str(path), f"not YAML: {e}")
+        return
+    problems = []
+    if not isinstance(doc, dict) or set(doc) != {"groups"} or not isinstance(doc["groups"], list):
+        report.fail(str(path), "a rule file holds exactly one key, `groups`, a list")
+        return
+    names = set()
+    alerts = 0
+    for group in doc["groups"]:
+        if not isinstance(group, dict) or not isinstance(group.get("name"), str) \
+                or not isinstance(group.get("rules"), list):
+            problems.append("every group needs a `name` and a `rules` list")
+            continue
+        for rule in group["rules"]:
+            name = rule.get("alert") if isinstance(rule, dict) else None
+            if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                problems.append(f"a rule without a valid `alert` name: {rule!r}")
+                continue
+            alerts += 1
+            if name in names:
+                problems.append(f"{name}: defined twice")
+            names.add(name)
+            unknown = set(rule) - RULE_FIELDS
+            if unknown:
+                problems.append(f"{name}: unknown fields {sorted(unknown)}")
+            expr = rule.get("expr")
+            if not isinstance(expr, str) or not expr.strip():
+                problems.append(f"{name}: `expr` must be a non-empty string")
+            elif expr.count("(") != expr.count(")") or expr.count("{") != expr.count("}"):
+                problems.append(f"{name}: unbalanced brackets in `expr`")
+            elif "auditx_" not in expr:
+                problems.append(f"{name}: `expr` names no auditx metric")
+            if "for" in rule and not (isinstance(rule["for"], str) and DURATION.match(rule["for"])):
+                problems.append(f"{name}: `for` is not a Prometheus duration: {rule['for']!r}")
+            labels = rule.get("labels") or {}
+            if labels.get("severity") not in SEVERITIES:
+                problems.append(f"{name}: labels.severity must be one of {sorted(SEVERITIES)}")
+            if not all(isinstance(v, str) for v in labels.values()):
+                problems.append(f"{name}: label values must be strings")
+            annotations = rule.get("annotations") or {}
+            if not isinstance(annotations.get("summary"), str):
+                problems.append(f"{name}: annotations.summary is missing")
+    for message in problems:
+        report.fail(str(path), message)
+    if not problems:
+        report.ok(str(path), f"{alerts} alerts in {len(doc['groups'])} group(s)")
+
+
 def dockerfile_user(root, report):
     path = root / "Dockerfile"
     if not path.is_file():
@@ -535,6 +601,9 @@ def main():
         for doc in docs:
             validate_schema(doc, versions, crds, report)
         run_checks(str(path), docs, uid, report)
+
+    print(f"\n== {root / 'prometheus' / 'auditx-rules.yaml'} (Prometheus rules)")
+    check_prometheus_rules(root, report)
 
     print()
     if report.failures:

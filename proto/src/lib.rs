@@ -14,7 +14,7 @@ mod task;
 
 pub use event::{CloudEvent, ExportEventData, PresignedFile, QueryEventData, EVENT_SOURCE};
 pub use ids::{ChunkId, FileIndex, MeterId, QueryId, RequestId, TenantId};
-pub use names::{Topology, TRACEPARENT_HEADER};
+pub use names::{Topology, TRACEPARENT_HEADER, TRACK_ID_HEADER};
 pub use query::{query_cancel_key, Compression, QueryOutcome, QueryOutputFormat, QueryTask};
 pub use scope::Scope;
 pub use task::{

@@ -4,6 +4,10 @@
 /// The AMQP header that carries the W3C trace context from scheduler to worker.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
+/// The AMQP header that carries an export's `Zuora-Track-Id` to the worker,
+/// which records it on its task span.
+pub const TRACK_ID_HEADER: &str = "zuora-track-id";
+
 /// The RabbitMQ topology of one auditx installation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topology {

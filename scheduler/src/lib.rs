@@ -5,6 +5,7 @@
 //! workers ([`export`] and [`query`]).
 
 pub mod api;
+mod census;
 pub mod context;
 pub mod epoch;
 mod error;

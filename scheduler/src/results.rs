@@ -11,15 +11,18 @@ use std::time::Duration;
 
 use auditx_common::queue::{Consumer, Delivery};
 use auditx_common::retry::{retry, Backoff};
+use auditx_common::telemetry::set_parent_from_headers;
 use auditx_proto::{decode, encode, QueryId, RequestId, Task, TaskRef, WorkerReport};
 use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::context::Services;
 use crate::export::driver::DriveError;
 use crate::export::jobs::reports_key;
 use crate::export::layout;
+use crate::metrics;
 use crate::query;
 
 /// Reports applied at once by one consumer.
@@ -162,7 +165,15 @@ pub async fn consume_results(
         let (services, wakers) = (&services, &wakers);
         async move {
             match decode::<WorkerReport>(&delivery.message.payload) {
-                Ok(report) => apply(services, wakers, &report, delivery).await,
+                Ok(report) => {
+                    // Continues the worker's task span, hence the job's trace.
+                    let span =
+                        tracing::info_span!("scheduler.record_report", job_id = report.job_id());
+                    set_parent_from_headers(&span, &delivery.message.headers);
+                    apply(services, wakers, &report, delivery)
+                        .instrument(span)
+                        .await
+                }
                 Err(error) => {
                     tracing::warn!(%error, "undecodable worker report rejected");
                     settle(delivery.nack(false).await);
@@ -185,10 +196,17 @@ pub async fn consume_dead_tasks(
         async move {
             match decode::<Task>(&delivery.message.payload) {
                 Ok(task) => {
-                    tracing::warn!(job_id = task.job_id(), "task dead-lettered");
+                    let span = tracing::info_span!("scheduler.dead_letter", job_id = task.job_id());
+                    set_parent_from_headers(&span, &delivery.message.headers);
+                    metrics::task_dead_lettered(task_kind(&task));
                     let report =
                         task.failure("could not be processed after repeated deliveries".into());
-                    apply(services, wakers, &report, delivery).await;
+                    async move {
+                        tracing::warn!(job_id = task.job_id(), "task dead-lettered");
+                        apply(services, wakers, &report, delivery).await;
+                    }
+                    .instrument(span)
+                    .await;
                 }
                 Err(error) => {
                     tracing::warn!(%error, "undecodable dead-lettered task dropped");
@@ -198,6 +216,15 @@ pub async fn consume_dead_tasks(
         }
     })
     .await;
+}
+
+/// The `kind` label of a task in the metrics.
+fn task_kind(task: &Task) -> &'static str {
+    match task {
+        Task::Render(_) => "render",
+        Task::Assemble(_) => "assemble",
+        Task::Query(_) => "query",
+    }
 }
 
 /// Records `report` (retrying while the store is unavailable), wakes its

@@ -1,6 +1,6 @@
 //! The scheduler's background work: the tenant loop (leases, FIFO, job
-//! drivers), the query loop, the results consumer, the dead-letter consumer and the queue
-//! depth sampler, until shutdown.
+//! drivers), the query loop, the results consumer, the dead-letter consumer
+//! and the sampler of queue depths and job counts, until shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,14 +8,15 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::census;
 use crate::context::Services;
 use crate::export::{retention, tenants};
 use crate::metrics;
 use crate::query;
 use crate::results::{self, JobWakers};
 
-/// How often queue depths are sampled for the metrics.
-const DEPTH_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// How often queue depths and job counts are sampled for the metrics.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs the scheduler until `shutdown` is canceled. Drivers stop at their
 /// next step and release their leases, so another replica resumes their
@@ -23,6 +24,7 @@ const DEPTH_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// returned future instead stops everything on the spot, like a crash: the
 /// leases then expire after their TTL.
 pub async fn run(services: Services, shutdown: CancellationToken) -> anyhow::Result<()> {
+    metrics::register();
     let wakers = Arc::new(JobWakers::default());
     let mut loops = JoinSet::new();
     loops.spawn(tenants::tenant_loop(
@@ -45,7 +47,7 @@ pub async fn run(services: Services, shutdown: CancellationToken) -> anyhow::Res
         wakers,
         shutdown.clone(),
     ));
-    loops.spawn(sample_queue_depths(services.clone(), shutdown.clone()));
+    loops.spawn(sample_gauges(services.clone(), shutdown.clone()));
     loops.spawn(retention::sweep_loop(services.clone(), shutdown.clone()));
     tracing::info!(replica = %services.replica, "scheduler running");
     while let Some(done) = loops.join_next().await {
@@ -58,7 +60,7 @@ pub async fn run(services: Services, shutdown: CancellationToken) -> anyhow::Res
     Ok(())
 }
 
-async fn sample_queue_depths(services: Services, shutdown: CancellationToken) {
+async fn sample_gauges(services: Services, shutdown: CancellationToken) {
     let topology = &services.topology;
     let queues = [topology.tasks(), topology.results(), topology.dead_tasks()];
     loop {
@@ -68,9 +70,12 @@ async fn sample_queue_depths(services: Services, shutdown: CancellationToken) {
                 Err(error) => tracing::debug!(queue, %error, "queue depth not sampled"),
             }
         }
+        if let Err(error) = census::sample(&services).await {
+            tracing::debug!(%error, "jobs not counted");
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(DEPTH_SAMPLE_EVERY) => {}
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod expect;
 pub mod private_redis;
 pub mod faults;
+pub mod otlp;
 pub mod processes;
 pub mod sandbox;
 

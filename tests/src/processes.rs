@@ -111,16 +111,81 @@ pub async fn run_auditx(args: &[&str]) -> String {
 
 /// Starts `auditx <role> --config <config>`; killed when dropped.
 pub fn spawn(role: &str, config: &Path) -> Child {
+    spawn_with_env(role, config, &[])
+}
+
+/// [`spawn`] with extra environment variables (`AUDITX_*` settings win
+/// over the file).
+pub fn spawn_with_env(role: &str, config: &Path, env: &[(&str, String)]) -> Child {
     Command::new(auditx_bin())
         .arg(role)
         .arg("--config")
         .arg(config)
         .env_remove("AUDITX_JWT_SECRET")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("starting auditx {role}: {e}"))
+}
+
+/// Rewrites a file of [`config_file`] without the S3 keys, so that the
+/// roles use AWS's default credential chain.
+pub fn without_s3_keys(config: &Path) {
+    let text = std::fs::read_to_string(config).expect("reading the config file");
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            !line.starts_with("access_key_id =") && !line.starts_with("secret_access_key =")
+        })
+        .collect();
+    std::fs::write(config, kept.join("\n") + "\n").expect("writing the config file");
+}
+
+/// Runs `auditx <args>` to the end with `env` and returns its output,
+/// whether it succeeded or not.
+pub async fn auditx_output(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    Command::new(auditx_bin())
+        .args(args)
+        .env_remove("AUDITX_JWT_SECRET")
+        .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("running auditx {args:?}: {e}"))
+}
+
+/// Sends SIGTERM to `child` (as Kubernetes stops a pod) and waits for it
+/// to exit; panics if it does not within `within`.
+pub async fn terminate(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let pid = child.id().expect("the process is running");
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(sent.success(), "kill -TERM {pid} failed");
+    tokio::time::timeout(within, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("process {pid} did not exit within {within:?} of SIGTERM"))
+        .expect("waiting for the process")
+}
+
+/// Waits until a worker's health endpoint on `port` answers.
+pub async fn wait_worker_healthy(port: u16) {
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        let answer = http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await;
+        if answer.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the worker on port {port} did not come up");
 }
 
 /// A free loopback port.

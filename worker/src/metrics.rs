@@ -68,6 +68,14 @@ static BYTES_RENDERED: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+static ROWS_ASSEMBLED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "auditx_worker_rows_assembled_total",
+        "Data rows of the output files this worker assembled and uploaded."
+    )
+    .expect("metric registers once")
+});
+
 static BYTES_ASSEMBLED: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "auditx_worker_bytes_assembled_total",
@@ -80,7 +88,7 @@ static BYTES_ASSEMBLED: LazyLock<IntCounter> = LazyLock::new(|| {
 static TASK_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "auditx_worker_task_duration_seconds",
-        "Time to run a task to success, retries included, by kind (render = chunk latency).",
+        "Time to run a task to success, retries included, by kind (render, assemble, query).",
         &["kind"],
         exponential_buckets(0.01, 2.0, 16).expect("valid buckets")
     )
@@ -89,12 +97,24 @@ static TASK_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
 
 /// Registers every metric, so that they are exported before the first task.
 pub fn register() {
-    LazyLock::force(&TASKS);
+    for kind in ["render", "assemble", "query"] {
+        for outcome in [
+            Outcome::Succeeded,
+            Outcome::Failed,
+            Outcome::Requeued,
+            Outcome::Rejected,
+        ] {
+            TASKS.with_label_values(&[kind, outcome.label()]);
+        }
+        TASK_SECONDS.with_label_values(&[kind]);
+    }
     LazyLock::force(&TASKS_IN_FLIGHT);
     LazyLock::force(&ROWS_RENDERED);
     LazyLock::force(&BYTES_RENDERED);
+    LazyLock::force(&ROWS_ASSEMBLED);
     LazyLock::force(&BYTES_ASSEMBLED);
     LazyLock::force(&TASK_SECONDS);
+    auditx_common::metrics::register();
 }
 
 pub fn task_finished(kind: &str, outcome: Outcome) {
@@ -109,10 +129,17 @@ pub fn chunk_rendered(rows: u64, bytes: u64, elapsed: Duration) {
         .observe(elapsed.as_secs_f64());
 }
 
-pub fn file_assembled(bytes: u64, elapsed: Duration) {
+pub fn file_assembled(rows: u64, bytes: u64, elapsed: Duration) {
+    ROWS_ASSEMBLED.inc_by(rows);
     BYTES_ASSEMBLED.inc_by(bytes);
     TASK_SECONDS
         .with_label_values(&["assemble"])
+        .observe(elapsed.as_secs_f64());
+}
+
+pub fn query_ran(elapsed: Duration) {
+    TASK_SECONDS
+        .with_label_values(&["query"])
         .observe(elapsed.as_secs_f64());
 }
 

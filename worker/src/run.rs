@@ -21,7 +21,7 @@ use auditx_common::s3::ObjectStore;
 use auditx_common::state::StateStore;
 use auditx_common::telemetry::{inject_trace_context, set_parent_from_headers};
 use auditx_lake::sql::lake_object_store;
-use auditx_proto::{Task, Topology, WorkerReport};
+use auditx_proto::{Task, Topology, WorkerReport, TRACK_ID_HEADER};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
@@ -232,18 +232,29 @@ impl Worker {
                 return;
             }
         };
+        let headers = &delivery.message.headers;
+        let track_id = headers.get(TRACK_ID_HEADER).map_or("", String::as_str);
         let span = match &task {
-            Task::Render(t) => {
-                info_span!("worker.render_chunk", request_id = %t.request_id, chunk = t.chunk.0)
-            }
-            Task::Assemble(t) => {
-                info_span!("worker.assemble_file", request_id = %t.request_id, file = t.file.0)
-            }
+            Task::Render(t) => info_span!(
+                "worker.render_chunk",
+                request_id = %t.request_id,
+                tenant = %t.tenant,
+                meter = t.meter_id.0,
+                track_id,
+                chunk = t.chunk.0,
+            ),
+            Task::Assemble(t) => info_span!(
+                "worker.assemble_file",
+                request_id = %t.request_id,
+                tenant = %t.tenant,
+                track_id,
+                file = t.file.0,
+            ),
             Task::Query(t) => {
                 info_span!("worker.query", query_id = %t.query_id, tenant = %t.tenant)
             }
         };
-        set_parent_from_headers(&span, &delivery.message.headers);
+        set_parent_from_headers(&span, headers);
         self.process(task, delivery).instrument(span).await;
     }
 
@@ -354,10 +365,11 @@ fn record_success(report: &WorkerReport, elapsed: Duration) {
             info!(request_id = %r.request_id, chunk = r.chunk.0, rows = r.rows, bytes = r.bytes, elapsed_ms, "chunk rendered");
         }
         WorkerReport::Assembled(r) => {
-            metrics::file_assembled(r.bytes, elapsed);
+            metrics::file_assembled(r.rows, r.bytes, elapsed);
             info!(request_id = %r.request_id, file = r.file.0, parts = r.parts.len(), bytes = r.bytes, elapsed_ms, "file assembled");
         }
         WorkerReport::Queried(r) => {
+            metrics::query_ran(elapsed);
             info!(query_id = %r.query_id, rows = r.rows, bytes = r.bytes, elapsed_ms, "query result written");
         }
         WorkerReport::Failed(_) | WorkerReport::QueryFailed(_) => {}

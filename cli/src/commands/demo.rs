@@ -37,7 +37,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = load_config(None)?;
     config.telemetry.log_format = "text".into();
     config.telemetry.log_level = "warn".into();
-    let _telemetry = auditx_common::telemetry::init(&config.telemetry)?;
+    let _telemetry = auditx_common::telemetry::init(&config.telemetry, "demo")?;
     let data_dir = match args.data_dir {
         Some(dir) => dir,
         None => tempfile_dir()?,

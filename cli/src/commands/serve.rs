@@ -35,7 +35,7 @@ pub struct StandaloneArgs {
 
 pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let mut config = load_config(args.config.as_ref())?;
-    let _telemetry = telemetry::init(&config.telemetry)?;
+    let _telemetry = telemetry::init(&config.telemetry, "standalone")?;
     let secret = secrets::jwt_secret(config.jwt_secret.as_deref(), &args.data_dir)?;
     config.jwt_secret = Some(secret.clone());
     let embedded = runtime::embedded(&mut config, &args.data_dir, args.s3_listen).await?;
@@ -80,7 +80,7 @@ pub struct RoleArgs {
 
 pub async fn scheduler(args: RoleArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.as_ref())?;
-    let _telemetry = telemetry::init(&config.telemetry)?;
+    let _telemetry = telemetry::init(&config.telemetry, "scheduler")?;
     anyhow::ensure!(
         config.jwt_secret.is_some() || config.auth.jwks_file.is_some(),
         "jwt_secret or auth.jwks_file: required (set AUDITX_JWT_SECRET or AUDITX_AUTH__JWKS_FILE)"
@@ -97,7 +97,7 @@ pub async fn scheduler(args: RoleArgs) -> anyhow::Result<()> {
 
 pub async fn worker(args: RoleArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.as_ref())?;
-    let _telemetry = telemetry::init(&config.telemetry)?;
+    let _telemetry = telemetry::init(&config.telemetry, "worker")?;
     let backends = runtime::distributed(&config).await?;
     tracing::info!(concurrency = config.worker.concurrency, "worker started");
     let shutdown = CancellationToken::new();
@@ -122,7 +122,7 @@ pub struct S3Args {
 
 pub async fn s3(args: S3Args) -> anyhow::Result<()> {
     let mut config = load_config(args.config.as_ref())?;
-    let _telemetry = telemetry::init(&config.telemetry)?;
+    let _telemetry = telemetry::init(&config.telemetry, "s3")?;
     let embedded = runtime::embedded_s3(&mut config, &args.data_dir, args.listen).await?;
     println!(
         "embedded S3 endpoint on http://{} (path-style, SigV4): access key {}, secret key in {}",

@@ -47,6 +47,7 @@ use tokio::sync::Mutex;
 use tokio::time::timeout;
 
 use super::{Acker, Consumer, Delivery, Headers, Message, QueueError, QueueResult, TaskQueue};
+use crate::metrics;
 use crate::retry::{retry, Backoff};
 
 /// Unacknowledged events one subscriber may hold (`subscribe_events` takes
@@ -561,7 +562,9 @@ impl Drop for RabbitAcker {
 impl TaskQueue for RabbitQueue {
     async fn publish(&self, queue: &str, message: Message) -> QueueResult<()> {
         // Through the default exchange; mandatory, so a missing queue is a return.
-        self.publish_to("", queue, true, message).await
+        self.publish_to("", queue, true, message)
+            .await
+            .inspect_err(metrics::queue_error)
     }
 
     async fn publish_event(&self, routing_key: &str, message: Message) -> QueueResult<()> {
@@ -573,15 +576,19 @@ impl TaskQueue for RabbitQueue {
             message,
         )
         .await
+        .inspect_err(metrics::queue_error)
     }
 
     async fn consume(&self, queue: &str, prefetch: u16) -> QueueResult<Consumer> {
-        consume_on(
-            open_channel(&self.link().await?.connection).await?,
-            queue.into(),
-            prefetch,
-        )
-        .await
+        let consumer = async {
+            consume_on(
+                open_channel(&self.link().await?.connection).await?,
+                queue.into(),
+                prefetch,
+            )
+            .await
+        };
+        consumer.await.inspect_err(metrics::queue_error)
     }
 
     async fn subscribe_events(&self, binding: &str) -> QueueResult<Consumer> {

@@ -1,13 +1,16 @@
-//! S3 access through aws-sdk-s3: path-style, SigV4, static credentials and
-//! checksums only where required, so the same code talks to AWS S3, to any
-//! S3-compatible server and to the embedded endpoint ([`embedded`]).
+//! S3 access through aws-sdk-s3: path-style, SigV4, checksums only where
+//! required, so the same code talks to AWS S3, to any S3-compatible server
+//! and to the embedded endpoint ([`embedded`]). Credentials are the
+//! configured static keys, or else AWS's default chain ([`credentials`]).
 
+mod credentials;
 pub mod embedded;
 pub mod embedded_fs;
 
 use std::ops::Range;
 use std::time::Duration;
 
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation};
@@ -73,6 +76,15 @@ fn classify<E>(err: SdkError<E, HttpResponse>, bucket: &str, key: &str) -> Stora
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    let error = classify_uncounted(err, bucket, key);
+    crate::metrics::s3_error(&error);
+    error
+}
+
+fn classify_uncounted<E>(err: SdkError<E, HttpResponse>, bucket: &str, key: &str) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
     let code = err.code().map(str::to_owned);
     let message = format!(
         "{}: {}",
@@ -103,21 +115,37 @@ where
                 _ => StorageError::Permanent(message),
             }
         }
+        // Includes a request that could not be signed: no credentials.
+        SdkError::ConstructionFailure(_) => StorageError::Permanent(format!(
+            "{}",
+            aws_smithy_types::error::display::DisplayErrorContext(&err)
+        )),
         _ => StorageError::Permanent(message),
     }
 }
 
 impl ObjectStore {
+    /// A client with the configured keys or, when `access_key_id` and
+    /// `secret_access_key` are both empty, AWS's default credential chain
+    /// (environment, web identity token / IRSA, ECS and EKS pod identity,
+    /// instance profile), loaded at the first call.
     pub fn new(config: &S3Config) -> Self {
-        let credentials = Credentials::from_keys(
-            config.access_key_id.clone(),
-            config.secret_access_key.clone(),
-            None,
-        );
+        let region = Region::new(config.region.clone());
+        let credentials = if config.access_key_id.is_empty() && config.secret_access_key.is_empty()
+        {
+            SharedCredentialsProvider::new(credentials::DefaultChain::new(region.clone()))
+        } else {
+            SharedCredentialsProvider::new(Credentials::from_keys(
+                config.access_key_id.clone(),
+                config.secret_access_key.clone(),
+                None,
+            ))
+        };
         let mut builder = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(config.region.clone()))
+            .region(region)
             .credentials_provider(credentials)
+            .interceptor(credentials::CountRetries)
             .force_path_style(config.force_path_style)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
         if let Some(endpoint) = &config.endpoint {

@@ -71,6 +71,9 @@ pub async fn create(
         track_id,
         scope,
     };
+    let span = tracing::Span::current();
+    span.record("request_id", spec.request_id.as_str());
+    span.record("meter", meter.0);
     services.jobs.create(&spec).await?;
     services.wake.notify_one();
     tracing::info!(

@@ -102,6 +102,7 @@ pub async fn serve_on(
     services: Services,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    crate::metrics::register();
     let config = services.config.clone();
     server::run(listener, router(services), &config.api, shutdown).await
 }

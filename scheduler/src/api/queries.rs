@@ -218,6 +218,7 @@ pub async fn submit(
         track_id,
         scope,
     };
+    tracing::Span::current().record("query_id", spec.id.as_str());
     services.queries.create(&spec).await?;
     services.query_wake.notify_one();
     tracing::info!(query_id = %spec.id, tenant = %spec.tenant, "data query accepted");

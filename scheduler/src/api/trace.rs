@@ -1,6 +1,8 @@
 //! One tracing span per request (`http.request`), continuing the caller's
 //! W3C trace context, carrying the checked `Zuora-Track-Id` (which is also
-//! echoed on the response).
+//! echoed on the response), and the request's metrics by route template.
+//! Handlers record `tenant` (auth), `meter`, `request_id` and `query_id` on
+//! the span when they know them.
 
 use std::time::Instant;
 
@@ -28,12 +30,16 @@ pub async fn request_span(mut request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
+    let method = request.method().clone();
     let span = tracing::info_span!(
         "http.request",
-        method = %request.method(),
+        method = %method,
         route = %route,
         track_id = Empty,
         tenant = Empty,
+        meter = Empty,
+        request_id = Empty,
+        query_id = Empty,
         status = Empty,
     );
     set_parent_from_headers(&span, &trace_context(&request));
@@ -53,7 +59,9 @@ pub async fn request_span(mut request: Request, next: Next) -> Response {
             response.headers_mut().insert(TRACK_ID_HEADER, value);
         }
         let status = response.status().as_u16();
-        let latency_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        crate::metrics::http_request(&method, &route, status, elapsed);
+        let latency_ms = elapsed.as_millis() as u64;
         tracing::Span::current().record("status", status);
         if QUIET_ROUTES.contains(&route.as_str()) {
             tracing::debug!(status, latency_ms, "request served");

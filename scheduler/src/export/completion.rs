@@ -39,6 +39,7 @@ pub async fn uploads(
 /// Completes a file's upload from its assembly report. Completing twice
 /// (after a takeover, or by a stale driver) finds the upload gone: if the
 /// object is there with the reported size, it was completed before.
+#[tracing::instrument(name = "scheduler.complete_file", skip_all, fields(request_id = %outcome.request_id, file = outcome.file.0))]
 pub async fn complete_file(
     services: &Services,
     outcome: &AssembleOutcome,
@@ -178,6 +179,7 @@ pub async fn discard_outputs(services: &Services, spec: &JobSpec) -> Result<(), 
 
 /// Publishes an ended job's event (with presigned links if it finished),
 /// takes it off its tenant's queue and forgets its driver state.
+#[tracing::instrument(name = "scheduler.settle", skip_all, fields(request_id = %job.spec.request_id, status = job.state.status.as_str()))]
 pub async fn settle(services: &Services, job: &Job) -> Result<(), DriveError> {
     let id = &job.spec.request_id;
     let files = if job.state.status == JobStatus::Finished {

@@ -19,6 +19,7 @@ use auditx_common::retry::Backoff;
 use auditx_common::telemetry::inject_trace_context;
 use auditx_proto::{
     decode, encode, AssembleTask, ChunkId, FileIndex, RenderTask, RequestId, Task, WorkerReport,
+    TRACK_ID_HEADER,
 };
 use tokio::sync::Notify;
 use tracing::instrument;
@@ -238,7 +239,7 @@ impl<'a> JobDriver<'a> {
         Ok(reports)
     }
 
-    #[instrument(name = "scheduler.dispatch", skip_all, fields(request_id = %self.spec.request_id, chunk = chunk.0))]
+    #[instrument(name = "scheduler.dispatch", skip_all, fields(request_id = %self.spec.request_id, tenant = %self.spec.tenant, meter = self.spec.meter_id.0, chunk = chunk.0))]
     async fn render(&self, work: &JobWork, chunk: ChunkId) -> Result<(), DriveError> {
         let planned = &work.plan.chunks[chunk.0 as usize];
         let task = Task::Render(RenderTask {
@@ -325,6 +326,11 @@ impl<'a> JobDriver<'a> {
         let payload = encode(task).map_err(|e| DriveError::Permanent(e.to_string()))?;
         let mut message = Message::new(payload);
         inject_trace_context(&mut message.headers);
+        if let Some(track_id) = &self.spec.track_id {
+            message
+                .headers
+                .insert(TRACK_ID_HEADER.to_owned(), track_id.clone());
+        }
         Ok(self
             .services
             .queue

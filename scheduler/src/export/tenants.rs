@@ -88,6 +88,7 @@ async fn scan(
             continue;
         };
         tracing::info!(tenant = %tenant, token = lease.token, "tenant lease acquired");
+        metrics::lease_acquired("export");
         let lease = TenantLease::hold(services.state.clone(), lease, ttl, shutdown);
         lock(active).insert(tenant.clone());
         let serving = Serving {
@@ -213,6 +214,7 @@ async fn next_job(
             running
         }
         _ => {
+            metrics::export_taken_over();
             tracing::info!(tenant = %tenant, request_id = %id, "export resumed");
             state
         }
@@ -224,9 +226,9 @@ async fn next_job(
     let span = job_span(&spec);
     let job = JobDriver::new(services, lease, waker.notify(), spec, state)
         .run()
-        .instrument(span)
+        .instrument(span.clone())
         .await?;
-    completion::settle(services, &job).await?;
+    completion::settle(services, &job).instrument(span).await?;
     Ok(true)
 }
 
@@ -236,6 +238,7 @@ fn job_span(spec: &JobSpec) -> tracing::Span {
         "scheduler.job",
         request_id = %spec.request_id,
         tenant = %spec.tenant,
+        meter = spec.meter_id.0,
         track_id = spec.track_id.as_deref().unwrap_or(""),
     );
     if let Some(traceparent) = &spec.traceparent {

@@ -88,6 +88,7 @@ async fn scan(
         else {
             continue;
         };
+        crate::metrics::lease_acquired("query");
         let lease = TenantLease::hold(services.state.clone(), lease, ttl, shutdown);
         lock(active).insert(tenant.clone());
         let (services, wakers, active) = (services.clone(), wakers.clone(), active.clone());
@@ -281,6 +282,21 @@ async fn settle(
     spec: &QuerySpec,
     state: &QueryState,
 ) -> Result<(), DriveError> {
+    let span = tracing::info_span!(
+        "scheduler.query_settle",
+        query_id = %spec.id,
+        tenant = %spec.tenant,
+        status = state.status.as_str(),
+    );
+    continue_trace(&span, spec);
+    settle_in_span(services, spec, state).instrument(span).await
+}
+
+async fn settle_in_span(
+    services: &Services,
+    spec: &QuerySpec,
+    state: &QueryState,
+) -> Result<(), DriveError> {
     let bucket = &services.config.s3.export_bucket;
     let data_file = match (&state.status, &state.data_key) {
         (QueryStatus::Completed, Some(key)) => Some(presign(services, key).await?),
@@ -319,11 +335,16 @@ fn query_span(spec: &QuerySpec) -> tracing::Span {
         tenant = %spec.tenant,
         track_id = spec.track_id.as_deref().unwrap_or(""),
     );
+    continue_trace(&span, spec);
+    span
+}
+
+/// Makes `span` a child of the submit call's span (stored with the query).
+fn continue_trace(span: &tracing::Span, spec: &QuerySpec) {
     if let Some(traceparent) = &spec.traceparent {
         let headers = Headers::from([(TRACEPARENT_HEADER.to_owned(), traceparent.clone())]);
-        set_parent_from_headers(&span, &headers);
+        set_parent_from_headers(span, &headers);
     }
-    span
 }
 
 /// Records a worker's query report for the driver. The first report of a
