@@ -34,6 +34,9 @@ pub struct Services {
     pub ingest_slots: Arc<Semaphore>,
     /// The keys bearer tokens are verified with (JWKS re-read on change).
     pub tokens: Arc<TokenKeys>,
+    /// The key online-entries cursors are signed with, once read from the
+    /// state store (`api::cursor::cursor_key`).
+    pub cursor_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
 }
 
 impl Services {
@@ -58,6 +61,7 @@ impl Services {
             query_wake: Arc::new(Notify::new()),
             replica: format!("scheduler-{}", uuid::Uuid::new_v4()),
             ingest_slots,
+            cursor_key: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 }
