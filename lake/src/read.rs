@@ -1,9 +1,11 @@
 //! Reading the lake from S3: footers and row-group statistics for planning,
-//! and exactly a chunk's rows for rendering (filters pushed down).
+//! exactly a chunk's rows for rendering (filters pushed down), and the
+//! API's online pages and counts ([`scan`]).
 
 mod chunk;
 mod object_reader;
 mod predicate;
+mod scan;
 
 use std::collections::BTreeMap;
 
@@ -15,6 +17,10 @@ use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
+
+pub use self::scan::{
+    count_groups, rank_groups, read_page, GroupCounts, Position, MAX_GROUP_COLUMNS,
+};
 
 use self::object_reader::ObjectReader;
 pub use self::predicate::EventIdRange;

@@ -38,6 +38,9 @@ pub struct Services {
     pub tokens: Arc<TokenKeys>,
     /// Whether the state store still has its history (see [`crate::epoch`]).
     pub epoch: Arc<StoreEpoch>,
+    /// The key online-entries cursors are signed with, once read from the
+    /// state store (`api::cursor::cursor_key`).
+    pub cursor_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
 }
 
 impl Services {
@@ -63,6 +66,7 @@ impl Services {
             replica: format!("scheduler-{}", uuid::Uuid::new_v4()),
             ingest_slots,
             epoch: Arc::new(StoreEpoch::default()),
+            cursor_key: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 

@@ -45,14 +45,14 @@ pub(super) fn check_audit_schema(key: &str, actual: &Schema) -> LakeResult<()> {
 }
 
 /// One row group to decode, with its file's footer (fetched once per file).
-struct RowGroupRead {
-    key: String,
-    size: u64,
-    metadata: ArrowReaderMetadata,
-    row_group: usize,
+pub(super) struct RowGroupRead {
+    pub(super) key: String,
+    pub(super) size: u64,
+    pub(super) metadata: ArrowReaderMetadata,
+    pub(super) row_group: usize,
 }
 
-async fn row_group_reads(
+pub(super) async fn row_group_reads(
     store: &ObjectStore,
     bucket: &str,
     source: &LakeSource,

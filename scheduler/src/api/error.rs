@@ -4,6 +4,7 @@
 use auditx_common::s3::StorageError;
 use auditx_common::state::StateError;
 use auditx_lake::ingest::IngestError;
+use auditx_lake::LakeError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -229,6 +230,16 @@ impl From<IngestError> for ApiError {
                 ApiError::Unavailable(lake.to_string())
             }
             IngestError::Lake(lake) => ApiError::Internal(lake.to_string()),
+        }
+    }
+}
+
+impl From<LakeError> for ApiError {
+    fn from(e: LakeError) -> Self {
+        if e.is_transient() {
+            ApiError::Unavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
         }
     }
 }

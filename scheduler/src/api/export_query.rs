@@ -33,17 +33,40 @@ pub struct CreateRequest {
     pub to_ms: i64,
 }
 
+/// The filters an export, the online entries and the summary share.
+pub const FILTER_PARAMS: [&str; 7] = [
+    EXPORT_TYPE,
+    RUN_TYPE,
+    SESSION_IDS,
+    RUN_STATUSES_PARAM,
+    OPERATOR_IDS,
+    QUERY_FROM_TIME,
+    QUERY_TO_TIME,
+];
+
+/// The single-valued ones among [`FILTER_PARAMS`].
+pub const SINGLE_FILTER_PARAMS: [&str; 4] = [EXPORT_TYPE, RUN_TYPE, QUERY_FROM_TIME, QUERY_TO_TIME];
+
 pub fn parse_create(params: &QueryParams) -> ApiResult<CreateRequest> {
-    params.only(&[
-        EXPORT_TYPE,
-        RUN_TYPE,
-        SESSION_IDS,
-        RUN_STATUSES_PARAM,
-        OPERATOR_IDS,
-        QUERY_FROM_TIME,
-        QUERY_TO_TIME,
-        FORMAT,
-    ])?;
+    let mut allowed = FILTER_PARAMS.to_vec();
+    allowed.push(FORMAT);
+    params.only(&allowed)?;
+    let mut request = parse_filters(params)?;
+    request.query.format = match params.optional(FORMAT)? {
+        Some(value) => parse_one_of(
+            FORMAT,
+            value,
+            OutputFormat::parse,
+            &OutputFormat::ALL.map(OutputFormat::as_str),
+        )?,
+        None => OutputFormat::default(),
+    };
+    Ok(request)
+}
+
+/// The export's filters ([`FILTER_PARAMS`]), validated; the format is the
+/// default. Callers refuse parameters they do not take first.
+pub fn parse_filters(params: &QueryParams) -> ApiResult<CreateRequest> {
     let export_type = export_type(params.required(EXPORT_TYPE)?)?;
     let run_type = parse_one_of(
         RUN_TYPE,
@@ -67,15 +90,6 @@ pub fn parse_create(params: &QueryParams) -> ApiResult<CreateRequest> {
             "{QUERY_FROM_TIME}: must be before {QUERY_TO_TIME}"
         )));
     }
-    let format = match params.optional(FORMAT)? {
-        Some(value) => parse_one_of(
-            FORMAT,
-            value,
-            OutputFormat::parse,
-            &OutputFormat::ALL.map(OutputFormat::as_str),
-        )?,
-        None => OutputFormat::default(),
-    };
     Ok(CreateRequest {
         query: ExportQuery {
             export_type,
@@ -85,7 +99,7 @@ pub fn parse_create(params: &QueryParams) -> ApiResult<CreateRequest> {
             operator_ids: params.list(OPERATOR_IDS),
             query_from_time,
             query_to_time,
-            format,
+            format: OutputFormat::default(),
         },
         from_ms: from.timestamp_millis(),
         to_ms: to.timestamp_millis(),

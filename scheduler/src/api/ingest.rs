@@ -90,7 +90,7 @@ fn check_content_type(headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
-fn is_gzipped(headers: &HeaderMap) -> ApiResult<bool> {
+pub(super) fn is_gzipped(headers: &HeaderMap) -> ApiResult<bool> {
     let Some(value) = headers.get(CONTENT_ENCODING) else {
         return Ok(false);
     };

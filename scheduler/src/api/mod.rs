@@ -1,5 +1,6 @@
-//! The HTTP API (SPEC §3): export jobs, data query jobs, presigned
-//! downloads, ingest, probes, metrics and the OpenAPI document.
+//! The HTTP API (SPEC §3): export jobs, online entries and summaries, data
+//! query jobs, presigned downloads, ingest, probes, metrics and the OpenAPI
+//! document.
 //!
 //! Every answer is the envelope of [`envelope`]; every failure is an
 //! [`error::ApiError`] whose kind alone decides the status. Layers, outermost
@@ -10,6 +11,8 @@
 
 pub mod auth;
 mod bounds;
+mod cursor;
+mod entries;
 mod envelope;
 mod error;
 mod export_query;
@@ -18,11 +21,13 @@ mod headers;
 mod health;
 mod ingest;
 mod limits;
+mod online;
 pub(crate) mod openapi;
 mod params;
 mod presign;
 mod queries;
 mod server;
+mod summary;
 mod tables;
 mod trace;
 mod views;
@@ -57,7 +62,8 @@ pub fn router(services: Services) -> Router {
         .routes(routes!(exports::create, exports::list))
         .routes(routes!(exports::get, exports::cancel))
         .routes(routes!(presign::presigned_url))
-        .routes(routes!(ingest::audit_entries))
+        .routes(routes!(ingest::audit_entries, entries::list))
+        .routes(routes!(summary::summarize))
         .routes(routes!(ingest::runs))
         .routes(routes!(tables::rows))
         .routes(routes!(queries::submit, queries::list))

@@ -7,7 +7,8 @@ use axum::http::Method;
 /// One permission a token can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
-    /// List and read export jobs, presign their files.
+    /// List and read export jobs, presign their files, read entries and
+    /// summaries online.
     ExportRead,
     /// Create and cancel export jobs.
     ExportWrite,
@@ -97,6 +98,12 @@ const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
         Scope::ExportWrite,
     ),
     ("GET", "/meters/auditTrail/presignedUrl", Scope::ExportRead),
+    (
+        "GET",
+        "/meters/{meterId}/auditTrail/entries",
+        Scope::ExportRead,
+    ),
+    ("POST", "/meters/{meterId}/summary", Scope::ExportRead),
     ("GET", "/query/jobs", Scope::QueryRead),
     ("GET", "/query/jobs/{id}", Scope::QueryRead),
     ("POST", "/query/jobs", Scope::QueryWrite),
