@@ -281,6 +281,8 @@ pub async fn read_event_ids(
         ids.extend(column.iter().flatten().map(str::to_owned));
     }
     Ok(ids)
+}
+
 /// The eventIds of every row at exactly `at_ms` in the listed row groups
 /// that `keep` selects (e.g. a deterministic sample), unsorted: what the
 /// planner needs to split a hot millisecond by eventId. Reads only the
