@@ -65,19 +65,36 @@ impl RecordType {
 }
 
 /// The file format an export renders.
+///
+/// Every format holds the same rows in the same order and the same twelve
+/// columns (SPEC §6). A worker from before a format cannot decode a task
+/// naming it and dead-letters the task, which fails the job with a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
+    /// RFC 4180 CSV with a header row in every file.
     #[default]
     Csv,
+    /// JSON Lines: one object per row, keys named and ordered like the CSV
+    /// columns, `payload` the JSON object itself, absent values `null`.
+    Jsonl,
+    /// Apache Parquet: the twelve columns, `eventTime` a UTC timestamp in
+    /// milliseconds, `payload` JSON text, absent values null.
+    Parquet,
 }
 
 impl OutputFormat {
-    pub const ALL: [OutputFormat; 1] = [OutputFormat::Csv];
+    pub const ALL: [OutputFormat; 3] = [
+        OutputFormat::Csv,
+        OutputFormat::Jsonl,
+        OutputFormat::Parquet,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             OutputFormat::Csv => "csv",
+            OutputFormat::Jsonl => "jsonl",
+            OutputFormat::Parquet => "parquet",
         }
     }
 
@@ -93,6 +110,8 @@ impl OutputFormat {
     pub fn content_type(self) -> &'static str {
         match self {
             OutputFormat::Csv => "text/csv; charset=utf-8",
+            OutputFormat::Jsonl => "application/x-ndjson",
+            OutputFormat::Parquet => "application/vnd.apache.parquet",
         }
     }
 }
@@ -147,7 +166,9 @@ pub struct RenderTask {
     /// Where to write the rendered rows (export bucket, no header).
     pub staging_key: String,
     /// Report the byte offset of every `offset_stride`-th row, so the
-    /// scheduler can cut files at row boundaries inside a chunk.
+    /// scheduler can cut files at row boundaries inside a chunk. (Parquet
+    /// chunks are written as one row group per `offset_stride` rows, so the
+    /// offsets are row-group starts and every cut falls between row groups.)
     pub offset_stride: u32,
     /// A millisecond holding more rows than a chunk should is split by
     /// eventId: only rows whose eventId is ≥ this (`None`: no lower bound).
@@ -178,7 +199,8 @@ pub struct AssembleTask {
     pub upload_id: String,
     #[serde(default)]
     pub format: OutputFormat,
-    /// Segments in file order; the worker writes the format's header first.
+    /// Segments in file order; the worker writes the format's header first
+    /// and its trailer (the Parquet footer) last.
     pub segments: Vec<Segment>,
     /// Data rows in the file (header excluded).
     pub rows: u64,
@@ -234,6 +256,8 @@ pub struct RenderOutcome {
     pub chunk: ChunkId,
     pub staging_key: String,
     pub rows: u64,
+    /// Bytes of rendered rows at the start of the staging object. A Parquet
+    /// chunk's staging object holds a trailer past them (its footer).
     pub bytes: u64,
     /// `row_offsets[i]` is the byte offset of row `i * offset_stride`
     /// (so `row_offsets[0] == 0` when there is at least one row).
@@ -371,6 +395,27 @@ mod tests {
         assert_eq!(as_json["kind"], "render");
         assert_eq!(as_json["staging_key"], "_staging/x");
         assert_eq!(as_json["filter"]["record_type"], "ERROR");
+    }
+
+    #[test]
+    fn formats_travel_by_name_with_their_extension() {
+        for format in OutputFormat::ALL {
+            let task = Task::Render(RenderTask {
+                format,
+                ..render_task()
+            });
+            let bytes = encode(&task).unwrap();
+            let as_json: serde_json::Value = rmp_serde::from_slice(&bytes).unwrap();
+            assert_eq!(as_json["format"], format.as_str());
+            assert_eq!(decode::<Task>(&bytes).unwrap(), task);
+            assert_eq!(OutputFormat::parse(format.as_str()), Some(format));
+            assert_eq!(format.extension(), format.as_str());
+        }
+        assert_eq!(
+            OutputFormat::ALL.map(OutputFormat::as_str),
+            ["csv", "jsonl", "parquet"]
+        );
+        assert_eq!(OutputFormat::parse("JSONL"), None);
     }
 
     /// An older worker must read a task from a newer scheduler (unknown

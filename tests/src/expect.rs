@@ -1,5 +1,6 @@
-//! Expected export output, computed from the generator's rows with a CSV
-//! renderer of its own — independent of the worker's rendering code.
+//! Expected export output, computed from the generator's rows with
+//! renderers of its own (CSV text, JSON values) — independent of the
+//! worker's rendering code.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +8,23 @@ use auditx_lake::{AuditRow, RunRow};
 use chrono::{TimeZone, Utc};
 
 pub const HEADER: &str = "eventId,eventTime,sessionId,runType,runStatus,operatorId,operatorType,operatorName,errorCode,errorMessage,traceId,payload\n";
+
+/// The columns of every format, in order (CSV header, JSON keys, Parquet
+/// columns).
+pub const COLUMNS: [&str; 12] = [
+    "eventId",
+    "eventTime",
+    "sessionId",
+    "runType",
+    "runStatus",
+    "operatorId",
+    "operatorType",
+    "operatorName",
+    "errorCode",
+    "errorMessage",
+    "traceId",
+    "payload",
+];
 
 /// The filters of an export, as a test states them.
 #[derive(Clone, Debug, Default)]
@@ -47,13 +65,17 @@ fn field(out: &mut String, value: &str) {
     }
 }
 
-/// One CSV line (with its `\n`) for a row.
-pub fn csv_line(row: &AuditRow, statuses: &BTreeMap<String, String>) -> String {
-    let time = Utc
-        .timestamp_millis_opt(row.event_time_ms)
+/// `2025-07-23T18:46:48.775Z`
+pub fn iso_millis(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
         .unwrap()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string();
+        .to_string()
+}
+
+/// One CSV line (with its `\n`) for a row.
+pub fn csv_line(row: &AuditRow, statuses: &BTreeMap<String, String>) -> String {
+    let time = iso_millis(row.event_time_ms);
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     let values = [
         row.event_id.clone(),
@@ -105,6 +127,41 @@ pub fn expected_lines(
     rows.filter(|row| matches(row, query, &statuses))
         .map(|row| csv_line(&row, &statuses))
         .collect()
+}
+
+/// The rows of an export, in order, over rows already in (`eventTime`,
+/// `eventId`) order.
+pub fn expected_rows(
+    rows: impl Iterator<Item = AuditRow>,
+    runs: &[RunRow],
+    query: &Query,
+) -> Vec<AuditRow> {
+    let statuses = latest_statuses(runs);
+    rows.filter(|row| matches(row, query, &statuses)).collect()
+}
+
+/// The expected JSON Lines object of a row: the CSV's values, `null` where
+/// the CSV has an empty string for an absent value, the payload object
+/// itself.
+pub fn json_row(row: &AuditRow, statuses: &BTreeMap<String, String>) -> serde_json::Value {
+    let payload = row
+        .payload
+        .as_deref()
+        .map(|text| serde_json::from_str::<serde_json::Value>(text).expect("payloads are JSON"));
+    serde_json::json!({
+        "eventId": row.event_id,
+        "eventTime": iso_millis(row.event_time_ms),
+        "sessionId": row.session_id,
+        "runType": row.run_type,
+        "runStatus": statuses.get(&row.session_id),
+        "operatorId": row.operator_id,
+        "operatorType": row.operator_type,
+        "operatorName": row.operator_name,
+        "errorCode": row.error_code,
+        "errorMessage": row.error_message,
+        "traceId": row.trace_id,
+        "payload": payload,
+    })
 }
 
 /// Splits a downloaded CSV file into its header and data lines, honouring

@@ -44,6 +44,13 @@ impl Exported {
     }
 }
 
+/// A finished export with its files as bytes, whatever their format.
+pub struct ExportedFiles {
+    pub job: Value,
+    /// `(fileKey, bytes)` for each file of `fileList`, in order.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
 /// Creates an export for `tenant`, waits for it to end and downloads its
 /// files through the presigned URLs the API hands out.
 pub async fn export_and_download(
@@ -51,6 +58,24 @@ pub async fn export_and_download(
     tenant: &str,
     request: &ExportRequest,
 ) -> anyhow::Result<Exported> {
+    let exported = export_and_download_files(sandbox, tenant, request).await?;
+    let files = exported
+        .files
+        .into_iter()
+        .map(|(_, bytes)| String::from_utf8(bytes))
+        .collect::<Result<_, _>>()?;
+    Ok(Exported {
+        job: exported.job,
+        files,
+    })
+}
+
+/// [`export_and_download`], keeping each file's key and raw bytes.
+pub async fn export_and_download_files(
+    sandbox: &Sandbox,
+    tenant: &str,
+    request: &ExportRequest,
+) -> anyhow::Result<ExportedFiles> {
     let client = sandbox.client(tenant);
     let request_id = client.create_export(request).await?;
     let job = client
@@ -69,10 +94,9 @@ pub async fn export_and_download(
     );
     let mut files = Vec::new();
     for key in job["fileList"].as_array().into_iter().flatten() {
-        let url = client
-            .presigned_url(key.as_str().unwrap_or_default())
-            .await?;
-        files.push(String::from_utf8(sandbox.download(&url).await?)?);
+        let key = key.as_str().unwrap_or_default();
+        let url = client.presigned_url(key).await?;
+        files.push((key.to_owned(), sandbox.download(&url).await?));
     }
-    Ok(Exported { job, files })
+    Ok(ExportedFiles { job, files })
 }

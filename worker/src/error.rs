@@ -15,6 +15,10 @@ pub enum WorkerError {
     /// the export's staging data was removed or rewritten.
     #[error("staged chunk {key} {problem}; run the export again")]
     Staging { key: String, problem: String },
+    /// A row or a staged chunk cannot be rendered in the export's format
+    /// (e.g. a payload that is not JSON); retrying would fail the same way.
+    #[error("rendering failed: {0}")]
+    Render(String),
     /// The task contradicts itself; a scheduler bug or an incompatible version.
     #[error("invalid task: {0}")]
     InvalidTask(String),
@@ -34,6 +38,7 @@ impl WorkerError {
             WorkerError::Storage(e) => e.is_transient(),
             WorkerError::Query(e) => e.is_transient(),
             WorkerError::Staging { .. }
+            | WorkerError::Render(_)
             | WorkerError::InvalidTask(_)
             | WorkerError::TimeLimit { .. }
             | WorkerError::Cancelled => false,

@@ -343,6 +343,9 @@ pub struct ExportArgs {
     pub run_statuses: Vec<String>,
     #[arg(long = "operator-id")]
     pub operator_ids: Vec<String>,
+    /// File format: csv, jsonl or parquet (the API's default, csv, if not given).
+    #[arg(long)]
+    pub format: Option<String>,
     /// Where to download the files.
     #[arg(long, default_value = "auditx-export")]
     pub out: PathBuf,
@@ -401,7 +404,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
         session_ids: args.session_ids,
         run_statuses: args.run_statuses,
         operator_ids: args.operator_ids,
-        format: None,
+        format: args.format,
     };
     run_export(
         &client,

@@ -229,6 +229,32 @@ mod tests {
     }
 
     #[test]
+    fn every_format_is_accepted_and_others_are_refused_naming_the_allowed_ones() {
+        for (name, format) in [
+            ("csv", OutputFormat::Csv),
+            ("jsonl", OutputFormat::Jsonl),
+            ("parquet", OutputFormat::Parquet),
+        ] {
+            let mut query = VALID.to_vec();
+            query.push(("format", name));
+            assert_eq!(parse_create(&params(&query)).unwrap().query.format, format);
+        }
+        for bad in ["xml", "CSV", "json"] {
+            let mut query = VALID.to_vec();
+            query.push(("format", bad));
+            let err = parse_create(&params(&query)).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!("format: \"{bad}\" is not one of csv, jsonl, parquet")
+            );
+        }
+        let mut query = VALID.to_vec();
+        query.push(("format", ""));
+        let err = parse_create(&params(&query)).unwrap_err().to_string();
+        assert_eq!(err, "format: must not be empty");
+    }
+
+    #[test]
     fn unknown_run_statuses_are_refused() {
         let mut query = VALID.to_vec();
         query.push(("runStatuses", "COMPLETED,DONE"));

@@ -42,7 +42,11 @@ use crate::export::jobs::{CancelOutcome, Job, JobSpec};
             description = "Start of the range (inclusive), ISO-8601 with zone."),
         ("queryToTime" = String, Query, format = DateTime,
             description = "End of the range (exclusive), ISO-8601 with zone, after queryFromTime."),
-        ("format" = Option<ExportFormat>, Query, description = "Default csv."),
+        ("format" = Option<ExportFormat>, Query, description = "Default csv. csv: RFC 4180 with a \
+            header row in every file; jsonl: JSON Lines, one object per row with the CSV's columns \
+            as keys, payload the JSON object itself, absent values null; parquet: the same twelve \
+            columns, eventTime a UTC timestamp in milliseconds, payload JSON text, absent values \
+            null. File names end in .csv, .jsonl or .parquet."),
     ),
     responses(
         (status = 200, description = "The job was created.", body = Envelope<Created>),

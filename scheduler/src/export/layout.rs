@@ -80,4 +80,22 @@ mod tests {
         );
         assert!(staging_key(&t, &r, ChunkId(7), csv).starts_with(&staging_prefix(&t, &r)));
     }
+
+    #[test]
+    fn file_names_end_in_the_format_s_extension() {
+        let (t, r) = (TenantId::from("acme"), RequestId::from("r-1"));
+        let key = |format| file_key(&t, &r, RecordType::Sample, format, FileIndex(1));
+        assert_eq!(
+            key(OutputFormat::Jsonl),
+            "acme/r-1/audit_trail_sample_0002.jsonl"
+        );
+        assert_eq!(
+            key(OutputFormat::Parquet),
+            "acme/r-1/audit_trail_sample_0002.parquet"
+        );
+        assert_eq!(
+            staging_key(&t, &r, ChunkId(0), OutputFormat::Parquet),
+            "_staging/acme/r-1/chunk-000000.parquet"
+        );
+    }
 }

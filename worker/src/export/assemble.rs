@@ -1,13 +1,15 @@
-//! Stage two of an export: make the header and the staged byte ranges of
-//! one output file the parts of its S3 multipart upload, hashing the file
-//! on the way.
+//! Stage two of an export: make the header, the staged byte ranges and the
+//! trailer of one output file the parts of its S3 multipart upload, hashing
+//! the file on the way. CSV has a header row and no trailer, JSON Lines
+//! neither, Parquet the `PAR1` magic and a footer built from the staged
+//! chunks' own footers (see [`parquet`]).
 //!
 //! The parts are planned from the byte layout alone ([`plan_parts`]), so a
 //! redelivered task makes the same parts again and the upload stays
 //! consistent. A staged range at least a part long becomes a part of its
 //! own, copied by S3 from the staging object (UploadPartCopy): its bytes
 //! are read once, for the file's SHA-256, and not uploaded again. The rest
-//! (the header, small ranges, the ends of ranges) is gathered into parts of
+//! (header, trailer, small ranges, the ends of ranges) is gathered into parts of
 //! exactly `part_size` bytes and uploaded. Memory stays at about
 //! `part_size × (MAX_UPLOADS_IN_FLIGHT + 1)` whatever the file size.
 
@@ -20,7 +22,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::error::WorkerError;
-use crate::export::csv;
+use crate::export::{csv, parquet};
 
 /// Gathered parts uploading at once: one uploads while the next fills, and
 /// a slow part does not stall reading.
@@ -52,60 +54,93 @@ pub enum Piece {
         end: u64,
     },
     Range(Segment),
+    /// Bytes `start..end` of the file's trailer.
+    Trailer {
+        start: u64,
+        end: u64,
+    },
 }
 
-/// The parts of a file made of a header of `header_len` bytes and
-/// `segments`: every part but the last at least `part_size` bytes (gathered
-/// ones exactly), a staged range copied whole where what is left of it is
-/// at least a part long and nothing is half-gathered before it.
-pub fn plan_parts(header_len: u64, segments: &[Segment], part_size: u64) -> Vec<PartSource> {
-    let part_size = part_size.max(1);
-    let mut parts = Vec::new();
-    let mut gathering: Vec<Piece> = Vec::new();
-    let mut gathered = 0u64;
-    let mut start = 0;
-    while start < header_len {
-        let end = header_len.min(start + part_size - gathered);
-        gathering.push(Piece::Header { start, end });
-        gathered += end - start;
-        start = end;
-        if gathered == part_size {
-            parts.push(PartSource::Gathered(std::mem::take(&mut gathering)));
-            gathered = 0;
+/// The parts of a file made of a header of `header_len` bytes, `segments`
+/// and a trailer of `trailer_len` bytes: every part but the last at least
+/// `part_size` bytes (gathered ones exactly), a staged range copied whole
+/// where what is left of it is at least a part long and nothing is
+/// half-gathered before it. An empty file is one empty part: a multipart
+/// upload cannot be completed without parts.
+pub fn plan_parts(
+    header_len: u64,
+    segments: &[Segment],
+    trailer_len: u64,
+    part_size: u64,
+) -> Vec<PartSource> {
+    let mut plan = PartPlan {
+        part_size: part_size.max(1),
+        parts: Vec::new(),
+        gathering: Vec::new(),
+        gathered: 0,
+    };
+    plan.inline(header_len, |start, end| Piece::Header { start, end });
+    for segment in segments {
+        plan.segment(segment);
+    }
+    plan.inline(trailer_len, |start, end| Piece::Trailer { start, end });
+    if !plan.gathering.is_empty() || plan.parts.is_empty() {
+        plan.parts.push(PartSource::Gathered(plan.gathering));
+    }
+    plan.parts
+}
+
+/// [`plan_parts`] under way.
+struct PartPlan {
+    part_size: u64,
+    parts: Vec<PartSource>,
+    /// The pieces of the part being gathered, `gathered` bytes so far.
+    gathering: Vec<Piece>,
+    gathered: u64,
+}
+
+impl PartPlan {
+    /// Gathers `len` bytes made here (a header or trailer).
+    fn inline(&mut self, len: u64, piece: fn(u64, u64) -> Piece) {
+        let mut start = 0;
+        while start < len {
+            let end = len.min(start + self.part_size - self.gathered);
+            self.gather(piece(start, end), end - start);
+            start = end;
         }
     }
-    for segment in segments {
+
+    /// Copies what it can of `segment` and gathers the rest.
+    fn segment(&mut self, segment: &Segment) {
         let mut start = segment.start;
         while start < segment.end {
             let left = segment.end - start;
-            if gathered == 0 && left >= part_size {
+            let range = |end| Segment {
+                key: segment.key.clone(),
+                start,
+                end,
+            };
+            if self.gathered == 0 && left >= self.part_size {
                 let end = start + left.min(MAX_PART_SIZE);
-                parts.push(PartSource::Copied(Segment {
-                    key: segment.key.clone(),
-                    start,
-                    end,
-                }));
+                self.parts.push(PartSource::Copied(range(end)));
                 start = end;
                 continue;
             }
-            let take = left.min(part_size - gathered);
-            gathering.push(Piece::Range(Segment {
-                key: segment.key.clone(),
-                start,
-                end: start + take,
-            }));
-            gathered += take;
+            let take = left.min(self.part_size - self.gathered);
+            self.gather(Piece::Range(range(start + take)), take);
             start += take;
-            if gathered == part_size {
-                parts.push(PartSource::Gathered(std::mem::take(&mut gathering)));
-                gathered = 0;
-            }
         }
     }
-    if !gathering.is_empty() {
-        parts.push(PartSource::Gathered(gathering));
+
+    fn gather(&mut self, piece: Piece, len: u64) {
+        self.gathering.push(piece);
+        self.gathered += len;
+        if self.gathered == self.part_size {
+            self.parts
+                .push(PartSource::Gathered(std::mem::take(&mut self.gathering)));
+            self.gathered = 0;
+        }
     }
-    parts
 }
 
 /// Makes the file of `task` parts `1..=n` of `task.upload_id` and reports
@@ -115,11 +150,17 @@ pub async fn assemble_file(
     export_bucket: &str,
     task: &AssembleTask,
 ) -> Result<AssembleOutcome, WorkerError> {
-    let header: &'static [u8] = match task.format {
-        OutputFormat::Csv => csv::HEADER,
+    let (header, trailer): (&[u8], Vec<u8>) = match task.format {
+        OutputFormat::Csv => (csv::HEADER, Vec::new()),
+        OutputFormat::Jsonl => (&[], Vec::new()),
+        OutputFormat::Parquet => (
+            parquet::MAGIC,
+            parquet::footer(store, export_bucket, &task.segments, task.rows).await?,
+        ),
     };
-    let bytes = file_size(task, header.len() as u64)?;
-    let plan = plan_parts(header.len() as u64, &task.segments, task.part_size);
+    let (header_len, trailer_len) = (header.len() as u64, trailer.len() as u64);
+    let bytes = file_size(task, header_len + trailer_len)?;
+    let plan = plan_parts(header_len, &task.segments, trailer_len, task.part_size);
     let mut hasher = Sha256::new();
     let mut parts = Parts::new(store, export_bucket, task);
     for (i, source) in plan.into_iter().enumerate() {
@@ -140,6 +181,11 @@ pub async fn assemble_file(
                                 body.extend_from_slice(&chunk);
                             })
                             .await?;
+                        }
+                        Piece::Trailer { start, end } => {
+                            let bytes = &trailer[*start as usize..*end as usize];
+                            hasher.update(bytes);
+                            body.extend_from_slice(bytes);
                         }
                     }
                 }
@@ -210,14 +256,15 @@ fn staging_error(segment: &Segment, problem: String) -> WorkerError {
     }
 }
 
-/// The file's size, once the task is checked for a layout S3 can take.
-fn file_size(task: &AssembleTask, header_len: u64) -> Result<u64, WorkerError> {
+/// The file's size, once the task is checked for a layout S3 can take;
+/// `inline_len` is the header's and trailer's bytes.
+fn file_size(task: &AssembleTask, inline_len: u64) -> Result<u64, WorkerError> {
     if task.part_size == 0 {
         return Err(WorkerError::InvalidTask(
             "part_size must be positive".into(),
         ));
     }
-    let mut size = header_len;
+    let mut size = inline_len;
     for segment in &task.segments {
         if segment.start > segment.end {
             return Err(WorkerError::InvalidTask(format!(
@@ -412,6 +459,7 @@ mod tests {
                     .map(|p| match p {
                         Piece::Header { start, end } => range("header", *start, *end, &mut bytes),
                         Piece::Range(s) => range(&s.key, s.start, s.end, &mut bytes),
+                        Piece::Trailer { start, end } => range("trailer", *start, *end, &mut bytes),
                     })
                     .sum(),
             };
@@ -425,7 +473,12 @@ mod tests {
         // Header 3 bytes, parts of 10: the header and the first 7 bytes of
         // a are gathered, the rest of a (13 bytes) is copied, b (4) is
         // gathered with the first 6 bytes of c, the rest of c (10) copied.
-        let plan = plan_parts(3, &[seg("a", 0, 20), seg("b", 0, 4), seg("c", 0, 16)], 10);
+        let plan = plan_parts(
+            3,
+            &[seg("a", 0, 20), seg("b", 0, 4), seg("c", 0, 16)],
+            0,
+            10,
+        );
         assert_eq!(
             plan,
             vec![
@@ -446,14 +499,14 @@ mod tests {
     #[test]
     fn a_header_only_file_is_one_gathered_part() {
         assert_eq!(
-            plan_parts(12, &[], 8 << 20),
+            plan_parts(12, &[], 0, 8 << 20),
             vec![PartSource::Gathered(vec![Piece::Header {
                 start: 0,
                 end: 12
             }])]
         );
         assert_eq!(
-            plan_parts(5, &[], 2),
+            plan_parts(5, &[], 0, 2),
             vec![
                 PartSource::Gathered(vec![Piece::Header { start: 0, end: 2 }]),
                 PartSource::Gathered(vec![Piece::Header { start: 2, end: 4 }]),
@@ -462,11 +515,33 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_trailer_is_gathered_after_the_segments_and_an_empty_file_is_one_empty_part() {
+        // Parquet: magic 4, a 12-byte staged range copied, a 7-byte footer.
+        assert_eq!(
+            plan_parts(4, &[seg("a", 0, 20)], 7, 10),
+            vec![
+                PartSource::Gathered(vec![
+                    Piece::Header { start: 0, end: 4 },
+                    Piece::Range(seg("a", 0, 6))
+                ]),
+                PartSource::Copied(seg("a", 6, 20)),
+                PartSource::Gathered(vec![Piece::Trailer { start: 0, end: 7 }]),
+            ]
+        );
+        // An empty JSON Lines file.
+        assert_eq!(
+            plan_parts(0, &[], 0, 10),
+            vec![PartSource::Gathered(vec![])]
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn parts_hold_every_byte_once_in_order_and_only_the_last_is_short(
             header in 0u64..30,
             lengths in proptest::collection::vec((0u64..60, 0u64..5), 0..12),
+            trailer in 0u64..30,
             part_size in 1u64..40,
         ) {
             let segments: Vec<Segment> = lengths
@@ -475,13 +550,15 @@ mod tests {
                 .map(|(i, &(len, skip))| seg(&format!("c{i}"), skip, skip + len))
                 .filter(|s| s.end > s.start)
                 .collect();
-            let plan = plan_parts(header, &segments, part_size);
+            let plan = plan_parts(header, &segments, trailer, part_size);
             let (bytes, sizes) = layout(&plan);
             let mut want: Vec<(String, u64)> = (0..header).map(|b| ("header".to_owned(), b)).collect();
             for s in &segments {
                 want.extend((s.start..s.end).map(|b| (s.key.clone(), b)));
             }
+            want.extend((0..trailer).map(|b| ("trailer".to_owned(), b)));
             proptest::prop_assert_eq!(bytes, want);
+            proptest::prop_assert!(!plan.is_empty(), "a file is at least one part");
             if let Some((_, full)) = sizes.split_last() {
                 proptest::prop_assert!(full.iter().all(|&s| s >= part_size), "{:?}", sizes);
             }

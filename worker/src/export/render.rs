@@ -11,15 +11,18 @@ use auditx_proto::{OutputFormat, RenderOutcome, RenderTask};
 use bytes::Bytes;
 
 use crate::error::WorkerError;
-use crate::export::csv;
+use crate::export::{csv, jsonl, parquet};
 
-/// The rendered data rows of one chunk (no header).
+/// The rendered data rows of one chunk (no header): the staging object.
 #[derive(Debug, PartialEq, Eq)]
 pub struct RenderedChunk {
     pub bytes: Vec<u8>,
     pub rows: u64,
     /// `row_offsets[i]` is the byte offset of row `i * stride`.
     pub row_offsets: Vec<u64>,
+    /// The rows' bytes at the start of `bytes`: all of it, but for Parquet,
+    /// whose chunk footer follows (see [`parquet`]).
+    pub data_len: u64,
 }
 
 /// Reads the chunk's rows from the lake, renders them in export order and
@@ -63,13 +66,15 @@ pub async fn render_chunk(
         span.in_scope(|| {
             order_rows(&mut rows);
             match format {
-                OutputFormat::Csv => render_csv(&rows, &run_statuses, stride),
+                OutputFormat::Csv => Ok(render_csv(&rows, &run_statuses, stride)),
+                OutputFormat::Jsonl => render_jsonl(&rows, &run_statuses, stride),
+                OutputFormat::Parquet => parquet::render_parquet(&rows, &run_statuses, stride),
             }
         })
     })
     .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    let bytes = rendered.bytes.len() as u64;
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    let bytes = rendered.data_len;
     store
         .put(
             export_bucket,
@@ -131,10 +136,36 @@ pub fn render_csv(
         csv::write_row(&mut bytes, row, run_statuses);
     }
     RenderedChunk {
+        data_len: bytes.len() as u64,
         bytes,
         rows: rows.len() as u64,
         row_offsets,
     }
+}
+
+/// Renders ordered rows as JSON Lines, noting the offset of every
+/// `stride`-th row.
+pub fn render_jsonl(
+    rows: &[AuditRow],
+    run_statuses: &BTreeMap<String, String>,
+    stride: u32,
+) -> Result<RenderedChunk, WorkerError> {
+    let stride = stride.max(1) as usize;
+    // Keys and quotes: about 200 bytes a row over the CSV's.
+    let mut bytes = Vec::with_capacity(estimated_size(rows) + rows.len() * 200);
+    let mut row_offsets = Vec::with_capacity(rows.len().div_ceil(stride));
+    for (i, row) in rows.iter().enumerate() {
+        if i % stride == 0 {
+            row_offsets.push(bytes.len() as u64);
+        }
+        jsonl::write_row(&mut bytes, row, run_statuses)?;
+    }
+    Ok(RenderedChunk {
+        data_len: bytes.len() as u64,
+        bytes,
+        rows: rows.len() as u64,
+        row_offsets,
+    })
 }
 
 /// Close to the rendered size (quotes aside), so the buffer is allocated once.
@@ -245,8 +276,30 @@ mod tests {
             RenderedChunk {
                 bytes: Vec::new(),
                 rows: 0,
-                row_offsets: Vec::new()
+                row_offsets: Vec::new(),
+                data_len: 0,
             }
         );
+        assert_eq!(
+            render_jsonl(&[], &BTreeMap::new(), 10).unwrap(),
+            render_csv(&[], &BTreeMap::new(), 10)
+        );
+    }
+
+    #[test]
+    fn jsonl_offsets_mark_every_stride_th_line() {
+        let rows: Vec<_> = (0..5).map(|i| row(&format!("e{i}"), i, "{}")).collect();
+        let rendered = render_jsonl(&rows, &BTreeMap::new(), 2).unwrap();
+        let text = String::from_utf8(rendered.bytes.clone()).unwrap();
+        let line_starts: Vec<u64> = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i as u64 + 1))
+            .collect();
+        assert_eq!(rendered.data_len, text.len() as u64);
+        assert_eq!(
+            rendered.row_offsets,
+            [line_starts[0], line_starts[2], line_starts[4]]
+        );
+        assert!(text.starts_with("{\"eventId\":\"e0\",\"eventTime\":\"1970-01-01T00:00:00.000Z\""));
+        assert_eq!(text.lines().count(), 5);
     }
 }
