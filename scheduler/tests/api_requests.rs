@@ -73,7 +73,7 @@ async fn create_parameters_are_validated_with_named_fields() {
         (
             format!("{CREATE_QUERY}&format=json"),
             "INVALID_PARAMETER",
-            "format: \"json\" is not one of csv".into(),
+            "format: \"json\" is not one of csv, jsonl, parquet".into(),
         ),
         (
             format!("exportType=SAMPLE&runType=NORMAL&queryFromTime=yesterday&{TO}"),
@@ -506,8 +506,10 @@ async fn probes_metrics_and_the_openapi_document_need_no_token() {
         ("/meters/{meterId}/auditTrail/export/{requestId}", "get"),
         ("/meters/{meterId}/auditTrail/export/{requestId}", "delete"),
         ("/meters/auditTrail/presignedUrl", "get"),
+        ("/meters/{meterId}/auditTrail/entries", "get"),
         ("/meters/{meterId}/auditTrail/entries", "post"),
         ("/meters/{meterId}/runs", "post"),
+        ("/meters/{meterId}/summary", "post"),
         ("/query/jobs", "post"),
         ("/query/jobs", "get"),
         ("/query/jobs/{id}", "get"),
