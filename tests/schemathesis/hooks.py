@@ -5,7 +5,8 @@ schema-valid (positive) cases would be refused with a 400 for reasons the
 schema cannot show. The hooks adjust only those cases; negative cases keep
 whatever makes them invalid, so the API's rejections are still checked.
 
-- createExport: queryFromTime must be before queryToTime.
+- createExport, listAuditEntries (query) and summarizeAuditEntries (JSON
+  body): queryFromTime must be before queryToTime.
 - submitQuery: `query` must be one read-only SELECT over the tenant tables;
   a schema-valid string becomes one of a few such queries.
 """
@@ -60,7 +61,9 @@ def runnable_sql(body):
 def before_call(ctx, case, **kwargs):
     """Runs in every phase (coverage, fuzzing, stateful), just before the call."""
     operation = _operation(ctx)
-    if operation == "createExport":
+    if operation in ("createExport", "listAuditEntries"):
         ordered_time_range(case.query)
+    elif operation == "summarizeAuditEntries":
+        ordered_time_range(case.body)
     elif operation == "submitQuery":
         runnable_sql(case.body)

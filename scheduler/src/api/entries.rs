@@ -136,7 +136,7 @@ pub struct EntriesPage {
         ("queryToTime" = String, Query, format = DateTime,
             description = "End of the range (exclusive), ISO-8601 with zone, after queryFromTime."),
         ("pageSize" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Entries per page (default 100)."),
-        ("cursor" = Option<String>, Query, description = "The previous page's nextPage."),
+        ("cursor" = Option<String>, Query, min_length = 1, description = "The previous page's nextPage."),
     ),
     responses(
         (status = 200, description = "A page of entries.", body = EntriesPage),

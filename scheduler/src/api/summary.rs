@@ -244,7 +244,7 @@ pub fn parse_body(body: &[u8]) -> ApiResult<SummaryCall> {
         let single = SINGLE_FILTER_PARAMS.contains(&name.as_str());
         match value {
             Value::Null => {}
-            Value::String(text) => pairs.push((name.clone(), text.clone())),
+            Value::String(text) if single => pairs.push((name.clone(), text.clone())),
             Value::Array(items) if !single => {
                 for item in items {
                     let Value::String(text) = item else {
