@@ -5,9 +5,9 @@
 //! API and check what a user sees: downloaded bytes, statuses, messages.
 
 pub mod expect;
-pub mod private_redis;
 pub mod faults;
 pub mod otlp;
+pub mod private_redis;
 pub mod processes;
 pub mod sandbox;
 
