@@ -1,6 +1,6 @@
 """Schemathesis hooks for auditx: the cross-field rules OpenAPI cannot state.
 
-Two request rules of the API are not expressible in a JSON schema, so
+Three request rules of the API are not expressible in a JSON schema, so
 schema-valid (positive) cases would be refused with a 400 for reasons the
 schema cannot show. The hooks adjust only those cases; negative cases keep
 whatever makes them invalid, so the API's rejections are still checked.
@@ -9,6 +9,10 @@ whatever makes them invalid, so the API's rejections are still checked.
   body): queryFromTime must be before queryToTime.
 - submitQuery: `query` must be one read-only SELECT over the tenant tables;
   a schema-valid string becomes one of a few such queries.
+- listAuditEntries: `cursor` is an opaque, signed token only the API issues
+  (a previous page's nextPage); a schema-valid cursor (a non-empty string)
+  is dropped, so the case asks for the first page. An empty cursor stays:
+  it is schema-invalid and must be refused.
 """
 
 from datetime import datetime, timedelta
@@ -57,12 +61,20 @@ def runnable_sql(body):
         body["query"] = VALID_QUERIES[len(text) % len(VALID_QUERIES)]
 
 
+def issued_cursor_only(query):
+    if isinstance(query, dict) and isinstance(query.get("cursor"), str) and query["cursor"]:
+        del query["cursor"]
+
+
 @schemathesis.hook
 def before_call(ctx, case, **kwargs):
     """Runs in every phase (coverage, fuzzing, stateful), just before the call."""
     operation = _operation(ctx)
-    if operation in ("createExport", "listAuditEntries"):
+    if operation == "createExport":
         ordered_time_range(case.query)
+    elif operation == "listAuditEntries":
+        ordered_time_range(case.query)
+        issued_cursor_only(case.query)
     elif operation == "summarizeAuditEntries":
         ordered_time_range(case.body)
     elif operation == "submitQuery":

@@ -10,6 +10,7 @@ pub mod otlp;
 pub mod private_redis;
 pub mod processes;
 pub mod sandbox;
+pub mod verify;
 
 pub use sandbox::{Adapters, Sandbox, SandboxOptions};
 

@@ -48,6 +48,9 @@ pub struct SandboxOptions {
     pub max_pending_per_tenant: u32,
     /// How long ended exports are kept.
     pub retention_secs: u64,
+    /// The task queue's `x-delivery-limit` (small, so crash loops
+    /// dead-letter quickly in tests).
+    pub delivery_limit: u32,
 }
 
 impl Default for SandboxOptions {
@@ -64,6 +67,7 @@ impl Default for SandboxOptions {
             api: ApiConfig::default(),
             max_pending_per_tenant: ExportConfig::default().max_pending_per_tenant,
             retention_secs: ExportConfig::default().retention_secs,
+            delivery_limit: 5,
         }
     }
 }
@@ -99,7 +103,7 @@ impl Sandbox {
         };
         config.rabbitmq.prefix = format!("auditx-test-{unique}");
         config.rabbitmq.url = amqp_url();
-        config.rabbitmq.delivery_limit = 5;
+        config.rabbitmq.delivery_limit = options.delivery_limit;
         config.redis.prefix = format!("auditx-test-{unique}:");
         config.redis.url = redis_url();
         config.export.max_rows_per_file = options.max_rows_per_file;

@@ -21,10 +21,10 @@ use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query};
 use auditx_tests::faults::{rewrite_config, PrivateRabbit, TcpProxy};
 use auditx_tests::processes::{config_file, free_port, spawn, wait_healthy};
+use auditx_tests::verify::assert_export_exact;
 use auditx_tests::{Sandbox, SandboxOptions};
 use chrono::DateTime;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::process::Child;
 
 const FROM: &str = "2025-07-01T00:00:00Z";
@@ -59,6 +59,8 @@ impl Setup {
         let sandbox = Sandbox::start(SandboxOptions {
             start_roles: false,
             row_group_rows: 20_000,
+            // The broker's own limit is a safety net, not what fails tasks.
+            delivery_limit: 100,
             ..SandboxOptions::default()
         })
         .await
@@ -76,8 +78,6 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = config_file(&sandbox, dir.path(), port, FILE_ROWS, CHUNK_ROWS);
-        // The broker's own limit is a safety net, not what fails tasks.
-        rewrite_config(&config, "delivery_limit = 5", "delivery_limit = 100");
         Setup {
             sandbox,
             spec,
@@ -194,43 +194,6 @@ async fn wait_readyz(port: u16, status: u16) -> (Value, Duration) {
     }
 }
 
-/// The ended job's files, checked against the manifest (bytes, SHA-256,
-/// rows) and against the expected rows, in order.
-async fn assert_exact(client: &ApiClient, sandbox: &Sandbox, job: &Value, expected: &[String]) {
-    assert_eq!(job["status"], "FINISHED", "{job}");
-    assert_eq!(job["count"], expected.len() as u64, "{job}");
-    let manifest_url = client
-        .presigned_url(job["manifestKey"].as_str().unwrap())
-        .await
-        .unwrap();
-    let manifest: Value =
-        serde_json::from_slice(&sandbox.download(&manifest_url).await.unwrap()).unwrap();
-    let mut lines = Vec::with_capacity(expected.len());
-    for (i, key) in job["fileList"].as_array().unwrap().iter().enumerate() {
-        let key = key.as_str().unwrap();
-        let url = client.presigned_url(key).await.unwrap();
-        let bytes = sandbox.download(&url).await.unwrap();
-        let entry = &manifest["files"][i];
-        assert_eq!(entry["key"], key);
-        assert_eq!(
-            entry["bytes"],
-            bytes.len() as u64,
-            "manifest bytes of {key}"
-        );
-        assert_eq!(
-            entry["sha256"],
-            hex::encode(Sha256::digest(&bytes)),
-            "manifest sha256 of {key}"
-        );
-        let mut file_lines = expect::split_lines(&String::from_utf8(bytes).unwrap());
-        assert_eq!(file_lines.remove(0), expect::HEADER);
-        assert_eq!(entry["rows"], file_lines.len() as u64);
-        lines.extend(file_lines);
-    }
-    assert_eq!(lines.len(), expected.len());
-    assert!(lines == expected, "rows lost, duplicated or reordered");
-}
-
 /// The tenant's next export runs and is exact too.
 async fn assert_next_export_runs(setup: &Setup) {
     let client = setup.client();
@@ -239,7 +202,7 @@ async fn assert_next_export_runs(setup: &Setup) {
         .wait(setup.meter, &id, Duration::from_secs(300), |_| {})
         .await
         .unwrap();
-    assert_exact(&client, &setup.sandbox, &job, &setup.expected(NEXT_TO)).await;
+    assert_export_exact(&client, &setup.sandbox, &job, &setup.expected(NEXT_TO), FILE_ROWS).await;
 }
 
 fn assert_running(process: &mut Child, what: &str) {
@@ -278,8 +241,20 @@ async fn a_rabbitmq_restart_mid_export_loses_nothing_and_stops_no_process() {
     let id = client.create_export(&setup.request(TO)).await.unwrap();
     wait_until_rendering(&client, setup.meter, &id).await;
 
+    // `rabbitmqctl stop_app` takes a second or two, long enough for the
+    // export to finish meanwhile: the workers are paused (SIGSTOP) while it
+    // runs, so the broker goes away under an export that still has chunks
+    // to render, and they resume (SIGCONT) to a broker that is gone.
+    signal(&worker_a, "-STOP").await;
+    signal(&worker_b, "-STOP").await;
     let outage = Instant::now();
     rabbit.stop_app().await.unwrap();
+    let job = client.job(setup.meter, &id).await.unwrap();
+    assert_eq!(job["status"], "RUNNING", "{job}");
+    let left = job["progress"]["chunksTotal"].as_u64().unwrap() - chunks_done(&job);
+    assert!(left > 0, "chunks left to render when the broker went: {job}");
+    signal(&worker_a, "-CONT").await;
+    signal(&worker_b, "-CONT").await;
     // Both roles say the broker is down, and only the broker.
     let (down, _) = wait_readyz(setup.port, 503).await;
     assert_eq!(down["success"], false, "{down}");
@@ -328,7 +303,7 @@ async fn a_rabbitmq_restart_mid_export_loses_nothing_and_stops_no_process() {
     );
     let expected = setup.expected(TO);
     assert!(expected.len() >= 200_000, "{} rows", expected.len());
-    assert_exact(&client, &setup.sandbox, &job, &expected).await;
+    assert_export_exact(&client, &setup.sandbox, &job, &expected, FILE_ROWS).await;
     assert_next_export_runs(&setup).await;
     assert_running(&mut worker_a, "first worker");
     assert_running(&mut worker_b, "second worker");
@@ -389,7 +364,7 @@ async fn the_s3_endpoint_down_for_10_s_mid_export_loses_nothing() {
         "FAULT s3 down: export finished {:.1} s after the endpoint came back",
         back.elapsed().as_secs_f64()
     );
-    assert_exact(&client, &setup.sandbox, &job, &setup.expected(TO)).await;
+    assert_export_exact(&client, &setup.sandbox, &job, &setup.expected(TO), FILE_ROWS).await;
     assert_next_export_runs(&setup).await;
     assert_running(&mut worker_a, "first worker");
     assert_running(&mut worker_b, "second worker");
@@ -400,14 +375,18 @@ async fn the_s3_endpoint_down_for_10_s_mid_export_loses_nothing() {
 
 /// Sends SIGTERM, as Kubernetes does to a pod it stops.
 async fn terminate(process: &Child) {
+    signal(process, "-TERM").await;
+}
+
+async fn signal(process: &Child, signal: &str) {
     let pid = process.id().expect("a running process").to_string();
     let status = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
+        .args([signal, &pid])
         .stdin(Stdio::null())
         .status()
         .await
         .unwrap();
-    assert!(status.success(), "kill -TERM {pid}: {status}");
+    assert!(status.success(), "kill {signal} {pid}: {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -444,7 +423,7 @@ async fn a_worker_stopped_with_sigterm_mid_export_finishes_its_tasks_and_loses_n
          export finished {:.1} s after the signal",
         signalled.elapsed().as_secs_f64()
     );
-    assert_exact(&client, &setup.sandbox, &job, &setup.expected(TO)).await;
+    assert_export_exact(&client, &setup.sandbox, &job, &setup.expected(TO), FILE_ROWS).await;
     assert_next_export_runs(&setup).await;
     setup.sandbox.stop().await.unwrap();
 }
