@@ -168,6 +168,35 @@ impl ApiClient {
             .context("no URL in the response")
     }
 
+    /// One page of a meter's audit entries: the response envelope, with
+    /// `data` (the entries) and `nextPage` (the cursor of the next page, or
+    /// null). `query` holds the export's filters, `pageSize` and `cursor`.
+    pub async fn entries(&self, meter_id: i64, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        let url = format!("{}/meters/{meter_id}/auditTrail/entries", self.base);
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .query(query)
+            .send()
+            .await?;
+        envelope(response).await
+    }
+
+    /// Counts of a meter's audit entries (`POST /meters/{id}/summary`):
+    /// `data`, with `total` and `groups`.
+    pub async fn summary(&self, meter_id: i64, body: &Value) -> anyhow::Result<Value> {
+        let url = format!("{}/meters/{meter_id}/summary", self.base);
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await?;
+        Ok(envelope(response).await?["data"].clone())
+    }
+
     /// Submits a data query; returns the job as the API shows it.
     pub async fn submit_query(
         &self,

@@ -46,7 +46,11 @@ pub async fn assert_export_exact(
         );
         let mut file_lines = expect::split_lines(&String::from_utf8(bytes).unwrap());
         assert_eq!(file_lines.remove(0), expect::HEADER, "header of {key}");
-        assert_eq!(entry["rows"], file_lines.len() as u64, "manifest rows of {key}");
+        assert_eq!(
+            entry["rows"],
+            file_lines.len() as u64,
+            "manifest rows of {key}"
+        );
         assert!(
             file_lines.len() as u64 <= file_rows,
             "{key} has {} rows, more than {file_rows}",

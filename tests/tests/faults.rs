@@ -202,7 +202,14 @@ async fn assert_next_export_runs(setup: &Setup) {
         .wait(setup.meter, &id, Duration::from_secs(300), |_| {})
         .await
         .unwrap();
-    assert_export_exact(&client, &setup.sandbox, &job, &setup.expected(NEXT_TO), FILE_ROWS).await;
+    assert_export_exact(
+        &client,
+        &setup.sandbox,
+        &job,
+        &setup.expected(NEXT_TO),
+        FILE_ROWS,
+    )
+    .await;
 }
 
 fn assert_running(process: &mut Child, what: &str) {
@@ -252,7 +259,10 @@ async fn a_rabbitmq_restart_mid_export_loses_nothing_and_stops_no_process() {
     let job = client.job(setup.meter, &id).await.unwrap();
     assert_eq!(job["status"], "RUNNING", "{job}");
     let left = job["progress"]["chunksTotal"].as_u64().unwrap() - chunks_done(&job);
-    assert!(left > 0, "chunks left to render when the broker went: {job}");
+    assert!(
+        left > 0,
+        "chunks left to render when the broker went: {job}"
+    );
     signal(&worker_a, "-CONT").await;
     signal(&worker_b, "-CONT").await;
     // Both roles say the broker is down, and only the broker.
@@ -364,7 +374,14 @@ async fn the_s3_endpoint_down_for_10_s_mid_export_loses_nothing() {
         "FAULT s3 down: export finished {:.1} s after the endpoint came back",
         back.elapsed().as_secs_f64()
     );
-    assert_export_exact(&client, &setup.sandbox, &job, &setup.expected(TO), FILE_ROWS).await;
+    assert_export_exact(
+        &client,
+        &setup.sandbox,
+        &job,
+        &setup.expected(TO),
+        FILE_ROWS,
+    )
+    .await;
     assert_next_export_runs(&setup).await;
     assert_running(&mut worker_a, "first worker");
     assert_running(&mut worker_b, "second worker");
@@ -423,7 +440,14 @@ async fn a_worker_stopped_with_sigterm_mid_export_finishes_its_tasks_and_loses_n
          export finished {:.1} s after the signal",
         signalled.elapsed().as_secs_f64()
     );
-    assert_export_exact(&client, &setup.sandbox, &job, &setup.expected(TO), FILE_ROWS).await;
+    assert_export_exact(
+        &client,
+        &setup.sandbox,
+        &job,
+        &setup.expected(TO),
+        FILE_ROWS,
+    )
+    .await;
     assert_next_export_runs(&setup).await;
     setup.sandbox.stop().await.unwrap();
 }

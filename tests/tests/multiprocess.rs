@@ -122,7 +122,9 @@ async fn separate_processes_export_a_million_rows_into_several_files_despite_a_k
         audit_rows(&spec),
         &run_rows(&spec),
         &Query {
-            to_ms: DateTime::parse_from_rfc3339(NEXT_TO).unwrap().timestamp_millis(),
+            to_ms: DateTime::parse_from_rfc3339(NEXT_TO)
+                .unwrap()
+                .timestamp_millis(),
             ..query.clone()
         },
     );

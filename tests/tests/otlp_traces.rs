@@ -281,7 +281,7 @@ async fn spans_of_a_scheduler_and_two_workers_reach_the_collector_as_one_trace_p
 }
 
 /// The one span matching `pick`.
-fn only<'a>(spans: &'a [ReceivedSpan], pick: impl Fn(&ReceivedSpan) -> bool) -> &'a ReceivedSpan {
+fn only(spans: &[ReceivedSpan], pick: impl Fn(&ReceivedSpan) -> bool) -> &ReceivedSpan {
     let found: Vec<&ReceivedSpan> = spans.iter().filter(|s| pick(s)).collect();
     assert_eq!(
         found.len(),

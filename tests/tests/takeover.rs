@@ -115,7 +115,9 @@ async fn a_killed_scheduler_is_taken_over_by_another_replica() {
         audit_rows(&spec),
         &run_rows(&spec),
         &Query {
-            to_ms: DateTime::parse_from_rfc3339(NEXT_TO).unwrap().timestamp_millis(),
+            to_ms: DateTime::parse_from_rfc3339(NEXT_TO)
+                .unwrap()
+                .timestamp_millis(),
             ..query.clone()
         },
     );

@@ -25,6 +25,7 @@ use auditx_common::config::Config;
 use auditx_common::s3::ObjectStore;
 use auditx_lake::generate::GenerateSpec;
 use auditx_proto::{MeterId, TenantId};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::process::{Child, Command};
@@ -42,6 +43,13 @@ const SMALL_ROWS: u64 = 1_000;
 const FROM: &str = "2025-07-01T00:00:00Z";
 const TO: &str = "2025-07-08T00:00:00Z";
 const SEED: u64 = 1;
+/// Timed calls per online measurement (the median is reported).
+const ONLINE_RUNS: usize = 5;
+/// Pages of 500 entries walked with their cursors.
+const WALK_PAGES: usize = 20;
+/// The selective hour of the entries measurement.
+const HOUR_FROM: &str = "2025-07-04T12:00:00Z";
+const HOUR_TO: &str = "2025-07-04T13:00:00Z";
 /// Bumped when the generated lake changes shape, so old lakes are rebuilt.
 const LAKE_VERSION: u32 = 1;
 const DUCKDB_SCRIPT: &str = include_str!("bench/duckdb_export.py");
@@ -96,6 +104,7 @@ struct Run {
     /// (process, CPU seconds used during the large export)
     cpu: Vec<(String, f64)>,
     latency: Option<Latency>,
+    online: Option<Online>,
     load: Option<Load>,
 }
 
@@ -114,6 +123,21 @@ struct Latency {
     runs: usize,
     median_ms: f64,
     p90_ms: f64,
+}
+
+/// The online endpoints on the large meter, after its export.
+struct Online {
+    /// Median of [`ONLINE_RUNS`] first pages (100 entries) of the week.
+    first_page_ms: f64,
+    /// Median of first pages of one hour in the middle of the week.
+    hour_page_ms: f64,
+    /// A walk of [`WALK_PAGES`] pages of 500 entries: ms per page.
+    walk_page_ms: f64,
+    walked: usize,
+    /// Summary by operatorId of the export's rows: time, total, groups.
+    summary_ms: f64,
+    summary_total: u64,
+    summary_groups: usize,
 }
 
 struct Load {
@@ -334,6 +358,7 @@ fn bench_config(
 /// Deletes every exported file the product left in the embedded S3 folder
 /// (the export bucket and its objects' metadata): each 5 M-row run writes
 /// 1.3 GB there, and the bench keeps only the lake and the last downloads.
+/// Also deletes the embedded default's job state, so each run starts idle.
 fn clear_exports(dir: &Path) -> anyhow::Result<()> {
     let root = dir.join("s3");
     let bucket = Config::default().s3.export_bucket;
@@ -359,6 +384,12 @@ fn clear_exports(dir: &Path) -> anyhow::Result<()> {
                 std::fs::remove_file(entry.path())?;
             }
         }
+    }
+    // The embedded default keeps its jobs on disk: a run must not start
+    // with the jobs an earlier run left (its load phase queues thousands).
+    let state = dir.join("state");
+    if state.exists() {
+        std::fs::remove_dir_all(&state)?;
     }
     Ok(())
 }
@@ -478,6 +509,11 @@ async fn run_product(
     } else {
         None
     };
+    let online = if last {
+        Some(online(&client, export.rows).await?)
+    } else {
+        None
+    };
     let load = if last && args.load_secs > 0 {
         Some(load(&api, &token, args).await?)
     } else {
@@ -495,6 +531,7 @@ async fn run_product(
         peaks,
         cpu,
         latency,
+        online,
         load,
     })
 }
@@ -648,6 +685,108 @@ async fn latency(client: &ApiClient, runs: usize) -> anyhow::Result<Latency> {
         runs,
         median_ms: percentile(&times, 0.5),
         p90_ms: percentile(&times, 0.9),
+    })
+}
+
+fn filters(from: &str, to: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("exportType", "SAMPLE".into()),
+        ("runType", "NORMAL".into()),
+        ("queryFromTime", from.into()),
+        ("queryToTime", to.into()),
+    ]
+}
+
+/// Times one entries page; fails unless it holds `1..=size` entries.
+async fn timed_page(
+    client: &ApiClient,
+    query: &[(&str, String)],
+    size: usize,
+) -> anyhow::Result<(f64, Value)> {
+    let started = Instant::now();
+    let page = client.entries(BIG_METER, query).await?;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let entries = page["data"].as_array().map_or(0, Vec::len);
+    if entries == 0 || entries > size {
+        bail!("an entries page of {size} held {entries} entries");
+    }
+    Ok((ms, page))
+}
+
+fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    percentile(&times, 0.5)
+}
+
+/// The entries and summary endpoints on the large meter: first pages (the
+/// week, one hour), a walk of pages with their cursors, and a summary whose
+/// total must equal the rows the export wrote.
+async fn online(client: &ApiClient, export_rows: u64) -> anyhow::Result<Online> {
+    println!("  entries pages and a summary of meter {BIG_METER} …");
+    let mut week = filters(FROM, TO);
+    week.push(("pageSize", "100".into()));
+    let mut hour = filters(HOUR_FROM, HOUR_TO);
+    hour.push(("pageSize", "100".into()));
+    let (mut first, mut hourly) = (Vec::new(), Vec::new());
+    for _ in 0..ONLINE_RUNS {
+        first.push(timed_page(client, &week, 100).await?.0);
+        hourly.push(timed_page(client, &hour, 100).await?.0);
+    }
+
+    let mut walk = filters(FROM, TO);
+    walk.push(("pageSize", "500".into()));
+    let started = Instant::now();
+    let mut walked = 0;
+    let mut cursor: Option<String> = None;
+    let mut last_key: Option<(String, String)> = None;
+    while walked < WALK_PAGES {
+        let mut query = walk.clone();
+        if let Some(cursor) = &cursor {
+            query.push(("cursor", cursor.clone()));
+        }
+        let (_, page) = timed_page(client, &query, 500).await?;
+        walked += 1;
+        for entry in page["data"].as_array().into_iter().flatten() {
+            let key = (
+                entry["eventTime"].as_str().unwrap_or_default().to_owned(),
+                entry["eventId"].as_str().unwrap_or_default().to_owned(),
+            );
+            if last_key.as_ref().is_some_and(|last| *last >= key) {
+                bail!("entries out of order or repeated at page {walked}: {key:?}");
+            }
+            last_key = Some(key);
+        }
+        match page["nextPage"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let walk_page_ms = started.elapsed().as_secs_f64() * 1000.0 / walked as f64;
+
+    let body = serde_json::json!({
+        "exportType": "SAMPLE",
+        "runType": "NORMAL",
+        "queryFromTime": FROM,
+        "queryToTime": TO,
+        "groupBy": ["operatorId"],
+    });
+    let started = Instant::now();
+    let summary = client.summary(BIG_METER, &body).await?;
+    let summary_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let summary_total = summary["total"]
+        .as_u64()
+        .context("a summary without total")?;
+    if summary_total != export_rows {
+        bail!("the summary counts {summary_total} rows, the export wrote {export_rows}");
+    }
+    Ok(Online {
+        first_page_ms: median(first),
+        hour_page_ms: median(hourly),
+        walk_page_ms,
+        walked,
+        summary_ms,
+        summary_total,
+        summary_groups: summary["groups"].as_array().map_or(0, Vec::len),
     })
 }
 
@@ -914,6 +1053,17 @@ fn report(args: &BenchArgs, runs: &[Run], duckdb: Option<&DuckRun>) -> anyhow::R
             println!(
                 "latency, {SMALL_ROWS}-row export create → FINISHED ({} runs): median {:.0} ms, p90 {:.0} ms",
                 l.runs, l.median_ms, l.p90_ms
+            );
+        }
+        if let Some(o) = &run.online {
+            println!(
+                "entries, first page of 100 ({ONLINE_RUNS} runs, median): the week {:.1} ms, one hour {:.1} ms; \
+                 {} pages of 500 walked with cursors: {:.1} ms per page",
+                o.first_page_ms, o.hour_page_ms, o.walked, o.walk_page_ms
+            );
+            println!(
+                "summary by operatorId of the week: {:.0} ms, total {} (= the export's rows), {} groups",
+                o.summary_ms, o.summary_total, o.summary_groups
             );
         }
         if let Some(l) = &run.load {
