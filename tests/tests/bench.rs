@@ -54,6 +54,10 @@ async fn the_bench_exports_like_duckdb_embedded_and_distributed() {
     assert!(line(&embedded, "ratio auditx embedded").contains('×'));
     assert!(line(&embedded, "latency, 1000-row export").contains("(3 runs): median"));
     assert!(line(&embedded, "create-export calls, 4 connections").contains("req/s accepted"));
+    assert!(line(&embedded, "entries, first page of 100").contains("pages of 500 walked"));
+    // The summary's total is checked against the export by the bench itself.
+    assert!(line(&embedded, "summary by operatorId of the week")
+        .contains(&format!("total {rows} (= the export's rows)")));
 
     // The same lake again, distributed: reused, one and two workers.
     let distributed = bench(&[
