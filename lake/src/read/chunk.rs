@@ -21,8 +21,14 @@ use crate::schema::{audit_columns as ac, audit_schema};
 use crate::{AuditRow, LakeError, LakeResult};
 use auditx_common::s3::ObjectStore;
 
-/// Row groups decoded at once for one chunk.
+/// Row groups decoded at once for one chunk: at least this many…
 const ROW_GROUP_CONCURRENCY: usize = 4;
+/// …and more when they are small, as long as the rows in flight stay
+/// within four row groups of ingest's default size (65,536 rows): a small
+/// export over many days' files then reads them all in one round of
+/// requests instead of several.
+const ROWS_IN_FLIGHT: u64 = 4 * 65_536;
+const MAX_ROW_GROUP_CONCURRENCY: usize = 16;
 const BATCH_ROWS: usize = 8192;
 
 /// Checks that a file has every audit column with the expected type.
@@ -135,9 +141,10 @@ pub(super) async fn read_row_groups(
         .buffered(REQUEST_CONCURRENCY)
         .try_collect()
         .await?;
+    let reads: Vec<RowGroupRead> = reads.into_iter().flatten().collect();
+    let concurrency = row_group_concurrency(&reads);
     let decodes: Vec<_> = reads
         .into_iter()
-        .flatten()
         .map(|read| {
             let (store, bucket, predicate) = (store.clone(), bucket.to_owned(), predicate.clone());
             async move {
@@ -148,9 +155,28 @@ pub(super) async fn read_row_groups(
         })
         .collect();
     stream::iter(decodes)
-        .buffer_unordered(ROW_GROUP_CONCURRENCY)
+        .buffer_unordered(concurrency)
         .try_collect()
         .await
+}
+
+/// Row groups to decode at once: [`ROW_GROUP_CONCURRENCY`], or more while
+/// the largest of them times the count stays within [`ROWS_IN_FLIGHT`].
+fn row_group_concurrency(reads: &[RowGroupRead]) -> usize {
+    let largest = reads
+        .iter()
+        .map(|r| {
+            r.metadata
+                .metadata()
+                .row_group(r.row_group)
+                .num_rows()
+                .max(1) as u64
+        })
+        .max()
+        .unwrap_or(1);
+    usize::try_from(ROWS_IN_FLIGHT / largest)
+        .unwrap_or(MAX_ROW_GROUP_CONCURRENCY)
+        .clamp(ROW_GROUP_CONCURRENCY, MAX_ROW_GROUP_CONCURRENCY)
 }
 
 /// The eventIds of the rows at exactly `at_ms` in the listed row groups

@@ -40,13 +40,10 @@ pub async fn prepare(services: &Services, spec: &JobSpec) -> Result<JobPlan, Dri
     let config = &services.config;
     let bucket = &config.s3.lake_bucket;
     let consistent_as_of_ms = chrono::Utc::now().timestamp_millis();
-    let runs = read_runs(&services.store, bucket, &spec.tenant, spec.meter_id).await?;
-    let statuses = latest_statuses(&runs);
-    let sessions = allowed_sessions(&spec.query, &statuses);
-    let files = if sessions.as_ref().is_some_and(Vec::is_empty) {
-        // A filter no session passes: nothing to read, one header-only file.
-        Vec::new()
-    } else {
+    // The runs and the lake's files are read at once (a small export's
+    // planning is mostly these round trips).
+    let (runs, files) = tokio::try_join!(
+        read_runs(&services.store, bucket, &spec.tenant, spec.meter_id),
         list_audit_files(
             &services.store,
             bucket,
@@ -54,8 +51,15 @@ pub async fn prepare(services: &Services, spec: &JobSpec) -> Result<JobPlan, Dri
             spec.meter_id,
             spec.from_ms,
             spec.to_ms,
-        )
-        .await?
+        ),
+    )?;
+    let statuses = latest_statuses(&runs);
+    let sessions = allowed_sessions(&spec.query, &statuses);
+    let files = if sessions.as_ref().is_some_and(Vec::is_empty) {
+        // A filter no session passes: nothing to read, one header-only file.
+        Vec::new()
+    } else {
+        files
     };
     let run_statuses = match &sessions {
         Some(allowed) => statuses
