@@ -1,12 +1,15 @@
 //! Checks of a finished export as its user sees it: the files downloaded
 //! through presigned URLs, against the manifest and the expected rows.
 
+use std::time::Duration;
+
+use auditx::client::{ApiClient, ExportRequest};
+use auditx_lake::generate::{audit_rows, run_rows, GenerateSpec};
+use chrono::DateTime;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use auditx::client::ApiClient;
-
-use crate::expect;
+use crate::expect::{self, Query};
 use crate::Sandbox;
 
 /// Downloads a FINISHED export's files and checks each against the manifest
@@ -60,4 +63,33 @@ pub async fn assert_export_exact(
     }
     assert_eq!(lines.len(), expected.len(), "rows in the files");
     assert!(lines == expected, "rows lost, duplicated or reordered");
+}
+
+/// The tenant's next export — `request` with its range ending at `to` —
+/// runs on the fleet as a fault left it and holds exactly the rows of
+/// `spec` that `query`, ending at `to`, selects.
+pub async fn assert_next_export_runs(
+    client: &ApiClient,
+    sandbox: &Sandbox,
+    spec: &GenerateSpec,
+    request: &ExportRequest,
+    query: &Query,
+    to: &str,
+    file_rows: u64,
+) {
+    let next = ExportRequest {
+        query_to_time: to.into(),
+        ..request.clone()
+    };
+    let id = client.create_export(&next).await.unwrap();
+    let job = client
+        .wait(request.meter_id, &id, Duration::from_secs(300), |_| {})
+        .await
+        .unwrap();
+    let query = Query {
+        to_ms: DateTime::parse_from_rfc3339(to).unwrap().timestamp_millis(),
+        ..query.clone()
+    };
+    let expected = expect::expected_lines(audit_rows(spec), &run_rows(spec), &query);
+    assert_export_exact(client, sandbox, &job, &expected, file_rows).await;
 }

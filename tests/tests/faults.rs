@@ -117,6 +117,17 @@ impl Setup {
         expect::expected_lines(audit_rows(&self.spec), &run_rows(&self.spec), &query)
     }
 
+    /// The ended export holds exactly the rows up to `to`, checked against
+    /// its manifest; the whole range holds the ≥ 200,000 rows every fault
+    /// test must export.
+    async fn assert_exact(&self, job: &Value, to: &str) {
+        let expected = self.expected(to);
+        if to == TO {
+            assert!(expected.len() >= 200_000, "{} rows", expected.len());
+        }
+        assert_export_exact(&self.client(), &self.sandbox, job, &expected, FILE_ROWS).await;
+    }
+
     /// A copy of the config whose worker health endpoint listens on `port`.
     fn worker_config(&self, port: u16) -> PathBuf {
         let path = self.dir.path().join(format!("worker-{port}.toml"));
@@ -202,14 +213,7 @@ async fn assert_next_export_runs(setup: &Setup) {
         .wait(setup.meter, &id, Duration::from_secs(300), |_| {})
         .await
         .unwrap();
-    assert_export_exact(
-        &client,
-        &setup.sandbox,
-        &job,
-        &setup.expected(NEXT_TO),
-        FILE_ROWS,
-    )
-    .await;
+    setup.assert_exact(&job, NEXT_TO).await;
 }
 
 fn assert_running(process: &mut Child, what: &str) {
@@ -311,9 +315,7 @@ async fn a_rabbitmq_restart_mid_export_loses_nothing_and_stops_no_process() {
         "FAULT rabbitmq restart: export finished {:.1} s after the broker came back",
         back.elapsed().as_secs_f64()
     );
-    let expected = setup.expected(TO);
-    assert!(expected.len() >= 200_000, "{} rows", expected.len());
-    assert_export_exact(&client, &setup.sandbox, &job, &expected, FILE_ROWS).await;
+    setup.assert_exact(&job, TO).await;
     assert_next_export_runs(&setup).await;
     assert_running(&mut worker_a, "first worker");
     assert_running(&mut worker_b, "second worker");
@@ -374,14 +376,7 @@ async fn the_s3_endpoint_down_for_10_s_mid_export_loses_nothing() {
         "FAULT s3 down: export finished {:.1} s after the endpoint came back",
         back.elapsed().as_secs_f64()
     );
-    assert_export_exact(
-        &client,
-        &setup.sandbox,
-        &job,
-        &setup.expected(TO),
-        FILE_ROWS,
-    )
-    .await;
+    setup.assert_exact(&job, TO).await;
     assert_next_export_runs(&setup).await;
     assert_running(&mut worker_a, "first worker");
     assert_running(&mut worker_b, "second worker");
@@ -440,14 +435,7 @@ async fn a_worker_stopped_with_sigterm_mid_export_finishes_its_tasks_and_loses_n
          export finished {:.1} s after the signal",
         signalled.elapsed().as_secs_f64()
     );
-    assert_export_exact(
-        &client,
-        &setup.sandbox,
-        &job,
-        &setup.expected(TO),
-        FILE_ROWS,
-    )
-    .await;
+    setup.assert_exact(&job, TO).await;
     assert_next_export_runs(&setup).await;
     setup.sandbox.stop().await.unwrap();
 }

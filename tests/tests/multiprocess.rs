@@ -10,7 +10,7 @@ use auditx_lake::generate::{audit_rows, run_rows, GenerateSpec};
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query};
 use auditx_tests::processes::{config_file, free_port, spawn, wait_healthy};
-use auditx_tests::verify::assert_export_exact;
+use auditx_tests::verify::{assert_export_exact, assert_next_export_runs};
 use auditx_tests::{Sandbox, SandboxOptions};
 use chrono::DateTime;
 
@@ -109,25 +109,9 @@ async fn separate_processes_export_a_million_rows_into_several_files_despite_a_k
     assert_export_exact(&client, &sandbox, &job, &expected, FILE_ROWS).await;
 
     // The tenant's next export runs on the fleet that lost a worker.
-    let next = ExportRequest {
-        query_to_time: NEXT_TO.into(),
-        ..request.clone()
-    };
-    let next_id = client.create_export(&next).await.unwrap();
-    let job = client
-        .wait(5, &next_id, Duration::from_secs(300), |_| {})
-        .await
-        .unwrap();
-    let next_expected = expect::expected_lines(
-        audit_rows(&spec),
-        &run_rows(&spec),
-        &Query {
-            to_ms: DateTime::parse_from_rfc3339(NEXT_TO)
-                .unwrap()
-                .timestamp_millis(),
-            ..query.clone()
-        },
-    );
-    assert_export_exact(&client, &sandbox, &job, &next_expected, FILE_ROWS).await;
+    assert_next_export_runs(
+        &client, &sandbox, &spec, &request, &query, NEXT_TO, FILE_ROWS,
+    )
+    .await;
     sandbox.stop().await.unwrap();
 }

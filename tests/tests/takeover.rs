@@ -10,7 +10,7 @@ use auditx_lake::generate::{audit_rows, run_rows, GenerateSpec};
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query};
 use auditx_tests::processes::{config_file, free_port, spawn, wait_healthy};
-use auditx_tests::verify::assert_export_exact;
+use auditx_tests::verify::{assert_export_exact, assert_next_export_runs};
 use auditx_tests::{Sandbox, SandboxOptions};
 use chrono::DateTime;
 
@@ -102,25 +102,9 @@ async fn a_killed_scheduler_is_taken_over_by_another_replica() {
     assert_export_exact(&via_b, &sandbox, &job, &expected, FILE_ROWS).await;
 
     // The tenant's next export runs on the surviving replica.
-    let next = ExportRequest {
-        query_to_time: NEXT_TO.into(),
-        ..request.clone()
-    };
-    let next_id = via_b.create_export(&next).await.unwrap();
-    let job = via_b
-        .wait(3, &next_id, Duration::from_secs(300), |_| {})
-        .await
-        .unwrap();
-    let next_expected = expect::expected_lines(
-        audit_rows(&spec),
-        &run_rows(&spec),
-        &Query {
-            to_ms: DateTime::parse_from_rfc3339(NEXT_TO)
-                .unwrap()
-                .timestamp_millis(),
-            ..query.clone()
-        },
-    );
-    assert_export_exact(&via_b, &sandbox, &job, &next_expected, FILE_ROWS).await;
+    assert_next_export_runs(
+        &via_b, &sandbox, &spec, &request, &query, NEXT_TO, FILE_ROWS,
+    )
+    .await;
     sandbox.stop().await.unwrap();
 }
