@@ -9,6 +9,7 @@ mod scan;
 
 use std::collections::BTreeMap;
 
+use arrow::array::RecordBatch;
 use auditx_proto::{LakeSource, MeterId, RowFilter, TenantId};
 use chrono::NaiveDate;
 use futures::{stream, StreamExt, TryStreamExt};
@@ -220,12 +221,56 @@ pub async fn read_chunk_rows_in(
     event_ids: &EventIdRange,
     filter: &RowFilter,
 ) -> LakeResult<Vec<AuditRow>> {
-    let parts =
-        chunk::read_row_groups(store, bucket, sources, from_ms, to_ms, event_ids, filter).await?;
+    let parts = chunk::read_row_groups(
+        store,
+        bucket,
+        sources,
+        from_ms,
+        to_ms,
+        event_ids,
+        filter,
+        None,
+        chunk::to_audit_rows,
+    )
+    .await?;
     let mut rows = Vec::with_capacity(parts.iter().map(Vec::len).sum());
     parts.into_iter().for_each(|part| rows.extend(part));
     tracing::debug!(rows = rows.len(), "chunk rows read");
     Ok(rows)
+}
+
+/// [`read_chunk_rows_in`] as Arrow record batches of the named audit
+/// columns only (in the order named), for callers that work on columns:
+/// no row is built, and columns neither named nor filtered on are never
+/// read. Each batch holds rows of one lake file; at most 8,192 rows each.
+#[tracing::instrument(name = "lake.read_chunk_batches", skip_all, fields(sources = sources.len()))]
+#[allow(clippy::too_many_arguments)]
+pub async fn read_chunk_batches_in(
+    store: &ObjectStore,
+    bucket: &str,
+    sources: &[LakeSource],
+    from_ms: i64,
+    to_ms: i64,
+    event_ids: &EventIdRange,
+    filter: &RowFilter,
+    columns: &[&'static str],
+) -> LakeResult<Vec<RecordBatch>> {
+    let parts = chunk::read_row_groups(
+        store,
+        bucket,
+        sources,
+        from_ms,
+        to_ms,
+        event_ids,
+        filter,
+        Some(columns),
+        |batches, _| Ok(batches),
+    )
+    .await?;
+    let batches: Vec<RecordBatch> = parts.into_iter().flatten().collect();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    tracing::debug!(rows, batches = batches.len(), "chunk batches read");
+    Ok(batches)
 }
 
 /// Every audit file of a meter, all dates (the object listing only).

@@ -18,6 +18,6 @@ mod run;
 pub use error::WorkerError;
 pub use export::assemble::assemble_file;
 pub use export::parts::PartSplitter;
-pub use export::render::{order_rows, render_chunk, render_csv, render_jsonl, RenderedChunk};
+pub use export::render::{order_rows, render_chunk, render_jsonl, RenderedChunk};
 pub use health::serve_health;
 pub use run::run;

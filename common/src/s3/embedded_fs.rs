@@ -9,8 +9,8 @@
 //! in 256 KiB blocks by one blocking thread per request; `UploadPartCopy`
 //! copies nothing (the source's file is pinned by a hard link and the range
 //! recorded), multipart uploads are completed by the kernel
-//! (`copy_file_range` through [`std::io::copy`]) or, for one whole part, by
-//! a rename; and ETags are opaque identifiers unique per
+//! (`copy_file_range` through [`std::io::copy`], several parts at once) or,
+//! for one whole part, by a rename; and ETags are opaque identifiers unique per
 //! write — S3 only promises that an ETag changes when the object does; the
 //! ETags of multipart objects are not MD5 digests on AWS either.
 //!
@@ -24,7 +24,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,6 +37,8 @@ use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result, S3};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// Threads concatenating the parts of one upload at most.
+const MAX_CONCATENATING_THREADS: usize = 4;
 /// Bytes gathered before one write to disk.
 const WRITE_BLOCK: usize = 1 << 20;
 /// Bytes per read of a GET.
@@ -369,7 +371,8 @@ impl PartData {
         }
     }
 
-    /// Appends the part's bytes to `out` (the kernel copies).
+    /// Writes the part's bytes at the current position of `out` (the
+    /// kernel copies).
     fn append_to(&self, out: &mut File) -> io::Result<()> {
         let copied = match self {
             PartData::File(path, _) => io::copy(&mut File::open(path)?, out)?,
@@ -399,6 +402,48 @@ impl PartData {
             }
         }
     }
+}
+
+/// Writes `parts` one after the other into a new file `dest`, several at
+/// once: each copy is the kernel's, on one core, so a large object is
+/// completed by every core (on a file system without reflinks the bytes
+/// are copied, and that is the last step of every export).
+fn concatenate_parts(parts: &[PartData], dest: &Path) -> io::Result<()> {
+    let mut offsets = Vec::with_capacity(parts.len());
+    let mut total = 0;
+    for part in parts {
+        offsets.push(total);
+        total += part.len();
+    }
+    let out = File::create(dest)?;
+    out.set_len(total)?;
+    let copiers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_CONCATENATING_THREADS)
+        .min(parts.len());
+    let next = AtomicUsize::new(0);
+    let copy = || -> io::Result<()> {
+        let mut out = std::fs::OpenOptions::new().write(true).open(dest)?;
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(part) = parts.get(i) else {
+                return Ok(());
+            };
+            out.seek(SeekFrom::Start(offsets[i]))?;
+            part.append_to(&mut out)?;
+        }
+    };
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..copiers).map(|_| scope.spawn(copy)).collect();
+        let mut result = copy();
+        for helper in helpers {
+            let joined = helper
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a copying thread panicked")));
+            result = result.and(joined);
+        }
+        result
+    })
 }
 
 /// The stored attributes s3s-fs writes (only what a GET returns).
@@ -872,11 +917,7 @@ impl S3 for FastFs {
                     }
                     _ => {}
                 }
-                let mut out = File::create(&tmp)?;
-                for part in &parts {
-                    part.append_to(&mut out)?;
-                }
-                drop(out);
+                concatenate_parts(&parts, &tmp)?;
                 rename_into_place(&tmp, &object)?;
                 parts.iter().for_each(PartData::remove);
                 Ok(())

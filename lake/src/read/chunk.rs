@@ -85,28 +85,13 @@ pub(super) async fn row_group_reads(
     source.row_groups.iter().map(read).collect()
 }
 
-/// Decodes one row group's matching rows (inside its own task, so that
-/// building the rows is spread over the cores too).
-async fn read_row_group(
-    store: ObjectStore,
-    bucket: String,
-    read: RowGroupRead,
-    predicate: Arc<Predicate>,
-) -> LakeResult<Vec<AuditRow>> {
-    let key = read.key.as_str();
-    let reader = ObjectReader::new(&store, &bucket, key, read.size);
-    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, read.metadata);
-    let mask = ProjectionMask::roots(builder.parquet_schema(), predicate.column_indices());
-    let filter = ArrowPredicateFn::new(mask, move |batch| predicate.evaluate(&batch));
-    let batches: Vec<RecordBatch> = builder
-        .with_row_groups(vec![read.row_group])
-        .with_row_filter(ParquetRowFilter::new(vec![Box::new(filter)]))
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| read_error(key, e))?
-        .try_collect()
-        .await
-        .map_err(|e| read_error(key, e))?;
+/// What a row group's task makes of its matching record batches (inside
+/// the task, so that the work is spread over the cores too), given the
+/// file's key for error messages.
+pub(super) type Convert<T> = fn(Vec<RecordBatch>, &str) -> LakeResult<T>;
+
+/// The matching rows of one row group as audit rows.
+pub(super) fn to_audit_rows(batches: Vec<RecordBatch>, key: &str) -> LakeResult<Vec<AuditRow>> {
     let mut rows = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     for batch in &batches {
         push_audit_rows(batch, key, &mut rows)?;
@@ -114,9 +99,56 @@ async fn read_row_group(
     Ok(rows)
 }
 
+/// Decodes one row group's matching rows, `columns` of them (all when
+/// `None`), and converts them in the task.
+async fn read_row_group<T>(
+    store: ObjectStore,
+    bucket: String,
+    read: RowGroupRead,
+    predicate: Arc<Predicate>,
+    columns: Option<Arc<[&'static str]>>,
+    convert: Convert<T>,
+) -> LakeResult<T> {
+    let key = read.key.as_str();
+    let reader = ObjectReader::new(&store, &bucket, key, read.size);
+    let projection = columns
+        .map(|names| {
+            let schema = read.metadata.schema();
+            names
+                .iter()
+                .map(|name| {
+                    schema
+                        .index_of(name)
+                        .map_err(|_| corrupt(key, format!("column {name} is missing")))
+                })
+                .collect::<LakeResult<Vec<usize>>>()
+        })
+        .transpose()?;
+    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, read.metadata);
+    let mask = ProjectionMask::roots(builder.parquet_schema(), predicate.column_indices());
+    let filter = ArrowPredicateFn::new(mask, move |batch| predicate.evaluate(&batch));
+    let mut builder = builder
+        .with_row_groups(vec![read.row_group])
+        .with_row_filter(ParquetRowFilter::new(vec![Box::new(filter)]))
+        .with_batch_size(BATCH_ROWS);
+    if let Some(indices) = projection {
+        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+        builder = builder.with_projection(mask);
+    }
+    let batches: Vec<RecordBatch> = builder
+        .build()
+        .map_err(|e| read_error(key, e))?
+        .try_collect()
+        .await
+        .map_err(|e| read_error(key, e))?;
+    convert(batches, key)
+}
+
 /// Decodes the matching rows of every listed row group, each in its own
-/// task (so a chunk uses every core).
-pub(super) async fn read_row_groups(
+/// task (so a chunk uses every core): `columns` of them (all when `None`),
+/// made into what `convert` makes of them.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn read_row_groups<T: Send + 'static>(
     store: &ObjectStore,
     bucket: &str,
     sources: &[LakeSource],
@@ -124,11 +156,14 @@ pub(super) async fn read_row_groups(
     to_ms: i64,
     event_ids: &EventIdRange,
     filter: &RowFilter,
-) -> LakeResult<Vec<Vec<AuditRow>>> {
+    columns: Option<&[&'static str]>,
+    convert: Convert<T>,
+) -> LakeResult<Vec<T>> {
     if from_ms >= to_ms {
         return Ok(Vec::new());
     }
     let predicate = Arc::new(Predicate::new(from_ms, to_ms, filter).with_event_ids(event_ids));
+    let columns: Option<Arc<[&'static str]>> = columns.map(Arc::from);
     // The futures are built before they are streamed: closures over
     // borrowed items inside the stream make rustc unable to prove the
     // whole future `Send` (a higher-ranked lifetime limitation).
@@ -147,8 +182,9 @@ pub(super) async fn read_row_groups(
         .into_iter()
         .map(|read| {
             let (store, bucket, predicate) = (store.clone(), bucket.to_owned(), predicate.clone());
+            let task = read_row_group(store, bucket, read, predicate, columns.clone(), convert);
             async move {
-                tokio::spawn(read_row_group(store, bucket, read, predicate))
+                tokio::spawn(task)
                     .await
                     .map_err(|e| LakeError::Parquet(format!("row group task failed: {e}")))?
             }

@@ -6,48 +6,52 @@
 //! one output buffer: no per-field allocation, no formatting machinery on
 //! the hot path.
 
-use std::collections::BTreeMap;
-
 use auditx_lake::sql::{write_csv_field, write_timestamp_millis};
-use auditx_lake::AuditRow;
 
 /// The first line of every CSV file, line end included.
 pub const HEADER: &[u8] = b"eventId,eventTime,sessionId,runType,runStatus,operatorId,operatorType,\
 operatorName,errorCode,errorMessage,traceId,payload\n";
 
-/// Appends one data row; `run_statuses` maps a `sessionId` to its run's status.
-pub fn write_row(out: &mut Vec<u8>, row: &AuditRow, run_statuses: &BTreeMap<String, String>) {
-    write_csv_field(out, &row.event_id);
-    out.push(b',');
-    write_timestamp_millis(out, row.event_time_ms);
-    out.push(b',');
-    write_csv_field(out, &row.session_id);
-    out.push(b',');
-    write_csv_field(out, &row.run_type);
-    out.push(b',');
-    write_csv_field(
-        out,
-        run_statuses.get(&row.session_id).map_or("", String::as_str),
-    );
-    out.push(b',');
-    write_csv_field(out, optional(&row.operator_id));
-    out.push(b',');
-    write_csv_field(out, optional(&row.operator_type));
-    out.push(b',');
-    write_csv_field(out, optional(&row.operator_name));
-    out.push(b',');
-    write_csv_field(out, optional(&row.error_code));
-    out.push(b',');
-    write_csv_field(out, optional(&row.error_message));
-    out.push(b',');
-    write_csv_field(out, optional(&row.trace_id));
-    out.push(b',');
-    write_csv_field(out, optional(&row.payload));
-    out.push(b'\n');
+/// The fields of one data row, borrowed from wherever the row is held;
+/// absent values are empty strings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Row<'a> {
+    pub event_id: &'a str,
+    pub event_time_ms: i64,
+    pub session_id: &'a str,
+    pub run_type: &'a str,
+    /// The status of the row's run, from the runs table.
+    pub run_status: &'a str,
+    pub operator_id: &'a str,
+    pub operator_type: &'a str,
+    pub operator_name: &'a str,
+    pub error_code: &'a str,
+    pub error_message: &'a str,
+    pub trace_id: &'a str,
+    pub payload: &'a str,
 }
 
-fn optional(value: &Option<String>) -> &str {
-    value.as_deref().unwrap_or("")
+/// Appends one data row.
+pub fn write_row(out: &mut Vec<u8>, row: &Row) {
+    write_csv_field(out, row.event_id);
+    out.push(b',');
+    write_timestamp_millis(out, row.event_time_ms);
+    for field in [
+        row.session_id,
+        row.run_type,
+        row.run_status,
+        row.operator_id,
+        row.operator_type,
+        row.operator_name,
+        row.error_code,
+        row.error_message,
+        row.trace_id,
+        row.payload,
+    ] {
+        out.push(b',');
+        write_csv_field(out, field);
+    }
+    out.push(b'\n');
 }
 
 #[cfg(test)]
@@ -68,24 +72,20 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
-    fn row() -> AuditRow {
-        AuditRow {
-            tenant: "t1".into(),
-            entity: None,
-            org: None,
-            meter_id: 7,
-            session_id: "R-00002283".into(),
-            run_type: "NORMAL".into(),
-            record_type: "ERROR".into(),
-            operator_id: Some("op-1".into()),
-            operator_type: Some("Transform".into()),
-            operator_name: Some("Rate, usage".into()),
-            event_id: "e-1".into(),
-            trace_id: None,
+    fn row() -> Row<'static> {
+        Row {
+            event_id: "e-1",
             event_time_ms: 1_753_296_408_775,
-            error_code: Some("E42".into()),
-            error_message: Some("bad \"unit\"\nline 2".into()),
-            payload: Some(r#"{"a":1,"b":"x"}"#.into()),
+            session_id: "R-00002283",
+            run_type: "NORMAL",
+            run_status: "COMPLETED",
+            operator_id: "op-1",
+            operator_type: "Transform",
+            operator_name: "Rate, usage",
+            error_code: "E42",
+            error_message: "bad \"unit\"\nline 2",
+            trace_id: "",
+            payload: r#"{"a":1,"b":"x"}"#,
         }
     }
 
@@ -139,26 +139,26 @@ mod tests {
 
     #[test]
     fn rows_render_every_column_and_empty_absent_values() {
-        let statuses = BTreeMap::from([("R-00002283".to_string(), "COMPLETED".to_string())]);
         let mut out = Vec::new();
-        write_row(&mut out, &row(), &statuses);
+        write_row(&mut out, &row());
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "e-1,2025-07-23T18:46:48.775Z,R-00002283,NORMAL,COMPLETED,op-1,Transform,\
              \"Rate, usage\",E42,\"bad \"\"unit\"\"\nline 2\",,\"{\"\"a\"\":1,\"\"b\"\":\"\"x\"\"}\"\n"
         );
 
-        let bare = AuditRow {
-            operator_id: None,
-            operator_type: None,
-            operator_name: None,
-            error_code: None,
-            error_message: None,
-            payload: None,
+        let bare = Row {
+            run_status: "",
+            operator_id: "",
+            operator_type: "",
+            operator_name: "",
+            error_code: "",
+            error_message: "",
+            payload: "",
             ..row()
         };
         let mut out = Vec::new();
-        write_row(&mut out, &bare, &BTreeMap::new());
+        write_row(&mut out, &bare);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "e-1,2025-07-23T18:46:48.775Z,R-00002283,NORMAL,,,,,,,,\n"

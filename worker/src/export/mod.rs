@@ -3,6 +3,7 @@
 //! CSV, JSON Lines or Parquet.
 
 pub mod assemble;
+pub mod columnar;
 pub mod csv;
 pub mod jsonl;
 pub mod parquet;

@@ -5,13 +5,13 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use auditx_common::s3::ObjectStore;
-use auditx_lake::read::{read_chunk_rows_in, EventIdRange};
+use auditx_lake::read::{read_chunk_batches_in, read_chunk_rows_in, EventIdRange};
 use auditx_lake::AuditRow;
 use auditx_proto::{OutputFormat, RenderOutcome, RenderTask};
 use bytes::Bytes;
 
 use crate::error::WorkerError;
-use crate::export::{csv, jsonl, parquet};
+use crate::export::{columnar, jsonl, parquet};
 
 /// The rendered data rows of one chunk (no header): the staging object.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,33 +47,45 @@ pub async fn render_chunk(
         from: task.event_id_from.clone(),
         to: task.event_id_to.clone(),
     };
-    let mut rows = read_chunk_rows_in(
-        store,
-        lake_bucket,
-        &task.sources,
-        task.from_ms,
-        task.to_ms,
-        &event_ids,
-        &task.filter,
-    )
-    .await?;
     // Sorting and rendering are CPU work (tens of milliseconds per chunk)
     // that must not stall the threads driving I/O.
-    let span = tracing::Span::current();
-    let (run_statuses, stride, format) =
-        (task.run_statuses.clone(), task.offset_stride, task.format);
-    let rendered = tokio::task::spawn_blocking(move || {
-        span.in_scope(|| {
-            order_rows(&mut rows);
-            match format {
-                OutputFormat::Csv => Ok(render_csv(&rows, &run_statuses, stride)),
-                OutputFormat::Jsonl => render_jsonl(&rows, &run_statuses, stride),
-                OutputFormat::Parquet => parquet::render_parquet(&rows, &run_statuses, stride),
-            }
-        })
-    })
-    .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    let (run_statuses, stride) = (task.run_statuses.clone(), task.offset_stride);
+    let rendered = match task.format {
+        OutputFormat::Csv => {
+            let batches = read_chunk_batches_in(
+                store,
+                lake_bucket,
+                &task.sources,
+                task.from_ms,
+                task.to_ms,
+                &event_ids,
+                &task.filter,
+                columnar::COLUMNS,
+            )
+            .await?;
+            off_the_runtime(move || columnar::render_csv(&batches, &run_statuses, stride)).await?
+        }
+        format => {
+            let mut rows = read_chunk_rows_in(
+                store,
+                lake_bucket,
+                &task.sources,
+                task.from_ms,
+                task.to_ms,
+                &event_ids,
+                &task.filter,
+            )
+            .await?;
+            off_the_runtime(move || {
+                order_rows(&mut rows);
+                match format {
+                    OutputFormat::Jsonl => render_jsonl(&rows, &run_statuses, stride),
+                    _ => parquet::render_parquet(&rows, &run_statuses, stride),
+                }
+            })
+            .await?
+        }
+    };
     let bytes = rendered.data_len;
     store
         .put(
@@ -92,6 +104,16 @@ pub async fn render_chunk(
         row_offsets: rendered.row_offsets,
         event_ids_bounded: true,
     })
+}
+
+/// Runs `work` on the blocking pool, inside the current span.
+async fn off_the_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, WorkerError> + Send + 'static,
+) -> Result<T, WorkerError> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 /// Sorts rows by (`eventTime`, `eventId`) and drops re-sent copies of an
@@ -117,30 +139,6 @@ fn tie_break(a: &AuditRow, b: &AuditRow) -> Ordering {
         )
     }
     key(a).cmp(&key(b))
-}
-
-/// Renders ordered rows as CSV data rows, noting the offset of every
-/// `stride`-th row.
-pub fn render_csv(
-    rows: &[AuditRow],
-    run_statuses: &BTreeMap<String, String>,
-    stride: u32,
-) -> RenderedChunk {
-    let stride = stride.max(1) as usize;
-    let mut bytes = Vec::with_capacity(estimated_size(rows));
-    let mut row_offsets = Vec::with_capacity(rows.len().div_ceil(stride));
-    for (i, row) in rows.iter().enumerate() {
-        if i % stride == 0 {
-            row_offsets.push(bytes.len() as u64);
-        }
-        csv::write_row(&mut bytes, row, run_statuses);
-    }
-    RenderedChunk {
-        data_len: bytes.len() as u64,
-        bytes,
-        rows: rows.len() as u64,
-        row_offsets,
-    }
 }
 
 /// Renders ordered rows as JSON Lines, noting the offset of every
@@ -246,43 +244,15 @@ mod tests {
     }
 
     #[test]
-    fn offsets_mark_every_stride_th_row() {
-        let rows: Vec<_> = (0..5).map(|i| row(&format!("e{i}"), i, "{}")).collect();
-        let rendered = render_csv(&rows, &BTreeMap::new(), 2);
-        let text = String::from_utf8(rendered.bytes.clone()).unwrap();
-        let line_starts: Vec<u64> = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i as u64 + 1))
-            .take(5)
-            .collect();
-        assert_eq!(rendered.rows, 5);
-        assert_eq!(
-            rendered.row_offsets,
-            [line_starts[0], line_starts[2], line_starts[4]]
-        );
-        assert!(text.starts_with("e0,1970-01-01T00:00:00.000Z,R-1,NORMAL,,"));
-        assert_eq!(text.lines().count(), 5);
-
-        let every_row = render_csv(&rows, &BTreeMap::new(), 1);
-        assert_eq!(every_row.row_offsets, line_starts);
-        let one = render_csv(&rows, &BTreeMap::new(), 1000);
-        assert_eq!(one.row_offsets, [0]);
-    }
-
-    #[test]
     fn an_empty_chunk_renders_nothing() {
-        let rendered = render_csv(&[], &BTreeMap::new(), 10);
         assert_eq!(
-            rendered,
+            render_jsonl(&[], &BTreeMap::new(), 10).unwrap(),
             RenderedChunk {
                 bytes: Vec::new(),
                 rows: 0,
                 row_offsets: Vec::new(),
                 data_len: 0,
             }
-        );
-        assert_eq!(
-            render_jsonl(&[], &BTreeMap::new(), 10).unwrap(),
-            render_csv(&[], &BTreeMap::new(), 10)
         );
     }
 
