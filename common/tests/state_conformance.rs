@@ -308,6 +308,8 @@ async fn logs_append_each_id_once_and_read_from_a_position(store: Arc<dyn StateS
 
 async fn lists_are_fifo(store: Arc<dyn StateStore>) {
     assert!(store.list_all("l").await.unwrap().is_empty());
+    assert_eq!(store.list_len("l").await.unwrap(), 0);
+    assert_eq!(store.list_first("l").await.unwrap(), None);
     for id in ["r1", "r2", "r3", "r2"] {
         store.list_push("l", id).await.unwrap();
     }
@@ -315,13 +317,19 @@ async fn lists_are_fifo(store: Arc<dyn StateStore>) {
         store.list_all("l").await.unwrap(),
         keys(&["r1", "r2", "r3", "r2"])
     );
+    assert_eq!(store.list_len("l").await.unwrap(), 4);
+    assert_eq!(store.list_first("l").await.unwrap().as_deref(), Some("r1"));
     store.list_remove("l", "r2").await.unwrap();
     store.list_remove("l", "absent").await.unwrap();
     store.list_remove("l/missing", "r1").await.unwrap();
     assert_eq!(store.list_all("l").await.unwrap(), keys(&["r1", "r3"]));
+    assert_eq!(store.list_len("l").await.unwrap(), 2);
     store.list_remove("l", "r1").await.unwrap();
+    assert_eq!(store.list_first("l").await.unwrap().as_deref(), Some("r3"));
     store.list_remove("l", "r3").await.unwrap();
     assert!(store.list_all("l").await.unwrap().is_empty());
+    assert_eq!(store.list_len("l").await.unwrap(), 0);
+    assert_eq!(store.list_first("l").await.unwrap(), None);
     // An emptied list is gone, so the key is free for another kind of value.
     assert!(store.set_if_absent("l", b"value").await.unwrap());
 }

@@ -59,6 +59,16 @@ impl TenantQueues {
         self.state.list_all(&self.key(tenant)).await
     }
 
+    /// How many ids the tenant has queued (one state call, whatever the count).
+    pub async fn len(&self, tenant: &TenantId) -> StateResult<u64> {
+        self.state.list_len(&self.key(tenant)).await
+    }
+
+    /// The tenant's oldest id.
+    pub async fn first(&self, tenant: &TenantId) -> StateResult<Option<String>> {
+        self.state.list_first(&self.key(tenant)).await
+    }
+
     pub async fn remove(&self, tenant: &TenantId, id: &str) -> StateResult<()> {
         self.state.list_remove(&self.key(tenant), id).await
     }

@@ -3,9 +3,11 @@
 
 mod harness;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use auditx_common::queue::Message;
+use auditx_common::state::MemoryStore;
 use auditx_proto::{
     encode, ChunkId, MeterId, RecordType, Task, TaskFailure, TaskRef, TenantId, WorkerReport,
 };
@@ -161,6 +163,43 @@ async fn run_statuses_select_sessions_by_their_latest_status() -> anyhow::Result
         line.contains(",R-1,NORMAL,FAILED,"),
         "runStatus column: {line}"
     );
+    scheduler.stop().await?;
+    h.stop_workers().await
+}
+
+/// The state store retries a command whose reply was lost, so recording a
+/// file's upload id can answer "already recorded" when the id recorded is
+/// the driver's own (Redis restarted between applying the write and
+/// answering). The driver must keep that upload: it used to abort it, and
+/// the file failed with NoSuchUpload (seen in `faults_state`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_recorded_by_a_retried_command_is_kept() -> anyhow::Result<()> {
+    let state = Arc::new(RepliesLost(MemoryStore::new()));
+    let mut h = Harness::start_on(|_| {}, state).await?;
+    let acme = TenantId::from("acme");
+    let rows = audit_rows(&acme, METER, 300);
+    write_interleaved(&h, &acme, METER, &rows).await?;
+    h.write_runs(&acme, METER, runs(&acme, METER)).await?;
+    let (from, to) = whole_day();
+    let query = Query::new(RecordType::Sample, from, to);
+    let want = expected_ids(&rows, &query, None);
+    let id = h.submit(&acme, METER, query).await?;
+
+    h.start_workers(1);
+    let scheduler = h.start_scheduler("s1");
+    let job = h.wait_for_end(&id).await?;
+    assert_eq!(
+        job.state.status,
+        JobStatus::Finished,
+        "{:?}",
+        job.state.error
+    );
+    assert!(
+        job.state.file_list.len() > 1,
+        "several files, several uploads"
+    );
+    let event = h.event(&id).await?;
+    assert_eq!(downloaded_ids(&h, &job, &event).await?, want);
     scheduler.stop().await?;
     h.stop_workers().await
 }

@@ -97,6 +97,12 @@ impl EmbeddedS3 {
                 let Ok((socket, _)) = listener.accept().await else {
                     continue;
                 };
+                // A response goes out in several writes (head, then body
+                // blocks): with Nagle's algorithm on, the last small one
+                // waits for the client's delayed ACK, up to 40 ms a request.
+                if let Err(error) = socket.set_nodelay(true) {
+                    tracing::debug!(%error, "embedded s3: TCP_NODELAY not set");
+                }
                 let s3 = service.clone();
                 let conn = http
                     .serve_connection(

@@ -608,6 +608,16 @@ impl StateStore for MemoryStore {
             .unwrap_or_default())
     }
 
+    async fn list_len(&self, key: &str) -> StateResult<u64> {
+        let mut data = self.lock();
+        Ok(data.existing(key, list)?.map_or(0, |l| l.len() as u64))
+    }
+
+    async fn list_first(&self, key: &str) -> StateResult<Option<String>> {
+        let mut data = self.lock();
+        Ok(data.existing(key, list)?.and_then(|l| l.first().cloned()))
+    }
+
     async fn list_remove(&self, key: &str, value: &str) -> StateResult<()> {
         let mut data = self.lock();
         if let Some(list) = data.existing(key, list)? {

@@ -154,6 +154,10 @@ pub trait StateStore: Send + Sync + 'static {
     // --- lists: FIFO queues of ids ---
     async fn list_push(&self, key: &str, value: &str) -> StateResult<()>;
     async fn list_all(&self, key: &str) -> StateResult<Vec<String>>;
+    /// The list's length, without reading it (0 when absent).
+    async fn list_len(&self, key: &str) -> StateResult<u64>;
+    /// The list's oldest entry, without reading the rest.
+    async fn list_first(&self, key: &str) -> StateResult<Option<String>>;
     /// Removes every occurrence of `value`.
     async fn list_remove(&self, key: &str, value: &str) -> StateResult<()>;
 

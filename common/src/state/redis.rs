@@ -424,6 +424,15 @@ impl StateStore for RedisStore {
             .await
     }
 
+    async fn list_len(&self, key: &str) -> StateResult<u64> {
+        self.query(redis::cmd("LLEN").arg(self.key(key))).await
+    }
+
+    async fn list_first(&self, key: &str) -> StateResult<Option<String>> {
+        self.query(redis::cmd("LINDEX").arg(self.key(key)).arg(0))
+            .await
+    }
+
     async fn list_remove(&self, key: &str, value: &str) -> StateResult<()> {
         self.query(redis::cmd("LREM").arg(self.key(key)).arg(0).arg(value))
             .await

@@ -10,7 +10,7 @@
 //! creates racing on several replicas may pass the cap by at most their
 //! number (the bucket bounds that too).
 
-use auditx_proto::{RequestId, TenantId};
+use auditx_proto::TenantId;
 
 use super::error::{ApiError, ApiResult};
 use crate::context::Services;
@@ -58,8 +58,7 @@ async fn take_create_token(services: &Services, tenant: &TenantId) -> ApiResult<
 async fn check_pending_exports(services: &Services, tenant: &TenantId) -> ApiResult<()> {
     let export = &services.config.export;
     let cap = export.max_pending_per_tenant as usize;
-    let queue = services.jobs.tenant_queue(tenant).await?;
-    let pending = pending_count(services, &queue).await?;
+    let pending = pending_count(services, tenant).await?;
     if pending < cap {
         return Ok(());
     }
@@ -73,19 +72,21 @@ async fn check_pending_exports(services: &Services, tenant: &TenantId) -> ApiRes
 }
 
 /// The PENDING jobs of a tenant's FIFO: all of it but a running head. The
-/// head's state is read only when the count matters.
-async fn pending_count(services: &Services, queue: &[RequestId]) -> ApiResult<usize> {
+/// queue's length is read, not the queue (one state call however many
+/// wait); the head's state only when the count matters.
+async fn pending_count(services: &Services, tenant: &TenantId) -> ApiResult<usize> {
     let cap = services.config.export.max_pending_per_tenant as usize;
-    let Some(head) = queue.first() else {
+    let queued = services.jobs.tenant_queue_len(tenant).await? as usize;
+    if queued < cap {
+        return Ok(queued);
+    }
+    let Some(head) = services.jobs.tenant_queue_head(tenant).await? else {
         return Ok(0);
     };
-    if queue.len() < cap {
-        return Ok(queue.len());
-    }
-    let head_pending = match services.jobs.get(head).await? {
+    let head_pending = match services.jobs.get(&head).await? {
         Some(job) => job.state.status == JobStatus::Pending,
         // Ended and removed meanwhile: not waiting either.
         None => false,
     };
-    Ok(queue.len() - usize::from(!head_pending))
+    Ok(queued.saturating_sub(usize::from(!head_pending)))
 }

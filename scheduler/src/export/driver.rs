@@ -308,6 +308,17 @@ impl<'a> JobDriver<'a> {
         {
             return Ok(created);
         }
+        let recorded = completion::uploads(self.services, self.id())
+            .await?
+            .remove(&file.0)
+            .ok_or_else(|| DriveError::Transient(format!("upload of {key} vanished")))?;
+        // The store retries a command whose reply was lost (a restart
+        // between applying and answering): the retry then finds this
+        // driver's own id. That upload is the file's; aborting it would
+        // fail the assembly with NoSuchUpload.
+        if recorded == created {
+            return Ok(created);
+        }
         if let Err(error) = self
             .services
             .store
@@ -316,10 +327,7 @@ impl<'a> JobDriver<'a> {
         {
             tracing::warn!(request_id = %self.id(), key, %error, "duplicate multipart upload not aborted");
         }
-        completion::uploads(self.services, self.id())
-            .await?
-            .remove(&file.0)
-            .ok_or_else(|| DriveError::Transient(format!("upload of {key} vanished")))
+        Ok(recorded)
     }
 
     async fn publish(&self, task: &Task) -> Result<(), DriveError> {

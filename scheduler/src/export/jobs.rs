@@ -437,6 +437,17 @@ impl JobStore {
         Ok(ids.into_iter().map(RequestId).collect())
     }
 
+    /// How many jobs the tenant has queued (running head included),
+    /// without reading the queue: admission checks it on every create.
+    pub async fn tenant_queue_len(&self, tenant: &TenantId) -> JobResult<u64> {
+        Ok(self.queues.len(tenant).await?)
+    }
+
+    /// The tenant's oldest queued job: the one running or next to run.
+    pub async fn tenant_queue_head(&self, tenant: &TenantId) -> JobResult<Option<RequestId>> {
+        Ok(self.queues.first(tenant).await?.map(RequestId))
+    }
+
     /// Settles an ended job: off its tenant's queue, its driver state
     /// (`driver_keys`) deleted, and into the index of ended jobs that
     /// retention sweeps, in one atomic batch (safe to repeat).

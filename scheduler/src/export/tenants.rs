@@ -75,7 +75,7 @@ async fn scan(
         if lock(active).contains(&tenant) {
             continue;
         }
-        if services.jobs.tenant_queue(&tenant).await?.is_empty() {
+        if services.jobs.tenant_queue_len(&tenant).await? == 0 {
             services.jobs.forget_tenant_if_idle(&tenant).await?;
             continue;
         }
@@ -163,7 +163,7 @@ async fn next_job(
     lease: &TenantLease,
 ) -> Result<bool, DriveError> {
     let jobs = &services.jobs;
-    let Some(id) = jobs.tenant_queue(tenant).await?.into_iter().next() else {
+    let Some(id) = jobs.tenant_queue_head(tenant).await? else {
         jobs.forget_tenant_if_idle(tenant).await?;
         return Ok(false);
     };

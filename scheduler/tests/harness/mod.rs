@@ -10,7 +10,7 @@ use auditx_common::config::{Config, S3Config};
 use auditx_common::queue::{MemoryQueue, TaskQueue};
 use auditx_common::s3::embedded::EmbeddedS3;
 use auditx_common::s3::ObjectStore;
-use auditx_common::state::{MemoryStore, StateStore};
+use auditx_common::state::{Guard, Lease, MemoryStore, StateResult, StateStore, Write};
 use auditx_lake::write::{write_audit_rows, write_run_rows};
 use auditx_lake::{AuditRow, RunRow};
 use auditx_proto::{
@@ -64,6 +64,14 @@ impl Harness {
     /// Small files, chunks and leases so that a few hundred rows exercise
     /// every path; `tweak` adjusts the configuration further.
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        Self::start_on(tweak, Arc::new(MemoryStore::new())).await
+    }
+
+    /// [`Harness::start`] on the state store `state`.
+    pub async fn start_on(
+        tweak: impl FnOnce(&mut Config),
+        state: Arc<dyn StateStore>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let s3 = EmbeddedS3::start(
             dir.path(),
@@ -91,7 +99,6 @@ impl Harness {
         let topology = Topology::new(config.rabbitmq.prefix.clone());
         let queue: Arc<dyn TaskQueue> =
             Arc::new(MemoryQueue::new(topology, config.rabbitmq.delivery_limit));
-        let state: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
         let events = Arc::new(Mutex::new(Vec::new()));
         let mut subscription = queue.subscribe_events("export.#").await?;
         let sink = events.clone();
@@ -430,4 +437,141 @@ pub fn runs(tenant: &TenantId, meter: MeterId) -> Vec<RunRow> {
         run("R-2", "COMPLETED", 1),
         run("R-2", "RUNNING", 2),
     ]
+}
+
+/// A state store whose every `hash_set_if_absent` is answered the way a
+/// retried command is answered after a lost reply (the store applied the
+/// first attempt, then a connection dropped and Redis restarted): the write
+/// is applied once and the caller is told it was not (the retry's answer).
+pub struct RepliesLost(pub MemoryStore);
+
+#[async_trait::async_trait]
+impl StateStore for RepliesLost {
+    async fn hash_set_if_absent(&self, key: &str, field: &str, value: &[u8]) -> StateResult<bool> {
+        self.0.hash_set_if_absent(key, field, value).await?;
+        self.0.hash_set_if_absent(key, field, value).await
+    }
+
+    async fn apply_atomically(&self, guard: Guard, writes: Vec<Write>) -> StateResult<bool> {
+        self.0.apply_atomically(guard, writes).await
+    }
+
+    async fn get(&self, key: &str) -> StateResult<Option<Vec<u8>>> {
+        self.0.get(key).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> StateResult<()> {
+        self.0.set(key, value).await
+    }
+
+    async fn set_if_absent(&self, key: &str, value: &[u8]) -> StateResult<bool> {
+        self.0.set_if_absent(key, value).await
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> StateResult<bool> {
+        self.0.compare_and_set(key, expected, value).await
+    }
+
+    async fn set_fenced(&self, lease: &Lease, key: &str, value: &[u8]) -> StateResult<()> {
+        self.0.set_fenced(lease, key, value).await
+    }
+
+    async fn delete(&self, keys: &[String]) -> StateResult<()> {
+        self.0.delete(keys).await
+    }
+
+    async fn hash_get_all(&self, key: &str) -> StateResult<Vec<(String, Vec<u8>)>> {
+        self.0.hash_get_all(key).await
+    }
+
+    async fn log_append_once(&self, key: &str, id: &str, value: &[u8]) -> StateResult<bool> {
+        self.0.log_append_once(key, id, value).await
+    }
+
+    async fn log_read(&self, key: &str, from: u64, max: usize) -> StateResult<Vec<Vec<u8>>> {
+        self.0.log_read(key, from, max).await
+    }
+
+    async fn list_push(&self, key: &str, value: &str) -> StateResult<()> {
+        self.0.list_push(key, value).await
+    }
+
+    async fn list_all(&self, key: &str) -> StateResult<Vec<String>> {
+        self.0.list_all(key).await
+    }
+
+    async fn list_len(&self, key: &str) -> StateResult<u64> {
+        self.0.list_len(key).await
+    }
+
+    async fn list_first(&self, key: &str) -> StateResult<Option<String>> {
+        self.0.list_first(key).await
+    }
+
+    async fn list_remove(&self, key: &str, value: &str) -> StateResult<()> {
+        self.0.list_remove(key, value).await
+    }
+
+    async fn set_add(&self, key: &str, members: &[String]) -> StateResult<u64> {
+        self.0.set_add(key, members).await
+    }
+
+    async fn set_remove(&self, key: &str, members: &[String]) -> StateResult<()> {
+        self.0.set_remove(key, members).await
+    }
+
+    async fn set_members(&self, key: &str) -> StateResult<Vec<String>> {
+        self.0.set_members(key).await
+    }
+
+    async fn set_contains(&self, key: &str, members: &[String]) -> StateResult<Vec<bool>> {
+        self.0.set_contains(key, members).await
+    }
+
+    async fn index_add(&self, key: &str, score: i64, member: &str) -> StateResult<()> {
+        self.0.index_add(key, score, member).await
+    }
+
+    async fn index_all(&self, key: &str) -> StateResult<Vec<String>> {
+        self.0.index_all(key).await
+    }
+
+    async fn index_up_to(&self, key: &str, max_score: i64, max: usize) -> StateResult<Vec<String>> {
+        self.0.index_up_to(key, max_score, max).await
+    }
+
+    async fn index_remove(&self, key: &str, member: &str) -> StateResult<()> {
+        self.0.index_remove(key, member).await
+    }
+
+    async fn take_token(
+        &self,
+        key: &str,
+        per_sec: f64,
+        burst: u32,
+    ) -> StateResult<Option<Duration>> {
+        self.0.take_token(key, per_sec, burst).await
+    }
+
+    async fn try_acquire_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> StateResult<Option<Lease>> {
+        self.0.try_acquire_lease(key, owner, ttl).await
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> StateResult<bool> {
+        self.0.renew_lease(lease, ttl).await
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> StateResult<()> {
+        self.0.release_lease(lease).await
+    }
 }
