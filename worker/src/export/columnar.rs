@@ -16,8 +16,9 @@ use crate::error::WorkerError;
 use crate::export::csv;
 use crate::export::render::RenderedChunk;
 
-/// The lake columns a CSV row is made of.
-pub const COLUMNS: &[&str] = &[
+/// The lake columns a CSV row is made of, in CSV order: four always set,
+/// then the optional ones (from [`FIRST_OPTIONAL`]).
+pub const COLUMNS: [&str; 11] = [
     ac::EVENT_ID,
     ac::EVENT_TIME,
     ac::SESSION_ID,
@@ -31,16 +32,8 @@ pub const COLUMNS: &[&str] = &[
     ac::PAYLOAD,
 ];
 
-/// The optional columns, in CSV order.
-const OPTIONAL: [&str; 7] = [
-    ac::OPERATOR_ID,
-    ac::OPERATOR_TYPE,
-    ac::OPERATOR_NAME,
-    ac::ERROR_CODE,
-    ac::ERROR_MESSAGE,
-    ac::TRACE_ID,
-    ac::PAYLOAD,
-];
+const FIRST_OPTIONAL: usize = 4;
+/// The payload among the optional columns.
 const PAYLOAD: usize = 6;
 
 /// The CSV columns of one record batch.
@@ -49,7 +42,7 @@ struct Columns<'a> {
     event_time: &'a [i64],
     session_id: &'a StringArray,
     run_type: &'a StringArray,
-    /// [`OPTIONAL`]'s columns.
+    /// The optional columns of [`COLUMNS`].
     optional: [&'a StringArray; 7],
 }
 
@@ -65,12 +58,13 @@ impl<'a> Columns<'a> {
             .column_by_name(ac::EVENT_TIME)
             .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
             .ok_or_else(|| missing(ac::EVENT_TIME))?;
-        let mut optional = [strings(ac::EVENT_ID)?; 7];
-        for (column, name) in optional.iter_mut().zip(OPTIONAL) {
+        let event_id = strings(ac::EVENT_ID)?;
+        let mut optional = [event_id; 7];
+        for (column, name) in optional.iter_mut().zip(&COLUMNS[FIRST_OPTIONAL..]) {
             *column = strings(name)?;
         }
         Ok(Self {
-            event_id: strings(ac::EVENT_ID)?,
+            event_id,
             event_time: event_time.values(),
             session_id: strings(ac::SESSION_ID)?,
             run_type: strings(ac::RUN_TYPE)?,
@@ -232,7 +226,7 @@ mod tests {
             utf8(ac::SESSION_ID),
             utf8(ac::RUN_TYPE),
         ];
-        fields.extend(OPTIONAL.iter().map(|name| utf8(name)));
+        fields.extend(COLUMNS[FIRST_OPTIONAL..].iter().map(|name| utf8(name)));
         let strings = |f: &dyn Fn(&Event) -> Option<String>| -> ArrayRef {
             Arc::new(events.iter().map(f).collect::<StringArray>())
         };

@@ -60,7 +60,7 @@ pub async fn render_chunk(
                 task.to_ms,
                 &event_ids,
                 &task.filter,
-                columnar::COLUMNS,
+                &columnar::COLUMNS,
             )
             .await?;
             off_the_runtime(move || columnar::render_csv(&batches, &run_statuses, stride)).await?
