@@ -205,72 +205,59 @@ pub async fn read_chunk_rows(
     filter: &RowFilter,
 ) -> LakeResult<Vec<AuditRow>> {
     let all = EventIdRange::default();
-    read_chunk_rows_in(store, bucket, sources, from_ms, to_ms, &all, filter).await
-}
-
-/// [`read_chunk_rows`], keeping only the rows whose eventId is in
-/// `event_ids` (a hot millisecond split by eventId); rows outside it are
-/// never decoded.
-#[tracing::instrument(name = "lake.read_chunk_rows", skip_all, fields(sources = sources.len()))]
-pub async fn read_chunk_rows_in(
-    store: &ObjectStore,
-    bucket: &str,
-    sources: &[LakeSource],
-    from_ms: i64,
-    to_ms: i64,
-    event_ids: &EventIdRange,
-    filter: &RowFilter,
-) -> LakeResult<Vec<AuditRow>> {
-    let parts = chunk::read_row_groups(
-        store,
-        bucket,
+    let read = ChunkRead {
         sources,
         from_ms,
         to_ms,
-        event_ids,
+        event_ids: &all,
         filter,
-        None,
-        chunk::to_audit_rows,
-    )
-    .await?;
-    let mut rows = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-    parts.into_iter().for_each(|part| rows.extend(part));
-    tracing::debug!(rows = rows.len(), "chunk rows read");
-    Ok(rows)
+    };
+    read.rows(store, bucket).await
 }
 
-/// [`read_chunk_rows_in`] as Arrow record batches of the named audit
-/// columns only (in the order named), for callers that work on columns:
-/// no row is built, and columns neither named nor filtered on are never
-/// read. Each batch holds rows of one lake file; at most 8,192 rows each.
-#[tracing::instrument(name = "lake.read_chunk_batches", skip_all, fields(sources = sources.len()))]
-#[allow(clippy::too_many_arguments)]
-pub async fn read_chunk_batches_in(
-    store: &ObjectStore,
-    bucket: &str,
-    sources: &[LakeSource],
-    from_ms: i64,
-    to_ms: i64,
-    event_ids: &EventIdRange,
-    filter: &RowFilter,
-    columns: &[&'static str],
-) -> LakeResult<Vec<RecordBatch>> {
-    let parts = chunk::read_row_groups(
-        store,
-        bucket,
-        sources,
-        from_ms,
-        to_ms,
-        event_ids,
-        filter,
-        Some(columns),
-        |batches, _| Ok(batches),
-    )
-    .await?;
-    let batches: Vec<RecordBatch> = parts.into_iter().flatten().collect();
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    tracing::debug!(rows, batches = batches.len(), "chunk batches read");
-    Ok(batches)
+/// What one export chunk reads: the listed row groups, the rows of them
+/// whose `eventTime` is in `[from_ms, to_ms)`, whose eventId is in
+/// `event_ids` (a hot millisecond split by eventId; rows outside it are
+/// never decoded) and that match `filter`.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkRead<'a> {
+    pub sources: &'a [LakeSource],
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub event_ids: &'a EventIdRange,
+    pub filter: &'a RowFilter,
+}
+
+impl ChunkRead<'_> {
+    /// The chunk's rows, every column, in no particular order.
+    #[tracing::instrument(name = "lake.read_chunk_rows", skip_all, fields(sources = self.sources.len()))]
+    pub async fn rows(&self, store: &ObjectStore, bucket: &str) -> LakeResult<Vec<AuditRow>> {
+        let parts = chunk::read_row_groups(store, bucket, self, None, chunk::to_audit_rows).await?;
+        let mut rows = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        parts.into_iter().for_each(|part| rows.extend(part));
+        tracing::debug!(rows = rows.len(), "chunk rows read");
+        Ok(rows)
+    }
+
+    /// The chunk's rows as Arrow record batches of the named audit columns
+    /// only (in the order named), for callers that work on columns: no row
+    /// is built, and columns neither named nor filtered on are never read.
+    /// Each batch holds rows of one lake file; at most 8,192 rows each.
+    #[tracing::instrument(name = "lake.read_chunk_batches", skip_all, fields(sources = self.sources.len()))]
+    pub async fn batches(
+        &self,
+        store: &ObjectStore,
+        bucket: &str,
+        columns: &[&'static str],
+    ) -> LakeResult<Vec<RecordBatch>> {
+        let parts =
+            chunk::read_row_groups(store, bucket, self, Some(columns), |batches, _| Ok(batches))
+                .await?;
+        let batches: Vec<RecordBatch> = parts.into_iter().flatten().collect();
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        tracing::debug!(rows, batches = batches.len(), "chunk batches read");
+        Ok(batches)
+    }
 }
 
 /// Every audit file of a meter, all dates (the object listing only).

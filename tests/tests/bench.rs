@@ -33,6 +33,8 @@ async fn the_bench_exports_like_duckdb_embedded_and_distributed() {
         "1",
         "--load-connections",
         "4",
+        "--rounds",
+        "2",
     ])
     .await;
     assert!(
@@ -52,6 +54,14 @@ async fn the_bench_exports_like_duckdb_embedded_and_distributed() {
     assert!(line(&embedded, "duckdb 1.").contains(&rows.to_string()));
     assert!(line(&embedded, "auditx embedded, 2 worker loop(s):").contains("standalone"));
     assert!(line(&embedded, "ratio auditx embedded").contains('×'));
+    // Two rounds: each with its own times and ratio, then their median.
+    assert!(line(&embedded, "round 1: auditx embedded").contains("ratio"));
+    assert!(line(&embedded, "round 2: auditx embedded").contains("ratio"));
+    assert!(line(
+        &embedded,
+        "median ratio auditx embedded, 2 worker loop(s) / duckdb over 2 rounds"
+    )
+    .contains('×'));
     assert!(line(&embedded, "latency, 1000-row export").contains("(3 runs): median"));
     assert!(line(&embedded, "create-export calls, 4 connections").contains("req/s accepted"));
     assert!(line(&embedded, "entries, first page of 100").contains("pages of 500 walked"));

@@ -30,7 +30,11 @@ fn standalone(data: &str, api: u16) -> Child {
         ])
         .env_remove("AUDITX_JWT_SECRET")
         .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
-        .env("AUDITX_EXPORT__CHUNK_ROWS", "10000")
+        // Small chunks one at a time: the export runs long enough (hundreds
+        // of chunks, each with its own upload and report) to be caught in
+        // the middle however fast a chunk renders.
+        .env("AUDITX_EXPORT__CHUNK_ROWS", "2000")
+        .env("AUDITX_WORKER__CONCURRENCY", "1")
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -111,14 +115,14 @@ async fn a_killed_standalone_resumes_its_jobs_and_keeps_its_dedupe() {
     };
     let id = client.create_export(&request).await.unwrap();
     let mut running = false;
-    for _ in 0..2_000 {
+    for _ in 0..10_000 {
         let job = client.job(12, &id).await.unwrap();
         assert_ne!(job["status"], "FINISHED", "finished before the kill");
         if job["status"] == "RUNNING" && job["progress"]["chunksDone"].as_u64().unwrap_or(0) >= 1 {
             running = true;
             break;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     assert!(running, "the export never started");
     server.start_kill().unwrap();

@@ -43,8 +43,10 @@ async fn a_killed_scheduler_is_taken_over_by_another_replica() {
 
     let dir = tempfile::tempdir().unwrap();
     let (port_a, port_b) = (free_port(), free_port());
-    let config_a = config_file(&sandbox, dir.path(), port_a, FILE_ROWS, 10_000);
-    let config_b = config_file(&sandbox, dir.path(), port_b, FILE_ROWS, 10_000);
+    // Chunks of 5,000 rows: enough of them that the export is still
+    // running when replica A is seen driving it.
+    let config_a = config_file(&sandbox, dir.path(), port_a, FILE_ROWS, 5_000);
+    let config_b = config_file(&sandbox, dir.path(), port_b, FILE_ROWS, 5_000);
     let mut scheduler_a = spawn("scheduler", &config_a);
     let _worker = spawn("worker", &config_a);
     wait_healthy(port_a).await;

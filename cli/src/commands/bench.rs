@@ -15,6 +15,7 @@
 //! 5. Prints wall time, rows/s, MB/s, the peak RSS of every process and the
 //!    auditx/DuckDB ratio. Exits non-zero when the outputs differ.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -85,6 +86,12 @@ pub struct BenchArgs {
     /// Skip DuckDB (no comparison, no ratio).
     #[arg(long)]
     pub no_duckdb: bool,
+    /// Rounds of the large export, each auditx then DuckDB: run to run
+    /// noise on a small machine can exceed the difference measured, so
+    /// several rounds report every ratio and their median. The latency,
+    /// online and load phases run in the last round only.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Python with `duckdb`, or in which to create a virtualenv for it.
     #[arg(long, default_value = "python3")]
     pub python: String,
@@ -170,19 +177,70 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         worker_counts.iter().all(|&n| n >= 1),
         "--workers: every count must be at least 1"
     );
-    let mut runs = Vec::new();
-    for (i, &workers) in worker_counts.iter().enumerate() {
-        let last = i + 1 == worker_counts.len();
-        let run = run_product(&args, &dir, workers, last).await?;
-        runs.push(run);
+    anyhow::ensure!(args.rounds >= 1, "--rounds must be at least 1");
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        if args.rounds > 1 {
+            println!("round {round} of {}", args.rounds);
+        }
+        let mut runs = Vec::new();
+        for (i, &workers) in worker_counts.iter().enumerate() {
+            let last = round == args.rounds && i + 1 == worker_counts.len();
+            runs.push(run_product(&args, &dir, workers, last).await?);
+        }
+        let duckdb = if args.no_duckdb {
+            None
+        } else {
+            Some(run_duckdb(&args, &dir).await?)
+        };
+        rounds.push((runs, duckdb));
     }
+    let (runs, duckdb) = rounds.last().expect("at least one round");
+    report(&args, runs, duckdb.as_ref())?;
+    report_rounds(&rounds)
+}
 
-    let duckdb = if args.no_duckdb {
-        None
-    } else {
-        Some(run_duckdb(&args, &dir).await?)
-    };
-    report(&args, &runs, duckdb.as_ref())
+/// With several rounds: every round's wall times and ratio, and the median
+/// ratio; the bytes of every round are checked against DuckDB's.
+fn report_rounds(rounds: &[(Vec<Run>, Option<DuckRun>)]) -> anyhow::Result<()> {
+    if rounds.len() < 2 {
+        return Ok(());
+    }
+    let mut ratios: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (i, (runs, duckdb)) in rounds.iter().enumerate() {
+        let mut line = format!("round {}:", i + 1);
+        for run in runs {
+            line.push_str(&format!(
+                " auditx {} {:.2} s",
+                run.label, run.export.seconds
+            ));
+        }
+        if let Some(d) = duckdb {
+            line.push_str(&format!(", duckdb {:.2} s", d.seconds));
+            for run in runs {
+                if run.export.sha256 != d.sha256 || run.export.rows != d.rows {
+                    bail!(
+                        "round {}: auditx and DuckDB exported different bytes",
+                        i + 1
+                    );
+                }
+                let ratio = run.export.seconds / d.seconds;
+                line.push_str(&format!(", ratio {ratio:.2}×"));
+                ratios.entry(run.label.clone()).or_default().push(ratio);
+            }
+        }
+        println!("{line}");
+    }
+    for (label, ratios) in ratios {
+        let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "median ratio auditx {label} / duckdb over {} rounds: {:.2}× ({})",
+            ratios.len(),
+            median(ratios),
+            listed.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn home() -> anyhow::Result<PathBuf> {
@@ -230,6 +288,9 @@ async fn ensure_lake(dir: &Path, rows: u64) -> anyhow::Result<()> {
         .await?;
     }
     drop(embedded);
+    // The lake's pages written back now, so that the first timed run does
+    // not share the disk with their write-back.
+    let _ = Command::new("sync").status().await;
     std::fs::write(&marker, serde_json::to_vec(&wanted)?)?;
     println!(
         "generated the lake ({rows} + {SMALL_ROWS} rows) in {:.1} s",

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::Schema;
-use auditx_proto::{LakeSource, RowFilter};
+use auditx_proto::LakeSource;
 use futures::{stream, StreamExt, TryStreamExt};
 use parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter as ParquetRowFilter,
@@ -14,8 +14,8 @@ use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
 
 use super::object_reader::ObjectReader;
-use super::predicate::{EventIdRange, Predicate};
-use super::{corrupt, read_error, REQUEST_CONCURRENCY};
+use super::predicate::Predicate;
+use super::{corrupt, read_error, ChunkRead, REQUEST_CONCURRENCY};
 use crate::convert::{push_audit_rows, Columns};
 use crate::schema::{audit_columns as ac, audit_schema};
 use crate::{AuditRow, LakeError, LakeResult};
@@ -147,27 +147,24 @@ async fn read_row_group<T>(
 /// Decodes the matching rows of every listed row group, each in its own
 /// task (so a chunk uses every core): `columns` of them (all when `None`),
 /// made into what `convert` makes of them.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn read_row_groups<T: Send + 'static>(
     store: &ObjectStore,
     bucket: &str,
-    sources: &[LakeSource],
-    from_ms: i64,
-    to_ms: i64,
-    event_ids: &EventIdRange,
-    filter: &RowFilter,
+    read: &ChunkRead<'_>,
     columns: Option<&[&'static str]>,
     convert: Convert<T>,
 ) -> LakeResult<Vec<T>> {
-    if from_ms >= to_ms {
+    if read.from_ms >= read.to_ms {
         return Ok(Vec::new());
     }
-    let predicate = Arc::new(Predicate::new(from_ms, to_ms, filter).with_event_ids(event_ids));
+    let predicate = Predicate::new(read.from_ms, read.to_ms, read.filter);
+    let predicate = Arc::new(predicate.with_event_ids(read.event_ids));
     let columns: Option<Arc<[&'static str]>> = columns.map(Arc::from);
     // The futures are built before they are streamed: closures over
     // borrowed items inside the stream make rustc unable to prove the
     // whole future `Send` (a higher-ranked lifetime limitation).
-    let footers: Vec<_> = sources
+    let footers: Vec<_> = read
+        .sources
         .iter()
         .filter(|s| !s.row_groups.is_empty())
         .map(|source| row_group_reads(store, bucket, source))

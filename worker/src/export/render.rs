@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use auditx_common::s3::ObjectStore;
-use auditx_lake::read::{read_chunk_batches_in, read_chunk_rows_in, EventIdRange};
+use auditx_lake::read::{ChunkRead, EventIdRange};
 use auditx_lake::AuditRow;
 use auditx_proto::{OutputFormat, RenderOutcome, RenderTask};
 use bytes::Bytes;
@@ -49,33 +49,21 @@ pub async fn render_chunk(
     };
     // Sorting and rendering are CPU work (tens of milliseconds per chunk)
     // that must not stall the threads driving I/O.
+    let read = ChunkRead {
+        sources: &task.sources,
+        from_ms: task.from_ms,
+        to_ms: task.to_ms,
+        event_ids: &event_ids,
+        filter: &task.filter,
+    };
     let (run_statuses, stride) = (task.run_statuses.clone(), task.offset_stride);
     let rendered = match task.format {
         OutputFormat::Csv => {
-            let batches = read_chunk_batches_in(
-                store,
-                lake_bucket,
-                &task.sources,
-                task.from_ms,
-                task.to_ms,
-                &event_ids,
-                &task.filter,
-                &columnar::COLUMNS,
-            )
-            .await?;
+            let batches = read.batches(store, lake_bucket, &columnar::COLUMNS).await?;
             off_the_runtime(move || columnar::render_csv(&batches, &run_statuses, stride)).await?
         }
         format => {
-            let mut rows = read_chunk_rows_in(
-                store,
-                lake_bucket,
-                &task.sources,
-                task.from_ms,
-                task.to_ms,
-                &event_ids,
-                &task.filter,
-            )
-            .await?;
+            let mut rows = read.rows(store, lake_bucket).await?;
             off_the_runtime(move || {
                 order_rows(&mut rows);
                 match format {
