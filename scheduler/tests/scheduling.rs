@@ -49,13 +49,7 @@ async fn one_export_per_tenant_in_order_while_other_tenants_run() -> anyhow::Res
     let scheduler = h.start_scheduler("s1");
     let mut jobs = Vec::new();
     for (id, want) in ids.iter().zip(&want) {
-        let job = h.wait_for_end(id).await?;
-        assert_eq!(
-            job.state.status,
-            JobStatus::Finished,
-            "{:?}",
-            job.state.error
-        );
+        let job = h.wait_for_finished(id).await?;
         let event = h.event(id).await?;
         assert_eq!(event.data.status, "FINISHED");
         assert_eq!(&downloaded_ids(&h, &job, &event).await?, want);
@@ -112,13 +106,7 @@ async fn an_export_without_rows_is_one_header_only_file() -> anyhow::Result<()> 
     h.start_workers(1);
     let scheduler = h.start_scheduler("s1");
     for id in &ids {
-        let job = h.wait_for_end(id).await?;
-        assert_eq!(
-            job.state.status,
-            JobStatus::Finished,
-            "{:?}",
-            job.state.error
-        );
+        let job = h.wait_for_finished(id).await?;
         assert_eq!((job.state.count, job.state.file_list.len()), (0, 1));
         let event = h.event(id).await?;
         assert!(downloaded_ids(&h, &job, &event).await?.is_empty());
@@ -144,13 +132,7 @@ async fn run_statuses_select_sessions_by_their_latest_status() -> anyhow::Result
 
     h.start_workers(1);
     let scheduler = h.start_scheduler("s1");
-    let job = h.wait_for_end(&id).await?;
-    assert_eq!(
-        job.state.status,
-        JobStatus::Finished,
-        "{:?}",
-        job.state.error
-    );
+    let job = h.wait_for_finished(&id).await?;
     let event = h.event(&id).await?;
     assert_eq!(downloaded_ids(&h, &job, &event).await?, want);
     let first = h.export_object(&job.state.file_list[0]).await?;
@@ -187,13 +169,7 @@ async fn an_upload_recorded_by_a_retried_command_is_kept() -> anyhow::Result<()>
 
     h.start_workers(1);
     let scheduler = h.start_scheduler("s1");
-    let job = h.wait_for_end(&id).await?;
-    assert_eq!(
-        job.state.status,
-        JobStatus::Finished,
-        "{:?}",
-        job.state.error
-    );
+    let job = h.wait_for_finished(&id).await?;
     assert!(
         job.state.file_list.len() > 1,
         "several files, several uploads"
@@ -233,13 +209,7 @@ async fn a_crashed_scheduler_is_taken_over_after_the_lease_expires() -> anyhow::
     );
 
     let second = h.start_scheduler("s2");
-    let job = h.wait_for_end(&id).await?;
-    assert_eq!(
-        job.state.status,
-        JobStatus::Finished,
-        "{:?}",
-        job.state.error
-    );
+    let job = h.wait_for_finished(&id).await?;
     assert!(
         job.state.fence > crashed.state.fence,
         "finished under a new lease"
@@ -275,13 +245,7 @@ async fn a_stopped_scheduler_hands_its_jobs_over_at_once() -> anyhow::Result<()>
     h.start_workers(2);
     let second = h.start_scheduler("s2");
     // Well within the 10-minute lease: the stopped replica released it.
-    let job = h.wait_for_end(&id).await?;
-    assert_eq!(
-        job.state.status,
-        JobStatus::Finished,
-        "{:?}",
-        job.state.error
-    );
+    let job = h.wait_for_finished(&id).await?;
     let event = h.event(&id).await?;
     assert_eq!(downloaded_ids(&h, &job, &event).await?, want);
     second.stop().await?;
@@ -335,13 +299,7 @@ async fn cancel_aborts_uploads_and_leaves_no_objects() -> anyhow::Result<()> {
         ("CANCELED", 0)
     );
     // The tenant's next export runs once the lease is freed.
-    let after = h.wait_for_end(&next).await?;
-    assert_eq!(
-        after.state.status,
-        JobStatus::Finished,
-        "{:?}",
-        after.state.error
-    );
+    h.wait_for_finished(&next).await?;
 
     let tenant_dir = format!("{acme}/{id}/");
     let staging_dir = format!("_staging/{acme}/{id}/");

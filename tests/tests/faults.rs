@@ -32,7 +32,11 @@ const TO: &str = "2025-07-03T00:00:00Z";
 /// The tenant's next export: the first six hours.
 const NEXT_TO: &str = "2025-07-01T06:00:00Z";
 const ROWS: u64 = 300_000;
-const CHUNK_ROWS: u64 = 10_000;
+/// Small chunks (about 280 of them): each costs its own task, upload and
+/// report, so the export runs for seconds however fast a chunk renders —
+/// long enough to be caught with two chunks done (the job's progress is
+/// saved at most every 0.5 s) and to still be running when the fault hits.
+const CHUNK_ROWS: u64 = 1_000;
 const FILE_ROWS: u64 = 100_000;
 
 /// One fault test at a time (see the module doc).

@@ -60,9 +60,9 @@ async fn fleet(tenant: &str, redis: &PrivateRedis) -> Fleet {
     sandbox.generate(&spec, 100_000).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    // 5,000-row chunks: the export must still be running when Redis is
+    // 2,000-row chunks: the export must still be running when Redis is
     // restarted, however fast a chunk renders.
-    let config = config_file(&sandbox, dir.path(), port, FILE_ROWS, 5_000);
+    let config = config_file(&sandbox, dir.path(), port, FILE_ROWS, 2_000);
     // The roles' state store is the test's own Redis.
     let text = std::fs::read_to_string(&config).unwrap();
     let text = text.replace(&sandbox.config.redis.url, &redis.url());

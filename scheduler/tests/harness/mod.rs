@@ -18,7 +18,7 @@ use auditx_proto::{
     Topology,
 };
 use auditx_scheduler::context::Services;
-use auditx_scheduler::export::jobs::{ExportQuery, Job, JobSpec, JobStore};
+use auditx_scheduler::export::jobs::{ExportQuery, Job, JobSpec, JobStatus, JobStore};
 use futures::StreamExt;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -248,6 +248,19 @@ impl Harness {
     pub async fn wait_for_end(&self, id: &RequestId) -> anyhow::Result<Job> {
         self.wait_for(id, "the job to end", |job| job.state.status.is_terminal())
             .await
+    }
+
+    /// [`Self::wait_for_end`], asserting that the job FINISHED (its error
+    /// shown if not).
+    pub async fn wait_for_finished(&self, id: &RequestId) -> anyhow::Result<Job> {
+        let job = self.wait_for_end(id).await?;
+        assert_eq!(
+            job.state.status,
+            JobStatus::Finished,
+            "{:?}",
+            job.state.error
+        );
+        Ok(job)
     }
 
     /// Waits for the job's completion event.
