@@ -1,7 +1,7 @@
 //! `auditx`: one binary for every role and tool. Thin: parse the command
 //! line and hand over to `auditx::commands`.
 
-use auditx::commands::{bench, demo, serve, tools};
+use auditx::commands::{demo, serve, tools};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -31,8 +31,6 @@ enum Command {
     /// Serve only the embedded S3 endpoint (for a distributed set-up on one
     /// machine).
     S3(serve::S3Args),
-    /// Measure a large export end to end beside DuckDB on the same files.
-    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,7 +43,7 @@ fn main() -> anyhow::Result<()> {
 
 /// Two glibc allocator settings, each unless its environment variable is
 /// set (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`), measured on the 5 M-row
-/// export of `auditx bench` (docs/performance.md):
+/// export of the bench (`scripts/bench.sh`, docs/performance.md):
 ///
 /// - **Two arenas.** glibc gives threads that contend for the allocator
 ///   arenas of their own (up to eight per core) and does not reuse the
@@ -91,6 +89,5 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Token(args) => tools::token(args),
         Command::Export(args) => tools::export(args).await,
         Command::S3(args) => serve::s3(args).await,
-        Command::Bench(args) => bench::run(args).await,
     }
 }

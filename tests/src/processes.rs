@@ -29,6 +29,25 @@ pub fn auditx_bin() -> PathBuf {
     bin
 }
 
+/// The bench binary (`auditx-bench`, the bench/ crate): `$AUDITX_BENCH_BIN`,
+/// or the one cargo built beside the test executable.
+pub fn bench_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("AUDITX_BENCH_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target folder")
+        .join("auditx-bench");
+    assert!(
+        bin.exists(),
+        "build the bench first (cargo build -p auditx-bench): {bin:?} is missing"
+    );
+    bin
+}
+
 /// Writes a configuration file pointing the roles at the sandbox's
 /// backends, with the API on `api_port`.
 pub fn config_file(

@@ -1,13 +1,38 @@
-//! `auditx bench` as a user runs it, at a small size: it generates a lake,
-//! runs the product as real processes (embedded, and distributed on the
-//! real RabbitMQ and Redis), runs DuckDB (from PyPI) on the same Parquet
-//! files and finds the same bytes. The figures are printed, not asserted:
-//! the bench measures, CI checks that what it measures is right.
+//! The bench (`auditx-bench`, the bench/ crate) as a user runs it, at a
+//! small size: it generates a lake with `auditx generate`, runs the product
+//! as real `auditx` processes (embedded, and distributed on the real
+//! RabbitMQ and Redis), runs the pinned DuckDB (from PyPI, in the bench's
+//! own virtualenv) on the same Parquet files and finds the same bytes. The
+//! figures are printed, not asserted: the bench measures, CI checks that
+//! what it measures is right.
 
-use auditx_tests::processes::run_auditx;
+use auditx_tests::processes::{auditx_bin, bench_bin};
+use tokio::process::Command;
 
-async fn bench(args: &[&str]) -> String {
-    run_auditx(&[&["bench"], args].concat()).await
+/// The DuckDB the bench pins (bench/src/duckdb.rs).
+const PINNED_DUCKDB: &str = "duckdb 1.4.2";
+
+/// Runs the bench to the end with `env`; returns its stdout, panics with
+/// both outputs if it fails.
+async fn bench(args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = Command::new(bench_bin())
+        .arg("--auditx")
+        .arg(auditx_bin())
+        .args(args)
+        .env_remove("AUDITX_JWT_SECRET")
+        .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "auditx-bench {args:?} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }
 
 /// The line of the report starting with `prefix`.
@@ -21,21 +46,31 @@ fn line<'a>(report: &'a str, prefix: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bench_exports_like_duckdb_embedded_and_distributed() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap();
-    let embedded = bench(&[
-        "--rows",
-        "40000",
-        "--data-dir",
-        data,
-        "--latency-runs",
-        "3",
-        "--load-secs",
-        "1",
-        "--load-connections",
-        "4",
-        "--rounds",
-        "2",
-    ])
+    let data = dir.path().join("bench");
+    let data = data.to_str().unwrap();
+    // Another DuckDB importable by the machine's Python (here through
+    // PYTHONPATH): the bench must still run its pinned one.
+    let other = dir.path().join("other-python");
+    std::fs::create_dir_all(other.join("duckdb")).unwrap();
+    std::fs::write(other.join("duckdb/__init__.py"), "__version__ = '2.0.1'\n").unwrap();
+    let other = other.to_str().unwrap();
+    let embedded = bench(
+        &[
+            "--rows",
+            "40000",
+            "--data-dir",
+            data,
+            "--latency-runs",
+            "3",
+            "--load-secs",
+            "1",
+            "--load-connections",
+            "4",
+            "--rounds",
+            "2",
+        ],
+        &[("PYTHONPATH", other)],
+    )
     .await;
     assert!(
         embedded.contains("generated the lake (40000 + 1000 rows)"),
@@ -51,7 +86,7 @@ async fn the_bench_exports_like_duckdb_embedded_and_distributed() {
         .unwrap();
     assert!((30_000..40_000).contains(&rows), "{identical}");
     assert!(line(&embedded, "auditx embedded, 2 worker loop(s)").contains(&rows.to_string()));
-    assert!(line(&embedded, "duckdb 1.").contains(&rows.to_string()));
+    assert!(line(&embedded, PINNED_DUCKDB).contains(&rows.to_string()));
     assert!(line(&embedded, "auditx embedded, 2 worker loop(s):").contains("standalone"));
     assert!(line(&embedded, "ratio auditx embedded").contains('×'));
     // Two rounds: each with its own times and ratio, then their median.
@@ -70,19 +105,22 @@ async fn the_bench_exports_like_duckdb_embedded_and_distributed() {
         .contains(&format!("total {rows} (= the export's rows)")));
 
     // The same lake again, distributed: reused, one and two workers.
-    let distributed = bench(&[
-        "--rows",
-        "40000",
-        "--data-dir",
-        data,
-        "--distributed",
-        "--workers",
-        "1,2",
-        "--latency-runs",
-        "2",
-        "--load-secs",
-        "0",
-    ])
+    let distributed = bench(
+        &[
+            "--rows",
+            "40000",
+            "--data-dir",
+            data,
+            "--distributed",
+            "--workers",
+            "1,2",
+            "--latency-runs",
+            "2",
+            "--load-secs",
+            "0",
+        ],
+        &[],
+    )
     .await;
     assert!(
         distributed.contains("reusing the lake of 40000 rows"),

@@ -1,6 +1,5 @@
 //! The subcommands of `auditx`.
 
-pub mod bench;
 pub mod demo;
 pub mod serve;
 pub mod tools;

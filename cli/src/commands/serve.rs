@@ -106,7 +106,7 @@ pub async fn worker(args: RoleArgs) -> anyhow::Result<()> {
 }
 
 /// `auditx s3`: only the embedded S3 endpoint, for a distributed set-up on
-/// one machine (development, `auditx bench --distributed`).
+/// one machine (development, `scripts/bench.sh --distributed`).
 #[derive(Debug, clap::Args)]
 pub struct S3Args {
     /// Folder holding the buckets (`<data-dir>/s3`) and the endpoint's secret.

@@ -1,0 +1,78 @@
+//! The bench's lake: what it holds, and its generation by `auditx generate`
+//! into the embedded default's folder layout (`<dir>/s3/<lake bucket>`).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use auditx_common::config::Config;
+use tokio::process::Command;
+
+pub const TENANT: &str = "bench";
+/// The large meter every run exports.
+pub const BIG_METER: i64 = 1;
+/// The 1,000-row meter of the latency runs and the create-call load.
+pub const SMALL_METER: i64 = 2;
+pub const SMALL_ROWS: u64 = 1_000;
+/// The generated (and exported) time range.
+pub const FROM: &str = "2025-07-01T00:00:00Z";
+pub const TO: &str = "2025-07-08T00:00:00Z";
+const SEED: u64 = 1;
+const ERROR_RATE: &str = "0.02";
+/// Bumped when the generated lake changes shape, so old lakes are rebuilt.
+const LAKE_VERSION: u32 = 1;
+
+/// The folder of the lake bucket's files, which DuckDB reads.
+pub fn lake_files(dir: &Path) -> PathBuf {
+    dir.join("s3").join(Config::default().s3.lake_bucket)
+}
+
+/// Generates the bench lake unless the folder holds one of this size.
+pub async fn ensure(auditx: &Path, dir: &Path, rows: u64) -> anyhow::Result<()> {
+    let marker = dir.join("bench-lake.json");
+    let wanted = serde_json::json!({ "rows": rows, "seed": SEED, "version": LAKE_VERSION });
+    if std::fs::read(&marker)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|found| found == wanted)
+    {
+        println!("reusing the lake of {rows} rows");
+        return Ok(());
+    }
+    let s3_dir = dir.join("s3");
+    if s3_dir.exists() {
+        std::fs::remove_dir_all(&s3_dir)?;
+    }
+    let started = Instant::now();
+    for (meter, rows) in [(BIG_METER, rows), (SMALL_METER, SMALL_ROWS)] {
+        generate(auditx, dir, meter, rows).await?;
+    }
+    // The lake's pages written back now, so that the first timed run does
+    // not share the disk with their write-back.
+    let _ = Command::new("sync").status().await;
+    std::fs::write(&marker, serde_json::to_vec(&wanted)?)?;
+    println!(
+        "generated the lake ({rows} + {SMALL_ROWS} rows) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `auditx generate` of one meter into the folder's embedded lake.
+async fn generate(auditx: &Path, dir: &Path, meter: i64, rows: u64) -> anyhow::Result<()> {
+    let status = Command::new(auditx)
+        .arg("generate")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--tenant", TENANT, "--meter", &meter.to_string()])
+        .args(["--rows", &rows.to_string(), "--seed", &SEED.to_string()])
+        .args(["--from", FROM, "--to", TO, "--error-rate", ERROR_RATE])
+        .status()
+        .await
+        .context("running auditx generate")?;
+    anyhow::ensure!(
+        status.success(),
+        "auditx generate of meter {meter} ({rows} rows) failed: {status}"
+    );
+    Ok(())
+}
