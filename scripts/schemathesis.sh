@@ -6,7 +6,8 @@
 #
 #   AUDITX_BIN                 the binary (default: target/debug/auditx)
 #   SCHEMATHESIS_MAX_EXAMPLES  cases per operation and phase (default 50)
-#   SCHEMATHESIS_SEED          generation seed (default fixed, for a reproducible CI run)
+#   SCHEMATHESIS_SEED          generation seed (default: a fresh one each run,
+#                              printed first; set it to replay a failing run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,11 +38,13 @@ for _ in $(seq 1 100); do
 done
 TOKEN=$("$BIN" token --tenant schemathesis --data-dir "$DATA")
 
+SEED="${SCHEMATHESIS_SEED:-$(python3 -c 'import secrets; print(secrets.randbelow(2**31))')}"
+echo "schemathesis seed: $SEED (replay with SCHEMATHESIS_SEED=$SEED scripts/schemathesis.sh)"
 echo "schemathesis $SCHEMATHESIS_VERSION against http://127.0.0.1:$API_PORT/openapi.json"
 PYTHONPATH="$PWD/tests/schemathesis" SCHEMATHESIS_HOOKS=hooks \
     "$VENV/bin/schemathesis" run "http://127.0.0.1:$API_PORT/openapi.json" \
     --checks all --exclude-checks use_after_free \
     --header "Authorization: Bearer $TOKEN" \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-50}" \
-    --seed "${SCHEMATHESIS_SEED:-20261129}" \
+    --seed "$SEED" \
     --no-color

@@ -10,6 +10,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditx-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 command -v cargo >/dev/null || { echo "cargo is required (rustup.rs)" >&2; exit 1; }
+# Formatting first: it takes a second and names the file to fix.
+cargo fmt --all -- --check
 scripts/services.sh
 
 # One build of every target with the features the tests unify (the

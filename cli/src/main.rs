@@ -33,12 +33,23 @@ enum Command {
     S3(serve::S3Args),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tune_malloc();
-    tokio::runtime::Builder::new_multi_thread()
+    let cli = Cli::parse();
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(run(Cli::parse().command))
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(cli.command)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // The error and its causes on one line each, never a backtrace: a
+        // user reads what went wrong and what to do, not where in the code.
+        Err(error) => {
+            eprintln!("auditx: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// Two glibc allocator settings, each unless its environment variable is

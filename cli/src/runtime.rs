@@ -42,6 +42,7 @@ pub async fn embedded_s3(
     config: &mut Config,
     data_dir: &Path,
     s3_listen: SocketAddr,
+    flag: &str,
 ) -> anyhow::Result<EmbeddedS3> {
     let secret = crate::secrets::embedded_s3_secret(data_dir)?;
     let s3 = EmbeddedS3::start(
@@ -51,10 +52,32 @@ pub async fn embedded_s3(
         &secret,
     )
     .await
+    .map_err(|error| taken_or(error, s3_listen, flag))
     .with_context(|| format!("starting the embedded s3 endpoint on {s3_listen}"))?;
     config.s3 = s3.client_config(&config.s3);
     ensure_buckets(&ObjectStore::new(&config.s3), config).await?;
     Ok(s3)
+}
+
+/// Listens on `addr`; a taken address is said as such, with the option
+/// (`flag`) that picks another.
+pub async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|error| taken_or(error, addr, flag))
+        .with_context(|| format!("listening on {addr}"))
+}
+
+/// An address already in use, told with the option that picks another;
+/// any other error as it is.
+fn taken_or(error: std::io::Error, addr: SocketAddr, flag: &str) -> anyhow::Error {
+    if error.kind() == std::io::ErrorKind::AddrInUse {
+        anyhow::anyhow!(
+            "{addr} is already in use by another process: stop it, or pick another address with {flag}"
+        )
+    } else {
+        error.into()
+    }
 }
 
 /// In-process state store (kept in `<data_dir>/state`) and queue, embedded
@@ -68,7 +91,7 @@ pub async fn embedded(
     let state_dir = data_dir.join("state");
     let state = MemoryStore::open(&state_dir)
         .with_context(|| format!("opening the state store in {}", state_dir.display()))?;
-    let s3 = embedded_s3(config, data_dir, s3_listen).await?;
+    let s3 = embedded_s3(config, data_dir, s3_listen, "--s3-listen").await?;
     let topology = Topology::new(config.rabbitmq.prefix.clone());
     let backends = Backends {
         state: Arc::new(state),

@@ -105,6 +105,11 @@ pub struct S3Config {
     /// and S3-compatible servers accept: one SHA-256 pass less per byte;
     /// TLS protects the body in transit.
     pub sign_payload: bool,
+    /// Attempts of every S3 call, the first included, when it fails on
+    /// network trouble, throttling or a 5xx: the one retry policy of S3
+    /// access (the SDK's calls and the query engine's reads alike), with
+    /// jittered backoff from 100 ms up to 5 s. 1 turns retries off.
+    pub max_attempts: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -211,7 +216,7 @@ pub struct IngestConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TelemetryConfig {
-    /// `json` or `text`.
+    /// `auto` (text on a terminal, JSON otherwise), `json` or `text`.
     pub log_format: String,
     /// `tracing` filter directive, e.g. `info,auditx=debug`; `RUST_LOG` wins.
     pub log_level: String,
@@ -279,6 +284,7 @@ impl Default for S3Config {
             presign_expiry_secs: 3600,
             create_buckets: false,
             sign_payload: false,
+            max_attempts: 4,
         }
     }
 }
@@ -356,7 +362,7 @@ impl Default for IngestConfig {
 impl Default for TelemetryConfig {
     fn default() -> Self {
         Self {
-            log_format: "json".into(),
+            log_format: "auto".into(),
             log_level: "info".into(),
             otlp_endpoint: None,
             service_name: "auditx".into(),
@@ -399,6 +405,9 @@ impl Config {
                 message: message.to_owned(),
             })
         };
+        if !["auto", "json", "text"].contains(&self.telemetry.log_format.as_str()) {
+            return invalid("telemetry.log_format", "must be auto, json or text");
+        }
         if self.export.part_size < S3_MIN_PART_SIZE {
             return invalid(
                 "export.part_size",
@@ -422,6 +431,9 @@ impl Config {
         }
         if self.export.max_chunks_in_flight == 0 {
             return invalid("export.max_chunks_in_flight", "must be positive");
+        }
+        if !(1..=10).contains(&self.s3.max_attempts) {
+            return invalid("s3.max_attempts", "must be between 1 and 10");
         }
         if self.s3.presign_expiry_secs == 0 || self.s3.presign_expiry_secs > 7 * 24 * 3600 {
             return invalid(

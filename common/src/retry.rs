@@ -1,4 +1,5 @@
-//! Retries with exponential backoff and full jitter, for transient failures
+//! Retries with exponential backoff and "equal" jitter (each delay drawn
+//! between half and all of its capped step), for transient failures
 //! only: a permanent failure is returned at once.
 
 use std::future::Future;
@@ -35,7 +36,7 @@ impl Backoff {
     };
 
     /// The delay before retry number `attempt` (1-based): a random duration
-    /// up to `initial * 2^(attempt-1)`, capped at `max`.
+    /// between half and all of `initial * 2^(attempt-1)` capped at `max`.
     pub fn delay(&self, attempt: u32) -> Duration {
         let exp = self
             .initial

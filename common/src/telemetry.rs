@@ -38,6 +38,18 @@ impl Drop for TelemetryGuard {
 /// `log_level` says (a `warn` log level must not switch tracing off).
 const TRACED_TARGETS: &str = "auditx=info";
 
+/// Whether logs are written as text for a person: `text`, or `auto` (the
+/// default) when standard error is a terminal; JSON otherwise (`json`, or
+/// `auto` writing to a pipe or file, as under Kubernetes).
+fn text_logs(log_format: &str) -> bool {
+    use std::io::IsTerminal;
+    match log_format {
+        "text" => true,
+        "json" => false,
+        _ => std::io::stderr().is_terminal(),
+    }
+}
+
 /// Installs the global subscriber. Call once, early, from a binary; `role`
 /// (`scheduler`, `worker`, ...) becomes the `auditx.role` resource attribute
 /// of the exported spans, beside a `service.instance.id` unique to the
@@ -51,7 +63,7 @@ pub fn init(config: &TelemetryConfig, role: &str) -> anyhow::Result<TelemetryGua
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = if config.log_format == "text" {
+    let fmt = if text_logs(&config.log_format) {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .boxed()

@@ -121,6 +121,7 @@ impl Sandbox {
             &mut config,
             &dir.path().join("data"),
             "127.0.0.1:0".parse()?,
+            "--s3-listen",
         )
         .await?;
         let store = ObjectStore::new(&config.s3);

@@ -5,7 +5,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use auditx_tests::expect::{self, HEADER};
-use auditx_tests::processes::{auditx_bin, free_port, run_auditx as run, wait_healthy};
+use auditx_tests::processes::{
+    auditx_bin, auditx_output, free_port, run_auditx as run, wait_healthy,
+};
 use tokio::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,4 +144,120 @@ async fn standalone_serves_exports_to_the_cli_client() {
     let url = job["dataFile"].as_str().unwrap();
     let result = reqwest::get(url).await.unwrap().text().await.unwrap();
     assert_eq!(result, "logins,ids\n3000,3000\n");
+}
+
+/// A taken port is said as such, with the flag that picks another, and no
+/// backtrace even when the user asked Rust for backtraces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_on_a_taken_port_names_the_flag_that_picks_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let backtrace = [("RUST_BACKTRACE", "1".to_owned())];
+
+    let api = auditx_output(
+        &[
+            "standalone",
+            "--data-dir",
+            data,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--s3-listen",
+            "127.0.0.1:0",
+        ],
+        &backtrace,
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&api.stderr);
+    assert!(!api.status.success());
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port} is already in use"))
+            && stderr.contains("--listen"),
+        "{stderr}"
+    );
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+
+    let s3 = auditx_output(
+        &[
+            "standalone",
+            "--data-dir",
+            data,
+            "--listen",
+            "127.0.0.1:0",
+            "--s3-listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &backtrace,
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&s3.stderr);
+    assert!(!s3.status.success());
+    assert!(
+        stderr.contains("already in use") && stderr.contains("--s3-listen"),
+        "{stderr}"
+    );
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+}
+
+/// Logs are JSON when standard error is a pipe (as under Kubernetes) and
+/// text for a person on a terminal (`script` gives the process one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_through_a_pipe_and_text_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    // The run fails at once on the taken port, after its first log lines.
+    let args = format!(
+        "{} standalone --data-dir {} --listen 127.0.0.1:{port} --s3-listen 127.0.0.1:0",
+        auditx_bin().display(),
+        data.display()
+    );
+    let log_level = [("AUDITX_TELEMETRY__LOG_LEVEL", "debug".to_owned())];
+
+    let piped = auditx_output(
+        &[
+            "standalone",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--s3-listen",
+            "127.0.0.1:0",
+        ],
+        &log_level,
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    let logs: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("auditx:"))
+        .collect();
+    assert!(!logs.is_empty(), "debug logs were written: {stderr}");
+    for line in &logs {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("a JSON log line through a pipe ({e}): {line}"));
+    }
+
+    let tty = tokio::process::Command::new("script")
+        .args(["-qec", &args, "/dev/null"])
+        .env("AUDITX_TELEMETRY__LOG_LEVEL", "debug")
+        .env_remove("AUDITX_TELEMETRY__LOG_FORMAT")
+        .output()
+        .await
+        .expect("script (util-linux) runs the binary on a terminal");
+    let out = String::from_utf8_lossy(&tty.stdout);
+    let lines: Vec<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("auditx:"))
+        .collect();
+    assert!(!lines.is_empty(), "debug logs were written: {out}");
+    assert!(
+        lines.iter().all(|l| !l.starts_with('{')),
+        "text logs on a terminal: {out}"
+    );
+    assert!(out.contains("DEBUG") || out.contains("INFO"), "{out}");
 }

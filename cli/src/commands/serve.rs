@@ -4,9 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
 use auditx_common::telemetry;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::load_config;
@@ -39,9 +37,7 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let secret = secrets::jwt_secret(config.jwt_secret.as_deref(), &args.data_dir)?;
     config.jwt_secret = Some(secret.clone());
     let embedded = runtime::embedded(&mut config, &args.data_dir, args.s3_listen).await?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener = runtime::bind(args.listen, "--listen").await?;
     let api = listener.local_addr()?;
     let token = super::tools::mint_with(
         &secret,
@@ -86,9 +82,7 @@ pub async fn scheduler(args: RoleArgs) -> anyhow::Result<()> {
         "jwt_secret or auth.jwks_file: required (set AUDITX_JWT_SECRET or AUDITX_AUTH__JWKS_FILE)"
     );
     let backends = runtime::distributed(&config).await?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener = runtime::bind(config.listen, "`listen` (AUDITX_LISTEN)").await?;
     tracing::info!(listen = %listener.local_addr()?, "scheduler started");
     let shutdown = CancellationToken::new();
     shutdown_on_signal(shutdown.clone());
@@ -123,7 +117,8 @@ pub struct S3Args {
 pub async fn s3(args: S3Args) -> anyhow::Result<()> {
     let mut config = load_config(args.config.as_ref())?;
     let _telemetry = telemetry::init(&config.telemetry, "s3")?;
-    let embedded = runtime::embedded_s3(&mut config, &args.data_dir, args.listen).await?;
+    let embedded =
+        runtime::embedded_s3(&mut config, &args.data_dir, args.listen, "--listen").await?;
     println!(
         "embedded S3 endpoint on http://{} (path-style, SigV4): access key {}, secret key in {}",
         embedded.addr,

@@ -174,7 +174,9 @@ pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     };
     let mut config = load_config(args.config.as_ref())?;
     let _embedded = match &args.data_dir {
-        Some(dir) => Some(runtime::embedded_s3(&mut config, dir, "127.0.0.1:0".parse()?).await?),
+        Some(dir) => Some(
+            runtime::embedded_s3(&mut config, dir, "127.0.0.1:0".parse()?, "--data-dir").await?,
+        ),
         None => None,
     };
     let store = ObjectStore::new(&config.s3);

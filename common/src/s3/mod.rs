@@ -13,6 +13,7 @@ use std::time::Duration;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -22,6 +23,12 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 
 use crate::config::S3Config;
+
+/// The backoff of the one S3 retry policy (`s3.max_attempts` attempts):
+/// jittered, from this delay doubling up to [`RETRY_MAX_BACKOFF`].
+pub const RETRY_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts of an S3 call.
+pub const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Failures of S3 calls.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +153,12 @@ impl ObjectStore {
             .region(region)
             .credentials_provider(credentials)
             .interceptor(credentials::CountRetries)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(config.max_attempts)
+                    .with_initial_backoff(RETRY_INITIAL_BACKOFF)
+                    .with_max_backoff(RETRY_MAX_BACKOFF),
+            )
             .force_path_style(config.force_path_style)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
         if let Some(endpoint) = &config.endpoint {

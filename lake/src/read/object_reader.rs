@@ -12,8 +12,7 @@ use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
-use auditx_common::retry::{retry, Backoff};
-use auditx_common::s3::{ObjectStore, StorageError};
+use auditx_common::s3::ObjectStore;
 
 /// Bytes read from the end of a file for its footer: our footers are a few
 /// KiB, so one request nearly always gets all of it.
@@ -55,11 +54,12 @@ impl ObjectReader {
         }
     }
 
-    /// Ranged GET, retrying transient failures; the [`StorageError`] is kept
-    /// inside the [`ParquetError`] so callers can still classify it.
+    /// Ranged GET (retried by the client's one S3 policy, `s3.max_attempts`);
+    /// the [`StorageError`](auditx_common::s3::StorageError) is kept inside the [`ParquetError`] so callers
+    /// can still classify it.
     async fn fetch(&self, range: Range<u64>) -> parquet::errors::Result<Bytes> {
-        let get = || self.store.get_range(&self.bucket, &self.key, range.clone());
-        retry(Backoff::default(), StorageError::is_transient, get)
+        self.store
+            .get_range(&self.bucket, &self.key, range)
             .await
             .map_err(|e| ParquetError::External(Box::new(e)))
     }

@@ -66,7 +66,17 @@ pub fn lake_object_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, SqlError
     builder = builder
         .with_bucket_name(&s3.lake_bucket)
         .with_region(&s3.region)
-        .with_virtual_hosted_style_request(!s3.force_path_style);
+        .with_virtual_hosted_style_request(!s3.force_path_style)
+        // The same bounded policy as every other S3 call (`s3.max_attempts`).
+        .with_retry(object_store::RetryConfig {
+            backoff: object_store::BackoffConfig {
+                init_backoff: auditx_common::s3::RETRY_INITIAL_BACKOFF,
+                max_backoff: auditx_common::s3::RETRY_MAX_BACKOFF,
+                base: 2.0,
+            },
+            max_retries: s3.max_attempts.saturating_sub(1) as usize,
+            retry_timeout: std::time::Duration::from_secs(60),
+        });
     if let Some(endpoint) = s3.endpoint.as_deref().filter(|e| !e.is_empty()) {
         builder = builder
             .with_endpoint(endpoint)

@@ -13,7 +13,6 @@
 //! exactly `part_size` bytes and uploaded. Memory stays at about
 //! `part_size × (MAX_UPLOADS_IN_FLIGHT + 1)` whatever the file size.
 
-use auditx_common::retry::{retry, Backoff};
 use auditx_common::s3::{ObjectStore, StorageError};
 use auditx_proto::{AssembleOutcome, AssembleTask, OutputFormat, Segment, UploadedPart};
 use bytes::{Bytes, BytesMut};
@@ -318,10 +317,10 @@ impl Parts {
         }
         let (store, bucket, key, upload_id) = self.names();
         let upload = async move {
-            let etag = retry(Backoff::default(), StorageError::is_transient, || {
-                store.upload_part(&bucket, &key, &upload_id, number, body.clone())
-            })
-            .await?;
+            // Retried by the client's one S3 policy (`s3.max_attempts`).
+            let etag = store
+                .upload_part(&bucket, &key, &upload_id, number, body)
+                .await?;
             Ok(UploadedPart { number, etag })
         };
         self.uploads.spawn(upload.in_current_span());
@@ -335,8 +334,8 @@ impl Parts {
         }
         let (store, bucket, key, upload_id) = self.names();
         let copy = async move {
-            let etag = retry(Backoff::default(), StorageError::is_transient, || {
-                store.upload_part_copy(
+            let etag = store
+                .upload_part_copy(
                     &bucket,
                     &key,
                     &upload_id,
@@ -344,8 +343,7 @@ impl Parts {
                     &segment.key,
                     segment.start..segment.end,
                 )
-            })
-            .await?;
+                .await?;
             Ok(UploadedPart { number, etag })
         };
         self.copies.spawn(copy.in_current_span());
