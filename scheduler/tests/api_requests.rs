@@ -83,7 +83,7 @@ async fn create_parameters_are_validated_with_named_fields() {
         (
             format!("exportType=SAMPLE&runType=NORMAL&{FROM}&queryToTime=2025-07-02T00:00:00"),
             "INVALID_PARAMETER",
-            "queryToTime: \"2025-07-02T00:00:00\" is not an ISO-8601 time with zone".into(),
+            "queryToTime: \"2025-07-02T00:00:00\" has no time zone (add Z or an offset such as +00:00)".into(),
         ),
         (
             format!("exportType=SAMPLE&runType=NORMAL&{FROM}&queryToTime=2025-07-01T00:00:00Z"),

@@ -4,6 +4,7 @@
 use auditx_proto::{MeterId, RequestId};
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
+use auditx_common::time::parse_iso_time;
 use chrono::{DateTime, FixedOffset};
 
 use super::error::{quoted, ApiError, ApiResult};
@@ -161,22 +162,19 @@ pub fn parse_one_of<T>(
     })
 }
 
-/// An RFC 3339 time (ISO-8601 with zone). A `+` left unencoded in a query
-/// string arrives as a space, so a space is read as `+` when that is the
-/// only thing wrong; the returned text is the time as understood.
+/// An ISO-8601 time with zone, extended or basic form
+/// ([`parse_iso_time`]). A `+` left unencoded in a query string arrives as
+/// a space, so a space is read as `+` when that is the only thing wrong;
+/// the returned text is the time as understood.
 pub fn parse_time(name: &str, value: &str) -> ApiResult<(DateTime<FixedOffset>, String)> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(value) {
-        return Ok((time, value.to_owned()));
-    }
+    let first = match parse_iso_time(value) {
+        Ok(time) => return Ok((time, value.to_owned())),
+        Err(e) => e,
+    };
     let repaired = value.replace(' ', "+");
-    DateTime::parse_from_rfc3339(&repaired)
+    parse_iso_time(&repaired)
         .map(|time| (time, repaired))
-        .map_err(|_| {
-            ApiError::InvalidParameter(format!(
-                "{name}: {} is not an ISO-8601 time with zone",
-                quoted(value)
-            ))
-        })
+        .map_err(|_| ApiError::InvalidParameter(format!("{name}: {} {first}", quoted(value))))
 }
 
 pub fn parse_int(name: &str, value: &str) -> ApiResult<i64> {
@@ -309,7 +307,16 @@ mod tests {
             parse_time("t", "2025-07-23T18:46:48")
                 .unwrap_err()
                 .to_string(),
-            "t: \"2025-07-23T18:46:48\" is not an ISO-8601 time with zone"
+            "t: \"2025-07-23T18:46:48\" has no time zone (add Z or an offset such as +00:00)"
         );
+        assert_eq!(
+            parse_time("t", "soon").unwrap_err().to_string(),
+            "t: \"soon\" is not an ISO-8601 time with zone"
+        );
+        let (time, text) = parse_time("t", "2025-07-01T00:00:00 0530").unwrap();
+        assert_eq!(text, "2025-07-01T00:00:00+0530");
+        assert_eq!(time.offset().local_minus_utc(), 19_800);
+        let (time, _) = parse_time("t", "2025-10-01T0000+0000").unwrap();
+        assert_eq!(time.timestamp(), 1_759_276_800);
     }
 }
