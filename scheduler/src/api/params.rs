@@ -77,21 +77,14 @@ impl QueryParams {
                 unknown.push(name);
             }
         }
-        match unknown.as_slice() {
-            [] => Ok(()),
-            [one] => Err(ApiError::InvalidParameter(format!(
+        let mut problems = super::error::Problems::default();
+        for name in unknown.iter().take(5) {
+            problems.push(ApiError::UnknownField(format!(
                 "unknown query parameter: {}",
-                shown_name(one)
-            ))),
-            many => Err(ApiError::InvalidParameter(format!(
-                "unknown query parameters: {}",
-                many.iter()
-                    .take(5)
-                    .map(|name| shown_name(name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
+                shown_name(name)
+            )));
         }
+        problems.finish()
     }
 
     /// A single-valued parameter; given empty (`name=`) it is a 400, as
@@ -271,7 +264,7 @@ mod tests {
         let p = params(&[("a", "1"), ("zz", "2"), ("yy", "3"), ("zz", "4")]);
         assert_eq!(
             p.only(&["a"]).unwrap_err().to_string(),
-            "unknown query parameters: zz, yy"
+            "unknown query parameter: zz; unknown query parameter: yy"
         );
         assert_eq!(
             params(&[("q", "1")]).only(&[]).unwrap_err().to_string(),
