@@ -6,7 +6,8 @@
 //! [`error::ApiError`] whose kind alone decides the status. Layers, outermost
 //! first: the request id (`Zuora-Request-Id` on every answer), the bounds (URI and header sizes, requests in flight, the request
 //! deadline), gzip of responses over 1000 bytes, the request span (which
-//! checks and echoes `Zuora-Track-Id`), the body size limit, the routes.
+//! checks and echoes `Zuora-Track-Id`), the body size limit, the
+//! `Idempotency-Key` replay of POSTs ([`idempotency`]), the routes.
 //! [`server`] runs the accept loop (slow clients, open connections).
 
 pub mod auth;
@@ -19,6 +20,7 @@ mod export_query;
 mod exports;
 mod headers;
 mod health;
+mod idempotency;
 mod ingest;
 mod limits;
 mod online;
@@ -81,6 +83,10 @@ pub fn router(services: Services) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            services.clone(),
+            idempotency::replay,
+        ))
         .layer(Extension(served))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(trace::request_span))
