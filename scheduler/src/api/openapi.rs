@@ -374,6 +374,9 @@ pub fn finish(doc: &mut Document) {
             ),
         );
     for item in doc.paths.paths.values_mut() {
+        if let Some(post) = item.post.as_mut() {
+            idempotent(post);
+        }
         for operation in [
             &mut item.get,
             &mut item.post,
@@ -406,6 +409,44 @@ const TRANSPORT_ERRORS: [(&str, &str); 4] = [
         "Category 70: the headers exceed the limit.",
     ),
 ];
+
+/// Answers of a POST sent with `Idempotency-Key`.
+const IDEMPOTENCY_ERRORS: [(&str, &str); 2] = [
+    (
+        "409",
+        "Category 50: a request with this Idempotency-Key is still being answered.",
+    ),
+    (
+        "422",
+        "Category 20: this Idempotency-Key was used for another request (body, URL or scope).",
+    ),
+];
+
+/// Documents `Idempotency-Key` on a POST operation.
+fn idempotent(operation: &mut Operation) {
+    for (status, description) in IDEMPOTENCY_ERRORS {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| error_response(description));
+    }
+    operation
+        .parameters
+        .get_or_insert_with(Vec::new)
+        .push(header(
+            "Idempotency-Key",
+            "Makes the POST safe to retry: the first answer to a key is kept 24 hours and a \
+             retry with the same key and request gets it back (with Idempotent-Replayed: true) \
+             without doing anything again.",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(254))
+                .pattern(Some("^[!-~]([ -~]*[!-~])?$"))
+                .into(),
+        ));
+}
 
 fn finish_operation(operation: &mut Operation) {
     for (status, description) in TRANSPORT_ERRORS {

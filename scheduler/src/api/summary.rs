@@ -72,6 +72,7 @@ const ALL_TIME_MS: (i64, i64) = (0, 253_402_300_800_000);
 
 /// The body of a summary call: every field optional.
 #[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // a description of the body `parse_body` reads
 #[schema(as = SummaryRequest)]
 pub struct SummaryBody {
