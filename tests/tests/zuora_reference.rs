@@ -73,9 +73,13 @@ impl Standalone {
 
     /// A request with the reference samples' headers.
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request_as(&self.token, method, path)
+    }
+
+    fn request_as(&self, token: &str, method: Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
+            .bearer_auth(token)
             .header("Accept-Encoding", "gzip")
             .header("Content-Type", "application/json")
             .header("Zuora-Track-Id", "reference-replay")
@@ -633,8 +637,9 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_request
     let token = auditx.token_of("someone-else").await;
     let theirs = auditx
         .send(
-            keyed(Method::POST, &export, "create-1")
-                .bearer_auth(token),
+            auditx
+                .request_as(&token, Method::POST, &export)
+                .header("Idempotency-Key", "create-1"),
         )
         .await;
     assert_eq!(theirs.status, StatusCode::OK, "{}", theirs.body);
