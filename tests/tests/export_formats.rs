@@ -357,7 +357,8 @@ async fn an_unknown_format_is_refused_naming_the_parameter_and_the_allowed_value
         assert_eq!(response.status(), 400, "{bad}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["success"], false);
-        assert_eq!(body["reasons"][0]["code"], "INVALID_PARAMETER");
+        // format's resource code, category 20 (invalid value).
+        assert_eq!(body["reasons"][0]["code"], 58_101_220);
         assert_eq!(
             body["reasons"][0]["message"],
             format!("format: \"{bad}\" is not one of csv, jsonl, parquet")
