@@ -172,7 +172,7 @@ async fn idempotent(services: &Services, request: Request, next: Next) -> ApiRes
         };
     }
     let claim = Record {
-        fingerprint: print.clone(),
+        fingerprint: print,
         method: parts.method.to_string(),
         target: target.clone(),
         expires_ms: now_ms + CLAIM_TTL.as_millis() as i64,

@@ -248,7 +248,7 @@ fn parse_group_by(value: &Value) -> ApiResult<Vec<&'static str>> {
     let mut fields: Vec<&'static str> = Vec::new();
     for name in names.into_iter().map(str::trim).filter(|n| !n.is_empty()) {
         match GROUP_FIELDS.iter().find(|(f, _)| *f == name) {
-            Some((field, _)) if !fields.contains(field) => fields.push(field),
+            Some((field, _)) if !fields.contains(field) => fields.push(*field),
             Some(_) => {}
             None => problems.push(ApiError::InvalidParameter(format!(
                 "{GROUP_BY}: {} is not one of {}",

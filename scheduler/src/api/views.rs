@@ -40,6 +40,7 @@ pub struct JobView<'a> {
     pub completion_time: Option<String>,
     /// The files' keys (`<requestId>/<file>`), for
     /// `GET /meters/auditTrail/presignedUrl`.
+    #[schema(value_type = Vec<String>)]
     pub file_list: Vec<&'a str>,
     /// The manifest's key, once FINISHED.
     #[schema(value_type = Option<String>)]
@@ -80,7 +81,9 @@ pub struct QueryView<'a> {
     #[schema(value_type = Vec<String>)]
     pub operator_ids: &'a [String],
     /// As given (ISO-8601 with zone).
+    #[schema(value_type = String)]
     pub query_from_time: &'a str,
+    #[schema(value_type = String)]
     pub query_to_time: &'a str,
     #[schema(value_type = super::openapi::ExportFormat)]
     pub format: &'static str,
