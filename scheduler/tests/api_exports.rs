@@ -37,7 +37,10 @@ async fn a_created_job_is_listed_pending_with_its_query_echoed() {
         .call(Method::GET, "/meters/42/auditTrail/export")
         .await
         .data();
-    assert_eq!((list["page"].clone(), list["pageSize"].clone()), (json!(1), json!(30)));
+    assert_eq!(
+        (list["page"].clone(), list["pageSize"].clone()),
+        (json!(1), json!(30))
+    );
     let jobs = list["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 1);
     let job = &jobs[0];
@@ -141,7 +144,11 @@ async fn lists_page_newest_first_and_filter_by_type_and_session() {
         page("").await,
         (newest_first.clone(), Value::Null, Value::Null)
     );
-    let link = |page: u32| json!(format!("/meters/7/auditTrail/export?page={page}&pageSize=2"));
+    let link = |page: u32| {
+        json!(format!(
+            "/meters/7/auditTrail/export?page={page}&pageSize=2"
+        ))
+    };
     assert_eq!(
         page("pageSize=2").await,
         (newest_first[0..2].to_vec(), Value::Null, link(2))

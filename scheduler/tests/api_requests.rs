@@ -121,7 +121,9 @@ async fn create_parameters_are_validated_with_named_fields() {
     let response = api
         .call(
             Method::POST,
-            &format!("/meters/1/auditTrail/export?{CREATE_QUERY}&foo=1&bar[]=2&format=xml&runType=FAST"),
+            &format!(
+                "/meters/1/auditTrail/export?{CREATE_QUERY}&foo=1&bar[]=2&format=xml&runType=FAST"
+            ),
         )
         .await;
     response.assert_errors(
@@ -130,14 +132,21 @@ async fn create_parameters_are_validated_with_named_fields() {
             ("UNKNOWN_FIELD", "unknown query parameter: foo"),
             ("UNKNOWN_FIELD", "unknown query parameter: bar"),
             ("INVALID_PARAMETER", "runType: given more than once"),
-            ("INVALID_PARAMETER", "format: \"xml\" is not one of csv, jsonl, parquet"),
+            (
+                "INVALID_PARAMETER",
+                "format: \"xml\" is not one of csv, jsonl, parquet",
+            ),
         ],
     );
     let list = api
         .call(Method::GET, "/meters/1/auditTrail/export")
         .await
         .data();
-    assert_eq!(list["jobs"], json!([]), "no job was created by a bad request");
+    assert_eq!(
+        list["jobs"],
+        json!([]),
+        "no job was created by a bad request"
+    );
 }
 
 #[tokio::test]

@@ -766,7 +766,10 @@ async fn summaries_count_by_every_grouping() {
             }
             let expected = expected_summary(&all, filters, &statuses, &distinct);
             assert!(summed(&expected) > 0, "{filters:?}");
-            assert_eq!(body["data"]["output"], expected, "{filters:?} by {group_by:?}");
+            assert_eq!(
+                body["data"]["output"], expected,
+                "{filters:?} by {group_by:?}"
+            );
         }
     }
     // groupBy as one comma separated string, and absent.
@@ -821,7 +824,10 @@ async fn summaries_count_by_every_grouping() {
         })
         .collect();
     assert_eq!(got, merged);
-    assert!(got.values().any(|(ok, errors)| *ok > 0 && *errors > 0), "{answer}");
+    assert!(
+        got.values().any(|(ok, errors)| *ok > 0 && *errors > 0),
+        "{answer}"
+    );
     // No run has the status: nothing matches.
     let none = Filters {
         run_statuses: vec!["PAUSED"],

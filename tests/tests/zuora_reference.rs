@@ -287,7 +287,10 @@ async fn the_references_samples_are_accepted_and_answered_in_its_shapes() {
     assert_eq!(list.status, StatusCode::OK, "{}", list.body);
     assert_shape(&fixture("list_export_jobs_200.json"), &list.body, "list");
     let data = &list.body["data"];
-    assert_eq!((data["page"].clone(), data["pageSize"].clone()), (json!(1), json!(30)));
+    assert_eq!(
+        (data["page"].clone(), data["pageSize"].clone()),
+        (json!(1), json!(30))
+    );
     let listed = &data["jobs"][0];
     assert_eq!(listed["requestId"], request_id);
     assert_eq!(listed["query"]["statuses"], Value::Null);
@@ -332,7 +335,10 @@ async fn the_references_samples_are_accepted_and_answered_in_its_shapes() {
         )
         .await;
     let next = paged.body["nextPage"].as_str().unwrap().to_owned();
-    assert_eq!(next, format!("/meters/{METER}/auditTrail/export?page=2&pageSize=1"));
+    assert_eq!(
+        next,
+        format!("/meters/{METER}/auditTrail/export?page=2&pageSize=1")
+    );
     let second = auditx.call(Method::GET, &next).await;
     assert_eq!(second.body["data"]["jobs"][0]["requestId"], request_id);
     assert_eq!(
@@ -362,12 +368,20 @@ async fn the_references_samples_are_accepted_and_answered_in_its_shapes() {
     let next = auditx
         .send(
             auditx
-                .request(Method::GET, &format!("/meters/{METER}/auditTrail/entries?{query}"))
+                .request(
+                    Method::GET,
+                    &format!("/meters/{METER}/auditTrail/entries?{query}"),
+                )
                 .query(&[("pageSize", "30"), ("cursor", cursor)]),
         )
         .await;
     assert_eq!(next.status, StatusCode::OK, "{}", next.body);
-    assert_eq!(next.body["data"].as_array().unwrap().len(), 1, "{}", next.body);
+    assert_eq!(
+        next.body["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        next.body
+    );
     assert_eq!(next.body["nextPage"], Value::Null);
     // A success entry has empty error fields.
     let samples = auditx
@@ -383,7 +397,13 @@ async fn the_references_samples_are_accepted_and_answered_in_its_shapes() {
     assert_eq!(samples.status, StatusCode::OK, "{}", samples.body);
     let data = samples.body["data"].as_array().unwrap();
     assert_eq!(data.len(), 4, "{}", samples.body);
-    assert_eq!((data[0]["errorCode"].clone(), data[0]["errorMessage"].clone()), (json!(""), json!("")));
+    assert_eq!(
+        (
+            data[0]["errorCode"].clone(),
+            data[0]["errorMessage"].clone()
+        ),
+        (json!(""), json!(""))
+    );
 
     // retrieveMeterSummaryData with the reference's body.
     let summary = auditx
@@ -396,7 +416,10 @@ async fn the_references_samples_are_accepted_and_answered_in_its_shapes() {
     assert_shape(&fixture("summary_200.json"), &summary.body, "summary");
     let data = &summary.body["data"];
     assert_eq!(data["query"]["runType"], "NORMAL");
-    assert_eq!(data["query"]["groupBy"], json!(["errorCode", "processorId", "sessionId"]));
+    assert_eq!(
+        data["query"]["groupBy"],
+        json!(["errorCode", "processorId", "sessionId"])
+    );
     assert_eq!(data["query"]["queryFromTime"], "2025-10-01T0000+0000");
     let mut rows: Vec<(Value, u64, u64)> = data["output"]
         .as_array()
@@ -411,9 +434,7 @@ async fn the_references_samples_are_accepted_and_answered_in_its_shapes() {
         })
         .collect();
     rows.sort_by_key(|row| row.0.to_string());
-    let group = |code: Option<&str>, session: &str| {
-        json!({"errorCode": code, "processorId": OPERATOR, "sessionId": session})
-    };
+    let group = |code: Option<&str>, session: &str| json!({"errorCode": code, "processorId": OPERATOR, "sessionId": session});
     let mut expected = [
         (group(None, "R-00002247"), 3, 0),
         (group(None, "R-00002293"), 3, 0),
@@ -470,7 +491,10 @@ async fn each_kind_of_error_has_its_zuora_code_and_every_answer_a_request_id() {
         .await
         .assert_error(
             StatusCode::BAD_REQUEST,
-            &[(58_101_020, "queryFromTime: \"2025-10-01T00:00:00\" has no time zone")],
+            &[(
+                58_101_020,
+                "queryFromTime: \"2025-10-01T00:00:00\" has no time zone",
+            )],
         );
     // 22 missing field (an ingest row's), and an ingest body of whitespace.
     let missing = auditx
@@ -480,7 +504,10 @@ async fn each_kind_of_error_has_its_zuora_code_and_every_answer_a_request_id() {
                      "runType": "NORMAL", "recordType": "SAMPLE"}]),
         )
         .await;
-    missing.assert_error(StatusCode::BAD_REQUEST, &[(58_103_022, "row 0: eventId: is required")]);
+    missing.assert_error(
+        StatusCode::BAD_REQUEST,
+        &[(58_103_022, "row 0: eventId: is required")],
+    );
     let blank = auditx
         .send(
             auditx
@@ -488,17 +515,26 @@ async fn each_kind_of_error_has_its_zuora_code_and_every_answer_a_request_id() {
                 .body(" \n\t \n"),
         )
         .await;
-    blank.assert_error(StatusCode::BAD_REQUEST, &[(58_102_022, "body: empty or only whitespace")]);
+    blank.assert_error(
+        StatusCode::BAD_REQUEST,
+        &[(58_102_022, "body: empty or only whitespace")],
+    );
     // 90 malformed JSON, 21 unknown body field.
     let summary = format!("/meters/{METER}/summary");
     auditx
         .send(auditx.request(Method::POST, &summary).body("{\"runType\":"))
         .await
-        .assert_error(StatusCode::BAD_REQUEST, &[(58_102_090, "body: not valid JSON")]);
+        .assert_error(
+            StatusCode::BAD_REQUEST,
+            &[(58_102_090, "body: not valid JSON")],
+        );
     auditx
         .post_json(&summary, &json!({"runType": "NORMAL", "colour": "red"}))
         .await
-        .assert_error(StatusCode::BAD_REQUEST, &[(50_000_021, "unknown field: \"colour\"")]);
+        .assert_error(
+            StatusCode::BAD_REQUEST,
+            &[(50_000_021, "unknown field: \"colour\"")],
+        );
     // 20 for a body that is not JSON at all (415).
     auditx
         .send(
@@ -510,25 +546,37 @@ async fn each_kind_of_error_has_its_zuora_code_and_every_answer_a_request_id() {
         .await
         .assert_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &[(58_102_120, "Content-Type: \"text/plain\" is not application/json")],
+            &[(
+                58_102_120,
+                "Content-Type: \"text/plain\" is not application/json",
+            )],
         );
     // 40 not found, 45 unsupported method, 11 authentication.
     auditx
         .call(Method::GET, &format!("{export}/no-such-job"))
         .await
-        .assert_error(StatusCode::NOT_FOUND, &[(58_100_240, "requestId: \"no-such-job\" not found")]);
+        .assert_error(
+            StatusCode::NOT_FOUND,
+            &[(58_100_240, "requestId: \"no-such-job\" not found")],
+        );
     auditx
         .call(Method::GET, "/no/such/route")
         .await
-        .assert_error(StatusCode::NOT_FOUND, &[(50_000_040, "no route for /no/such/route")]);
-    auditx
-        .call(Method::PUT, &export)
-        .await
-        .assert_error(StatusCode::METHOD_NOT_ALLOWED, &[(50_000_045, "PUT is not allowed")]);
+        .assert_error(
+            StatusCode::NOT_FOUND,
+            &[(50_000_040, "no route for /no/such/route")],
+        );
+    auditx.call(Method::PUT, &export).await.assert_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &[(50_000_045, "PUT is not allowed")],
+    );
     let anonymous = auditx
         .send(auditx.http.get(format!("{}{export}", auditx.base)))
         .await;
-    anonymous.assert_error(StatusCode::UNAUTHORIZED, &[(50_000_011, "missing bearer token")]);
+    anonymous.assert_error(
+        StatusCode::UNAUTHORIZED,
+        &[(50_000_011, "missing bearer token")],
+    );
     // 30: canceling a job that has ended.
     let created = auditx
         .call(
@@ -536,12 +584,18 @@ async fn each_kind_of_error_has_its_zuora_code_and_every_answer_a_request_id() {
             &format!("{export}?exportType=SAMPLE&runType=NORMAL&{times}"),
         )
         .await;
-    let id = created.body["data"]["requestId"].as_str().unwrap().to_owned();
+    let id = created.body["data"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     auditx.wait_finished(&id).await;
     auditx
         .call(Method::DELETE, &format!("{export}/{id}"))
         .await
-        .assert_error(StatusCode::CONFLICT, &[(50_000_030, "job already FINISHED")]);
+        .assert_error(
+            StatusCode::CONFLICT,
+            &[(50_000_030, "job already FINISHED")],
+        );
 
     // Every answer carries a Zuora-Request-Id, each its own.
     let mut ids = std::collections::BTreeSet::new();
@@ -583,14 +637,26 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_request
     let list = auditx
         .call(Method::GET, &format!("/meters/{METER}/auditTrail/export"))
         .await;
-    assert_eq!(list.body["data"]["jobs"].as_array().unwrap().len(), 1, "{}", list.body);
+    assert_eq!(
+        list.body["data"]["jobs"].as_array().unwrap().len(),
+        1,
+        "{}",
+        list.body
+    );
     // The same key for another request: 422, nothing created.
     let other = auditx
-        .send(keyed(Method::POST, &format!("{export}&sessionIds=R-1"), "create-1"))
+        .send(keyed(
+            Method::POST,
+            &format!("{export}&sessionIds=R-1"),
+            "create-1",
+        ))
         .await;
     other.assert_error(
         StatusCode::UNPROCESSABLE_ENTITY,
-        &[(58_102_320, "Idempotency-Key: already used for another request")],
+        &[(
+            58_102_320,
+            "Idempotency-Key: already used for another request",
+        )],
     );
     let list = auditx
         .call(Method::GET, &format!("/meters/{METER}/auditTrail/export"))
@@ -620,7 +686,10 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_request
         .await
         .assert_error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &[(58_102_320, "Idempotency-Key: already used for another request")],
+            &[(
+                58_102_320,
+                "Idempotency-Key: already used for another request",
+            )],
         );
     let unkeyed = auditx
         .send(auditx.request(Method::POST, &ingest).body(batch))

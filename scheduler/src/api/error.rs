@@ -461,11 +461,23 @@ mod tests {
             code(ApiError::InvalidParameter("queryFromTime: bad".into())),
             58101020
         );
-        assert_eq!(code(ApiError::UnknownField("sessionIdz: unknown".into())), 50000021);
+        assert_eq!(
+            code(ApiError::UnknownField("sessionIdz: unknown".into())),
+            50000021
+        );
         assert_eq!(code(ApiError::MissingField("body: x".into())), 58102022);
-        assert_eq!(code(ApiError::MissingParameter("exportType: required".into())), 58100323);
-        assert_eq!(code(ApiError::NotFound("requestId: \"x\" not found".into())), 58100240);
-        assert_eq!(code(ApiError::MethodNotAllowed("PUT is not allowed".into())), 50000045);
+        assert_eq!(
+            code(ApiError::MissingParameter("exportType: required".into())),
+            58100323
+        );
+        assert_eq!(
+            code(ApiError::NotFound("requestId: \"x\" not found".into())),
+            58100240
+        );
+        assert_eq!(
+            code(ApiError::MethodNotAllowed("PUT is not allowed".into())),
+            50000045
+        );
         assert_eq!(code(ApiError::Malformed("body: not JSON".into())), 58102090);
         assert_eq!(code(ApiError::Internal("boom".into())), 50000060);
         assert_eq!(code(ApiError::Unavailable("redis down".into())), 50000061);
@@ -476,7 +488,10 @@ mod tests {
             }),
             50000070
         );
-        assert_eq!(code(ApiError::InvalidParameter("row 3: eventTime: bad".into())), 58103120);
+        assert_eq!(
+            code(ApiError::InvalidParameter("row 3: eventTime: bad".into())),
+            58103120
+        );
         for (_, resource) in RESOURCE_CODES {
             assert!((500000..=679999).contains(&resource));
         }
@@ -503,7 +518,10 @@ mod tests {
             [
                 (58100323, "exportType: required".to_owned()),
                 (50000021, "unknown query parameter: x".to_owned()),
-                (58100420, "runType: \"F\" is not one of NORMAL, DEBUG".to_owned()),
+                (
+                    58100420,
+                    "runType: \"F\" is not one of NORMAL, DEBUG".to_owned()
+                ),
             ]
         );
         assert!(Problems::default().finish().is_ok());

@@ -163,10 +163,16 @@ pub fn read_filters(params: &QueryParams, problems: &mut Problems, required: boo
 impl Filters {
     /// The request of filters read with `required` and no problem.
     pub fn into_request(self) -> ApiResult<CreateRequest> {
-        let (Some(export_type), Some(run_type), Some((from, query_from_time)), Some((to, query_to_time))) =
-            (self.export_type, self.run_type, self.from, self.to)
+        let (
+            Some(export_type),
+            Some(run_type),
+            Some((from, query_from_time)),
+            Some((to, query_to_time)),
+        ) = (self.export_type, self.run_type, self.from, self.to)
         else {
-            return Err(ApiError::Internal("filters read without their required values".into()));
+            return Err(ApiError::Internal(
+                "filters read without their required values".into(),
+            ));
         };
         Ok(CreateRequest {
             query: ExportQuery {
@@ -239,18 +245,16 @@ impl ListRequest {
 pub fn parse_paging(params: &QueryParams, default: u32, max: u32) -> ApiResult<(u32, u32)> {
     let mut problems = Problems::default();
     let page = match problems.check(params.optional(PAGE)).flatten() {
-        Some(value) => problems
-            .check(parse_int(PAGE, value))
-            .and_then(|p| {
-                let page = u32::try_from(p).ok().filter(|&p| p >= 1);
-                if page.is_none() {
-                    problems.push(ApiError::InvalidParameter(format!(
-                        "{PAGE}: must be between 1 and {}",
-                        u32::MAX
-                    )));
-                }
-                page
-            }),
+        Some(value) => problems.check(parse_int(PAGE, value)).and_then(|p| {
+            let page = u32::try_from(p).ok().filter(|&p| p >= 1);
+            if page.is_none() {
+                problems.push(ApiError::InvalidParameter(format!(
+                    "{PAGE}: must be between 1 and {}",
+                    u32::MAX
+                )));
+            }
+            page
+        }),
         None => Some(1),
     };
     let page_size = match problems.check(params.optional(PAGE_SIZE)).flatten() {

@@ -6,9 +6,9 @@ use auditx_proto::{MeterId, RequestId, TRACEPARENT_HEADER};
 use axum::extract::State;
 use axum::response::{IntoResponse, Json, Response};
 use axum::Extension;
+use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
-use chrono::Utc;
 
 use super::auth::Caller;
 use super::envelope::Envelope;

@@ -308,7 +308,10 @@ mod tests {
             HeaderValue::from_str(&"k".repeat(255)).unwrap(),
         );
         let err = idempotency_key(&headers).unwrap_err();
-        assert_eq!(err.to_string(), "Idempotency-Key: must be 1 to 254 characters");
+        assert_eq!(
+            err.to_string(),
+            "Idempotency-Key: must be 1 to 254 characters"
+        );
         assert_eq!(err.reasons()[0].code, 58102320);
     }
 

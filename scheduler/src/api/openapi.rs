@@ -399,15 +399,9 @@ const TRANSPORT_ERRORS: [(&str, &str); 4] = [
         "400",
         "Category 20: the message names the field and says why.",
     ),
-    (
-        "408",
-        "Category 61: the request was not received in time.",
-    ),
+    ("408", "Category 61: the request was not received in time."),
     ("414", "Category 70: the request target exceeds the limit."),
-    (
-        "431",
-        "Category 70: the headers exceed the limit.",
-    ),
+    ("431", "Category 70: the headers exceed the limit."),
 ];
 
 /// Answers of a POST sent with `Idempotency-Key`.

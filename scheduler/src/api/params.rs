@@ -1,10 +1,10 @@
 //! Reading path and query parameters with messages that name the parameter
 //! and say what is wrong with it, e.g. `meterId: "abc" is not an integer`.
 
+use auditx_common::time::parse_iso_time;
 use auditx_proto::{MeterId, RequestId};
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
-use auditx_common::time::parse_iso_time;
 use chrono::{DateTime, FixedOffset};
 
 use super::error::{quoted, ApiError, ApiResult};

@@ -29,7 +29,9 @@ pub async fn tag(request: Request, next: Next) -> Response {
 /// of its `Zuora-Request-Id`, upper case, as Zuora's look
 /// (`CBCFED6580B4E076`). Outside a request (unit tests), a fresh one.
 pub fn process_id() -> String {
-    let id = REQUEST_ID.try_with(|id| *id).unwrap_or_else(|_| Uuid::new_v4());
+    let id = REQUEST_ID
+        .try_with(|id| *id)
+        .unwrap_or_else(|_| Uuid::new_v4());
     id.simple().to_string()[..16].to_ascii_uppercase()
 }
 

@@ -400,9 +400,15 @@ pub async fn summarize(
     let mut counts: HashMap<Vec<Option<String>>, (u64, u64)> = HashMap::new();
     if !selection.is_empty() {
         let bucket = &services.config.s3.lake_bucket;
-        let files =
-            list_audit_files(&services.store, bucket, &caller.tenant, meter, from_ms, to_ms)
-                .await?;
+        let files = list_audit_files(
+            &services.store,
+            bucket,
+            &caller.tenant,
+            meter,
+            from_ms,
+            to_ms,
+        )
+        .await?;
         for slice in plan(from_ms, to_ms, &files, SLICE_ROWS) {
             if slice.sources.is_empty() {
                 continue;
@@ -438,15 +444,18 @@ pub async fn summarize(
         counts.insert(Vec::new(), (0, 0));
     }
     let output = rows(&call, &columns, counts);
-    tracing::info!(meter = meter.0, groups = output.len(), "audit entries summarized");
+    tracing::info!(
+        meter = meter.0,
+        groups = output.len(),
+        "audit entries summarized"
+    );
     Ok(Envelope::ok(SummaryView {
         request_id: Uuid::new_v4().to_string(),
         request_time: Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
         query: QueryEcho {
             run_type: filters.run_type.map(RunType::as_str),
             session_ids: (!filters.session_ids.is_empty()).then(|| filters.session_ids.clone()),
-            operator_ids: (!filters.operator_ids.is_empty())
-                .then(|| filters.operator_ids.clone()),
+            operator_ids: (!filters.operator_ids.is_empty()).then(|| filters.operator_ids.clone()),
             group_by: call.group_by_given.then(|| call.group_by.clone()),
             query_from_time: filters.from.as_ref().map(|(_, text)| text.clone()),
             query_to_time: filters.to.as_ref().map(|(_, text)| text.clone()),
@@ -494,7 +503,10 @@ fn rows(
                     .iter()
                     .position(|c| *c == column)
                     .and_then(|i| values.get(i).cloned().flatten());
-                dimensions.insert((*field).to_owned(), value.map_or(Value::Null, Value::String));
+                dimensions.insert(
+                    (*field).to_owned(),
+                    value.map_or(Value::Null, Value::String),
+                );
             }
             GroupView {
                 dimensions,
@@ -560,10 +572,16 @@ mod tests {
             "unknown field: \"format\"; sessionIds: must be an array of strings; \
              runType: \"FAST\" is not one of NORMAL, DEBUG"
         );
-        assert_eq!(err(r#"{"exportType":["ERROR"]}"#), "exportType: must be a string");
+        assert_eq!(
+            err(r#"{"exportType":["ERROR"]}"#),
+            "exportType: must be a string"
+        );
         assert_eq!(err("[1]"), "body: must be a JSON object");
         let malformed = parse_body(b"{").unwrap_err();
-        assert_eq!(malformed.to_string(), "body: not valid JSON (line 1, column 1)");
+        assert_eq!(
+            malformed.to_string(),
+            "body: not valid JSON (line 1, column 1)"
+        );
         assert_eq!(malformed.category(), 90);
     }
 }

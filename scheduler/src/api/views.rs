@@ -137,7 +137,11 @@ impl<'a> JobView<'a> {
             creation_time: iso_seconds(spec.created_at_ms),
             start_time: state.started_at_ms.map(iso_seconds),
             completion_time: state.completed_at_ms.map(iso_seconds),
-            file_list: state.file_list.iter().map(|k| shown_key(tenant, k)).collect(),
+            file_list: state
+                .file_list
+                .iter()
+                .map(|k| shown_key(tenant, k))
+                .collect(),
             manifest_key: state.manifest_key.as_deref().map(|k| shown_key(tenant, k)),
             progress: ProgressView {
                 percent: state.progress.percent(),
@@ -163,7 +167,10 @@ mod tests {
 
     #[test]
     fn keys_and_times_as_the_reference_shows_them() {
-        assert_eq!(shown_key("acme", "acme/r-1/audit_trail.csv"), "r-1/audit_trail.csv");
+        assert_eq!(
+            shown_key("acme", "acme/r-1/audit_trail.csv"),
+            "r-1/audit_trail.csv"
+        );
         assert_eq!(shown_key("acme", "other/r-1/a.csv"), "other/r-1/a.csv");
         assert_eq!(iso_seconds(1_763_656_858_775), "2025-11-20T16:40:58Z");
     }

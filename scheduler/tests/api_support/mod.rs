@@ -44,7 +44,10 @@ pub fn category(kind: &str) -> u64 {
         "IN_PROGRESS" => 50,
         "INTERNAL_ERROR" => 60,
         "SERVICE_UNAVAILABLE" | "REQUEST_TIMEOUT" => 61,
-        "TOO_MANY_REQUESTS" | "PAYLOAD_TOO_LARGE" | "OVERLOADED" | "URI_TOO_LONG"
+        "TOO_MANY_REQUESTS"
+        | "PAYLOAD_TOO_LARGE"
+        | "OVERLOADED"
+        | "URI_TOO_LONG"
         | "REQUEST_HEADER_FIELDS_TOO_LARGE" => 70,
         "MALFORMED" => 90,
         other => panic!("unknown error kind {other}"),
@@ -237,7 +240,12 @@ impl TestResponse {
             .map(|(kind, message)| (category(kind), *message))
             .collect();
         assert_eq!(got, expected, "{body}");
-        let mut keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         keys.sort_unstable();
         assert_eq!(keys, ["processId", "reasons", "success"], "{body}");
         assert_eq!(body["success"], false);
