@@ -291,10 +291,6 @@ impl Problems {
         self.check::<()>(Err(error));
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// `Ok` when nothing was found, else the one problem or all of them.
     pub fn finish(mut self) -> ApiResult<()> {
         match self.0.len() {

@@ -73,15 +73,6 @@ pub fn parse_create(params: &QueryParams) -> ApiResult<CreateRequest> {
     Ok(request)
 }
 
-/// The export's filters ([`FILTER_PARAMS`]), validated; the format is the
-/// default. Callers refuse parameters they do not take first.
-pub fn parse_filters(params: &QueryParams) -> ApiResult<CreateRequest> {
-    let mut problems = Problems::default();
-    let filters = read_filters(params, &mut problems, true);
-    problems.finish()?;
-    filters.into_request()
-}
-
 /// The filters as given, each absent one `None` (or empty).
 #[derive(Clone, Debug, Default)]
 pub struct Filters {

@@ -20,7 +20,6 @@ use auditx_lake::RUN_STATUSES;
 use auditx_proto::{Compression, OutputFormat, QueryOutputFormat, RecordType, RunType};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{
     AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema,

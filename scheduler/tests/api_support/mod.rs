@@ -18,7 +18,7 @@ use auditx_scheduler::export::jobs::{JobState, JobStatus};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tempfile::TempDir;
 use tower::ServiceExt;
 
