@@ -1,6 +1,6 @@
 """Schemathesis hooks for auditx: the cross-field rules OpenAPI cannot state.
 
-Four request rules of the API are not expressible in a JSON schema, so
+Three request rules of the API are not expressible in a JSON schema, so
 schema-valid (positive) cases would be refused with a 400 for reasons the
 schema cannot show. The hooks adjust only those cases; negative cases keep
 whatever makes them invalid, so the API's rejections are still checked.
@@ -9,8 +9,6 @@ whatever makes them invalid, so the API's rejections are still checked.
   body): queryFromTime must be before queryToTime.
 - submitQuery: `query` must be one read-only SELECT over the tenant tables;
   a schema-valid string becomes one of a few such queries.
-- Every POST: a generated `Idempotency-Key` is dropped, as generated keys
-  repeat across cases with other bodies (a 422 by design).
 - listAuditEntries: `cursor` is an opaque, signed token only the API issues
   (a previous page's nextPage); a schema-valid cursor (a non-empty string)
   is dropped, so the case asks for the first page. An empty cursor stays:
@@ -68,19 +66,10 @@ def issued_cursor_only(query):
         del query["cursor"]
 
 
-def no_idempotency_key(headers):
-    if isinstance(headers, dict):
-        for name in [n for n in headers if n.lower() == "idempotency-key"]:
-            del headers[name]
-
-
 @schemathesis.hook
 def before_call(ctx, case, **kwargs):
     """Runs in every phase (coverage, fuzzing, stateful), just before the call."""
     operation = _operation(ctx)
-    # Generated keys repeat across cases with other bodies, which is the
-    # documented 422; the replay rules are tested in zuora_reference.rs.
-    no_idempotency_key(case.headers)
     if operation == "createExport":
         ordered_time_range(case.query)
     elif operation == "listAuditEntries":

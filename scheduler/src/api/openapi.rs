@@ -415,7 +415,9 @@ const IDEMPOTENCY_ERRORS: [(&str, &str); 2] = [
     ),
 ];
 
-/// Documents `Idempotency-Key` on a POST operation.
+/// Documents `Idempotency-Key` on a POST operation: in its description
+/// and answers, not as a parameter, so generated clients and fuzzers do
+/// not reuse one key for different requests (a 422 by design).
 fn idempotent(operation: &mut Operation) {
     for (status, description) in IDEMPOTENCY_ERRORS {
         operation
@@ -424,21 +426,14 @@ fn idempotent(operation: &mut Operation) {
             .entry(status.to_owned())
             .or_insert_with(|| error_response(description));
     }
-    operation
-        .parameters
-        .get_or_insert_with(Vec::new)
-        .push(header(
-            "Idempotency-Key",
-            "Makes the POST safe to retry: the first answer to a key is kept 24 hours and a \
-             retry with the same key and request gets it back (with Idempotent-Replayed: true) \
-             without doing anything again.",
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .min_length(Some(1))
-                .max_length(Some(254))
-                .pattern(Some("^[!-~]([ -~]*[!-~])?$"))
-                .into(),
-        ));
+    let note = "Send an Idempotency-Key header (1 to 254 printable characters) to make the \
+        POST safe to retry: the first answer to a key is kept 24 hours and a retry with the \
+        same key and request gets it back (with Idempotent-Replayed: true) without doing \
+        anything again; the key with another request is a 422.";
+    operation.description = Some(match operation.description.take() {
+        Some(text) => format!("{text}\n\n{note}"),
+        None => note.to_owned(),
+    });
 }
 
 fn finish_operation(operation: &mut Operation) {
