@@ -52,7 +52,7 @@ const SWEEP: usize = 20;
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
     fingerprint: String,
-    /// What the fingerprint covers, for the 422's message.
+    /// What the fingerprint covers, for the logs.
     method: String,
     target: String,
     expires_ms: i64,
@@ -160,11 +160,15 @@ async fn idempotent(services: &Services, request: Request, next: Next) -> ApiRes
         .filter(|record| record.expires_ms > now_ms);
     if let Some(record) = live {
         if record.fingerprint != print {
-            return Err(ApiError::Unprocessable(format!(
-                "Idempotency-Key: already used for another request ({} {}, or another body \
-                 or scope); use a new key for a new request",
-                record.method, record.target
-            )));
+            tracing::debug!(
+                first = %format_args!("{} {}", record.method, record.target),
+                "idempotency key reused for another request"
+            );
+            return Err(ApiError::Unprocessable(
+                "Idempotency-Key: already used for another request (another URL, method, \
+                 body or scope); use a new key for a new request"
+                    .into(),
+            ));
         }
         return match record.answer {
             Some(answer) => Ok(replayed(answer)),
