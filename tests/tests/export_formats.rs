@@ -94,7 +94,9 @@ async fn check_files(
             rows as u64 <= MAX_ROWS_PER_FILE,
             "{key} holds {rows} rows, over the limit"
         );
-        assert_eq!(entry["key"], key.as_str());
+        // The manifest holds object keys; the API lists them without the
+        // tenant, as Zuora's reference does.
+        assert_eq!(entry["key"], format!("{tenant}/{key}"));
         assert_eq!(entry["rows"], rows as u64, "{key}");
         assert_eq!(entry["bytes"], bytes.len() as u64, "{key}");
         assert_eq!(

@@ -539,7 +539,9 @@ async fn each_kind_of_error_has_its_zuora_code_and_every_answer_a_request_id() {
     auditx
         .send(
             auditx
-                .request(Method::POST, &summary)
+                .http
+                .post(format!("{}{summary}", auditx.base))
+                .bearer_auth(&auditx.token)
                 .header("Content-Type", "text/plain")
                 .body("{}"),
         )
