@@ -112,9 +112,18 @@ pub async fn measure(client: &ApiClient, export_rows: u64) -> anyhow::Result<Onl
     let started = Instant::now();
     let summary = client.summary(BIG_METER, &body).await?;
     let summary_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let summary_total = summary["total"]
-        .as_u64()
-        .context("a summary without total")?;
+    // One row per group: success entries in `output` (the body asks for
+    // SAMPLE only), errors in `totalErrorCount`.
+    let rows = summary["output"]
+        .as_array()
+        .context("a summary without output")?;
+    let summary_total: u64 = rows
+        .iter()
+        .map(|row| {
+            row["output"].as_u64().unwrap_or_default()
+                + row["totalErrorCount"].as_u64().unwrap_or_default()
+        })
+        .sum();
     if summary_total != export_rows {
         bail!("the summary counts {summary_total} rows, the export wrote {export_rows}");
     }
@@ -125,6 +134,6 @@ pub async fn measure(client: &ApiClient, export_rows: u64) -> anyhow::Result<Onl
         walked,
         summary_ms,
         summary_total,
-        summary_groups: summary["groups"].as_array().map_or(0, Vec::len),
+        summary_groups: rows.len(),
     })
 }

@@ -11,3 +11,4 @@ pub mod retry;
 pub mod s3;
 pub mod state;
 pub mod telemetry;
+pub mod time;

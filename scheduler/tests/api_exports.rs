@@ -37,13 +37,17 @@ async fn a_created_job_is_listed_pending_with_its_query_echoed() {
         .call(Method::GET, "/meters/42/auditTrail/export")
         .await
         .data();
-    let jobs = list.as_array().unwrap();
+    assert_eq!(
+        (list["page"].clone(), list["pageSize"].clone()),
+        (json!(1), json!(30))
+    );
+    let jobs = list["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 1);
     let job = &jobs[0];
     let creation_time = job["creationTime"].as_str().unwrap();
     assert!(
-        creation_time.len() == 24 && creation_time.ends_with('Z'),
-        "ISO-8601 with milliseconds: {creation_time}"
+        creation_time.len() == 20 && creation_time.ends_with('Z'),
+        "ISO-8601 to the second: {creation_time}"
     );
     assert_eq!(
         job,
@@ -54,7 +58,7 @@ async fn a_created_job_is_listed_pending_with_its_query_echoed() {
                 "exportType": "ERROR",
                 "runType": "DEBUG",
                 "sessionIds": ["R-1", "R-2", "R-3"],
-                "runStatuses": ["COMPLETED", "FAILED"],
+                "statuses": ["COMPLETED", "FAILED"],
                 "operatorIds": ["op-1"],
                 "queryFromTime": "2025-07-01T00:00:00+02:00",
                 "queryToTime": "2025-07-01T12:00:00.500Z",
@@ -122,7 +126,7 @@ async fn lists_page_newest_first_and_filter_by_type_and_session() {
         let uri = format!("/meters/7/auditTrail/export?{query}");
         async move {
             let body = api.call(Method::GET, &uri).await.json();
-            let listed: Vec<String> = body["data"]
+            let listed: Vec<String> = body["data"]["jobs"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -140,21 +144,34 @@ async fn lists_page_newest_first_and_filter_by_type_and_session() {
         page("").await,
         (newest_first.clone(), Value::Null, Value::Null)
     );
+    let link = |page: u32| {
+        json!(format!(
+            "/meters/7/auditTrail/export?page={page}&pageSize=2"
+        ))
+    };
     assert_eq!(
         page("pageSize=2").await,
-        (newest_first[0..2].to_vec(), Value::Null, json!(2))
+        (newest_first[0..2].to_vec(), Value::Null, link(2))
     );
     assert_eq!(
         page("pageSize=2&page=2").await,
-        (newest_first[2..4].to_vec(), json!(1), json!(3))
+        (newest_first[2..4].to_vec(), link(1), link(3))
     );
     assert_eq!(
         page("pageSize=2&page=3").await,
-        (newest_first[4..5].to_vec(), json!(2), Value::Null)
+        (newest_first[4..5].to_vec(), link(2), Value::Null)
     );
     assert_eq!(
         page("pageSize=2&page=4").await,
-        (vec![], json!(3), Value::Null)
+        (vec![], link(3), Value::Null)
+    );
+    assert_eq!(
+        page("pageSize=1&exportType=ERROR&sessionIds=R-2&sessionIds=R-4").await,
+        (
+            vec![ids[3].clone()],
+            Value::Null,
+            json!("/meters/7/auditTrail/export?page=2&pageSize=1&exportType=ERROR&sessionIds=R-2&sessionIds=R-4")
+        )
     );
     assert_eq!(
         page("exportType=ERROR").await.0,
@@ -291,6 +308,18 @@ async fn presigned_urls_download_the_callers_own_files_only() {
     let url = api.call(Method::GET, &presign(&file)).await.data();
     let downloaded = reqwest::get(url.as_str().unwrap()).await.unwrap();
     assert_eq!(downloaded.status(), 200);
+    assert_eq!(downloaded.bytes().await.unwrap(), csv);
+    // The job lists its files as Zuora's reference does, without the
+    // tenant; that key is taken too.
+    let job = api
+        .call(Method::GET, &format!("/meters/1/auditTrail/export/{id}"))
+        .await
+        .data();
+    let shown = format!("{id}/audit_trail_sample_0001.csv");
+    assert!(file.ends_with(&shown), "{file}");
+    assert_eq!(job["fileList"], json!([shown]));
+    let url = api.call(Method::GET, &presign(&shown)).await.data();
+    let downloaded = reqwest::get(url.as_str().unwrap()).await.unwrap();
     assert_eq!(downloaded.bytes().await.unwrap(), csv);
     assert!(api
         .call(Method::GET, &presign(&manifest))

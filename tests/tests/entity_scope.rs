@@ -180,7 +180,7 @@ impl<'a> Caller<'a> {
 
     async fn listed_exports(&self) -> BTreeSet<String> {
         let body = self.ok(Method::GET, &export_path(), &[], None).await;
-        body["data"]
+        body["data"]["jobs"]
             .as_array()
             .unwrap()
             .iter()

@@ -55,16 +55,20 @@ impl Row {
     fn ingest_json(&self) -> Value {
         let mut entry = self.entry(&BTreeMap::new());
         let fields = entry.as_object_mut().unwrap();
-        fields.retain(|_, v| !v.is_null());
+        fields.retain(|_, v| !v.is_null() && v != "");
         fields.remove("runStatus");
+        fields.remove("errorTime");
         fields.insert("eventTime".into(), json!(self.time_ms));
         fields.insert("recordType".into(), json!(self.record_type));
         entry
     }
 
-    /// The entry the API should answer for this row.
+    /// The entry the API should answer for this row: the reference's
+    /// fields (errorTime in epoch milliseconds as a string, errorCode and
+    /// errorMessage empty when absent), then auditx's.
     fn entry(&self, statuses: &BTreeMap<String, String>) -> Value {
         json!({
+            "errorTime": self.time_ms.to_string(),
             "eventId": self.event_id,
             "eventTime": iso(self.time_ms),
             "sessionId": self.session,
@@ -73,8 +77,8 @@ impl Row {
             "operatorId": self.operator,
             "operatorType": self.operator.as_ref().map(|_| "TRANSFORM"),
             "operatorName": self.operator.as_ref().map(|o| format!("name of {o}")),
-            "errorCode": self.error_code,
-            "errorMessage": self.error_code.as_ref().map(|c| format!("failed with {c}")),
+            "errorCode": self.error_code.clone().unwrap_or_default(),
+            "errorMessage": self.error_code.as_ref().map_or(String::new(), |c| format!("failed with {c}")),
             "traceId": format!("trace-{}", self.event_id),
             "payload": self.payload(),
         })
@@ -464,8 +468,9 @@ async fn pages_hold_every_row_once_in_order_while_rows_are_ingested() {
     let (status, body) = client.page(METER, &narrow.query(), None, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let first: Vec<Value> = body["data"].as_array().unwrap().clone();
-    assert_eq!(first, expected[..expected.len().min(100)]);
-    assert_eq!(body["nextPage"].is_null(), expected.len() <= 100);
+    // The reference's default page size, 30.
+    assert_eq!(first, expected[..expected.len().min(30)]);
+    assert_eq!(body["nextPage"].is_null(), expected.len() <= 30);
 
     // Another tenant's meter of the same id is empty.
     let other = Client::new(&sandbox, "someone-else", &[]);
@@ -605,7 +610,7 @@ async fn bad_parameters_and_foreign_or_altered_cursors_are_400s() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
-        body["data"],
+        body["data"]["output"],
         expected_summary(&rows, &samples(), &BTreeMap::new(), &["operatorId"])
     );
 
@@ -614,11 +619,8 @@ async fn bad_parameters_and_foreign_or_altered_cursors_are_400s() {
     assert_400(
         "groupBy",
         summary(samples().body(&["sessionId", "tenant"])).await,
-        "groupBy: \"tenant\" is not one of sessionId, operatorId, errorCode",
+        "groupBy: \"tenant\" is not one of sessionId, operatorId, errorCode, processorId",
     );
-    let mut body = samples().body(&[]);
-    body.as_object_mut().unwrap().remove("queryFromTime");
-    assert_400("no from", summary(body).await, "queryFromTime: required");
     let mut body = samples().body(&[]);
     body["exportType"] = json!(5);
     assert_400(
@@ -657,45 +659,61 @@ async fn bad_parameters_and_foreign_or_altered_cursors_are_400s() {
     sandbox.stop().await.unwrap();
 }
 
-/// Counts by `group_by` as the API should answer them.
+/// The summary rows (`output`) by `group_by` as the API should answer
+/// them: success entries in `output`, error entries in `totalErrorCount`,
+/// largest first; without `group_by` one row of totals.
 fn expected_summary(
     rows: &[Row],
     filters: &Filters,
     statuses: &BTreeMap<String, String>,
     group_by: &[&str],
 ) -> Value {
-    let mut counts: HashMap<Vec<Option<String>>, u64> = HashMap::new();
-    let mut total = 0;
+    let mut counts: HashMap<Vec<Option<String>>, (u64, u64)> = HashMap::new();
     for row in rows.iter().filter(|r| filters.matches(r, statuses)) {
-        total += 1;
         let key = group_by
             .iter()
             .map(|field| match *field {
                 "sessionId" => Some(row.session.clone()),
-                "operatorId" => row.operator.clone(),
+                "operatorId" | "processorId" => row.operator.clone(),
                 _ => row.error_code.clone(),
             })
             .collect();
-        *counts.entry(key).or_default() += 1;
+        let entry = counts.entry(key).or_default();
+        if row.record_type == "ERROR" {
+            entry.1 += 1;
+        } else {
+            entry.0 += 1;
+        }
+    }
+    if group_by.is_empty() && counts.is_empty() {
+        counts.insert(Vec::new(), (0, 0));
     }
     let mut groups: Vec<_> = counts.into_iter().collect();
-    groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let groups: Vec<Value> = if group_by.is_empty() {
-        Vec::new()
-    } else {
-        groups
-            .into_iter()
-            .map(|(key, count)| {
-                let mut group = serde_json::Map::new();
-                for (field, value) in group_by.iter().zip(key) {
-                    group.insert(field.to_string(), json!(value));
-                }
-                group.insert("count".into(), json!(count));
-                Value::Object(group)
-            })
-            .collect()
-    };
-    json!({"total": total, "groups": groups})
+    groups.sort_by(|a, b| {
+        (b.1 .0 + b.1 .1)
+            .cmp(&(a.1 .0 + a.1 .1))
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    groups
+        .into_iter()
+        .map(|(key, (output, errors))| {
+            let mut dimensions = serde_json::Map::new();
+            for (field, value) in group_by.iter().zip(key) {
+                dimensions.insert(field.to_string(), json!(value));
+            }
+            json!({"dimensions": dimensions, "output": output, "totalErrorCount": errors})
+        })
+        .collect()
+}
+
+/// The number of entries the summary rows count.
+fn summed(output: &Value) -> u64 {
+    output
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["output"].as_u64().unwrap() + row["totalErrorCount"].as_u64().unwrap())
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -747,8 +765,11 @@ async fn summaries_count_by_every_grouping() {
                 }
             }
             let expected = expected_summary(&all, filters, &statuses, &distinct);
-            assert!(expected["total"].as_u64().unwrap() > 0, "{filters:?}");
-            assert_eq!(body["data"], expected, "{filters:?} by {group_by:?}");
+            assert!(summed(&expected) > 0, "{filters:?}");
+            assert_eq!(
+                body["data"]["output"], expected,
+                "{filters:?} by {group_by:?}"
+            );
         }
     }
     // groupBy as one comma separated string, and absent.
@@ -757,15 +778,55 @@ async fn summaries_count_by_every_grouping() {
     let (status, answer) = client.summary(METER, &body).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(
-        answer["data"],
+        answer["data"]["output"],
         expected_summary(&all, &errors, &statuses, &["errorCode", "sessionId"])
     );
     body.as_object_mut().unwrap().remove("groupBy");
     let (_, answer) = client.summary(METER, &body).await;
-    assert_eq!(answer["data"]["groups"], json!([]));
     assert_eq!(
-        answer["data"]["total"],
-        expected_summary(&all, &errors, &statuses, &[])["total"]
+        answer["data"]["output"],
+        expected_summary(&all, &errors, &statuses, &[])
+    );
+    assert_eq!(answer["data"]["output"][0]["output"], 0, "{answer}");
+    // Without exportType, success and error entries per group in one call;
+    // processorId groups by the operator.
+    let mut both = samples().body(&["processorId", "sessionId"]);
+    both.as_object_mut().unwrap().remove("exportType");
+    let (status, answer) = client.summary(METER, &both).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let mut expected = Vec::new();
+    for filters in [&samples(), &errors] {
+        expected.extend(
+            expected_summary(&all, filters, &statuses, &["processorId", "sessionId"])
+                .as_array()
+                .unwrap()
+                .clone(),
+        );
+    }
+    let mut merged: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for row in &expected {
+        let counts = merged.entry(row["dimensions"].to_string()).or_default();
+        counts.0 += row["output"].as_u64().unwrap();
+        counts.1 += row["totalErrorCount"].as_u64().unwrap();
+    }
+    let got: BTreeMap<String, (u64, u64)> = answer["data"]["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["dimensions"].to_string(),
+                (
+                    row["output"].as_u64().unwrap(),
+                    row["totalErrorCount"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(got, merged);
+    assert!(
+        got.values().any(|(ok, errors)| *ok > 0 && *errors > 0),
+        "{answer}"
     );
     // No run has the status: nothing matches.
     let none = Filters {
@@ -773,7 +834,7 @@ async fn summaries_count_by_every_grouping() {
         ..errors.clone()
     };
     let (_, answer) = client.summary(METER, &none.body(&["sessionId"])).await;
-    assert_eq!(answer["data"], json!({"total": 0, "groups": []}));
+    assert_eq!(answer["data"]["output"], json!([]));
     sandbox.stop().await.unwrap();
 }
 
@@ -823,15 +884,15 @@ async fn summaries_of_generated_data_match_the_generator() {
         });
         let (status, answer) = client.summary(METER, &body).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
-        assert_eq!(answer["data"]["total"], total, "{from}..{to}");
-        let got: BTreeMap<Option<String>, u64> = answer["data"]["groups"]
+        assert_eq!(summed(&answer["data"]["output"]), total, "{from}..{to}");
+        let got: BTreeMap<Option<String>, u64> = answer["data"]["output"]
             .as_array()
             .unwrap()
             .iter()
             .map(|g| {
                 (
-                    g["errorCode"].as_str().map(str::to_owned),
-                    g["count"].as_u64().unwrap(),
+                    g["dimensions"]["errorCode"].as_str().map(str::to_owned),
+                    g["totalErrorCount"].as_u64().unwrap(),
                 )
             })
             .collect();
@@ -887,7 +948,7 @@ async fn entries_and_summaries_hold_only_the_callers_entities() {
         let (status, body) = client.summary(METER, &filters.body(&["sessionId"])).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(
-            body["data"],
+            body["data"]["output"],
             expected_summary(&rows, &filters, &statuses, &["sessionId"])
         );
     }

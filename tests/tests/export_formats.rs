@@ -94,7 +94,9 @@ async fn check_files(
             rows as u64 <= MAX_ROWS_PER_FILE,
             "{key} holds {rows} rows, over the limit"
         );
-        assert_eq!(entry["key"], key.as_str());
+        // The manifest holds object keys; the API lists them without the
+        // tenant, as Zuora's reference does.
+        assert_eq!(entry["key"], format!("{tenant}/{key}"));
         assert_eq!(entry["rows"], rows as u64, "{key}");
         assert_eq!(entry["bytes"], bytes.len() as u64, "{key}");
         assert_eq!(
@@ -357,7 +359,8 @@ async fn an_unknown_format_is_refused_naming_the_parameter_and_the_allowed_value
         assert_eq!(response.status(), 400, "{bad}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["success"], false);
-        assert_eq!(body["reasons"][0]["code"], "INVALID_PARAMETER");
+        // format's resource code, category 20 (invalid value).
+        assert_eq!(body["reasons"][0]["code"], 58_101_220);
         assert_eq!(
             body["reasons"][0]["message"],
             format!("format: \"{bad}\" is not one of csv, jsonl, parquet")

@@ -16,7 +16,7 @@ pub fn load_config(file: Option<&PathBuf>) -> anyhow::Result<Config> {
 
 /// Parses an ISO-8601 time with zone given on the command line.
 pub fn parse_time(flag: &str, value: &str) -> anyhow::Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(value)
+    auditx_common::time::parse_iso_time(value)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| anyhow::anyhow!("{flag}: {value:?} is not an ISO-8601 time with zone ({e})"))
+        .map_err(|e| anyhow::anyhow!("{flag}: {value:?} {e}"))
 }

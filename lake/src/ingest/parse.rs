@@ -2,6 +2,7 @@
 //! Every message names the 0-based row and the JSON field, so a client can
 //! fix its batch without guessing.
 
+use auditx_common::time::parse_iso_time;
 use chrono::DateTime;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -94,16 +95,14 @@ impl Row<'_, '_> {
         }
     }
 
-    /// ISO-8601 with a zone (`Z`, `+02:00` or `+0200`) or epoch milliseconds.
+    /// ISO-8601 with a zone, extended or basic form
+    /// ([`auditx_common::time::parse_iso_time`]), or epoch milliseconds.
     fn time_ms(&self, field: &str) -> Result<i64, IngestError> {
         let raw = self.required(field)?;
         let parsed = match scalar(raw) {
             Some(Value::Number(n)) => super::json::whole_number(&n)
                 .filter(|&ms| DateTime::from_timestamp_millis(ms).is_some()),
-            Some(Value::String(s)) => DateTime::parse_from_rfc3339(&s)
-                .or_else(|_| DateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f%z"))
-                .ok()
-                .map(|t| t.timestamp_millis()),
+            Some(Value::String(s)) => parse_iso_time(&s).ok().map(|t| t.timestamp_millis()),
             _ => None,
         };
         parsed.ok_or_else(|| {

@@ -36,38 +36,47 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::cursor::{cursor_key, query_digest, sessions_digest, Cursor};
-use super::error::{ApiError, ApiResult};
-use super::export_query::{parse_filters, parse_paging, FILTER_PARAMS, PAGE_SIZE};
+use super::error::{ApiError, ApiResult, Problems};
+use super::export_query::{
+    parse_paging, read_filters, FILTER_PARAMS, OPERATOR_ID, PAGE_SIZE, SESSION_ID,
+};
 use super::online::select;
 use super::openapi::{ErrorEnvelope, ExportType, RunStatus, RunTypeName};
 use super::params::{MeterPath, QueryParams};
 use crate::context::Services;
 
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// The reference's default and maximum.
+pub const DEFAULT_PAGE_SIZE: u32 = 30;
 pub const MAX_PAGE_SIZE: u32 = 500;
 const CURSOR: &str = "cursor";
 
-/// One audit entry: the export's twelve columns, in the CSV's order.
-/// Absent values are null; `payload` is the JSON object ingested.
+/// One audit entry: the reference's fields (`errorTime` the entry's time in
+/// epoch milliseconds as a string, `errorCode` and `errorMessage` empty
+/// when absent), then the export's other columns. Other absent values are
+/// null; `payload` is the JSON object ingested.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = AuditTrailEntry)]
 pub struct EntryView {
+    /// The entry's eventTime in epoch milliseconds, e.g. "1753296408775".
+    pub error_time: String,
+    /// Empty when the entry has none.
+    pub error_code: String,
+    /// Empty when the entry has none.
+    pub error_message: String,
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<serde_json::Value>,
     pub event_id: String,
+    pub trace_id: Option<String>,
+    pub operator_type: Option<String>,
+    pub operator_name: Option<String>,
+    pub operator_id: Option<String>,
     /// UTC, ISO-8601 with milliseconds.
     pub event_time: String,
     pub session_id: String,
     pub run_type: String,
     /// The run's latest status (null if the run has none).
     pub run_status: Option<String>,
-    pub operator_id: Option<String>,
-    pub operator_type: Option<String>,
-    pub operator_name: Option<String>,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-    pub trace_id: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub payload: Option<serde_json::Value>,
 }
 
 impl EntryView {
@@ -80,6 +89,7 @@ impl EntryView {
             .payload
             .map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)));
         Self {
+            error_time: row.event_time_ms.to_string(),
             event_time: String::from_utf8(time).expect("timestamps are ASCII"),
             run_status: run_statuses.get(&row.session_id).cloned(),
             event_id: row.event_id,
@@ -88,8 +98,8 @@ impl EntryView {
             operator_id: row.operator_id,
             operator_type: row.operator_type,
             operator_name: row.operator_name,
-            error_code: row.error_code,
-            error_message: row.error_message,
+            error_code: row.error_code.unwrap_or_default(),
+            error_message: row.error_message.unwrap_or_default(),
             trace_id: row.trace_id,
             payload,
         }
@@ -127,15 +137,17 @@ pub struct EntriesPage {
         ("meterId" = i64, Path, minimum = 1, description = "The meter."),
         ("exportType" = ExportType, Query),
         ("runType" = RunTypeName, Query),
+        ("sessionId" = Option<String>, Query, min_length = 1, description = "Only this run (added to sessionIds)."),
         ("sessionIds" = Option<Vec<String>>, Query, style = Form, explode, description = "Only these runs."),
         ("runStatuses" = Option<Vec<RunStatus>>, Query, style = Form, explode,
             description = "Only entries of runs whose latest status is one of these."),
+        ("operatorId" = Option<String>, Query, min_length = 1, description = "Only this operator (added to operatorIds)."),
         ("operatorIds" = Option<Vec<String>>, Query, style = Form, explode, description = "Only these operators."),
         ("queryFromTime" = String, Query, format = DateTime,
-            description = "Start of the range (inclusive), ISO-8601 with zone."),
+            description = "Start of the range (inclusive), ISO-8601 with zone, extended or basic form."),
         ("queryToTime" = String, Query, format = DateTime,
             description = "End of the range (exclusive), ISO-8601 with zone, after queryFromTime."),
-        ("pageSize" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Entries per page (default 100)."),
+        ("pageSize" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Entries per page (default 30)."),
         ("cursor" = Option<String>, Query, min_length = 1, description = "The previous page's nextPage."),
     ),
     responses(
@@ -150,10 +162,14 @@ pub async fn list(
     params: QueryParams,
 ) -> ApiResult<Response> {
     let mut allowed = FILTER_PARAMS.to_vec();
-    allowed.extend([PAGE_SIZE, CURSOR]);
-    params.only(&allowed)?;
-    let request = parse_filters(&params)?;
-    let (_, page_size) = parse_paging(&params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+    allowed.extend([SESSION_ID, OPERATOR_ID, PAGE_SIZE, CURSOR]);
+    let mut problems = Problems::default();
+    problems.check(params.only(&allowed));
+    let filters = read_filters(&params, &mut problems, true);
+    let paging = problems.check(parse_paging(&params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE));
+    problems.finish()?;
+    let request = filters.into_request()?;
+    let page_size = paging.map_or(DEFAULT_PAGE_SIZE, |(_, size)| size);
     let scope = caller.scope();
     let digest = query_digest(&caller.tenant, meter, &request, &scope);
     let key = cursor_key(&services).await?;

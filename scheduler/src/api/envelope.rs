@@ -1,18 +1,36 @@
 //! The response envelope every API call answers with (SPEC §3):
-//! `{"success", "data", "previousPage", "nextPage"}`, plus `reasons` on errors.
+//! `{"success", "data", "previousPage", "nextPage"}`; an error is
+//! `{"success": false, "processId", "reasons"}` as Zuora answers them
+//! (`api/error-codes.md`).
 
 use axum::response::{IntoResponse, Json, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 /// One reason a call failed.
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Reason {
-    /// e.g. `INVALID_PARAMETER`, `NOT_FOUND`.
-    #[schema(value_type = String)]
-    pub code: &'static str,
+    /// Zuora's 8-digit error code: the 6-digit resource code of the field
+    /// at fault (500000 when none) and the 2-digit error category, e.g.
+    /// 58101020 (queryFromTime, invalid value). docs/api.md lists them.
+    #[schema(minimum = 50000000, maximum = 67999999)]
+    pub code: u32,
     /// Names the field and says what is wrong with it.
     pub message: String,
+}
+
+/// The body of every error answer (but the Data Query routes').
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// Always false.
+    pub success: bool,
+    /// The request's id (the `Zuora-Request-Id` header's first 16 hex
+    /// digits, upper case), to quote when reporting the problem.
+    pub process_id: String,
+    /// Every problem found with the request.
+    pub reasons: Vec<Reason>,
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -25,9 +43,6 @@ pub struct Envelope<T> {
     pub previous_page: Option<u32>,
     /// Page number of the next page of a list, else null.
     pub next_page: Option<u32>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[schema(ignore)]
-    pub reasons: Vec<Reason>,
 }
 
 impl<T: Serialize> Envelope<T> {
@@ -42,19 +57,6 @@ impl<T: Serialize> Envelope<T> {
             data,
             previous_page,
             next_page,
-            reasons: Vec::new(),
-        }
-    }
-}
-
-impl Envelope<()> {
-    pub fn error(code: &'static str, message: String) -> Self {
-        Self {
-            success: false,
-            data: (),
-            previous_page: None,
-            next_page: None,
-            reasons: vec![Reason { code, message }],
         }
     }
 }

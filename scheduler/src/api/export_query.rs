@@ -6,7 +6,9 @@ use std::ops::Range;
 use auditx_lake::RUN_STATUSES;
 use auditx_proto::{OutputFormat, RecordType, RunType};
 
-use super::error::{ApiError, ApiResult};
+use chrono::{DateTime, FixedOffset};
+
+use super::error::{ApiError, ApiResult, Problems};
 use super::params::{parse_int, parse_one_of, parse_time, QueryParams};
 use crate::export::jobs::{ExportQuery, Job};
 
@@ -15,6 +17,9 @@ const RUN_TYPE: &str = "runType";
 const SESSION_IDS: &str = "sessionIds";
 const RUN_STATUSES_PARAM: &str = "runStatuses";
 const OPERATOR_IDS: &str = "operatorIds";
+/// The entries route's single-valued forms of the two lists.
+pub const SESSION_ID: &str = "sessionId";
+pub const OPERATOR_ID: &str = "operatorId";
 const QUERY_FROM_TIME: &str = "queryFromTime";
 const QUERY_TO_TIME: &str = "queryToTime";
 const FORMAT: &str = "format";
@@ -50,60 +55,131 @@ pub const SINGLE_FILTER_PARAMS: [&str; 4] = [EXPORT_TYPE, RUN_TYPE, QUERY_FROM_T
 pub fn parse_create(params: &QueryParams) -> ApiResult<CreateRequest> {
     let mut allowed = FILTER_PARAMS.to_vec();
     allowed.push(FORMAT);
-    params.only(&allowed)?;
-    let mut request = parse_filters(params)?;
-    request.query.format = match params.optional(FORMAT)? {
-        Some(value) => parse_one_of(
+    let mut problems = Problems::default();
+    problems.check(params.only(&allowed));
+    let filters = read_filters(params, &mut problems, true);
+    let format = match problems.check(params.optional(FORMAT)).flatten() {
+        Some(value) => problems.check(parse_one_of(
             FORMAT,
             value,
             OutputFormat::parse,
             &OutputFormat::ALL.map(OutputFormat::as_str),
-        )?,
-        None => OutputFormat::default(),
+        )),
+        None => Some(OutputFormat::default()),
     };
+    problems.finish()?;
+    let mut request = filters.into_request()?;
+    request.query.format = format.unwrap_or_default();
     Ok(request)
 }
 
-/// The export's filters ([`FILTER_PARAMS`]), validated; the format is the
-/// default. Callers refuse parameters they do not take first.
-pub fn parse_filters(params: &QueryParams) -> ApiResult<CreateRequest> {
-    let export_type = export_type(params.required(EXPORT_TYPE)?)?;
-    let run_type = parse_one_of(
-        RUN_TYPE,
-        params.required(RUN_TYPE)?,
-        RunType::parse,
-        &RunType::ALL.map(RunType::as_str),
-    )?;
+/// The filters as given, each absent one `None` (or empty).
+#[derive(Clone, Debug, Default)]
+pub struct Filters {
+    pub export_type: Option<RecordType>,
+    pub run_type: Option<RunType>,
+    pub session_ids: Vec<String>,
+    pub run_statuses: Vec<String>,
+    pub operator_ids: Vec<String>,
+    pub from: Option<(DateTime<FixedOffset>, String)>,
+    pub to: Option<(DateTime<FixedOffset>, String)>,
+}
+
+/// Reads the filters, every problem found into `problems`; with
+/// `required`, `exportType`, `runType` and the two times must be given.
+/// The single `sessionId` and `operatorId` (the entries route's names) add
+/// to `sessionIds` and `operatorIds`.
+pub fn read_filters(params: &QueryParams, problems: &mut Problems, required: bool) -> Filters {
+    let mut value = |name: &str| {
+        if required {
+            problems.check(params.required(name))
+        } else {
+            problems.check(params.optional(name)).flatten()
+        }
+    };
+    let export_type = value(EXPORT_TYPE);
+    let run_type = value(RUN_TYPE);
+    let from = value(QUERY_FROM_TIME);
+    let to = value(QUERY_TO_TIME);
+    let export_type = export_type.and_then(|v| problems.check(self::export_type(v)));
+    let run_type = run_type.and_then(|v| {
+        problems.check(parse_one_of(
+            RUN_TYPE,
+            v,
+            RunType::parse,
+            &RunType::ALL.map(RunType::as_str),
+        ))
+    });
     let run_statuses = params.list(RUN_STATUSES_PARAM);
     for status in &run_statuses {
-        parse_one_of(
+        problems.check(parse_one_of(
             RUN_STATUSES_PARAM,
             status,
             |s| RUN_STATUSES.contains(&s).then_some(()),
             &RUN_STATUSES,
-        )?;
+        ));
     }
-    let (from, query_from_time) = parse_time(QUERY_FROM_TIME, params.required(QUERY_FROM_TIME)?)?;
-    let (to, query_to_time) = parse_time(QUERY_TO_TIME, params.required(QUERY_TO_TIME)?)?;
-    if from >= to {
-        return Err(ApiError::InvalidParameter(format!(
-            "{QUERY_FROM_TIME}: must be before {QUERY_TO_TIME}"
-        )));
+    let from = from.and_then(|v| problems.check(parse_time(QUERY_FROM_TIME, v)));
+    let to = to.and_then(|v| problems.check(parse_time(QUERY_TO_TIME, v)));
+    if let (Some((from, _)), Some((to, _))) = (&from, &to) {
+        if from >= to {
+            problems.push(ApiError::InvalidParameter(format!(
+                "{QUERY_FROM_TIME}: must be before {QUERY_TO_TIME}"
+            )));
+        }
     }
-    Ok(CreateRequest {
-        query: ExportQuery {
-            export_type,
-            run_type,
-            session_ids: params.list(SESSION_IDS),
-            run_statuses,
-            operator_ids: params.list(OPERATOR_IDS),
-            query_from_time,
-            query_to_time,
-            format: OutputFormat::default(),
-        },
-        from_ms: from.timestamp_millis(),
-        to_ms: to.timestamp_millis(),
-    })
+    let mut session_ids = params.list(SESSION_IDS);
+    let mut operator_ids = params.list(OPERATOR_IDS);
+    for (single, into) in [
+        (SESSION_ID, &mut session_ids),
+        (OPERATOR_ID, &mut operator_ids),
+    ] {
+        if let Some(one) = problems.check(params.optional(single)).flatten() {
+            if !into.iter().any(|i| i == one) {
+                into.push(one.to_owned());
+            }
+        }
+    }
+    Filters {
+        export_type,
+        run_type,
+        session_ids,
+        run_statuses,
+        operator_ids,
+        from,
+        to,
+    }
+}
+
+impl Filters {
+    /// The request of filters read with `required` and no problem.
+    pub fn into_request(self) -> ApiResult<CreateRequest> {
+        let (
+            Some(export_type),
+            Some(run_type),
+            Some((from, query_from_time)),
+            Some((to, query_to_time)),
+        ) = (self.export_type, self.run_type, self.from, self.to)
+        else {
+            return Err(ApiError::Internal(
+                "filters read without their required values".into(),
+            ));
+        };
+        Ok(CreateRequest {
+            query: ExportQuery {
+                export_type,
+                run_type,
+                session_ids: self.session_ids,
+                run_statuses: self.run_statuses,
+                operator_ids: self.operator_ids,
+                query_from_time,
+                query_to_time,
+                format: OutputFormat::default(),
+            },
+            from_ms: from.timestamp_millis(),
+            to_ms: to.timestamp_millis(),
+        })
+    }
 }
 
 fn export_type(value: &str) -> ApiResult<RecordType> {
@@ -127,9 +203,15 @@ pub struct ListRequest {
 }
 
 pub fn parse_list(params: &QueryParams) -> ApiResult<ListRequest> {
-    params.only(&[EXPORT_TYPE, SESSION_IDS, PAGE, PAGE_SIZE])?;
-    let export_type = params.optional(EXPORT_TYPE)?.map(export_type).transpose()?;
-    let (page, page_size) = parse_paging(params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+    let mut problems = Problems::default();
+    problems.check(params.only(&[EXPORT_TYPE, SESSION_IDS, PAGE, PAGE_SIZE]));
+    let export_type = problems
+        .check(params.optional(EXPORT_TYPE))
+        .flatten()
+        .and_then(|v| problems.check(export_type(v)));
+    let paging = problems.check(parse_paging(params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE));
+    problems.finish()?;
+    let (page, page_size) = paging.unwrap_or((1, DEFAULT_PAGE_SIZE));
     Ok(ListRequest {
         export_type,
         session_ids: params.list(SESSION_IDS),
@@ -152,25 +234,34 @@ impl ListRequest {
 
 /// `page` (1-based, default 1) and `pageSize` (1..=`max`, default `default`).
 pub fn parse_paging(params: &QueryParams, default: u32, max: u32) -> ApiResult<(u32, u32)> {
-    let page = match params.optional(PAGE)? {
-        Some(value) => u32::try_from(parse_int(PAGE, value)?)
-            .ok()
-            .filter(|&p| p >= 1)
-            .ok_or_else(|| {
-                ApiError::InvalidParameter(format!("{PAGE}: must be between 1 and {}", u32::MAX))
-            })?,
-        None => 1,
+    let mut problems = Problems::default();
+    let page = match problems.check(params.optional(PAGE)).flatten() {
+        Some(value) => problems.check(parse_int(PAGE, value)).and_then(|p| {
+            let page = u32::try_from(p).ok().filter(|&p| p >= 1);
+            if page.is_none() {
+                problems.push(ApiError::InvalidParameter(format!(
+                    "{PAGE}: must be between 1 and {}",
+                    u32::MAX
+                )));
+            }
+            page
+        }),
+        None => Some(1),
     };
-    let page_size = match params.optional(PAGE_SIZE)? {
-        Some(value) => u32::try_from(parse_int(PAGE_SIZE, value)?)
-            .ok()
-            .filter(|s| (1..=max).contains(s))
-            .ok_or_else(|| {
-                ApiError::InvalidParameter(format!("{PAGE_SIZE}: must be between 1 and {max}"))
-            })?,
-        None => default,
+    let page_size = match problems.check(params.optional(PAGE_SIZE)).flatten() {
+        Some(value) => problems.check(parse_int(PAGE_SIZE, value)).and_then(|s| {
+            let size = u32::try_from(s).ok().filter(|s| (1..=max).contains(s));
+            if size.is_none() {
+                problems.push(ApiError::InvalidParameter(format!(
+                    "{PAGE_SIZE}: must be between 1 and {max}"
+                )));
+            }
+            size
+        }),
+        None => Some(default),
     };
-    Ok((page, page_size))
+    problems.finish()?;
+    Ok((page.unwrap_or(1), page_size.unwrap_or(default)))
 }
 
 /// One page of a list of `total` items.
@@ -263,6 +354,40 @@ mod tests {
             err.starts_with("runStatuses: \"DONE\" is not one of NEVER_RUN, TESTING,"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn every_problem_of_a_query_is_listed() {
+        let query = [
+            ("runType", "FAST"),
+            ("queryFromTime", "2025-07-01T00:00:00"),
+            ("queryToTime", "2025-07-01T0000+0000"),
+            ("bogus", "1"),
+        ];
+        let err = parse_create(&params(&query)).unwrap_err();
+        let messages: Vec<String> = err.reasons().into_iter().map(|r| r.message).collect();
+        assert_eq!(
+            messages,
+            [
+                "unknown query parameter: bogus",
+                "exportType: required",
+                "runType: \"FAST\" is not one of NORMAL, DEBUG",
+                "queryFromTime: \"2025-07-01T00:00:00\" has no time zone (add Z or an offset such as +00:00)",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_references_sample_times_are_accepted() {
+        let query = [
+            ("exportType", "SAMPLE"),
+            ("runType", "DEBUG"),
+            ("queryFromTime", "2025-07-01T00:00:00+0530"),
+            ("queryToTime", "2025-10-01T0000+0000"),
+        ];
+        let request = parse_create(&params(&query)).unwrap();
+        assert_eq!(request.from_ms, 1_751_328_000_000 - 19_800_000);
+        assert_eq!(request.query.query_to_time, "2025-10-01T0000+0000");
     }
 
     #[test]

@@ -4,18 +4,20 @@ use auditx_common::queue::Headers;
 use auditx_common::telemetry::inject_trace_context;
 use auditx_proto::{MeterId, RequestId, TRACEPARENT_HEADER};
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Json, Response};
 use axum::Extension;
 use chrono::Utc;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::envelope::Envelope;
 use super::error::{ApiError, ApiResult};
-use super::export_query::{page_window, parse_create, parse_list};
+use super::export_query::{page_window, parse_create, parse_list, ListRequest};
 use super::openapi::{ErrorEnvelope, ExportFormat, ExportType, RunStatus, RunTypeName};
 use super::params::{JobPath, MeterPath, QueryParams};
 use super::trace::TrackId;
-use super::views::{Created, JobView};
+use super::views::{Created, JobView, JobsPage};
 use crate::context::Services;
 use crate::events::publish_export_event;
 use crate::export::jobs::{CancelOutcome, Job, JobSpec};
@@ -91,6 +93,21 @@ pub async fn create(
     }))
 }
 
+/// The answer of a list call: the envelope with `data` `{page, pageSize,
+/// jobs}` and the neighbour pages as links.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ExportJobsEnvelope)]
+pub struct ListAnswer<'a> {
+    /// Always true.
+    pub success: bool,
+    pub data: JobsPage<'a>,
+    /// The previous page (path and query, same filters), null on the first.
+    pub previous_page: Option<String>,
+    /// The next page (path and query, same filters), null on the last.
+    pub next_page: Option<String>,
+}
+
 /// `GET /meters/{meterId}/auditTrail/export`: the meter's jobs, newest first.
 #[utoipa::path(
     get,
@@ -106,7 +123,7 @@ pub async fn create(
         ("pageSize" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Jobs per page (default 30)."),
     ),
     responses(
-        (status = 200, description = "A page of jobs; previousPage and nextPage are page numbers or null.", body = Envelope<Vec<JobView>>),
+        (status = 200, description = "A page of jobs; previousPage and nextPage are the neighbour pages' links (path and query) or null.", body = ListAnswer),
     )
 )]
 pub async fn list(
@@ -122,7 +139,47 @@ pub async fn list(
     jobs.retain(|job| scope.can_see(&job.spec.scope) && request.matches(job));
     let window = page_window(jobs.len(), request.page, request.page_size);
     let views: Vec<JobView> = jobs[window.items].iter().map(JobView::new).collect();
-    Ok(Envelope::page(views, window.previous_page, window.next_page).into_response())
+    let link = |page: u32| page_link(meter, &request, page);
+    Ok(Json(ListAnswer {
+        success: true,
+        data: JobsPage {
+            page: request.page,
+            page_size: request.page_size,
+            jobs: views,
+        },
+        previous_page: window.previous_page.map(link),
+        next_page: window.next_page.map(link),
+    })
+    .into_response())
+}
+
+/// The path and query of page `page` of the list `request` asked for.
+fn page_link(meter: MeterId, request: &ListRequest, page: u32) -> String {
+    let mut link = format!(
+        "/meters/{}/auditTrail/export?page={page}&pageSize={}",
+        meter.0, request.page_size
+    );
+    if let Some(export_type) = request.export_type {
+        link.push_str(&format!("&exportType={}", export_type.as_str()));
+    }
+    for session in &request.session_ids {
+        link.push_str("&sessionIds=");
+        link.push_str(&percent_encoded(session));
+    }
+    link
+}
+
+/// `text` with every byte but RFC 3986's unreserved ones percent-encoded.
+fn percent_encoded(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `GET /meters/{meterId}/auditTrail/export/{requestId}`.
@@ -239,4 +296,24 @@ pub(super) fn current_traceparent() -> Option<String> {
     let mut headers = Headers::new();
     inject_trace_context(&mut headers);
     headers.remove(TRACEPARENT_HEADER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_links_keep_the_filters() {
+        let request = ListRequest {
+            export_type: Some(auditx_proto::RecordType::Sample),
+            session_ids: vec!["R-1".into(), "a b&c".into()],
+            page: 1,
+            page_size: 5,
+        };
+        assert_eq!(
+            page_link(MeterId(709), &request, 2),
+            "/meters/709/auditTrail/export?page=2&pageSize=5&exportType=SAMPLE\
+             &sessionIds=R-1&sessionIds=a%20b%26c"
+        );
+    }
 }

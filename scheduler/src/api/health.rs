@@ -5,6 +5,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use prometheus::{Encoder, TextEncoder};
+use serde::Serialize;
 
 use super::envelope::{Envelope, Reason};
 use super::error::{ApiError, ApiResult};
@@ -42,19 +43,25 @@ pub async fn readyz(State(services): State<Services>) -> Response {
     if readiness.ready {
         return Envelope::ok(readiness).into_response();
     }
-    let reason = Reason {
-        code: "SERVICE_UNAVAILABLE",
-        message: format!("not ready: {}", readiness.summary()),
-    };
-    tracing::warn!(reason = %reason.message, "readiness probe failed");
-    let body = Envelope {
+    let error = ApiError::Unavailable(format!("not ready: {}", readiness.summary()));
+    tracing::warn!(reason = %error, "readiness probe failed");
+    let body = NotReady {
         success: false,
+        process_id: super::request_id::process_id(),
+        reasons: error.reasons(),
         data: readiness,
-        previous_page: None,
-        next_page: None,
-        reasons: vec![reason],
     };
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// A failed readiness probe: the error body plus what was checked.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NotReady<T> {
+    success: bool,
+    process_id: String,
+    reasons: Vec<Reason>,
+    data: T,
 }
 
 /// `GET /metrics`: every registered metric in Prometheus' text format.

@@ -162,11 +162,25 @@ async fn decode_and_parse<T: Send + 'static>(
 ) -> ApiResult<(Vec<T>, IngestContext)> {
     tokio::task::spawn_blocking(move || {
         let raw = decode_body(&body.bytes, body.gzipped, max_bytes)?;
+        check_not_blank(&raw)?;
         let rows = parse(&raw, &ctx)?;
         Ok((rows, ctx))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("ingest parsing task failed: {e}")))?
+}
+
+/// Refuses a body that is empty or only whitespace: it holds no batch at
+/// all (an empty batch is `[]`), and was taken for an empty NDJSON batch.
+pub(super) fn check_not_blank(raw: &[u8]) -> ApiResult<()> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::MissingField(
+            "body: empty or only whitespace; send a JSON array (`[]` for no rows) or NDJSON \
+             of rows"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// `POST /meters/{meterId}/auditTrail/entries`.
@@ -275,6 +289,16 @@ pub async fn runs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blank_bodies_are_refused_naming_the_body() {
+        for blank in [&b""[..], b" ", b"\n\r\n\t  "] {
+            let err = check_not_blank(blank).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+            assert!(err.to_string().starts_with("body: empty"), "{err}");
+        }
+        assert!(check_not_blank(b" []").is_ok());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_call_waits_for_a_slot_then_gets_429_with_retry_after() {

@@ -4,9 +4,10 @@
 //!
 //! Every answer is the envelope of [`envelope`]; every failure is an
 //! [`error::ApiError`] whose kind alone decides the status. Layers, outermost
-//! first: the bounds (URI and header sizes, requests in flight, the request
+//! first: the request id (`Zuora-Request-Id` on every answer), the bounds (URI and header sizes, requests in flight, the request
 //! deadline), gzip of responses over 1000 bytes, the request span (which
-//! checks and echoes `Zuora-Track-Id`), the body size limit, the routes.
+//! checks and echoes `Zuora-Track-Id`), the body size limit, the
+//! `Idempotency-Key` replay of POSTs ([`idempotency`]), the routes.
 //! [`server`] runs the accept loop (slow clients, open connections).
 
 pub mod auth;
@@ -19,6 +20,7 @@ mod export_query;
 mod exports;
 mod headers;
 mod health;
+mod idempotency;
 mod ingest;
 mod limits;
 mod online;
@@ -26,6 +28,7 @@ pub(crate) mod openapi;
 mod params;
 mod presign;
 mod queries;
+mod request_id;
 mod server;
 mod summary;
 mod tables;
@@ -80,11 +83,16 @@ pub fn router(services: Services) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            services.clone(),
+            idempotency::replay,
+        ))
         .layer(Extension(served))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(trace::request_span))
         .layer(CompressionLayer::new().compress_when(SizeAbove::new(COMPRESS_FROM_BYTES)))
         .layer(middleware::from_fn_with_state(edge, bounds::bound))
+        .layer(middleware::from_fn(request_id::tag))
         .with_state(services)
 }
 

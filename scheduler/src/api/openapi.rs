@@ -20,7 +20,6 @@ use auditx_lake::RUN_STATUSES;
 use auditx_proto::{Compression, OutputFormat, QueryOutputFormat, RecordType, RunType};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{
     AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema,
@@ -49,7 +48,9 @@ pub const TRACK_ID_PATTERN: &str = "^[ !#-&(-9<-~]{0,64}$";
         title = "auditx",
         description = "Exports of meter audit trails and data queries over the tenant audit \
             tables. Every response is the envelope {success, data, previousPage, nextPage}; \
-            errors add reasons [{code, message}]. Responses over 1000 bytes are gzipped for \
+            an error is {success: false, processId, reasons: [{code, message}]} with Zuora's \
+            8-digit codes (resource code and error category), one reason per problem found. \
+            Every answer carries a Zuora-Request-Id header. Responses over 1000 bytes are gzipped for \
             callers sending Accept-Encoding: gzip."
     ),
     components(schemas(
@@ -86,21 +87,8 @@ pub async fn document(Extension(Served(doc)): Extension<Served>) -> Json<serde_j
     Json(doc.as_ref().clone())
 }
 
-/// The error envelope: `success` false, `data` and the page links null,
-/// and why in `reasons`.
-#[derive(Serialize, ToSchema)]
-#[schema(as = Error)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorEnvelope {
-    /// Always false.
-    #[schema(value_type = bool)]
-    pub success: bool,
-    #[schema(value_type = Option<Object>)]
-    pub data: Option<()>,
-    pub previous_page: Option<u32>,
-    pub next_page: Option<u32>,
-    pub reasons: Vec<Reason>,
-}
+/// The error body: `success` false, the `processId` and why in `reasons`.
+pub use super::envelope::ErrorBody as ErrorEnvelope;
 
 /// A string schema listing `values`.
 fn string_enum<'a>(description: &str, values: impl IntoIterator<Item = &'a str>) -> Schema {
@@ -350,20 +338,21 @@ pub struct QuerySubmitBody {
 const COMMON_ERRORS: [(&str, &str); 5] = [
     (
         "400",
-        "INVALID_PARAMETER or MISSING_PARAMETER: the message names the field and says why.",
+        "Categories 20 (invalid value), 21 (unknown field), 22 (missing field), 23 (missing \
+         parameter), 90 (malformed JSON): each message names the field and says why.",
     ),
     (
         "401",
-        "UNAUTHORIZED: missing, invalid or expired bearer token.",
+        "Category 11: missing, invalid or expired bearer token.",
     ),
     (
         "403",
-        "FORBIDDEN: an entity or org outside the token's, or a scope the token lacks.",
+        "Category 10: an entity or org outside the token's, or a scope the token lacks.",
     ),
-    ("500", "INTERNAL_ERROR."),
+    ("500", "Category 60: internal error."),
     (
         "503",
-        "SERVICE_UNAVAILABLE: a store is unreachable; retry later.",
+        "Category 61 (a store is unreachable) or 70 (the replica is busy); retry later.",
     ),
 ];
 
@@ -384,6 +373,9 @@ pub fn finish(doc: &mut Document) {
             ),
         );
     for item in doc.paths.paths.values_mut() {
+        if let Some(post) = item.post.as_mut() {
+            idempotent(post);
+        }
         for operation in [
             &mut item.get,
             &mut item.post,
@@ -404,18 +396,45 @@ pub fn finish(doc: &mut Document) {
 const TRANSPORT_ERRORS: [(&str, &str); 4] = [
     (
         "400",
-        "INVALID_PARAMETER: the message names the field and says why.",
+        "Category 20: the message names the field and says why.",
+    ),
+    ("408", "Category 61: the request was not received in time."),
+    ("414", "Category 70: the request target exceeds the limit."),
+    ("431", "Category 70: the headers exceed the limit."),
+];
+
+/// Answers of a POST sent with `Idempotency-Key`.
+const IDEMPOTENCY_ERRORS: [(&str, &str); 2] = [
+    (
+        "409",
+        "Category 50: a request with this Idempotency-Key is still being answered.",
     ),
     (
-        "408",
-        "REQUEST_TIMEOUT: the request was not received in time.",
-    ),
-    ("414", "URI_TOO_LONG: the request target exceeds the limit."),
-    (
-        "431",
-        "REQUEST_HEADER_FIELDS_TOO_LARGE: the headers exceed the limit.",
+        "422",
+        "Category 20: this Idempotency-Key was used for another request (body, URL or scope).",
     ),
 ];
+
+/// Documents `Idempotency-Key` on a POST operation: in its description
+/// and answers, not as a parameter, so generated clients and fuzzers do
+/// not reuse one key for different requests (a 422 by design).
+fn idempotent(operation: &mut Operation) {
+    for (status, description) in IDEMPOTENCY_ERRORS {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| error_response(description));
+    }
+    let note = "Send an Idempotency-Key header (1 to 254 printable characters) to make the \
+        POST safe to retry: the first answer to a key is kept 24 hours and a retry with the \
+        same key and request gets it back (with Idempotent-Replayed: true) without doing \
+        anything again; the key with another request is a 422.";
+    operation.description = Some(match operation.description.take() {
+        Some(text) => format!("{text}\n\n{note}"),
+        None => note.to_owned(),
+    });
+}
 
 fn finish_operation(operation: &mut Operation) {
     for (status, description) in TRANSPORT_ERRORS {

@@ -1,6 +1,7 @@
 //! Reading path and query parameters with messages that name the parameter
 //! and say what is wrong with it, e.g. `meterId: "abc" is not an integer`.
 
+use auditx_common::time::parse_iso_time;
 use auditx_proto::{MeterId, RequestId};
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
@@ -76,21 +77,14 @@ impl QueryParams {
                 unknown.push(name);
             }
         }
-        match unknown.as_slice() {
-            [] => Ok(()),
-            [one] => Err(ApiError::InvalidParameter(format!(
+        let mut problems = super::error::Problems::default();
+        for name in unknown.iter().take(5) {
+            problems.push(ApiError::UnknownField(format!(
                 "unknown query parameter: {}",
-                shown_name(one)
-            ))),
-            many => Err(ApiError::InvalidParameter(format!(
-                "unknown query parameters: {}",
-                many.iter()
-                    .take(5)
-                    .map(|name| shown_name(name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
+                shown_name(name)
+            )));
         }
+        problems.finish()
     }
 
     /// A single-valued parameter; given empty (`name=`) it is a 400, as
@@ -161,22 +155,19 @@ pub fn parse_one_of<T>(
     })
 }
 
-/// An RFC 3339 time (ISO-8601 with zone). A `+` left unencoded in a query
-/// string arrives as a space, so a space is read as `+` when that is the
-/// only thing wrong; the returned text is the time as understood.
+/// An ISO-8601 time with zone, extended or basic form
+/// ([`parse_iso_time`]). A `+` left unencoded in a query string arrives as
+/// a space, so a space is read as `+` when that is the only thing wrong;
+/// the returned text is the time as understood.
 pub fn parse_time(name: &str, value: &str) -> ApiResult<(DateTime<FixedOffset>, String)> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(value) {
-        return Ok((time, value.to_owned()));
-    }
+    let first = match parse_iso_time(value) {
+        Ok(time) => return Ok((time, value.to_owned())),
+        Err(e) => e,
+    };
     let repaired = value.replace(' ', "+");
-    DateTime::parse_from_rfc3339(&repaired)
+    parse_iso_time(&repaired)
         .map(|time| (time, repaired))
-        .map_err(|_| {
-            ApiError::InvalidParameter(format!(
-                "{name}: {} is not an ISO-8601 time with zone",
-                quoted(value)
-            ))
-        })
+        .map_err(|_| ApiError::InvalidParameter(format!("{name}: {} {first}", quoted(value))))
 }
 
 pub fn parse_int(name: &str, value: &str) -> ApiResult<i64> {
@@ -273,7 +264,7 @@ mod tests {
         let p = params(&[("a", "1"), ("zz", "2"), ("yy", "3"), ("zz", "4")]);
         assert_eq!(
             p.only(&["a"]).unwrap_err().to_string(),
-            "unknown query parameters: zz, yy"
+            "unknown query parameter: zz; unknown query parameter: yy"
         );
         assert_eq!(
             params(&[("q", "1")]).only(&[]).unwrap_err().to_string(),
@@ -309,7 +300,16 @@ mod tests {
             parse_time("t", "2025-07-23T18:46:48")
                 .unwrap_err()
                 .to_string(),
-            "t: \"2025-07-23T18:46:48\" is not an ISO-8601 time with zone"
+            "t: \"2025-07-23T18:46:48\" has no time zone (add Z or an offset such as +00:00)"
         );
+        assert_eq!(
+            parse_time("t", "soon").unwrap_err().to_string(),
+            "t: \"soon\" is not an ISO-8601 time with zone"
+        );
+        let (time, text) = parse_time("t", "2025-07-01T00:00:00 0530").unwrap();
+        assert_eq!(text, "2025-07-01T00:00:00+0530");
+        assert_eq!(time.offset().local_minus_utc(), 19_800);
+        let (time, _) = parse_time("t", "2025-10-01T0000+0000").unwrap();
+        assert_eq!(time.timestamp(), 1_759_276_800);
     }
 }

@@ -37,12 +37,21 @@ pub async fn presigned_url(
     params: QueryParams,
 ) -> ApiResult<Envelope<String>> {
     params.only(&[FILE_KEY])?;
-    let key = params.required(FILE_KEY)?;
-    let not_found = || ApiError::NotFound(format!("{FILE_KEY}: {key:?} not found"));
+    let given = params.required(FILE_KEY)?;
+    let not_found = || ApiError::NotFound(format!("{FILE_KEY}: {given:?} not found"));
+    let key = given;
     // Export keys are `<tenant>/<requestId>/<file>` (`crate::export::layout`): the tenant
     // prefix scopes the caller, the request id finds the job listing the file,
     // and a job the caller may not see (another tenant's, or outside the
     // caller's entities/orgs) answers as if the file did not exist.
+    // The API shows keys without the tenant (`<requestId>/<file>`, as the
+    // reference does); the full object key is taken too.
+    let owned = caller.tenant.as_str();
+    let full = match key.strip_prefix(owned).and_then(|r| r.strip_prefix('/')) {
+        Some(_) => key.to_owned(),
+        None => format!("{owned}/{key}"),
+    };
+    let key = full.as_str();
     let request_id = key
         .strip_prefix(caller.tenant.as_str())
         .and_then(|rest| rest.strip_prefix('/'))

@@ -1,5 +1,6 @@
-//! `POST /meters/{meterId}/summary`: how many entries match the export's
-//! filters, by run, operator and/or error code.
+//! `POST /meters/{meterId}/summary`: how many entries match the filters,
+//! success rows (`output`) and error rows (`totalErrorCount`) per group of
+//! the `groupBy` fields, in one call (`api/retrievemetersummarydata.md`).
 //!
 //! Counted in the API process straight from the lake, one time slice at a
 //! time (the export planner's slices, about [`SLICE_ROWS`] rows each),
@@ -8,37 +9,56 @@
 //! that slice's rows: a pair (`eventTime`, `eventId`) is counted once, as an
 //! export writes it once (within one file a pair is never repeated).
 //!
-//! - `total` is the number of matching entries; `groups` the counts by the
-//!   values of the `groupBy` fields (null for an absent operator or error
-//!   code), largest first, then by the values.
-//! - Without `groupBy` (absent, null, "" or []) only `total` is counted and
-//!   `groups` is empty.
+//! - Every body field is optional: without `runType` both run types are
+//!   counted, without times all of the meter's entries.
+//! - `groupBy` takes `sessionId`, `operatorId`, `errorCode` and
+//!   `processorId`. auditx's model has one id per processing node of a
+//!   meter, the operator, so `processorId` groups by the operator id (under
+//!   the name `processorId` in `dimensions`).
+//! - Without `groupBy` (absent, null, "" or []) there is one row, with no
+//!   dimensions, holding the totals.
+//! - Extensions: `exportType` counts only that record type (the other count
+//!   is 0), `runStatuses` as for exports.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use auditx_lake::ingest::decode_body;
-use auditx_lake::read::{count_groups, list_audit_files, rank_groups, GroupCounts};
+use auditx_lake::read::{count_groups, list_audit_files, GroupCounts};
+use auditx_proto::{RecordType, RunType};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::CONTENT_TYPE;
+use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
+use uuid::Uuid;
 
 use super::auth::Caller;
 use super::envelope::Envelope;
-use super::error::{quoted, ApiError, ApiResult};
-use super::export_query::{parse_filters, CreateRequest, FILTER_PARAMS, SINGLE_FILTER_PARAMS};
+use super::error::{quoted, ApiError, ApiResult, Problems};
+use super::export_query::{
+    read_filters, CreateRequest, Filters, FILTER_PARAMS, SINGLE_FILTER_PARAMS,
+};
 use super::ingest::is_gzipped;
 use super::online::select;
 use super::openapi::{ErrorEnvelope, ExportType, RunStatus, RunTypeName};
 use super::params::{MeterPath, QueryParams};
 use crate::context::Services;
+use crate::export::jobs::ExportQuery;
 use crate::export::planner::plan;
 
 const GROUP_BY: &str = "groupBy";
-/// The fields a summary groups by (they are lake column names too).
-pub const GROUP_FIELDS: [&str; 3] = ["sessionId", "operatorId", "errorCode"];
+/// The fields a summary groups by, and the lake column each reads.
+pub const GROUP_FIELDS: [(&str, &str); 4] = [
+    ("sessionId", "sessionId"),
+    ("operatorId", "operatorId"),
+    ("errorCode", "errorCode"),
+    ("processorId", "operatorId"),
+];
 /// Rows per time slice counted at once (bounds the keys held for
 /// dropping re-sent events).
 const SLICE_ROWS: u64 = 250_000;
@@ -46,37 +66,42 @@ const SLICE_ROWS: u64 = 250_000;
 pub const MAX_GROUPS: usize = 100_000;
 /// Largest (inflated) request body.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The range counted when no time bounds it: all of the lake's entries
+/// (epoch to the year 10000).
+const ALL_TIME_MS: (i64, i64) = (0, 253_402_300_800_000);
 
-/// The body of a summary call (the export's filters, as JSON, and
-/// `groupBy`).
+/// The body of a summary call: every field optional.
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // a description of the body `parse_body` reads
 #[schema(as = SummaryRequest)]
 pub struct SummaryBody {
-    #[schema(value_type = ExportType, rename = "exportType")]
-    export_type: String,
-    #[schema(value_type = RunTypeName, rename = "runType")]
-    run_type: String,
-    /// Start of the range (inclusive), ISO-8601 with zone.
+    /// Only this run type (both when absent).
+    #[schema(value_type = Option<RunTypeName>, rename = "runType")]
+    run_type: Option<String>,
+    /// Start of the range (inclusive), ISO-8601 with zone, extended or basic
+    /// form.
     #[schema(format = DateTime, rename = "queryFromTime")]
-    query_from_time: String,
+    query_from_time: Option<String>,
     /// End of the range (exclusive), ISO-8601 with zone, after queryFromTime.
     #[schema(format = DateTime, rename = "queryToTime")]
-    query_to_time: String,
+    query_to_time: Option<String>,
     /// Only these runs.
     #[schema(rename = "sessionIds")]
     session_ids: Option<Vec<String>>,
-    /// Only entries of runs whose latest status is one of these.
-    #[schema(value_type = Option<Vec<RunStatus>>, rename = "runStatuses")]
-    run_statuses: Option<Vec<String>>,
     /// Only these operators.
     #[schema(rename = "operatorIds")]
     operator_ids: Option<Vec<String>>,
-    /// Any of sessionId, operatorId, errorCode (an array, or one string
-    /// comma separated). Without it only total is counted.
+    /// Any of sessionId, operatorId, errorCode, processorId (an array, or
+    /// one string comma separated). Without it, one row of totals.
     #[schema(value_type = Option<Vec<GroupField>>, rename = "groupBy")]
     group_by: Option<Vec<String>>,
+    /// Extension: count only this record type (the other count is 0).
+    #[schema(value_type = Option<ExportType>, rename = "exportType")]
+    export_type: Option<String>,
+    /// Extension: only entries of runs whose latest status is one of these.
+    #[schema(value_type = Option<Vec<RunStatus>>, rename = "runStatuses")]
+    run_statuses: Option<Vec<String>>,
 }
 
 /// A field to group by.
@@ -86,8 +111,10 @@ impl PartialSchema for GroupField {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .description(Some("A field to group by."))
-            .enum_values(Some(GROUP_FIELDS))
+            .description(Some(
+                "A field to group by; processorId is the operator (processing node) id.",
+            ))
+            .enum_values(Some(GROUP_FIELDS.map(|(name, _)| name)))
             .into()
     }
 }
@@ -96,52 +123,72 @@ impl ToSchema for GroupField {}
 
 /// The `data` of a summary.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SummaryView {
-    /// Matching entries.
-    pub total: u64,
-    /// Counts by the groupBy fields, largest first.
-    pub groups: Vec<GroupView>,
-}
-
-/// One group: its values of the groupBy fields (only those) and its count.
-#[derive(Debug, Default, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct GroupView {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub session_id: Option<Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub operator_id: Option<Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub error_code: Option<Option<String>>,
-    pub count: u64,
+#[schema(as = MeterSummary)]
+pub struct SummaryView {
+    /// This call's id.
+    pub request_id: String,
+    /// When the call was answered (ISO-8601 UTC).
+    pub request_time: String,
+    pub query: QueryEcho,
+    /// One row per group, largest first.
+    pub output: Vec<GroupView>,
 }
 
-impl GroupView {
-    fn new(fields: &[&str], values: Vec<Option<String>>, count: u64) -> Self {
-        let mut view = GroupView {
-            count,
-            ..Default::default()
-        };
-        for (field, value) in fields.iter().zip(values) {
-            match *field {
-                "sessionId" => view.session_id = Some(value),
-                "operatorId" => view.operator_id = Some(value),
-                _ => view.error_code = Some(value),
-            }
-        }
-        view
-    }
+/// The body as understood: absent fields null.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = MeterSummaryQuery)]
+pub struct QueryEcho {
+    #[schema(value_type = Option<RunTypeName>)]
+    pub run_type: Option<&'static str>,
+    pub session_ids: Option<Vec<String>>,
+    pub operator_ids: Option<Vec<String>>,
+    #[schema(value_type = Option<Vec<GroupField>>)]
+    pub group_by: Option<Vec<&'static str>>,
+    pub query_from_time: Option<String>,
+    pub query_to_time: Option<String>,
+}
+
+/// One group: its values of the groupBy fields and its counts.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = MeterSummaryRow)]
+pub struct GroupView {
+    /// The group's value of each groupBy field (null when absent).
+    #[schema(value_type = Object)]
+    pub dimensions: Map<String, Value>,
+    /// Success (SAMPLE) entries of the group.
+    pub output: u64,
+    /// Error entries of the group.
+    pub total_error_count: u64,
 }
 
 /// A summary call, validated.
 #[derive(Debug)]
 pub struct SummaryCall {
-    pub filters: CreateRequest,
-    /// A subset of [`GROUP_FIELDS`], in the order asked, no repeats.
+    pub filters: Filters,
+    /// Names from [`GROUP_FIELDS`], in the order asked, no repeats.
     pub group_by: Vec<&'static str>,
+    /// Whether `groupBy` was given (for the echo).
+    pub group_by_given: bool,
+}
+
+impl SummaryCall {
+    /// The lake columns of the group fields, no repeats.
+    fn columns(&self) -> Vec<&'static str> {
+        let mut columns: Vec<&'static str> = Vec::new();
+        for field in &self.group_by {
+            let column = GROUP_FIELDS
+                .iter()
+                .find(|(name, _)| name == field)
+                .map_or(*field, |(_, column)| *column);
+            if !columns.contains(&column) {
+                columns.push(column);
+            }
+        }
+        columns
+    }
 }
 
 /// The request body: JSON, gzip allowed, at most 64 KiB inflated.
@@ -197,27 +244,33 @@ fn parse_group_by(value: &Value) -> ApiResult<Vec<&'static str>> {
             )))
         }
     };
+    let mut problems = Problems::default();
     let mut fields: Vec<&'static str> = Vec::new();
     for name in names.into_iter().map(str::trim).filter(|n| !n.is_empty()) {
-        let field = GROUP_FIELDS.iter().find(|f| **f == name).ok_or_else(|| {
-            ApiError::InvalidParameter(format!(
+        match GROUP_FIELDS.iter().find(|(f, _)| *f == name) {
+            Some((field, _)) if !fields.contains(field) => fields.push(*field),
+            Some(_) => {}
+            None => problems.push(ApiError::InvalidParameter(format!(
                 "{GROUP_BY}: {} is not one of {}",
                 quoted(name),
-                GROUP_FIELDS.join(", ")
-            ))
-        })?;
-        if !fields.contains(field) {
-            fields.push(field);
+                GROUP_FIELDS.map(|(name, _)| name).join(", ")
+            ))),
         }
     }
+    problems.finish()?;
     Ok(fields)
 }
 
-/// Reads a summary body: the export's filters under their query parameter
-/// names (strings; arrays of strings for the list filters) and `groupBy`.
+/// Reads a summary body: the filters under their query parameter names
+/// (strings; arrays of strings for the list filters) and `groupBy`, all
+/// optional. Every problem is reported.
 pub fn parse_body(body: &[u8]) -> ApiResult<SummaryCall> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        // No body at all: no filter, no grouping.
+        return parse_body(b"{}");
+    }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::InvalidParameter(format!(
+        ApiError::Malformed(format!(
             "body: not valid JSON (line {}, column {})",
             e.line(),
             e.column()
@@ -228,47 +281,54 @@ pub fn parse_body(body: &[u8]) -> ApiResult<SummaryCall> {
             "body: must be a JSON object".into(),
         ));
     };
+    let mut problems = Problems::default();
     let mut pairs = Vec::new();
     let mut group_by = Vec::new();
+    let mut group_by_given = false;
     for (name, value) in &fields {
         if name == GROUP_BY {
-            group_by = parse_group_by(value)?;
+            group_by_given = !value.is_null();
+            group_by = problems.check(parse_group_by(value)).unwrap_or_default();
             continue;
         }
         if !FILTER_PARAMS.contains(&name.as_str()) {
-            return Err(ApiError::InvalidParameter(format!(
+            problems.push(ApiError::UnknownField(format!(
                 "unknown field: {}",
                 quoted(name)
             )));
+            continue;
         }
         let single = SINGLE_FILTER_PARAMS.contains(&name.as_str());
         match value {
             Value::Null => {}
             Value::String(text) if single => pairs.push((name.clone(), text.clone())),
             Value::Array(items) if !single => {
+                if items.iter().any(|item| !item.is_string()) {
+                    problems.push(ApiError::InvalidParameter(format!(
+                        "{name}: must be an array of strings"
+                    )));
+                }
                 for item in items {
-                    let Value::String(text) = item else {
-                        return Err(ApiError::InvalidParameter(format!(
-                            "{name}: must be an array of strings"
-                        )));
-                    };
-                    pairs.push((name.clone(), text.clone()));
+                    if let Value::String(text) = item {
+                        pairs.push((name.clone(), text.clone()));
+                    }
                 }
             }
-            _ if single => {
-                return Err(ApiError::InvalidParameter(format!(
-                    "{name}: must be a string"
-                )))
-            }
-            _ => {
-                return Err(ApiError::InvalidParameter(format!(
-                    "{name}: must be an array of strings"
-                )))
-            }
+            _ if single => problems.push(ApiError::InvalidParameter(format!(
+                "{name}: must be a string"
+            ))),
+            _ => problems.push(ApiError::InvalidParameter(format!(
+                "{name}: must be an array of strings"
+            ))),
         }
     }
-    let filters = parse_filters(&QueryParams::new(pairs))?;
-    Ok(SummaryCall { filters, group_by })
+    let filters = read_filters(&QueryParams::new(pairs), &mut problems, false);
+    problems.finish()?;
+    Ok(SummaryCall {
+        filters,
+        group_by,
+        group_by_given,
+    })
 }
 
 /// `POST /meters/{meterId}/summary`.
@@ -276,11 +336,11 @@ pub fn parse_body(body: &[u8]) -> ApiResult<SummaryCall> {
     post,
     path = "/meters/{meterId}/summary",
     operation_id = "summarizeAuditEntries",
-    summary = "Count a meter's audit entries by run, operator or error code",
-    description = "The export's filters, as a JSON body, plus groupBy. total counts the \
-        matching entries; groups holds a count per combination of the groupBy fields' values \
-        (null for an absent value), largest first, then by the values. Without groupBy, \
-        groups is empty.",
+    summary = "Count a meter's success and error entries by run, operator or error code",
+    description = "Every body field is optional. output holds one row per combination of the \
+        groupBy fields' values (dimensions, null for an absent value) with its success entries \
+        (output) and error entries (totalErrorCount), largest first. Without groupBy, one row \
+        of totals with empty dimensions. processorId groups by the operator id.",
     params(
         ("meterId" = i64, Path, minimum = 1, description = "The meter."),
     ),
@@ -290,8 +350,8 @@ pub fn parse_body(body: &[u8]) -> ApiResult<SummaryCall> {
     ),
     responses(
         (status = 200, description = "The counts.", body = Envelope<SummaryView>),
-        (status = 413, description = "PAYLOAD_TOO_LARGE: the (inflated) body exceeds 64 KiB.", body = ErrorEnvelope),
-        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: not JSON, or an encoding other than gzip.", body = ErrorEnvelope),
+        (status = 413, description = "Category 70: the (inflated) body exceeds 64 KiB.", body = ErrorEnvelope),
+        (status = 415, description = "Category 20: not JSON, or an encoding other than gzip.", body = ErrorEnvelope),
     )
 )]
 pub async fn summarize(
@@ -302,9 +362,42 @@ pub async fn summarize(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Envelope<SummaryView>> {
     params.only(&[])?;
-    let SummaryCall { filters, group_by } = parse_body(&body)?;
-    let selection = select(&services, &caller.tenant, meter, &filters, caller.scope()).await?;
-    let mut counts = GroupCounts::new();
+    let call = parse_body(&body)?;
+    let filters = &call.filters;
+    let from_ms = filters
+        .from
+        .as_ref()
+        .map_or(ALL_TIME_MS.0, |(t, _)| t.timestamp_millis());
+    let to_ms = filters
+        .to
+        .as_ref()
+        .map_or(ALL_TIME_MS.1, |(t, _)| t.timestamp_millis());
+    let record_types = match filters.export_type {
+        Some(one) => vec![one],
+        None => RecordType::ALL.to_vec(),
+    };
+    let run_types = match filters.run_type {
+        Some(one) => vec![one],
+        None => RunType::ALL.to_vec(),
+    };
+    let request = CreateRequest {
+        query: ExportQuery {
+            export_type: record_types[0],
+            run_type: run_types[0],
+            session_ids: filters.session_ids.clone(),
+            run_statuses: filters.run_statuses.clone(),
+            operator_ids: filters.operator_ids.clone(),
+            query_from_time: String::new(),
+            query_to_time: String::new(),
+            format: Default::default(),
+        },
+        from_ms,
+        to_ms,
+    };
+    let selection = select(&services, &caller.tenant, meter, &request, caller.scope()).await?;
+    let columns = call.columns();
+    // Per group: (success entries, error entries).
+    let mut counts: HashMap<Vec<Option<String>>, (u64, u64)> = HashMap::new();
     if !selection.is_empty() {
         let bucket = &services.config.s3.lake_bucket;
         let files = list_audit_files(
@@ -312,26 +405,33 @@ pub async fn summarize(
             bucket,
             &caller.tenant,
             meter,
-            filters.from_ms,
-            filters.to_ms,
+            from_ms,
+            to_ms,
         )
         .await?;
-        for slice in plan(filters.from_ms, filters.to_ms, &files, SLICE_ROWS) {
+        for slice in plan(from_ms, to_ms, &files, SLICE_ROWS) {
             if slice.sources.is_empty() {
                 continue;
             }
-            let part = count_groups(
-                &services.store,
-                bucket,
-                &slice.sources,
-                slice.from_ms,
-                slice.to_ms,
-                &selection.filter,
-                &group_by,
-                slice.sources.len() > 1,
-            )
-            .await?;
-            merge(&mut counts, part);
+            for &record_type in &record_types {
+                for &run_type in &run_types {
+                    let mut filter = selection.filter.clone();
+                    filter.record_type = record_type;
+                    filter.run_type = run_type;
+                    let part = count_groups(
+                        &services.store,
+                        bucket,
+                        &slice.sources,
+                        slice.from_ms,
+                        slice.to_ms,
+                        &filter,
+                        &columns,
+                        slice.sources.len() > 1,
+                    )
+                    .await?;
+                    merge(&mut counts, part, record_type);
+                }
+            }
             if counts.len() > MAX_GROUPS {
                 return Err(ApiError::InvalidParameter(format!(
                     "{GROUP_BY}: the entries fall into more than {MAX_GROUPS} groups; group by \
@@ -340,28 +440,81 @@ pub async fn summarize(
             }
         }
     }
-    let total: u64 = counts.values().sum();
-    let groups = if group_by.is_empty() {
-        Vec::new()
-    } else {
-        rank_groups(counts)
-            .into_iter()
-            .map(|(values, count)| GroupView::new(&group_by, values, count))
-            .collect()
-    };
+    if call.group_by.is_empty() && counts.is_empty() {
+        counts.insert(Vec::new(), (0, 0));
+    }
+    let output = rows(&call, &columns, counts);
     tracing::info!(
         meter = meter.0,
-        total,
-        groups = groups.len(),
+        groups = output.len(),
         "audit entries summarized"
     );
-    Ok(Envelope::ok(SummaryView { total, groups }))
+    Ok(Envelope::ok(SummaryView {
+        request_id: Uuid::new_v4().to_string(),
+        request_time: Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
+        query: QueryEcho {
+            run_type: filters.run_type.map(RunType::as_str),
+            session_ids: (!filters.session_ids.is_empty()).then(|| filters.session_ids.clone()),
+            operator_ids: (!filters.operator_ids.is_empty()).then(|| filters.operator_ids.clone()),
+            group_by: call.group_by_given.then(|| call.group_by.clone()),
+            query_from_time: filters.from.as_ref().map(|(_, text)| text.clone()),
+            query_to_time: filters.to.as_ref().map(|(_, text)| text.clone()),
+        },
+        output,
+    }))
 }
 
-fn merge(into: &mut GroupCounts, part: GroupCounts) {
+fn merge(
+    into: &mut HashMap<Vec<Option<String>>, (u64, u64)>,
+    part: GroupCounts,
+    record_type: RecordType,
+) {
     for (key, n) in part {
-        *into.entry(key).or_default() += n;
+        let entry = into.entry(key).or_default();
+        match record_type {
+            RecordType::Sample => entry.0 += n,
+            RecordType::Error => entry.1 += n,
+        }
     }
+}
+
+/// The groups as rows, largest (success plus error entries) first, then by
+/// their values.
+fn rows(
+    call: &SummaryCall,
+    columns: &[&str],
+    counts: HashMap<Vec<Option<String>>, (u64, u64)>,
+) -> Vec<GroupView> {
+    let mut groups: Vec<_> = counts.into_iter().collect();
+    groups.sort_by(|a, b| match (b.1 .0 + b.1 .1).cmp(&(a.1 .0 + a.1 .1)) {
+        Ordering::Equal => a.0.cmp(&b.0),
+        other => other,
+    });
+    groups
+        .into_iter()
+        .map(|(values, (output, errors))| {
+            let mut dimensions = Map::new();
+            for field in &call.group_by {
+                let column = GROUP_FIELDS
+                    .iter()
+                    .find(|(name, _)| name == field)
+                    .map_or(*field, |(_, column)| *column);
+                let value = columns
+                    .iter()
+                    .position(|c| *c == column)
+                    .and_then(|i| values.get(i).cloned().flatten());
+                dimensions.insert(
+                    (*field).to_owned(),
+                    value.map_or(Value::Null, Value::String),
+                );
+            }
+            GroupView {
+                dimensions,
+                output,
+                total_error_count: errors,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -372,49 +525,63 @@ mod tests {
         parse_body(body.as_bytes()).unwrap_err().to_string()
     }
 
-    const VALID: &str = r#""exportType":"ERROR","runType":"NORMAL","queryFromTime":"2025-07-01T00:00:00Z","queryToTime":"2025-07-02T00:00:00Z""#;
-
     #[test]
-    fn a_body_carries_the_export_filters_and_group_by() {
-        let body = format!(
-            r#"{{{VALID},"sessionIds":["R-1","R-2"],"groupBy":["errorCode","sessionId","errorCode"]}}"#
-        );
-        let request = parse_body(body.as_bytes()).unwrap();
-        assert_eq!(request.filters.query.session_ids, ["R-1", "R-2"]);
-        assert_eq!(request.group_by, ["errorCode", "sessionId"]);
-        let body = format!(r#"{{{VALID},"groupBy":"operatorId, sessionId"}}"#);
+    fn the_references_sample_body_is_read() {
+        let body = r#"{
+            "runType": "NORMAL",
+            "queryFromTime": "2025-10-01T0000+0000",
+            "queryToTime": "2025-11-17T23:59:59+0000",
+            "operatorIds": ["4610a876-61ee-4e5e-a634-152e7a635f75"],
+            "sessionIds": ["R-00002247", "R-00002293"],
+            "groupBy": ["errorCode", "processorId", "sessionId"]
+        }"#;
+        let call = parse_body(body.as_bytes()).unwrap();
+        assert_eq!(call.filters.run_type, Some(RunType::Normal));
+        assert_eq!(call.filters.session_ids, ["R-00002247", "R-00002293"]);
+        assert_eq!(call.group_by, ["errorCode", "processorId", "sessionId"]);
+        assert_eq!(call.columns(), ["errorCode", "operatorId", "sessionId"]);
         assert_eq!(
-            parse_body(body.as_bytes()).unwrap().group_by,
-            ["operatorId", "sessionId"]
+            call.filters.from.as_ref().unwrap().0.timestamp(),
+            1_759_276_800
         );
-        let body = format!(r#"{{{VALID}}}"#);
-        assert!(parse_body(body.as_bytes()).unwrap().group_by.is_empty());
     }
 
     #[test]
-    fn bad_bodies_name_the_field() {
+    fn every_field_is_optional() {
+        for body in ["{}", "", "  ", r#"{"groupBy":null}"#] {
+            let call = parse_body(body.as_bytes()).unwrap();
+            assert!(call.group_by.is_empty());
+            assert!(call.filters.run_type.is_none() && call.filters.from.is_none());
+        }
+        let call = parse_body(br#"{"groupBy":"operatorId, sessionId,operatorId"}"#).unwrap();
+        assert_eq!(call.group_by, ["operatorId", "sessionId"]);
+    }
+
+    #[test]
+    fn bad_bodies_name_every_field() {
         assert_eq!(
-            err(&format!(r#"{{{VALID},"groupBy":["tenant"]}}"#)),
-            "groupBy: \"tenant\" is not one of sessionId, operatorId, errorCode"
+            err(r#"{"groupBy":["tenant"]}"#),
+            "groupBy: \"tenant\" is not one of sessionId, operatorId, errorCode, processorId"
         );
         assert_eq!(
-            err(&format!(r#"{{{VALID},"groupBy":7}}"#)),
+            err(r#"{"groupBy":7}"#),
             "groupBy: must be an array of strings or a string"
         );
         assert_eq!(
-            err(&format!(r#"{{{VALID},"format":"csv"}}"#)),
-            "unknown field: \"format\""
+            err(r#"{"format":"csv","runType":"FAST","sessionIds":[1]}"#),
+            "unknown field: \"format\"; sessionIds: must be an array of strings; \
+             runType: \"FAST\" is not one of NORMAL, DEBUG"
         );
         assert_eq!(
             err(r#"{"exportType":["ERROR"]}"#),
             "exportType: must be a string"
         );
-        assert_eq!(
-            err(&format!(r#"{{{VALID},"sessionIds":[1]}}"#)),
-            "sessionIds: must be an array of strings"
-        );
-        assert_eq!(err(r#"{"runType":"NORMAL"}"#), "exportType: required");
         assert_eq!(err("[1]"), "body: must be a JSON object");
-        assert_eq!(err("{"), "body: not valid JSON (line 1, column 1)");
+        let malformed = parse_body(b"{").unwrap_err();
+        assert_eq!(
+            malformed.to_string(),
+            "body: not valid JSON (line 1, column 1)"
+        );
+        assert_eq!(malformed.category(), 90);
     }
 }

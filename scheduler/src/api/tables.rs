@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use super::auth::Caller;
 use super::envelope::Envelope;
 use super::error::{quoted, ApiError, ApiResult};
-use super::ingest::{acquire_slot, IngestBody, IngestCounts};
+use super::ingest::{acquire_slot, check_not_blank, IngestBody, IngestCounts};
 use super::openapi::{ErrorEnvelope, TableName, TableRow};
 use super::params::QueryParams;
 use crate::context::Services;
@@ -48,6 +48,7 @@ async fn decode_and_parse(
 ) -> ApiResult<TableBatch> {
     tokio::task::spawn_blocking(move || {
         let raw = decode_body(&body.bytes, body.gzipped, max_bytes)?;
+        check_not_blank(&raw)?;
         Ok(parse_table_rows(def, &raw)?)
     })
     .await

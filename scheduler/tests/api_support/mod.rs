@@ -18,7 +18,7 @@ use auditx_scheduler::export::jobs::{JobState, JobStatus};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tempfile::TempDir;
 use tower::ServiceExt;
 
@@ -28,6 +28,31 @@ pub const TENANT: &str = "acme";
 /// A valid create query (append `&...` to vary it).
 pub const CREATE_QUERY: &str = "exportType=SAMPLE&runType=NORMAL\
     &queryFromTime=2025-07-01T00:00:00Z&queryToTime=2025-07-02T00:00:00Z";
+
+/// The Zuora error category (the code's last two digits) of an error kind.
+pub fn category(kind: &str) -> u64 {
+    match kind {
+        "FORBIDDEN" => 10,
+        "UNAUTHORIZED" => 11,
+        "INVALID_PARAMETER" | "UNSUPPORTED_MEDIA_TYPE" | "UNPROCESSABLE" => 20,
+        "UNKNOWN_FIELD" => 21,
+        "MISSING_FIELD" => 22,
+        "MISSING_PARAMETER" => 23,
+        "CONFLICT" => 30,
+        "NOT_FOUND" => 40,
+        "METHOD_NOT_ALLOWED" => 45,
+        "IN_PROGRESS" => 50,
+        "INTERNAL_ERROR" => 60,
+        "SERVICE_UNAVAILABLE" | "REQUEST_TIMEOUT" => 61,
+        "TOO_MANY_REQUESTS"
+        | "PAYLOAD_TOO_LARGE"
+        | "OVERLOADED"
+        | "URI_TOO_LONG"
+        | "REQUEST_HEADER_FIELDS_TOO_LARGE" => 70,
+        "MALFORMED" => 90,
+        other => panic!("unknown error kind {other}"),
+    }
+}
 
 pub struct TestApi {
     pub router: Router,
@@ -178,19 +203,51 @@ impl TestResponse {
         body["data"].clone()
     }
 
-    /// Asserts the exact error envelope.
+    /// Asserts the exact error body: one reason whose 8-digit code ends
+    /// in the category of `kind` (see [`category`]) and the message.
     #[track_caller]
-    pub fn assert_error(&self, status: StatusCode, code: &str, message: &str) {
+    pub fn assert_error(&self, status: StatusCode, kind: &str, message: &str) {
+        self.assert_errors(status, &[(kind, message)]);
+    }
+
+    /// Asserts the exact error body with one reason per `(kind, message)`.
+    #[track_caller]
+    pub fn assert_errors(&self, status: StatusCode, reasons: &[(&str, &str)]) {
         assert_eq!(self.status, status, "{}", self.text());
-        assert_eq!(
-            self.json(),
-            json!({
-                "success": false,
-                "data": null,
-                "previousPage": null,
-                "nextPage": null,
-                "reasons": [{ "code": code, "message": message }],
-            })
+        let body = self.json();
+        let process_id = body["processId"].as_str().unwrap_or_default();
+        assert!(
+            process_id.len() == 16 && process_id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{body}"
         );
+        let request_id = self.headers["zuora-request-id"].to_str().unwrap();
+        assert_eq!(
+            request_id.replace('-', "")[..16].to_ascii_uppercase(),
+            process_id
+        );
+        let got: Vec<(u64, &str)> = body["reasons"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no reasons: {body}"))
+            .iter()
+            .map(|r| {
+                let code = r["code"].as_u64().unwrap_or_else(|| panic!("{body}"));
+                assert!((50_000_000..68_000_000).contains(&code), "{body}");
+                (code % 100, r["message"].as_str().unwrap())
+            })
+            .collect();
+        let expected: Vec<(u64, &str)> = reasons
+            .iter()
+            .map(|(kind, message)| (category(kind), *message))
+            .collect();
+        assert_eq!(got, expected, "{body}");
+        let mut keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["processId", "reasons", "success"], "{body}");
+        assert_eq!(body["success"], false);
     }
 }
