@@ -11,6 +11,7 @@
 
 pub mod auth;
 mod bounds;
+pub mod console;
 mod cursor;
 mod entries;
 mod envelope;
@@ -26,6 +27,8 @@ pub(crate) mod openapi;
 mod params;
 mod presign;
 mod queries;
+mod saved_queries;
+mod schema;
 mod server;
 mod summary;
 mod tables;
@@ -68,6 +71,9 @@ pub fn router(services: Services) -> Router {
         .routes(routes!(tables::rows))
         .routes(routes!(queries::submit, queries::list))
         .routes(routes!(queries::get, queries::cancel))
+        .routes(routes!(saved_queries::list, saved_queries::create))
+        .routes(routes!(saved_queries::update, saved_queries::delete))
+        .routes(routes!(schema::schema))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
@@ -78,6 +84,7 @@ pub fn router(services: Services) -> Router {
         serde_json::to_value(&doc).expect("the OpenAPI document serializes to JSON"),
     ));
     routes
+        .merge(console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(served))

@@ -108,6 +108,11 @@ const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("GET", "/query/jobs/{id}", Scope::QueryRead),
     ("POST", "/query/jobs", Scope::QueryWrite),
     ("DELETE", "/query/jobs/{id}", Scope::QueryWrite),
+    ("GET", "/query/schema", Scope::QueryRead),
+    ("GET", "/query/saved", Scope::QueryRead),
+    ("POST", "/query/saved", Scope::QueryWrite),
+    ("PATCH", "/query/saved/{id}", Scope::QueryWrite),
+    ("DELETE", "/query/saved/{id}", Scope::QueryWrite),
     (
         "POST",
         "/meters/{meterId}/auditTrail/entries",
