@@ -130,3 +130,33 @@ export function download(url) {
   a.click();
   a.remove();
 }
+
+/// What this server's API takes, read from its OpenAPI document (shapes
+/// differ between versions: the summary's exportType, the entries'
+/// sessionId vs sessionIds, the data query's `output` object).
+let capabilitiesPromise = null;
+export function capabilities() {
+  if (!capabilitiesPromise) {
+    capabilitiesPromise = fetch('/openapi.json', { cache: 'no-store' })
+      .then((r) => (r.ok ? r.json() : {}))
+      .catch(() => ({}))
+      .then((doc) => {
+        const resolve = (schema) => {
+          const ref = schema?.$ref;
+          return ref ? doc.components?.schemas?.[ref.split('/').pop()] || {} : schema || {};
+        };
+        const bodyOf = (path, method) =>
+          resolve(doc.paths?.[path]?.[method]?.requestBody?.content?.['application/json']?.schema);
+        const summary = bodyOf('/meters/{meterId}/summary', 'post');
+        const submit = bodyOf('/query/jobs', 'post');
+        const entryParams = (doc.paths?.['/meters/{meterId}/auditTrail/entries']?.get?.parameters || [])
+          .map((p) => resolve(p).name || p.name);
+        return {
+          summaryNeedsExportType: (summary.required || []).includes('exportType'),
+          entriesSingularFilters: entryParams.includes('sessionId') || !entryParams.includes('sessionIds'),
+          submitNeedsOutput: (submit.required || []).includes('output'),
+        };
+      });
+  }
+  return capabilitiesPromise;
+}

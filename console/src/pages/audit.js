@@ -2,7 +2,7 @@
 // payload as formatted JSON) and the summary as a chart next to its table.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, Tooltip } from 'chart.js';
-import { call, items, summaryGroups } from '../api.js';
+import { call, capabilities, items, summaryGroups } from '../api.js';
 import { html, ErrorBox, fmtNumber, fmtTime, isoFromLocal } from '../ui.js';
 import { meterStore, RUN_STATUSES } from './downloads.js';
 
@@ -45,13 +45,11 @@ function entryQuery(f) {
 async function entries(filters, cursor) {
   const path = `/meters/${encodeURIComponent(filters.meter)}/auditTrail/entries`;
   const query = { ...entryQuery(filters), cursor };
-  try {
-    return await call('GET', path, { query });
-  } catch (e) {
-    if (!(e.status === 400 && /unknown query parameter/.test(e.message) && (query.sessionId || query.operatorId))) throw e;
+  if (!(await capabilities()).entriesSingularFilters) {
     const { sessionId, operatorId, ...rest } = query;
     return call('GET', path, { query: { ...rest, sessionIds: sessionId, operatorIds: operatorId } });
   }
+  return call('GET', path, { query });
 }
 
 function Entries({ filters }) {
@@ -103,10 +101,8 @@ async function summarize(f, groupBy) {
   if (f.operatorId.trim()) body.operatorIds = [f.operatorId.trim()];
   if (f.runStatus) body.runStatuses = [f.runStatus];
   const path = `/meters/${encodeURIComponent(f.meter)}/summary`;
-  try {
+  if (!(await capabilities()).summaryNeedsExportType) {
     return summaryGroups(await call('POST', path, { body }), groupBy);
-  } catch (e) {
-    if (!(e.status === 400 && /exportType/.test(e.message))) throw e;
   }
   // A server whose summary counts one record type per call: both, merged.
   const [ok, bad] = await Promise.all(['SAMPLE', 'ERROR'].map(async (exportType) =>

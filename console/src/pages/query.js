@@ -1,8 +1,8 @@
 // Data Query: the editor, every option of the submit API, Run, the job's
 // status until it ends, Download, Save.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { call } from '../api.js';
-import { SqlEditor } from '../editor.js';
+import { call, capabilities } from '../api.js';
+import { SqlEditor, textOf } from '../editor.js';
 import { SchemaBrowser, useSchema } from '../schema.js';
 import { html, ErrorBox, StatusBadge, draft, fmtNumber, fmtTime, queryDone } from '../ui.js';
 
@@ -29,18 +29,12 @@ export function submitBody(query, options) {
   return body;
 }
 
-/// Submits a data query; when the server asks for the reference's
-/// `output` object, sends it.
+/// Submits a data query (with the reference's `output` object when this
+/// server requires it).
 export async function submitQuery(query, options) {
   const body = submitBody(query, options);
-  try {
-    return (await call('POST', '/query/jobs', { body })).data;
-  } catch (e) {
-    if (e.status === 400 && /\boutput\b[^F]/.test(e.message) && !/unknown/.test(e.message)) {
-      return (await call('POST', '/query/jobs', { body: { ...body, output: { target: 'S3' } } })).data;
-    }
-    throw e;
-  }
+  if ((await capabilities()).submitNeedsOutput) body.output = { target: 'S3' };
+  return (await call('POST', '/query/jobs', { body })).data;
 }
 
 /// Follows a query job until it ends.
@@ -85,7 +79,7 @@ export function QueryPage() {
   const start = draft.value || {};
   draft.value = null;
   const [tables, schemaError] = useSchema();
-  const [query, setQuery] = useState(start.query || 'SELECT id, username, createddate\nFROM auditloginevent\nORDER BY createddate DESC\nLIMIT 100');
+  const initial = start.query || 'SELECT id, username, createddate\nFROM auditloginevent\nORDER BY createddate DESC\nLIMIT 100';
   const [options, setOptions] = useState({ ...DEFAULT_OPTIONS, ...(start.options || {}) });
   const [showSchema, setShowSchema] = useState(false);
   const [submitError, setSubmitError] = useState(null);
@@ -102,7 +96,7 @@ export function QueryPage() {
     setJobError(null);
     setRunning(true);
     try {
-      setJob(await submitQuery(query, options));
+      setJob(await submitQuery(textOf(editor), options));
     } catch (e) {
       setSubmitError(e);
     } finally {
@@ -114,7 +108,7 @@ export function QueryPage() {
     setSaved(null);
     setSubmitError(null);
     try {
-      const body = { name: saveName, query, ...options };
+      const body = { name: saveName, query: textOf(editor), ...options };
       if (options.outputFormat !== 'DSV') delete body.columnSeparator;
       delete body.useIndexJoin;
       delete body.sourceData;
@@ -137,7 +131,7 @@ export function QueryPage() {
       <h1 id="dq-title">Create a data query</h1>
       <${ErrorBox} error=${schemaError} />
       <p class="muted">Read-only SQL over your tenant's audit tables. <kbd>Ctrl</kbd>+<kbd>Enter</kbd> runs it; <kbd>Ctrl</kbd>+<kbd>Space</kbd> completes table and column names; <kbd>Esc</kbd> then <kbd>Tab</kbd> leaves the editor.</p>
-      ${tables && html`<${SqlEditor} value=${query} onChange=${setQuery} onRun=${run} tables=${tables} editorRef=${editor} />`}
+      ${tables && html`<${SqlEditor} initial=${initial} onRun=${run} tables=${tables} editorRef=${editor} />`}
       <fieldset class="options">
         <legend>Options</legend>
         <label>Output format
