@@ -35,11 +35,24 @@ pub const SIGNIN_CODE_TTL: Duration = Duration::from_secs(15 * 60);
 const MAX_CODES: usize = 64;
 
 /// Scripts, styles, fetches and images only from this server; no inline
-/// script or style, no frames, no plugins, forms only to this origin.
-/// Downloads are navigations to presigned URLs (which are not fetched).
-pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; \
-     manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// script, no inline style but the editor's own style sheet (a `<style>`
+/// element carrying the page's nonce: CodeMirror builds its styles in
+/// script), no frames, no plugins, forms only to this origin. Downloads are
+/// navigations to presigned URLs (which are not fetched).
+fn content_security_policy(nonce: Option<&str>) -> String {
+    let style = match nonce {
+        Some(nonce) => format!("style-src 'self' 'nonce-{nonce}'"),
+        None => "style-src 'self'".to_owned(),
+    };
+    format!(
+        "default-src 'none'; script-src 'self'; {style}; img-src 'self' data:; font-src 'self'; \
+         connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'"
+    )
+}
+
+/// Where index.html takes the page's nonce.
+const NONCE_PLACEHOLDER: &str = "__CSP_NONCE__";
 
 /// One built file of `console/dist/`.
 struct Asset {
@@ -85,15 +98,33 @@ async fn redirect_to_console() -> Response {
     (StatusCode::MOVED_PERMANENTLY, [(LOCATION, "/console/")]).into_response()
 }
 
-async fn index(headers: HeaderMap) -> Response {
-    serve(&ASSETS[0], &headers)
+/// The page, with a fresh nonce in its CSP and its `csp-nonce` meta tag;
+/// never cached (the nonce must not be reused).
+async fn index() -> Response {
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let html = String::from_utf8_lossy(ASSETS[0].bytes).replace(NONCE_PLACEHOLDER, &nonce);
+    let mut response = ([(CONTENT_TYPE, ASSETS[0].content_type)], html).into_response();
+    secure(response.headers_mut(), &content_security_policy(Some(&nonce)));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn secure(h: &mut HeaderMap, csp: &str) {
+    if let Ok(value) = HeaderValue::from_str(csp) {
+        h.insert(CONTENT_SECURITY_POLICY, value);
+    }
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
 }
 
 async fn asset(
     axum::extract::Path(file): axum::extract::Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match ASSETS.iter().find(|a| a.path == file) {
+    match ASSETS.iter().skip(1).find(|a| a.path == file) {
         Some(asset) => serve(asset, &headers),
         None => ApiError::NotFound(format!("no route for /console/{file}")).into_response(),
     }
@@ -114,14 +145,8 @@ fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
         ([(CONTENT_TYPE, asset.content_type)], asset.bytes).into_response()
     };
     let h = response.headers_mut();
-    h.insert(
-        CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY_VALUE),
-    );
+    secure(h, &content_security_policy(None));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     if let Ok(value) = HeaderValue::from_str(&etag) {
         h.insert(ETAG, value);
     }
@@ -252,5 +277,6 @@ mod tests {
         let html = std::str::from_utf8(ASSETS[0].bytes).unwrap();
         assert!(!html.contains("<script>"), "no inline script");
         assert!(!html.contains("style="), "no inline style");
+        assert!(html.contains(NONCE_PLACEHOLDER));
     }
 }
