@@ -134,10 +134,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tools::run_export(&client, &request, &downloads, Duration::from_secs(1800)),
         run_seed_query(&client, &downloads),
     );
-    if result.is_err() || query.is_err() || !args.serve {
+    let keep_serving = args.serve && result.is_ok() && query.is_ok();
+    let server = if keep_serving {
+        Some(server)
+    } else {
         shutdown.cancel();
         let _ = server.await;
-    }
+        None
+    };
     let job = result?;
     let query_file = query?;
 
@@ -169,7 +173,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for line in result.lines().take(3) {
         println!("     | {line}");
     }
-    if args.serve {
+    if let Some(server) = server {
         println!(
             "6. the console (signs in as tenant {TENANT}; the link works once, for 15 minutes):\n   {}",
             auditx_scheduler::api::console::signin_link(&format!("http://{api}"), &token)

@@ -3,7 +3,8 @@
 // throughput sampled while the page is open.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { CategoryScale, Chart, Legend, LinearScale, LineController, LineElement, PointElement, Tooltip } from 'chart.js';
-import { html, ErrorBox, fmtNumber } from '../ui.js';
+import { call, items } from '../api.js';
+import { html, ErrorBox, fmtNumber, fmtTime } from '../ui.js';
 
 Chart.register(LineController, LineElement, PointElement, CategoryScale, LinearScale, Legend, Tooltip);
 
@@ -61,6 +62,28 @@ function Throughput() {
   return html`<div class="chart"><canvas ref=${canvas} role="img" aria-label="Throughput over the last hour (sampled while this page is open)"></canvas></div>`;
 }
 
+function Workers() {
+  const [workers, setWorkers] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    let stop = false;
+    const load = () => call('GET', '/fleet/workers').then(
+      (b) => !stop && (setWorkers(items(b)), setError(null)),
+      (e) => !stop && setError(e));
+    load();
+    const t = setInterval(load, 2000);
+    return () => ((stop = true), clearInterval(t));
+  }, []);
+  return html`<div class="card"><h2>Workers alive</h2>
+    <${ErrorBox} error=${error} />
+    ${workers && html`<p class="muted" aria-live="polite" data-workers-count=${workers.length}>${workers.length} worker${workers.length === 1 ? '' : 's'}, ${fmtNumber(workers.reduce((n, w) => n + w.inFlight, 0))} of ${fmtNumber(workers.reduce((n, w) => n + w.concurrency, 0))} task slots busy</p>
+    <div class="scroll"><table class="list" aria-label="Workers alive"><thead><tr><th>Worker</th><th>Host</th><th>PID</th><th>In flight</th><th>Concurrency</th><th>Started</th><th>Last seen</th></tr></thead>
+      <tbody>${workers.map((w) => html`<tr key=${w.id} data-worker=${w.id} data-pid=${w.pid}><td class="mono small">${w.id}</td><td>${w.host}</td><td>${w.pid}</td>
+        <td>${w.inFlight}</td><td>${w.concurrency}</td><td class="small">${fmtTime(w.startedAt)}</td><td class="small">${fmtTime(w.seenAt)}</td></tr>`)}</tbody>
+    </table></div>`}
+  </div>`;
+}
+
 export function FleetPage() {
   const [metrics, setMetrics] = useState(null);
   const [error, setError] = useState(null);
@@ -92,8 +115,9 @@ export function FleetPage() {
   const tasks = metrics.filter((m) => m.name === 'auditx_worker_tasks_total' && m.value > 0);
   return html`<section aria-labelledby="fleet-title">
     <h1 id="fleet-title">Fleet</h1>
-    <p class="muted">From this API process's <code>/metrics</code>, every 3 s. Jobs and queues are the whole fleet's (counted from the state store and the broker);
-      worker figures are those of the workers in this process (standalone) — in a distributed deployment scrape each worker's <code>/metrics</code>.</p>
+    <${Workers} />
+    <p class="muted">Below: this API process's <code>/metrics</code>, every 3 s. Jobs and queues are the whole fleet's (counted from the state store and the broker);
+      task counts are those of the workers in this process (standalone) — in a distributed deployment each worker serves its own <code>/metrics</code>.</p>
     <${ErrorBox} error=${error} />
     <div class="cards">
       <div class="card"><h2>Jobs not settled</h2><table class="list"><tbody>

@@ -18,6 +18,7 @@ mod envelope;
 mod error;
 mod export_query;
 mod exports;
+mod fleet;
 mod headers;
 mod health;
 mod ingest;
@@ -74,6 +75,7 @@ pub fn router(services: Services) -> Router {
         .routes(routes!(saved_queries::list, saved_queries::create))
         .routes(routes!(saved_queries::update, saved_queries::delete))
         .routes(routes!(schema::schema))
+        .routes(routes!(fleet::workers))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

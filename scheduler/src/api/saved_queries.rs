@@ -63,7 +63,7 @@ pub struct SavedQueryBody {
     /// The SQL (checked when it is run, not when it is saved).
     #[schema(min_length = 1, max_length = 65536, pattern = "\\S")]
     pub query: Option<String>,
-    /// CSV (default), JSON, TSV or DSV.
+    /// CSV (default), JSON, TSV or DSV (as the submit call takes them).
     #[schema(pattern = "^(CSV|JSON|TSV|DSV)$")]
     pub output_format: Option<String>,
     /// NONE (default), GZIP or ZIP.
@@ -85,9 +85,8 @@ fn parse_body(body: &[u8]) -> ApiResult<SavedQueryBody> {
 }
 
 fn one_of(name: &str, value: &str, allowed: &[&str]) -> ApiResult<String> {
-    let upper = value.to_ascii_uppercase();
-    if allowed.contains(&upper.as_str()) {
-        Ok(upper)
+    if allowed.contains(&value) {
+        Ok(value.to_owned())
     } else {
         Err(ApiError::InvalidParameter(format!(
             "{name}: must be one of {}",

@@ -46,9 +46,9 @@ pub fn tables() -> Vec<SchemaTable> {
             columns: t
                 .columns
                 .iter()
-                .map(|(name, ty)| SchemaColumn {
+                .map(|&(name, ty)| SchemaColumn {
                     name,
-                    sql_type: sql_type(*ty),
+                    sql_type: sql_type(ty),
                 })
                 .collect(),
         })
