@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use auditx_tests::processes::{auditx_bin, free_port, run_auditx as run, wait_healthy};
+use auditx_tests::processes::{
+    auditx_bin, config_file, free_port, run_auditx as run, spawn, wait_healthy,
+};
+use auditx_tests::{Sandbox, SandboxOptions};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -358,4 +361,73 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(result["phone_nav_opens"], true);
 
     assert_eq!(result["console_errors"], serde_json::json!([]), "{log}");
+}
+
+/// The Fleet page of a distributed run (`auditx scheduler` and two `auditx
+/// worker` processes on Redis and RabbitMQ) lists both workers, and drops
+/// the one that is killed within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_page_lists_two_workers_and_drops_a_killed_one() {
+    let python = python();
+    let sandbox = Sandbox::start(SandboxOptions {
+        start_roles: false,
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = config_file(&sandbox, dir.path(), port, 100_000, 10_000);
+    let _scheduler = spawn("scheduler", &config);
+    let mut first = spawn("worker", &config);
+    let _second = spawn("worker", &config);
+    wait_healthy(port).await;
+    let first_pid = first.id().unwrap();
+
+    let signal = dir.path().join("two-workers.json");
+    let result_path = dir.path().join("fleet.json");
+    let browser = Command::new(&python)
+        .arg(repo().join("tests/browser/fleet_test.py"))
+        .env("CONSOLE_API", format!("http://127.0.0.1:{port}"))
+        .env("CONSOLE_TOKEN", sandbox.token("ops"))
+        .env("CONSOLE_SIGNAL", &signal)
+        .env("CONSOLE_SCREENSHOTS", repo().join("docs/console"))
+        .env("CONSOLE_RESULT", &result_path)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let browser = tokio::spawn(browser);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    while !signal.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fleet page never listed two workers"
+        );
+        if browser.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    first.kill().await.unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(180), browser)
+        .await
+        .expect("the browser run ends")
+        .unwrap()
+        .unwrap();
+    let result: Value =
+        serde_json::from_slice(&std::fs::read(&result_path).unwrap_or_default()).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "the browser run failed:\n{}\n{}\nresult: {result:#}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let before: Vec<u64> = serde_json::from_value(result["before"].clone()).unwrap();
+    let after: Vec<u64> = serde_json::from_value(result["after"].clone()).unwrap();
+    assert_eq!(before.len(), 2, "{result}");
+    assert!(before.contains(&u64::from(first_pid)), "{result}");
+    assert_eq!(after.len(), 1, "{result}");
+    assert!(!after.contains(&u64::from(first_pid)), "{result}");
+    assert!(result["seconds_to_drop"].as_f64().unwrap() < 15.0, "{result}");
+    assert_eq!(result["console_errors"], serde_json::json!([]));
 }
