@@ -38,10 +38,7 @@ fn seed_fixture(name: &str) -> PathBuf {
 
 fn python() -> PathBuf {
     let venv = std::env::var("AUDITX_CONSOLE_VENV").map_or_else(
-        |_| {
-            PathBuf::from(std::env::var("HOME").expect("HOME"))
-                .join(".cache/auditx-console-venv")
-        },
+        |_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/auditx-console-venv"),
         PathBuf::from,
     );
     let python = venv.join("bin/python");
@@ -101,7 +98,12 @@ async fn api_json(
     method: reqwest::Method,
     url: String,
 ) -> Value {
-    let response = http.request(method, url).bearer_auth(token).send().await.unwrap();
+    let response = http
+        .request(method, url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
     assert!(response.status().is_success(), "{}", response.status());
     response.json().await.unwrap()
 }
@@ -118,8 +120,19 @@ async fn the_console_in_a_real_browser() {
     let data = data.to_str().unwrap();
     for (tenant, rows) in [("dev", "4000"), ("other", "500")] {
         run(&[
-            "generate", "--data-dir", data, "--tenant", tenant, "--meter", METER, "--rows", rows,
-            "--from", "2025-07-01T00:00:00Z", "--to", "2025-07-02T00:00:00Z",
+            "generate",
+            "--data-dir",
+            data,
+            "--tenant",
+            tenant,
+            "--meter",
+            METER,
+            "--rows",
+            rows,
+            "--from",
+            "2025-07-01T00:00:00Z",
+            "--to",
+            "2025-07-02T00:00:00Z",
         ])
         .await;
     }
@@ -129,7 +142,10 @@ async fn the_console_in_a_real_browser() {
         link.starts_with(&format!("http://127.0.0.1:{api}/console/#signin=")),
         "{link}"
     );
-    assert!(!link.contains(&token), "the link carries a code, not the token");
+    assert!(
+        !link.contains(&token),
+        "the link carries a code, not the token"
+    );
     wait_healthy(api).await;
     let base = format!("http://127.0.0.1:{api}");
     let http = reqwest::Client::new();
@@ -154,7 +170,11 @@ async fn the_console_in_a_real_browser() {
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "{table}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{table}: {}",
+            response.status()
+        );
     }
 
     // Another tenant's export and query on the same meter: never shown.
@@ -188,10 +208,23 @@ async fn the_console_in_a_real_browser() {
     // The console's assets: types, the CSP, no inline script.
     let index = http.get(format!("{base}/console/")).send().await.unwrap();
     assert_eq!(index.headers()["content-type"], "text/html; charset=utf-8");
-    let csp = index.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
-    let js = http.get(format!("{base}/console/app.js")).send().await.unwrap();
-    assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
+    let csp = index.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let js = http
+        .get(format!("{base}/console/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
 
     let result_path = dir.path().join("result.json");
     let shots = repo().join("docs/console");
@@ -217,9 +250,12 @@ async fn the_console_in_a_real_browser() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let result: Value =
-        serde_json::from_slice(&std::fs::read(&result_path).unwrap_or_default()).unwrap_or_default();
-    assert!(output.status.success(), "the browser run failed:\n{log}\nresult: {result:#}");
+    let result: Value = serde_json::from_slice(&std::fs::read(&result_path).unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "the browser run failed:\n{log}\nresult: {result:#}"
+    );
 
     // Signed in by the link as the demo tenant; the code is gone from the
     // address bar and works once.
@@ -230,7 +266,10 @@ async fn the_console_in_a_real_browser() {
         assert!(!url.contains("signin=") && !url.contains(&token), "{url}");
     }
     assert!(
-        result["second_use"].as_str().unwrap().contains("already used"),
+        result["second_use"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
         "{}",
         result["second_use"]
     );
@@ -266,7 +305,10 @@ async fn the_console_in_a_real_browser() {
     assert!(refused.contains("query"), "{refused}");
 
     // Saved queries: saved, renamed, run, deleted — on the server too.
-    assert_eq!(result["saved_after_save"], serde_json::json!(["Logins Q2 2019"]));
+    assert_eq!(
+        result["saved_after_save"],
+        serde_json::json!(["Logins Q2 2019"])
+    );
     assert_eq!(
         result["saved_after_rename"],
         serde_json::json!(["Logins, second quarter"])
@@ -274,7 +316,13 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(result["saved_run_status"], "completed");
     assert_ne!(result["saved_run_query_id"], result["query_id"]);
     assert_eq!(result["saved_after_delete"], 0);
-    let saved = api_json(&http, &token, reqwest::Method::GET, format!("{base}/query/saved")).await;
+    let saved = api_json(
+        &http,
+        &token,
+        reqwest::Method::GET,
+        format!("{base}/query/saved"),
+    )
+    .await;
     assert_eq!(saved["data"], serde_json::json!([]));
 
     // History: this tenant's queries only, filtered by status.
@@ -296,7 +344,10 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(all[0], "auditloginevent");
     let desc = result["schema_desc"].as_array().unwrap();
     assert_eq!(desc[0], "productrateplanchargetier");
-    assert_eq!(result["schema_search"], serde_json::json!(["auditloginevent"]));
+    assert_eq!(
+        result["schema_search"],
+        serde_json::json!(["auditloginevent"])
+    );
     assert!(result["schema_columns"].as_u64().unwrap() >= 10);
 
     // Download Center: the export finished; the file downloaded in the
@@ -346,17 +397,28 @@ async fn the_console_in_a_real_browser() {
     assert_ne!(p1[0], p2[0]);
     let payload: Value = serde_json::from_str(result["payload_text"].as_str().unwrap()).unwrap();
     assert!(payload.is_object(), "{payload}");
-    assert!(result["chart_pixels"].as_u64().unwrap() > 1000, "{}", result["chart_pixels"]);
+    assert!(
+        result["chart_pixels"].as_u64().unwrap() > 1000,
+        "{}",
+        result["chart_pixels"]
+    );
     assert!(result["summary_rows"].as_u64().unwrap() >= 1);
 
     // Fleet: the jobs and queues of /metrics.
     let fleet = result["fleet_text"].as_str().unwrap();
-    assert!(fleet.contains("Jobs not settled") && fleet.contains("Task queues"), "{fleet}");
+    assert!(
+        fleet.contains("Jobs not settled") && fleet.contains("Task queues"),
+        "{fleet}"
+    );
 
     // Keyboard only, and a phone.
     assert_eq!(result["keyboard_reached_editor"], true);
     assert_eq!(result["keyboard_reached_download"], true);
-    assert!(result["phone_overflow"].as_i64().unwrap() <= 1, "{}", result["phone_overflow"]);
+    assert!(
+        result["phone_overflow"].as_i64().unwrap() <= 1,
+        "{}",
+        result["phone_overflow"]
+    );
     assert_eq!(result["phone_nav_hidden"], true);
     assert_eq!(result["phone_nav_opens"], true);
 
@@ -414,8 +476,8 @@ async fn the_fleet_page_lists_two_workers_and_drops_a_killed_one() {
         .expect("the browser run ends")
         .unwrap()
         .unwrap();
-    let result: Value =
-        serde_json::from_slice(&std::fs::read(&result_path).unwrap_or_default()).unwrap_or_default();
+    let result: Value = serde_json::from_slice(&std::fs::read(&result_path).unwrap_or_default())
+        .unwrap_or_default();
     assert!(
         output.status.success(),
         "the browser run failed:\n{}\n{}\nresult: {result:#}",
@@ -428,6 +490,9 @@ async fn the_fleet_page_lists_two_workers_and_drops_a_killed_one() {
     assert!(before.contains(&u64::from(first_pid)), "{result}");
     assert_eq!(after.len(), 1, "{result}");
     assert!(!after.contains(&u64::from(first_pid)), "{result}");
-    assert!(result["seconds_to_drop"].as_f64().unwrap() < 15.0, "{result}");
+    assert!(
+        result["seconds_to_drop"].as_f64().unwrap() < 15.0,
+        "{result}"
+    );
     assert_eq!(result["console_errors"], serde_json::json!([]));
 }

@@ -21,7 +21,7 @@ pub fn spawn(
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .map(|h| h.trim().to_owned())
         .unwrap_or_default();
-    let started_at_ms = chrono::Utc::now().timestamp_millis();
+    let started_at_ms = now_ms();
     let current = move || WorkerAnnouncement {
         id: id.clone(),
         host: host.clone(),
@@ -29,7 +29,13 @@ pub fn spawn(
         concurrency,
         in_flight: usize::from(concurrency).saturating_sub(slots.available_permits()) as u64,
         started_at_ms,
-        seen_at_ms: chrono::Utc::now().timestamp_millis(),
+        seen_at_ms: now_ms(),
     };
     tokio::spawn(announce(state, current, shutdown))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -81,8 +81,7 @@ pub async fn run(
     });
     let slots = Arc::new(Semaphore::new(usize::from(concurrency)));
     let announcing = shutdown.child_token();
-    let announcer =
-        crate::announce::spawn(state, concurrency, slots.clone(), announcing.clone());
+    let announcer = crate::announce::spawn(state, concurrency, slots.clone(), announcing.clone());
     let mut running = JoinSet::new();
     let Some(mut consumer) = subscribe(queue.as_ref(), &tasks_queue, concurrency, &shutdown).await
     else {

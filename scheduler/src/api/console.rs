@@ -104,7 +104,10 @@ async fn index() -> Response {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let html = String::from_utf8_lossy(ASSETS[0].bytes).replace(NONCE_PLACEHOLDER, &nonce);
     let mut response = ([(CONTENT_TYPE, ASSETS[0].content_type)], html).into_response();
-    secure(response.headers_mut(), &content_security_policy(Some(&nonce)));
+    secure(
+        response.headers_mut(),
+        &content_security_policy(Some(&nonce)),
+    );
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

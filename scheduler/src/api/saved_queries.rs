@@ -319,7 +319,10 @@ pub async fn update(
     let bytes = serde_json::to_vec(&saved).map_err(|e| ApiError::Internal(e.to_string()))?;
     let applied = services
         .state
-        .apply_atomically(Guard::Equals(key.clone(), before), vec![Write::Set(key, bytes)])
+        .apply_atomically(
+            Guard::Equals(key.clone(), before),
+            vec![Write::Set(key, bytes)],
+        )
         .await?;
     if !applied {
         return Err(ApiError::Conflict(format!(
