@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: starts (and if needed installs) RabbitMQ and
 # Redis, builds the `auditx` binary the multi-process tests launch, then
-# runs every test of the workspace, then schemathesis against the served
+# runs every test of the workspace (the console's in a headless Chromium), then schemathesis against the served
 # OpenAPI document, then validates the Kubernetes manifests under deploy/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,8 @@ command -v cargo >/dev/null || { echo "cargo is required (rustup.rs)" >&2; exit 
 # Formatting first: it takes a second and names the file to fix.
 cargo fmt --all -- --check
 scripts/services.sh
+# Chromium (apt-get) and Playwright (PyPI, cached virtualenv) for the console's browser tests.
+scripts/browser-setup.sh
 
 # One build of every target with the features the tests unify (the
 # `auditx` binary the multi-process tests launch included), so the binary

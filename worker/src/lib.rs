@@ -8,6 +8,7 @@
 //! deterministic, and a task is acknowledged only after its report is
 //! published, so redeliveries after a crash are always safe.
 
+mod announce;
 mod error;
 pub mod export;
 mod health;

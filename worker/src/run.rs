@@ -67,7 +67,7 @@ pub async fn run(
         lake: lake_object_store(&config.s3).context("opening the lake for data queries")?,
         lake_bucket: config.s3.lake_bucket.clone(),
         export_bucket: config.s3.export_bucket.clone(),
-        state,
+        state: state.clone(),
     };
     let worker = Arc::new(Worker {
         queue: queue.clone(),
@@ -80,6 +80,8 @@ pub async fn run(
         queries,
     });
     let slots = Arc::new(Semaphore::new(usize::from(concurrency)));
+    let announcing = shutdown.child_token();
+    let announcer = crate::announce::spawn(state, concurrency, slots.clone(), announcing.clone());
     let mut running = JoinSet::new();
     let Some(mut consumer) = subscribe(queue.as_ref(), &tasks_queue, concurrency, &shutdown).await
     else {
@@ -130,6 +132,8 @@ pub async fn run(
         log_panic(joined);
     }
     drop(consumer);
+    announcing.cancel();
+    let _ = announcer.await;
     info!("worker stopped");
     Ok(())
 }

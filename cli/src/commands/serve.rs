@@ -51,6 +51,10 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     println!("data folder: {}", args.data_dir.display());
     println!("development bearer token (tenant \"dev\", 30 days):\n{token}");
     println!(
+        "console (signs in as tenant \"dev\"; the link works once, for 15 minutes):\n{}",
+        auditx_scheduler::api::console::signin_link(&format!("http://{api}"), &token)
+    );
+    println!(
         "mint others with: auditx token --tenant T --data-dir {}",
         args.data_dir.display()
     );

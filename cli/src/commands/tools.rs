@@ -448,7 +448,7 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "--scopes: \"export:admin\" is not one of export:read, export:write, query:read, query:write, ingest:write"
+            "--scopes: \"export:admin\" is not one of export:read, export:write, query:read, query:write, ingest:write, ops:read"
         );
         assert!(parse_scopes(&[" ".into()]).is_err());
     }

@@ -12,12 +12,14 @@
 
 pub mod auth;
 mod bounds;
+pub mod console;
 mod cursor;
 mod entries;
 mod envelope;
 mod error;
 mod export_query;
 mod exports;
+mod fleet;
 mod headers;
 mod health;
 mod idempotency;
@@ -29,6 +31,8 @@ mod params;
 mod presign;
 mod queries;
 mod request_id;
+mod saved_queries;
+mod schema;
 mod server;
 mod summary;
 mod tables;
@@ -71,6 +75,10 @@ pub fn router(services: Services) -> Router {
         .routes(routes!(tables::rows))
         .routes(routes!(queries::submit, queries::list))
         .routes(routes!(queries::get, queries::cancel))
+        .routes(routes!(saved_queries::list, saved_queries::create))
+        .routes(routes!(saved_queries::update, saved_queries::delete))
+        .routes(routes!(schema::schema))
+        .routes(routes!(fleet::workers))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
@@ -81,6 +89,7 @@ pub fn router(services: Services) -> Router {
         serde_json::to_value(&doc).expect("the OpenAPI document serializes to JSON"),
     ));
     routes
+        .merge(console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

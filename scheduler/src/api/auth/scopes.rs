@@ -18,15 +18,18 @@ pub enum Scope {
     QueryWrite,
     /// Write meter audit entries, runs and audit table rows.
     IngestWrite,
+    /// See the fleet: the workers alive (the console's Fleet page).
+    OpsRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::ExportRead,
         Scope::ExportWrite,
         Scope::QueryRead,
         Scope::QueryWrite,
         Scope::IngestWrite,
+        Scope::OpsRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +39,7 @@ impl Scope {
             Scope::QueryRead => "query:read",
             Scope::QueryWrite => "query:write",
             Scope::IngestWrite => "ingest:write",
+            Scope::OpsRead => "ops:read",
         }
     }
 
@@ -108,6 +112,12 @@ const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("GET", "/query/jobs/{id}", Scope::QueryRead),
     ("POST", "/query/jobs", Scope::QueryWrite),
     ("DELETE", "/query/jobs/{id}", Scope::QueryWrite),
+    ("GET", "/query/schema", Scope::QueryRead),
+    ("GET", "/fleet/workers", Scope::OpsRead),
+    ("GET", "/query/saved", Scope::QueryRead),
+    ("POST", "/query/saved", Scope::QueryWrite),
+    ("PATCH", "/query/saved/{id}", Scope::QueryWrite),
+    ("DELETE", "/query/saved/{id}", Scope::QueryWrite),
     (
         "POST",
         "/meters/{meterId}/auditTrail/entries",

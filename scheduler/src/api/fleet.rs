@@ -1,0 +1,73 @@
+//! `GET /fleet/workers`: the workers alive (they announce themselves every
+//! two seconds; one silent for six is gone — `auditx_common::fleet`). Needs
+//! the `ops:read` scope.
+
+use auditx_common::fleet::alive_workers;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::auth::Caller;
+use super::envelope::Envelope;
+use super::error::ApiResult;
+use super::params::QueryParams;
+use crate::context::Services;
+
+/// One worker process (or worker loop of a standalone process).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerView {
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    /// Tasks it runs at once at most.
+    pub concurrency: u16,
+    /// Tasks it runs now.
+    pub in_flight: u64,
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    /// When it last announced itself.
+    #[schema(format = DateTime)]
+    pub seen_at: String,
+}
+
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `GET /fleet/workers`.
+#[utoipa::path(
+    get,
+    path = "/fleet/workers",
+    operation_id = "listWorkers",
+    summary = "The workers alive, with their concurrency and tasks in flight",
+    description = "Workers announce themselves every 2 s; one not heard of for 6 s is not listed. Needs the ops:read scope.",
+    responses(
+        (status = 200, description = "The workers alive, by id.", body = Envelope<Vec<WorkerView>>),
+    )
+)]
+pub async fn workers(
+    State(services): State<Services>,
+    _caller: Caller,
+    params: QueryParams,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let workers: Vec<WorkerView> = alive_workers(services.state.as_ref(), now)
+        .await?
+        .into_iter()
+        .map(|w| WorkerView {
+            id: w.id,
+            host: w.host,
+            pid: w.pid,
+            concurrency: w.concurrency,
+            in_flight: w.in_flight,
+            started_at: iso(w.started_at_ms),
+            seen_at: iso(w.seen_at_ms),
+        })
+        .collect();
+    Ok(Envelope::ok(workers).into_response())
+}

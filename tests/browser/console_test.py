@@ -1,0 +1,370 @@
+"""Drives the auditx console in Debian's Chromium with Playwright.
+
+Run by tests/tests/console.rs against a running `auditx standalone`; it
+reads its inputs from the environment and writes what the user saw (texts,
+downloaded bytes as SHA-256 and text, pixel counts) as JSON to
+CONSOLE_RESULT. The Rust test asserts on that; this script only fails on
+what it cannot do at all (an element never appearing).
+"""
+
+import base64
+import hashlib
+import json
+import os
+import sys
+import time
+
+from playwright.sync_api import sync_playwright
+
+LINK = os.environ["CONSOLE_LINK"]
+API = os.environ["CONSOLE_API"]
+TOKEN = os.environ["CONSOLE_TOKEN"]
+SEED_SQL = open(os.environ["CONSOLE_SEED_SQL"]).read()
+SHOTS = os.environ.get("CONSOLE_SCREENSHOTS")
+OTHER_IDS = [i for i in os.environ.get("CONSOLE_OTHER_IDS", "").split(",") if i]
+METER = os.environ.get("CONSOLE_METER", "1001")
+DAY = os.environ.get("CONSOLE_DAY", "2025-07-01")
+TIMEOUT = 60_000
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+
+result = {"steps": [], "console_errors": [], "other_tenant_seen": []}
+
+
+def step(name):
+    result["steps"].append(name)
+    print(f"step: {name}", flush=True)
+
+
+def shot(page, name):
+    if SHOTS:
+        os.makedirs(SHOTS, exist_ok=True)
+        page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+
+
+def watch(page, allowed):
+    """Records console errors and page errors; `allowed` is a list the
+    current step may append expected messages to."""
+
+    def on_console(msg):
+        if msg.type == "error":
+            text = msg.text
+            if allowed and any(a in text for a in allowed):
+                return
+            result["console_errors"].append(text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda e: result["console_errors"].append(f"pageerror: {e}"))
+
+
+def popup_bytes(page, context, click):
+    """Clicks a control opening a presigned URL in a new tab; the bytes the
+    browser downloads (Chromium reports a download started from a new tab
+    on the page that opened it), or if it shows the file instead, the bytes
+    of the URL it shows."""
+    got = []
+    popups = []
+
+    def on_download(download):
+        got.append(download)
+
+    def on_page(new_page):
+        popups.append(new_page)
+        new_page.on("download", on_download)
+
+    page.on("download", on_download)
+    context.on("page", on_page)
+    try:
+        click()
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
+            shown = [p for p in popups if not p.is_closed() and p.url.startswith("http")]
+            if shown:
+                try:
+                    shown[0].wait_for_load_state(timeout=2000)
+                    page.wait_for_timeout(500)
+                except Exception:
+                    pass
+                if not got:
+                    break
+            page.wait_for_timeout(100)
+        if got:
+            data = open(got[0].path(), "rb").read()
+        elif shown:
+            data = context.request.get(shown[0].url).body()
+        else:
+            raise RuntimeError("the click opened no download and no page")
+    finally:
+        page.remove_listener("download", on_download)
+        context.remove_listener("page", on_page)
+    for p in popups:
+        if not p.is_closed():
+            p.close()
+    return data
+
+
+def digest(data):
+    return {"sha256": hashlib.sha256(data).hexdigest(), "len": len(data),
+            "b64": base64.b64encode(data).decode() if len(data) < 200_000 else None}
+
+
+def check_other_tenant(page, where):
+    body = page.content()
+    for other in OTHER_IDS:
+        if other in body:
+            result["other_tenant_seen"].append(f"{other} on {where}")
+
+
+def main():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1366, "height": 900}, accept_downloads=True)
+        context.set_default_timeout(TIMEOUT)
+        page = context.new_page()
+        allowed = []
+        watch(page, allowed)
+        page.on("dialog", lambda d: d.accept())
+
+        # Sign in through the printed link; the code leaves the address bar.
+        step("sign in with the printed link")
+        page.goto(LINK)
+        page.wait_for_selector("[data-tenant]")
+        result["tenant"] = page.inner_text("[data-tenant]")
+        result["url_after_signin"] = page.url
+        result["session_token_matches"] = page.evaluate("sessionStorage.getItem('auditx.token')") == TOKEN
+        # The link works once.
+        page2 = context.new_page()
+        page2.goto(LINK)
+        page2.wait_for_selector(".signin .error")
+        result["second_use"] = page2.inner_text(".signin .error")
+        page2.close()
+
+        # Data Query: type a seed query, pick options, run, download.
+        step("data query from the editor")
+        page.wait_for_selector(".cm-content")
+        shot(page, "data-query")
+        page.click(".cm-content")
+        page.keyboard.press("Control+A")
+        page.keyboard.press("Delete")
+        page.keyboard.insert_text(SEED_SQL)
+        # Completion offers the schema's names.
+        page.keyboard.type(" ")
+        page.keyboard.press("Enter")
+        page.keyboard.type("-- auditlog")
+        page.keyboard.press("Backspace")
+        page.keyboard.press("Control+A")
+        page.keyboard.press("Delete")
+        page.keyboard.type("SELECT * FROM auditlogin")
+        page.keyboard.press("Control+Space")
+        page.wait_for_selector(".cm-tooltip-autocomplete")
+        result["completion"] = page.inner_text(".cm-tooltip-autocomplete")
+        page.keyboard.press("Escape")
+        page.keyboard.press("Control+A")
+        page.keyboard.press("Delete")
+        page.keyboard.insert_text(SEED_SQL)
+        result["highlighted_keywords"] = page.locator(".cm-content span").count()
+        page.select_option("select[name=outputFormat]", "CSV")
+        page.select_option("select[name=compression]", "NONE")
+        page.click("[data-run]")
+        page.wait_for_selector("[data-download]", timeout=TIMEOUT)
+        result["query_status"] = page.inner_text("section[aria-label='Query job'] .badge")
+        result["query_id"] = page.get_attribute("[data-query-id]", "data-query-id")
+        result["query_rows"] = page.inner_text("[data-output-rows]")
+        shot(page, "data-query-completed")
+        data = popup_bytes(page, context, lambda: page.click("[data-download]"))
+        result["query_download"] = digest(data)
+
+        # A refused query: the message names the problem.
+        step("refused query")
+        allowed.append("status of 400")
+        page.click(".cm-content")
+        page.keyboard.press("Control+A")
+        page.keyboard.press("Delete")
+        page.keyboard.insert_text("DELETE FROM auditloginevent")
+        page.click("[data-run]")
+        page.wait_for_selector("p.error[role=alert]")
+        result["refused_message"] = page.inner_text("p.error[role=alert]")
+        allowed.clear()
+
+        # Save, rename, run and delete a saved query.
+        step("saved queries")
+        page.click(".cm-content")
+        page.keyboard.press("Control+A")
+        page.keyboard.press("Delete")
+        page.keyboard.insert_text(SEED_SQL)
+        page.fill("input[name=saveName]", "Logins Q2 2019")
+        page.click("text=Save query")
+        page.wait_for_selector("p.ok")
+        page.click("nav >> text=Saved queries")
+        page.wait_for_selector("[data-saved='Logins Q2 2019']")
+        result["saved_after_save"] = page.locator("[data-saved]").evaluate_all("rows => rows.map(r => r.dataset.saved)")
+        shot(page, "saved-queries")
+        row = page.locator("[data-saved='Logins Q2 2019']")
+        row.locator("text=Rename").click()
+        page.fill("[data-saved='Logins Q2 2019'] input", "Logins, second quarter")
+        page.click("[data-saved='Logins Q2 2019'] button[type=submit]")
+        page.wait_for_selector("[data-saved='Logins, second quarter']")
+        result["saved_after_rename"] = page.locator("[data-saved]").evaluate_all("rows => rows.map(r => r.dataset.saved)")
+        page.locator("[data-saved='Logins, second quarter']").locator("text=Run").click()
+        page.wait_for_selector("[data-download]", timeout=TIMEOUT)
+        result["saved_run_status"] = page.inner_text("section[aria-label='Query job'] .badge")
+        result["saved_run_query_id"] = page.get_attribute("[data-query-id]", "data-query-id")
+        page.click("nav >> text=Saved queries")
+        page.locator("[data-saved='Logins, second quarter']").locator("text=Delete").click()
+        page.wait_for_selector("text=No saved queries yet.")
+        result["saved_after_delete"] = page.locator("[data-saved]").count()
+
+        # Query history: the tenant's jobs, filtered; re-run one.
+        step("query history")
+        page.click("nav >> text=Query history")
+        page.wait_for_selector("[data-job]")
+        result["history_ids"] = page.locator("[data-job]").evaluate_all("rows => rows.map(r => r.dataset.job)")
+        check_other_tenant(page, "history")
+        page.select_option("select >> nth=0", "failed")
+        page.wait_for_timeout(800)
+        result["history_failed_rows"] = page.locator("[data-job]").count()
+        page.select_option("select >> nth=0", "completed")
+        page.wait_for_selector("[data-job]")
+        result["history_completed_rows"] = page.locator("[data-job]").count()
+        shot(page, "query-history")
+
+        # Schema browser: search and sort.
+        step("schema browser")
+        page.click("nav >> text=Schema")
+        page.wait_for_selector("[data-table]")
+        result["schema_all"] = page.locator("[data-table]").evaluate_all("l => l.map(e => e.dataset.table)")
+        page.select_option("section.schema select", "desc")
+        result["schema_desc"] = page.locator("[data-table]").evaluate_all("l => l.map(e => e.dataset.table)")
+        page.fill("section.schema input[type=search]", "login")
+        result["schema_search"] = page.locator("[data-table]").evaluate_all("l => l.map(e => e.dataset.table)")
+        page.click("[data-table=auditloginevent] .table-toggle")
+        result["schema_columns"] = page.locator("[data-table=auditloginevent] table.columns tbody tr").count()
+        shot(page, "schema")
+
+        # Download Center: create an export, watch it finish, download a file.
+        step("download center")
+        page.click("nav >> text=Download Center")
+        page.fill("input[name=meter]", METER)
+        page.click("form.row button[type=submit]")
+        page.click("text=New export")
+        page.fill("input[name=from]", f"{DAY}T00:00")
+        page.fill("input[name=to]", f"{DAY}T23:59")
+        page.select_option("select[name=exportType]", "SAMPLE")
+        page.select_option("select[name=format]", "csv")
+        page.click("text=Create export")
+        page.wait_for_selector("p.ok")
+        created = page.inner_text("p.ok")
+        request_id = created.split()[1]
+        result["export_id"] = request_id
+        row = f"[data-export='{request_id}']"
+        page.wait_for_selector(f"{row} .badge-finished", timeout=TIMEOUT)
+        result["export_count"] = page.inner_text(f"{row} [data-count]")
+        file_key = page.get_attribute(f"{row} [data-file]", "data-file")
+        result["export_file_key"] = file_key
+        check_other_tenant(page, "download center")
+        shot(page, "download-center")
+        data = popup_bytes(page, context, lambda: page.click(f"{row} [data-file]"))
+        result["export_download"] = digest(data)
+
+        # Audit trail: entries with cursor paging, payload JSON, the summary chart.
+        step("audit trail")
+        page.click("nav >> text=Audit trail")
+        page.fill("form[aria-label='Audit trail filters'] input[name=meter]", METER)
+        page.fill("form[aria-label='Audit trail filters'] input[name=from]", f"{DAY}T00:00")
+        page.fill("form[aria-label='Audit trail filters'] input[name=to]", f"{DAY}T23:59")
+        page.select_option("form[aria-label='Audit trail filters'] select[name=pageSize]", "10")
+        page.click("form[aria-label='Audit trail filters'] button[type=submit]")
+        page.wait_for_selector("[data-entry]")
+        page.wait_for_selector("[data-summary-chart]")
+        first = page.locator("[data-entry]").evaluate_all("l => l.map(e => e.dataset.entry)")
+        page.click("nav[aria-label='entry pages'] >> text=Next")
+        page.wait_for_function("ids => document.querySelector('[data-entry]') && document.querySelector('[data-entry]').dataset.entry !== ids[0]", arg=first)
+        second = page.locator("[data-entry]").evaluate_all("l => l.map(e => e.dataset.entry)")
+        page.click("nav[aria-label='entry pages'] >> text=Previous")
+        page.wait_for_function("id => document.querySelector('[data-entry]').dataset.entry === id", arg=first[0])
+        result["entries_page1"] = first
+        result["entries_page2"] = second
+        page.locator("[data-entry] >> text=Show payload").first.click()
+        result["payload_text"] = page.inner_text("pre.json")
+        result["chart_label"] = page.get_attribute("[data-summary-chart]", "aria-label")
+        result["chart_pixels"] = page.evaluate("""() => {
+            const c = document.querySelector('[data-summary-chart]');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }""")
+        result["summary_rows"] = page.locator("table[aria-label='Summary table'] tbody tr").count()
+        shot(page, "audit-trail")
+
+        step("fleet")
+        page.click("nav >> text=Fleet")
+        page.wait_for_selector("[data-metric]")
+        result["fleet_text"] = page.inner_text("main")
+        shot(page, "fleet")
+
+        # Keyboard only: sign in with the token, run a query, reach its download.
+        step("keyboard only")
+        kb = context.new_page()
+        watch(kb, allowed)
+        kb.goto(API + "/console/")
+        kb.evaluate("sessionStorage.clear()")
+        kb.reload()
+        kb.wait_for_selector("textarea[name=token]")
+        kb.keyboard.insert_text(TOKEN)  # the token field has the focus
+        kb.keyboard.press("Tab")
+        kb.keyboard.press("Enter")
+        kb.wait_for_selector("[data-tenant]")
+        kb.wait_for_selector(".cm-content")
+        reached = False
+        for _ in range(40):
+            kb.keyboard.press("Tab")
+            if kb.evaluate("document.activeElement && document.activeElement.classList.contains('cm-content')"):
+                reached = True
+                break
+        result["keyboard_reached_editor"] = reached
+        kb.keyboard.press("Control+A")
+        kb.keyboard.press("Delete")
+        kb.keyboard.insert_text("SELECT count(*) AS n FROM auditloginevent")
+        kb.keyboard.press("Control+Enter")
+        kb.wait_for_selector("[data-download]", timeout=TIMEOUT)
+        found = False
+        for _ in range(60):
+            kb.keyboard.press("Tab")
+            if kb.evaluate("document.activeElement && document.activeElement.hasAttribute('data-download')"):
+                found = True
+                break
+        result["keyboard_reached_download"] = found
+        kb.close()
+
+        # A phone-sized viewport.
+        step("phone viewport")
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+        ph = phone.new_page()
+        watch(ph, allowed)
+        ph.goto(API + "/console/")
+        ph.wait_for_selector("textarea[name=token]")
+        ph.fill("textarea[name=token]", TOKEN)
+        ph.click("button[type=submit]")
+        ph.wait_for_selector("[data-tenant]")
+        ph.goto(API + "/console/#/downloads")
+        ph.wait_for_selector("[data-export]")
+        result["phone_overflow"] = ph.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        result["phone_nav_hidden"] = not ph.is_visible("nav#nav a >> nth=0")
+        ph.click("button.menu")
+        result["phone_nav_opens"] = ph.is_visible("nav#nav a >> nth=0")
+        shot(ph, "phone-download-center")
+        phone.close()
+
+        # Back to the first page: no token in the URL, none in the history.
+        result["final_url"] = page.url
+        browser.close()
+    step("done")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        with open(os.environ["CONSOLE_RESULT"], "w") as f:
+            json.dump(result, f, indent=1)

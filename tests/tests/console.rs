@@ -1,0 +1,498 @@
+//! The console (`/console`) in a real headless Chromium, driven by
+//! Playwright (tests/browser/console_test.py) against `auditx standalone`
+//! as a user starts it: sign in through the printed link, run one of the
+//! seed's data queries from the editor and download its result, save /
+//! rename / run / delete a saved query, the history, the schema browser's
+//! search and sort, an export created, followed and downloaded in the
+//! Download Center, entries paged by cursor, the summary chart drawn, the
+//! fleet page, a keyboard-only flow, a phone-sized viewport, no console
+//! errors, and never another tenant's jobs. The screenshots it takes are
+//! those of docs/console.md.
+//!
+//! Needs Debian's `chromium` and Playwright in a virtualenv:
+//! `scripts/browser-setup.sh` (run by scripts/test.sh) installs both.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use auditx_tests::processes::{
+    auditx_bin, config_file, free_port, run_auditx as run, spawn, wait_healthy,
+};
+use auditx_tests::{Sandbox, SandboxOptions};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const METER: &str = "1001";
+const DAY: &str = "2025-07-01";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn seed_fixture(name: &str) -> PathBuf {
+    repo().join("lake/tests/fixtures/seed").join(name)
+}
+
+fn python() -> PathBuf {
+    let venv = std::env::var("AUDITX_CONSOLE_VENV").map_or_else(
+        |_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/auditx-console-venv"),
+        PathBuf::from,
+    );
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists() && Path::new("/usr/bin/chromium").exists(),
+        "the browser tests need /usr/bin/chromium and Playwright in {venv:?}: run scripts/browser-setup.sh"
+    );
+    python
+}
+
+/// The lines `auditx standalone` prints until its console link, and the
+/// process.
+async fn standalone(data: &str, api: u16, s3: u16) -> (tokio::process::Child, String, String) {
+    let mut child = Command::new(auditx_bin())
+        .args(["standalone", "--data-dir", data])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{api}"),
+            "--s3-listen",
+            &format!("127.0.0.1:{s3}"),
+        ])
+        .env_remove("AUDITX_JWT_SECRET")
+        .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut token, mut link) = (None, None);
+    let mut previous = String::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("standalone prints its link")
+        .unwrap()
+    {
+        if previous.starts_with("development bearer token") {
+            token = Some(line.trim().to_owned());
+        }
+        if previous.starts_with("console") {
+            link = Some(line.trim().to_owned());
+            break;
+        }
+        previous = line;
+    }
+    // Keep reading stdout so the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (
+        child,
+        token.expect("a token line"),
+        link.expect("a console link"),
+    )
+}
+
+async fn api_json(
+    http: &reqwest::Client,
+    token: &str,
+    method: reqwest::Method,
+    url: String,
+) -> Value {
+    let response = http
+        .request(method, url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.unwrap()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_real_browser() {
+    let python = python();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    for (tenant, rows) in [("dev", "4000"), ("other", "500")] {
+        run(&[
+            "generate",
+            "--data-dir",
+            data,
+            "--tenant",
+            tenant,
+            "--meter",
+            METER,
+            "--rows",
+            rows,
+            "--from",
+            "2025-07-01T00:00:00Z",
+            "--to",
+            "2025-07-02T00:00:00Z",
+        ])
+        .await;
+    }
+    let (api, s3) = (free_port(), free_port());
+    let (_server, token, link) = standalone(data, api, s3).await;
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{api}/console/#signin=")),
+        "{link}"
+    );
+    assert!(
+        !link.contains(&token),
+        "the link carries a code, not the token"
+    );
+    wait_healthy(api).await;
+    let base = format!("http://127.0.0.1:{api}");
+    let http = reqwest::Client::new();
+
+    // The seed's tables for tenant dev.
+    for table in [
+        "auditloginevent",
+        "auditobjectchangeevent",
+        "auditsettingchangeevent",
+        "contact",
+        "product",
+        "productrateplan",
+        "productrateplancharge",
+        "productrateplanchargetier",
+    ] {
+        let body = std::fs::read(seed_fixture(&format!("{table}.ndjson"))).unwrap();
+        let response = http
+            .post(format!("{base}/audit/tables/{table}/rows"))
+            .bearer_auth(&token)
+            .header("Content-Type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{table}: {}",
+            response.status()
+        );
+    }
+
+    // Another tenant's export and query on the same meter: never shown.
+    let other = run(&["token", "--data-dir", data, "--tenant", "other"]).await;
+    let other = other.trim();
+    let created = api_json(
+        &http,
+        other,
+        reqwest::Method::POST,
+        format!(
+            "{base}/meters/{METER}/auditTrail/export?exportType=SAMPLE&runType=NORMAL\
+             &queryFromTime={DAY}T00:00:00Z&queryToTime={DAY}T12:00:00Z"
+        ),
+    )
+    .await;
+    let other_export = created["data"]["requestId"].as_str().unwrap().to_owned();
+    let other_query = http
+        .post(format!("{base}/query/jobs"))
+        .bearer_auth(other)
+        .json(&serde_json::json!({"query": "SELECT count(*) AS n FROM contact"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The console's assets: types, the CSP, no inline script.
+    let index = http.get(format!("{base}/console/")).send().await.unwrap();
+    assert_eq!(index.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = index.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let js = http
+        .get(format!("{base}/console/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+
+    let result_path = dir.path().join("result.json");
+    let shots = repo().join("docs/console");
+    let output = Command::new(&python)
+        .arg(repo().join("tests/browser/console_test.py"))
+        .env("CONSOLE_LINK", &link)
+        .env("CONSOLE_API", &base)
+        .env("CONSOLE_TOKEN", &token)
+        .env("CONSOLE_SEED_SQL", seed_fixture("q1.sql"))
+        .env("CONSOLE_SCREENSHOTS", &shots)
+        .env("CONSOLE_OTHER_IDS", format!("{other_export},{other_query}"))
+        .env("CONSOLE_METER", METER)
+        .env("CONSOLE_DAY", DAY)
+        .env("CONSOLE_RESULT", &result_path)
+        .stdin(Stdio::null())
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(600), output)
+        .await
+        .expect("the browser run ends within 10 minutes")
+        .unwrap();
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_slice(&std::fs::read(&result_path).unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "the browser run failed:\n{log}\nresult: {result:#}"
+    );
+
+    // Signed in by the link as the demo tenant; the code is gone from the
+    // address bar and works once.
+    assert_eq!(result["tenant"], "dev");
+    assert!(result["session_token_matches"].as_bool().unwrap());
+    for url in [&result["url_after_signin"], &result["final_url"]] {
+        let url = url.as_str().unwrap();
+        assert!(!url.contains("signin=") && !url.contains(&token), "{url}");
+    }
+    assert!(
+        result["second_use"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{}",
+        result["second_use"]
+    );
+
+    // The seed query from the editor: the downloaded bytes are the API's
+    // result and the seed's expected CSV.
+    let completion = result["completion"].as_str().unwrap();
+    assert!(completion.contains("auditloginevent"), "{completion}");
+    assert!(result["highlighted_keywords"].as_u64().unwrap() > 5);
+    assert_eq!(result["query_status"], "completed");
+    let expected = std::fs::read(seed_fixture("q1.expected.csv")).unwrap();
+    let query_id = result["query_id"].as_str().unwrap();
+    let job = api_json(
+        &http,
+        &token,
+        reqwest::Method::GET,
+        format!("{base}/query/jobs/{query_id}"),
+    )
+    .await;
+    let from_api = http
+        .get(job["data"]["dataFile"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&from_api[..], &expected[..]);
+    assert_eq!(result["query_download"]["sha256"], sha256(&expected));
+
+    // A refused statement: the message says why.
+    let refused = result["refused_message"].as_str().unwrap();
+    assert!(refused.contains("query"), "{refused}");
+
+    // Saved queries: saved, renamed, run, deleted — on the server too.
+    assert_eq!(
+        result["saved_after_save"],
+        serde_json::json!(["Logins Q2 2019"])
+    );
+    assert_eq!(
+        result["saved_after_rename"],
+        serde_json::json!(["Logins, second quarter"])
+    );
+    assert_eq!(result["saved_run_status"], "completed");
+    assert_ne!(result["saved_run_query_id"], result["query_id"]);
+    assert_eq!(result["saved_after_delete"], 0);
+    let saved = api_json(
+        &http,
+        &token,
+        reqwest::Method::GET,
+        format!("{base}/query/saved"),
+    )
+    .await;
+    assert_eq!(saved["data"], serde_json::json!([]));
+
+    // History: this tenant's queries only, filtered by status.
+    let history: Vec<&str> = result["history_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(history.contains(&query_id), "{history:?}");
+    assert!(history.len() >= 3, "{history:?}");
+    assert_eq!(result["history_failed_rows"], 0);
+    assert!(result["history_completed_rows"].as_u64().unwrap() >= 3);
+    assert_eq!(result["other_tenant_seen"], serde_json::json!([]));
+
+    // Schema browser: every table, sorted both ways, searched.
+    let all = result["schema_all"].as_array().unwrap();
+    assert_eq!(all.len(), 8);
+    assert_eq!(all[0], "auditloginevent");
+    let desc = result["schema_desc"].as_array().unwrap();
+    assert_eq!(desc[0], "productrateplanchargetier");
+    assert_eq!(
+        result["schema_search"],
+        serde_json::json!(["auditloginevent"])
+    );
+    assert!(result["schema_columns"].as_u64().unwrap() >= 10);
+
+    // Download Center: the export finished; the file downloaded in the
+    // browser is the one the API presigns.
+    let export_id = result["export_id"].as_str().unwrap();
+    let job = api_json(
+        &http,
+        &token,
+        reqwest::Method::GET,
+        format!("{base}/meters/{METER}/auditTrail/export/{export_id}"),
+    )
+    .await;
+    assert_eq!(job["data"]["status"], "FINISHED");
+    let count = job["data"]["count"].as_u64().unwrap();
+    assert!(count > 1000, "{count}");
+    assert_eq!(
+        result["export_count"].as_str().unwrap().replace(',', ""),
+        count.to_string()
+    );
+    let key = result["export_file_key"].as_str().unwrap();
+    let url = api_json(
+        &http,
+        &token,
+        reqwest::Method::GET,
+        format!("{base}/meters/auditTrail/presignedUrl?fileKey={key}"),
+    )
+    .await;
+    let file = http
+        .get(url["data"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(result["export_download"]["sha256"], sha256(&file));
+    assert_eq!(
+        std::str::from_utf8(&file).unwrap().lines().count() as u64,
+        count + 1
+    );
+
+    // Audit trail: two different pages of entries, a payload as JSON, the
+    // summary drawn.
+    let (p1, p2) = (&result["entries_page1"], &result["entries_page2"]);
+    assert_eq!(p1.as_array().unwrap().len(), 10);
+    assert_eq!(p2.as_array().unwrap().len(), 10);
+    assert_ne!(p1[0], p2[0]);
+    let payload: Value = serde_json::from_str(result["payload_text"].as_str().unwrap()).unwrap();
+    assert!(payload.is_object(), "{payload}");
+    assert!(
+        result["chart_pixels"].as_u64().unwrap() > 1000,
+        "{}",
+        result["chart_pixels"]
+    );
+    assert!(result["summary_rows"].as_u64().unwrap() >= 1);
+
+    // Fleet: the jobs and queues of /metrics.
+    let fleet = result["fleet_text"].as_str().unwrap();
+    assert!(
+        fleet.contains("Jobs not settled") && fleet.contains("Task queues"),
+        "{fleet}"
+    );
+
+    // Keyboard only, and a phone.
+    assert_eq!(result["keyboard_reached_editor"], true);
+    assert_eq!(result["keyboard_reached_download"], true);
+    assert!(
+        result["phone_overflow"].as_i64().unwrap() <= 1,
+        "{}",
+        result["phone_overflow"]
+    );
+    assert_eq!(result["phone_nav_hidden"], true);
+    assert_eq!(result["phone_nav_opens"], true);
+
+    assert_eq!(result["console_errors"], serde_json::json!([]), "{log}");
+}
+
+/// The Fleet page of a distributed run (`auditx scheduler` and two `auditx
+/// worker` processes on Redis and RabbitMQ) lists both workers, and drops
+/// the one that is killed within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_page_lists_two_workers_and_drops_a_killed_one() {
+    let python = python();
+    let sandbox = Sandbox::start(SandboxOptions {
+        start_roles: false,
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = config_file(&sandbox, dir.path(), port, 100_000, 10_000);
+    let _scheduler = spawn("scheduler", &config);
+    let mut first = spawn("worker", &config);
+    let _second = spawn("worker", &config);
+    wait_healthy(port).await;
+    let first_pid = first.id().unwrap();
+
+    let signal = dir.path().join("two-workers.json");
+    let result_path = dir.path().join("fleet.json");
+    let browser = Command::new(&python)
+        .arg(repo().join("tests/browser/fleet_test.py"))
+        .env("CONSOLE_API", format!("http://127.0.0.1:{port}"))
+        .env("CONSOLE_TOKEN", sandbox.token("ops"))
+        .env("CONSOLE_SIGNAL", &signal)
+        .env("CONSOLE_SCREENSHOTS", repo().join("docs/console"))
+        .env("CONSOLE_RESULT", &result_path)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let browser = tokio::spawn(browser);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    while !signal.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fleet page never listed two workers"
+        );
+        if browser.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    first.kill().await.unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(180), browser)
+        .await
+        .expect("the browser run ends")
+        .unwrap()
+        .unwrap();
+    let result: Value = serde_json::from_slice(&std::fs::read(&result_path).unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "the browser run failed:\n{}\n{}\nresult: {result:#}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let before: Vec<u64> = serde_json::from_value(result["before"].clone()).unwrap();
+    let after: Vec<u64> = serde_json::from_value(result["after"].clone()).unwrap();
+    assert_eq!(before.len(), 2, "{result}");
+    assert!(before.contains(&u64::from(first_pid)), "{result}");
+    assert_eq!(after.len(), 1, "{result}");
+    assert!(!after.contains(&u64::from(first_pid)), "{result}");
+    assert!(
+        result["seconds_to_drop"].as_f64().unwrap() < 15.0,
+        "{result}"
+    );
+    assert_eq!(result["console_errors"], serde_json::json!([]));
+}
