@@ -236,7 +236,9 @@ impl TableFileWriter {
 }
 
 /// The `(year, month)` partition of a row of a partitioned table: both
-/// cells set (ingest and generate fill them from `createddate`).
+/// cells set (ingest and generate fill them from `createddate`). A row
+/// without them has none: its file goes to the top of the tenant's prefix,
+/// where data queries read it too (as files from before partitions).
 pub(crate) fn partition_of(def: &TableDef, row: &[Cell]) -> Option<Partition> {
     let [year, month] = super::PARTITION_COLUMNS.map(|c| def.index(c));
     match (&row[year?], &row[month?]) {

@@ -153,8 +153,9 @@ const DATE_PARTS: [(&str, i64, i64); 3] = [("year", 1, 9999), ("month", 1, 12), 
 
 /// `year`, `month` and `day` of a table that has them: each one not given
 /// is derived from `createddate` (UTC), or from `timestamp` when the row
-/// has no `createddate`. A partitioned table's row needs a year and a month
-/// (its file's directory); a given value must be in its range.
+/// has no `createddate`, and stays NULL when the row has neither (such a
+/// row's file goes to the top of the tenant's prefix, outside the
+/// `year=`/`month=` directories). A given value must be in its range.
 fn fill_dates(def: &TableDef, row: usize, cells: &mut [Cell]) -> Result<(), IngestError> {
     let time = ["createddate", "timestamp"]
         .iter()
@@ -182,15 +183,6 @@ fn fill_dates(def: &TableDef, row: usize, cells: &mut [Cell]) -> Result<(), Inge
                     _ => time.day() as i32,
                 };
                 cells[i] = Cell::Int(i64::from(value));
-            }
-            (Cell::Null, None) if def.partitioned() && part != "day" => {
-                return Err(invalid(
-                    row,
-                    part,
-                    "is required when the row has neither createddate nor timestamp \
-                     (it is derived from them otherwise)"
-                        .into(),
-                ));
             }
             _ => {}
         }
