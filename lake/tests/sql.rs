@@ -10,7 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
+use arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
 use arrow::record_batch::RecordBatch;
 use auditx_common::config::S3Config;
 use auditx_common::s3::embedded::EmbeddedS3;
@@ -35,6 +37,8 @@ const LIMITS: QueryLimits = QueryLimits {
 /// tenant's fixtures for `globex`.
 struct SqlLake {
     store: Arc<dyn ObjectStore>,
+    /// The same lake as ingest and generate write it.
+    writer: auditx_common::s3::ObjectStore,
     _s3: EmbeddedS3,
     _dir: tempfile::TempDir,
 }
@@ -67,12 +71,11 @@ async fn sql_lake() -> SqlLake {
         lake_bucket: BUCKET.into(),
         ..S3Config::default()
     });
-    auditx_common::s3::ObjectStore::new(&config)
-        .ensure_bucket(BUCKET)
-        .await
-        .unwrap();
+    let writer = auditx_common::s3::ObjectStore::new(&config);
+    writer.ensure_bucket(BUCKET).await.unwrap();
     let lake = SqlLake {
         store: lake_object_store(&config).unwrap(),
+        writer,
         _s3: s3,
         _dir: dir,
     };
@@ -149,6 +152,16 @@ fn arrays(def: &TableDef, rows: &[Map<String, Value>]) -> Vec<ArrayRef> {
                         .map(|v| v.map(|v| v.as_i64().unwrap()))
                         .collect::<Int64Array>(),
                 ),
+                ColumnType::Int32 => Arc::new(
+                    values
+                        .map(|v| v.map(|v| v.as_i64().unwrap() as i32))
+                        .collect::<Int32Array>(),
+                ),
+                ColumnType::Boolean => Arc::new(
+                    values
+                        .map(|v| v.map(|v| v.as_bool().unwrap()))
+                        .collect::<BooleanArray>(),
+                ),
             };
             array
         })
@@ -175,7 +188,16 @@ async fn query_in_scope(
     limits: &QueryLimits,
 ) -> Result<String, SqlError> {
     let checked = check_query(sql)?;
-    let mut stream = run_query(lake.store.clone(), BUCKET, tenant, scope, &checked, limits).await?;
+    let mut stream = run_query(
+        lake.store.clone(),
+        BUCKET,
+        tenant,
+        scope,
+        &checked,
+        limits,
+        false,
+    )
+    .await?;
     let mut writer = ResultWriter::new(&stream.schema(), format);
     let mut out = Vec::new();
     writer.header(&mut out);
@@ -263,6 +285,7 @@ async fn ways_out_of_the_tenant_are_refused_even_unchecked() {
             &Scope::default(),
             &forged,
             &LIMITS,
+            false,
         )
             .await
             .map(|_| ())
@@ -569,4 +592,298 @@ async fn a_scoped_caller_sees_only_rows_of_its_entities_and_orgs_and_not_the_col
     .await
     .unwrap();
     assert_eq!(joined, "id\nc1\nc3\n");
+}
+
+/// A lake store that records the objects read (GETs, whole or ranges).
+#[derive(Debug)]
+struct CountingStore {
+    inner: Arc<dyn ObjectStore>,
+    read: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl CountingStore {
+    fn new(inner: Arc<dyn ObjectStore>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            read: Default::default(),
+        })
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.read.lock().unwrap())
+            .into_iter()
+            .collect()
+    }
+
+    fn note(&self, location: &object_store::path::Path) {
+        self.read.lock().unwrap().insert(location.to_string());
+    }
+}
+
+impl std::fmt::Display for CountingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Counting({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for CountingStore {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        if !options.head {
+            self.note(location);
+        }
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &object_store::path::Path,
+        ranges: &[std::ops::Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.note(location);
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// Runs `sql` for `tenant` on `store` (read_deleted as given), as CSV.
+async fn csv_on(
+    store: Arc<dyn ObjectStore>,
+    tenant: &TenantId,
+    sql: &str,
+    read_deleted: bool,
+) -> String {
+    let checked = check_query(sql).unwrap();
+    let mut stream = run_query(
+        store,
+        BUCKET,
+        tenant,
+        &Scope::default(),
+        &checked,
+        &LIMITS,
+        read_deleted,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut writer = ResultWriter::new(&stream.schema(), QueryOutputFormat::Csv);
+    let mut out = Vec::new();
+    writer.header(&mut out);
+    while let Some(batch) = stream.next().await {
+        writer.write_batch(&batch.unwrap(), &mut out).unwrap();
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn a_year_and_month_filter_reads_only_that_months_files() {
+    use auditx_lake::tables::generate::{generate_table, table_rows};
+    use auditx_lake::tables::{Cell, AUDIT_LOGIN_EVENT};
+    let lake = sql_lake().await;
+    let tenant = TenantId::from("big");
+    let def = &AUDIT_LOGIN_EVENT;
+    let rows = 24_000;
+    generate_table(&lake.writer, BUCKET, &tenant, def, rows, 9, 1_000)
+        .await
+        .unwrap();
+    let files = lake
+        .writer
+        .list(BUCKET, &def.tenant_prefix(&tenant))
+        .await
+        .unwrap();
+    assert_eq!(files.len(), 24, "a file a month over 2019 and 2020");
+    let in_month = |year: i64, months: std::ops::Range<i64>| {
+        let (y, m) = (def.index("year").unwrap(), def.index("month").unwrap());
+        table_rows(def, rows, 9)
+            .filter(|r| {
+                r[y] == Cell::Int(year) && matches!(r[m], Cell::Int(n) if months.contains(&n))
+            })
+            .count()
+    };
+    let counting = CountingStore::new(lake.store.clone());
+    let store: Arc<dyn ObjectStore> = counting.clone();
+
+    // One month: its one file is read, no other.
+    let n = csv_on(
+        store.clone(),
+        &tenant,
+        "SELECT count(*) AS n FROM auditloginevent WHERE year = 2019 AND month = 11",
+        false,
+    )
+    .await;
+    assert_eq!(n, format!("n\n{}\n", in_month(2019, 11..12)));
+    assert!(in_month(2019, 11..12) > 500);
+    assert_eq!(counting.take(), [files_in(&files, "year=2019/month=11/")]);
+
+    // Zuora's form: a year and a range of months.
+    let sql = "SELECT username AS Username, timestamp AS Timestamp FROM auditloginevent \
+               WHERE year = 2020 AND month >= 3 AND month < 5 ORDER BY timestamp DESC";
+    let out = csv_on(store.clone(), &tenant, sql, false).await;
+    assert_eq!(out.lines().count() - 1, in_month(2020, 3..5));
+    let read = counting.take();
+    assert_eq!(read.len(), 2, "{read:?}");
+    assert!(read
+        .iter()
+        .all(|k| k.contains("/year=2020/month=3/") || k.contains("/year=2020/month=4/")));
+
+    // A day filter reads its month's file; no filter reads every file.
+    let out = csv_on(
+        store.clone(),
+        &tenant,
+        "SELECT count(*) AS n FROM auditloginevent WHERE year = 2020 AND month = 2 AND day = 29",
+        false,
+    )
+    .await;
+    assert_ne!(out, "n\n0\n");
+    assert_eq!(counting.take().len(), 1);
+    csv_on(
+        store.clone(),
+        &tenant,
+        "SELECT count(*) AS n FROM auditloginevent",
+        false,
+    )
+    .await;
+    assert_eq!(counting.take().len(), 24);
+}
+
+/// The one key of `files` under the partition directory `dir`.
+fn files_in(files: &[auditx_common::s3::ObjectMeta], dir: &str) -> String {
+    let matching: Vec<&str> = files
+        .iter()
+        .map(|f| f.key.as_str())
+        .filter(|k| k.contains(dir))
+        .collect();
+    assert_eq!(matching.len(), 1, "{matching:?}");
+    matching[0].to_owned()
+}
+
+#[tokio::test]
+async fn deleted_rows_are_hidden_unless_read_deleted_or_the_query_names_the_column() {
+    let lake = sql_lake().await;
+    let tenant = TenantId::from("deleting");
+    let contact = auditx_lake::tables::table("contact").unwrap();
+    let rows: Vec<Map<String, Value>> = [
+        r#"{"id": "c1", "firstname": "Kept", "deleted": false}"#,
+        r#"{"id": "c2", "firstname": "Gone", "deleted": true}"#,
+        r#"{"id": "c3", "firstname": "Unsaid"}"#,
+    ]
+    .iter()
+    .map(|r| serde_json::from_str(r).unwrap())
+    .collect();
+    let key = format!("{}0.parquet", contact.tenant_prefix(&tenant));
+    lake.store
+        .put(&key.as_str().into(), parquet_file(contact, &rows).into())
+        .await
+        .unwrap();
+    let run = |sql: &'static str, read_deleted: bool| {
+        let (store, tenant) = (lake.store.clone(), tenant.clone());
+        async move { csv_on(store, &tenant, sql, read_deleted).await }
+    };
+    let ids = "SELECT id FROM contact ORDER BY id";
+    assert_eq!(run(ids, false).await, "id\nc1\nc3\n");
+    assert_eq!(run(ids, true).await, "id\nc2\n");
+    // `SELECT *` has the table's columns, not `deleted`.
+    assert_eq!(
+        run("SELECT * FROM contact ORDER BY id", false).await,
+        "id,firstname,lastname,workemail,accountid\nc1,Kept,,,\nc3,Unsaid,,,\n"
+    );
+    // Naming the column reads every row, whatever read_deleted says.
+    for read_deleted in [false, true] {
+        assert_eq!(
+            run("SELECT id, deleted FROM contact ORDER BY id", read_deleted).await,
+            "id,deleted\nc1,false\nc2,true\nc3,\n"
+        );
+        assert_eq!(
+            run(
+                "SELECT firstname, deleted FROM contact WHERE deleted = TRUE",
+                read_deleted
+            )
+            .await,
+            "firstname,deleted\nGone,true\n"
+        );
+    }
+}
+
+#[tokio::test]
+async fn files_written_before_partitions_read_with_derived_date_parts() {
+    // The seed fixtures are written the old way: at the top of the tenant's
+    // prefix, without year, month, day or deleted values.
+    let lake = sql_lake().await;
+    assert_eq!(
+        csv(
+            &lake,
+            &acme(),
+            "SELECT id, year, month, day FROM auditloginevent WHERE id IN ('L01', 'L13') ORDER BY id"
+        )
+        .await,
+        "id,year,month,day\nL01,2019,6,30\nL13,2019,5,1\n"
+    );
+    assert_eq!(
+        csv(
+            &lake,
+            &acme(),
+            "SELECT count(*) AS n FROM auditobjectchangeevent WHERE year = 2019 AND month = 11"
+        )
+        .await,
+        csv(
+            &lake,
+            &acme(),
+            "SELECT count(*) AS n FROM auditobjectchangeevent \
+             WHERE createddate >= TIMESTAMP '2019-11-01T00:00:00Z' \
+             AND createddate < TIMESTAMP '2019-12-01T00:00:00Z'"
+        )
+        .await
+    );
 }

@@ -7,7 +7,7 @@ mod support;
 use std::io::Write;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Int64Type, TimestampMillisecondType};
+use arrow::datatypes::{Int32Type, Int64Type, TimestampMillisecondType};
 use auditx_common::config::S3Config;
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::MemoryStore;
@@ -171,6 +171,53 @@ fn a_bad_row_is_reported_by_row_and_column() {
         ),
         "row 1: createddate: expected an ISO-8601 time with zone (a string), found 1561868946571"
     );
+    assert_eq!(
+        rejection("auditloginevent", login("a", json!({ "month": 13 }))),
+        "row 1: month: 13 is not a valid month (1 to 12)"
+    );
+    assert_eq!(
+        rejection("auditloginevent", login("a", json!({ "year": "2019" }))),
+        "row 1: year: expected an integer, found \"2019\""
+    );
+    assert_eq!(
+        rejection(
+            "auditloginevent",
+            login("a", json!({ "day": 4_294_967_296_i64 }))
+        ),
+        "row 1: day: 4294967296 is out of the 32-bit integer range"
+    );
+    assert_eq!(
+        rejection("auditloginevent", login("a", json!({ "deleted": "no" }))),
+        "row 1: deleted: expected true or false, found \"no\""
+    );
+}
+
+#[test]
+fn date_parts_are_derived_from_createddate_unless_given() {
+    let def = def("auditloginevent");
+    let rows = [
+        // 2019-06-30T23:30:00-02:00 is July 1st in UTC.
+        login("a", json!({ "createddate": "2019-06-30T23:30:00-02:00" })),
+        login("b", json!({ "year": 2020, "day": 2 })),
+        login("c", json!({ "createddate": null })),
+        // Nothing to derive from: what is given, NULL for the rest.
+        login(
+            "d",
+            json!({ "createddate": null, "timestamp": null, "year": 2019 }),
+        ),
+    ];
+    let batch = parse_table_rows(def, &array(&rows)).unwrap();
+    let parts = |row: &[Cell]| -> Vec<Cell> {
+        ["year", "month", "day"]
+            .iter()
+            .map(|c| row[def.index(c).unwrap()].clone())
+            .collect()
+    };
+    let int = |n| Cell::Int(n);
+    assert_eq!(parts(&batch.rows()[0]), [int(2019), int(7), int(1)]);
+    assert_eq!(parts(&batch.rows()[1]), [int(2020), int(6), int(2)]);
+    assert_eq!(parts(&batch.rows()[2]), [int(2019), int(6), int(30)]);
+    assert_eq!(parts(&batch.rows()[3]), [int(2019), Cell::Null, Cell::Null]);
 }
 
 #[test]
@@ -274,6 +321,10 @@ fn cells(def: &TableDef, batch: &RecordBatch) -> Vec<Vec<Cell>> {
                         ColumnType::Integer => {
                             Cell::Int(column.as_primitive::<Int64Type>().value(i))
                         }
+                        ColumnType::Int32 => {
+                            Cell::Int(column.as_primitive::<Int32Type>().value(i).into())
+                        }
+                        ColumnType::Boolean => Cell::Bool(column.as_boolean().value(i)),
                     }
                 })
                 .collect()
@@ -297,9 +348,15 @@ async fn an_ingested_batch_is_one_parquet_file_of_the_table_schema() {
                 "timestamp": "2019-11-18T09:00:10.286+02:00",
                 "createddate": "2019-11-18T07:00:10.286Z",
                 "transactionid": "tu-01", "sequencenumber": 2,
+                "attributeid": "roles", "createdbyid": "u-1", "tokenid": "t-1",
+                "deleted": false,
             }),
         ),
-        setting("s2", json!({ "oldvalue": "", "sequencenumber": null })),
+        // No createddate: year, month and day come from the timestamp.
+        setting(
+            "s2",
+            json!({ "oldvalue": "", "sequencenumber": null, "deleted": null }),
+        ),
     ];
     let batch = parse_table_rows(def, &array(&rows)).unwrap();
     let summary = ingest_table_rows(
@@ -325,7 +382,7 @@ async fn an_ingested_batch_is_one_parquet_file_of_the_table_schema() {
     let keys = lake.keys("auditsettingchangeevent/").await;
     assert_eq!(keys.len(), 1, "{keys:?}");
     let name = keys[0]
-        .strip_prefix("auditsettingchangeevent/tenant=acme/")
+        .strip_prefix("auditsettingchangeevent/tenant=acme/year=2019/month=11/")
         .and_then(|k| k.strip_suffix(".parquet"))
         .unwrap_or_else(|| panic!("{}", keys[0]));
     assert!(
@@ -344,11 +401,15 @@ async fn an_ingested_batch_is_one_parquet_file_of_the_table_schema() {
             text("REMOVED_FROM_COLLECTION"), text("User"), text("roles"),
             text("34084+user@zuora.com"), text("UserManagement"), text("Administrator"),
             Cell::Null, time.clone(), time.clone(), text("tu-01"), Cell::Int(2),
+            text("roles"), text("u-1"), text("t-1"), Cell::Int(2019), Cell::Int(11),
+            Cell::Int(18), Cell::Bool(false),
         ],
         vec![
             text("s2"), Cell::Null, text("audittraile2e@example.com"), Cell::Null,
             text("UPDATED"), text("Role"), Cell::Null, Cell::Null, Cell::Null, text(""),
             Cell::Null, time, Cell::Null, Cell::Null, Cell::Null,
+            Cell::Null, Cell::Null, Cell::Null, Cell::Int(2019), Cell::Int(11),
+            Cell::Int(18), Cell::Null,
         ],
     ];
     assert_eq!(read, expected);
@@ -384,7 +445,7 @@ async fn ids_are_ingested_once_per_tenant_and_table() {
     let batch = vec![
         login("l1", json!({})),
         login("l2", json!({})),
-        login("l1", json!({ "status": "Failed" })),
+        login("l1", json!({ "status": "AuthFail" })),
     ];
     // The repeat inside the batch is dropped; the first row is kept.
     assert_eq!(ingest(tenant(), batch.clone()).await, counts(3, 2, 1));
@@ -491,17 +552,33 @@ async fn generated_tables_are_deterministic_and_have_the_rows_asked_for() {
     assert_eq!(generate(7).await.unwrap(), 2_500);
     let prefix = def.tenant_prefix(&acme);
     let keys = lake.keys(&prefix).await;
-    assert_eq!(keys.len(), 1);
-    let (rows, groups) = read_table(&lake, def, &prefix).await;
-    assert_eq!(groups, 3);
-    let expected: Vec<Vec<Cell>> = table_rows(def, 2_500, 7).collect();
+    // Rows over 2019 and 2020: a file a month, in its year=/month= directory.
+    assert_eq!(keys.len(), 24, "{keys:?}");
+    let january = def.partition_prefix(&acme, 2019, 1);
+    assert_eq!(
+        january,
+        "auditobjectchangeevent/tenant=acme/year=2019/month=1/"
+    );
+    assert_eq!(lake.keys(&january).await.len(), 1);
+    assert_eq!(
+        lake.keys(&def.partition_prefix(&acme, 2020, 12))
+            .await
+            .len(),
+        1
+    );
+    let (mut rows, groups) = read_table(&lake, def, &prefix).await;
+    assert_eq!(groups, 24);
+    let by_id = |r: &Vec<Cell>| format!("{:?}", r[0]);
+    rows.sort_by_key(by_id);
+    let mut expected: Vec<Vec<Cell>> = table_rows(def, 2_500, 7).collect();
+    expected.sort_by_key(by_id);
     assert_eq!(rows, expected);
 
-    // The same seed writes the same file again; another seed adds one.
+    // The same seed writes the same files again; another seed adds some.
     assert_eq!(generate(7).await.unwrap(), 2_500);
     assert_eq!(lake.keys(&prefix).await, keys);
     assert_eq!(generate(8).await.unwrap(), 2_500);
-    assert_eq!(lake.keys(&prefix).await.len(), 2);
+    assert_eq!(lake.keys(&prefix).await.len(), 48);
 
     // What the seed's queries filter on is there.
     let column = |name: &str| def.columns.iter().position(|(n, _)| *n == name).unwrap();
@@ -534,6 +611,49 @@ async fn generated_tables_are_deterministic_and_have_the_rows_asked_for() {
         other => panic!("{other:?}"),
     };
     assert!(id.starts_with("gen-") && id.len() == 36, "{id}");
+}
+
+#[test]
+fn generated_rows_fill_every_column() {
+    for def in TABLES {
+        let rows: Vec<Vec<Cell>> = table_rows(def, 2_000, 5).collect();
+        for (i, (name, _)) in def.columns.iter().enumerate() {
+            assert!(
+                rows.iter().any(|r| r[i] != Cell::Null),
+                "{}.{name} is never filled",
+                def.name
+            );
+        }
+    }
+    // Logins have every column in every row, the creation's date parts and
+    // values of the docs' value sets.
+    let login = table("auditloginevent").unwrap();
+    let column = |name: &str| login.index(name).unwrap();
+    for (n, row) in table_rows(login, 2_000, 5).enumerate() {
+        assert!(row.iter().all(|c| *c != Cell::Null), "{row:?}");
+        let Cell::Time(created) = row[column("createddate")] else {
+            panic!("{row:?}")
+        };
+        let date = chrono::DateTime::from_timestamp_millis(created).unwrap();
+        use chrono::Datelike;
+        let parts = [date.year(), date.month() as i32, date.day() as i32];
+        for (part, value) in ["year", "month", "day"].iter().zip(parts) {
+            assert_eq!(row[column(part)], Cell::Int(value.into()), "{part}");
+        }
+        assert_eq!(row[column("createdbyid")], row[column("userid")]);
+        assert_eq!(row[column("sequencenumber")], Cell::Int(n as i64 + 1));
+        assert_eq!(row[column("deleted")], Cell::Bool(false));
+        let Cell::Text(status) = &row[column("status")] else {
+            panic!("{row:?}")
+        };
+        assert!(["Success", "AuthFail", "PasswordExpired"].contains(&status.as_str()));
+        let Cell::Text(kind) = &row[column("logintype")] else {
+            panic!("{row:?}")
+        };
+        assert!(
+            ["CLIENT_CREDENTIALS", "SSO", "PASSWORD", "SWITCH_ENTITY_UI"].contains(&kind.as_str())
+        );
+    }
 }
 
 #[test]

@@ -15,8 +15,8 @@ use std::ops::ControlFlow;
 use datafusion::error::DataFusionError;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
-    Ident, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement, TableFactor, Visit,
-    Visitor,
+    visit_expressions, Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement,
+    TableFactor, Visit, Visitor,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
@@ -63,6 +63,20 @@ pub(super) fn check_query(query: &Query) -> Result<(), SqlError> {
         ControlFlow::Continue(()) => Ok(()),
         ControlFlow::Break(e) => Err(e),
     }
+}
+
+/// Whether the query names the column `name` anywhere (`name` or
+/// `table.name`, any case unless quoted): `SELECT *` does not name it.
+pub(super) fn mentions_column(query: &Query, name: &str) -> bool {
+    let names = |ident: &Ident| normalize(ident) == name;
+    let found = visit_expressions(query, |expr| match expr {
+        Expr::Identifier(ident) if names(ident) => ControlFlow::Break(()),
+        Expr::CompoundIdentifier(idents) if idents.last().is_some_and(names) => {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    found.is_break()
 }
 
 /// `Refused`, with the rule the user broke.
@@ -410,5 +424,25 @@ mod tests {
             panic!()
         };
         assert!(m.len() < 400, "{m}");
+    }
+
+    #[test]
+    fn the_deleted_column_is_found_where_a_query_names_it() {
+        let names = |sql: &str| mentions_column(&parse_query(sql).unwrap(), "deleted");
+        assert!(names(
+            "SELECT name, deleted FROM contact WHERE deleted = TRUE"
+        ));
+        assert!(names("SELECT c.DELETED FROM contact c"));
+        assert!(names(
+            "SELECT id FROM contact WHERE contact.deleted = FALSE"
+        ));
+        assert!(names(
+            "SELECT (SELECT max(id) FROM product WHERE deleted) AS x FROM contact"
+        ));
+        assert!(!names("SELECT * FROM contact"));
+        assert!(!names(
+            "SELECT id AS deleted_id FROM contact WHERE name = 'deleted'"
+        ));
+        assert!(!names("SELECT \"Deleted\" FROM contact"));
     }
 }

@@ -8,20 +8,34 @@
 //! the lake bucket only (no local files); information_schema and URL tables
 //! are off; and planning forbids DDL, DML and statements.
 //!
-//! Entity/org scope: table files carry trailing `entity` and `org` columns
-//! (NULL in files written before them). For a scoped caller each table name
-//! is a view of its listing, `WHERE entity IN (...) AND org IN (...)` on the
-//! restricted axes, projecting the table's own columns only: the query can
-//! neither see other entities' rows nor the two columns. A tenant-wide
-//! caller gets the listing itself, with the table's own columns.
+//! Every table name is a view of its listing:
+//!
+//! * Entity/org scope: table files carry trailing `entity` and `org`
+//!   columns (NULL in files written before them). For a scoped caller the
+//!   view is `WHERE entity IN (...) AND org IN (...)` on the restricted
+//!   axes; the view projects the table's own columns only, so a query can
+//!   neither see other entities' rows nor the two columns.
+//! * Deleted rows (Zuora's `readDeleted`): a query that does not name the
+//!   `deleted` column sees only rows not deleted (`read_deleted` false) or
+//!   only deleted rows (`read_deleted` true), and not the column; a query
+//!   that names it sees every row and the column.
+//! * Partitions: the audit event tables' files live under
+//!   `year=<y>/month=<m>/` and the listing takes the two as partition
+//!   columns, so a filter on them (`year = 2022 AND month = 11`) lists and
+//!   reads only the matching files. Files written before partitions (at the
+//!   top of the tenant's prefix, without `year`/`month`/`day`) are still
+//!   read: a second listing of just those files, whose date parts are
+//!   derived from `createddate` (else `timestamp`) in UTC, as ingest does.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use auditx_common::config::S3Config;
 use auditx_proto::{Scope, TenantId};
 use datafusion::catalog::TableProvider;
 use datafusion::common::{exec_datafusion_err, Result as DFResult};
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -30,16 +44,19 @@ use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::{ident, lit, Expr};
+use datafusion::functions::expr_fn::{coalesce, date_part};
+use datafusion::logical_expr::{cast, ident, lit, Expr};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
 use object_store::ObjectStore;
 use url::Url;
 
 use super::decorrelate::DistinctCorrelatedColumns;
 use super::functions::date_udf;
+use super::guard::{mentions_column, parse_query};
 use super::{check_query, classify, CheckedQuery, SqlError};
-use crate::tables::{TableDef, ENTITY_COLUMN, ORG_COLUMN, TABLES};
+use crate::tables::{TableDef, DELETED_COLUMN, ENTITY_COLUMN, ORG_COLUMN, TABLES};
 
 /// Resources one query may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,8 +107,10 @@ pub fn lake_object_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, SqlError
 
 /// Checks `query` again, plans it in a fresh session over `tenant`'s
 /// tables in `lake` (the store of `lake_bucket`), holding only the rows of
-/// `scope`, and starts it. The caller pulls batches one at a time and maps
-/// their errors with [`classify`].
+/// `scope` — and, unless the query names the `deleted` column, only the
+/// rows not deleted, or with `read_deleted` only the deleted ones — and
+/// starts it. The caller pulls batches one at a time and maps their errors
+/// with [`classify`].
 pub async fn run_query(
     lake: Arc<dyn ObjectStore>,
     lake_bucket: &str,
@@ -99,9 +118,15 @@ pub async fn run_query(
     scope: &Scope,
     query: &CheckedQuery,
     limits: &QueryLimits,
+    read_deleted: bool,
 ) -> Result<SendableRecordBatchStream, SqlError> {
     let checked = check_query(&query.sql)?;
-    let ctx = tenant_session(lake, lake_bucket, tenant, scope, limits)?;
+    let deleted = match mentions_column(&parse_query(&checked.sql)?, DELETED_COLUMN) {
+        true => Deleted::Shown,
+        false if read_deleted => Deleted::Only,
+        false => Deleted::Hidden,
+    };
+    let ctx = tenant_session(lake, lake_bucket, tenant, scope, deleted, limits).await?;
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -116,11 +141,23 @@ pub async fn run_query(
         .map_err(|e| classify(e, limits))
 }
 
-fn tenant_session(
+/// What a query's tables hold of the deleted rows and the `deleted` column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Deleted {
+    /// Rows not deleted (`deleted` false or NULL); the column hidden.
+    Hidden,
+    /// Deleted rows only; the column hidden.
+    Only,
+    /// Every row, and the column (the query names it).
+    Shown,
+}
+
+async fn tenant_session(
     lake: Arc<dyn ObjectStore>,
     lake_bucket: &str,
     tenant: &TenantId,
     scope: &Scope,
+    deleted: Deleted,
     limits: &QueryLimits,
 ) -> Result<SessionContext, SqlError> {
     let internal = |e| classify(e, limits);
@@ -133,7 +170,7 @@ fn tenant_session(
         .with_memory_pool(Arc::new(pool))
         .with_object_store_registry(Arc::new(LakeOnly {
             bucket_url: bucket_url.clone(),
-            store: lake,
+            store: Arc::clone(&lake),
         }))
         .build_arc()
         .map_err(internal)?;
@@ -143,46 +180,150 @@ fn tenant_session(
     ctx.add_analyzer_rule(Arc::new(DistinctCorrelatedColumns));
     for def in TABLES {
         let url = table_url(&bucket_url, def.name, tenant)?;
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let schema = match scope.is_unrestricted() {
-            true => def.schema(),
-            false => def.stored_schema(),
-        };
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .with_schema(schema);
-        let table: Arc<dyn TableProvider> =
-            Arc::new(ListingTable::try_new(config).map_err(internal)?);
-        let table = match scope.is_unrestricted() {
-            true => table,
-            false => scoped_view(&ctx, def, table, scope).map_err(internal)?,
-        };
-        ctx.register_table(def.name, table).map_err(internal)?;
+        let mut frame = listing(&ctx, def, url).map_err(internal)?;
+        if def.partitioned() {
+            let prefix = Path::from(def.tenant_prefix(tenant).trim_end_matches('/'));
+            let unpartitioned = lake
+                .list_with_delimiter(Some(&prefix))
+                .await
+                .map_err(|e| SqlError::Execution(format!("listing {}: {e}", def.name)))?
+                .objects
+                .into_iter()
+                .filter(|o| o.location.as_ref().ends_with(".parquet") && o.size > 0)
+                .map(|o| file_url(&bucket_url, &o.location))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !unpartitioned.is_empty() {
+                let older = unpartitioned_listing(&ctx, def, unpartitioned).map_err(internal)?;
+                frame = frame.union(older).map_err(internal)?;
+            }
+        }
+        let view = table_view(def, frame, scope, deleted).map_err(internal)?;
+        ctx.register_table(def.name, view).map_err(internal)?;
     }
     Ok(ctx)
 }
 
-/// `table` (a listing of the stored schema) as a view holding only the
-/// rows of `scope`'s entities and orgs, with the table's own columns.
-fn scoped_view(
+/// The stored schema without `columns`.
+fn schema_without(def: &TableDef, columns: &[&str]) -> SchemaRef {
+    let stored = def.stored_schema();
+    let fields: Vec<_> = stored
+        .fields()
+        .iter()
+        .filter(|f| !columns.contains(&f.name().as_str()))
+        .cloned()
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Every stored column of `def` (its own, then entity and org), in order.
+fn stored_columns(def: &TableDef) -> Vec<Expr> {
+    def.stored_schema()
+        .fields()
+        .iter()
+        .map(|f| ident(f.name()))
+        .collect()
+}
+
+/// The listing of the table's files under `url`: partitioned by `year` and
+/// `month` for a partitioned table (files outside `year=/month=`
+/// directories are not part of it), as every stored column in order.
+fn listing(ctx: &SessionContext, def: &TableDef, url: ListingTableUrl) -> DFResult<DataFrame> {
+    let mut options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let schema = if def.partitioned() {
+        let partition_columns = crate::tables::PARTITION_COLUMNS;
+        options = options.with_table_partition_cols(
+            partition_columns
+                .iter()
+                .map(|c| (c.to_string(), DataType::Int32))
+                .collect(),
+        );
+        schema_without(def, &partition_columns)
+    } else {
+        def.stored_schema()
+    };
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    let table: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config)?);
+    ctx.read_table(table)?.select(stored_columns(def))
+}
+
+/// The files of a partitioned table written before partitions, as every
+/// stored column in order; `year`, `month` and `day` (absent from those
+/// files) derived from `createddate`, else `timestamp`, in UTC.
+fn unpartitioned_listing(
     ctx: &SessionContext,
     def: &TableDef,
-    table: Arc<dyn TableProvider>,
+    files: Vec<ListingTableUrl>,
+) -> DFResult<DataFrame> {
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(files)
+        .with_listing_options(options)
+        .with_schema(def.stored_schema());
+    let table: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config)?);
+    let created = coalesce(vec![ident("createddate"), ident("timestamp")]);
+    let schema = def.stored_schema();
+    let columns = schema.fields().iter().map(|f| {
+        let name = f.name().as_str();
+        match name {
+            "year" | "month" | "day" => coalesce(vec![
+                ident(name),
+                cast(date_part(lit(name), created.clone()), DataType::Int32),
+            ])
+            .alias(name),
+            _ => ident(name),
+        }
+    });
+    ctx.read_table(table)?.select(columns.collect::<Vec<_>>())
+}
+
+/// The table a query sees: `frame` (every stored column) holding only the
+/// rows of `scope`'s entities and orgs and the rows `deleted` lets through,
+/// with the table's own columns (`deleted` only when shown).
+fn table_view(
+    def: &TableDef,
+    mut frame: DataFrame,
     scope: &Scope,
+    deleted: Deleted,
 ) -> DFResult<Arc<dyn TableProvider>> {
     let within = |column: &str, values: &[String]| -> Expr {
         ident(column).in_list(values.iter().map(|v| lit(v.as_str())).collect(), false)
     };
-    let mut frame = ctx.read_table(table)?;
     if !scope.entities.is_empty() {
         frame = frame.filter(within(ENTITY_COLUMN, &scope.entities))?;
     }
     if !scope.orgs.is_empty() {
         frame = frame.filter(within(ORG_COLUMN, &scope.orgs))?;
     }
-    let own_columns: Vec<Expr> = def.columns.iter().map(|(name, _)| ident(*name)).collect();
+    match deleted {
+        Deleted::Hidden => frame = frame.filter(ident(DELETED_COLUMN).is_not_true())?,
+        Deleted::Only => frame = frame.filter(ident(DELETED_COLUMN).is_true())?,
+        Deleted::Shown => {}
+    }
+    let own_columns: Vec<Expr> = def
+        .columns
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| deleted == Deleted::Shown || *name != DELETED_COLUMN)
+        .map(ident)
+        .collect();
     Ok(frame.select(own_columns)?.into_view())
+}
+
+/// `s3://<bucket>/<key>` of one object, as a single-file listing URL.
+fn file_url(bucket: &Url, key: &Path) -> Result<ListingTableUrl, SqlError> {
+    let mut url = bucket.clone();
+    {
+        let mut segments = url.path_segments_mut().expect("s3 URLs have a path");
+        segments.clear();
+        for part in key.parts() {
+            segments.push(part.as_ref());
+        }
+    }
+    ListingTableUrl::try_new(url, None)
+        .map_err(|e| SqlError::Execution(format!("table file location: {}", e.message())))
 }
 
 fn bucket_url(bucket: &str) -> Result<Url, SqlError> {

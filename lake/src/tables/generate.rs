@@ -23,7 +23,7 @@ mod rows;
 use auditx_proto::TenantId;
 use bytes::Bytes;
 
-use super::write::{put_table_file, TableFileWriter};
+use super::write::{partition_of, put_table_file, Partition, TableFileWriter};
 use super::RowOwner;
 use super::{Cell, TableDef};
 use crate::{LakeError, LakeResult};
@@ -46,30 +46,42 @@ pub fn table_rows(
     rows::TableRows::new(def, rows, seed)
 }
 
-/// Encodes the generated rows as files of at most `file_rows` rows,
-/// handing each (bytes, rows) to `file`; stops after an error or when
-/// `file` returns false. CPU-bound: runs on a blocking thread.
+/// One encoded file: its bytes, rows and partition.
+type EncodedFile = (Bytes, u64, Option<Partition>);
+
+/// Encodes the generated rows as files of at most `file_rows` rows (and
+/// of one `year` and `month` for a partitioned table: rows come in time
+/// order, so a new month starts a new file), handing each to `file`; stops
+/// after an error or when `file` returns false. CPU-bound: runs on a
+/// blocking thread.
 fn encode_files(
     def: &'static TableDef,
     rows: u64,
     seed: u64,
     row_group_rows: usize,
     file_rows: u64,
-    mut file: impl FnMut(LakeResult<(Bytes, u64)>) -> bool,
+    mut file: impl FnMut(LakeResult<EncodedFile>) -> bool,
 ) {
-    let mut writer: Option<TableFileWriter> = None;
+    let mut writer: Option<(TableFileWriter, Option<Partition>)> = None;
     for row in table_rows(def, rows, seed) {
+        let partition = partition_of(def, &row);
+        if writer.as_ref().is_some_and(|(_, p)| *p != partition) {
+            let full = writer.take().expect("a file writer");
+            if !hand_over(full, &mut file) {
+                return;
+            }
+        }
         if writer.is_none() {
             // Generated rows belong to no entity or org.
             match TableFileWriter::new(def, row_group_rows, &RowOwner::default()) {
-                Ok(w) => writer = Some(w),
+                Ok(w) => writer = Some((w, partition)),
                 Err(e) => {
                     file(Err(e));
                     return;
                 }
             }
         }
-        let current = writer.as_mut().expect("a file writer");
+        let (current, _) = writer.as_mut().expect("a file writer");
         if let Err(e) = current.push(row) {
             file(Err(e));
             return;
@@ -89,11 +101,11 @@ fn encode_files(
 /// Finishes a file and hands it over; false if encoding failed or the
 /// receiver wants no more.
 fn hand_over(
-    writer: TableFileWriter,
-    file: &mut impl FnMut(LakeResult<(Bytes, u64)>) -> bool,
+    (writer, partition): (TableFileWriter, Option<Partition>),
+    file: &mut impl FnMut(LakeResult<EncodedFile>) -> bool,
 ) -> bool {
     let rows = writer.rows();
-    let encoded = writer.finish().map(|bytes| (bytes, rows));
+    let encoded = writer.finish().map(|bytes| (bytes, rows, partition));
     let ok = encoded.is_ok();
     file(encoded) && ok
 }
@@ -121,8 +133,8 @@ pub async fn generate_table(
     let (mut written, mut keys) = (0u64, 0usize);
     let uploaded: LakeResult<()> = async {
         while let Some(file) = files.recv().await {
-            let (bytes, count) = file?;
-            put_table_file(store, lake_bucket, tenant, def, bytes).await?;
+            let (bytes, count, partition) = file?;
+            put_table_file(store, lake_bucket, tenant, def, partition, bytes).await?;
             written += count;
             keys += 1;
         }
@@ -151,15 +163,53 @@ mod tests {
     use crate::tables::TABLES;
 
     #[test]
-    fn files_are_cut_at_file_rows_and_every_table_encodes() {
+    fn files_are_cut_at_file_rows_and_months_and_every_table_encodes() {
         for def in TABLES {
             let mut files = Vec::new();
             encode_files(def, 25, 1, 10, 10, |file| {
-                files.push(file.unwrap().1);
+                let (_, rows, partition) = file.unwrap();
+                files.push((rows, partition));
                 true
             });
-            assert_eq!(files, [10, 10, 5], "{}", def.name);
+            if !def.partitioned() {
+                assert_eq!(files, [(10, None), (10, None), (5, None)], "{}", def.name);
+                continue;
+            }
+            // 25 rows over 24 months: a file per month that has rows.
+            assert!(files.len() > 1, "{}", def.name);
+            assert_eq!(files.iter().map(|f| f.0).sum::<u64>(), 25);
+            let mut files = Vec::new();
+            encode_files(def, 1_000, 1, 100, 10_000, |file| {
+                let (_, rows, partition) = file.unwrap();
+                files.push((rows, partition));
+                true
+            });
+            assert!(files.len() > 20, "{}: {files:?}", def.name);
+            assert_eq!(files.iter().map(|f| f.0).sum::<u64>(), 1_000);
+            let months: Vec<Partition> = files.iter().map(|f| f.1.unwrap()).collect();
+            assert!(months.is_sorted() && months.windows(2).all(|w| w[0] != w[1]));
+            assert_eq!(
+                months[0],
+                Partition {
+                    year: 2019,
+                    month: 1
+                }
+            );
+            assert_eq!(
+                months.last(),
+                Some(&Partition {
+                    year: 2020,
+                    month: 12
+                })
+            );
         }
+        let mut files = Vec::new();
+        encode_files(TABLES[0], 2_000, 1, 100, 50, |file| {
+            files.push(file.unwrap().1);
+            true
+        });
+        assert!(files.iter().all(|&rows| rows <= 50) && files.len() > 40);
+        assert_eq!(files.iter().sum::<u64>(), 2_000);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Ingest of the tenant audit tables (`POST /audit/tables/{table}/rows`):
 //! parse and validate a batch of JSON / NDJSON rows keyed by lowercase
 //! column name, then write it as one content-addressed Parquet file under
-//! `<table>/tenant=<t>/`, idempotently on `id`.
+//! `<table>/tenant=<t>/` (one per `year=<y>/month=<m>/` directory for the
+//! audit tables), idempotently on `id`.
 //!
 //! Idempotence follows the meter ingest (`crate::ingest`): ingests of one
 //! tenant's table take turns under a state-store lease; each drops ids
@@ -16,7 +17,7 @@ use std::collections::HashSet;
 
 use auditx_proto::TenantId;
 
-use super::write::{put_table_file, TableFileWriter};
+use super::write::{partition_of, put_table_file, Partition, TableFileWriter};
 use super::{Cell, RowOwner, TableDef};
 use crate::ingest::{acquire_ingest_lease, IngestError, IngestSummary};
 use crate::LakeError;
@@ -118,8 +119,24 @@ async fn new_rows(
     Ok(unique)
 }
 
-/// Under the lease: drops known ids, writes one file, records the ids.
-/// Returns the rows written and the file's key.
+/// The rows of a batch by the file they go to: one group for a table
+/// without partitions, one per `(year, month)` for a partitioned one (in
+/// partition order; batch order inside a group).
+fn by_partition(def: &TableDef, rows: Vec<Vec<Cell>>) -> Vec<(Option<Partition>, Vec<Vec<Cell>>)> {
+    if !def.partitioned() {
+        return vec![(None, rows)];
+    }
+    let mut groups: std::collections::BTreeMap<Option<Partition>, Vec<Vec<Cell>>> =
+        std::collections::BTreeMap::new();
+    for row in rows {
+        groups.entry(partition_of(def, &row)).or_default().push(row);
+    }
+    groups.into_iter().collect()
+}
+
+/// Under the lease: drops known ids, writes one file (one per `year` and
+/// `month` of a partitioned table), records the ids. Returns the rows
+/// written and the last file's key.
 async fn ingest_locked(
     store: &ObjectStore,
     state: &dyn StateStore,
@@ -140,22 +157,25 @@ async fn ingest_locked(
         .iter()
         .map(|r| id_of(r, id_index).to_owned())
         .collect();
-    // Encoding is CPU-bound: keep it off the async workers.
-    let owner = owner.clone();
-    let bytes = tokio::task::spawn_blocking(move || {
-        let mut writer = TableFileWriter::new(def, row_group_rows, &owner)?;
-        for row in fresh {
-            writer.push(row)?;
-        }
-        writer.finish()
-    })
-    .await
-    .map_err(|e| LakeError::Parquet(format!("encoding task failed: {e}")))??;
-    let key = put_table_file(store, bucket, tenant, def, bytes).await?;
+    let mut key = None;
+    for (partition, rows) in by_partition(def, fresh) {
+        // Encoding is CPU-bound: keep it off the async workers.
+        let owner = owner.clone();
+        let bytes = tokio::task::spawn_blocking(move || {
+            let mut writer = TableFileWriter::new(def, row_group_rows, &owner)?;
+            for row in rows {
+                writer.push(row)?;
+            }
+            writer.finish()
+        })
+        .await
+        .map_err(|e| LakeError::Parquet(format!("encoding task failed: {e}")))??;
+        key = Some(put_table_file(store, bucket, tenant, def, partition, bytes).await?);
+    }
     for chunk in ids.chunks(IDS_PER_CALL) {
         state.set_add(&set_key, chunk).await?;
     }
-    Ok((ids.len() as u64, Some(key)))
+    Ok((ids.len() as u64, key))
 }
 
 /// Writes a validated batch to the tenant's table, its rows stamped with

@@ -2,8 +2,13 @@
 //! `auditloginevent`, `auditsettingchangeevent`, `auditobjectchangeevent`)
 //! and the reference tables its sample queries join.
 //!
+//! The audit tables have every column of Zuora's data model
+//! (`docs/data-model-of-audit-trail*.md`) with the docs' types; every table
+//! has a `deleted` flag (see [`DELETED_COLUMN`]).
+//!
 //! Each table lives in the lake as content-addressed Parquet files under
-//! `<table>/tenant=<t>/`, every column nullable, times as
+//! `<table>/tenant=<t>/` — the audit tables under `year=<y>/month=<m>/`
+//! below it (see [`PARTITION_COLUMNS`]) — every column nullable, times as
 //! `Timestamp(Millisecond, UTC)`. Rows get there through [`ingest`]
 //! (batches of JSON / NDJSON, idempotent on `id`) and [`generate`]
 //! (synthetic data of any size).
@@ -35,14 +40,19 @@ pub struct RowOwner {
     pub org: Option<String>,
 }
 
-/// The type of a table column.
+/// The type of a table column: the docs' `varchar`, `timestamp with time
+/// zone`, `bigint` and `integer`, and the `deleted` flag's boolean.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColumnType {
     Text,
     /// ISO-8601 with a zone on ingest; `Timestamp(Millisecond, UTC)` in Parquet.
     Timestamp,
-    /// A 64-bit integer.
+    /// A 64-bit integer (the docs' `bigint`).
     Integer,
+    /// A 32-bit integer (the docs' `integer`: `year`, `month`, `day`).
+    Int32,
+    /// `true` / `false`.
+    Boolean,
 }
 
 impl ColumnType {
@@ -51,9 +61,21 @@ impl ColumnType {
             ColumnType::Text => DataType::Utf8,
             ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             ColumnType::Integer => DataType::Int64,
+            ColumnType::Int32 => DataType::Int32,
+            ColumnType::Boolean => DataType::Boolean,
         }
     }
 }
+
+/// Every table has it: rows with `deleted = true` are hidden from data
+/// queries unless the query reads deleted rows (`readDeleted`) or names the
+/// column (Zuora's Data Query semantics). A missing value is not deleted.
+pub const DELETED_COLUMN: &str = "deleted";
+
+/// The columns the audit event tables' files are partitioned by, in path
+/// order: `<table>/tenant=<t>/year=<yyyy>/month=<m>/<hash>.parquet`. They
+/// are also stored in the files; `day` is a column only.
+pub const PARTITION_COLUMNS: [&str; 2] = ["year", "month"];
 
 /// One queryable table: its name and columns, in storage order.
 #[derive(Debug)]
@@ -101,9 +123,27 @@ impl TableDef {
     pub fn tenant_prefix(&self, tenant: &TenantId) -> String {
         format!("{}/tenant={tenant}/", self.name)
     }
+
+    /// Whether the table's files are partitioned by [`PARTITION_COLUMNS`]
+    /// (the audit event tables, which have them).
+    pub fn partitioned(&self) -> bool {
+        PARTITION_COLUMNS.iter().all(|c| self.column(c).is_some())
+    }
+
+    /// The prefix of the tenant's files of one `year` and `month`:
+    /// `<table>/tenant=<t>/year=<y>/month=<m>/` (no zero padding: a query's
+    /// `month = 7` lists exactly `month=7/`).
+    pub fn partition_prefix(&self, tenant: &TenantId, year: i32, month: i32) -> String {
+        format!("{}year={year}/month={month}/", self.tenant_prefix(tenant))
+    }
+
+    /// The index of column `name`.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|(column, _)| *column == name)
+    }
 }
 
-use ColumnType::{Integer, Text, Timestamp};
+use ColumnType::{Boolean, Int32, Integer, Text, Timestamp};
 
 pub const AUDIT_LOGIN_EVENT: TableDef = TableDef {
     name: "auditloginevent",
@@ -120,6 +160,13 @@ pub const AUDIT_LOGIN_EVENT: TableDef = TableDef {
         ("ipaddress", Text),
         ("hostname", Text),
         ("createddate", Timestamp),
+        ("createdbyid", Text),
+        ("tokenid", Text),
+        ("sequencenumber", Integer),
+        ("year", Int32),
+        ("month", Int32),
+        ("day", Int32),
+        (DELETED_COLUMN, Boolean),
     ],
 };
 
@@ -141,6 +188,13 @@ pub const AUDIT_SETTING_CHANGE_EVENT: TableDef = TableDef {
         ("createddate", Timestamp),
         ("transactionid", Text),
         ("sequencenumber", Integer),
+        ("attributeid", Text),
+        ("createdbyid", Text),
+        ("tokenid", Text),
+        ("year", Int32),
+        ("month", Int32),
+        ("day", Int32),
+        (DELETED_COLUMN, Boolean),
     ],
 };
 
@@ -163,6 +217,12 @@ pub const AUDIT_OBJECT_CHANGE_EVENT: TableDef = TableDef {
         ("createddate", Timestamp),
         ("transactionid", Text),
         ("sequencenumber", Integer),
+        ("createdbyid", Text),
+        ("tokenid", Text),
+        ("year", Int32),
+        ("month", Int32),
+        ("day", Int32),
+        (DELETED_COLUMN, Boolean),
     ],
 };
 
@@ -174,22 +234,33 @@ pub const CONTACT: TableDef = TableDef {
         ("lastname", Text),
         ("workemail", Text),
         ("accountid", Text),
+        (DELETED_COLUMN, Boolean),
     ],
 };
 
 pub const PRODUCT: TableDef = TableDef {
     name: "product",
-    columns: &[("id", Text), ("name", Text)],
+    columns: &[("id", Text), ("name", Text), (DELETED_COLUMN, Boolean)],
 };
 
 pub const PRODUCT_RATE_PLAN: TableDef = TableDef {
     name: "productrateplan",
-    columns: &[("id", Text), ("name", Text), ("productid", Text)],
+    columns: &[
+        ("id", Text),
+        ("name", Text),
+        ("productid", Text),
+        (DELETED_COLUMN, Boolean),
+    ],
 };
 
 pub const PRODUCT_RATE_PLAN_CHARGE: TableDef = TableDef {
     name: "productrateplancharge",
-    columns: &[("id", Text), ("name", Text), ("productrateplanid", Text)],
+    columns: &[
+        ("id", Text),
+        ("name", Text),
+        ("productrateplanid", Text),
+        (DELETED_COLUMN, Boolean),
+    ],
 };
 
 pub const PRODUCT_RATE_PLAN_CHARGE_TIER: TableDef = TableDef {
@@ -199,6 +270,7 @@ pub const PRODUCT_RATE_PLAN_CHARGE_TIER: TableDef = TableDef {
         ("productrateplanchargeid", Text),
         ("tier", Text),
         ("price", Text),
+        (DELETED_COLUMN, Boolean),
     ],
 };
 

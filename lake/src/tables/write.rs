@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMillisecondBuilder,
 };
 use arrow::datatypes::SchemaRef;
 use auditx_proto::TenantId;
@@ -34,7 +35,10 @@ pub enum Cell {
     Text(String),
     /// Epoch milliseconds (UTC).
     Time(i64),
+    /// An integer: of an `Integer` column, or of an `Int32` column when in
+    /// its range.
     Int(i64),
+    Bool(bool),
 }
 
 fn parquet_error(e: impl std::fmt::Display) -> LakeError {
@@ -46,6 +50,8 @@ enum Column {
     Text(StringBuilder),
     Time(TimestampMillisecondBuilder),
     Int(Int64Builder),
+    Int32(Int32Builder),
+    Bool(BooleanBuilder),
 }
 
 impl Column {
@@ -56,6 +62,8 @@ impl Column {
                 Column::Time(TimestampMillisecondBuilder::new().with_timezone("UTC"))
             }
             ColumnType::Integer => Column::Int(Int64Builder::new()),
+            ColumnType::Int32 => Column::Int32(Int32Builder::new()),
+            ColumnType::Boolean => Column::Bool(BooleanBuilder::new()),
         }
     }
 
@@ -66,7 +74,8 @@ impl Column {
                 | (Column::Text(_), Cell::Text(_))
                 | (Column::Time(_), Cell::Time(_))
                 | (Column::Int(_), Cell::Int(_))
-        )
+                | (Column::Bool(_), Cell::Bool(_))
+        ) || matches!((self, cell), (Column::Int32(_), Cell::Int(n)) if i32::try_from(*n).is_ok())
     }
 
     /// Appends `cell`, which [`Column::accepts`].
@@ -75,9 +84,13 @@ impl Column {
             (Column::Text(b), Cell::Text(s)) => b.append_value(s),
             (Column::Time(b), Cell::Time(ms)) => b.append_value(ms),
             (Column::Int(b), Cell::Int(n)) => b.append_value(n),
+            (Column::Int32(b), Cell::Int(n)) => b.append_option(i32::try_from(n).ok()),
+            (Column::Bool(b), Cell::Bool(v)) => b.append_value(v),
             (Column::Text(b), _) => b.append_null(),
             (Column::Time(b), _) => b.append_null(),
             (Column::Int(b), _) => b.append_null(),
+            (Column::Int32(b), _) => b.append_null(),
+            (Column::Bool(b), _) => b.append_null(),
         }
     }
 
@@ -86,6 +99,8 @@ impl Column {
             Column::Text(b) => Arc::new(b.finish()),
             Column::Time(b) => Arc::new(b.finish()),
             Column::Int(b) => Arc::new(b.finish()),
+            Column::Int32(b) => Arc::new(b.finish()),
+            Column::Bool(b) => Arc::new(b.finish()),
         }
     }
 
@@ -94,6 +109,8 @@ impl Column {
             Column::Text(b) => b.len(),
             Column::Time(b) => b.len(),
             Column::Int(b) => b.len(),
+            Column::Int32(b) => b.len(),
+            Column::Bool(b) => b.len(),
         }
     }
 }
@@ -218,16 +235,44 @@ impl TableFileWriter {
     }
 }
 
-/// Uploads an encoded file of `def` under the tenant's prefix, named by the
-/// hash of its bytes; returns the key.
+/// The `(year, month)` partition of a row of a partitioned table: both
+/// cells set (ingest and generate fill them from `createddate`). A row
+/// without them has none: its file goes to the top of the tenant's prefix,
+/// where data queries read it too (as files from before partitions).
+pub(crate) fn partition_of(def: &TableDef, row: &[Cell]) -> Option<Partition> {
+    let [year, month] = super::PARTITION_COLUMNS.map(|c| def.index(c));
+    match (&row[year?], &row[month?]) {
+        (Cell::Int(y), Cell::Int(m)) => Some(Partition {
+            year: i32::try_from(*y).ok()?,
+            month: i32::try_from(*m).ok()?,
+        }),
+        _ => None,
+    }
+}
+
+/// The `year=`/`month=` directory a file of a partitioned table goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Partition {
+    pub year: i32,
+    pub month: i32,
+}
+
+/// Uploads an encoded file of `def` under the tenant's prefix (and the
+/// partition's directory, for a partitioned table), named by the hash of
+/// its bytes; returns the key.
 pub(crate) async fn put_table_file(
     store: &ObjectStore,
     bucket: &str,
     tenant: &TenantId,
     def: &TableDef,
+    partition: Option<Partition>,
     bytes: Bytes,
 ) -> LakeResult<String> {
-    let key = file_key(&def.tenant_prefix(tenant), &content_hash(&bytes));
+    let prefix = match partition {
+        Some(p) => def.partition_prefix(tenant, p.year, p.month),
+        None => def.tenant_prefix(tenant),
+    };
+    let key = file_key(&prefix, &content_hash(&bytes));
     let size = bytes.len();
     store.put(bucket, &key, bytes, CONTENT_TYPE).await?;
     tracing::debug!(key = %key, bytes = size, "table file written");
@@ -245,6 +290,7 @@ mod tests {
         vec![
             Cell::Text(id.into()),
             name.map_or(Cell::Null, |n| Cell::Text(n.into())),
+            Cell::Null,
         ]
     }
 
@@ -284,7 +330,9 @@ mod tests {
     #[test]
     fn a_cell_of_the_wrong_type_is_an_error_not_a_panic() {
         let mut writer = TableFileWriter::new(&PRODUCT, 10, &RowOwner::default()).unwrap();
-        let err = writer.push(vec![Cell::Int(1), Cell::Null]).unwrap_err();
+        let err = writer
+            .push(vec![Cell::Int(1), Cell::Null, Cell::Null])
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "parquet: product.id: Int(1) is not a Text value"
@@ -292,7 +340,7 @@ mod tests {
         let err = writer.push(vec![Cell::Null]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "parquet: product: a row of 1 cells for 2 columns"
+            "parquet: product: a row of 1 cells for 3 columns"
         );
     }
 }

@@ -209,12 +209,21 @@ fn row_schema(def: &TableDef) -> Schema {
             ColumnType::Text => (Type::String, None),
             ColumnType::Timestamp => (Type::String, Some(KnownFormat::DateTime)),
             ColumnType::Integer => (Type::Integer, Some(KnownFormat::Int64)),
+            ColumnType::Int32 => (Type::Integer, Some(KnownFormat::Int32)),
+            ColumnType::Boolean => (Type::Boolean, None),
         };
         // The id is required and non-empty; other columns take null.
         let column = if *name == "id" {
             ObjectBuilder::new().schema_type(ty).min_length(Some(1))
         } else {
             ObjectBuilder::new().schema_type(SchemaType::from_iter([ty, Type::Null]))
+        };
+        // The date parts' ranges, as ingest checks them.
+        let column = match *name {
+            "year" => column.minimum(Some(1)).maximum(Some(9999)),
+            "month" => column.minimum(Some(1)).maximum(Some(12)),
+            "day" => column.minimum(Some(1)).maximum(Some(31)),
+            _ => column,
         };
         row = row.property(*name, column.format(format.map(SchemaFormat::KnownFormat)));
     }

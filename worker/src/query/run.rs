@@ -107,6 +107,8 @@ async fn write_result(
         &task.scope,
         &checked,
         &limits,
+        // Zuora's `readDeleted`; the submit API does not carry it yet.
+        false,
     )
     .await?;
     let mut writer = ResultWriter::new(&batches.schema(), task.format);

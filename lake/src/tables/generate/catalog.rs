@@ -74,6 +74,8 @@ pub(crate) struct Refs {
     pub rate_plan: IdSpace,
     pub charge: IdSpace,
     pub tier: IdSpace,
+    /// Login tokens, by session and user (see `events::event_row`).
+    pub token: IdSpace,
 }
 
 impl Refs {
@@ -87,6 +89,7 @@ impl Refs {
             rate_plan: IdSpace::new(seed, "productrateplan"),
             charge: IdSpace::new(seed, "productrateplancharge"),
             tier: IdSpace::new(seed, "productrateplanchargetier"),
+            token: IdSpace::new(seed, "token"),
         }
     }
 }

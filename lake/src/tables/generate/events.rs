@@ -113,13 +113,28 @@ fn pick_user(ctx: &mut Context) -> usize {
     ctx.weighted(&weights)
 }
 
-/// The columns every event row has: who and when.
+/// A user's login tokens last a few hours: changes made in the same hours
+/// carry the token of that login session.
+const TOKEN_HOURS: i64 = 4;
+
+/// The columns every event row has: who, with which login token, and when
+/// (the creation's year, month and day in UTC too); never deleted.
 fn event_row(ctx: &Context, user: usize, time: i64) -> Row {
+    let user_id = ctx.refs.user.id(user as u64);
+    let session = (time / (TOKEN_HOURS * 3_600_000)) as u64;
+    let token = ctx
+        .refs
+        .token
+        .id(session * USERS.len() as u64 + user as u64);
     let mut row = ctx.row();
     row.text("username", USERS[user].0)
-        .text("userid", ctx.refs.user.id(user as u64))
+        .text("userid", user_id.clone())
+        .text("createdbyid", user_id)
+        .text("tokenid", token)
         .time("timestamp", time)
-        .time("createddate", time);
+        .time("createddate", time)
+        .date_parts(time)
+        .boolean("deleted", false);
     row
 }
 
@@ -144,17 +159,12 @@ impl Logins {
         let login_type = if api {
             ctx.weighted(&[("CLIENT_CREDENTIALS", 60), ("PASSWORD", 40)])
         } else {
-            ctx.weighted(&[("PASSWORD", 90), ("SAML", 10)])
+            ctx.weighted(&[("PASSWORD", 88), ("SSO", 10), ("SWITCH_ENTITY_UI", 2)])
         };
         let status = if api {
-            ctx.weighted(&[("Success", 97), ("Failed", 3)])
+            ctx.weighted(&[("Success", 97), ("AuthFail", 3)])
         } else {
-            ctx.weighted(&[
-                ("Success", 88),
-                ("Failed", 7),
-                ("PasswordExpired", 3),
-                ("Locked", 2),
-            ])
+            ctx.weighted(&[("Success", 88), ("AuthFail", 9), ("PasswordExpired", 3)])
         };
         let (browser, version) = if api {
             ("RestBiz", "0.0")

@@ -99,6 +99,22 @@ impl Row {
         self.set(name, Cell::Int(n));
         self
     }
+
+    pub(crate) fn boolean(&mut self, name: &str, value: bool) -> &mut Self {
+        self.set(name, Cell::Bool(value));
+        self
+    }
+
+    /// `year`, `month` and `day` of `ms` (UTC).
+    pub(crate) fn date_parts(&mut self, ms: i64) -> &mut Self {
+        use chrono::Datelike;
+        let date = chrono::DateTime::from_timestamp_millis(ms)
+            .expect("generated times are in range")
+            .date_naive();
+        self.int("year", i64::from(date.year()))
+            .int("month", i64::from(date.month()))
+            .int("day", i64::from(date.day()))
+    }
 }
 
 /// What is generated for a table.
@@ -251,6 +267,8 @@ fn other(ctx: &mut Context, time: i64, i: u64) -> Row {
             ColumnType::Text => row.text(name, format!("{name}-{}", ctx.rng.gen_range(0..1000))),
             ColumnType::Timestamp => row.time(name, time),
             ColumnType::Integer => row.int(name, i as i64),
+            ColumnType::Int32 => row.int(name, (i % 28) as i64 + 1),
+            ColumnType::Boolean => row.boolean(name, false),
         };
     }
     row
@@ -273,6 +291,13 @@ impl Iterator for TableRows {
         row.text("id", self.row_ids.id(i));
         if self.kind.is_event() {
             row.text("eventid", self.event_ids.id(i));
+        }
+        if matches!(self.kind, Kind::Login) {
+            // A login is one record: its own sequence number.
+            row.int("sequencenumber", i as i64 + 1);
+        }
+        if !self.kind.is_event() {
+            row.boolean("deleted", false);
         }
         Some(row.cells)
     }

@@ -1,7 +1,7 @@
 //! Parsing and validating a batch of table rows. Every message names the
 //! 0-based row and the column, as the meter ingest's messages do.
 
-use chrono::{DateTime, NaiveDateTime};
+use chrono::{DateTime, Datelike, NaiveDateTime};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -89,6 +89,20 @@ fn cell(
             }
         }
         (ColumnType::Integer, _) => Err(wrong("an integer")),
+        (ColumnType::Int32, Some(Value::Number(n))) => {
+            match crate::ingest::json::whole_number(&n) {
+                Some(i) if i32::try_from(i).is_ok() => Ok(Cell::Int(i)),
+                None if n.is_f64() => Err(wrong("an integer")),
+                _ => Err(invalid(
+                    row,
+                    column,
+                    format!("{n} is out of the 32-bit integer range"),
+                )),
+            }
+        }
+        (ColumnType::Int32, _) => Err(wrong("an integer")),
+        (ColumnType::Boolean, Some(Value::Bool(b))) => Ok(Cell::Bool(b)),
+        (ColumnType::Boolean, _) => Err(wrong("true or false")),
         (ColumnType::Timestamp, Some(Value::String(s))) => time_ms(&s)
             .map(Cell::Time)
             .map_err(|message| invalid(row, column, message)),
@@ -126,10 +140,54 @@ pub(super) fn table_rows(
             }
             _ => {}
         }
+        let mut cells = cells;
+        fill_dates(def, row, &mut cells)?;
         rows.push(cells);
         Ok(())
     })?;
     Ok(rows)
+}
+
+/// The date parts of a row's creation, and their valid ranges.
+const DATE_PARTS: [(&str, i64, i64); 3] = [("year", 1, 9999), ("month", 1, 12), ("day", 1, 31)];
+
+/// `year`, `month` and `day` of a table that has them: each one not given
+/// is derived from `createddate` (UTC), or from `timestamp` when the row
+/// has no `createddate`, and stays NULL when the row has neither (such a
+/// row's file goes to the top of the tenant's prefix, outside the
+/// `year=`/`month=` directories). A given value must be in its range.
+fn fill_dates(def: &TableDef, row: usize, cells: &mut [Cell]) -> Result<(), IngestError> {
+    let time = ["createddate", "timestamp"]
+        .iter()
+        .filter_map(|c| def.index(c))
+        .find_map(|i| match cells[i] {
+            Cell::Time(ms) => DateTime::from_timestamp_millis(ms),
+            _ => None,
+        });
+    for (part, low, high) in DATE_PARTS {
+        let Some(i) = def.index(part) else {
+            continue;
+        };
+        match (&cells[i], time) {
+            (Cell::Int(n), _) if !(low..=high).contains(n) => {
+                return Err(invalid(
+                    row,
+                    part,
+                    format!("{n} is not a valid {part} ({low} to {high})"),
+                ));
+            }
+            (Cell::Null, Some(time)) => {
+                let value = match part {
+                    "year" => time.year(),
+                    "month" => time.month() as i32,
+                    _ => time.day() as i32,
+                };
+                cells[i] = Cell::Int(i64::from(value));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
