@@ -11,6 +11,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 command -v cargo >/dev/null || { echo "cargo is required (rustup.rs)" >&2; exit 1; }
 scripts/services.sh
+# Zuora's Python SDK, which tests/tests/zuora_sdk.rs drives Data Query with.
+scripts/zuora-sdk-venv.sh >/dev/null
 
 # One build of every target with the features the tests unify (the
 # `auditx` binary the multi-process tests launch included), so the binary

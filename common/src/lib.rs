@@ -7,6 +7,7 @@ pub mod config;
 pub mod metrics;
 pub mod queue;
 pub mod readiness;
+pub mod result_file;
 pub mod retry;
 pub mod s3;
 pub mod state;

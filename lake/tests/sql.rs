@@ -175,7 +175,16 @@ async fn query_in_scope(
     limits: &QueryLimits,
 ) -> Result<String, SqlError> {
     let checked = check_query(sql)?;
-    let mut stream = run_query(lake.store.clone(), BUCKET, tenant, scope, &checked, limits).await?;
+    let mut stream = run_query(
+        lake.store.clone(),
+        BUCKET,
+        tenant,
+        scope,
+        &checked,
+        limits,
+        false,
+    )
+    .await?;
     let mut writer = ResultWriter::new(&stream.schema(), format);
     let mut out = Vec::new();
     writer.header(&mut out);
@@ -263,6 +272,7 @@ async fn ways_out_of_the_tenant_are_refused_even_unchecked() {
             &Scope::default(),
             &forged,
             &LIMITS,
+            false,
         )
             .await
             .map(|_| ())

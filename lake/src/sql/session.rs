@@ -14,12 +14,17 @@
 //! restricted axes, projecting the table's own columns only: the query can
 //! neither see other entities' rows nor the two columns. A tenant-wide
 //! caller gets the listing itself, with the table's own columns.
+//!
+//! Deleted rows (`readDeleted`): a table with a `deleted` column shows only
+//! its live rows (`deleted` false or NULL), or with `read_deleted` only its
+//! deleted ones, through the same kind of view.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use auditx_common::config::S3Config;
 use auditx_proto::{Scope, TenantId};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::TableProvider;
 use datafusion::common::{exec_datafusion_err, Result as DFResult};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -30,7 +35,8 @@ use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::{ident, lit, Expr};
+use datafusion::functions::expr_fn::coalesce;
+use datafusion::logical_expr::{cast, ident, lit, Expr};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use object_store::aws::AmazonS3Builder;
 use object_store::ObjectStore;
@@ -80,8 +86,10 @@ pub fn lake_object_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, SqlError
 
 /// Checks `query` again, plans it in a fresh session over `tenant`'s
 /// tables in `lake` (the store of `lake_bucket`), holding only the rows of
-/// `scope`, and starts it. The caller pulls batches one at a time and maps
-/// their errors with [`classify`].
+/// `scope`, and starts it. With `read_deleted` the tables that have a
+/// `deleted` column show their deleted rows instead of their live ones.
+/// The caller pulls batches one at a time and maps their errors with
+/// [`classify`].
 pub async fn run_query(
     lake: Arc<dyn ObjectStore>,
     lake_bucket: &str,
@@ -89,9 +97,10 @@ pub async fn run_query(
     scope: &Scope,
     query: &CheckedQuery,
     limits: &QueryLimits,
+    read_deleted: bool,
 ) -> Result<SendableRecordBatchStream, SqlError> {
     let checked = check_query(&query.sql)?;
-    let ctx = tenant_session(lake, lake_bucket, tenant, scope, limits)?;
+    let ctx = tenant_session(lake, lake_bucket, tenant, scope, limits, read_deleted)?;
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -112,6 +121,7 @@ fn tenant_session(
     tenant: &TenantId,
     scope: &Scope,
     limits: &QueryLimits,
+    read_deleted: bool,
 ) -> Result<SessionContext, SqlError> {
     let internal = |e| classify(e, limits);
     let bucket_url = bucket_url(lake_bucket)?;
@@ -144,22 +154,30 @@ fn tenant_session(
             .with_schema(schema);
         let table: Arc<dyn TableProvider> =
             Arc::new(ListingTable::try_new(config).map_err(internal)?);
-        let table = match scope.is_unrestricted() {
+        let has_deleted = def.columns.iter().any(|(name, _)| *name == DELETED_COLUMN);
+        let table = match scope.is_unrestricted() && !has_deleted {
             true => table,
-            false => scoped_view(&ctx, def, table, scope).map_err(internal)?,
+            false => scoped_view(&ctx, def, table, scope, has_deleted.then_some(read_deleted))
+                .map_err(internal)?,
         };
         ctx.register_table(def.name, table).map_err(internal)?;
     }
     Ok(ctx)
 }
 
-/// `table` (a listing of the stored schema) as a view holding only the
-/// rows of `scope`'s entities and orgs, with the table's own columns.
+/// A table's column saying a row was deleted (`readDeleted`).
+const DELETED_COLUMN: &str = "deleted";
+
+/// `table` as a view holding only the rows of `scope`'s entities and orgs
+/// (`table` is then a listing of the stored schema) and, with `deleted`
+/// given, only the rows whose `deleted` column (NULL is false) equals it;
+/// with the table's own columns.
 fn scoped_view(
     ctx: &SessionContext,
     def: &TableDef,
     table: Arc<dyn TableProvider>,
     scope: &Scope,
+    deleted: Option<bool>,
 ) -> DFResult<Arc<dyn TableProvider>> {
     let within = |column: &str, values: &[String]| -> Expr {
         ident(column).in_list(values.iter().map(|v| lit(v.as_str())).collect(), false)
@@ -170,6 +188,13 @@ fn scoped_view(
     }
     if !scope.orgs.is_empty() {
         frame = frame.filter(within(ORG_COLUMN, &scope.orgs))?;
+    }
+    if let Some(deleted) = deleted {
+        let flag = coalesce(vec![
+            cast(ident(DELETED_COLUMN), DataType::Boolean),
+            lit(false),
+        ]);
+        frame = frame.filter(flag.eq(lit(deleted)))?;
     }
     let own_columns: Vec<Expr> = def.columns.iter().map(|(name, _)| ident(*name)).collect();
     Ok(frame.select(own_columns)?.into_view())

@@ -180,6 +180,16 @@ impl TestResponse {
 
     /// Asserts the exact error envelope.
     #[track_caller]
+    /// An error of the data query routes: `{code: <status>, message}`.
+    #[track_caller]
+    pub fn assert_query_error(&self, status: StatusCode, message: &str) {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.json(),
+            json!({ "code": status.as_u16(), "message": message })
+        );
+    }
+
     pub fn assert_error(&self, status: StatusCode, code: &str, message: &str) {
         assert_eq!(self.status, status, "{}", self.text());
         assert_eq!(
