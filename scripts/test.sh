@@ -15,6 +15,8 @@ cargo fmt --all -- --check
 scripts/services.sh
 # Chromium (apt-get) and Playwright (PyPI, cached virtualenv) for the console's browser tests.
 scripts/browser-setup.sh
+# Zuora's Python SDK, which tests/tests/zuora_sdk.rs drives Data Query with.
+scripts/zuora-sdk-venv.sh >/dev/null
 
 # One build of every target with the features the tests unify (the
 # `auditx` binary the multi-process tests launch included), so the binary

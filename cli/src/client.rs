@@ -70,6 +70,7 @@ async fn envelope(response: reqwest::Response) -> anyhow::Result<Value> {
     if body["success"] == Value::Bool(true) {
         return Ok(body);
     }
+    // The envelope's reasons, or the data query routes' `{code, message}`.
     let reasons = body["reasons"]
         .as_array()
         .map(|rs| {
@@ -78,6 +79,7 @@ async fn envelope(response: reqwest::Response) -> anyhow::Result<Value> {
                 .collect::<Vec<_>>()
                 .join("; ")
         })
+        .or_else(|| body["message"].as_str().map(str::to_owned))
         .unwrap_or_default();
     bail!("{status}: {reasons}")
 }

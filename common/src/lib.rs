@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod metrics;
 pub mod queue;
 pub mod readiness;
+pub mod result_file;
 pub mod retry;
 pub mod s3;
 pub mod state;

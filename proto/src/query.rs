@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{QueryId, Scope, TenantId};
 
-/// `outputFormat` of a data query: CSV, TSV or JSON Lines (`JSON`).
+/// `outputFormat` of a data query: CSV, TSV, DSV (delimiter-separated, the
+/// task's `column_separator`) or JSON Lines (`JSON`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum QueryOutputFormat {
@@ -14,12 +15,15 @@ pub enum QueryOutputFormat {
     Tsv,
     /// One JSON object per line.
     Json,
+    /// CSV's quoting with the query's own column separator.
+    Dsv,
 }
 
 impl QueryOutputFormat {
-    pub const ALL: [QueryOutputFormat; 3] = [
+    pub const ALL: [QueryOutputFormat; 4] = [
         QueryOutputFormat::Csv,
         QueryOutputFormat::Tsv,
+        QueryOutputFormat::Dsv,
         QueryOutputFormat::Json,
     ];
 
@@ -28,6 +32,7 @@ impl QueryOutputFormat {
             QueryOutputFormat::Csv => "CSV",
             QueryOutputFormat::Tsv => "TSV",
             QueryOutputFormat::Json => "JSON",
+            QueryOutputFormat::Dsv => "DSV",
         }
     }
 
@@ -40,6 +45,7 @@ impl QueryOutputFormat {
             QueryOutputFormat::Csv => "csv",
             QueryOutputFormat::Tsv => "tsv",
             QueryOutputFormat::Json => "jsonl",
+            QueryOutputFormat::Dsv => "dsv",
         }
     }
 
@@ -48,6 +54,7 @@ impl QueryOutputFormat {
             QueryOutputFormat::Csv => "text/csv; charset=utf-8",
             QueryOutputFormat::Tsv => "text/tab-separated-values; charset=utf-8",
             QueryOutputFormat::Json => "application/x-ndjson",
+            QueryOutputFormat::Dsv => "text/plain; charset=utf-8",
         }
     }
 }
@@ -59,15 +66,18 @@ pub enum Compression {
     #[default]
     None,
     Gzip,
+    /// A ZIP archive of one entry (the result file, deflated).
+    Zip,
 }
 
 impl Compression {
-    pub const ALL: [Compression; 2] = [Compression::None, Compression::Gzip];
+    pub const ALL: [Compression; 3] = [Compression::None, Compression::Gzip, Compression::Zip];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Compression::None => "NONE",
             Compression::Gzip => "GZIP",
+            Compression::Zip => "ZIP",
         }
     }
 
@@ -75,11 +85,12 @@ impl Compression {
         Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 
-    /// Appended to the file name (`.gz` for GZIP).
+    /// Appended to the file name (`.gz` for GZIP, `.zip` for ZIP).
     pub fn suffix(self) -> &'static str {
         match self {
             Compression::None => "",
             Compression::Gzip => ".gz",
+            Compression::Zip => ".zip",
         }
     }
 }
@@ -109,6 +120,17 @@ pub struct QueryTask {
     /// scope; unrestricted in messages from before scopes).
     #[serde(default)]
     pub scope: Scope,
+    /// DSV's column separator (one character); unused by other formats.
+    #[serde(default)]
+    pub column_separator: Option<String>,
+    /// `readDeleted`: the query reads the deleted rows of tables that have a
+    /// `deleted` column instead of the live ones.
+    #[serde(default)]
+    pub read_deleted: bool,
+    /// `encryptionKey`: the base64 DER of an RSA public key; the result file
+    /// (compressed first, if asked) is encrypted with it.
+    #[serde(default)]
+    pub encryption_key: Option<String>,
 }
 
 /// What a worker wrote for one data query.

@@ -8,7 +8,10 @@ whatever makes them invalid, so the API's rejections are still checked.
 - createExport, listAuditEntries (query) and summarizeAuditEntries (JSON
   body): queryFromTime must be before queryToTime.
 - submitQuery: `query` must be one read-only SELECT over the tenant tables;
-  a schema-valid string becomes one of a few such queries.
+  a schema-valid string becomes one of a few such queries. DSV needs a
+  `columnSeparator` (one is added when missing), and a string
+  `encryptionKey` must be an RSA public key (it becomes the sample key of
+  Zuora's encryption doc).
 - listAuditEntries: `cursor` is an opaque, signed token only the API issues
   (a previous page's nextPage); a schema-valid cursor (a non-empty string)
   is dropped, so the case asks for the first page. An empty cursor stays:
@@ -53,12 +56,25 @@ def ordered_time_range(query):
             query["queryFromTime"] = (end - timedelta(hours=1)).isoformat()
 
 
+SAMPLE_RSA_KEY = (
+    "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCHRHXrqriUa5nkXP6tvCv3uQtH5fYezHFZ8kXeK2LWTmY6i7FG"
+    "zRcDlDpuY72iLTPTqbYKyky1EhTlr/UaMn1tugb+wVbWJ81AnisAxCDmnkbMwkfqPHxNlu+Tg2OXtgFd4QCENAgH"
+    "t/DOqD9HQV+5KHp59DdoD2BzpNf63b3D1QIDAQAB"
+)
+
+
 def runnable_sql(body):
     if not isinstance(body, dict):
         return
     text = body.get("query")
     if isinstance(text, str) and 1 <= len(text.encode()) <= 65536 and text.strip():
         body["query"] = VALID_QUERIES[len(text) % len(VALID_QUERIES)]
+    output_format = body.get("outputFormat")
+    if isinstance(output_format, str) and output_format.upper() == "DSV":
+        if body.get("columnSeparator") is None:
+            body["columnSeparator"] = "|"
+    if isinstance(body.get("encryptionKey"), str):
+        body["encryptionKey"] = SAMPLE_RSA_KEY
 
 
 def issued_cursor_only(query):

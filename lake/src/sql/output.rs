@@ -1,5 +1,7 @@
 //! Rendering query results: CSV (RFC 4180 quoting, as the export), TSV
-//! (backslash escapes, no quoting) and JSON Lines.
+//! (backslash escapes, no quoting), DSV (CSV's quoting around any one
+//! column separator: a field holding the separator, a quote, CR or LF is
+//! quoted) and JSON Lines.
 //!
 //! Common rules: the header and JSON keys are the output column names
 //! exactly; `\n` ends lines; timestamps are UTC with milliseconds
@@ -29,6 +31,8 @@ const MILLIS_PER_DAY: i64 = 86_400_000;
 /// Renders the batches of one result in one format.
 pub struct ResultWriter {
     format: QueryOutputFormat,
+    /// Between the fields of CSV, TSV and DSV rows.
+    separator: Vec<u8>,
     names: Vec<String>,
     /// JSON: `{"name":` for the first column, `,"name":` for the others.
     json_keys: Vec<Vec<u8>>,
@@ -49,27 +53,38 @@ impl ResultWriter {
                 key
             })
             .collect();
+        let separator = match format {
+            QueryOutputFormat::Tsv => b"\t".to_vec(),
+            _ => b",".to_vec(),
+        };
         Self {
             format,
+            separator,
             names,
             json_keys,
             scratch: String::new(),
         }
     }
 
+    /// DSV's column separator (one character; an empty one keeps `,`).
+    /// CSV, TSV and JSON keep theirs.
+    pub fn with_column_separator(mut self, separator: &str) -> Self {
+        if self.format == QueryOutputFormat::Dsv && !separator.is_empty() {
+            self.separator = separator.as_bytes().to_vec();
+        }
+        self
+    }
+
     /// The column names line of CSV and TSV; nothing for JSON Lines.
     pub fn header(&self, out: &mut Vec<u8>) {
-        let write: fn(&mut Vec<u8>, &str) = match self.format {
-            QueryOutputFormat::Csv => write_csv_field,
-            QueryOutputFormat::Tsv => write_tsv_field,
-            QueryOutputFormat::Json => return,
-        };
-        let separator = self.separator();
+        if self.format == QueryOutputFormat::Json {
+            return;
+        }
         for (i, name) in self.names.iter().enumerate() {
             if i > 0 {
-                out.push(separator);
+                out.extend_from_slice(&self.separator);
             }
-            write(out, name);
+            write_delimited_field(self.format, &self.separator, out, name);
         }
         out.push(b'\n');
     }
@@ -86,19 +101,12 @@ impl ResultWriter {
         for row in 0..batch.num_rows() {
             match self.format {
                 QueryOutputFormat::Json => self.write_json_row(&columns, row, out)?,
-                QueryOutputFormat::Csv | QueryOutputFormat::Tsv => {
+                QueryOutputFormat::Csv | QueryOutputFormat::Tsv | QueryOutputFormat::Dsv => {
                     self.write_delimited_row(&columns, row, out)?
                 }
             }
         }
         Ok(())
-    }
-
-    fn separator(&self) -> u8 {
-        match self.format {
-            QueryOutputFormat::Tsv => b'\t',
-            _ => b',',
-        }
     }
 
     fn write_delimited_row(
@@ -107,13 +115,13 @@ impl ResultWriter {
         row: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), SqlError> {
-        let (separator, write_text): (u8, fn(&mut Vec<u8>, &str)) = match self.format {
-            QueryOutputFormat::Tsv => (b'\t', write_tsv_field),
-            _ => (b',', write_csv_field),
-        };
+        let format = self.format;
+        let separator = self.separator.as_slice();
+        let write_text =
+            |out: &mut Vec<u8>, value: &str| write_delimited_field(format, separator, out, value);
         for (i, column) in columns.iter().enumerate() {
             if i > 0 {
-                out.push(separator);
+                out.extend_from_slice(separator);
             }
             if column.is_null(row) {
                 continue;
@@ -281,6 +289,40 @@ fn is_json_number(text: &str) -> bool {
 
 fn write_json_string(out: &mut Vec<u8>, value: &str) {
     serde_json::to_writer(out, value).expect("writing JSON to a Vec cannot fail");
+}
+
+/// Appends `value` as one field of a `format` row separated by `separator`.
+fn write_delimited_field(
+    format: QueryOutputFormat,
+    separator: &[u8],
+    out: &mut Vec<u8>,
+    value: &str,
+) {
+    match format {
+        QueryOutputFormat::Tsv => write_tsv_field(out, value),
+        _ if separator == b"," => write_csv_field(out, value),
+        _ => write_dsv_field(out, value, separator),
+    }
+}
+
+/// Appends `value` as one DSV field: CSV's rule with `separator` in place
+/// of the comma (quoted iff it holds the separator, a quote, CR or LF).
+fn write_dsv_field(out: &mut Vec<u8>, value: &str, separator: &[u8]) {
+    let bytes = value.as_bytes();
+    let special = bytes.iter().any(|&b| b == b'"' || b == b'\n' || b == b'\r')
+        || (!separator.is_empty() && bytes.windows(separator.len()).any(|w| w == separator));
+    if !special {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    out.push(b'"');
+    for &b in bytes {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
 }
 
 /// Appends `value` as one CSV field: quoted iff it holds a comma, a quote,
@@ -529,6 +571,52 @@ mod tests {
              2019-06-30T04:29:06.571Z,2019-06-30T04:29:06.571Z,\n"
         );
         assert!(render(&b, QueryOutputFormat::Json).contains(r#""nothing":null}"#));
+    }
+
+    #[test]
+    fn dsv_quotes_fields_holding_its_separator() {
+        let b = batch(vec![
+            (
+                "a|b",
+                Arc::new(StringArray::from(vec![Some("x|y"), Some("q\"1"), None])),
+            ),
+            (
+                "n,m",
+                Arc::new(Int64Array::from(vec![Some(1), Some(2), Some(3)])),
+            ),
+            (
+                "t",
+                Arc::new(StringArray::from(vec![
+                    Some("a,b"),
+                    Some("l\nf"),
+                    Some("¦"),
+                ])),
+            ),
+        ]);
+        let mut writer =
+            ResultWriter::new(&b.schema(), QueryOutputFormat::Dsv).with_column_separator("|");
+        let mut out = Vec::new();
+        writer.header(&mut out);
+        writer.write_batch(&b, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"a|b\"|n,m|t\n\"x|y\"|1|a,b\n\"q\"\"1\"|2|\"l\nf\"\n|3|¦\n"
+        );
+        // A separator of several bytes (one character).
+        let mut writer =
+            ResultWriter::new(&b.schema(), QueryOutputFormat::Dsv).with_column_separator("¦");
+        let mut out = Vec::new();
+        writer.write_batch(&b, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "x|y¦1¦a,b\n\"q\"\"1\"¦2¦\"l\nf\"\n¦3¦\"¦\"\n"
+        );
+        // The separator only applies to DSV.
+        let writer =
+            ResultWriter::new(&b.schema(), QueryOutputFormat::Csv).with_column_separator("|");
+        let mut out = Vec::new();
+        writer.header(&mut out);
+        assert_eq!(out, b"a|b,\"n,m\",t\n");
     }
 
     #[test]

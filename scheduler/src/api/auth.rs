@@ -141,6 +141,8 @@ pub fn mint_token(secret: &str, claims: &Claims) -> Result<String, AuthError> {
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub tenant: TenantId,
+    /// The token's subject (`sub`).
+    pub subject: String,
     /// The entities this call acts for: `Zuora-Entity-Ids` if given (a
     /// subset of the token's), else all of the token's.
     pub entities: Vec<String>,
@@ -200,6 +202,7 @@ impl FromRequestParts<Services> for Caller {
         let entities = requested_scope(&parts.headers, ENTITY_IDS_HEADER, &claims.entities)?;
         let orgs = requested_scope(&parts.headers, ORG_IDS_HEADER, &claims.orgs)?;
         Ok(Caller {
+            subject: claims.sub,
             tenant: TenantId(claims.tenant),
             entities,
             orgs,

@@ -3,8 +3,11 @@
 //! document.
 //!
 //! Every answer is the envelope of [`envelope`]; every failure is an
-//! [`error::ApiError`] whose kind alone decides the status. Layers, outermost
-//! first: the request id (`Zuora-Request-Id` on every answer), the bounds (URI and header sizes, requests in flight, the request
+//! [`error::ApiError`] whose kind alone decides the status (the data query
+//! routes answer failures as `{code, message}`, see
+//! [`queries::data_query_errors`]). Layers, outermost first: the request id
+//! (`Zuora-Request-Id` on every answer), the bounds (URI and header sizes,
+//! requests in flight, the request
 //! deadline), gzip of responses over 1000 bytes, the request span (which
 //! checks and echoes `Zuora-Track-Id`), the body size limit, the
 //! `Idempotency-Key` replay of POSTs ([`idempotency`]), the routes.
@@ -99,6 +102,7 @@ pub fn router(services: Services) -> Router {
         .layer(Extension(served))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(trace::request_span))
+        .layer(middleware::from_fn(queries::data_query_errors))
         .layer(CompressionLayer::new().compress_when(SizeAbove::new(COMPRESS_FROM_BYTES)))
         .layer(middleware::from_fn_with_state(edge, bounds::bound))
         .layer(middleware::from_fn(request_id::tag))

@@ -55,6 +55,7 @@ pub const TRACK_ID_PATTERN: &str = "^[ !#-&(-9<-~]{0,64}$";
     ),
     components(schemas(
         ErrorEnvelope,
+        DataQueryError,
         Reason,
         ExportType,
         RunTypeName,
@@ -64,6 +65,9 @@ pub const TRACK_ID_PATTERN: &str = "^[ !#-&(-9<-~]{0,64}$";
         QueryStatusName,
         QueryFormatName,
         CompressionName,
+        SourceDataName,
+        WarehouseSizeName,
+        OutputTargetName,
         TableName,
         TimeOrMillis,
         TableRow
@@ -89,6 +93,26 @@ pub async fn document(Extension(Served(doc)): Extension<Served>) -> Json<serde_j
 
 /// The error body: `success` false, the `processId` and why in `reasons`.
 pub use super::envelope::ErrorBody as ErrorEnvelope;
+
+/// The errors of the data query routes (`/query/jobs...`), in Data Query's
+/// own shape: `code` is the HTTP status.
+#[derive(Serialize, ToSchema)]
+pub struct DataQueryError {
+    /// The HTTP status, e.g. 404 or 415.
+    #[schema(minimum = 400, maximum = 599)]
+    pub code: u16,
+    /// What is wrong, naming the field at fault.
+    pub message: String,
+}
+
+/// Name of the error schema of operations on `path`.
+fn error_schema(path: &str) -> &'static str {
+    if path == "/query/jobs" || path.starts_with("/query/jobs/") {
+        "DataQueryError"
+    } else {
+        "Error"
+    }
+}
 
 /// A string schema listing `values`.
 fn string_enum<'a>(description: &str, values: impl IntoIterator<Item = &'a str>) -> Schema {
@@ -325,7 +349,7 @@ pub struct RunStatusBody {
     updated_at: String,
 }
 
-/// The body of `POST /query/jobs`.
+/// The body of `POST /query/jobs` (Zuora's `SubmitDataQueryRequest`).
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // a description of the body `queries::parse_submit` reads
@@ -334,13 +358,69 @@ pub struct QuerySubmitBody {
     /// One read-only SELECT (at most 64 KiB).
     #[schema(min_length = 1, max_length = 65536)]
     query: String,
-    /// Default CSV (case-insensitive).
+    /// Default CSV (case-insensitive). JSON is JSON Lines; DSV needs
+    /// `columnSeparator`.
     #[schema(value_type = Option<QueryFormatName>, rename = "outputFormat")]
     output_format: Option<String>,
-    /// Default NONE (case-insensitive).
+    /// DSV's column separator: one character, not a quote, CR or LF.
+    /// Ignored by the other formats.
+    #[schema(
+        min_length = 1,
+        max_length = 1,
+        pattern = "^[^\"\r\n]$",
+        rename = "columnSeparator"
+    )]
+    column_separator: Option<String>,
+    /// Default NONE (case-insensitive). ZIP is an archive of one entry.
     #[schema(value_type = Option<CompressionName>)]
     compression: Option<String>,
+    /// Where results go: only `{"target": "S3"}` (the default).
+    output: Option<QueryOutputBody>,
+    /// Base64 of the DER of an RSA public key (1024 to 4096 bits;
+    /// SubjectPublicKeyInfo or PKCS#1): the result file is encrypted with
+    /// it, in PKCS#1 v1.5 blocks (docs/data-query.md).
+    #[schema(format = Byte, rename = "encryptionKey")]
+    encryption_key: Option<String>,
+    /// Default false: the live rows of tables with a `deleted` column;
+    /// true: their deleted rows.
+    #[schema(rename = "readDeleted")]
+    read_deleted: Option<bool>,
+    /// LIVE (default) or WAREHOUSE; both read the tenant's audit tables.
+    #[schema(value_type = Option<SourceDataName>, rename = "sourceData")]
+    source_data: Option<String>,
+    /// Accepted and shown back; joins are planned the same either way.
+    #[schema(rename = "useIndexJoin")]
+    use_index_join: Option<bool>,
+    /// Accepted and shown back.
+    #[schema(value_type = Option<WarehouseSizeName>, rename = "warehouseSize")]
+    warehouse_size: Option<String>,
 }
+
+/// `output` of a submit body.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+#[schema(as = QueryOutput)]
+pub struct QueryOutputBody {
+    #[schema(value_type = OutputTargetName)]
+    target: String,
+}
+
+string_enum_schema!(
+    SourceDataName,
+    "Source of a data query.",
+    super::queries::SOURCE_DATA
+);
+string_enum_schema!(
+    WarehouseSizeName,
+    "Warehouse size.",
+    super::queries::WAREHOUSE_SIZES
+);
+string_enum_schema!(
+    OutputTargetName,
+    "Where results are written.",
+    super::queries::OUTPUT_TARGETS
+);
 
 /// `(status, code words, description)` of the errors every authenticated
 /// route can answer with.
@@ -381,7 +461,8 @@ pub fn finish(doc: &mut Document) {
                     .build(),
             ),
         );
-    for item in doc.paths.paths.values_mut() {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let errors = error_schema(path);
         if let Some(post) = item.post.as_mut() {
             idempotent(post);
         }
@@ -395,7 +476,7 @@ pub fn finish(doc: &mut Document) {
         .into_iter()
         .flatten()
         {
-            finish_operation(operation);
+            finish_operation(operation, errors);
         }
     }
 }
@@ -445,13 +526,16 @@ fn idempotent(operation: &mut Operation) {
     });
 }
 
-fn finish_operation(operation: &mut Operation) {
+/// Completes `operation`, whose error answers have the schema `errors`
+/// (those of the edge, past the routes, are always `Error`).
+fn finish_operation(operation: &mut Operation, errors: &str) {
     for (status, description) in TRANSPORT_ERRORS {
+        let schema = if status == "400" { errors } else { "Error" };
         operation
             .responses
             .responses
             .entry(status.to_owned())
-            .or_insert_with(|| error_response(description));
+            .or_insert_with(|| error_response_of(schema, description));
     }
     let open = operation
         .tags
@@ -492,20 +576,20 @@ fn finish_operation(operation: &mut Operation) {
             operation
                 .responses
                 .responses
-                .insert(status.to_owned(), error_response(description));
+                .insert(status.to_owned(), error_response_of(errors, description));
         }
     }
 }
 
-/// An error answer: the error envelope.
-pub fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+/// An error answer of the schema named `schema`.
+fn error_response_of(schema: &str, description: &str) -> RefOr<utoipa::openapi::Response> {
     ResponseBuilder::new()
         .description(description)
         .content(
             "application/json",
             ContentBuilder::new()
                 .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                    "Error",
+                    schema,
                 ))))
                 .build(),
         )

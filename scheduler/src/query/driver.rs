@@ -255,6 +255,9 @@ async fn dispatch(
         time_limit_ms: config.query.time_limit_secs.saturating_mul(1000),
         memory_limit_bytes: config.query.memory_limit_mb.saturating_mul(1024 * 1024),
         scope: spec.scope.clone(),
+        column_separator: spec.column_separator.clone(),
+        read_deleted: spec.read_deleted,
+        encryption_key: spec.encryption_key.clone(),
     });
     let payload = encode(&task).map_err(|e| DriveError::Permanent(e.to_string()))?;
     let mut message = Message::new(payload);

@@ -45,6 +45,31 @@ pub struct QuerySpec {
     /// decode as tenant-wide).
     #[serde(default)]
     pub scope: Scope,
+    /// The token's subject (`createdBy`).
+    #[serde(default)]
+    pub created_by: String,
+    /// DSV's column separator.
+    #[serde(default)]
+    pub column_separator: Option<String>,
+    /// `readDeleted`: the deleted rows instead of the live ones.
+    #[serde(default)]
+    pub read_deleted: bool,
+    /// `encryptionKey` as given (base64 DER of an RSA public key).
+    #[serde(default)]
+    pub encryption_key: Option<String>,
+    /// `sourceData` as given (`LIVE` or `WAREHOUSE`; both read the lake).
+    #[serde(default = "live")]
+    pub source_data: String,
+    /// `useIndexJoin` as given (DataFusion plans joins itself).
+    #[serde(default)]
+    pub use_index_join: bool,
+    /// `warehouseSize` as given.
+    #[serde(default)]
+    pub warehouse_size: Option<String>,
+}
+
+fn live() -> String {
+    "LIVE".to_owned()
 }
 
 /// `queryStatus`.

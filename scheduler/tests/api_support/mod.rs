@@ -203,6 +203,17 @@ impl TestResponse {
         body["data"].clone()
     }
 
+    /// An error of the data query routes: `{code: <status>, message}`.
+    #[track_caller]
+    pub fn assert_query_error(&self, status: StatusCode, message: &str) {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.json(),
+            json!({ "code": status.as_u16(), "message": message })
+        );
+    }
+
+
     /// Asserts the exact error body: one reason whose 8-digit code ends
     /// in the category of `kind` (see [`category`]) and the message.
     #[track_caller]

@@ -1,13 +1,61 @@
 //! Streaming a rendered result into one S3 object: parts of exactly
-//! `part_size` bytes go up as soon as they are full (optionally gzipped on
-//! the way), so memory stays at about two parts whatever the result size.
-//! A result smaller than one part is written with a single PUT.
+//! `part_size` bytes go up as soon as they are full (gzipped or zipped, then
+//! encrypted, on the way as the query asks), so memory stays at about two
+//! parts whatever the result size. A result smaller than one part is
+//! written with a single PUT.
 
 use std::io::Write;
 
+use auditx_common::result_file::{BlockEncryptor, ZipStream};
 use auditx_common::s3::ObjectStore;
 use bytes::Bytes;
 use flate2::write::GzEncoder;
+use rsa::RsaPublicKey;
+
+/// How the rendered bytes are packed before they are stored.
+pub enum Packing {
+    Plain,
+    Gzip,
+    /// A ZIP archive whose one entry has this name.
+    Zip(String),
+}
+
+enum Packer {
+    Plain,
+    Gzip(GzEncoder<Vec<u8>>),
+    Zip(Box<ZipStream>),
+}
+
+impl Packer {
+    fn new(packing: Packing) -> Self {
+        match packing {
+            Packing::Plain => Packer::Plain,
+            Packing::Gzip => {
+                Packer::Gzip(GzEncoder::new(Vec::new(), flate2::Compression::default()))
+            }
+            Packing::Zip(name) => Packer::Zip(Box::new(ZipStream::new(&name, chrono::Utc::now()))),
+        }
+    }
+
+    fn update(&mut self, rendered: &[u8]) -> Result<Vec<u8>, WorkerError> {
+        match self {
+            Packer::Plain => Ok(rendered.to_vec()),
+            Packer::Gzip(encoder) => {
+                encoder.write_all(rendered).map_err(pack_error)?;
+                Ok(std::mem::take(encoder.get_mut()))
+            }
+            Packer::Zip(zip) => zip.update(rendered).map_err(pack_error),
+        }
+    }
+
+    fn finish(self) -> Result<Vec<u8>, WorkerError> {
+        match self {
+            Packer::Plain => Ok(Vec::new()),
+            Packer::Gzip(encoder) => encoder.finish().map_err(pack_error),
+            Packer::Zip(zip) => zip.finish().map_err(pack_error),
+        }
+    }
+}
 
 use crate::error::WorkerError;
 use crate::export::parts::PartSplitter;
@@ -17,7 +65,8 @@ pub struct ResultUpload<'a> {
     bucket: &'a str,
     key: String,
     content_type: &'static str,
-    gzip: Option<GzEncoder<Vec<u8>>>,
+    packer: Option<Packer>,
+    encryptor: Option<BlockEncryptor>,
     splitter: PartSplitter,
     upload_id: Option<String>,
     parts: Vec<(i32, String)>,
@@ -25,20 +74,24 @@ pub struct ResultUpload<'a> {
 }
 
 impl<'a> ResultUpload<'a> {
+    /// An upload to `key`, packing as `packing` then encrypting with
+    /// `encryption` (if given).
     pub fn new(
         store: &'a ObjectStore,
         bucket: &'a str,
         key: String,
         content_type: &'static str,
         part_size: u64,
-        gzip: bool,
+        packing: Packing,
+        encryption: Option<RsaPublicKey>,
     ) -> Self {
         Self {
             store,
             bucket,
             key,
             content_type,
-            gzip: gzip.then(|| GzEncoder::new(Vec::new(), flate2::Compression::default())),
+            packer: Some(Packer::new(packing)),
+            encryptor: encryption.map(BlockEncryptor::new),
             splitter: PartSplitter::new(part_size as usize),
             upload_id: None,
             parts: Vec::new(),
@@ -52,14 +105,23 @@ impl<'a> ResultUpload<'a> {
 
     /// Appends rendered bytes, uploading every part that fills up.
     pub async fn write(&mut self, rendered: &[u8]) -> Result<(), WorkerError> {
-        let data = match &mut self.gzip {
-            Some(encoder) => {
-                encoder.write_all(rendered).map_err(gzip_error)?;
-                std::mem::take(encoder.get_mut())
+        let packed = match &mut self.packer {
+            Some(packer) => packer.update(rendered)?,
+            None => {
+                return Err(WorkerError::InvalidTask(
+                    "result written after its end".into(),
+                ))
             }
-            None => rendered.to_vec(),
         };
+        let data = self.encrypt(&packed)?;
         self.push(Bytes::from(data)).await
+    }
+
+    fn encrypt(&mut self, packed: &[u8]) -> Result<Vec<u8>, WorkerError> {
+        match &mut self.encryptor {
+            Some(encryptor) => encryptor.update(packed).map_err(encrypt_error),
+            None => Ok(packed.to_vec()),
+        }
     }
 
     async fn push(&mut self, mut data: Bytes) -> Result<(), WorkerError> {
@@ -92,8 +154,12 @@ impl<'a> ResultUpload<'a> {
 
     /// Writes what is left and completes the object; returns its size.
     pub async fn finish(mut self) -> Result<u64, WorkerError> {
-        if let Some(encoder) = self.gzip.take() {
-            let tail = encoder.finish().map_err(gzip_error)?;
+        if let Some(packer) = self.packer.take() {
+            let tail = packer.finish()?;
+            let mut tail = self.encrypt(&tail)?;
+            if let Some(encryptor) = self.encryptor.take() {
+                tail.extend(encryptor.finish().map_err(encrypt_error)?);
+            }
             self.push(Bytes::from(tail)).await?;
         }
         let splitter = std::mem::replace(&mut self.splitter, PartSplitter::new(1));
@@ -130,6 +196,10 @@ impl<'a> ResultUpload<'a> {
     }
 }
 
-fn gzip_error(e: std::io::Error) -> WorkerError {
-    WorkerError::InvalidTask(format!("gzip: {e}"))
+fn pack_error(e: std::io::Error) -> WorkerError {
+    WorkerError::InvalidTask(format!("compressing the result: {e}"))
+}
+
+fn encrypt_error(e: rsa::Error) -> WorkerError {
+    WorkerError::InvalidTask(format!("encrypting the result: {e}"))
 }

@@ -14,7 +14,7 @@ use auditx_proto::{query_cancel_key, Compression, QueryId, QueryOutcome, QueryTa
 use futures::StreamExt;
 use tracing::instrument;
 
-use super::result_upload::ResultUpload;
+use super::result_upload::{Packing, ResultUpload};
 use crate::error::WorkerError;
 
 /// How often a running query looks at its cancel key.
@@ -42,16 +42,31 @@ pub async fn run_query_task(
     if is_cancelled(runner.state.as_ref(), &task.query_id).await {
         return Err(WorkerError::Cancelled);
     }
-    let key = format!(
-        "{}result-{}.{}{}",
-        task.key_prefix,
+    let encryption = task
+        .encryption_key
+        .as_deref()
+        .map(auditx_common::result_file::parse_public_key)
+        .transpose()
+        .map_err(|e| WorkerError::InvalidTask(format!("encryptionKey: {e}")))?;
+    let file = format!(
+        "result-{}.{}",
         uuid::Uuid::now_v7(),
-        task.format.extension(),
-        task.compression.suffix()
+        task.format.extension()
     );
-    let content_type = match task.compression {
-        Compression::None => task.format.content_type(),
-        Compression::Gzip => "application/gzip",
+    let key = format!(
+        "{}{file}{}{}",
+        task.key_prefix,
+        task.compression.suffix(),
+        if encryption.is_some() { ".enc" } else { "" }
+    );
+    let (content_type, packing) = match task.compression {
+        Compression::None => (task.format.content_type(), Packing::Plain),
+        Compression::Gzip => ("application/gzip", Packing::Gzip),
+        Compression::Zip => ("application/zip", Packing::Zip(file)),
+    };
+    let content_type = match encryption {
+        Some(_) => "application/octet-stream",
+        None => content_type,
     };
     let mut upload = ResultUpload::new(
         &runner.store,
@@ -59,7 +74,8 @@ pub async fn run_query_task(
         key,
         content_type,
         task.part_size,
-        task.compression == Compression::Gzip,
+        packing,
+        encryption,
     );
     let time_limit = Duration::from_millis(task.time_limit_ms);
     let result = {
@@ -107,11 +123,11 @@ async fn write_result(
         &task.scope,
         &checked,
         &limits,
-        // Zuora's `readDeleted`; the submit API does not carry it yet.
-        false,
+        task.read_deleted,
     )
     .await?;
-    let mut writer = ResultWriter::new(&batches.schema(), task.format);
+    let mut writer = ResultWriter::new(&batches.schema(), task.format)
+        .with_column_separator(task.column_separator.as_deref().unwrap_or(","));
     let mut rendered = Vec::new();
     writer.header(&mut rendered);
     let mut rows = 0;
