@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use auditx::client::ApiClient;
 use auditx_tests::processes::{auditx_bin, free_port, run_auditx, terminate, wait_healthy};
-use serde_json::Value;
 use tokio::process::{Child, Command};
 
 /// The noisy neighbour: 400⁴ row combinations.
@@ -184,7 +183,10 @@ async fn a_runaway_query_does_not_stall_the_service_and_stops_on_cancel() {
     wait_healthy(api).await;
     let (token_a, token_b) = (token(&data, "a").await, token(&data, "b").await);
     let base = format!("http://127.0.0.1:{api}");
-    let (a, b) = (ApiClient::new(&base, &token_a), ApiClient::new(&base, &token_b));
+    let (a, b) = (
+        ApiClient::new(&base, &token_a),
+        ApiClient::new(&base, &token_b),
+    );
     let http = reqwest::Client::new();
     ingest_logins(api, &token_a, 400).await;
     ingest_logins(api, &token_b, 1000).await;
@@ -217,7 +219,10 @@ async fn a_runaway_query_does_not_stall_the_service_and_stops_on_cancel() {
         percentile(&listing, 0.5),
     );
     assert!(health_p99 < P99_BOUND, "/healthz p99 {health_p99:?}");
-    assert!(listing_p99 < P99_BOUND, "GET /query/jobs p99 {listing_p99:?}");
+    assert!(
+        listing_p99 < P99_BOUND,
+        "GET /query/jobs p99 {listing_p99:?}"
+    );
 
     // Tenant b's small query still runs to the end meanwhile.
     let beside = submit_to_completed(&b, small).await;

@@ -145,7 +145,10 @@ async fn ended_queries_are_removed_after_their_retention() {
     assert_eq!(job["queryStatus"], "completed", "{job}");
     let url = job["dataFile"].as_str().unwrap().to_owned();
     let body = sandbox.download(&url).await.unwrap();
-    assert_eq!(String::from_utf8(body).unwrap(), "username\nu@example.com\n");
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "username\nu@example.com\n"
+    );
 
     loop {
         assert!(
@@ -180,6 +183,10 @@ async fn ended_queries_are_removed_after_their_retention() {
         .unwrap();
     assert!(left.is_empty(), "result objects left: {left:?}");
     let download = reqwest::get(&url).await.unwrap();
-    assert_eq!(download.status(), 404, "the presigned URL no longer downloads");
+    assert_eq!(
+        download.status(),
+        404,
+        "the presigned URL no longer downloads"
+    );
     sandbox.stop().await.unwrap();
 }
