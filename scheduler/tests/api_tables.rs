@@ -124,7 +124,8 @@ async fn a_bad_row_rejects_the_batch_naming_row_and_column() {
             with(login("l2"), json!({ "browser": "Chrome" })),
             "row 1: browser: unknown column of auditloginevent; expected one of id, eventid, \
              username, userid, logintype, status, timestamp, browsertype, browserversion, \
-             ipaddress, hostname, createddate",
+             ipaddress, hostname, createddate, createdbyid, tokenid, sequencenumber, year, month, \
+             day, deleted",
         ),
         (
             LOGINS,

@@ -96,7 +96,7 @@ pub use super::envelope::ErrorBody as ErrorEnvelope;
 
 /// The errors of the data query routes (`/query/jobs...`), in Data Query's
 /// own shape: `code` is the HTTP status.
-#[derive(Serialize, ToSchema)]
+#[derive(serde::Serialize, ToSchema)]
 pub struct DataQueryError {
     /// The HTTP status, e.g. 404 or 415.
     #[schema(minimum = 400, maximum = 599)]
@@ -514,7 +514,7 @@ fn idempotent(operation: &mut Operation) {
             .responses
             .responses
             .entry(status.to_owned())
-            .or_insert_with(|| error_response(description));
+            .or_insert_with(|| error_response_of("Error", description));
     }
     let note = "Send an Idempotency-Key header (1 to 254 printable characters) to make the \
         POST safe to retry: the first answer to a key is kept 24 hours and a retry with the \

@@ -596,10 +596,12 @@ pub async fn cancel(
             services.query_wake.notify_one();
             job
         }
-        CancelOutcome::AlreadyEnded(job) => return Err(ApiError::InvalidParameter(format!(
+        CancelOutcome::AlreadyEnded(job) => {
+            return Err(ApiError::InvalidParameter(format!(
             "query job {id} is already {}: only accepted and in_progress queries can be cancelled",
             job.state.status.as_str()
-        ))),
+        )))
+        }
         CancelOutcome::NotFound => return Err(not_found(&id)),
     };
     Ok(Envelope::ok(QueryView::new(&services, &job).await?).into_response())

@@ -23,7 +23,7 @@ pub struct SchemaTable {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SchemaColumn {
     pub name: &'static str,
-    /// varchar, timestamp or bigint.
+    /// varchar, timestamp, bigint, integer or boolean.
     #[serde(rename = "type")]
     #[schema(rename = "type")]
     pub sql_type: &'static str,
@@ -34,6 +34,8 @@ fn sql_type(ty: ColumnType) -> &'static str {
         ColumnType::Text => "varchar",
         ColumnType::Timestamp => "timestamp",
         ColumnType::Integer => "bigint",
+        ColumnType::Int32 => "integer",
+        ColumnType::Boolean => "boolean",
     }
 }
 

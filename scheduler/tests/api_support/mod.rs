@@ -209,10 +209,9 @@ impl TestResponse {
         assert_eq!(self.status, status, "{}", self.text());
         assert_eq!(
             self.json(),
-            json!({ "code": status.as_u16(), "message": message })
+            serde_json::json!({ "code": status.as_u16(), "message": message })
         );
     }
-
 
     /// Asserts the exact error body: one reason whose 8-digit code ends
     /// in the category of `kind` (see [`category`]) and the message.
