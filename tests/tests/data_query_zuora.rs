@@ -381,7 +381,8 @@ async fn dsv_zip_and_encrypted_results_read_back() {
     .await;
     assert_eq!(
         gunzip(&dsv),
-        "username;status;seq\namy;Success;1\nbo|b, \"jr\";Failed;2\ncy;;3\n"
+        // A value holding a quote is quoted whatever the separator.
+        "username;status;seq\namy;Success;1\n\"bo|b, \"\"jr\"\"\";Failed;2\ncy;;3\n"
     );
 
     // ZIP: one entry, the CSV.
