@@ -57,11 +57,16 @@ async fn one_export_per_tenant_at_a_time_while_tenants_run_concurrently() {
     })
     .await
     .unwrap();
+    // Exports of a few seconds each: the jobs' times are whole seconds (as
+    // Zuora shows them), so overlaps must span more than one.
     sandbox
-        .generate(&spec("alpha", 1, 1), 10_000)
+        .generate(&spec("alpha", 1, 1), 200_000)
         .await
         .unwrap();
-    sandbox.generate(&spec("beta", 2, 2), 10_000).await.unwrap();
+    sandbox
+        .generate(&spec("beta", 2, 2), 200_000)
+        .await
+        .unwrap();
     let alpha = sandbox.client("alpha");
     let beta = sandbox.client("beta");
 
