@@ -291,7 +291,7 @@ fn clear_exports(dir: &Path) -> anyhow::Result<()> {
         }
     }
     // s3s-fs keeps each object's attributes and ETag beside the buckets.
-    let metadata = auditx_common::s3::embedded_fs::bucket_metadata_prefix(&bucket);
+    let metadata = auditx_common::embedded_s3::fs::bucket_metadata_prefix(&bucket);
     if root.exists() {
         for entry in std::fs::read_dir(&root)? {
             let entry = entry?;

@@ -7,7 +7,7 @@ use auditx::client::ApiClient;
 
 use crate::export::{finished, request};
 use crate::lake::{SMALL_METER, SMALL_ROWS};
-use crate::report::percentile;
+use crate::stats::percentile;
 
 /// Sequential runs of one small job: their median and p90.
 pub struct Latency {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::fleet::Fleet;
 use crate::lake::{FROM, SMALL_METER, TO};
-use crate::report::percentile;
+use crate::stats::percentile;
 
 pub struct Load {
     pub connections: usize,

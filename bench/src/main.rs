@@ -30,6 +30,7 @@ mod latency;
 mod load;
 mod online;
 mod report;
+mod stats;
 
 use std::path::Path;
 

@@ -9,7 +9,7 @@ use auditx::client::ApiClient;
 use serde_json::Value;
 
 use crate::lake::{BIG_METER, FROM, TO};
-use crate::report::median;
+use crate::stats::median;
 
 /// Timed calls per online measurement (the median is reported).
 pub const ONLINE_RUNS: usize = 5;

@@ -11,6 +11,7 @@ use crate::lake::{BIG_METER, FROM, SMALL_ROWS, TO};
 use crate::latency::Latency;
 use crate::load::Load;
 use crate::online::{Online, ONLINE_RUNS};
+use crate::stats::median;
 
 /// What one run of the product measured.
 pub struct Run {
@@ -30,20 +31,6 @@ pub struct Run {
 pub struct Round {
     pub runs: Vec<Run>,
     pub duckdb: Option<DuckRun>,
-}
-
-/// The value at quantile `q` of sorted values (nearest rank).
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((sorted.len() as f64) * q).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-pub fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    percentile(&values, 0.5)
 }
 
 fn mib(bytes: u64) -> String {
@@ -250,20 +237,4 @@ pub fn print_rounds(rounds: &[Round]) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let sorted = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
-        assert_eq!(percentile(&sorted, 0.5), 5.0);
-        assert_eq!(percentile(&sorted, 0.9), 9.0);
-        assert_eq!(percentile(&sorted, 0.99), 10.0);
-        assert_eq!(percentile(&sorted[..1], 0.5), 1.0);
-        assert!(percentile(&[], 0.5).is_nan());
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-    }
 }

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use auditx_common::config::Config;
+use auditx_common::embedded_s3::EmbeddedS3;
 use auditx_common::queue::{MemoryQueue, RabbitQueue, TaskQueue};
 use auditx_common::readiness::Dependencies;
-use auditx_common::s3::embedded::EmbeddedS3;
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::{MemoryStore, RedisStore, StateStore};
 use auditx_proto::Topology;

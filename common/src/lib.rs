@@ -4,6 +4,7 @@
 //! including the embedded one) — plus the audit lake on top of S3.
 
 pub mod config;
+pub mod embedded_s3;
 pub mod fleet;
 pub mod metrics;
 pub mod queue;

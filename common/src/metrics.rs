@@ -6,9 +6,6 @@ use std::sync::LazyLock;
 
 use prometheus::{opts, IntCounter, IntCounterVec};
 
-use crate::queue::QueueError;
-use crate::s3::StorageError;
-
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(opts!(name, help), labels).expect("valid metric");
     if let Err(error) = prometheus::register(Box::new(metric.clone())) {
@@ -68,12 +65,8 @@ pub fn register() {
     }
 }
 
-pub(crate) fn s3_error(error: &StorageError) {
-    let kind = match error {
-        StorageError::NotFound { .. } => return,
-        StorageError::Transient(_) => "transient",
-        StorageError::Permanent(_) => "permanent",
-    };
+/// An S3 error of `kind` ("transient" or "permanent").
+pub(crate) fn s3_error(kind: &'static str) {
     S3_ERRORS.with_label_values(&[kind]).inc();
 }
 
@@ -81,13 +74,23 @@ pub(crate) fn s3_retry() {
     S3_RETRIES.inc();
 }
 
-pub(crate) fn queue_error(error: &QueueError) {
-    let kind = match error {
-        QueueError::Unavailable(_) => "unavailable",
-        QueueError::Rejected(_) => "rejected",
-        QueueError::Other(_) => "other",
-    };
+/// A RabbitMQ error of `kind` ("unavailable", "rejected" or "other").
+pub(crate) fn queue_error(kind: &'static str) {
     QUEUE_ERRORS.with_label_values(&[kind]).inc();
+}
+
+/// The content type of [`exposition`].
+pub const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// Every registered metric of this process in Prometheus' text format (what
+/// `/metrics` serves, on the API and on a worker's health port alike).
+pub fn exposition() -> Result<Vec<u8>, String> {
+    use prometheus::Encoder;
+    let mut body = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&prometheus::gather(), &mut body)
+        .map_err(|e| format!("encoding metrics: {e}"))?;
+    Ok(body)
 }
 
 /// A retry by [`crate::retry::retry`]; `E` names the error type.
@@ -101,7 +104,8 @@ pub(crate) fn retried<E>() {
 mod tests {
     #[test]
     fn a_retry_is_labelled_with_the_short_error_type() {
-        super::retried::<crate::s3::StorageError>();
+        struct StorageError;
+        super::retried::<StorageError>();
         let text = prometheus::TextEncoder::new()
             .encode_to_string(&prometheus::gather())
             .unwrap();

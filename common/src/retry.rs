@@ -35,6 +35,23 @@ impl Backoff {
         max: Duration::from_secs(5),
     };
 
+    /// For a loop that owns long work (a job's driver, a tenant's loop):
+    /// wait out any outage, from 200 ms up to 10 s between passes.
+    pub const PATIENT: Backoff = Backoff {
+        attempts: u32::MAX,
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(10),
+    };
+
+    /// For one step that has a fallback when it gives up (a worker's
+    /// attempt, an event publish, recording a report that is then
+    /// requeued): about 10–20 s of a failing dependency.
+    pub const BOUNDED: Backoff = Backoff {
+        attempts: 8,
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(5),
+    };
+
     /// The delay before retry number `attempt` (1-based): a random duration
     /// between half and all of `initial * 2^(attempt-1)` capped at `max`.
     pub fn delay(&self, attempt: u32) -> Duration {

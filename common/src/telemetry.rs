@@ -123,7 +123,7 @@ pub fn init(config: &TelemetryConfig, role: &str) -> anyhow::Result<TelemetryGua
 /// running an operation (unsigned, badly signed, malformed): the `err` of
 /// its `prepare` span and "failed to prepare", both from `s3s::ops`. The
 /// embedded endpoint logs those refusals itself, at debug, and counts them
-/// (see [`crate::s3::embedded`]); s3s's "op returns error" (which carries an
+/// (see [`crate::embedded_s3`]); s3s's "op returns error" (which carries an
 /// `op` field) and its `s3s::service` line for 5xx answers are kept.
 fn is_s3s_refusal(meta: &Metadata<'_>) -> bool {
     meta.is_event()

@@ -12,8 +12,31 @@
 //!
 //! A time without a zone is refused: it would mean another instant on
 //! every server.
+//!
+//! And the one writer of the times auditx answers with: UTC with `Z`, to the
+//! millisecond ([`iso_millis`]) or, where Zuora's reference shows whole
+//! seconds, to the second ([`iso_seconds`]).
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, SecondsFormat, Utc};
+
+/// Epoch milliseconds as `2025-07-23T18:46:48.775Z`.
+pub fn iso_millis(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Epoch milliseconds as `2025-11-20T16:40:58Z` (to the second).
+pub fn iso_seconds(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The current time as [`iso_millis`] writes it.
+pub fn now_iso_millis() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
 
 /// Why a text is not a time.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

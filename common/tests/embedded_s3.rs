@@ -4,7 +4,7 @@
 //! ask for a digest check still getting one.
 
 use auditx_common::config::S3Config;
-use auditx_common::s3::embedded::EmbeddedS3;
+use auditx_common::embedded_s3::EmbeddedS3;
 use auditx_common::s3::{ObjectStore, StorageError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;

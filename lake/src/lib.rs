@@ -1,25 +1,23 @@
-//! The audit lake: Parquet files in an S3 bucket, partitioned so an export
-//! finds its files by listing prefixes, rows sorted by time inside a file.
+//! The audit lake: Parquet files in an S3 bucket holding two data sets, each
+//! partitioned so a reader finds its files by listing prefixes:
 //!
 //! ```text
-//! meter_audit_trail/tenant=<t>/meter=<m>/date=<YYYY-MM-DD>/<name>.parquet
-//! meter_runs/tenant=<t>/meter=<m>/<name>.parquet
+//! meter_audit_trail/tenant=<t>/meter=<m>/date=<YYYY-MM-DD>/<name>.parquet  audit_trail
+//! meter_runs/tenant=<t>/meter=<m>/<name>.parquet                           audit_trail
+//! <table>/tenant=<t>/year=<Y>/month=<M>/<name>.parquet                     tables (Data Query)
 //! ```
 //!
-//! Files are immutable and named by a hash of their content, so a retried
+//! [`batch`] is what both ingests share, [`files`] how files are named,
+//! [`sql`] the Data Query engine over the tables. Files are immutable and named by a hash of their content, so a retried
 //! write lands on the same key and a planned export sees a stable snapshot.
 
-mod convert;
-pub mod generate;
-pub mod ingest;
-pub mod layout;
-pub mod read;
-pub mod schema;
+pub mod audit_trail;
+pub mod batch;
+pub mod files;
 pub mod sql;
 pub mod tables;
-pub mod write;
 
-pub use schema::{AuditRow, RunRow, RUN_STATUSES};
+pub use audit_trail::schema::{AuditRow, RunRow, RUN_STATUSES};
 
 /// Failures reading or writing the lake.
 #[derive(Debug, thiserror::Error)]

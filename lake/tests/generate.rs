@@ -7,8 +7,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use auditx_lake::generate::{audit_rows, generate_to_lake, run_rows, GenerateSpec};
-use auditx_lake::read::{latest_statuses, list_audit_files, read_chunk_rows, read_runs};
+use auditx_lake::audit_trail::generate::{audit_rows, generate_to_lake, run_rows, GenerateSpec};
+use auditx_lake::audit_trail::read::{
+    latest_statuses, list_audit_files, read_chunk_rows, read_runs,
+};
 use auditx_lake::{AuditRow, RUN_STATUSES};
 use auditx_proto::{MeterId, RecordType, RowFilter, RunType};
 use support::{lake, read_all, sources, tenant, DAY_MS, METER};

@@ -6,11 +6,11 @@ mod support;
 use std::io::Write;
 
 use auditx_common::state::MemoryStore;
-use auditx_lake::ingest::{
-    decode_body, ingest_audit, ingest_runs, parse_audit_entries, parse_run_entries, IngestContext,
-    IngestError, IngestSummary,
+use auditx_lake::audit_trail::ingest::{
+    ingest_audit, ingest_runs, parse_audit_entries, parse_run_entries, IngestContext,
 };
-use auditx_lake::read::{latest_statuses, read_runs};
+use auditx_lake::audit_trail::read::{latest_statuses, read_runs};
+use auditx_lake::batch::{decode_body, IngestError, IngestSummary};
 use auditx_lake::AuditRow;
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -398,7 +398,7 @@ async fn a_store_that_lost_its_ids_rebuilds_them_from_the_lake() {
 
 #[tokio::test]
 async fn generated_rows_are_deduplicated_against_too() {
-    use auditx_lake::generate::{generate_to_lake, GenerateSpec};
+    use auditx_lake::audit_trail::generate::{generate_to_lake, GenerateSpec};
     let lake = lake().await;
     let spec = GenerateSpec {
         tenant: tenant(),

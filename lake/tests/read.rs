@@ -4,8 +4,10 @@
 mod support;
 
 use auditx_common::s3::StorageError;
-use auditx_lake::read::{latest_statuses, list_audit_files, read_chunk_rows, read_runs};
-use auditx_lake::write::{write_audit_rows, write_run_rows};
+use auditx_lake::audit_trail::read::{
+    latest_statuses, list_audit_files, read_chunk_rows, read_runs,
+};
+use auditx_lake::audit_trail::write::{write_audit_rows, write_run_rows};
 use auditx_lake::{AuditRow, LakeError, RunRow};
 use auditx_proto::{LakeSource, RecordType, RowFilter, RunType};
 use bytes::Bytes;

@@ -15,7 +15,7 @@ use arrow::array::{
 };
 use arrow::record_batch::RecordBatch;
 use auditx_common::config::S3Config;
-use auditx_common::s3::embedded::EmbeddedS3;
+use auditx_common::embedded_s3::EmbeddedS3;
 use auditx_lake::sql::{
     check_query, classify, lake_object_store, run_query, CheckedQuery, QueryLimits, ResultWriter,
     SqlError,

@@ -11,7 +11,7 @@ use arrow::datatypes::{Int32Type, Int64Type, TimestampMillisecondType};
 use auditx_common::config::S3Config;
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::MemoryStore;
-use auditx_lake::ingest::{decode_body, IngestError, IngestSummary};
+use auditx_lake::batch::{decode_body, IngestError, IngestSummary};
 use auditx_lake::tables::generate::{generate_table, table_rows};
 use auditx_lake::tables::ingest::{ingest_table_rows, parse_table_rows};
 use auditx_lake::tables::{table, Cell, ColumnType, RowOwner, TableDef, TABLES};

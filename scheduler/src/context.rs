@@ -12,8 +12,8 @@ use auditx_proto::Topology;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::api::auth::TokenKeys;
-use crate::epoch::StoreEpoch;
 use crate::export::jobs::JobStore;
+use crate::fleet::store_epoch::StoreEpoch;
 use crate::query::jobs::QueryStore;
 
 #[derive(Clone)]
@@ -36,7 +36,7 @@ pub struct Services {
     pub ingest_slots: Arc<Semaphore>,
     /// The keys bearer tokens are verified with (JWKS re-read on change).
     pub tokens: Arc<TokenKeys>,
-    /// Whether the state store still has its history (see [`crate::epoch`]).
+    /// Whether the state store still has its history (see [`crate::fleet::epoch`]).
     pub epoch: Arc<StoreEpoch>,
     /// The key online-entries cursors are signed with, once read from the
     /// state store (`api::cursor::cursor_key`).

@@ -5,17 +5,12 @@
 //! workers ([`export`] and [`query`]).
 
 pub mod api;
-mod census;
 pub mod context;
-pub mod epoch;
 mod error;
-pub mod events;
 pub mod export;
-mod lease;
+pub mod fleet;
 mod metrics;
 pub mod query;
-mod results;
 pub mod runner;
-mod tenant_queues;
 
 pub use runner::run;

@@ -8,12 +8,13 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::census;
 use crate::context::Services;
 use crate::export::{retention, tenants};
+use crate::fleet::census;
+use crate::fleet::reports;
+use crate::fleet::wakers::JobWakers;
 use crate::metrics;
 use crate::query;
-use crate::results::{self, JobWakers};
 
 /// How often queue depths and job counts are sampled for the metrics.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -37,12 +38,12 @@ pub async fn run(services: Services, shutdown: CancellationToken) -> anyhow::Res
         wakers.clone(),
         shutdown.clone(),
     ));
-    loops.spawn(results::consume_results(
+    loops.spawn(reports::consume_results(
         services.clone(),
         wakers.clone(),
         shutdown.clone(),
     ));
-    loops.spawn(results::consume_dead_tasks(
+    loops.spawn(reports::consume_dead_tasks(
         services.clone(),
         wakers,
         shutdown.clone(),

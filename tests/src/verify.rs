@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use auditx::client::{ApiClient, ExportRequest};
-use auditx_lake::generate::{audit_rows, run_rows, GenerateSpec};
+use auditx_lake::audit_trail::generate::{audit_rows, run_rows, GenerateSpec};
 use chrono::DateTime;
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use auditx::client::ExportRequest;
 use auditx_common::config::ApiConfig;
-use auditx_lake::generate::GenerateSpec;
+use auditx_lake::audit_trail::generate::GenerateSpec;
 use auditx_proto::{MeterId, TenantId};
 use auditx_scheduler::context::Services;
 use auditx_tests::{Adapters, Sandbox, SandboxOptions};

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use auditx_lake::generate::{audit_rows, run_rows, GenerateSpec};
+use auditx_lake::audit_trail::generate::{audit_rows, run_rows, GenerateSpec};
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect;
 use auditx_tests::sandbox::JWT_SECRET;

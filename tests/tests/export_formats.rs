@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 use auditx::client::ExportRequest;
-use auditx_lake::generate::{audit_rows, run_rows, GenerateSpec};
+use auditx_lake::audit_trail::generate::{audit_rows, run_rows, GenerateSpec};
 use auditx_lake::AuditRow;
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query, COLUMNS};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auditx::client::ExportRequest;
-use auditx_lake::generate::{audit_rows, run_rows, GenerateSpec};
+use auditx_lake::audit_trail::generate::{audit_rows, run_rows, GenerateSpec};
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query};
 use auditx_tests::{export_and_download, Adapters, Sandbox, SandboxOptions};

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use auditx::client::{ApiClient, ExportRequest};
-use auditx_lake::generate::GenerateSpec;
+use auditx_lake::audit_trail::generate::GenerateSpec;
 use auditx_proto::{MeterId, TenantId};
 use auditx_scheduler::export::jobs::tenant_lease_key;
 use auditx_tests::processes::{

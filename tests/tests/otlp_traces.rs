@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use auditx::client::ExportRequest;
-use auditx_lake::generate::GenerateSpec;
+use auditx_lake::audit_trail::generate::GenerateSpec;
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::otlp::{OtlpReceiver, ReceivedSpan};
 use auditx_tests::processes::{

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use auditx::client::ExportRequest;
-use auditx_lake::generate::GenerateSpec;
+use auditx_lake::audit_trail::generate::GenerateSpec;
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::{export_and_download, Sandbox, SandboxOptions};
 use chrono::DateTime;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use auditx::client::{ApiClient, ExportRequest};
-use auditx_lake::generate::{audit_rows, run_rows, GenerateSpec};
+use auditx_lake::audit_trail::generate::{audit_rows, run_rows, GenerateSpec};
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query};
 use auditx_tests::processes::{config_file, free_port, spawn, wait_healthy};

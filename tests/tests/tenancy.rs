@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use auditx::client::ExportRequest;
-use auditx_lake::generate::GenerateSpec;
+use auditx_lake::audit_trail::generate::GenerateSpec;
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::{Sandbox, SandboxOptions};
 use chrono::DateTime;

@@ -9,7 +9,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, TextEncoder};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
@@ -49,15 +48,16 @@ async fn readyz(State(dependencies): State<Dependencies>) -> impl IntoResponse {
 }
 
 async fn prometheus_text() -> impl IntoResponse {
-    let encoder = TextEncoder::new();
-    let mut body = Vec::new();
-    match encoder.encode(&prometheus::gather(), &mut body) {
-        Ok(()) => (
+    match auditx_common::metrics::exposition() {
+        Ok(body) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, encoder.format_type())],
+            [(
+                header::CONTENT_TYPE,
+                auditx_common::metrics::EXPOSITION_CONTENT_TYPE,
+            )],
             body,
         )
             .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     }
 }

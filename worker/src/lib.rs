@@ -18,7 +18,8 @@ mod run;
 
 pub use error::WorkerError;
 pub use export::assemble::assemble_file;
+pub use export::chunk::RenderedChunk;
 pub use export::parts::PartSplitter;
-pub use export::render::{order_rows, render_chunk, render_jsonl, RenderedChunk};
+pub use export::render::{order_rows, render_chunk, render_jsonl};
 pub use health::serve_health;
 pub use run::run;

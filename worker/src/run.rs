@@ -41,11 +41,7 @@ pub const FAILURES_HEADER: &str = "auditx-failures";
 
 /// Retries of one attempt inside the worker before the attempt counts as
 /// failed (about 10–20 s of a failing dependency).
-const ATTEMPT_RETRY: Backoff = Backoff {
-    attempts: 8,
-    initial: Duration::from_millis(200),
-    max: Duration::from_secs(5),
-};
+const ATTEMPT_RETRY: Backoff = Backoff::BOUNDED;
 
 /// Runs tasks from the tasks queue, `config.worker.concurrency` at a time,
 /// until `shutdown` fires; then stops taking tasks, finishes the running

@@ -5,8 +5,8 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use auditx_lake::read::list_audit_files;
-use auditx_lake::write::write_audit_rows;
+use auditx_lake::audit_trail::read::list_audit_files;
+use auditx_lake::audit_trail::write::write_audit_rows;
 use auditx_lake::AuditRow;
 use auditx_proto::{
     AssembleTask, ChunkId, FileIndex, LakeSource, MeterId, OutputFormat, RecordType, RenderTask,

@@ -11,8 +11,8 @@ use anyhow::Context as _;
 use auditx_common::config::{Config, RabbitConfig, WorkerConfig};
 use auditx_common::queue::{Consumer, MemoryQueue, Message, TaskQueue};
 use auditx_common::state::MemoryStore;
-use auditx_lake::read::list_audit_files;
-use auditx_lake::write::write_audit_rows;
+use auditx_lake::audit_trail::read::list_audit_files;
+use auditx_lake::audit_trail::write::write_audit_rows;
 use auditx_lake::AuditRow;
 use auditx_proto::{
     AssembleTask, ChunkId, FileIndex, LakeSource, MeterId, OutputFormat, RecordType, RenderTask,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auditx_common::s3::ObjectStore;
-use auditx_lake::generate::GenerateSpec;
+use auditx_lake::audit_trail::generate::GenerateSpec;
 use auditx_proto::{MeterId, TenantId};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

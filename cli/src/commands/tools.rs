@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use auditx_common::config::AuthConfig;
 use auditx_common::s3::ObjectStore;
-use auditx_lake::generate::{generate_to_lake, GenerateSpec};
+use auditx_lake::audit_trail::generate::{generate_to_lake, GenerateSpec};
 use auditx_lake::tables::generate::{generate_table, REFERENCED_ROWS};
 use auditx_lake::tables::{table, TableDef, TABLES};
 use auditx_proto::{MeterId, TenantId};

@@ -564,7 +564,7 @@ impl TaskQueue for RabbitQueue {
         // Through the default exchange; mandatory, so a missing queue is a return.
         self.publish_to("", queue, true, message)
             .await
-            .inspect_err(metrics::queue_error)
+            .inspect_err(count_error)
     }
 
     async fn publish_event(&self, routing_key: &str, message: Message) -> QueueResult<()> {
@@ -576,7 +576,7 @@ impl TaskQueue for RabbitQueue {
             message,
         )
         .await
-        .inspect_err(metrics::queue_error)
+        .inspect_err(count_error)
     }
 
     async fn consume(&self, queue: &str, prefetch: u16) -> QueueResult<Consumer> {
@@ -588,7 +588,7 @@ impl TaskQueue for RabbitQueue {
             )
             .await
         };
-        consumer.await.inspect_err(metrics::queue_error)
+        consumer.await.inspect_err(count_error)
     }
 
     async fn subscribe_events(&self, binding: &str) -> QueueResult<Consumer> {
@@ -633,4 +633,12 @@ impl TaskQueue for RabbitQueue {
         close(channel).await;
         Ok(declared.message_count().into())
     }
+}
+
+fn count_error(error: &QueueError) {
+    metrics::queue_error(match error {
+        QueueError::Unavailable(_) => "unavailable",
+        QueueError::Rejected(_) => "rejected",
+        QueueError::Other(_) => "other",
+    });
 }

@@ -4,8 +4,6 @@
 //! configured static keys, or else AWS's default chain ([`credentials`]).
 
 mod credentials;
-pub mod embedded;
-pub mod embedded_fs;
 
 use std::ops::Range;
 use std::time::Duration;
@@ -84,7 +82,11 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let error = classify_uncounted(err, bucket, key);
-    crate::metrics::s3_error(&error);
+    match &error {
+        StorageError::NotFound { .. } => {}
+        StorageError::Transient(_) => crate::metrics::s3_error("transient"),
+        StorageError::Permanent(_) => crate::metrics::s3_error("permanent"),
+    }
     error
 }
 

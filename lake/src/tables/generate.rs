@@ -18,6 +18,8 @@
 
 mod catalog;
 mod events;
+mod ids;
+mod row;
 mod rows;
 
 use auditx_proto::TenantId;

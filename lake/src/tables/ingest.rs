@@ -4,7 +4,7 @@
 //! `<table>/tenant=<t>/` (one per `year=<y>/month=<m>/` directory for the
 //! audit tables), idempotently on `id`.
 //!
-//! Idempotence follows the meter ingest (`crate::ingest`): ingests of one
+//! Idempotence follows the meter ingest (`crate::audit_trail::ingest`): ingests of one
 //! tenant's table take turns under a state-store lease; each drops ids
 //! repeated in the batch or already recorded in the table's id set, writes
 //! the rest, and only then records their ids. A crash between the two
@@ -19,7 +19,7 @@ use auditx_proto::TenantId;
 
 use super::write::{partition_of, put_table_file, Partition, TableFileWriter};
 use super::{Cell, RowOwner, TableDef};
-use crate::ingest::{acquire_ingest_lease, IngestError, IngestSummary};
+use crate::batch::{acquire_ingest_lease, IngestError, IngestSummary};
 use crate::LakeError;
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::{Lease, StateStore};
@@ -72,7 +72,7 @@ fn id_of(row: &[Cell], id_index: usize) -> &str {
 }
 
 /// Parses a JSON array or NDJSON of `def`'s rows (already gunzipped: see
-/// [`crate::ingest::decode_body`]). A missing column or JSON null is NULL;
+/// [`crate::batch::decode_body`]). A missing column or JSON null is NULL;
 /// an unknown column, a value of the wrong JSON type, a time without zone
 /// or a missing `id` rejects the batch, naming the row and the column.
 pub fn parse_table_rows(def: &'static TableDef, body: &[u8]) -> Result<TableBatch, IngestError> {

@@ -1,6 +1,6 @@
 //! Table rows → Parquet: files of exactly the table's schema, rows in the
 //! order given, row groups of at most `row_group_rows` rows, each file
-//! named by the hash of its bytes (as [`crate::write`] names audit files),
+//! named by the hash of its bytes (as [`crate::audit_trail::write`] names audit files),
 //! so a retried write lands on the same key.
 
 use std::sync::Arc;
@@ -18,8 +18,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::{ColumnType, RowOwner, TableDef};
-use crate::layout::file_key;
-use crate::write::content_hash;
+use crate::files::content_hash;
+use crate::files::file_key;
 use crate::{LakeError, LakeResult};
 use auditx_common::s3::ObjectStore;
 

@@ -2,9 +2,9 @@
 #![allow(dead_code)] // each test crate uses its own subset
 
 use auditx_common::config::S3Config;
-use auditx_common::s3::embedded::EmbeddedS3;
+use auditx_common::embedded_s3::EmbeddedS3;
 use auditx_common::s3::ObjectStore;
-use auditx_lake::read::{list_audit_files, read_chunk_rows, LakeFile};
+use auditx_lake::audit_trail::read::{list_audit_files, read_chunk_rows, LakeFile};
 use auditx_lake::AuditRow;
 use auditx_proto::{LakeSource, MeterId, RecordType, RowFilter, RunType, TenantId};
 

@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use super::error::{ApiError, ApiResult};
 use super::export_query::CreateRequest;
 use crate::context::Services;
-use auditx_lake::read::Position;
+use auditx_lake::audit_trail::read::Position;
 
 const VERSION: u8 = 1;
 const DIGEST_BYTES: usize = 16;

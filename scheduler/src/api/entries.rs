@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use auditx_lake::read::{list_audit_files, read_page, Position};
+use auditx_lake::audit_trail::read::{list_audit_files, read_page, Position};
 use auditx_lake::sql::write_timestamp_millis;
 use auditx_lake::AuditRow;
 use axum::extract::State;

@@ -3,7 +3,7 @@
 
 use auditx_common::s3::StorageError;
 use auditx_common::state::StateError;
-use auditx_lake::ingest::IngestError;
+use auditx_lake::batch::IngestError;
 use auditx_lake::LakeError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

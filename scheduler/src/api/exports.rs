@@ -19,8 +19,8 @@ use super::params::{JobPath, MeterPath, QueryParams};
 use super::trace::TrackId;
 use super::views::{Created, JobView, JobsPage};
 use crate::context::Services;
-use crate::events::publish_export_event;
 use crate::export::jobs::{CancelOutcome, Job, JobSpec};
+use crate::fleet::events::publish_export_event;
 
 /// `POST /meters/{meterId}/auditTrail/export`: stores a PENDING job and
 /// wakes the scheduler; the caller follows it by its request id.

@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
-use prometheus::{Encoder, TextEncoder};
 use serde::Serialize;
 
 use super::envelope::{Envelope, Reason};
@@ -74,10 +73,12 @@ struct NotReady<T> {
     responses((status = 200, description = "The metrics.", body = String, content_type = "text/plain"))
 )]
 pub async fn metrics() -> ApiResult<impl IntoResponse> {
-    let encoder = TextEncoder::new();
-    let mut body = Vec::new();
-    encoder
-        .encode(&prometheus::gather(), &mut body)
-        .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;
-    Ok(([(CONTENT_TYPE, encoder.format_type().to_owned())], body))
+    let body = auditx_common::metrics::exposition().map_err(ApiError::Internal)?;
+    Ok((
+        [(
+            CONTENT_TYPE,
+            auditx_common::metrics::EXPOSITION_CONTENT_TYPE,
+        )],
+        body,
+    ))
 }

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditx_lake::ingest::{
-    decode_body, ingest_audit, ingest_runs, parse_audit_entries, parse_run_entries, IngestContext,
-    IngestError, IngestSummary,
+use auditx_lake::audit_trail::ingest::{
+    ingest_audit, ingest_runs, parse_audit_entries, parse_run_entries, IngestContext,
 };
+use auditx_lake::batch::{decode_body, IngestError, IngestSummary};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};

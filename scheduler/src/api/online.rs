@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use auditx_lake::read::{latest_statuses, read_runs};
+use auditx_lake::audit_trail::read::{latest_statuses, read_runs};
 use auditx_proto::{MeterId, RowFilter, Scope, TenantId};
 
 use super::error::ApiResult;

@@ -23,8 +23,8 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use auditx_lake::ingest::decode_body;
-use auditx_lake::read::{count_groups, list_audit_files, GroupCounts};
+use auditx_lake::audit_trail::read::{count_groups, list_audit_files, GroupCounts};
+use auditx_lake::batch::decode_body;
 use auditx_proto::{RecordType, RunType};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};

@@ -4,7 +4,7 @@
 //! batch is validated whole before anything is written; rows are kept once
 //! per `id`.
 
-use auditx_lake::ingest::decode_body;
+use auditx_lake::batch::decode_body;
 use auditx_lake::tables::ingest::{ingest_table_rows, parse_table_rows, TableBatch};
 use auditx_lake::tables::{table, RowOwner, TableDef, TABLES};
 use axum::extract::{FromRequestParts, Path, State};

@@ -6,18 +6,19 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use auditx_common::s3::StorageError;
+use auditx_common::time::iso_millis;
 use auditx_proto::{AssembleOutcome, MeterId, PresignedFile, RequestId, TenantId};
 use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::Utc;
 use serde::Serialize;
 
 use crate::context::Services;
-use crate::events;
+use crate::error::DriveError;
 use crate::export::assign::FileExtent;
-use crate::export::driver::DriveError;
 use crate::export::job_plan::{plan_key, JobPlan};
 use crate::export::jobs::{cancel_key, reports_key, ExportQuery, Job, JobSpec, JobStatus};
 use crate::export::layout;
+use crate::fleet::events;
 
 /// `job/<id>/uploads`: hash of file index → multipart upload id, write-once.
 pub fn uploads_key(id: &RequestId) -> String {
@@ -216,11 +217,4 @@ async fn presign(services: &Services, job: &Job) -> Result<Vec<PresignedFile>, D
         });
     }
     Ok(files)
-}
-
-/// `2025-07-23T18:46:48.775Z`
-fn iso_millis(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
 }

@@ -31,7 +31,7 @@ use crate::export::completion;
 use crate::export::job_plan::{self, plan_key, JobPlan};
 use crate::export::jobs::{reports_key, Job, JobSpec, JobState, JobStatus};
 use crate::export::work::JobWork;
-use crate::lease::TenantLease;
+use crate::fleet::lease::TenantLease;
 use crate::metrics;
 
 /// What one pass over the job found.
@@ -50,11 +50,7 @@ const REPORTS_PER_PASS: usize = 2_000;
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// Transient failures wait this long (with jitter) before the next pass.
-const RETRY: Backoff = Backoff {
-    attempts: u32::MAX,
-    initial: Duration::from_millis(200),
-    max: Duration::from_secs(10),
-};
+const RETRY: Backoff = Backoff::PATIENT;
 
 pub struct JobDriver<'a> {
     services: &'a Services,

@@ -4,13 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use auditx_lake::read::{event_ids_at, latest_statuses, list_audit_files, read_runs};
+use auditx_lake::audit_trail::read::{event_ids_at, latest_statuses, list_audit_files, read_runs};
 use auditx_proto::{RequestId, RowFilter};
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use crate::context::Services;
-use crate::export::driver::DriveError;
+use crate::error::DriveError;
 use crate::export::jobs::{ExportQuery, JobSpec};
 use crate::export::planner::{plan, sampled, sampling_rate, split_by_event_id, PlannedChunk};
 

@@ -8,7 +8,7 @@
 //! | `job/<id>/spec` | value: [`JobSpec`] | API, once |
 //! | `job/<id>/state` | value: [`JobState`] | CAS (PENDING→RUNNING/CANCELED), then the lease holder, fenced |
 //! | `job/<id>/cancel` | value | API (cancel of a RUNNING job) |
-//! | `job/<id>/reports` | hash: report field → [`auditx_proto::WorkerReport`] | results consumers, write-once |
+//! | `job/<id>/reports` | log: one [`auditx_proto::WorkerReport`] per task id, appended once | results consumers, write-once |
 //! | `meter/<tenant>/<meter>/jobs` | index by creation time | API |
 //! | `tenant/<tenant>/queue` | list: FIFO of request ids | API pushes, scheduler removes |
 //! | `tenants/pending` | set of tenants with queued jobs | API adds, scheduler removes |
@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use auditx_common::state::{Guard, Lease, StateError, StateStore, Write};
 
-use crate::tenant_queues::TenantQueues;
+use crate::fleet::tenant_queues::TenantQueues;
 
 /// The echo of a create call's query, as the API returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

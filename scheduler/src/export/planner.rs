@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use auditx_lake::read::LakeFile;
+use auditx_lake::audit_trail::read::LakeFile;
 use auditx_proto::LakeSource;
 use serde::{Deserialize, Serialize};
 
@@ -332,7 +332,7 @@ pub fn split_by_event_id(
 
 #[cfg(test)]
 mod tests {
-    use auditx_lake::read::RowGroupInfo;
+    use auditx_lake::audit_trail::read::RowGroupInfo;
     use proptest::prelude::*;
 
     use super::*;

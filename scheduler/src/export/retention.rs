@@ -15,8 +15,8 @@ use auditx_proto::RequestId;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Services;
+use crate::error::DriveError;
 use crate::export::completion::uploads_key;
-use crate::export::driver::DriveError;
 use crate::export::job_plan::plan_key;
 use crate::export::jobs::{cancel_key, meter_index_key, reports_key, spec_key, state_key};
 use crate::export::layout;

@@ -21,13 +21,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::context::Services;
-use crate::epoch;
+use crate::error::DriveError;
 use crate::export::completion;
-use crate::export::driver::{DriveError, JobDriver};
+use crate::export::driver::JobDriver;
 use crate::export::jobs::{tenant_lease_key, Job, JobSpec, JobState, JobStatus};
-use crate::lease::TenantLease;
+use crate::fleet::epoch;
+use crate::fleet::lease::TenantLease;
+use crate::fleet::wakers::JobWakers;
 use crate::metrics;
-use crate::results::JobWakers;
 
 /// Tenants whose queue this replica is working through.
 type Active = Arc<Mutex<HashSet<TenantId>>>;
@@ -68,7 +69,7 @@ async fn scan(
     tasks: &mut JoinSet<()>,
 ) -> Result<(), DriveError> {
     let ttl = Duration::from_secs(services.config.export.lease_ttl_secs);
-    if !services.epoch.check(services).await? {
+    if !epoch::check(services).await? {
         return Ok(()); // the store lost its data and is being recovered
     }
     for tenant in services.jobs.pending_tenants().await? {
@@ -131,11 +132,7 @@ async fn serve_tenant(
     serving: Serving,
 ) {
     let tenant = &serving.tenant;
-    let backoff = Backoff {
-        attempts: u32::MAX,
-        initial: Duration::from_millis(200),
-        max: Duration::from_secs(10),
-    };
+    let backoff = Backoff::PATIENT;
     let mut failures = 0;
     while !lease.stopped().is_cancelled() {
         match next_job(&services, &wakers, tenant, &lease).await {

@@ -24,9 +24,9 @@ use super::jobs::{lease_key, QuerySpec, QueryState, QueryStatus};
 use super::result_prefix;
 use crate::context::Services;
 use crate::error::DriveError;
-use crate::events;
-use crate::lease::TenantLease;
-use crate::results::JobWakers;
+use crate::fleet::lease::TenantLease;
+use crate::fleet::wakers::JobWakers;
+use crate::fleet::{epoch, events};
 
 /// The waker key of a tenant's query driver.
 pub fn waker_key(tenant: &TenantId) -> String {
@@ -74,7 +74,7 @@ async fn scan(
     tasks: &mut JoinSet<()>,
 ) -> Result<(), DriveError> {
     let ttl = Duration::from_secs(services.config.export.lease_ttl_secs);
-    if !services.epoch.check(services).await? {
+    if !epoch::check(services).await? {
         return Ok(()); // the store lost its data and is being recovered
     }
     for tenant in services.queries.pending_tenants().await? {
@@ -112,11 +112,7 @@ async fn serve_tenant(
     let waker = wakers.register(&waker_key(tenant));
     let wake = waker.notify();
     let poll = Duration::from_millis(services.config.export.poll_interval_ms);
-    let backoff = Backoff {
-        attempts: u32::MAX,
-        initial: Duration::from_millis(200),
-        max: Duration::from_secs(10),
-    };
+    let backoff = Backoff::PATIENT;
     let mut failures = 0;
     while !lease.stopped().is_cancelled() {
         let pause = match step(services, lease, tenant).await {

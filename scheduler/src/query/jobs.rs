@@ -22,7 +22,7 @@ use auditx_proto::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::tenant_queues::TenantQueues;
+use crate::fleet::tenant_queues::TenantQueues;
 
 /// What was asked for; immutable once written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use auditx_common::config::{Config, S3Config};
+use auditx_common::embedded_s3::EmbeddedS3;
 use auditx_common::queue::MemoryQueue;
-use auditx_common::s3::embedded::EmbeddedS3;
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::MemoryStore;
 use auditx_proto::{RequestId, Topology};

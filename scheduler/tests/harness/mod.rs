@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use auditx_common::config::{Config, S3Config};
+use auditx_common::embedded_s3::EmbeddedS3;
 use auditx_common::queue::{MemoryQueue, TaskQueue};
-use auditx_common::s3::embedded::EmbeddedS3;
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::{Guard, Lease, MemoryStore, StateResult, StateStore, Write};
-use auditx_lake::write::{write_audit_rows, write_run_rows};
+use auditx_lake::audit_trail::write::{write_audit_rows, write_run_rows};
 use auditx_lake::{AuditRow, RunRow};
 use auditx_proto::{
     CloudEvent, ExportEventData, MeterId, OutputFormat, RecordType, RequestId, RunType, TenantId,

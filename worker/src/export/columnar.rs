@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::TimestampMillisecondType;
-use auditx_lake::schema::audit_columns as ac;
+use auditx_lake::audit_trail::schema::audit_columns as ac;
 
 use crate::error::WorkerError;
+use crate::export::chunk::RenderedChunk;
 use crate::export::csv;
-use crate::export::render::RenderedChunk;
 
 /// The lake columns a CSV row is made of, in CSV order: four always set,
 /// then the optional ones (from [`FIRST_OPTIONAL`]).

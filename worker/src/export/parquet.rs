@@ -46,7 +46,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::WorkerError;
-use crate::export::render::RenderedChunk;
+use crate::export::chunk::RenderedChunk;
 
 /// The magic at both ends of a Parquet file.
 pub const MAGIC: &[u8; 4] = b"PAR1";

@@ -5,25 +5,14 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use auditx_common::s3::ObjectStore;
-use auditx_lake::read::{ChunkRead, EventIdRange};
+use auditx_lake::audit_trail::read::{ChunkRead, EventIdRange};
 use auditx_lake::AuditRow;
 use auditx_proto::{OutputFormat, RenderOutcome, RenderTask};
 use bytes::Bytes;
 
 use crate::error::WorkerError;
+use crate::export::chunk::RenderedChunk;
 use crate::export::{columnar, jsonl, parquet};
-
-/// The rendered data rows of one chunk (no header): the staging object.
-#[derive(Debug, PartialEq, Eq)]
-pub struct RenderedChunk {
-    pub bytes: Vec<u8>,
-    pub rows: u64,
-    /// `row_offsets[i]` is the byte offset of row `i * stride`.
-    pub row_offsets: Vec<u64>,
-    /// The rows' bytes at the start of `bytes`: all of it, but for Parquet,
-    /// whose chunk footer follows (see [`parquet`]).
-    pub data_len: u64,
-}
 
 /// Reads the chunk's rows from the lake, renders them in export order and
 /// writes them to `task.staging_key` in the export bucket.

@@ -2,7 +2,7 @@
 //! buckets created.
 
 use auditx_common::config::S3Config;
-use auditx_common::s3::embedded::EmbeddedS3;
+use auditx_common::embedded_s3::EmbeddedS3;
 use auditx_common::s3::ObjectStore;
 
 pub struct TestS3 {

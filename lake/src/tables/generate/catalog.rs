@@ -7,7 +7,7 @@
 
 use rand::Rng;
 
-use super::rows::{Context, IdSpace, Row};
+use super::row::{Context, Row};
 
 /// Accounts that audit events change; each has two contacts (bill-to and
 /// sold-to), `2k` and `2k + 1`.
@@ -63,36 +63,6 @@ const PRODUCT_NAMES: [&str; 10] = [
 ];
 const RATE_PLAN_NAMES: [&str; 3] = ["New Rate Plan", "Monthly Plan", "Annual Plan"];
 const CHARGE_NAMES: [&str; 3] = ["One-time charge", "Monthly, recurring", "Usage charge"];
-
-/// The ids of the things audit events refer to.
-pub(crate) struct Refs {
-    /// The users who log in and make changes (by index into their list).
-    pub user: IdSpace,
-    pub account: IdSpace,
-    pub contact: IdSpace,
-    pub product: IdSpace,
-    pub rate_plan: IdSpace,
-    pub charge: IdSpace,
-    pub tier: IdSpace,
-    /// Login tokens, by session and user (see `events::event_row`).
-    pub token: IdSpace,
-}
-
-impl Refs {
-    /// Each space is the one of its table's `id` column (see `TableRows`).
-    pub(crate) fn new(seed: u64) -> Self {
-        Self {
-            user: IdSpace::new(seed, "user"),
-            account: IdSpace::new(seed, "account"),
-            contact: IdSpace::new(seed, "contact"),
-            product: IdSpace::new(seed, "product"),
-            rate_plan: IdSpace::new(seed, "productrateplan"),
-            charge: IdSpace::new(seed, "productrateplancharge"),
-            tier: IdSpace::new(seed, "productrateplanchargetier"),
-            token: IdSpace::new(seed, "token"),
-        }
-    }
-}
 
 /// `Acme Corp 1`, `Oscorp 1`, ... `Acme Corp 2`, ...
 pub(crate) fn account_name(k: u64) -> String {

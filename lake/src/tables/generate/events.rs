@@ -10,7 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use super::catalog::{
     account_name, charge_name, rate_plan_name, tier_name, ACCOUNTS, CHARGES, RATE_PLANS, TIERS,
 };
-use super::rows::{digest, Context, IdSpace, Row};
+use super::ids::{digest, IdSpace};
+use super::row::{Context, Row};
 
 /// Who logs in and changes things: (username, API user, weight).
 const USERS: [(&str, bool, u32); 8] = [

@@ -5,9 +5,9 @@ use chrono::{DateTime, Datelike, NaiveDateTime};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::ingest::json::{shown, shown_raw};
-use crate::ingest::stream::{for_each_object, Fields};
-use crate::ingest::IngestError;
+use crate::batch::json::{shown, shown_raw};
+use crate::batch::stream::{for_each_object, Fields};
+use crate::batch::IngestError;
 use crate::tables::{Cell, ColumnType, TableDef};
 
 fn invalid(row: usize, column: &str, message: String) -> IngestError {
@@ -78,7 +78,7 @@ fn cell(
         (ColumnType::Text, Some(Value::String(s))) => Ok(Cell::Text(s)),
         (ColumnType::Text, _) => Err(wrong("a string")),
         (ColumnType::Integer, Some(Value::Number(n))) => {
-            match crate::ingest::json::whole_number(&n) {
+            match crate::batch::json::whole_number(&n) {
                 Some(i) => Ok(Cell::Int(i)),
                 None if n.is_f64() => Err(wrong("an integer")),
                 None => Err(invalid(
@@ -89,17 +89,15 @@ fn cell(
             }
         }
         (ColumnType::Integer, _) => Err(wrong("an integer")),
-        (ColumnType::Int32, Some(Value::Number(n))) => {
-            match crate::ingest::json::whole_number(&n) {
-                Some(i) if i32::try_from(i).is_ok() => Ok(Cell::Int(i)),
-                None if n.is_f64() => Err(wrong("an integer")),
-                _ => Err(invalid(
-                    row,
-                    column,
-                    format!("{n} is out of the 32-bit integer range"),
-                )),
-            }
-        }
+        (ColumnType::Int32, Some(Value::Number(n))) => match crate::batch::json::whole_number(&n) {
+            Some(i) if i32::try_from(i).is_ok() => Ok(Cell::Int(i)),
+            None if n.is_f64() => Err(wrong("an integer")),
+            _ => Err(invalid(
+                row,
+                column,
+                format!("{n} is out of the 32-bit integer range"),
+            )),
+        },
         (ColumnType::Int32, _) => Err(wrong("an integer")),
         (ColumnType::Boolean, Some(Value::Bool(b))) => Ok(Cell::Bool(b)),
         (ColumnType::Boolean, _) => Err(wrong("true or false")),

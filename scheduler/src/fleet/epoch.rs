@@ -22,7 +22,6 @@
 //! then runs. PENDING exports had left no trace outside the store and are
 //! gone (404), which is why the deployment runs Redis with AOF.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use auditx_common::s3::StorageError;
@@ -30,8 +29,8 @@ use auditx_proto::{RequestId, TenantId};
 use bytes::Bytes;
 
 use crate::context::Services;
+use crate::error::DriveError;
 use crate::export::completion;
-use crate::export::driver::DriveError;
 use crate::export::jobs::{Job, JobSpec, JobState, JobStatus};
 use crate::export::layout;
 use crate::metrics;
@@ -46,14 +45,6 @@ const JOB_RECORD: &str = "job.json";
 /// The reason a lost export fails with.
 pub const LOST_REASON: &str = "the state store lost this export's progress (it restarted \
      without its data); nothing was delivered: please request the export again";
-
-/// This replica's view of the store's epoch.
-#[derive(Default)]
-pub struct StoreEpoch {
-    known: Mutex<Option<String>>,
-    /// One slow path (start or recovery) at a time in this process.
-    slow_path: tokio::sync::Mutex<()>,
-}
 
 /// The key of the marker object in the export bucket (one per state-store
 /// prefix, so fleets sharing a bucket do not mix).
@@ -89,78 +80,66 @@ pub async fn record_running_job(services: &Services, spec: &JobSpec) -> Result<(
         .map(drop)
 }
 
-impl StoreEpoch {
-    /// Notes the epoch seen; `recovered_here` when this replica wrote it.
-    fn remember(&self, epoch: &str, recovered_here: bool) {
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        if known.as_deref() != Some(epoch) {
-            if known.is_some() && !recovered_here {
-                tracing::warn!(
-                    epoch,
-                    "state store epoch changed (recovered by another replica)"
-                );
-            }
-            *known = Some(epoch.to_owned());
-        }
+/// Whether the store has its history, so leases may be granted. Starts
+/// a fresh fleet's epoch; recovers a store that lost its data if no
+/// other replica is doing it (false until the recovery is done).
+pub async fn check(services: &Services) -> Result<bool, DriveError> {
+    if let Some(epoch) = services.state.get(EPOCH_KEY).await? {
+        services
+            .epoch
+            .remember(&String::from_utf8_lossy(&epoch), false);
+        return Ok(true);
     }
-
-    /// Whether the store has its history, so leases may be granted. Starts
-    /// a fresh fleet's epoch; recovers a store that lost its data if no
-    /// other replica is doing it (false until the recovery is done).
-    pub async fn check(&self, services: &Services) -> Result<bool, DriveError> {
-        if let Some(epoch) = services.state.get(EPOCH_KEY).await? {
-            self.remember(&String::from_utf8_lossy(&epoch), false);
-            return Ok(true);
-        }
-        let _slow_path = self.slow_path.lock().await;
-        if let Some(epoch) = services.state.get(EPOCH_KEY).await? {
-            self.remember(&String::from_utf8_lossy(&epoch), false);
-            return Ok(true); // done by the other loop meanwhile
-        }
-        let bucket = &services.config.s3.export_bucket;
-        let marker = marker_key(services);
-        let had_history = services.store.head(bucket, &marker).await?.is_some();
-        if !had_history {
-            // A new fleet: the marker first, so a crash in between cannot
-            // leave an epoch without one.
-            let epoch = new_epoch();
-            services
-                .store
-                .put(bucket, &marker, Bytes::from(epoch.clone()), "text/plain")
-                .await?;
-            services
-                .state
-                .set_if_absent(EPOCH_KEY, epoch.as_bytes())
-                .await?;
-            tracing::info!("state store epoch started");
-            return Ok(true);
-        }
-        metrics::state_loss_detected();
-        let Some(lease) = services
+    let _slow_path = services.epoch.slow_path.lock().await;
+    if let Some(epoch) = services.state.get(EPOCH_KEY).await? {
+        services
+            .epoch
+            .remember(&String::from_utf8_lossy(&epoch), false);
+        return Ok(true); // done by the other loop meanwhile
+    }
+    let bucket = &services.config.s3.export_bucket;
+    let marker = marker_key(services);
+    let had_history = services.store.head(bucket, &marker).await?.is_some();
+    if !had_history {
+        // A new fleet: the marker first, so a crash in between cannot
+        // leave an epoch without one.
+        let epoch = new_epoch();
+        services
+            .store
+            .put(bucket, &marker, Bytes::from(epoch.clone()), "text/plain")
+            .await?;
+        services
             .state
-            .try_acquire_lease(RECOVERY_LEASE, &services.replica, RECOVERY_TTL)
-            .await?
-        else {
-            tracing::warn!("state store lost its data; another replica is recovering");
-            return Ok(false);
-        };
-        tracing::error!("state store lost its data (no epoch, but this fleet had one): recovering");
-        let outcome = recover(services).await;
-        if outcome.is_ok() {
-            let epoch = new_epoch();
-            services.state.set(EPOCH_KEY, epoch.as_bytes()).await?;
-            self.remember(&epoch, true);
-        }
-        if let Err(error) = services.state.release_lease(&lease).await {
-            tracing::warn!(%error, "recovery lease not released, it will expire");
-        }
-        let failed = outcome?;
-        tracing::warn!(
-            failed,
-            "state store recovered: lost exports failed and announced"
-        );
-        Ok(true)
+            .set_if_absent(EPOCH_KEY, epoch.as_bytes())
+            .await?;
+        tracing::info!("state store epoch started");
+        return Ok(true);
     }
+    metrics::state_loss_detected();
+    let Some(lease) = services
+        .state
+        .try_acquire_lease(RECOVERY_LEASE, &services.replica, RECOVERY_TTL)
+        .await?
+    else {
+        tracing::warn!("state store lost its data; another replica is recovering");
+        return Ok(false);
+    };
+    tracing::error!("state store lost its data (no epoch, but this fleet had one): recovering");
+    let outcome = recover(services).await;
+    if outcome.is_ok() {
+        let epoch = new_epoch();
+        services.state.set(EPOCH_KEY, epoch.as_bytes()).await?;
+        services.epoch.remember(&epoch, true);
+    }
+    if let Err(error) = services.state.release_lease(&lease).await {
+        tracing::warn!(%error, "recovery lease not released, it will expire");
+    }
+    let failed = outcome?;
+    tracing::warn!(
+        failed,
+        "state store recovered: lost exports failed and announced"
+    );
+    Ok(true)
 }
 
 fn new_epoch() -> String {

@@ -8,8 +8,8 @@ use arrow::buffer::BooleanBuffer;
 use arrow::error::ArrowError;
 use auditx_proto::{RowFilter, Scope};
 
-use crate::convert::Columns;
-use crate::schema::{audit_columns as ac, audit_schema};
+use crate::audit_trail::convert::Columns;
+use crate::audit_trail::schema::{audit_columns as ac, audit_schema};
 
 /// `eventTime ∈ [from, to)`, `runType`, `recordType`, the optional
 /// session and operator sets of a chunk, and the export's entity/org scope.

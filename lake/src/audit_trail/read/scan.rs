@@ -39,8 +39,8 @@ use super::chunk::{check_audit_schema, row_group_reads, RowGroupRead};
 use super::object_reader::ObjectReader;
 use super::predicate::Predicate;
 use super::{corrupt, read_error, LakeFile};
-use crate::convert::{push_audit_rows, Columns};
-use crate::schema::{audit_columns as ac, audit_schema};
+use crate::audit_trail::convert::{push_audit_rows, Columns};
+use crate::audit_trail::schema::{audit_columns as ac, audit_schema};
 use crate::{AuditRow, LakeError, LakeResult};
 use auditx_common::s3::ObjectStore;
 

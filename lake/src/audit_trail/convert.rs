@@ -11,7 +11,7 @@ use arrow::array::{
 use arrow::datatypes::{Int64Type, TimestampMillisecondType};
 
 use super::schema::{audit_columns as ac, audit_schema, run_columns as rc, runs_schema};
-use super::{AuditRow, LakeError, LakeResult, RunRow};
+use crate::{AuditRow, LakeError, LakeResult, RunRow};
 
 fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(values))

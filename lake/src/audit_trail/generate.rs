@@ -14,8 +14,9 @@ use auditx_proto::{MeterId, TenantId};
 use chrono::NaiveDate;
 use tokio::task::JoinHandle;
 
+use super::layout;
 use super::write::{put_audit_file, utc_date, write_run_rows};
-use super::{layout, AuditRow, LakeError, LakeResult, RunRow};
+use crate::{AuditRow, LakeError, LakeResult, RunRow};
 use auditx_common::s3::ObjectStore;
 
 /// Files encoded and uploaded at once while the next one is generated.

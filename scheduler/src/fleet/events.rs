@@ -1,12 +1,9 @@
 //! Completion events: one CloudEvents 1.0 JSON message per export or data
 //! query that ends, on the events topic exchange.
 
-use std::time::Duration;
-
 use auditx_common::queue::{Message, QueueError, TaskQueue};
 use auditx_common::retry::{retry, Backoff};
 use auditx_proto::{CloudEvent, ExportEventData, PresignedFile, QueryEventData, EVENT_SOURCE};
-use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::export::jobs::Job;
@@ -23,7 +20,7 @@ pub fn export_event(job: &Job, files: Vec<PresignedFile>) -> CloudEvent<ExportEv
         source: EVENT_SOURCE.into(),
         event_type: CloudEvent::export_type_for(status),
         subject: job.spec.request_id.to_string(),
-        time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        time: auditx_common::time::now_iso_millis(),
         datacontenttype: "application/json".into(),
         data: ExportEventData {
             tenant: job.spec.tenant.clone(),
@@ -65,7 +62,7 @@ pub fn query_event(
         source: EVENT_SOURCE.into(),
         event_type: CloudEvent::query_type_for(status),
         subject: spec.id.to_string(),
-        time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        time: auditx_common::time::now_iso_millis(),
         datacontenttype: "application/json".into(),
         data: QueryEventData {
             tenant: spec.tenant.clone(),
@@ -99,11 +96,7 @@ async fn publish<T: Serialize>(
     event: &CloudEvent<T>,
 ) -> Result<(), QueueError> {
     let payload = serde_json::to_vec(event).map_err(|e| QueueError::Other(e.to_string()))?;
-    let backoff = Backoff {
-        attempts: 8,
-        initial: Duration::from_millis(200),
-        max: Duration::from_secs(5),
-    };
+    let backoff = Backoff::BOUNDED;
     retry(backoff, QueueError::is_transient, || {
         let mut message = Message::new(payload.clone());
         message

@@ -1,83 +1,31 @@
-//! Applying worker reports: the results consumer records each report in its
-//! job's `reports` hash (write-once per task, so redeliveries and duplicate
+//! Applying worker reports: the results consumer appends each report to its
+//! job's `reports` log (once per task id, so redeliveries and duplicate
 //! tasks change nothing) and wakes the job's driver if it runs here; the
-//! driver may run on another replica, which reads the same hash. The
+//! driver may run on another replica, which reads the same log. The
 //! dead-letter consumer turns a task that could not be processed into a
 //! failure report.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use auditx_common::queue::{Consumer, Delivery};
 use auditx_common::retry::{retry, Backoff};
 use auditx_common::telemetry::set_parent_from_headers;
 use auditx_proto::{decode, encode, QueryId, RequestId, Task, TaskRef, WorkerReport};
 use futures::StreamExt;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::context::Services;
-use crate::export::driver::DriveError;
+use crate::error::DriveError;
 use crate::export::jobs::reports_key;
 use crate::export::layout;
+use crate::fleet::wakers::JobWakers;
 use crate::metrics;
 use crate::query;
 
 /// Reports applied at once by one consumer.
 const CONCURRENCY: usize = 16;
 const PREFETCH: u16 = 64;
-
-/// Wakes the drivers running on this replica when their reports arrive.
-#[derive(Default)]
-pub struct JobWakers {
-    drivers: Mutex<HashMap<String, Arc<Notify>>>,
-}
-
-impl JobWakers {
-    /// Registers a driver; it is forgotten when the guard drops.
-    /// `key` is an export's request id, or a tenant's query driver key.
-    pub fn register(self: &Arc<Self>, key: &str) -> WakerGuard {
-        let notify = Arc::new(Notify::new());
-        self.lock().insert(key.to_owned(), notify.clone());
-        WakerGuard {
-            wakers: self.clone(),
-            id: key.to_owned(),
-            notify,
-        }
-    }
-
-    pub fn wake(&self, id: &str) {
-        if let Some(notify) = self.lock().get(id) {
-            notify.notify_one();
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
-        self.drivers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-pub struct WakerGuard {
-    wakers: Arc<JobWakers>,
-    id: String,
-    notify: Arc<Notify>,
-}
-
-impl WakerGuard {
-    pub fn notify(&self) -> Arc<Notify> {
-        self.notify.clone()
-    }
-}
-
-impl Drop for WakerGuard {
-    fn drop(&mut self) {
-        self.wakers.lock().remove(&self.id);
-    }
-}
 
 /// The write-once field of a report: one per task, and one per failed task.
 pub fn report_field(report: &WorkerReport) -> String {
@@ -230,11 +178,7 @@ fn task_kind(task: &Task) -> &'static str {
 /// Records `report` (retrying while the store is unavailable), wakes its
 /// driver, then acks; a report that cannot be recorded is requeued.
 async fn apply(services: &Services, wakers: &JobWakers, report: &WorkerReport, delivery: Delivery) {
-    let backoff = Backoff {
-        attempts: 10,
-        initial: Duration::from_millis(100),
-        max: Duration::from_secs(5),
-    };
+    let backoff = Backoff::BOUNDED;
     let transient = |e: &DriveError| matches!(e, DriveError::Transient(_));
     match retry(backoff, transient, || record_report(services, report)).await {
         Ok(driver) => {

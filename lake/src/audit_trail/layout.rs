@@ -25,14 +25,10 @@ pub fn runs_meter_prefix(tenant: &TenantId, meter: MeterId) -> String {
     format!("{RUNS_TABLE}/tenant={tenant}/meter={meter}/")
 }
 
-/// The key of a lake file whose content hashes to `content_hash`.
-pub fn file_key(prefix: &str, content_hash: &str) -> String {
-    format!("{prefix}{content_hash}.parquet")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::file_key;
 
     #[test]
     fn keys_are_partitioned_by_tenant_meter_and_date() {

@@ -7,9 +7,10 @@ use chrono::DateTime;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::json::{compact, shown_raw};
-use super::stream::{for_each_object, Fields, RawRow};
-use super::{IngestContext, IngestError};
+use super::IngestContext;
+use crate::batch::json::{compact, shown_raw};
+use crate::batch::stream::{for_each_object, Fields, RawRow};
+use crate::batch::IngestError;
 use crate::{AuditRow, RunRow, RUN_STATUSES};
 
 const AUDIT_FIELDS: [&str; 12] = [
@@ -100,7 +101,7 @@ impl Row<'_, '_> {
     fn time_ms(&self, field: &str) -> Result<i64, IngestError> {
         let raw = self.required(field)?;
         let parsed = match scalar(raw) {
-            Some(Value::Number(n)) => super::json::whole_number(&n)
+            Some(Value::Number(n)) => crate::batch::json::whole_number(&n)
                 .filter(|&ms| DateTime::from_timestamp_millis(ms).is_some()),
             Some(Value::String(s)) => parse_iso_time(&s).ok().map(|t| t.timestamp_millis()),
             _ => None,

@@ -15,18 +15,15 @@ use parquet::basic::Compression;
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use sha2::{Digest, Sha256};
 
 use super::convert::{audit_batch, runs_batch};
+use super::layout;
 use super::schema::{audit_columns as ac, audit_schema, runs_schema};
-use super::{layout, AuditRow, LakeError, LakeResult, RunRow};
+use crate::files::{content_hash, file_key};
+use crate::{AuditRow, LakeError, LakeResult, RunRow};
 use auditx_common::s3::ObjectStore;
 
 const CONTENT_TYPE: &str = "application/vnd.apache.parquet";
-
-/// Hex characters of the SHA-256 kept in a file name: 128 bits, plenty
-/// against collisions and short enough to read in a listing.
-const HASH_CHARS: usize = 32;
 
 fn parquet_error(e: impl std::fmt::Display) -> LakeError {
     LakeError::Parquet(e.to_string())
@@ -41,13 +38,6 @@ pub fn utc_date(ms: i64) -> NaiveDate {
         } else {
             NaiveDate::MAX
         })
-}
-
-/// Name of a lake file with these bytes (without prefix and extension).
-pub fn content_hash(bytes: &[u8]) -> String {
-    let mut hex = hex::encode(Sha256::digest(bytes));
-    hex.truncate(HASH_CHARS);
-    hex
 }
 
 fn index_of(name: &str) -> usize {
@@ -134,7 +124,7 @@ pub(crate) async fn put_audit_file(
         tokio::task::spawn_blocking(move || encode_audit_parquet(&mut rows, row_group_rows))
             .await
             .map_err(|e| LakeError::Parquet(format!("encoding task failed: {e}")))??;
-    let key = layout::file_key(prefix, &content_hash(&bytes));
+    let key = file_key(prefix, &content_hash(&bytes));
     let size = bytes.len();
     store.put(bucket, &key, bytes, CONTENT_TYPE).await?;
     tracing::debug!(key = %key, bytes = size, "lake file written");
@@ -178,7 +168,7 @@ pub async fn write_run_rows(
         return Ok(None);
     }
     let bytes = encode_runs_parquet(&mut rows)?;
-    let key = layout::file_key(
+    let key = file_key(
         &layout::runs_meter_prefix(tenant, meter),
         &content_hash(&bytes),
     );
@@ -204,10 +194,5 @@ mod tests {
         );
         assert_eq!(utc_date(i64::MAX), NaiveDate::MAX);
         assert_eq!(utc_date(i64::MIN), NaiveDate::MIN);
-    }
-
-    #[test]
-    fn content_hash_is_a_short_stable_hex_name() {
-        assert_eq!(content_hash(b"abc"), "ba7816bf8f01cfea414140de5dae2223");
     }
 }

@@ -143,7 +143,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_footer_is_fetched_once_per_process() {
         use auditx_common::config::S3Config;
-        use auditx_common::s3::embedded::EmbeddedS3;
+        use auditx_common::embedded_s3::EmbeddedS3;
 
         let dir = tempfile::tempdir().unwrap();
         let server = EmbeddedS3::start(dir.path(), "127.0.0.1:0".parse().unwrap(), "ak", "sk")
@@ -151,7 +151,7 @@ mod tests {
             .unwrap();
         let store = ObjectStore::new(&server.client_config(&S3Config::default()));
         store.ensure_bucket("footers").await.unwrap();
-        let file = crate::write::encode_runs_parquet(&mut Vec::new()).unwrap();
+        let file = crate::audit_trail::write::encode_runs_parquet(&mut Vec::new()).unwrap();
         let size = file.len() as u64;
         store
             .put(

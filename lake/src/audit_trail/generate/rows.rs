@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 use super::content::{pick_operator, Usage};
 use super::plan::{bands, rng, Band};
 use super::GenerateSpec;
-use crate::write::utc_date;
+use crate::audit_trail::write::utc_date;
 use crate::AuditRow;
 
 const DAY_MS: i64 = 86_400_000;

@@ -26,9 +26,10 @@ pub use self::scan::{
 use self::object_reader::ObjectReader;
 pub use self::predicate::EventIdRange;
 use super::convert::push_run_rows;
+use super::layout;
 use super::schema::audit_columns as ac;
 use super::write::utc_date;
-use super::{layout, AuditRow, LakeError, LakeResult, RunRow};
+use crate::{AuditRow, LakeError, LakeResult, RunRow};
 use auditx_common::s3::{ObjectMeta, ObjectStore, StorageError};
 
 /// S3 requests (listings, footers, run files) in flight at once.

@@ -16,8 +16,8 @@ use parquet::arrow::ProjectionMask;
 use super::object_reader::ObjectReader;
 use super::predicate::Predicate;
 use super::{corrupt, read_error, ChunkRead, REQUEST_CONCURRENCY};
-use crate::convert::{push_audit_rows, Columns};
-use crate::schema::{audit_columns as ac, audit_schema};
+use crate::audit_trail::convert::{push_audit_rows, Columns};
+use crate::audit_trail::schema::{audit_columns as ac, audit_schema};
 use crate::{AuditRow, LakeError, LakeResult};
 use auditx_common::s3::ObjectStore;
 

@@ -1,5 +1,5 @@
 //! The embedded S3-compatible endpoint (s3s + s3s-fs on a local folder, its
-//! data path in [`FastFs`](super::embedded_fs)) used
+//! data path in [`FastFs`](fs)) used
 //! by the embedded default and by tests. SigV4 authentication is on, so
 //! presigned URLs are really verified and download with plain curl.
 //!
@@ -8,6 +8,8 @@
 //! each at ERROR, twice, which [`crate::telemetry`] filters out, so that
 //! anonymous probes cannot flood the logs. Server errors (5xx) still log at
 //! error, from s3s and from here.
+
+pub mod fs;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::S3Config;
-use crate::s3::embedded_fs::FastFs;
+use crate::embedded_s3::fs::FastFs;
 
 /// Requests the embedded endpoint refused for want of a valid signature.
 static REJECTED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {

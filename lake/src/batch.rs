@@ -1,0 +1,105 @@
+//! What the ingest of both data sets (the meters' audit trail and the audit
+//! tables) shares: a batch body decoded (gzip bounded), read one object and
+//! one field at a time ([`stream`]), quoted in errors ([`json`]); the
+//! ingest lease that makes ingests of one meter or table take turns; the
+//! error and summary of an ingest call.
+
+pub(crate) mod json;
+pub(crate) mod stream;
+
+use std::borrow::Cow;
+use std::io::Read;
+use std::time::Duration;
+
+use auditx_common::state::{Lease, StateError, StateStore};
+use flate2::read::GzDecoder;
+
+use crate::LakeError;
+
+/// Longer than any ingest takes, so a crashed ingest frees the meter soon.
+const LEASE_TTL: Duration = Duration::from_secs(120);
+/// How long an ingest waits for another one of the same meter.
+const LEASE_WAIT: Duration = Duration::from_secs(30);
+const LEASE_RETRY: Duration = Duration::from_millis(50);
+
+/// Why a batch was rejected. The whole batch is rejected; nothing is written.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A row is invalid: `row` is its 0-based position in the batch,
+    /// `field` the offending field (JSON name).
+    #[error("row {row}: {field}: {message}")]
+    InvalidRow {
+        row: usize,
+        field: String,
+        message: String,
+    },
+    /// The body is not a JSON array or NDJSON of objects (or bad gzip).
+    #[error("{0}")]
+    Malformed(String),
+    /// The body is larger than allowed (after decompression).
+    #[error("request body exceeds {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+}
+
+/// What an ingest call did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    pub received: u64,
+    pub accepted: u64,
+    /// Rows whose eventId was already ingested (or repeated in the batch).
+    pub duplicates: u64,
+}
+
+/// Gunzips `body` if `gzipped`, refusing output over `max_bytes` (the
+/// bytes are read as they inflate: a bomb stops at `max_bytes + 1`).
+pub fn decode_body(
+    body: &[u8],
+    gzipped: bool,
+    max_bytes: usize,
+) -> Result<Cow<'_, [u8]>, IngestError> {
+    if !gzipped {
+        if body.len() > max_bytes {
+            return Err(IngestError::TooLarge { limit: max_bytes });
+        }
+        return Ok(Cow::Borrowed(body));
+    }
+    // The gzip trailer's size (mod 2^32, and the client's word only) sizes
+    // the buffer up front, so it is not regrown (and copied) while filling.
+    let hint = match body.len().checked_sub(4) {
+        Some(at) => u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]),
+        None => 0,
+    };
+    let mut decoded = Vec::with_capacity((hint as usize).min(max_bytes) + 1);
+    // Read one byte past the limit to tell "exactly at" from "over".
+    GzDecoder::new(body)
+        .take(max_bytes as u64 + 1)
+        .read_to_end(&mut decoded)
+        .map_err(|e| IngestError::Malformed(format!("body is not valid gzip: {e}")))?;
+    if decoded.len() > max_bytes {
+        return Err(IngestError::TooLarge { limit: max_bytes });
+    }
+    Ok(Cow::Owned(decoded))
+}
+
+/// Waits (boundedly) for the ingest lease `key` of one meter or table
+/// (`what`, for the message).
+pub(crate) async fn acquire_ingest_lease(
+    state: &dyn StateStore,
+    key: &str,
+    what: &str,
+) -> Result<Lease, LakeError> {
+    let owner = format!("ingest-{}", uuid::Uuid::new_v4());
+    let deadline = tokio::time::Instant::now() + LEASE_WAIT;
+    loop {
+        if let Some(lease) = state.try_acquire_lease(key, &owner, LEASE_TTL).await? {
+            return Ok(lease);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let busy = format!("{key} is busy: another ingest of this {what} is still running");
+            return Err(StateError::Unavailable(busy).into());
+        }
+        tokio::time::sleep(LEASE_RETRY).await;
+    }
+}
