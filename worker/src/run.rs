@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use auditx_common::config::Config;
+use auditx_common::fleet::throughput::{self, ThroughputCounter};
 use auditx_common::queue::{Consumer, Delivery, Message, QueueError, QueueResult, TaskQueue};
 use auditx_common::retry::{retry, Backoff};
 use auditx_common::s3::ObjectStore;
@@ -78,10 +79,21 @@ pub async fn run(
         results_queue: topology.results(),
         max_attempts: config.worker.max_task_attempts.max(1),
         queries,
+        throughput: Arc::new(ThroughputCounter::default()),
     });
     let slots = Arc::new(Semaphore::new(usize::from(concurrency)));
     let announcing = shutdown.child_token();
-    let announcer = crate::announce::spawn(state, concurrency, slots.clone(), announcing.clone());
+    let announcer = crate::announce::spawn(
+        state.clone(),
+        concurrency,
+        slots.clone(),
+        announcing.clone(),
+    );
+    let recorder = tokio::spawn(throughput::record(
+        state,
+        worker.throughput.clone(),
+        announcing.clone(),
+    ));
     let mut running = JoinSet::new();
     let Some(mut consumer) = subscribe(queue.as_ref(), &tasks_queue, concurrency, &shutdown).await
     else {
@@ -134,6 +146,7 @@ pub async fn run(
     drop(consumer);
     announcing.cancel();
     let _ = announcer.await;
+    let _ = recorder.await;
     info!("worker stopped");
     Ok(())
 }
@@ -223,6 +236,8 @@ struct Worker {
     /// Failed attempts after which a task fails for good.
     max_attempts: u32,
     queries: QueryRunner,
+    /// What this worker finished, for the fleet's throughput chart.
+    throughput: Arc<ThroughputCounter>,
 }
 
 impl Worker {
@@ -299,6 +314,12 @@ impl Worker {
         match self.publish(&report).await {
             Ok(()) => {
                 metrics::task_finished(kind, outcome);
+                let rows = match &report {
+                    WorkerReport::Rendered(r) => r.rows,
+                    _ => 0,
+                };
+                let query = matches!(report, WorkerReport::Queried(_));
+                self.throughput.task_finished(rows, query);
                 settle(delivery.ack().await, "ack");
             }
             Err(e) => {
