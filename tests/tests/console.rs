@@ -712,7 +712,7 @@ async fn the_demo_prints_a_console_link_signed_in_as_its_tenant() {
     )
     .await;
     assert!(
-        exports["data"]
+        exports["data"]["jobs"]
             .as_array()
             .unwrap()
             .iter()
