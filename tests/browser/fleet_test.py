@@ -55,6 +55,10 @@ def main():
             "n => Number(document.querySelector('[data-throughput-rows]')?.dataset.throughputRows) >= n",
             arg=EXPECT_ROWS)
         page.wait_for_timeout(300)  # the chart draws after the numbers
+        # The export has ended: both workers are idle (a worker waiting for
+        # its next task holds a free slot, which is not a task in flight).
+        page.wait_for_selector("text=2 workers, 0 of 4 task slots busy", timeout=15_000)
+        result["workers_text"] = page.inner_text("[data-workers-count]")
         totals = page.locator("[data-throughput-rows]")
         result["throughput_rows"] = int(totals.get_attribute("data-throughput-rows"))
         result["throughput_tasks"] = int(totals.get_attribute("data-throughput-tasks"))

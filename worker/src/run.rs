@@ -83,10 +83,11 @@ pub async fn run(
     });
     let slots = Arc::new(Semaphore::new(usize::from(concurrency)));
     let announcing = shutdown.child_token();
+    let tasks_running = crate::announce::Running::default();
     let announcer = crate::announce::spawn(
         state.clone(),
         concurrency,
-        slots.clone(),
+        tasks_running.clone(),
         announcing.clone(),
     );
     let recorder = tokio::spawn(throughput::record(
@@ -119,8 +120,10 @@ pub async fn run(
         match next {
             Some(Ok(delivery)) => {
                 let worker = worker.clone();
+                let task = tasks_running.start();
                 running.spawn(async move {
                     worker.handle(delivery).await;
+                    drop(task);
                     drop(slot);
                 });
             }
