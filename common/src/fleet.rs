@@ -4,6 +4,10 @@
 //! [`GONE_AFTER`] is a worker that stopped (killed, crashed, partitioned).
 //! A worker that stops cleanly removes its record at once. The scheduler's
 //! `GET /fleet/workers` (and the console's Fleet page) read them.
+//!
+//! Workers also count what they finish, per minute ([`throughput`]).
+
+pub mod throughput;
 
 use std::sync::Arc;
 use std::time::Duration;

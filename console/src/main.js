@@ -12,6 +12,8 @@ import { DownloadsPage } from './pages/downloads.js';
 import { AuditPage } from './pages/audit.js';
 import { FleetPage } from './pages/fleet.js';
 
+// id, title, page, the scope the page needs to be listed (the server
+// checks every call whatever the menu shows).
 const PAGES = [
   ['query', 'Data Query', QueryPage],
   ['saved', 'Saved queries', SavedPage],
@@ -19,8 +21,14 @@ const PAGES = [
   ['schema', 'Schema', () => html`<section><h1>Schema browser</h1><${SchemaBrowser} /></section>`],
   ['downloads', 'Download Center', DownloadsPage],
   ['audit', 'Audit trail', AuditPage],
-  ['fleet', 'Fleet', FleetPage],
+  ['fleet', 'Fleet', FleetPage, 'ops:read'],
 ];
+
+/// Whether the token's claims list `scope` (in `scope` or `scopes`).
+function holds(c, scope) {
+  const names = String(c.scope || '').split(/\s+/).concat(Array.isArray(c.scopes) ? c.scopes : []);
+  return names.includes(scope);
+}
 
 function route() {
   const m = location.hash.match(/^#\/(\w+)/);
@@ -86,7 +94,7 @@ function App({ initialError }) {
       <a class="brand" href="#/query">auditx</a>
       <button type="button" class="menu" aria-expanded=${menu} aria-controls="nav" onClick=${() => setMenu(!menu)}>Menu</button>
       <nav id="nav" class=${menu ? 'open' : ''} aria-label="Console">
-        ${PAGES.map(([id, title]) => html`<a href=${`#/${id}`} aria-current=${id === page ? 'page' : undefined}>${title}</a>`)}
+        ${PAGES.filter(([, , , scope]) => !scope || holds(c, scope)).map(([id, title]) => html`<a href=${`#/${id}`} aria-current=${id === page ? 'page' : undefined}>${title}</a>`)}
       </nav>
       <span class="who" title="tenant">tenant <strong data-tenant>${c.tenant || '?'}</strong></span>
       <button type="button" onClick=${() => { session.clear(); forgetSchema(); setSignedIn(false); }}>Sign out</button>

@@ -546,6 +546,7 @@ async fn probes_metrics_and_the_openapi_document_need_no_token() {
         ("/query/saved/{id}", "delete"),
         ("/query/schema", "get"),
         ("/fleet/workers", "get"),
+        ("/fleet/throughput", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),

@@ -22,6 +22,7 @@ TOKEN = os.environ["CONSOLE_TOKEN"]
 SEED_SQL = open(os.environ["CONSOLE_SEED_SQL"]).read()
 SHOTS = os.environ.get("CONSOLE_SCREENSHOTS")
 OTHER_IDS = [i for i in os.environ.get("CONSOLE_OTHER_IDS", "").split(",") if i]
+NARROW_TOKEN = os.environ.get("CONSOLE_NARROW_TOKEN")
 METER = os.environ.get("CONSOLE_METER", "1001")
 DAY = os.environ.get("CONSOLE_DAY", "2025-07-01")
 TIMEOUT = 60_000
@@ -111,6 +112,20 @@ def digest(data):
             "b64": base64.b64encode(data).decode() if len(data) < 200_000 else None}
 
 
+# Pixels of the throughput chart's rows bars (#1f4e79) between the legend
+# and the x axis: a minute without rows has no bar, a minute's rows draw
+# one up the chart.
+BAR_PIXELS = """c => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const top = Math.floor(c.height * 0.15), bottom = Math.floor(c.height * 0.7);
+    let n = 0;
+    for (let y = top; y < bottom; y++) for (let x = 0; x < c.width; x++) {
+        const i = (y * c.width + x) * 4;
+        if (d[i + 3] > 200 && Math.abs(d[i] - 31) < 40 && Math.abs(d[i + 1] - 78) < 40 && Math.abs(d[i + 2] - 121) < 40) n++;
+    }
+    return n; }"""
+
+
 def check_other_tenant(page, where):
     body = page.content()
     for other in OTHER_IDS:
@@ -168,6 +183,7 @@ def main():
         result["highlighted_keywords"] = page.locator(".cm-content span").count()
         page.select_option("select[name=outputFormat]", "CSV")
         page.select_option("select[name=compression]", "NONE")
+        page.select_option("select[name=warehouseSize]", "xsmall")
         page.click("[data-run]")
         page.wait_for_selector("[data-download]", timeout=TIMEOUT)
         result["query_status"] = page.inner_text("section[aria-label='Query job'] .badge")
@@ -230,6 +246,17 @@ def main():
         page.wait_for_selector("[data-job]")
         result["history_completed_rows"] = page.locator("[data-job]").count()
         shot(page, "query-history")
+        # Download and re-run from the list.
+        row = f"[data-job='{result['query_id']}']"
+        data = popup_bytes(page, context, lambda: page.click(f"{row} >> text=Download"))
+        result["history_download"] = digest(data)
+        page.click(f"{row} >> text=Re-run")
+        page.wait_for_function(
+            "known => { const s = document.querySelector('[data-query-id]');"
+            " return s && !known.includes(s.dataset.queryId) && document.querySelector('[data-download]'); }",
+            arg=[result["query_id"], result["saved_run_query_id"]], timeout=TIMEOUT)
+        result["history_rerun_id"] = page.get_attribute("[data-query-id]", "data-query-id")
+        result["history_rerun_status"] = page.inner_text("section[aria-label='Query job'] .badge")
 
         # Schema browser: search and sort.
         step("schema browser")
@@ -300,8 +327,40 @@ def main():
         step("fleet")
         page.click("nav >> text=Fleet")
         page.wait_for_selector("[data-metric]")
+        # The last hour from the server: the export and queries run above.
+        page.wait_for_function(
+            "() => Number(document.querySelector('[data-throughput-rows]')?.dataset.throughputRows) > 0")
+        page.wait_for_timeout(300)
+        totals = page.locator("[data-throughput-rows]")
+        result["throughput"] = {k: int(totals.get_attribute(f"data-throughput-{k}")) for k in ("rows", "tasks", "queries")}
+        result["throughput_bar_pixels"] = page.locator("[data-throughput-chart]").evaluate(BAR_PIXELS)
         result["fleet_text"] = page.inner_text("main")
         shot(page, "fleet")
+
+        # The console at /console/index.html too (this tab keeps its token).
+        step("index.html")
+        page.goto(API + "/console/index.html#/schema")
+        page.wait_for_selector("[data-table]")
+        result["index_html_tables"] = page.locator("[data-table]").count()
+
+        # A token without ops:read: no Fleet in the menu, and the page
+        # (reached by its address) says which scope is missing.
+        if NARROW_TOKEN:
+            step("token without ops:read")
+            narrow = browser.new_context(viewport={"width": 1366, "height": 900})
+            nw = narrow.new_page()
+            watch(nw, allowed)
+            nw.goto(API + "/console/")
+            nw.fill("textarea[name=token]", NARROW_TOKEN)
+            nw.click("button[type=submit]")
+            nw.wait_for_selector("[data-tenant]")
+            result["narrow_nav"] = nw.locator("nav#nav a").all_inner_texts()
+            allowed.append("status of 403")
+            nw.goto(API + "/console/#/fleet")
+            nw.wait_for_selector(".card p.error[role=alert]")
+            result["narrow_fleet_error"] = nw.locator("p.error[role=alert]").first.inner_text()
+            narrow.close()
+            allowed.remove("status of 403")
 
         # Keyboard only: sign in with the token, run a query, reach its download.
         step("keyboard only")
@@ -347,6 +406,14 @@ def main():
         ph.fill("textarea[name=token]", TOKEN)
         ph.click("button[type=submit]")
         ph.wait_for_selector("[data-tenant]")
+        # Every page fits the phone's width (wide tables scroll in their box).
+        result["phone_overflow_by_page"] = {}
+        for page_id, ready in [("query", ".cm-content"), ("saved", "main h1"), ("history", "[data-job]"),
+                               ("schema", "[data-table]"), ("audit", "main form"), ("fleet", "[data-throughput-chart]")]:
+            ph.goto(API + f"/console/#/{page_id}")
+            ph.wait_for_selector(ready)
+            ph.wait_for_timeout(300)
+            result["phone_overflow_by_page"][page_id] = ph.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         ph.goto(API + "/console/#/downloads")
         ph.wait_for_selector("[data-export]")
         result["phone_overflow"] = ph.evaluate("document.documentElement.scrollWidth - window.innerWidth")

@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use auditx::client::{ApiClient, ExportRequest};
+use auditx_lake::generate::GenerateSpec;
+use auditx_proto::{MeterId, TenantId};
 use auditx_tests::processes::{
     auditx_bin, config_file, free_port, run_auditx as run, spawn, wait_healthy,
 };
@@ -180,6 +183,18 @@ async fn the_console_in_a_real_browser() {
     // Another tenant's export and query on the same meter: never shown.
     let other = run(&["token", "--data-dir", data, "--tenant", "other"]).await;
     let other = other.trim();
+    // A token of dev without ops:read.
+    let narrow = run(&[
+        "token",
+        "--data-dir",
+        data,
+        "--tenant",
+        "dev",
+        "--scopes",
+        "query:read,query:write,export:read",
+    ])
+    .await;
+    let narrow = narrow.trim();
     let created = api_json(
         &http,
         other,
@@ -225,6 +240,36 @@ async fn the_console_in_a_real_browser() {
         js.headers()["content-type"],
         "text/javascript; charset=utf-8"
     );
+    // /console redirects to /console/; /console/index.html is the page too.
+    let index_html = http
+        .get(format!("{base}/console/index.html"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(index_html.status(), 200);
+    assert_eq!(
+        index_html.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    assert!(index_html.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    assert!(index_html
+        .text()
+        .await
+        .unwrap()
+        .contains(r#"<script type="module" src="app.js">"#));
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{base}/console"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 301);
+    assert_eq!(bare.headers()["location"], "/console/");
 
     let result_path = dir.path().join("result.json");
     let shots = repo().join("docs/console");
@@ -233,6 +278,7 @@ async fn the_console_in_a_real_browser() {
         .env("CONSOLE_LINK", &link)
         .env("CONSOLE_API", &base)
         .env("CONSOLE_TOKEN", &token)
+        .env("CONSOLE_NARROW_TOKEN", narrow)
         .env("CONSOLE_SEED_SQL", seed_fixture("q1.sql"))
         .env("CONSOLE_SCREENSHOTS", &shots)
         .env("CONSOLE_OTHER_IDS", format!("{other_export},{other_query}"))
@@ -298,6 +344,9 @@ async fn the_console_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(&from_api[..], &expected[..]);
+    // The options picked in the form are the job's.
+    assert_eq!(job["data"]["outputFormat"], "CSV", "{job}");
+    assert_eq!(job["data"]["warehouseSize"], "xsmall", "{job}");
     assert_eq!(result["query_download"]["sha256"], sha256(&expected));
 
     // A refused statement: the message says why.
@@ -342,6 +391,11 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(result["history_failed_rows"], 0);
     assert!(result["history_completed_rows"].as_u64().unwrap() >= 2);
     assert_eq!(result["other_tenant_seen"], serde_json::json!([]));
+    // Downloaded and re-run from the list.
+    assert_eq!(result["history_download"]["sha256"], sha256(&expected));
+    assert_eq!(result["history_rerun_status"], "completed");
+    let rerun = result["history_rerun_id"].as_str().unwrap();
+    assert!(rerun != query_id && !history.contains(&rerun), "{rerun}");
 
     // Schema browser: every table, sorted both ways, searched.
     let all = result["schema_all"].as_array().unwrap();
@@ -409,12 +463,44 @@ async fn the_console_in_a_real_browser() {
     );
     assert!(result["summary_rows"].as_u64().unwrap() >= 1);
 
-    // Fleet: the jobs and queues of /metrics.
+    // Fleet: the jobs and queues of /metrics, and the last hour from the
+    // state store: at least the rows of this export (the other tenant's
+    // export ran too), the queries run so far (the seed query, the saved
+    // one's run, the other tenant's), charted.
     let fleet = result["fleet_text"].as_str().unwrap();
     assert!(
-        fleet.contains("Jobs not settled") && fleet.contains("Task queues"),
+        fleet.contains("Jobs not settled")
+            && fleet.contains("Task queues")
+            && fleet.contains("Throughput, last hour"),
         "{fleet}"
     );
+    let throughput = &result["throughput"];
+    assert!(
+        throughput["rows"].as_u64().unwrap() >= count,
+        "{throughput}"
+    );
+    assert!(throughput["queries"].as_u64().unwrap() >= 2, "{throughput}");
+    assert!(
+        result["throughput_bar_pixels"].as_u64().unwrap() > 200,
+        "{}",
+        result["throughput_bar_pixels"]
+    );
+    // The page at /console/index.html.
+    assert_eq!(result["index_html_tables"], 8);
+    // A token without ops:read has no Fleet page in its menu, and the page
+    // names the missing scope.
+    let nav: Vec<&str> = result["narrow_nav"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        nav.contains(&"Data Query") && !nav.contains(&"Fleet"),
+        "{nav:?}"
+    );
+    let refused = result["narrow_fleet_error"].as_str().unwrap();
+    assert!(refused.contains("ops:read"), "{refused}");
 
     // Keyboard only, and a phone.
     assert_eq!(result["keyboard_reached_editor"], true);
@@ -424,6 +510,13 @@ async fn the_console_in_a_real_browser() {
         "{}",
         result["phone_overflow"]
     );
+    for (page, overflow) in result["phone_overflow_by_page"].as_object().unwrap() {
+        assert!(overflow.as_i64().unwrap() <= 1, "{page}: {overflow}");
+    }
+    assert_eq!(
+        result["phone_overflow_by_page"].as_object().unwrap().len(),
+        6
+    );
     assert_eq!(result["phone_nav_hidden"], true);
     assert_eq!(result["phone_nav_opens"], true);
 
@@ -431,8 +524,9 @@ async fn the_console_in_a_real_browser() {
 }
 
 /// The Fleet page of a distributed run (`auditx scheduler` and two `auditx
-/// worker` processes on Redis and RabbitMQ) lists both workers, and drops
-/// the one that is killed within seconds.
+/// worker` processes on Redis and RabbitMQ) lists both workers, charts the
+/// rows of an export they ran (the fleet's last hour, from the state
+/// store), and drops the worker that is killed within seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleet_page_lists_two_workers_and_drops_a_killed_one() {
     let python = python();
@@ -451,6 +545,35 @@ async fn the_fleet_page_lists_two_workers_and_drops_a_killed_one() {
     wait_healthy(port).await;
     let first_pid = first.id().unwrap();
 
+    // An export both workers share, before the page opens: its rows are in
+    // the throughput chart whichever process rendered them.
+    let spec = GenerateSpec {
+        tenant: TenantId::from("ops"),
+        meter: MeterId(3),
+        rows: 30_000,
+        from_ms: 1_751_328_000_000, // 2025-07-01T00:00:00Z
+        to_ms: 1_751_414_400_000,
+        error_rate: 0.0,
+        seed: 3,
+    };
+    sandbox.generate(&spec, 10_000).await.unwrap();
+    let client = ApiClient::new(&format!("http://127.0.0.1:{port}"), &sandbox.token("ops"));
+    let request = ExportRequest {
+        meter_id: 3,
+        export_type: "SAMPLE".into(),
+        run_type: "NORMAL".into(),
+        query_from_time: "2025-07-01T00:00:00Z".into(),
+        query_to_time: "2025-07-02T00:00:00Z".into(),
+        ..ExportRequest::default()
+    };
+    let request_id = client.create_export(&request).await.unwrap();
+    let job = client
+        .wait(3, &request_id, Duration::from_secs(180), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "FINISHED", "{job}");
+    let exported_rows = job["count"].as_u64().unwrap();
+
     let signal = dir.path().join("two-workers.json");
     let result_path = dir.path().join("fleet.json");
     let browser = Command::new(&python)
@@ -458,6 +581,7 @@ async fn the_fleet_page_lists_two_workers_and_drops_a_killed_one() {
         .env("CONSOLE_API", format!("http://127.0.0.1:{port}"))
         .env("CONSOLE_TOKEN", sandbox.token("ops"))
         .env("CONSOLE_SIGNAL", &signal)
+        .env("CONSOLE_EXPECT_ROWS", exported_rows.to_string())
         .env("CONSOLE_SCREENSHOTS", repo().join("docs/console"))
         .env("CONSOLE_RESULT", &result_path)
         .stdin(Stdio::null())
@@ -499,5 +623,101 @@ async fn the_fleet_page_lists_two_workers_and_drops_a_killed_one() {
         result["seconds_to_drop"].as_f64().unwrap() < 15.0,
         "{result}"
     );
+    // The chart: every row of the export, a bar up from the axis.
+    assert_eq!(result["throughput_rows"], exported_rows, "{result}");
+    assert!(
+        result["throughput_tasks"].as_u64().unwrap() >= 2,
+        "{result}"
+    );
+    assert!(
+        result["throughput_bar_pixels"].as_u64().unwrap() > 200,
+        "{result}"
+    );
     assert_eq!(result["console_errors"], serde_json::json!([]));
+}
+
+/// `auditx demo --serve` (what `scripts/demo.sh` runs on a terminal): the
+/// export and the seed's data query done, it prints a console link that
+/// signs in as the demo's tenant, whose console shows both jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_prints_a_console_link_signed_in_as_its_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut demo = Command::new(auditx_bin())
+        .args(["demo", "--serve", "--rows", "5000", "--data-dir"])
+        .arg(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("AUDITX_JWT_SECRET")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    let link = loop {
+        let line = tokio::time::timeout(Duration::from_secs(300), lines.next_line())
+            .await
+            .expect("the demo prints its console link")
+            .unwrap()
+            .unwrap_or_else(|| panic!("the demo ended without a console link:\n{printed}"));
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(at) = line.find("http://") {
+            if line.contains("/console/#signin=") {
+                break line[at..].trim().to_owned();
+            }
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = format!("http://127.0.0.1:{port}");
+    assert!(
+        link.starts_with(&format!("{base}/console/#signin=")),
+        "{link}"
+    );
+    let code = link.split("#signin=").nth(1).unwrap();
+    let http = reqwest::Client::new();
+    let signed_in: Value = http
+        .post(format!("{base}/console/signin"))
+        .json(&serde_json::json!({ "code": code }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = signed_in["data"]["token"].as_str().unwrap();
+    let queries = api_json(
+        &http,
+        token,
+        reqwest::Method::GET,
+        format!("{base}/query/jobs"),
+    )
+    .await;
+    let jobs = queries["data"].as_array().unwrap();
+    // The seed query read the audit table the demo loaded.
+    assert!(
+        jobs.iter().any(|j| j["queryStatus"] == "completed"
+            && j["query"]
+                .as_str()
+                .unwrap()
+                .contains("FROM auditloginevent")
+            && j["outputRows"].as_u64().unwrap() > 0),
+        "{queries}"
+    );
+    let exports = api_json(
+        &http,
+        token,
+        reqwest::Method::GET,
+        format!("{base}/meters/1001/auditTrail/export"),
+    )
+    .await;
+    assert!(
+        exports["data"]["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["status"] == "FINISHED"),
+        "{exports}"
+    );
+    demo.kill().await.unwrap();
 }

@@ -1,18 +1,45 @@
 //! This worker's announcement (see `auditx_common::fleet`): its id, host,
 //! pid, concurrency and tasks in flight, refreshed every two seconds.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use auditx_common::fleet::{announce, WorkerAnnouncement};
 use auditx_common::state::StateStore;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// Announces the worker until `shutdown`; `slots` are its task slots.
+/// The tasks a worker loop runs now. Not its free slots: the loop holds a
+/// slot while it waits for the next delivery, so an idle worker would look
+/// busy.
+#[derive(Clone, Debug, Default)]
+pub struct Running(Arc<AtomicU64>);
+
+impl Running {
+    /// Counts one task until the guard is dropped (a panicking task too).
+    pub fn start(&self) -> RunningTask {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        RunningTask(self.0.clone())
+    }
+
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One running task of [`Running`].
+pub struct RunningTask(Arc<AtomicU64>);
+
+impl Drop for RunningTask {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Announces the worker until `shutdown`, with the tasks `running` counts.
 pub fn spawn(
     state: Arc<dyn StateStore>,
     concurrency: u16,
-    slots: Arc<Semaphore>,
+    running: Running,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let id = format!("worker-{}", uuid::Uuid::new_v4().simple());
@@ -27,7 +54,7 @@ pub fn spawn(
         host: host.clone(),
         pid: std::process::id(),
         concurrency,
-        in_flight: usize::from(concurrency).saturating_sub(slots.available_permits()) as u64,
+        in_flight: running.now(),
         started_at_ms,
         seen_at_ms: now_ms(),
     };

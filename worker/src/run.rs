@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use auditx_common::config::Config;
+use auditx_common::fleet::throughput::{self, ThroughputCounter};
 use auditx_common::queue::{Consumer, Delivery, Message, QueueError, QueueResult, TaskQueue};
 use auditx_common::retry::{retry, Backoff};
 use auditx_common::s3::ObjectStore;
@@ -74,10 +75,22 @@ pub async fn run(
         results_queue: topology.results(),
         max_attempts: config.worker.max_task_attempts.max(1),
         queries,
+        throughput: Arc::new(ThroughputCounter::default()),
     });
     let slots = Arc::new(Semaphore::new(usize::from(concurrency)));
     let announcing = shutdown.child_token();
-    let announcer = crate::announce::spawn(state, concurrency, slots.clone(), announcing.clone());
+    let tasks_running = crate::announce::Running::default();
+    let announcer = crate::announce::spawn(
+        state.clone(),
+        concurrency,
+        tasks_running.clone(),
+        announcing.clone(),
+    );
+    let recorder = tokio::spawn(throughput::record(
+        state,
+        worker.throughput.clone(),
+        announcing.clone(),
+    ));
     let mut running = JoinSet::new();
     let Some(mut consumer) = subscribe(queue.as_ref(), &tasks_queue, concurrency, &shutdown).await
     else {
@@ -103,8 +116,10 @@ pub async fn run(
         match next {
             Some(Ok(delivery)) => {
                 let worker = worker.clone();
+                let task = tasks_running.start();
                 running.spawn(async move {
                     worker.handle(delivery).await;
+                    drop(task);
                     drop(slot);
                 });
             }
@@ -130,6 +145,7 @@ pub async fn run(
     drop(consumer);
     announcing.cancel();
     let _ = announcer.await;
+    let _ = recorder.await;
     info!("worker stopped");
     Ok(())
 }
@@ -219,6 +235,8 @@ struct Worker {
     /// Failed attempts after which a task fails for good.
     max_attempts: u32,
     queries: QueryRunner,
+    /// What this worker finished, for the fleet's throughput chart.
+    throughput: Arc<ThroughputCounter>,
 }
 
 impl Worker {
@@ -295,6 +313,12 @@ impl Worker {
         match self.publish(&report).await {
             Ok(()) => {
                 metrics::task_finished(kind, outcome);
+                let rows = match &report {
+                    WorkerReport::Rendered(r) => r.rows,
+                    _ => 0,
+                };
+                let query = matches!(report, WorkerReport::Queried(_));
+                self.throughput.task_finished(rows, query);
                 settle(delivery.ack().await, "ack");
             }
             Err(e) => {

@@ -1,12 +1,13 @@
-// Fleet: what the scheduler's /metrics shows (jobs by status, task queues
-// and dead letters, per-tenant queues, workers' tasks in flight) and the
-// throughput sampled while the page is open.
+// Fleet: the workers alive and the fleet's throughput of the last hour
+// (GET /fleet/workers, /fleet/throughput; scope ops:read), and what the
+// scheduler's /metrics shows (jobs by status, task queues and dead letters,
+// per-tenant queues, this process's workers).
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { CategoryScale, Chart, Legend, LinearScale, LineController, LineElement, PointElement, Tooltip } from 'chart.js';
+import { BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, LineController, LineElement, PointElement, Tooltip } from 'chart.js';
 import { call, items } from '../api.js';
 import { html, ErrorBox, fmtNumber, fmtTime } from '../ui.js';
 
-Chart.register(LineController, LineElement, PointElement, CategoryScale, LinearScale, Legend, Tooltip);
+Chart.register(BarController, BarElement, LineController, LineElement, PointElement, CategoryScale, LinearScale, Legend, Tooltip);
 
 /// Prometheus text format → [{name, labels, value}].
 export function parseMetrics(text) {
@@ -22,44 +23,66 @@ export function parseMetrics(text) {
   return out;
 }
 
-const HOUR_MS = 3600 * 1000;
-const samples = [];
-
 function sum(metrics, name, filter = () => true) {
   return metrics.filter((m) => m.name === name && filter(m.labels)).reduce((n, m) => n + m.value, 0);
 }
 
+const THROUGHPUT_EVERY_MS = 5000;
+
+/// The fleet's last hour per minute (GET /fleet/throughput: every worker's
+/// counts, kept in the state store), as a chart refreshed every 5 s.
 function Throughput() {
   const canvas = useRef(null);
   const chart = useRef(null);
+  const [minutes, setMinutes] = useState(null);
+  const [error, setError] = useState(null);
   useEffect(() => {
     chart.current = new Chart(canvas.current, {
-      type: 'line',
+      type: 'bar',
       data: { labels: [], datasets: [
-        { label: 'rows rendered / s', data: [], borderColor: '#1f4e79', pointRadius: 0 },
-        { label: 'tasks finished / s', data: [], borderColor: '#2e7d32', pointRadius: 0 },
+        { type: 'bar', label: 'rows rendered / min', data: [], backgroundColor: '#1f4e79', yAxisID: 'yRows', order: 2 },
+        { type: 'line', label: 'tasks finished / min', data: [], borderColor: '#2e7d32', backgroundColor: '#2e7d32', pointRadius: 0, yAxisID: 'yTasks', order: 1 },
+        { type: 'line', label: 'data queries / min', data: [], borderColor: '#b26a00', backgroundColor: '#b26a00', pointRadius: 0, yAxisID: 'yTasks', order: 0 },
       ] },
-      options: { responsive: true, maintainAspectRatio: false, animation: false, scales: { y: { beginAtZero: true } } },
+      options: {
+        responsive: true, maintainAspectRatio: false, animation: false,
+        interaction: { mode: 'index', intersect: false },
+        scales: {
+          yRows: { type: 'linear', axis: 'y', position: 'left', beginAtZero: true, title: { display: true, text: 'rows' } },
+          yTasks: { type: 'linear', axis: 'y', position: 'right', beginAtZero: true, grid: { drawOnChartArea: false }, title: { display: true, text: 'tasks, queries' } },
+        },
+      },
     });
     return () => chart.current.destroy();
   }, []);
   useEffect(() => {
+    let stop = false;
+    const load = () => call('GET', '/fleet/throughput').then(
+      (b) => !stop && (setMinutes(Array.isArray(b.data) ? b.data : []), setError(null)),
+      (e) => !stop && setError(e));
+    load();
+    const t = setInterval(load, THROUGHPUT_EVERY_MS);
+    return () => ((stop = true), clearInterval(t));
+  }, []);
+  useEffect(() => {
+    if (!minutes) return;
     const c = chart.current;
-    const rates = [];
-    for (let i = 1; i < samples.length; i++) {
-      const dt = (samples[i].at - samples[i - 1].at) / 1000;
-      rates.push({
-        at: new Date(samples[i].at).toISOString().slice(11, 19),
-        rows: Math.max(0, (samples[i].rows - samples[i - 1].rows) / dt),
-        tasks: Math.max(0, (samples[i].tasks - samples[i - 1].tasks) / dt),
-      });
-    }
-    c.data.labels = rates.map((r) => r.at);
-    c.data.datasets[0].data = rates.map((r) => r.rows);
-    c.data.datasets[1].data = rates.map((r) => r.tasks);
+    c.data.labels = minutes.map((m) => String(m.minute).slice(11, 16));
+    c.data.datasets[0].data = minutes.map((m) => m.rows);
+    c.data.datasets[1].data = minutes.map((m) => m.tasks);
+    c.data.datasets[2].data = minutes.map((m) => m.queries);
     c.update();
-  });
-  return html`<div class="chart"><canvas ref=${canvas} role="img" aria-label="Throughput over the last hour (sampled while this page is open)"></canvas></div>`;
+  }, [minutes]);
+  const total = (key) => (minutes || []).reduce((n, m) => n + m[key], 0);
+  const summary = minutes
+    ? `Last hour (UTC minutes): ${fmtNumber(total('rows'))} rows rendered, ${fmtNumber(total('tasks'))} tasks finished, ${fmtNumber(total('queries'))} data queries completed`
+    : 'Reading the last hour…';
+  return html`<div class="card throughput"><h2>Throughput, last hour</h2>
+    <${ErrorBox} error=${error} />
+    <p class="muted" aria-live="polite" data-throughput-rows=${minutes ? total('rows') : undefined}
+      data-throughput-tasks=${minutes ? total('tasks') : undefined} data-throughput-queries=${minutes ? total('queries') : undefined}>${summary}; every worker of the fleet, per minute.</p>
+    <div class="chart"><canvas ref=${canvas} data-throughput-chart role="img" aria-label=${summary}></canvas></div>
+  </div>`;
 }
 
 function Workers() {
@@ -94,9 +117,6 @@ export function FleetPage() {
         const r = await fetch('/metrics', { cache: 'no-store' });
         if (!r.ok) throw new Error(`/metrics answered ${r.status}`);
         const m = parseMetrics(await r.text());
-        const now = Date.now();
-        samples.push({ at: now, rows: sum(m, 'auditx_worker_rows_rendered_total'), tasks: sum(m, 'auditx_worker_tasks_total') });
-        while (samples.length && samples[0].at < now - HOUR_MS) samples.shift();
         if (!stop) (setMetrics(m), setError(null));
       } catch (e) {
         if (!stop) setError(e);
@@ -116,6 +136,7 @@ export function FleetPage() {
   return html`<section aria-labelledby="fleet-title">
     <h1 id="fleet-title">Fleet</h1>
     <${Workers} />
+    <${Throughput} />
     <p class="muted">Below: this API process's <code>/metrics</code>, every 3 s. Jobs and queues are the whole fleet's (counted from the state store and the broker);
       task counts are those of the workers in this process (standalone) — in a distributed deployment each worker serves its own <code>/metrics</code>.</p>
     <${ErrorBox} error=${error} />
@@ -139,7 +160,5 @@ export function FleetPage() {
         ${tenants.length === 0 && html`<tr><td colspan="3">all empty</td></tr>`}
       </tbody></table></div>
     </div>
-    <h2>Throughput</h2>
-    <${Throughput} />
   </section>`;
 }

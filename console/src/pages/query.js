@@ -13,6 +13,7 @@ export const DEFAULT_OPTIONS = {
   readDeleted: false,
   useIndexJoin: false,
   sourceData: 'LIVE',
+  warehouseSize: '',
   encryptionKey: '',
 };
 
@@ -25,6 +26,7 @@ export function submitBody(query, options) {
   if (options.readDeleted) body.readDeleted = true;
   if (options.useIndexJoin) body.useIndexJoin = true;
   if (options.sourceData && options.sourceData !== 'LIVE') body.sourceData = options.sourceData;
+  if (options.warehouseSize) body.warehouseSize = options.warehouseSize;
   if (options.encryptionKey?.trim()) body.encryptionKey = options.encryptionKey.trim();
   return body;
 }
@@ -112,6 +114,7 @@ export function QueryPage() {
       if (options.outputFormat !== 'DSV') delete body.columnSeparator;
       delete body.useIndexJoin;
       delete body.sourceData;
+      delete body.warehouseSize;
       delete body.encryptionKey;
       const s = (await call('POST', '/query/saved', { body })).data;
       setSaved(`Saved as “${s.name}”.`);
@@ -152,6 +155,11 @@ export function QueryPage() {
         <label>Source
           <select name="sourceData" value=${options.sourceData} onChange=${set('sourceData')}>
             <option value="LIVE">Live</option><option value="WAREHOUSE">Warehouse</option>
+          </select>
+        </label>
+        <label>Warehouse size
+          <select name="warehouseSize" value=${options.warehouseSize} onChange=${set('warehouseSize')}>
+            <option value="">Default</option><option value="xsmall">xsmall</option>
           </select>
         </label>
         <label class="check"><input type="checkbox" name="readDeleted" checked=${options.readDeleted} onChange=${set('readDeleted')} /> Read deleted records only</label>

@@ -127,6 +127,9 @@ async fn asset(
     axum::extract::Path(file): axum::extract::Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    if file == ASSETS[0].path {
+        return index().await;
+    }
     match ASSETS.iter().skip(1).find(|a| a.path == file) {
         Some(asset) => serve(asset, &headers),
         None => ApiError::NotFound(format!("no route for /console/{file}")).into_response(),

@@ -1,8 +1,10 @@
 //! `GET /fleet/workers`: the workers alive (they announce themselves every
-//! two seconds; one silent for six is gone — `auditx_common::fleet`). Needs
-//! the `ops:read` scope.
+//! two seconds; one silent for six is gone — `auditx_common::fleet`);
+//! `GET /fleet/throughput`: the fleet's counts of the last hour per minute
+//! (`auditx_common::fleet::throughput`). Both need the `ops:read` scope.
 
 use auditx_common::fleet::alive_workers;
+use auditx_common::fleet::throughput::last_hour;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -70,4 +72,50 @@ pub async fn workers(
         })
         .collect();
     Ok(Envelope::ok(workers).into_response())
+}
+
+/// One minute of the fleet's throughput (every worker's counts summed).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThroughputMinute {
+    /// The minute's start.
+    #[schema(format = DateTime)]
+    pub minute: String,
+    /// Data rows rendered into export chunks.
+    pub rows: u64,
+    /// Tasks finished (render, assemble, query; succeeded or failed).
+    pub tasks: u64,
+    /// Data queries completed with a result.
+    pub queries: u64,
+}
+
+/// `GET /fleet/throughput`.
+#[utoipa::path(
+    get,
+    path = "/fleet/throughput",
+    operation_id = "fleetThroughput",
+    summary = "The fleet's throughput over the last hour, per minute",
+    description = "60 minutes, oldest first, the current one last: rows rendered, tasks finished and data queries completed by every worker (each adds its counts every 5 s). Needs the ops:read scope.",
+    responses(
+        (status = 200, description = "The last 60 minutes.", body = Envelope<Vec<ThroughputMinute>>),
+    )
+)]
+pub async fn throughput(
+    State(services): State<Services>,
+    _caller: Caller,
+    params: QueryParams,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let minutes: Vec<ThroughputMinute> = last_hour(services.state.as_ref(), now)
+        .await?
+        .into_iter()
+        .map(|m| ThroughputMinute {
+            minute: iso(m.start_ms),
+            rows: m.counts.rows,
+            tasks: m.counts.tasks,
+            queries: m.counts.queries,
+        })
+        .collect();
+    Ok(Envelope::ok(minutes).into_response())
 }

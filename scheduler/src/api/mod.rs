@@ -82,6 +82,7 @@ pub fn router(services: Services) -> Router {
         .routes(routes!(saved_queries::update, saved_queries::delete))
         .routes(routes!(schema::schema))
         .routes(routes!(fleet::workers))
+        .routes(routes!(fleet::throughput))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

@@ -114,6 +114,7 @@ const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("DELETE", "/query/jobs/{id}", Scope::QueryWrite),
     ("GET", "/query/schema", Scope::QueryRead),
     ("GET", "/fleet/workers", Scope::OpsRead),
+    ("GET", "/fleet/throughput", Scope::OpsRead),
     ("GET", "/query/saved", Scope::QueryRead),
     ("POST", "/query/saved", Scope::QueryWrite),
     ("PATCH", "/query/saved/{id}", Scope::QueryWrite),
