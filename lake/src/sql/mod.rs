@@ -17,7 +17,7 @@ mod session;
 
 pub use error::{classify, SqlError};
 pub use output::{write_csv_field, write_timestamp_millis, ResultWriter};
-pub use session::{lake_object_store, run_query, QueryLimits};
+pub use session::{lake_object_store, lake_object_store_on, run_query, QueryLimits};
 
 /// A query the guard admitted, as rewritten text DataFusion can plan.
 #[derive(Clone, Debug, PartialEq, Eq)]

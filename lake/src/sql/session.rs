@@ -72,6 +72,31 @@ pub struct QueryLimits {
 /// region and static keys; with no keys configured, the AWS environment and
 /// instance credentials that `object_store` finds itself.
 pub fn lake_object_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, SqlError> {
+    build_lake_store(lake_store_builder(s3))
+}
+
+/// [`lake_object_store`] whose HTTP requests (and their response bodies)
+/// run on the runtime of `io`, whatever runtime awaits them: data queries
+/// run on a pool with no I/O driver of its own (the worker's query
+/// executor), and their reads go through this store.
+pub fn lake_object_store_on(
+    s3: &S3Config,
+    io: tokio::runtime::Handle,
+) -> Result<Arc<dyn ObjectStore>, SqlError> {
+    build_lake_store(
+        lake_store_builder(s3)
+            .with_http_connector(object_store::client::SpawnedReqwestConnector::new(io)),
+    )
+}
+
+fn build_lake_store(builder: AmazonS3Builder) -> Result<Arc<dyn ObjectStore>, SqlError> {
+    let store = builder
+        .build()
+        .map_err(|e| SqlError::Execution(format!("lake object store configuration: {e}")))?;
+    Ok(Arc::new(store))
+}
+
+fn lake_store_builder(s3: &S3Config) -> AmazonS3Builder {
     let has_keys = !s3.access_key_id.is_empty() && !s3.secret_access_key.is_empty();
     let mut builder = if has_keys {
         AmazonS3Builder::new()
@@ -99,10 +124,7 @@ pub fn lake_object_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, SqlError
             .with_endpoint(endpoint)
             .with_allow_http(endpoint.starts_with("http://"));
     }
-    let store = builder
-        .build()
-        .map_err(|e| SqlError::Execution(format!("lake object store configuration: {e}")))?;
-    Ok(Arc::new(store))
+    builder
 }
 
 /// Checks `query` again, plans it in a fresh session over `tenant`'s

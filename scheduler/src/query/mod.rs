@@ -9,6 +9,7 @@
 
 pub(crate) mod driver;
 pub mod jobs;
+pub mod retention;
 
 /// `<tenant>/queries/<queryId>/`: the result objects of one query (a
 /// worker adds one attempt id per run, so a redelivered task never writes
