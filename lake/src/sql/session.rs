@@ -46,6 +46,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::functions::expr_fn::{coalesce, date_part};
 use datafusion::logical_expr::{cast, ident, lit, Expr};
+use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
@@ -55,6 +56,7 @@ use url::Url;
 use super::decorrelate::DistinctCorrelatedColumns;
 use super::functions::date_udf;
 use super::guard::{mentions_column, parse_query};
+use super::stop::QueryStop;
 use super::{check_query, classify, CheckedQuery, SqlError};
 use crate::tables::{TableDef, DELETED_COLUMN, ENTITY_COLUMN, ORG_COLUMN, TABLES};
 
@@ -132,7 +134,9 @@ fn lake_store_builder(s3: &S3Config) -> AmazonS3Builder {
 /// `scope` — and, unless the query names the `deleted` column, only the
 /// rows not deleted, or with `read_deleted` only the deleted ones — and
 /// starts it. The caller pulls batches one at a time and maps their errors
-/// with [`classify`].
+/// with [`classify`]. Once `stop` is stopped, every operator of the plan
+/// ends at its next batch and the stream answers the stop's reason.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_query(
     lake: Arc<dyn ObjectStore>,
     lake_bucket: &str,
@@ -141,6 +145,7 @@ pub async fn run_query(
     query: &CheckedQuery,
     limits: &QueryLimits,
     read_deleted: bool,
+    stop: &QueryStop,
 ) -> Result<SendableRecordBatchStream, SqlError> {
     let checked = check_query(&query.sql)?;
     let deleted = match mentions_column(&parse_query(&checked.sql)?, DELETED_COLUMN) {
@@ -157,10 +162,14 @@ pub async fn run_query(
         .sql_with_options(&checked.sql, options)
         .await
         .map_err(|e| classify(e, limits))?;
-    frame
-        .execute_stream()
+    let task = Arc::new(frame.task_ctx());
+    let plan = frame
+        .create_physical_plan()
         .await
-        .map_err(|e| classify(e, limits))
+        .and_then(|plan| stop.guard(plan))
+        .map_err(|e| classify(e, limits))?;
+    let stream = execute_stream(plan, task).map_err(|e| classify(e, limits))?;
+    Ok(stop.guard_stream(stream))
 }
 
 /// What a query's tables hold of the deleted rows and the `deleted` column.

@@ -346,6 +346,8 @@ async fn settle_in_span(
             spec.id.as_str(),
         )
         .await?;
+    // Settled: no longer needed should the state store lose its data.
+    super::record::delete(services, spec).await?;
     services.queries.dequeue(&spec.tenant, &spec.id).await?;
     tracing::info!(query_id = %spec.id, status = state.status.as_str(), rows = state.output_rows, "query ended");
     Ok(())

@@ -9,6 +9,7 @@
 
 pub(crate) mod driver;
 pub mod jobs;
+pub mod record;
 pub mod retention;
 
 /// `<tenant>/queries/<queryId>/`: the result objects of one query (a

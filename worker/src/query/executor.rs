@@ -18,10 +18,12 @@
 //! attempted on the pool fails loudly ("IO is disabled") instead of
 //! silently sharing the pool's busy threads.
 //!
-//! Dropping a [`PoolTask`] aborts its task: DataFusion's streams yield to
-//! Tokio's cooperative budget, so the query stops at its next batch and its
-//! own spawned partitions (aborted when their handles drop) with it. Cancel
-//! and the time limit are enforced on the main runtime by dropping it.
+//! Dropping a [`PoolTask`] aborts its task once it next yields, and its
+//! own spawned partitions (aborted when their handles drop) with it. A
+//! plan fed from memory may never yield: the query is therefore stopped
+//! first ([`auditx_lake::sql::QueryStop`]), which ends every operator of
+//! its plan at its next batch. Cancel and the time limit are enforced on
+//! the main runtime, by stopping the query and dropping its task.
 //!
 //! One pool per process: the worker loops of a process share it
 //! ([`QueryExecutor::shared`]); it stops when the last of them drops it.

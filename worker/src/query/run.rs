@@ -8,14 +8,16 @@
 //! ([`QueryExecutor`]); the rendered bytes come back over a bounded
 //! channel and are uploaded here, on the caller's (I/O) runtime, which
 //! also keeps the time limit and polls the cancel key. Ending the query
-//! early drops the pool task, which aborts it.
+//! early stops it ([`QueryStop`]: every operator of its plan ends at its
+//! next batch, naming the reason, even one that never yields) and drops
+//! the pool task, which aborts it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::StateStore;
-use auditx_lake::sql::{check_query, run_query, QueryLimits, ResultWriter, SqlError};
+use auditx_lake::sql::{check_query, run_query, QueryLimits, QueryStop, ResultWriter, SqlError};
 use auditx_proto::{query_cancel_key, Compression, QueryId, QueryOutcome, QueryTask};
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -101,16 +103,24 @@ pub async fn run_query_task(
         encryption,
     );
     let time_limit = Duration::from_millis(task.time_limit_ms);
+    let stop = QueryStop::new();
     let result = {
-        let work = write_result(runner, task, &mut upload);
-        tokio::select! {
-            rows = work => rows,
+        let work = write_result(runner, task, &mut upload, &stop);
+        tokio::pin!(work);
+        let ended = tokio::select! {
+            rows = &mut work => rows,
             () = tokio::time::sleep(time_limit) => Err(WorkerError::TimeLimit {
                 secs: time_limit.as_secs_f64(),
             }),
             () = wait_for_cancel(runner.state.as_ref(), &task.query_id) => Err(WorkerError::Cancelled),
             () = runner.shutdown.cancelled() => Err(WorkerError::Interrupted),
+        };
+        // Ended early: the plan's operators end at their next batch (the
+        // reason given before `work` drops and stops it as merely ended).
+        if let Err(error) = &ended {
+            stop.stop(error.to_string());
         }
+        ended
     };
     let rows = match result {
         Ok(rows) => rows,
@@ -135,15 +145,19 @@ async fn write_result(
     runner: &QueryRunner,
     task: &QueryTask,
     upload: &mut ResultUpload<'_>,
+    stop: &QueryStop,
 ) -> Result<u64, WorkerError> {
     let (rendered, mut chunks) = mpsc::channel(RENDERED_IN_FLIGHT);
     // Dropped with this future (cancel, time limit, shutdown, a failed
-    // upload): the query is aborted on the pool.
+    // upload, the query's own failure): the query is stopped and aborted
+    // on the pool, its operators ending at their next batch.
+    let _stop = stop.on_drop("the query ended");
     let query = runner.executor.spawn(render_result(
         runner.lake.clone(),
         runner.lake_bucket.clone(),
         task.clone(),
         rendered,
+        stop.clone(),
     ));
     while let Some(chunk) = chunks.recv().await {
         upload.write(&chunk).await?;
@@ -160,7 +174,11 @@ async fn render_result(
     lake_bucket: String,
     task: QueryTask,
     out: mpsc::Sender<Vec<u8>>,
+    stop: QueryStop,
 ) -> Result<u64, WorkerError> {
+    // However this ends (a failed batch, the memory limit), partitions
+    // still running on other threads of the pool end at their next batch.
+    let _stop = stop.on_drop("the query ended");
     let checked = check_query(&task.sql)?;
     let limits = QueryLimits {
         memory_limit_bytes: task.memory_limit_bytes as usize,
@@ -173,6 +191,7 @@ async fn render_result(
         &checked,
         &limits,
         task.read_deleted,
+        &stop,
     )
     .await?;
     let mut writer = ResultWriter::new(&batches.schema(), task.format)
