@@ -14,13 +14,15 @@ pub const BIG_METER: i64 = 1;
 /// The 1,000-row meter of the latency runs and the create-call load.
 pub const SMALL_METER: i64 = 2;
 pub const SMALL_ROWS: u64 = 1_000;
+/// The audit table of the small-query latency runs: [`SMALL_ROWS`] rows.
+pub const QUERY_TABLE: &str = "auditloginevent";
 /// The generated (and exported) time range.
 pub const FROM: &str = "2025-07-01T00:00:00Z";
 pub const TO: &str = "2025-07-08T00:00:00Z";
 const SEED: u64 = 1;
 const ERROR_RATE: &str = "0.02";
 /// Bumped when the generated lake changes shape, so old lakes are rebuilt.
-const LAKE_VERSION: u32 = 1;
+const LAKE_VERSION: u32 = 2;
 
 /// The folder of the lake bucket's files, which DuckDB reads.
 pub fn lake_files(dir: &Path) -> PathBuf {
@@ -45,8 +47,9 @@ pub async fn ensure(auditx: &Path, dir: &Path, rows: u64) -> anyhow::Result<()> 
     }
     let started = Instant::now();
     for (meter, rows) in [(BIG_METER, rows), (SMALL_METER, SMALL_ROWS)] {
-        generate(auditx, dir, meter, rows).await?;
+        generate(auditx, dir, &["--meter", &meter.to_string()], rows).await?;
     }
+    generate(auditx, dir, &["--table", QUERY_TABLE], SMALL_ROWS).await?;
     // The lake's pages written back now, so that the first timed run does
     // not share the disk with their write-back.
     let _ = Command::new("sync").status().await;
@@ -58,21 +61,24 @@ pub async fn ensure(auditx: &Path, dir: &Path, rows: u64) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// `auditx generate` of one meter into the folder's embedded lake.
-async fn generate(auditx: &Path, dir: &Path, meter: i64, rows: u64) -> anyhow::Result<()> {
-    let status = Command::new(auditx)
+/// `auditx generate` of one meter (`--meter N`) or audit table (`--table
+/// NAME`) into the folder's embedded lake.
+async fn generate(auditx: &Path, dir: &Path, what: &[&str], rows: u64) -> anyhow::Result<()> {
+    let mut command = Command::new(auditx);
+    command
         .arg("generate")
         .arg("--data-dir")
         .arg(dir)
-        .args(["--tenant", TENANT, "--meter", &meter.to_string()])
-        .args(["--rows", &rows.to_string(), "--seed", &SEED.to_string()])
-        .args(["--from", FROM, "--to", TO, "--error-rate", ERROR_RATE])
-        .status()
-        .await
-        .context("running auditx generate")?;
+        .args(["--tenant", TENANT])
+        .args(what)
+        .args(["--rows", &rows.to_string(), "--seed", &SEED.to_string()]);
+    if what.first() == Some(&"--meter") {
+        command.args(["--from", FROM, "--to", TO, "--error-rate", ERROR_RATE]);
+    }
+    let status = command.status().await.context("running auditx generate")?;
     anyhow::ensure!(
         status.success(),
-        "auditx generate of meter {meter} ({rows} rows) failed: {status}"
+        "auditx generate {what:?} ({rows} rows) failed: {status}"
     );
     Ok(())
 }

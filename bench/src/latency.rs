@@ -1,12 +1,14 @@
 //! Latency of small jobs: sequential 1,000-row exports timed create →
-//! FINISHED. (A small data query's latency belongs here too.)
+//! FINISHED, and sequential data queries over a 1,000-row audit table
+//! timed submit → `completed`.
 
 use std::time::{Duration, Instant};
 
+use anyhow::{bail, Context};
 use auditx::client::ApiClient;
 
 use crate::export::{finished, request};
-use crate::lake::{SMALL_METER, SMALL_ROWS};
+use crate::lake::{QUERY_TABLE, SMALL_METER, SMALL_ROWS};
 use crate::stats::percentile;
 
 /// Sequential runs of one small job: their median and p90.
@@ -43,6 +45,41 @@ pub async fn small_exports(client: &ApiClient, runs: usize) -> anyhow::Result<La
             Duration::from_secs(120),
         )
         .await?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(Latency::of(times))
+}
+
+/// The small data query: every row of the 1,000-row table.
+fn small_query() -> String {
+    format!("SELECT * FROM {QUERY_TABLE}")
+}
+
+/// `runs` data queries over the 1,000-row table, one after another, each
+/// timed from submit to the first `completed` seen (polled every 2 ms).
+pub async fn small_queries(client: &ApiClient, runs: usize) -> anyhow::Result<Latency> {
+    println!("  {runs} data queries of {SMALL_ROWS} rows, one after another …");
+    let sql = small_query();
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        let job = client.submit_query(&sql, "CSV", "NONE").await?;
+        let id = job["id"]
+            .as_str()
+            .context("a query job without id")?
+            .to_owned();
+        loop {
+            let job = client.query_job(&id).await?;
+            match job["queryStatus"].as_str() {
+                Some("completed") => break,
+                Some("accepted" | "in_progress") => {}
+                _ => bail!("the small query did not complete: {job}"),
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                bail!("the small query did not complete within 120 s: {job}");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         times.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     Ok(Latency::of(times))

@@ -9,7 +9,8 @@
 //!    processes on RabbitMQ and Redis; once per worker count given.
 //! 3. [`export`]: exports the large meter (create → FINISHED with presigned
 //!    URLs), downloads the files and hashes their rows; then, in the last
-//!    round, [`latency`] (sequential 1,000-row exports), [`online`] (entries
+//!    round, [`latency`] (sequential 1,000-row exports and 1,000-row data
+//!    queries), [`online`] (entries
 //!    pages and a summary) and [`load`] (create-export calls from many
 //!    connections).
 //! 4. [`duckdb`]: runs DuckDB's query over the same files (the pinned DuckDB,
@@ -116,6 +117,11 @@ async fn run_product(
     } else {
         None
     };
+    let query_latency = if last && args.latency_runs > 0 {
+        Some(latency::small_queries(&fleet.client, args.latency_runs).await?)
+    } else {
+        None
+    };
     let online = if last {
         Some(online::measure(&fleet.client, export.rows).await?)
     } else {
@@ -135,6 +141,7 @@ async fn run_product(
         peaks,
         cpu,
         latency,
+        query_latency,
         online,
         load,
     })

@@ -23,6 +23,8 @@ pub struct Run {
     /// (process, CPU seconds used during the large export)
     pub cpu: Vec<(String, f64)>,
     pub latency: Option<Latency>,
+    /// Sequential data queries of the 1,000-row table, submit → completed.
+    pub query_latency: Option<Latency>,
     pub online: Option<Online>,
     pub load: Option<Load>,
 }
@@ -169,6 +171,12 @@ fn print_phases(run: &Run) {
     if let Some(l) = &run.latency {
         println!(
             "latency, {SMALL_ROWS}-row export create → FINISHED ({} runs): median {:.0} ms, p90 {:.0} ms",
+            l.runs, l.median_ms, l.p90_ms
+        );
+    }
+    if let Some(l) = &run.query_latency {
+        println!(
+            "latency, {SMALL_ROWS}-row data query submit → completed ({} runs): median {:.0} ms, p90 {:.0} ms",
             l.runs, l.median_ms, l.p90_ms
         );
     }

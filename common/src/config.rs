@@ -162,7 +162,8 @@ pub struct ExportConfig {
     /// sent is sent again (a lost message or report must not stall a job).
     pub task_timeout_secs: u64,
     /// An ended export's record and files are removed this long after it
-    /// ended (default 30 days; presigned URLs stop working then too).
+    /// ended (default 30 days; presigned URLs stop working then too); so
+    /// are an ended data query's record and result object.
     pub retention_secs: u64,
 }
 
@@ -195,6 +196,10 @@ pub struct WorkerConfig {
     /// failures count: a task returned by a broker or connection failure
     /// does not.
     pub max_task_attempts: u32,
+    /// Threads of the process's data query pool (DataFusion runs there,
+    /// never on the threads serving the API, leases and the task queue);
+    /// 0, the default, means one per core.
+    pub query_threads: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -344,6 +349,7 @@ impl Default for WorkerConfig {
             concurrency: 2,
             listen: "0.0.0.0:9090".parse().expect("valid address"),
             max_task_attempts: 5,
+            query_threads: 0,
         }
     }
 }

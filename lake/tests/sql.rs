@@ -17,8 +17,8 @@ use arrow::record_batch::RecordBatch;
 use auditx_common::config::S3Config;
 use auditx_common::embedded_s3::EmbeddedS3;
 use auditx_lake::sql::{
-    check_query, classify, lake_object_store, run_query, CheckedQuery, QueryLimits, ResultWriter,
-    SqlError,
+    check_query, classify, lake_object_store, run_query, CheckedQuery, QueryLimits, QueryStop,
+    ResultWriter, SqlError,
 };
 use auditx_lake::tables::{ColumnType, TableDef, TABLES};
 use auditx_proto::{QueryOutputFormat, Scope, TenantId};
@@ -196,6 +196,7 @@ async fn query_in_scope(
         &checked,
         limits,
         false,
+        &QueryStop::new(),
     )
     .await?;
     let mut writer = ResultWriter::new(&stream.schema(), format);
@@ -286,6 +287,7 @@ async fn ways_out_of_the_tenant_are_refused_even_unchecked() {
             &forged,
             &LIMITS,
             false,
+            &QueryStop::new(),
         )
             .await
             .map(|_| ())
@@ -715,6 +717,7 @@ async fn csv_on(
         &checked,
         &LIMITS,
         read_deleted,
+        &QueryStop::new(),
     )
     .await
     .unwrap_or_else(|e| panic!("{sql}: {e}"));

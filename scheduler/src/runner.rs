@@ -50,6 +50,10 @@ pub async fn run(services: Services, shutdown: CancellationToken) -> anyhow::Res
     ));
     loops.spawn(sample_gauges(services.clone(), shutdown.clone()));
     loops.spawn(retention::sweep_loop(services.clone(), shutdown.clone()));
+    loops.spawn(query::retention::sweep_loop(
+        services.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(replica = %services.replica, "scheduler running");
     while let Some(done) = loops.join_next().await {
         if let Err(error) = done {

@@ -98,6 +98,10 @@ async fn the_bench_exports_like_duckdb_embedded_and_distributed() {
     )
     .contains('×'));
     assert!(line(&embedded, "latency, 1000-row export").contains("(3 runs): median"));
+    assert!(
+        line(&embedded, "latency, 1000-row data query submit → completed")
+            .contains("(3 runs): median")
+    );
     assert!(line(&embedded, "create-export calls, 4 connections").contains("req/s accepted"));
     assert!(line(&embedded, "entries, first page of 100").contains("pages of 500 walked"));
     // The summary's total is checked against the export by the bench itself.
@@ -131,6 +135,11 @@ async fn the_bench_exports_like_duckdb_embedded_and_distributed() {
     for process in ["s3 endpoint", "scheduler", "worker 1", "worker 2"] {
         assert!(peaks.contains(process), "{peaks}");
     }
+    assert!(line(
+        &distributed,
+        "latency, 1000-row data query submit → completed"
+    )
+    .contains("(2 runs): median"));
     assert!(line(&distributed, "scaling: 2 workers vs 1:").contains("faster"));
     // CPU per render chunk, for the driver's cost to be compared across sizes.
     let cpu = line(&distributed, "auditx distributed, 1 worker process(es), ");

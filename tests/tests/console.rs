@@ -17,7 +17,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use auditx::client::{ApiClient, ExportRequest};
-use auditx_lake::generate::GenerateSpec;
+use auditx_lake::audit_trail::generate::GenerateSpec;
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::processes::{
     auditx_bin, config_file, free_port, run_auditx as run, spawn, wait_healthy,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use auditx::client::{ApiClient, ExportRequest};
 use auditx::commands::tools::{mint_with, TokenSpec};
 use auditx_common::config::AuthConfig;
-use auditx_lake::generate::GenerateSpec;
+use auditx_lake::audit_trail::generate::GenerateSpec;
 use auditx_proto::{MeterId, TenantId};
 use auditx_scheduler::api::auth::Scope;
 use auditx_tests::sandbox::JWT_SECRET;

@@ -109,3 +109,84 @@ async fn ended_exports_are_removed_after_their_retention() {
         .is_empty());
     sandbox.stop().await.unwrap();
 }
+
+/// Data queries too: an ended query's record, its place in the tenant's
+/// list and its result object go once it is older than the retention.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ended_queries_are_removed_after_their_retention() {
+    let sandbox = Sandbox::start(SandboxOptions {
+        retention_secs: 2,
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let rows = r#"{"id":"L1","eventid":"e-L1","username":"u@example.com","status":"Success","timestamp":"2024-06-30T04:29:06.571Z","createddate":"2024-06-30T04:29:06.571Z"}"#;
+    let ingested = http
+        .post(format!("{}/audit/tables/auditloginevent/rows", sandbox.api))
+        .bearer_auth(sandbox.token("keeper"))
+        .header("content-type", "application/x-ndjson")
+        .body(rows)
+        .send()
+        .await
+        .unwrap();
+    assert!(ingested.status().is_success(), "{}", ingested.status());
+    let client = sandbox.client("keeper");
+    let job = client
+        .submit_query("SELECT username FROM auditloginevent", "CSV", "NONE")
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let job = client
+        .wait_query(&id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let ended = Instant::now();
+    assert_eq!(job["queryStatus"], "completed", "{job}");
+    let url = job["dataFile"].as_str().unwrap().to_owned();
+    let body = sandbox.download(&url).await.unwrap();
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "username\nu@example.com\n"
+    );
+
+    loop {
+        assert!(
+            ended.elapsed() < Duration::from_secs(30),
+            "the query outlived its retention"
+        );
+        if client.query_job(&id).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        ended.elapsed() >= Duration::from_secs(1),
+        "removed before its retention was over"
+    );
+    let listed: serde_json::Value = http
+        .get(format!("{}/query/jobs", sandbox.api))
+        .bearer_auth(sandbox.token("keeper"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !listed.to_string().contains(&id),
+        "the tenant's list still shows it: {listed}"
+    );
+    let left = sandbox
+        .export_objects(&format!("keeper/queries/{id}/"))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "result objects left: {left:?}");
+    let download = reqwest::get(&url).await.unwrap();
+    assert_eq!(
+        download.status(),
+        404,
+        "the presigned URL no longer downloads"
+    );
+    sandbox.stop().await.unwrap();
+}

@@ -29,6 +29,11 @@ pub enum WorkerError {
     TimeLimit { secs: f64 },
     #[error("cancelled by request")]
     Cancelled,
+    /// The worker is shutting down: the query stopped and its task goes
+    /// back to the queue to run again (on another worker, or after a
+    /// restart), with no report.
+    #[error("interrupted: the worker is shutting down")]
+    Interrupted,
 }
 
 impl WorkerError {
@@ -41,7 +46,8 @@ impl WorkerError {
             | WorkerError::Render(_)
             | WorkerError::InvalidTask(_)
             | WorkerError::TimeLimit { .. }
-            | WorkerError::Cancelled => false,
+            | WorkerError::Cancelled
+            | WorkerError::Interrupted => false,
         }
     }
 }

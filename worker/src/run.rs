@@ -21,7 +21,7 @@ use auditx_common::retry::{retry, Backoff};
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::StateStore;
 use auditx_common::telemetry::{inject_trace_context, set_parent_from_headers};
-use auditx_lake::sql::lake_object_store;
+use auditx_lake::sql::lake_object_store_on;
 use auditx_proto::{Task, Topology, WorkerReport, TRACK_ID_HEADER};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
@@ -33,7 +33,7 @@ use crate::error::WorkerError;
 use crate::export::assemble::assemble_file;
 use crate::export::render::render_chunk;
 use crate::metrics::{self, InFlight, Outcome};
-use crate::query::{run_query_task, QueryRunner};
+use crate::query::{run_query_task, QueryExecutor, QueryRunner};
 
 /// Message header carrying how many attempts of a task failed; a message
 /// without it (first delivery, or from a worker older than the header) has
@@ -59,12 +59,18 @@ pub async fn run(
     let topology = Topology::new(&config.rabbitmq.prefix);
     let tasks_queue = topology.tasks();
     let concurrency = config.worker.concurrency.max(1);
+    let executor = QueryExecutor::shared(config.worker.query_threads)
+        .context("starting the data query pool")?;
     let queries = QueryRunner {
         store: store.clone(),
-        lake: lake_object_store(&config.s3).context("opening the lake for data queries")?,
+        // The pool has no I/O driver: the lake's requests run here.
+        lake: lake_object_store_on(&config.s3, tokio::runtime::Handle::current())
+            .context("opening the lake for data queries")?,
         lake_bucket: config.s3.lake_bucket.clone(),
         export_bucket: config.s3.export_bucket.clone(),
         state: state.clone(),
+        executor,
+        shutdown: shutdown.clone(),
     };
     let worker = Arc::new(Worker {
         queue: queue.clone(),
@@ -97,7 +103,7 @@ pub async fn run(
         info!("worker stopped before it could subscribe");
         return Ok(());
     };
-    info!(queue = %tasks_queue, concurrency, "worker consuming tasks");
+    info!(queue = %tasks_queue, concurrency, query_threads = worker.queries.executor.threads(), "worker consuming tasks");
 
     'consume: loop {
         while let Some(joined) = running.try_join_next() {
@@ -289,6 +295,13 @@ impl Worker {
         .boxed()
         .await;
         let (report, outcome) = match result {
+            Err(WorkerError::Interrupted) => {
+                // Shutting down mid-query: no report; the task runs again.
+                warn!("task interrupted by shutdown, returning it to the queue");
+                metrics::task_finished(kind, Outcome::Requeued);
+                settle(delivery.nack(true).await, "requeue");
+                return;
+            }
             Ok(report) => {
                 record_success(&report, started.elapsed());
                 (report, Outcome::Succeeded)

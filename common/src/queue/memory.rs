@@ -63,6 +63,54 @@ struct Queue {
     delivery_limit: Option<u32>,
     /// The topic binding of an event subscription's queue.
     binding: Option<String>,
+    /// Per-tenant fairness ([`super::TENANT_HEADER`]): when each tenant
+    /// was last served (a turn number), and the last turn given.
+    served: HashMap<String, u64>,
+    turn: u64,
+}
+
+impl Queue {
+    /// The next message: the oldest of the tenant ([`super::TENANT_HEADER`])
+    /// served least recently, so tenants take turns whatever their backlog.
+    /// Messages without the header are one more "tenant" among them, FIFO
+    /// among themselves, so a queue without tenants stays FIFO.
+    fn pop_next(&mut self) -> Option<Pending> {
+        let tenant_of = |p: &Pending| {
+            p.message
+                .headers
+                .get(super::TENANT_HEADER)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut best: Option<(u64, usize)> = None;
+        let mut seen = std::collections::HashSet::new();
+        for (index, pending) in self.ready.iter().enumerate() {
+            let tenant = tenant_of(pending);
+            if !seen.insert(tenant.clone()) {
+                continue; // only a tenant's oldest message competes
+            }
+            let last = self.served.get(&tenant).copied().unwrap_or(0);
+            if best.is_none_or(|(b, _)| last < b) {
+                best = Some((last, index));
+            }
+            if last == 0 {
+                break; // never served (or no tenants at all): it goes first
+            }
+        }
+        let (_, index) = best?;
+        let pending = self.ready.remove(index)?;
+        let tenant = tenant_of(&pending);
+        if !tenant.is_empty() || !self.served.is_empty() {
+            self.turn += 1;
+            self.served.insert(tenant, self.turn);
+        }
+        // A tenant that has nothing waiting any more is forgotten once the
+        // queue drains, so the map stays small.
+        if self.ready.is_empty() {
+            self.served.clear();
+        }
+        Some(pending)
+    }
 }
 
 struct Pending {
@@ -113,7 +161,7 @@ impl Broker {
             // Register interest before looking, so a push in between is not missed.
             let mut changed = pin!(self.changed.notified());
             changed.as_mut().enable();
-            if let Some(pending) = self.lock().get_mut(queue)?.ready.pop_front() {
+            if let Some(pending) = self.lock().get_mut(queue)?.pop_next() {
                 return Some(pending);
             }
             changed.await;
@@ -283,6 +331,10 @@ fn topic_matches(binding: &str, routing_key: &str) -> bool {
 
 #[async_trait]
 impl TaskQueue for MemoryQueue {
+    fn outlives_process(&self) -> bool {
+        false
+    }
+
     async fn publish(&self, queue: &str, message: Message) -> QueueResult<()> {
         self.broker.push(queue, message)
     }
@@ -347,7 +399,55 @@ impl TaskQueue for MemoryQueue {
 
 #[cfg(test)]
 mod tests {
-    use super::topic_matches;
+    use super::{topic_matches, Message, Pending, Queue};
+
+    fn message(tenant: Option<&str>, n: u8) -> Pending {
+        let mut message = Message::new(vec![n]);
+        if let Some(tenant) = tenant {
+            message
+                .headers
+                .insert(super::super::TENANT_HEADER.into(), tenant.into());
+        }
+        Pending::new(message)
+    }
+
+    fn drain(queue: &mut Queue) -> Vec<u8> {
+        std::iter::from_fn(|| queue.pop_next())
+            .map(|p| p.message.payload[0])
+            .collect()
+    }
+
+    #[test]
+    fn tenants_take_turns_each_in_its_own_order() {
+        let mut queue = Queue::default();
+        for n in 1..=4 {
+            queue.ready.push_back(message(Some("a"), n));
+        }
+        queue.ready.push_back(message(Some("b"), 11));
+        queue.ready.push_back(message(Some("c"), 21));
+        queue.ready.push_back(message(Some("b"), 12));
+        assert_eq!(drain(&mut queue), [1, 11, 21, 2, 12, 3, 4]);
+    }
+
+    #[test]
+    fn a_tenant_arriving_behind_a_backlog_is_served_next() {
+        let mut queue = Queue::default();
+        for n in 1..=3 {
+            queue.ready.push_back(message(Some("a"), n));
+        }
+        assert_eq!(queue.pop_next().unwrap().message.payload, [1]);
+        queue.ready.push_back(message(Some("b"), 11));
+        assert_eq!(drain(&mut queue), [11, 2, 3]);
+    }
+
+    #[test]
+    fn untagged_messages_stay_fifo() {
+        let mut queue = Queue::default();
+        for n in 1..=5 {
+            queue.ready.push_back(message(None, n));
+        }
+        assert_eq!(drain(&mut queue), [1, 2, 3, 4, 5]);
+    }
 
     #[test]
     fn topic_bindings_match_like_amqp() {

@@ -39,6 +39,12 @@ impl QueueError {
 
 pub type QueueResult<T> = Result<T, QueueError>;
 
+/// Header naming the tenant a task is for. [`MemoryQueue`] (the embedded
+/// default) hands tasks out by tenant in turns, so one tenant's backlog of
+/// queries cannot hold the workers' slots against another's; RabbitMQ
+/// ignores it (FIFO).
+pub const TENANT_HEADER: &str = "auditx-tenant";
+
 /// Message headers (AMQP headers as strings; carries `traceparent`).
 pub type Headers = BTreeMap<String, String>;
 
@@ -90,6 +96,12 @@ pub type Consumer = Pin<Box<dyn Stream<Item = QueueResult<Delivery>> + Send>>;
 
 #[async_trait]
 pub trait TaskQueue: Send + Sync + 'static {
+    /// Whether queued messages outlive this process (a broker's durable
+    /// queues do; the in-process queue's die with it, so a restarted
+    /// scheduler sends the tasks of its running jobs again).
+    fn outlives_process(&self) -> bool {
+        true
+    }
     /// Publishes to a durable queue of the topology and returns once the
     /// broker has confirmed it.
     async fn publish(&self, queue: &str, message: Message) -> QueueResult<()>;

@@ -14,10 +14,12 @@ mod guard;
 mod output;
 mod rewrite;
 mod session;
+mod stop;
 
 pub use error::{classify, SqlError};
 pub use output::{write_csv_field, write_timestamp_millis, ResultWriter};
-pub use session::{lake_object_store, run_query, QueryLimits};
+pub use session::{lake_object_store, lake_object_store_on, run_query, QueryLimits};
+pub use stop::{QueryStop, StopExec, StopOnDrop};
 
 /// A query the guard admitted, as rewritten text DataFusion can plan.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -46,6 +46,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::functions::expr_fn::{coalesce, date_part};
 use datafusion::logical_expr::{cast, ident, lit, Expr};
+use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
@@ -55,6 +56,7 @@ use url::Url;
 use super::decorrelate::DistinctCorrelatedColumns;
 use super::functions::date_udf;
 use super::guard::{mentions_column, parse_query};
+use super::stop::QueryStop;
 use super::{check_query, classify, CheckedQuery, SqlError};
 use crate::tables::{TableDef, DELETED_COLUMN, ENTITY_COLUMN, ORG_COLUMN, TABLES};
 
@@ -72,6 +74,31 @@ pub struct QueryLimits {
 /// region and static keys; with no keys configured, the AWS environment and
 /// instance credentials that `object_store` finds itself.
 pub fn lake_object_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, SqlError> {
+    build_lake_store(lake_store_builder(s3))
+}
+
+/// [`lake_object_store`] whose HTTP requests (and their response bodies)
+/// run on the runtime of `io`, whatever runtime awaits them: data queries
+/// run on a pool with no I/O driver of its own (the worker's query
+/// executor), and their reads go through this store.
+pub fn lake_object_store_on(
+    s3: &S3Config,
+    io: tokio::runtime::Handle,
+) -> Result<Arc<dyn ObjectStore>, SqlError> {
+    build_lake_store(
+        lake_store_builder(s3)
+            .with_http_connector(object_store::client::SpawnedReqwestConnector::new(io)),
+    )
+}
+
+fn build_lake_store(builder: AmazonS3Builder) -> Result<Arc<dyn ObjectStore>, SqlError> {
+    let store = builder
+        .build()
+        .map_err(|e| SqlError::Execution(format!("lake object store configuration: {e}")))?;
+    Ok(Arc::new(store))
+}
+
+fn lake_store_builder(s3: &S3Config) -> AmazonS3Builder {
     let has_keys = !s3.access_key_id.is_empty() && !s3.secret_access_key.is_empty();
     let mut builder = if has_keys {
         AmazonS3Builder::new()
@@ -99,10 +126,7 @@ pub fn lake_object_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, SqlError
             .with_endpoint(endpoint)
             .with_allow_http(endpoint.starts_with("http://"));
     }
-    let store = builder
-        .build()
-        .map_err(|e| SqlError::Execution(format!("lake object store configuration: {e}")))?;
-    Ok(Arc::new(store))
+    builder
 }
 
 /// Checks `query` again, plans it in a fresh session over `tenant`'s
@@ -110,7 +134,9 @@ pub fn lake_object_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, SqlError
 /// `scope` — and, unless the query names the `deleted` column, only the
 /// rows not deleted, or with `read_deleted` only the deleted ones — and
 /// starts it. The caller pulls batches one at a time and maps their errors
-/// with [`classify`].
+/// with [`classify`]. Once `stop` is stopped, every operator of the plan
+/// ends at its next batch and the stream answers the stop's reason.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_query(
     lake: Arc<dyn ObjectStore>,
     lake_bucket: &str,
@@ -119,6 +145,7 @@ pub async fn run_query(
     query: &CheckedQuery,
     limits: &QueryLimits,
     read_deleted: bool,
+    stop: &QueryStop,
 ) -> Result<SendableRecordBatchStream, SqlError> {
     let checked = check_query(&query.sql)?;
     let deleted = match mentions_column(&parse_query(&checked.sql)?, DELETED_COLUMN) {
@@ -135,10 +162,14 @@ pub async fn run_query(
         .sql_with_options(&checked.sql, options)
         .await
         .map_err(|e| classify(e, limits))?;
-    frame
-        .execute_stream()
+    let task = Arc::new(frame.task_ctx());
+    let plan = frame
+        .create_physical_plan()
         .await
-        .map_err(|e| classify(e, limits))
+        .and_then(|plan| stop.guard(plan))
+        .map_err(|e| classify(e, limits))?;
+    let stream = execute_stream(plan, task).map_err(|e| classify(e, limits))?;
+    Ok(stop.guard_stream(stream))
 }
 
 /// What a query's tables hold of the deleted rows and the `deleted` column.

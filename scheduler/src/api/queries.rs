@@ -484,6 +484,9 @@ pub async fn submit(
         warehouse_size: submit.warehouse_size,
     };
     tracing::Span::current().record("query_id", spec.id.as_str());
+    // Recorded outside the state store first: should the store lose its
+    // data, the query fails with a reason instead of vanishing.
+    crate::query::record::write(&services, &spec).await?;
     services.queries.create(&spec).await?;
     services.query_wake.notify_one();
     tracing::info!(query_id = %spec.id, tenant = %spec.tenant, "data query accepted");

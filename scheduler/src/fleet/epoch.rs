@@ -20,7 +20,10 @@
 //! recorded as FAILED with a reason, its partial objects and uploads are
 //! removed and its `FAILED` event is published; its tenant's next export
 //! then runs. PENDING exports had left no trace outside the store and are
-//! gone (404), which is why the deployment runs Redis with AOF.
+//! gone (404), which is why the deployment runs Redis with AOF. Data
+//! queries are recorded from their submit to their settling
+//! ([`crate::query::record`]): every one the store forgot, accepted or
+//! running, is failed with a reason and announced.
 
 use std::time::Duration;
 
@@ -137,7 +140,7 @@ pub async fn check(services: &Services) -> Result<bool, DriveError> {
     let failed = outcome?;
     tracing::warn!(
         failed,
-        "state store recovered: lost exports failed and announced"
+        "state store recovered: lost exports and queries failed and announced"
     );
     Ok(true)
 }
@@ -198,6 +201,8 @@ async fn recover(services: &Services) -> Result<usize, DriveError> {
         tracing::warn!(request_id = %job.spec.request_id, tenant = %job.spec.tenant, "export lost with the state store: failed");
         failed += 1;
     }
+    // Data queries: failed here, settled (announced) by the query driver.
+    failed += crate::query::record::restore_lost(services).await?;
     Ok(failed)
 }
 

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use auditx_common::queue::{Headers, Message};
+use auditx_common::queue::{Headers, Message, TENANT_HEADER};
 use auditx_common::retry::Backoff;
 use auditx_common::telemetry::{inject_trace_context, set_parent_from_headers};
 use auditx_proto::{encode, QueryId, QueryTask, Task, TenantId, WorkerReport, TRACEPARENT_HEADER};
@@ -79,6 +79,9 @@ async fn scan(
     }
     for tenant in services.queries.pending_tenants().await? {
         if lock(active).contains(&tenant) {
+            // Its driver runs here: a query submitted or cancelled while it
+            // waits is taken at once, not at its next poll.
+            wakers.wake(&waker_key(&tenant));
             continue;
         }
         let Some(lease) = services
@@ -114,8 +117,10 @@ async fn serve_tenant(
     let poll = Duration::from_millis(services.config.export.poll_interval_ms);
     let backoff = Backoff::PATIENT;
     let mut failures = 0;
+    // Queries this driver sent to the workers.
+    let mut sent = HashSet::new();
     while !lease.stopped().is_cancelled() {
-        let pause = match step(services, lease, tenant).await {
+        let pause = match step(services, lease, tenant, &mut sent).await {
             Ok(true) => {
                 failures = 0;
                 poll
@@ -140,6 +145,7 @@ async fn step(
     services: &Services,
     lease: &TenantLease,
     tenant: &TenantId,
+    sent: &mut HashSet<QueryId>,
 ) -> Result<bool, DriveError> {
     let queries = &services.queries;
     let ids = queries.tenant_queue(tenant).await?;
@@ -168,8 +174,17 @@ async fn step(
                 }
                 None => {
                     running += 1;
-                    if !state.dispatched {
+                    // Not sent yet; or sent before this driver started,
+                    // into an in-process queue that died with the process
+                    // (an embedded restart): send it (again). Of two
+                    // attempts the first report wins.
+                    let lost = !services.queue.outlives_process() && !sent.contains(&id);
+                    if !state.dispatched || lost {
+                        if state.dispatched {
+                            tracing::info!(tenant = %tenant, query_id = %id, "running query resumed, its task sent again");
+                        }
                         dispatch(services, &spec, &state, &raw).await?;
+                        sent.insert(id.clone());
                     }
                 }
             },
@@ -190,6 +205,7 @@ async fn step(
                     tracing::info!(tenant = %tenant, query_id = %id, "query started");
                     let raw = encode(&started).map_err(|e| DriveError::Permanent(e.to_string()))?;
                     dispatch(services, &spec, &started, &raw).await?;
+                    sent.insert(id.clone());
                 }
             }
             QueryStatus::Accepted
@@ -257,6 +273,10 @@ async fn dispatch(
     });
     let payload = encode(&task).map_err(|e| DriveError::Permanent(e.to_string()))?;
     let mut message = Message::new(payload);
+    // Tenants' queries take turns for the workers' slots (embedded queue).
+    message
+        .headers
+        .insert(TENANT_HEADER.to_owned(), spec.tenant.to_string());
     let span = query_span(spec);
     span.in_scope(|| inject_trace_context(&mut message.headers));
     services
@@ -312,6 +332,18 @@ async fn settle_in_span(
         Err(error) if error.is_transient() => return Err(error.into()),
         Err(error) => tracing::error!(query_id = %spec.id, %error, "query event not published"),
     }
+    // Indexed for retention before it leaves the queue, so an ended query
+    // is always either queued or indexed.
+    services
+        .state
+        .index_add(
+            super::retention::ENDED_INDEX_KEY,
+            state.completed_at_ms.unwrap_or(state.updated_at_ms),
+            spec.id.as_str(),
+        )
+        .await?;
+    // Settled: no longer needed should the state store lose its data.
+    super::record::delete(services, spec).await?;
     services.queries.dequeue(&spec.tenant, &spec.id).await?;
     tracing::info!(query_id = %spec.id, status = state.status.as_str(), rows = state.output_rows, "query ended");
     Ok(())

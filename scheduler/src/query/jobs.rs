@@ -245,12 +245,26 @@ impl QueryStore {
 
     /// Stores a new accepted query and queues it behind the tenant's others.
     pub async fn create(&self, spec: &QuerySpec) -> QueryJobResult<()> {
+        self.store_queued(spec, &QueryState::accepted(spec.created_at_ms))
+            .await
+    }
+
+    /// Stores again a query the state store lost, ended as `state`
+    /// (failed, with the reason), and queues it so that the scheduler
+    /// settles it (event, result objects, retention) like any other; sets
+    /// its cancel key, so a worker still running it stops. Nothing if the
+    /// store knows the query (again).
+    pub async fn restore_lost(&self, spec: &QuerySpec, state: &QueryState) -> QueryJobResult<()> {
+        self.state.set(&cancel_key(&spec.id), b"1").await?;
+        self.store_queued(spec, state).await
+    }
+
+    async fn store_queued(&self, spec: &QuerySpec, state: &QueryState) -> QueryJobResult<()> {
         // One atomic batch: all or nothing, and a retry after a lost reply
         // neither overwrites the job nor queues it twice.
         let id = &spec.id;
         let encoded = encode(spec).map_err(|e| corrupt(id, e))?;
-        let state =
-            encode(&QueryState::accepted(spec.created_at_ms)).map_err(|e| corrupt(id, e))?;
+        let state = encode(state).map_err(|e| corrupt(id, e))?;
         let mut writes = vec![
             Write::Set(spec_key(id), encoded),
             Write::Set(state_key(id), state),

@@ -9,6 +9,8 @@
 
 pub(crate) mod driver;
 pub mod jobs;
+pub mod record;
+pub mod retention;
 
 /// `<tenant>/queries/<queryId>/`: the result objects of one query (a
 /// worker adds one attempt id per run, so a redelivered task never writes
