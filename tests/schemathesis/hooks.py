@@ -111,7 +111,8 @@ def cancel_refused_only_when_ended(ctx, response, case):
     take a 400 from cancelQuery; this check makes sure such a 400 is that
     case and no other.
     """
-    if _operation(ctx) != "cancelQuery" or response.status_code != 400:
+    operation_id = case.operation.definition.raw.get("operationId")
+    if operation_id != "cancelQuery" or response.status_code != 400:
         return None
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive:
