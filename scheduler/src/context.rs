@@ -39,7 +39,7 @@ pub struct Services {
     /// Whether the state store still has its history (see [`crate::fleet::epoch`]).
     pub epoch: Arc<StoreEpoch>,
     /// The key online-entries cursors are signed with, once read from the
-    /// state store (`api::cursor::cursor_key`).
+    /// state store (`api::request::cursor::cursor_key`).
     pub cursor_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
 }
 

@@ -106,20 +106,28 @@ def main():
     # Cancel a running query.
     slow = submit(api, os.environ["SLOW_SQL"])
     wait(api, slow, {"in_progress", "completed", "failed", "cancelled"})
-    # The SDK's delete_data_query_job refuses ids shorter than 64 characters
-    # (auditx's are 36-character UUIDs: a known gap), so the cancel itself is
-    # sent as plain HTTP and its answers are parsed with the SDK's models.
-    cancelled = json.loads(raw_delete(base, token, slow)[1])
-    out["cancelStatus"] = cancelled["data"]["queryStatus"]
+    # The SDK's delete_data_query_job sends only 64-character ids (Zuora's
+    # reference gives the cancel's id that length): auditx takes its
+    # 36-character id after 28 zeros, which is `zfill(64)` (docs/api.md).
+    cancelled = api.delete_data_query_job(slow.zfill(64)).data
+    out["cancelStatus"] = cancelled.query_status
+    out["cancelledId"] = cancelled.id
     listed = api.get_data_query_jobs(query_status="cancelled").data
     out["cancelled"] = [job.id for job in listed]
     assert all(job.query_status == "cancelled" for job in listed), listed
     out["slow"] = slow
 
     # Cancelling it again: a 400 the SDK parses as DataQueryErrorResponse.
+    try:
+        api.delete_data_query_job(slow.zfill(64))
+        raise AssertionError("an ended query was cancelled again")
+    except ApiException as e:
+        assert isinstance(e.data, DataQueryErrorResponse), (e.status, e.body)
+        out["cancelAgain"] = {"status": e.status, "code": e.data.code, "message": e.data.message}
+    # The 36-character id, over plain HTTP (the SDK does not send it).
     status, body = raw_delete(base, token, slow)
     error = DataQueryErrorResponse.from_json(body)
-    out["cancelAgain"] = {"status": status, "code": error.code, "message": error.message}
+    out["cancelAgainById"] = {"status": status, "code": error.code, "message": error.message}
 
     # A missing job: a 404 the SDK parses as DataQueryErrorResponse.
     try:

@@ -16,6 +16,10 @@ whatever makes them invalid, so the API's rejections are still checked.
   (a previous page's nextPage); a schema-valid cursor (a non-empty string)
   is dropped, so the case asks for the first page. An empty cursor stays:
   it is schema-invalid and must be refused.
+
+One check of its own, `cancel_refused_only_when_ended`: the only 400
+positive_data_acceptance lets through (schemathesis.toml) is cancelQuery's
+documented one for a query that has ended.
 """
 
 from datetime import datetime, timedelta
@@ -95,3 +99,28 @@ def before_call(ctx, case, **kwargs):
         ordered_time_range(case.body)
     elif operation == "submitQuery":
         runnable_sql(case.body)
+
+
+@schemathesis.check
+def cancel_refused_only_when_ended(ctx, response, case):
+    """cancelQuery's one documented 400 for valid data: the query has ended.
+
+    Zuora's reference answers 400 to cancelling a data query that is no
+    longer accepted or in_progress (`delete_dataqueryjob.md`); auditx does
+    the same and documents it. schemathesis.toml lets positive_data_acceptance
+    take a 400 from cancelQuery; this check makes sure such a 400 is that
+    case and no other.
+    """
+    operation_id = case.operation.definition.raw.get("operationId")
+    if operation_id != "cancelQuery" or response.status_code != 400:
+        return None
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive:
+        return None
+    try:
+        message = response.json().get("message", "")
+    except ValueError:
+        message = ""
+    if " is already " not in message:
+        raise AssertionError(f"cancelQuery refused valid data for another reason: {message!r}")
+    return None

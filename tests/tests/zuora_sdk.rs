@@ -1,8 +1,9 @@
 //! Zuora's official Python SDK (`zuora-sdk` 3.21 from PyPI, in the
 //! virtualenv `scripts/zuora-sdk-venv.sh` makes) drives Data Query on a
 //! real `auditx standalone`: submit (the SDK always sends `output` and
-//! `readDeleted`), get, list with a status filter, cancel, download, a DSV
-//! result in a ZIP, and two errors — every response parsed by the SDK's
+//! `readDeleted`), get, list with a status filter, cancel (the SDK's
+//! `delete_data_query_job`, with the id in its 64-character form), download,
+//! a DSV result in a ZIP, and two errors — every response parsed by the SDK's
 //! own models (`tests/python/zuora_sdk_data_query.py`).
 
 use std::path::Path;
@@ -101,6 +102,7 @@ async fn zuoras_python_sdk_drives_data_query() {
     );
     assert_eq!(read["completed"].as_array().unwrap().len(), 2, "{read}");
     assert_eq!(read["cancelStatus"], "cancelled");
+    assert_eq!(read["cancelledId"], read["slow"]);
     assert_eq!(read["cancelled"], json!([read["slow"].clone()]));
     assert_eq!(read["cancelAgain"]["status"], 400);
     assert_eq!(read["cancelAgain"]["code"], 400);
@@ -111,6 +113,7 @@ async fn zuoras_python_sdk_drives_data_query() {
             .contains("is already cancelled"),
         "{read}"
     );
+    assert_eq!(read["cancelAgainById"], read["cancelAgain"]);
     assert_eq!(
         read["missing"],
         json!({"status": 404, "code": 404,

@@ -2,45 +2,39 @@
 //! query jobs, presigned downloads, ingest, probes, metrics and the OpenAPI
 //! document.
 //!
-//! Every answer is the envelope of [`envelope`]; every failure is an
-//! [`error::ApiError`] whose kind alone decides the status (the data query
-//! routes answer failures as `{code, message}`, see
-//! [`queries::data_query_errors`]). Layers, outermost first: the request id
+//! The folder is grouped by role:
+//!
+//! - [`routes`]: the handlers, one module per resource;
+//! - [`request`]: reading parameters and bodies into typed requests (the
+//!   request structs are also what the OpenAPI document describes);
+//! - [`edge`]: the layers around every route (request id, bounds, tracing,
+//!   idempotency, limits, the accept loop) and [`auth`] (the token check);
+//! - [`response`]: the envelope and the errors;
+//! - [`openapi`]: the document, generated from the routes and the types.
+//!
+//! Every answer is the envelope of [`response::envelope`]; every failure
+//! is an [`error::ApiError`] whose kind alone decides the status (the data
+//! query routes answer failures as `{code, message}`, see
+//! [`response::data_query`]). Layers, outermost first: the request id
 //! (`Zuora-Request-Id` on every answer), the bounds (URI and header sizes,
-//! requests in flight, the request
-//! deadline), gzip of responses over 1000 bytes, the request span (which
-//! checks and echoes `Zuora-Track-Id`), the body size limit, the
-//! `Idempotency-Key` replay of POSTs ([`idempotency`]), the routes.
-//! [`server`] runs the accept loop (slow clients, open connections).
+//! requests in flight, the request deadline), gzip of responses over 1000
+//! bytes, the request span (which checks and echoes `Zuora-Track-Id`), the
+//! body size limit, the `Idempotency-Key` replay of POSTs
+//! ([`edge::idempotency`]), the routes. [`edge::server`] runs the accept
+//! loop (slow clients, open connections).
 
 pub mod auth;
-mod bounds;
-pub mod console;
-mod cursor;
-mod entries;
-mod envelope;
-mod error;
-mod export_query;
-mod exports;
-mod fleet;
-mod headers;
-mod health;
-mod idempotency;
-mod ingest;
-mod limits;
-mod online;
+mod edge;
 pub(crate) mod openapi;
-mod params;
-mod presign;
-mod queries;
-mod request_id;
-mod saved_queries;
-mod schema;
-mod server;
-mod summary;
-mod tables;
-mod trace;
-mod views;
+mod request;
+mod response;
+mod routes;
+
+pub use routes::console;
+
+// `auth` (kept at `api/auth`) reads these by their old paths.
+use self::edge::headers;
+use self::response::error;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,7 +50,13 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use self::edge::{bounds, idempotency, request_id, server, trace};
 use self::error::ApiError;
+use self::response::data_query;
+use self::routes::exports::presign;
+use self::routes::ingest::tables;
+use self::routes::queries::{saved as saved_queries, schema};
+use self::routes::{entries, exports, fleet, health, ingest, queries, summary};
 use crate::context::Services;
 
 /// Responses of at least this many bytes are gzipped for callers that
@@ -103,7 +103,7 @@ pub fn router(services: Services) -> Router {
         .layer(Extension(served))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(trace::request_span))
-        .layer(middleware::from_fn(queries::data_query_errors))
+        .layer(middleware::from_fn(data_query::data_query_errors))
         .layer(CompressionLayer::new().compress_when(SizeAbove::new(COMPRESS_FROM_BYTES)))
         .layer(middleware::from_fn_with_state(edge, bounds::bound))
         .layer(middleware::from_fn(request_id::tag))

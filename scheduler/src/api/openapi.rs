@@ -1,7 +1,7 @@
 //! `GET /openapi.json`: the OpenAPI document, generated from the code.
 //!
 //! - Paths and methods come from the same `routes!` calls that build the
-//!   router ([`super::router`]), so a route cannot be missing from the
+//!   router ([`crate::api::router`]), so a route cannot be missing from the
 //!   document or described without existing.
 //! - Each handler's `#[utoipa::path]` names its parameters and answers; the
 //!   response schemas derive from the response types themselves.
@@ -9,7 +9,7 @@
 //!   (`RecordType::ALL`, `RUN_STATUSES`, the table definitions, ...).
 //! - [`finish`] adds what every authenticated route shares: the bearer
 //!   requirement, the `Zuora-*` headers (checked by middleware and the
-//!   [`super::auth::Caller`] extractor) and the error answers every such
+//!   [`crate::api::auth::Caller`] extractor) and the error answers every such
 //!   route can give, and splits table ingest into one path per table so
 //!   each body names its own table's row schema.
 
@@ -29,15 +29,17 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{OpenApi, PartialSchema, ToSchema};
 
-use super::envelope::Reason;
-use super::headers::{ENTITY_IDS_HEADER, ORG_IDS_HEADER, TRACK_ID_HEADER};
+use crate::api::edge::headers::{ENTITY_IDS_HEADER, ORG_IDS_HEADER, TRACK_ID_HEADER};
+use crate::api::response::data_query::{is_data_query_path, DataQueryError};
+use crate::api::response::envelope::Reason;
+use crate::api::routes::queries::submit::{OutputTargetName, SourceDataName, WarehouseSizeName};
 use crate::export::jobs::JobStatus;
 use crate::query::jobs::QueryStatus;
 
 /// Tag of the routes open without a token (probes, metrics, this document).
 pub const OPEN: &str = "open";
 
-/// What `Zuora-Track-Id` may hold (see [`super::headers::track_id`]): at
+/// What `Zuora-Track-Id` may hold (see [`crate::api::edge::headers::track_id`]): at
 /// most 64 printable US-ASCII characters, none of `: ; " '`.
 pub const TRACK_ID_PATTERN: &str = "^[ !#-&(-9<-~]{0,64}$";
 
@@ -75,7 +77,7 @@ pub const TRACK_ID_PATTERN: &str = "^[ !#-&(-9<-~]{0,64}$";
 )]
 pub struct ApiDoc;
 
-/// The served document, built once by [`super::router`].
+/// The served document, built once by [`crate::api::router`].
 #[derive(Clone)]
 pub struct Served(pub Arc<serde_json::Value>);
 
@@ -92,22 +94,11 @@ pub async fn document(Extension(Served(doc)): Extension<Served>) -> Json<serde_j
 }
 
 /// The error body: `success` false, the `processId` and why in `reasons`.
-pub use super::envelope::ErrorBody as ErrorEnvelope;
-
-/// The errors of the data query routes (`/query/jobs...`), in Data Query's
-/// own shape: `code` is the HTTP status.
-#[derive(serde::Serialize, ToSchema)]
-pub struct DataQueryError {
-    /// The HTTP status, e.g. 404 or 415.
-    #[schema(minimum = 400, maximum = 599)]
-    pub code: u16,
-    /// What is wrong, naming the field at fault.
-    pub message: String,
-}
+pub use crate::api::response::envelope::ErrorBody as ErrorEnvelope;
 
 /// Name of the error schema of operations on `path`.
 fn error_schema(path: &str) -> &'static str {
-    if path == "/query/jobs" || path.starts_with("/query/jobs/") {
+    if is_data_query_path(path) {
         "DataQueryError"
     } else {
         "Error"
@@ -115,7 +106,7 @@ fn error_schema(path: &str) -> &'static str {
 }
 
 /// A string schema listing `values`.
-fn string_enum<'a>(description: &str, values: impl IntoIterator<Item = &'a str>) -> Schema {
+pub fn string_enum<'a>(description: &str, values: impl IntoIterator<Item = &'a str>) -> Schema {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .description(Some(description))
@@ -129,15 +120,16 @@ macro_rules! string_enum_schema {
         $(#[$doc])*
         pub struct $name;
 
-        impl PartialSchema for $name {
-            fn schema() -> RefOr<Schema> {
-                string_enum($description, $values).into()
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $crate::api::openapi::string_enum($description, $values).into()
             }
         }
 
-        impl ToSchema for $name {}
+        impl utoipa::ToSchema for $name {}
     };
 }
+pub(crate) use string_enum_schema;
 
 string_enum_schema!(
     ExportType,
@@ -348,79 +340,6 @@ pub struct RunStatusBody {
     #[schema(value_type = TimeOrMillis, rename = "updatedAt")]
     updated_at: String,
 }
-
-/// The body of `POST /query/jobs` (Zuora's `SubmitDataQueryRequest`).
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // a description of the body `queries::parse_submit` reads
-#[schema(as = QuerySubmit)]
-pub struct QuerySubmitBody {
-    /// One read-only SELECT (at most 64 KiB).
-    #[schema(min_length = 1, max_length = 65536)]
-    query: String,
-    /// Default CSV (case-insensitive). JSON is JSON Lines; DSV needs
-    /// `columnSeparator`.
-    #[schema(value_type = Option<QueryFormatName>, rename = "outputFormat")]
-    output_format: Option<String>,
-    /// DSV's column separator: one character, not a quote, CR or LF.
-    /// Ignored by the other formats.
-    #[schema(
-        min_length = 1,
-        max_length = 1,
-        pattern = "^[^\"\r\n]$",
-        rename = "columnSeparator"
-    )]
-    column_separator: Option<String>,
-    /// Default NONE (case-insensitive). ZIP is an archive of one entry.
-    #[schema(value_type = Option<CompressionName>)]
-    compression: Option<String>,
-    /// Where results go: only `{"target": "S3"}` (the default).
-    output: Option<QueryOutputBody>,
-    /// Base64 of the DER of an RSA public key (1024 to 4096 bits;
-    /// SubjectPublicKeyInfo or PKCS#1): the result file is encrypted with
-    /// it, in PKCS#1 v1.5 blocks (docs/data-query.md).
-    #[schema(format = Byte, rename = "encryptionKey")]
-    encryption_key: Option<String>,
-    /// Default false: the live rows of tables with a `deleted` column;
-    /// true: their deleted rows.
-    #[schema(rename = "readDeleted")]
-    read_deleted: Option<bool>,
-    /// LIVE (default) or WAREHOUSE; both read the tenant's audit tables.
-    #[schema(value_type = Option<SourceDataName>, rename = "sourceData")]
-    source_data: Option<String>,
-    /// Accepted and shown back; joins are planned the same either way.
-    #[schema(rename = "useIndexJoin")]
-    use_index_join: Option<bool>,
-    /// Accepted and shown back.
-    #[schema(value_type = Option<WarehouseSizeName>, rename = "warehouseSize")]
-    warehouse_size: Option<String>,
-}
-
-/// `output` of a submit body.
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-#[schema(as = QueryOutput)]
-pub struct QueryOutputBody {
-    #[schema(value_type = OutputTargetName)]
-    target: String,
-}
-
-string_enum_schema!(
-    SourceDataName,
-    "Source of a data query.",
-    super::queries::SOURCE_DATA
-);
-string_enum_schema!(
-    WarehouseSizeName,
-    "Warehouse size.",
-    super::queries::WAREHOUSE_SIZES
-);
-string_enum_schema!(
-    OutputTargetName,
-    "Where results are written.",
-    super::queries::OUTPUT_TARGETS
-);
 
 /// `(status, code words, description)` of the errors every authenticated
 /// route can answer with.

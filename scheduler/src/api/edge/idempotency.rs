@@ -28,9 +28,9 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::auth::Caller;
-use super::error::{ApiError, ApiResult};
-use super::headers::{ENTITY_IDS_HEADER, ORG_IDS_HEADER};
+use crate::api::auth::Caller;
+use crate::api::edge::headers::{ENTITY_IDS_HEADER, ORG_IDS_HEADER};
+use crate::api::response::error::{ApiError, ApiResult};
 use crate::context::Services;
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";

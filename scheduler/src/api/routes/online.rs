@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use auditx_lake::audit_trail::read::{latest_statuses, read_runs};
 use auditx_proto::{MeterId, RowFilter, Scope, TenantId};
 
-use super::error::ApiResult;
-use super::export_query::CreateRequest;
+use crate::api::request::filters::CreateRequest;
+use crate::api::response::error::ApiResult;
 use crate::context::Services;
 use crate::export::job_plan::allowed_sessions;
 

@@ -1,38 +1,37 @@
 //! The data query routes: submit, list, get and cancel, in Zuora's Data
 //! Query shapes (`api/post_dataqueryjob.md` and its siblings): the job
 //! object's fields and types, and errors as `{code, message}` (the integer
-//! HTTP status and the reason; [`data_query_errors`]), which is what
+//! HTTP status and the reason; [`crate::api::response::data_query`]), which is what
 //! Zuora's SDK parses on these routes.
 
-use auditx_common::result_file::parse_public_key;
+pub mod saved;
+pub mod schema;
+pub mod submit;
+
 use auditx_lake::sql::{check_query, SqlError};
-use auditx_proto::{Compression, QueryId, QueryOutputFormat};
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue};
-use axum::middleware::Next;
+use auditx_proto::QueryId;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
-use super::auth::Caller;
-use super::envelope::Envelope;
-use super::error::{quoted, ApiError, ApiResult};
-use super::export_query::{page_window, parse_paging, PAGE, PAGE_SIZE};
-use super::exports::current_traceparent;
-use super::openapi::{
-    CompressionName, DataQueryError, QueryFormatName, QueryStatusName, QuerySubmitBody,
-};
-use super::params::{parse_one_of, QueryParams};
-use super::trace::TrackId;
+use self::submit::SubmitBody;
+use crate::api::auth::Caller;
+use crate::api::edge::trace::TrackId;
+use crate::api::openapi::{CompressionName, QueryFormatName, QueryStatusName};
+use crate::api::request::paging::{page_window, parse_paging, PAGE, PAGE_SIZE};
+use crate::api::request::params::{parse_one_of, QueryParams};
+use crate::api::response::data_query::DataQueryError;
+use crate::api::response::envelope::Envelope;
+use crate::api::response::error::{ApiError, ApiResult};
+use crate::api::routes::exports::current_traceparent;
 use crate::context::Services;
 use crate::query::driver::presign;
 use crate::query::jobs::{CancelOutcome, QueryJob, QuerySpec, QueryState, QueryStatus};
 
-/// Longest SQL text accepted.
-const MAX_QUERY_BYTES: usize = 64 * 1024;
 /// `pageSize` of the list: default 20, at most 1000 (`get_dataqueryjobs.md`).
 const DEFAULT_PAGE_SIZE: u32 = 20;
 const MAX_PAGE_SIZE: u32 = 1000;
@@ -40,15 +39,6 @@ const QUERY_STATUS: &str = "queryStatus";
 /// What `submit` answers a body that is not declared JSON, word for word
 /// as the reference has it.
 pub const UNSUPPORTED_MEDIA_TYPE: &str = "HTTP 415 Unsupported Media Type";
-/// The fields of a submit body.
-const SUBMIT_FIELDS: &str = "query, outputFormat, columnSeparator, compression, output, \
-    encryptionKey, readDeleted, sourceData, useIndexJoin, warehouseSize";
-/// `sourceData` values; both read the tenant's tables in the lake.
-pub const SOURCE_DATA: [&str; 2] = ["LIVE", "WAREHOUSE"];
-/// `warehouseSize` values.
-pub const WAREHOUSE_SIZES: [&str; 2] = ["xsmall", "NULL"];
-/// `output.target` values.
-pub const OUTPUT_TARGETS: [&str; 1] = ["S3"];
 
 /// A data query job as the API shows it: the reference's job object
 /// (`createdBy` ... `useIndexJoin`), then what auditx adds.
@@ -153,200 +143,6 @@ fn iso(ms: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The body of a submit call.
-#[derive(Debug)]
-struct Submit {
-    query: String,
-    output_format: QueryOutputFormat,
-    column_separator: Option<String>,
-    compression: Compression,
-    encryption_key: Option<String>,
-    read_deleted: bool,
-    source_data: String,
-    use_index_join: bool,
-    warehouse_size: Option<String>,
-}
-
-fn invalid(message: String) -> ApiError {
-    ApiError::InvalidParameter(message)
-}
-
-fn parse_submit(body: &[u8]) -> ApiResult<Submit> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        invalid(format!(
-            "body: not valid JSON (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    })?;
-    let Value::Object(mut fields) = value else {
-        return Err(invalid("body: not a JSON object".into()));
-    };
-    let query = match fields.remove("query") {
-        Some(Value::String(q)) if !q.trim().is_empty() => q,
-        Some(Value::String(_)) | None | Some(Value::Null) => {
-            return Err(ApiError::MissingParameter("query: required".into()))
-        }
-        Some(_) => return Err(invalid("query: must be a string".into())),
-    };
-    if query.len() > MAX_QUERY_BYTES {
-        return Err(invalid(format!(
-            "query: longer than {MAX_QUERY_BYTES} bytes"
-        )));
-    }
-    let output_format = match text_field(&mut fields, "outputFormat")? {
-        Some(v) => parse_one_of(
-            "outputFormat",
-            &v.to_ascii_uppercase(),
-            QueryOutputFormat::parse,
-            &QueryOutputFormat::ALL.map(QueryOutputFormat::as_str),
-        )?,
-        None => QueryOutputFormat::Csv,
-    };
-    let separator = text_field(&mut fields, "columnSeparator")?
-        .map(check_separator)
-        .transpose()?;
-    let column_separator = match (output_format, separator) {
-        (QueryOutputFormat::Dsv, None) => {
-            return Err(ApiError::MissingParameter(
-                "columnSeparator: required when outputFormat is DSV".into(),
-            ))
-        }
-        (QueryOutputFormat::Dsv, separator) => separator,
-        // Only applicable to DSV (the reference): not used otherwise.
-        (_, _) => None,
-    };
-    let compression = match text_field(&mut fields, "compression")? {
-        Some(v) => parse_one_of(
-            "compression",
-            &v.to_ascii_uppercase(),
-            Compression::parse,
-            &Compression::ALL.map(Compression::as_str),
-        )?,
-        None => Compression::None,
-    };
-    check_output(fields.remove("output"))?;
-    let encryption_key = text_field(&mut fields, "encryptionKey")?
-        .map(|key| match parse_public_key(&key) {
-            Ok(_) => Ok(key),
-            Err(e) => Err(invalid(format!("encryptionKey: {e}"))),
-        })
-        .transpose()?;
-    let read_deleted = bool_field(&mut fields, "readDeleted")?.unwrap_or(false);
-    let use_index_join = bool_field(&mut fields, "useIndexJoin")?.unwrap_or(false);
-    let source_data = match text_field(&mut fields, "sourceData")? {
-        Some(v) => parse_one_of(
-            "sourceData",
-            &v.to_ascii_uppercase(),
-            |s| SOURCE_DATA.contains(&s).then(|| s.to_owned()),
-            &SOURCE_DATA,
-        )?,
-        None => SOURCE_DATA[0].to_owned(),
-    };
-    let warehouse_size = text_field(&mut fields, "warehouseSize")?
-        .map(|v| {
-            parse_one_of(
-                "warehouseSize",
-                &v,
-                |s| {
-                    WAREHOUSE_SIZES
-                        .iter()
-                        .find(|w| w.eq_ignore_ascii_case(s))
-                        .map(|w| (*w).to_owned())
-                },
-                &WAREHOUSE_SIZES,
-            )
-        })
-        .transpose()?;
-    if let Some(unknown) = fields.keys().next() {
-        return Err(invalid(format!(
-            "{}: unknown field (the body takes {SUBMIT_FIELDS})",
-            unknown.chars().take(80).collect::<String>()
-        )));
-    }
-    Ok(Submit {
-        query,
-        output_format,
-        column_separator,
-        compression,
-        encryption_key,
-        read_deleted,
-        source_data,
-        use_index_join,
-        warehouse_size,
-    })
-}
-
-/// `columnSeparator`: one character, not a quote, CR or LF (those would
-/// make fields unreadable).
-fn check_separator(separator: String) -> ApiResult<String> {
-    let mut chars = separator.chars();
-    match (chars.next(), chars.next()) {
-        (Some(c), None) if !matches!(c, '"' | '\r' | '\n') => Ok(separator),
-        (Some(_), None) => Err(invalid(format!(
-            "columnSeparator: {} cannot separate columns (a quote, CR or LF)",
-            quoted(&separator)
-        ))),
-        _ => Err(invalid(format!(
-            "columnSeparator: must be one character, not {}",
-            quoted(&separator)
-        ))),
-    }
-}
-
-/// `output`: `{"target": "S3"}`, the one target auditx writes results to
-/// (absent is the same).
-fn check_output(output: Option<Value>) -> ApiResult<()> {
-    let mut output = match output {
-        None | Some(Value::Null) => return Ok(()),
-        Some(Value::Object(output)) => output,
-        Some(_) => {
-            return Err(invalid(
-                "output: must be an object like {\"target\": \"S3\"}".into(),
-            ))
-        }
-    };
-    match text_field(&mut output, "target")
-        .map_err(|_| invalid("output.target: must be a string".into()))?
-    {
-        None => {
-            return Err(ApiError::MissingParameter(
-                "output.target: required (S3)".into(),
-            ))
-        }
-        Some(target) if target.eq_ignore_ascii_case("S3") => {}
-        Some(target) => {
-            return Err(invalid(format!(
-                "output.target: {} is not supported; results are written to S3 (\"S3\")",
-                quoted(&target)
-            )))
-        }
-    }
-    if let Some(unknown) = output.keys().next() {
-        return Err(invalid(format!(
-            "output.{}: unknown field (output takes target)",
-            unknown.chars().take(80).collect::<String>()
-        )));
-    }
-    Ok(())
-}
-
-fn text_field(fields: &mut Map<String, Value>, name: &str) -> ApiResult<Option<String>> {
-    match fields.remove(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(invalid(format!("{name}: must be a string"))),
-    }
-}
-
-fn bool_field(fields: &mut Map<String, Value>, name: &str) -> ApiResult<Option<bool>> {
-    match fields.remove(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(b)),
-        Some(_) => Err(invalid(format!("{name}: must be true or false"))),
-    }
-}
-
 /// Whether `headers` declare a JSON body (`application/json`, any
 /// parameters, or a `+json` type).
 fn is_json(headers: &HeaderMap) -> bool {
@@ -361,53 +157,6 @@ fn is_json(headers: &HeaderMap) -> bool {
         || (essence.len() > 17
             && essence[..12].eq_ignore_ascii_case("application/")
             && essence.to_ascii_lowercase().ends_with("+json"))
-}
-
-/// Answers the errors of the data query routes in Data Query's own shape,
-/// `{"code": <HTTP status>, "message": "..."}` (the 415 sample of
-/// `post_dataqueryjob.md`), whatever produced them (the handlers, the token
-/// check, unknown methods); `Retry-After` and the other headers stay.
-pub async fn data_query_errors(request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    let data_query = path == "/query/jobs" || path.starts_with("/query/jobs/");
-    let response = next.run(request).await;
-    let status = response.status();
-    if !data_query || !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .unwrap_or_default();
-    let message = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|v| message_of(&v))
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
-    let body = DataQueryError {
-        code: status.as_u16(),
-        message,
-    };
-    let bytes = serde_json::to_vec(&body).expect("an error serializes");
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Response::from_parts(parts, Body::from(bytes))
-}
-
-/// The message of an error body: `message` if it has one, else its
-/// reasons' messages.
-fn message_of(body: &Value) -> Option<String> {
-    if let Some(message) = body["message"].as_str() {
-        return Some(message.to_owned());
-    }
-    let messages: Vec<&str> = body["reasons"]
-        .as_array()?
-        .iter()
-        .filter_map(|r| r["message"].as_str())
-        .collect();
-    (!messages.is_empty()).then(|| messages.join("; "))
 }
 
 impl From<SqlError> for ApiError {
@@ -427,7 +176,7 @@ impl From<SqlError> for ApiError {
         once: one read-only SELECT over the tenant tables; anything else is a 400 saying why. \
         Content-Type must be application/json (else 415). 429 with Retry-After past the \
         tenant's running + queued limit. Errors are {code, message}.",
-    request_body(content = QuerySubmitBody, content_type = "application/json"),
+    request_body(content = SubmitBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The accepted query.", body = Envelope<QueryView>),
         (status = 415, description = "Content-Type is not application/json.", body = DataQueryError),
@@ -448,9 +197,9 @@ pub async fn submit(
         ));
     }
     params.only(&[])?;
-    let submit = parse_submit(&body)?;
+    let submit = submit::parse(&body)?;
     let checked = check_query(&submit.query)?;
-    super::limits::admit_query(&services, &caller.tenant).await?;
+    crate::api::edge::limits::admit_query(&services, &caller.tenant).await?;
     let limits = &services.config.query;
     let unsettled = services.queries.tenant_queue(&caller.tenant).await?.len() as u64;
     let most = u64::from(limits.max_running_per_tenant) + u64::from(limits.max_queued_per_tenant);
@@ -551,7 +300,7 @@ pub async fn list(
     path = "/query/jobs/{id}",
     operation_id = "getQuery",
     summary = "One data query; dataFile is a presigned URL once completed",
-    params(("id" = String, Path, description = "The query's id.")),
+    params(("id" = String, Path, min_length = 36, max_length = 64, description = ID_DESCRIPTION)),
     responses(
         (status = 200, description = "The query.", body = Envelope<QueryView>),
         (status = 404, description = "No such query of this tenant.", body = DataQueryError),
@@ -564,7 +313,7 @@ pub async fn get(
     params: QueryParams,
 ) -> ApiResult<Response> {
     params.only(&[])?;
-    let id = QueryId(id);
+    let id = path_query_id(id);
     let job = visible_query(&services, &caller, &id).await?;
     Ok(Envelope::ok(QueryView::new(&services, &job).await?).into_response())
 }
@@ -576,7 +325,10 @@ pub async fn get(
     path = "/query/jobs/{id}",
     operation_id = "cancelQuery",
     summary = "Cancel an accepted or running data query",
-    params(("id" = String, Path, description = "The query's id.")),
+    description = "Only accepted and in_progress queries can be cancelled: cancelling a query \
+        that has ended (completed, failed or cancelled) is a 400, as Zuora's reference answers \
+        it. Zuora's SDK sends the id in its 64-character form (`job_id.zfill(64)`).",
+    params(("id" = String, Path, min_length = 36, max_length = 64, description = ID_DESCRIPTION)),
     responses(
         (status = 200, description = "The query, cancelled.", body = Envelope<QueryView>),
         (status = 404, description = "No such query of this tenant.", body = DataQueryError),
@@ -590,7 +342,7 @@ pub async fn cancel(
     params: QueryParams,
 ) -> ApiResult<Response> {
     params.only(&[])?;
-    let id = QueryId(id);
+    let id = path_query_id(id);
     visible_query(&services, &caller, &id).await?;
     let now = Utc::now().timestamp_millis();
     let job = match services.queries.cancel(&caller.tenant, &id, now).await? {
@@ -608,6 +360,26 @@ pub async fn cancel(
         CancelOutcome::NotFound => return Err(not_found(&id)),
     };
     Ok(Envelope::ok(QueryView::new(&services, &job).await?).into_response())
+}
+
+/// What the `{id}` of a query's path takes.
+const ID_DESCRIPTION: &str = "The query's id (36 characters), or the same id after 28 zeros \
+    (64 characters: Zuora's reference gives the cancel's id that length, and Zuora's SDK sends \
+    no other).";
+
+/// The zeros before a query id in its 64-character form.
+const ID_PADDING: &str = "0000000000000000000000000000";
+
+/// The query id a path names: the id (a 36-character UUID), or the same id
+/// after [`ID_PADDING`]'s 28 zeros. Zuora's reference says the id is 36
+/// characters (`get_dataqueryjob.md`) and 64 (`delete_dataqueryjob.md`);
+/// Zuora's SDK sends a cancel's id only if it is 64 characters long, so a
+/// caller of `delete_data_query_job` pads it (`job_id.zfill(64)`).
+fn path_query_id(given: String) -> QueryId {
+    match given.strip_prefix(ID_PADDING) {
+        Some(id) if given.len() == 64 => QueryId(id.to_owned()),
+        _ => QueryId(given),
+    }
 }
 
 /// The query if it exists, belongs to the caller's tenant and the caller
@@ -629,92 +401,20 @@ fn not_found(id: &QueryId) -> ApiError {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use axum::http::HeaderValue;
 
     use super::*;
 
-    fn parse(body: Value) -> ApiResult<Submit> {
-        parse_submit(body.to_string().as_bytes())
-    }
-
     #[test]
-    fn the_reference_bodies_are_accepted() {
-        // post_dataqueryjob.md's sample.
-        let sample = parse(json!({
-            "query": "SELECT accountnumber, balance FROM Account WHERE Account.balance > 100",
-            "compression": "NONE",
-            "output": {"target": "S3"},
-            "outputFormat": "CSV"
-        }))
-        .unwrap();
-        assert_eq!(sample.output_format, QueryOutputFormat::Csv);
-        assert_eq!(sample.compression, Compression::None);
-        assert_eq!(sample.source_data, "LIVE");
-        assert!(!sample.read_deleted && !sample.use_index_join);
-        // The encryption doc's sample.
-        let encrypted = parse(json!({
-            "query": "select * from account", "outputFormat": "CSV", "compression": "GZIP",
-            "encryptionKey": "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCHRHXrqriUa5nkXP6tvCv3uQtH5fYezHFZ8kXeK2LWTmY6i7FGzRcDlDpuY72iLTPTqbYKyky1EhTlr/UaMn1tugb+wVbWJ81AnisAxCDmnkbMwkfqPHxNlu+Tg2OXtgFd4QCENAgHt/DOqD9HQV+5KHp59DdoD2BzpNf63b3D1QIDAQAB",
-            "output" : { "target": "S3" }
-        }))
-        .unwrap();
-        assert!(encrypted.encryption_key.is_some());
-        assert_eq!(encrypted.compression, Compression::Gzip);
-        // What Zuora's Python SDK sends (every field it knows, nulls left out
-        // or not).
-        let sdk = parse(json!({
-            "columnSeparator": "|", "compression": "ZIP", "encryptionKey": null,
-            "output": {"target": "S3"}, "outputFormat": "DSV", "query": "SELECT 1",
-            "readDeleted": false, "sourceData": "WAREHOUSE", "useIndexJoin": true,
-            "warehouseSize": "xsmall"
-        }))
-        .unwrap();
-        assert_eq!(sdk.output_format, QueryOutputFormat::Dsv);
-        assert_eq!(sdk.column_separator.as_deref(), Some("|"));
-        assert_eq!(sdk.compression, Compression::Zip);
-        assert_eq!(sdk.source_data, "WAREHOUSE");
-        assert_eq!(sdk.warehouse_size.as_deref(), Some("xsmall"));
-        assert!(sdk.use_index_join);
-        // The separator is only kept for DSV.
-        let csv = parse(json!({"query": "SELECT 1", "columnSeparator": ";"})).unwrap();
-        assert_eq!(csv.column_separator, None);
-    }
-
-    #[test]
-    fn bad_fields_are_named() {
-        for (body, message) in [
-            (
-                json!({"query": "SELECT 1", "output": "S3"}),
-                "output: must be an object",
-            ),
-            (
-                json!({"query": "SELECT 1", "output": {"target": "S3", "bucket": "b"}}),
-                "output.bucket: unknown field",
-            ),
-            (
-                json!({"query": "SELECT 1", "columnSeparator": ""}),
-                "columnSeparator: must be one character",
-            ),
-            (
-                json!({"query": "SELECT 1", "useIndexJoin": 1}),
-                "useIndexJoin: must be true or false",
-            ),
-            (
-                json!({"query": "SELECT 1", "warehouseSize": "large"}),
-                "warehouseSize: \"large\" is not one of xsmall, NULL",
-            ),
-            (
-                json!({"query": "SELECT 1", "encryptionKey": "%%%"}),
-                "encryptionKey: not base64",
-            ),
-            (
-                json!({"query": "SELECT 1", "limit": 1}),
-                "limit: unknown field (the body takes query, outputFormat",
-            ),
-        ] {
-            let error = parse(body.clone()).map(|_| ()).unwrap_err().to_string();
-            assert!(error.starts_with(message), "{body}: {error}");
-        }
+    fn a_query_id_in_its_64_character_form_is_the_id() {
+        let id = "00000000-1111-4222-8333-444444444444";
+        assert_eq!(path_query_id(id.into()).as_str(), id);
+        assert_eq!(path_query_id(format!("{ID_PADDING}{id}")).as_str(), id);
+        // Only exactly 28 zeros before 36 characters.
+        let longer = format!("0{ID_PADDING}{id}");
+        assert_eq!(path_query_id(longer.clone()).as_str(), longer);
+        let short = format!("{ID_PADDING}abc");
+        assert_eq!(path_query_id(short.clone()).as_str(), short);
     }
 
     #[test]

@@ -25,8 +25,8 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::error::{ApiError, ApiResult};
-use super::export_query::CreateRequest;
+use crate::api::request::filters::CreateRequest;
+use crate::api::response::error::{ApiError, ApiResult};
 use crate::context::Services;
 use auditx_lake::audit_trail::read::Position;
 

@@ -25,8 +25,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use sha2::{Digest, Sha256};
 
-use super::envelope::Envelope;
-use super::error::{ApiError, ApiResult};
+use crate::api::response::envelope::Envelope;
+use crate::api::response::error::{ApiError, ApiResult};
 use crate::context::Services;
 
 /// How long a printed sign-in link works.
@@ -65,22 +65,22 @@ const ASSETS: &[Asset] = &[
     Asset {
         path: "index.html",
         content_type: "text/html; charset=utf-8",
-        bytes: include_bytes!("../../../console/dist/index.html"),
+        bytes: include_bytes!("../../../../console/dist/index.html"),
     },
     Asset {
         path: "app.js",
         content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../../console/dist/app.js"),
+        bytes: include_bytes!("../../../../console/dist/app.js"),
     },
     Asset {
         path: "app.css",
         content_type: "text/css; charset=utf-8",
-        bytes: include_bytes!("../../../console/dist/app.css"),
+        bytes: include_bytes!("../../../../console/dist/app.css"),
     },
     Asset {
         path: "favicon.svg",
         content_type: "image/svg+xml",
-        bytes: include_bytes!("../../../console/dist/favicon.svg"),
+        bytes: include_bytes!("../../../../console/dist/favicon.svg"),
     },
 ];
 

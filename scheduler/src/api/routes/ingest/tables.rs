@@ -10,12 +10,12 @@ use auditx_lake::tables::{table, RowOwner, TableDef, TABLES};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 
-use super::auth::Caller;
-use super::envelope::Envelope;
-use super::error::{quoted, ApiError, ApiResult};
-use super::ingest::{acquire_slot, check_not_blank, IngestBody, IngestCounts};
-use super::openapi::{ErrorEnvelope, TableName, TableRow};
-use super::params::QueryParams;
+use crate::api::auth::Caller;
+use crate::api::openapi::{ErrorEnvelope, TableName, TableRow};
+use crate::api::request::params::QueryParams;
+use crate::api::response::envelope::Envelope;
+use crate::api::response::error::{quoted, ApiError, ApiResult};
+use crate::api::routes::ingest::{acquire_slot, check_not_blank, IngestBody, IngestCounts};
 use crate::context::Services;
 
 /// `{table}` of the path: one of the known tables, else 404.

@@ -8,7 +8,7 @@
 //!   permit before it accepts, so further connections wait in the kernel's
 //!   listen backlog (or are refused by it once that is full).
 //! - hyper's read buffer is sized well above the configured URI and header
-//!   limits, so it is [`super::bounds`] that answers those, with the
+//!   limits, so it is [`crate::api::edge::bounds`] that answers those, with the
 //!   envelope.
 //!
 //! On shutdown the loop stops accepting, idle connections are closed and

@@ -1,5 +1,8 @@
 //! The export job routes: create, list, get and cancel.
 
+pub mod presign;
+pub mod view;
+
 use auditx_common::queue::Headers;
 use auditx_common::telemetry::inject_trace_context;
 use auditx_proto::{MeterId, RequestId, TRACEPARENT_HEADER};
@@ -10,14 +13,15 @@ use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::auth::Caller;
-use super::envelope::Envelope;
-use super::error::{ApiError, ApiResult};
-use super::export_query::{page_window, parse_create, parse_list, ListRequest};
-use super::openapi::{ErrorEnvelope, ExportFormat, ExportType, RunStatus, RunTypeName};
-use super::params::{JobPath, MeterPath, QueryParams};
-use super::trace::TrackId;
-use super::views::{Created, JobView, JobsPage};
+use crate::api::auth::Caller;
+use crate::api::edge::trace::TrackId;
+use crate::api::openapi::{ErrorEnvelope, ExportFormat, ExportType, RunStatus, RunTypeName};
+use crate::api::request::filters::{parse_create, parse_list, ListRequest};
+use crate::api::request::paging::page_window;
+use crate::api::request::params::{JobPath, MeterPath, QueryParams};
+use crate::api::response::envelope::Envelope;
+use crate::api::response::error::{ApiError, ApiResult};
+use crate::api::routes::exports::view::{Created, JobView, JobsPage};
 use crate::context::Services;
 use crate::export::jobs::{CancelOutcome, Job, JobSpec};
 use crate::fleet::events::publish_export_event;
@@ -63,7 +67,7 @@ pub async fn create(
     params: QueryParams,
 ) -> ApiResult<Envelope<Created>> {
     let request = parse_create(&params)?;
-    super::limits::admit_export(&services, &caller.tenant).await?;
+    crate::api::edge::limits::admit_export(&services, &caller.tenant).await?;
     let scope = caller.scope();
     let spec = JobSpec {
         request_id: RequestId::generate(),
@@ -282,7 +286,7 @@ async fn own_job(
 }
 
 /// The caller's tenant made the job, within the caller's entity/org scope.
-pub(super) fn may_see(caller: &Caller, job: &Job) -> bool {
+pub(crate) fn may_see(caller: &Caller, job: &Job) -> bool {
     job.spec.tenant == caller.tenant && caller.scope().can_see(&job.spec.scope)
 }
 
@@ -292,7 +296,7 @@ fn not_found(id: &RequestId) -> ApiError {
 
 /// The W3C trace context of the request's span, for the scheduler to
 /// continue when it runs the job.
-pub(super) fn current_traceparent() -> Option<String> {
+pub(crate) fn current_traceparent() -> Option<String> {
     let mut headers = Headers::new();
     inject_trace_context(&mut headers);
     headers.remove(TRACEPARENT_HEADER)

@@ -4,7 +4,7 @@
 //!
 //! hyper has limits of its own but answers them with a bare status, so the
 //! server raises hyper's buffer well above `api.max_uri_bytes` +
-//! `api.max_header_bytes` (see [`super::server`]) and the limits users meet
+//! `api.max_header_bytes` (see [`crate::api::edge::server`]) and the limits users meet
 //! are these.
 
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
-use super::error::ApiError;
+use crate::api::response::error::ApiError;
 
 /// Probes and metrics stay answerable while the replica sheds load.
 const UNBOUNDED_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];

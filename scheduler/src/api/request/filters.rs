@@ -1,15 +1,15 @@
-//! Validation of the export routes' query parameters and the list's paging,
-//! as pure functions.
-
-use std::ops::Range;
+//! The filters an export, the online entries and the summary share, and
+//! the export routes' query parameters, validated as pure functions.
 
 use auditx_lake::RUN_STATUSES;
 use auditx_proto::{OutputFormat, RecordType, RunType};
 
 use chrono::{DateTime, FixedOffset};
 
-use super::error::{ApiError, ApiResult, Problems};
-use super::params::{parse_int, parse_one_of, parse_time, QueryParams};
+use crate::api::request::paging::{parse_paging, PAGE, PAGE_SIZE};
+use crate::api::request::params::{parse_one_of, QueryParams};
+use crate::api::request::time::parse_time;
+use crate::api::response::error::{ApiError, ApiResult, Problems};
 use crate::export::jobs::{ExportQuery, Job};
 
 const EXPORT_TYPE: &str = "exportType";
@@ -23,8 +23,6 @@ pub const OPERATOR_ID: &str = "operatorId";
 const QUERY_FROM_TIME: &str = "queryFromTime";
 const QUERY_TO_TIME: &str = "queryToTime";
 const FORMAT: &str = "format";
-pub const PAGE: &str = "page";
-pub const PAGE_SIZE: &str = "pageSize";
 
 pub const DEFAULT_PAGE_SIZE: u32 = 30;
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -48,9 +46,6 @@ pub const FILTER_PARAMS: [&str; 7] = [
     QUERY_FROM_TIME,
     QUERY_TO_TIME,
 ];
-
-/// The single-valued ones among [`FILTER_PARAMS`].
-pub const SINGLE_FILTER_PARAMS: [&str; 4] = [EXPORT_TYPE, RUN_TYPE, QUERY_FROM_TIME, QUERY_TO_TIME];
 
 pub fn parse_create(params: &QueryParams) -> ApiResult<CreateRequest> {
     let mut allowed = FILTER_PARAMS.to_vec();
@@ -232,60 +227,6 @@ impl ListRequest {
     }
 }
 
-/// `page` (1-based, default 1) and `pageSize` (1..=`max`, default `default`).
-pub fn parse_paging(params: &QueryParams, default: u32, max: u32) -> ApiResult<(u32, u32)> {
-    let mut problems = Problems::default();
-    let page = match problems.check(params.optional(PAGE)).flatten() {
-        Some(value) => problems.check(parse_int(PAGE, value)).and_then(|p| {
-            let page = u32::try_from(p).ok().filter(|&p| p >= 1);
-            if page.is_none() {
-                problems.push(ApiError::InvalidParameter(format!(
-                    "{PAGE}: must be between 1 and {}",
-                    u32::MAX
-                )));
-            }
-            page
-        }),
-        None => Some(1),
-    };
-    let page_size = match problems.check(params.optional(PAGE_SIZE)).flatten() {
-        Some(value) => problems.check(parse_int(PAGE_SIZE, value)).and_then(|s| {
-            let size = u32::try_from(s).ok().filter(|s| (1..=max).contains(s));
-            if size.is_none() {
-                problems.push(ApiError::InvalidParameter(format!(
-                    "{PAGE_SIZE}: must be between 1 and {max}"
-                )));
-            }
-            size
-        }),
-        None => Some(default),
-    };
-    problems.finish()?;
-    Ok((page.unwrap_or(1), page_size.unwrap_or(default)))
-}
-
-/// One page of a list of `total` items.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PageWindow {
-    pub items: Range<usize>,
-    pub previous_page: Option<u32>,
-    pub next_page: Option<u32>,
-}
-
-/// Which items page `page` (1-based) holds and its neighbours. A page past
-/// the end is empty; its previous page is the last one with items.
-pub fn page_window(total: usize, page: u32, page_size: u32) -> PageWindow {
-    let size = page_size as usize;
-    let last_page = total.div_ceil(size).max(1);
-    let start = (page as usize - 1).saturating_mul(size).min(total);
-    let end = start.saturating_add(size).min(total);
-    PageWindow {
-        items: start..end,
-        previous_page: (page > 1).then(|| (page as usize - 1).min(last_page) as u32),
-        next_page: ((page as usize) < last_page).then(|| page + 1),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,67 +329,6 @@ mod tests {
         let request = parse_create(&params(&query)).unwrap();
         assert_eq!(request.from_ms, 1_751_328_000_000 - 19_800_000);
         assert_eq!(request.query.query_to_time, "2025-10-01T0000+0000");
-    }
-
-    #[test]
-    fn pages_and_their_neighbours() {
-        let window = |total, page, size| page_window(total, page, size);
-        assert_eq!(
-            window(0, 1, 30),
-            PageWindow {
-                items: 0..0,
-                previous_page: None,
-                next_page: None
-            }
-        );
-        assert_eq!(
-            window(65, 1, 30),
-            PageWindow {
-                items: 0..30,
-                previous_page: None,
-                next_page: Some(2)
-            }
-        );
-        assert_eq!(
-            window(65, 2, 30),
-            PageWindow {
-                items: 30..60,
-                previous_page: Some(1),
-                next_page: Some(3)
-            }
-        );
-        assert_eq!(
-            window(65, 3, 30),
-            PageWindow {
-                items: 60..65,
-                previous_page: Some(2),
-                next_page: None
-            }
-        );
-        assert_eq!(
-            window(60, 2, 30),
-            PageWindow {
-                items: 30..60,
-                previous_page: Some(1),
-                next_page: None
-            }
-        );
-        assert_eq!(
-            window(65, 9, 30),
-            PageWindow {
-                items: 65..65,
-                previous_page: Some(3),
-                next_page: None
-            }
-        );
-        assert_eq!(
-            window(5, u32::MAX, 100),
-            PageWindow {
-                items: 5..5,
-                previous_page: Some(1),
-                next_page: None
-            }
-        );
     }
 
     #[test]

@@ -34,15 +34,14 @@ use axum::response::{IntoResponse, Json, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::auth::Caller;
-use super::cursor::{cursor_key, query_digest, sessions_digest, Cursor};
-use super::error::{ApiError, ApiResult, Problems};
-use super::export_query::{
-    parse_paging, read_filters, FILTER_PARAMS, OPERATOR_ID, PAGE_SIZE, SESSION_ID,
-};
-use super::online::select;
-use super::openapi::{ErrorEnvelope, ExportType, RunStatus, RunTypeName};
-use super::params::{MeterPath, QueryParams};
+use crate::api::auth::Caller;
+use crate::api::openapi::{ErrorEnvelope, ExportType, RunStatus, RunTypeName};
+use crate::api::request::cursor::{cursor_key, query_digest, sessions_digest, Cursor};
+use crate::api::request::filters::{read_filters, FILTER_PARAMS, OPERATOR_ID, SESSION_ID};
+use crate::api::request::paging::{parse_paging, PAGE_SIZE};
+use crate::api::request::params::{MeterPath, QueryParams};
+use crate::api::response::error::{ApiError, ApiResult, Problems};
+use crate::api::routes::online::select;
 use crate::context::Services;
 
 /// The reference's default and maximum.

@@ -12,7 +12,7 @@
 
 use auditx_proto::TenantId;
 
-use super::error::{ApiError, ApiResult};
+use crate::api::response::error::{ApiError, ApiResult};
 use crate::context::Services;
 use crate::export::jobs::JobStatus;
 

@@ -1,13 +1,11 @@
 //! Reading path and query parameters with messages that name the parameter
 //! and say what is wrong with it, e.g. `meterId: "abc" is not an integer`.
 
-use auditx_common::time::parse_iso_time;
 use auditx_proto::{MeterId, RequestId};
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
-use chrono::{DateTime, FixedOffset};
 
-use super::error::{quoted, ApiError, ApiResult};
+use crate::api::response::error::{quoted, ApiError, ApiResult};
 
 /// The query string as `(name, value)` pairs in order, repeats kept and a
 /// trailing `[]` dropped from names (`sessionIds[]=a` is `sessionIds=a`).
@@ -77,7 +75,7 @@ impl QueryParams {
                 unknown.push(name);
             }
         }
-        let mut problems = super::error::Problems::default();
+        let mut problems = crate::api::response::error::Problems::default();
         for name in unknown.iter().take(5) {
             problems.push(ApiError::UnknownField(format!(
                 "unknown query parameter: {}",
@@ -153,21 +151,6 @@ pub fn parse_one_of<T>(
             allowed.join(", ")
         ))
     })
-}
-
-/// An ISO-8601 time with zone, extended or basic form
-/// ([`parse_iso_time`]). A `+` left unencoded in a query string arrives as
-/// a space, so a space is read as `+` when that is the only thing wrong;
-/// the returned text is the time as understood.
-pub fn parse_time(name: &str, value: &str) -> ApiResult<(DateTime<FixedOffset>, String)> {
-    let first = match parse_iso_time(value) {
-        Ok(time) => return Ok((time, value.to_owned())),
-        Err(e) => e,
-    };
-    let repaired = value.replace(' ', "+");
-    parse_iso_time(&repaired)
-        .map(|time| (time, repaired))
-        .map_err(|_| ApiError::InvalidParameter(format!("{name}: {} {first}", quoted(value))))
 }
 
 pub fn parse_int(name: &str, value: &str) -> ApiResult<i64> {
@@ -288,28 +271,5 @@ mod tests {
             "b: must not be empty"
         );
         assert_eq!(p.required("c").unwrap_err().to_string(), "c: required");
-    }
-
-    #[test]
-    fn times_need_a_zone_and_survive_unencoded_plus() {
-        assert!(parse_time("t", "2025-07-23T18:46:48.775Z").is_ok());
-        let (time, text) = parse_time("t", "2025-07-23T18:46:48 02:00").unwrap();
-        assert_eq!(text, "2025-07-23T18:46:48+02:00");
-        assert_eq!(time.timestamp(), 1_753_289_208);
-        assert_eq!(
-            parse_time("t", "2025-07-23T18:46:48")
-                .unwrap_err()
-                .to_string(),
-            "t: \"2025-07-23T18:46:48\" has no time zone (add Z or an offset such as +00:00)"
-        );
-        assert_eq!(
-            parse_time("t", "soon").unwrap_err().to_string(),
-            "t: \"soon\" is not an ISO-8601 time with zone"
-        );
-        let (time, text) = parse_time("t", "2025-07-01T00:00:00 0530").unwrap();
-        assert_eq!(text, "2025-07-01T00:00:00+0530");
-        assert_eq!(time.offset().local_minus_utc(), 19_800);
-        let (time, _) = parse_time("t", "2025-10-01T0000+0000").unwrap();
-        assert_eq!(time.timestamp(), 1_759_276_800);
     }
 }

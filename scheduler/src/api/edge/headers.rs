@@ -3,7 +3,7 @@
 
 use axum::http::HeaderMap;
 
-use super::error::{quoted, ApiError};
+use crate::api::response::error::{quoted, ApiError};
 
 pub const TRACK_ID_HEADER: &str = "Zuora-Track-Id";
 pub const ENTITY_IDS_HEADER: &str = "Zuora-Entity-Ids";

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use axum::Json;
 
-use super::envelope::{ErrorBody, Reason};
+use crate::api::response::envelope::{ErrorBody, Reason};
 use crate::export::jobs::JobError;
 use crate::query::jobs::QueryJobError;
 
@@ -248,7 +248,7 @@ impl IntoResponse for ApiError {
         }
         let body = ErrorBody {
             success: false,
-            process_id: super::request_id::process_id(),
+            process_id: crate::api::edge::request_id::process_id(),
             reasons,
         };
         let mut response = (status, Json(body)).into_response();

@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::auth::Caller;
-use super::envelope::Envelope;
-use super::error::ApiResult;
-use super::params::QueryParams;
+use crate::api::auth::Caller;
+use crate::api::request::params::QueryParams;
+use crate::api::response::envelope::Envelope;
+use crate::api::response::error::ApiResult;
 
 /// One table of the tenant.
 #[derive(Debug, Serialize, ToSchema)]

@@ -2,6 +2,8 @@
 //! as a JSON array or NDJSON, gzip allowed. A batch is validated whole
 //! before anything is written.
 
+pub mod tables;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +18,11 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::auth::Caller;
-use super::envelope::Envelope;
-use super::error::{quoted, ApiError, ApiResult};
-use super::openapi::{AuditEntryBody, ErrorEnvelope, RunStatusBody};
-use super::params::{MeterPath, QueryParams};
+use crate::api::auth::Caller;
+use crate::api::openapi::{AuditEntryBody, ErrorEnvelope, RunStatusBody};
+use crate::api::request::params::{MeterPath, QueryParams};
+use crate::api::response::envelope::Envelope;
+use crate::api::response::error::{quoted, ApiError, ApiResult};
 use crate::context::Services;
 
 const MEDIA_TYPES: [&str; 2] = ["application/json", "application/x-ndjson"];
@@ -47,8 +49,8 @@ impl From<IngestSummary> for IngestCounts {
 /// sent with `Content-Encoding: gzip` (so the decompressed size can be
 /// capped while inflating).
 pub struct IngestBody {
-    pub(super) bytes: Bytes,
-    pub(super) gzipped: bool,
+    pub(crate) bytes: Bytes,
+    pub(crate) gzipped: bool,
 }
 
 impl FromRequest<Services> for IngestBody {
@@ -90,7 +92,7 @@ fn check_content_type(headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
-pub(super) fn is_gzipped(headers: &HeaderMap) -> ApiResult<bool> {
+pub(crate) fn is_gzipped(headers: &HeaderMap) -> ApiResult<bool> {
     let Some(value) = headers.get(CONTENT_ENCODING) else {
         return Ok(false);
     };
@@ -121,7 +123,7 @@ fn context(caller: &Caller, meter: MeterPath) -> ApiResult<IngestContext> {
 /// Waits at most `max_wait` for one of the process's ingest slots (see
 /// `ingest.max_concurrent`); held while the call decodes, parses and writes
 /// its batch. Past the wait the call is answered 429 with `Retry-After`.
-pub(super) async fn ingest_slot(
+pub(crate) async fn ingest_slot(
     slots: &Arc<Semaphore>,
     max_wait: Duration,
 ) -> ApiResult<OwnedSemaphorePermit> {
@@ -147,7 +149,7 @@ pub(super) async fn ingest_slot(
 }
 
 /// [`ingest_slot`] with the configured wait.
-pub(super) async fn acquire_slot(services: &Services) -> ApiResult<OwnedSemaphorePermit> {
+pub(crate) async fn acquire_slot(services: &Services) -> ApiResult<OwnedSemaphorePermit> {
     let max_wait = Duration::from_millis(services.config.ingest.max_wait_ms);
     ingest_slot(&services.ingest_slots, max_wait).await
 }
@@ -172,7 +174,7 @@ async fn decode_and_parse<T: Send + 'static>(
 
 /// Refuses a body that is empty or only whitespace: it holds no batch at
 /// all (an empty batch is `[]`), and was taken for an empty NDJSON batch.
-pub(super) fn check_not_blank(raw: &[u8]) -> ApiResult<()> {
+pub(crate) fn check_not_blank(raw: &[u8]) -> ApiResult<()> {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::MissingField(
             "body: empty or only whitespace; send a JSON array (`[]` for no rows) or NDJSON \

@@ -30,23 +30,22 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use chrono::{SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
-use super::auth::Caller;
-use super::envelope::Envelope;
-use super::error::{quoted, ApiError, ApiResult, Problems};
-use super::export_query::{
-    read_filters, CreateRequest, Filters, FILTER_PARAMS, SINGLE_FILTER_PARAMS,
-};
-use super::ingest::is_gzipped;
-use super::online::select;
-use super::openapi::{ErrorEnvelope, ExportType, RunStatus, RunTypeName};
-use super::params::{MeterPath, QueryParams};
+use crate::api::auth::Caller;
+use crate::api::openapi::{ErrorEnvelope, ExportType, RunStatus, RunTypeName};
+use crate::api::request::body::{read_object, Given, NotAnObject, A_STRING, STRINGS};
+use crate::api::request::filters::{read_filters, CreateRequest, Filters};
+use crate::api::request::params::{MeterPath, QueryParams};
+use crate::api::response::envelope::Envelope;
+use crate::api::response::error::{quoted, ApiError, ApiResult, Problems};
+use crate::api::routes::ingest::is_gzipped;
+use crate::api::routes::online::select;
 use crate::context::Services;
 use crate::export::jobs::ExportQuery;
 use crate::export::planner::plan;
@@ -71,37 +70,52 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 const ALL_TIME_MS: (i64, i64) = (0, 253_402_300_800_000);
 
 /// The body of a summary call: every field optional.
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // a description of the body `parse_body` reads
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = SummaryRequest)]
 pub struct SummaryBody {
     /// Only this run type (both when absent).
-    #[schema(value_type = Option<RunTypeName>, rename = "runType")]
-    run_type: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<RunTypeName>)]
+    run_type: Given<String>,
     /// Start of the range (inclusive), ISO-8601 with zone, extended or basic
     /// form.
-    #[schema(format = DateTime, rename = "queryFromTime")]
-    query_from_time: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    query_from_time: Given<String>,
     /// End of the range (exclusive), ISO-8601 with zone, after queryFromTime.
-    #[schema(format = DateTime, rename = "queryToTime")]
-    query_to_time: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    query_to_time: Given<String>,
     /// Only these runs.
-    #[schema(rename = "sessionIds")]
-    session_ids: Option<Vec<String>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    session_ids: Given<Vec<String>>,
     /// Only these operators.
-    #[schema(rename = "operatorIds")]
-    operator_ids: Option<Vec<String>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    operator_ids: Given<Vec<String>>,
     /// Any of sessionId, operatorId, errorCode, processorId (an array, or
     /// one string comma separated). Without it, one row of totals.
-    #[schema(value_type = Option<Vec<GroupField>>, rename = "groupBy")]
-    group_by: Option<Vec<String>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<GroupField>>)]
+    group_by: Given<GroupBy>,
     /// Extension: count only this record type (the other count is 0).
-    #[schema(value_type = Option<ExportType>, rename = "exportType")]
-    export_type: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<ExportType>)]
+    export_type: Given<String>,
     /// Extension: only entries of runs whose latest status is one of these.
-    #[schema(value_type = Option<Vec<RunStatus>>, rename = "runStatuses")]
-    run_statuses: Option<Vec<String>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<RunStatus>>)]
+    run_statuses: Given<Vec<String>>,
+}
+
+/// `groupBy` as sent: an array of names or one comma separated string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum GroupBy {
+    Names(Vec<String>),
+    Text(String),
 }
 
 /// A field to group by.
@@ -224,29 +238,15 @@ impl FromRequest<Services> for JsonBody {
     }
 }
 
-/// Reads `groupBy`: an array of field names or one comma separated string.
-fn parse_group_by(value: &Value) -> ApiResult<Vec<&'static str>> {
-    let names: Vec<&str> = match value {
-        Value::Null => Vec::new(),
-        Value::String(text) => text.split(',').collect(),
-        Value::Array(items) => items
-            .iter()
-            .map(|item| item.as_str())
-            .collect::<Option<_>>()
-            .ok_or_else(|| {
-                ApiError::InvalidParameter(format!(
-                    "{GROUP_BY}: must be an array of strings or a string"
-                ))
-            })?,
-        _ => {
-            return Err(ApiError::InvalidParameter(format!(
-                "{GROUP_BY}: must be an array of strings or a string"
-            )))
-        }
+/// Checks the names of `groupBy`: fields of [`GROUP_FIELDS`], in the order
+/// asked, repeats dropped.
+fn group_fields(group_by: GroupBy, problems: &mut Problems) -> Vec<&'static str> {
+    let names: Vec<String> = match group_by {
+        GroupBy::Names(names) => names,
+        GroupBy::Text(text) => text.split(',').map(str::to_owned).collect(),
     };
-    let mut problems = Problems::default();
     let mut fields: Vec<&'static str> = Vec::new();
-    for name in names.into_iter().map(str::trim).filter(|n| !n.is_empty()) {
+    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
         match GROUP_FIELDS.iter().find(|(f, _)| *f == name) {
             Some((field, _)) if !fields.contains(field) => fields.push(*field),
             Some(_) => {}
@@ -257,71 +257,61 @@ fn parse_group_by(value: &Value) -> ApiResult<Vec<&'static str>> {
             ))),
         }
     }
-    problems.finish()?;
-    Ok(fields)
+    fields
 }
 
-/// Reads a summary body: the filters under their query parameter names
-/// (strings; arrays of strings for the list filters) and `groupBy`, all
-/// optional. Every problem is reported.
+/// Reads a summary body ([`SummaryBody`]): the filters under their query
+/// parameter names and `groupBy`, all optional. Every problem is reported.
 pub fn parse_body(body: &[u8]) -> ApiResult<SummaryCall> {
     if body.iter().all(u8::is_ascii_whitespace) {
         // No body at all: no filter, no grouping.
         return parse_body(b"{}");
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::Malformed(format!(
-            "body: not valid JSON (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
+    let read = read_object::<SummaryBody>(body).map_err(|e| match e {
+        NotAnObject::Malformed { line, column } => ApiError::Malformed(format!(
+            "body: not valid JSON (line {line}, column {column})"
+        )),
+        NotAnObject::OtherJson => ApiError::InvalidParameter("body: must be a JSON object".into()),
     })?;
-    let Value::Object(fields) = value else {
-        return Err(ApiError::InvalidParameter(
-            "body: must be a JSON object".into(),
-        ));
-    };
     let mut problems = Problems::default();
+    for name in &read.unknown {
+        problems.push(ApiError::UnknownField(format!(
+            "unknown field: {}",
+            quoted(name)
+        )));
+    }
+    let body = read.fields;
+    // The filters as the query parameters of an export, read alike.
     let mut pairs = Vec::new();
-    let mut group_by = Vec::new();
-    let mut group_by_given = false;
-    for (name, value) in &fields {
-        if name == GROUP_BY {
-            group_by_given = !value.is_null();
-            group_by = problems.check(parse_group_by(value)).unwrap_or_default();
-            continue;
-        }
-        if !FILTER_PARAMS.contains(&name.as_str()) {
-            problems.push(ApiError::UnknownField(format!(
-                "unknown field: {}",
-                quoted(name)
-            )));
-            continue;
-        }
-        let single = SINGLE_FILTER_PARAMS.contains(&name.as_str());
-        match value {
-            Value::Null => {}
-            Value::String(text) if single => pairs.push((name.clone(), text.clone())),
-            Value::Array(items) if !single => {
-                if items.iter().any(|item| !item.is_string()) {
-                    problems.push(ApiError::InvalidParameter(format!(
-                        "{name}: must be an array of strings"
-                    )));
-                }
-                for item in items {
-                    if let Value::String(text) = item {
-                        pairs.push((name.clone(), text.clone()));
-                    }
-                }
-            }
-            _ if single => problems.push(ApiError::InvalidParameter(format!(
-                "{name}: must be a string"
-            ))),
-            _ => problems.push(ApiError::InvalidParameter(format!(
-                "{name}: must be an array of strings"
-            ))),
+    for (name, given) in [
+        ("exportType", body.export_type),
+        ("runType", body.run_type),
+        ("queryFromTime", body.query_from_time),
+        ("queryToTime", body.query_to_time),
+    ] {
+        if let Some(value) = given.read(name, A_STRING, &mut problems) {
+            pairs.push((name.to_owned(), value));
         }
     }
+    for (name, given) in [
+        ("sessionIds", body.session_ids),
+        ("runStatuses", body.run_statuses),
+        ("operatorIds", body.operator_ids),
+    ] {
+        for value in given.read(name, STRINGS, &mut problems).unwrap_or_default() {
+            pairs.push((name.to_owned(), value));
+        }
+    }
+    let group_by_given = !matches!(body.group_by, Given::Absent);
+    let group_by = body
+        .group_by
+        .read(
+            GROUP_BY,
+            "must be an array of strings or a string",
+            &mut problems,
+        )
+        .map(|names| group_fields(names, &mut problems))
+        .unwrap_or_default();
     let filters = read_filters(&QueryParams::new(pairs), &mut problems, false);
     problems.finish()?;
     Ok(SummaryCall {

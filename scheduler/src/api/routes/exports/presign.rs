@@ -6,12 +6,12 @@ use std::time::Duration;
 use auditx_proto::RequestId;
 use axum::extract::State;
 
-use super::auth::Caller;
-use super::envelope::Envelope;
-use super::error::{ApiError, ApiResult};
-use super::exports::may_see;
-use super::openapi::ErrorEnvelope;
-use super::params::QueryParams;
+use crate::api::auth::Caller;
+use crate::api::openapi::ErrorEnvelope;
+use crate::api::request::params::QueryParams;
+use crate::api::response::envelope::Envelope;
+use crate::api::response::error::{ApiError, ApiResult};
+use crate::api::routes::exports::may_see;
 use crate::context::Services;
 
 const FILE_KEY: &str = "fileKey";

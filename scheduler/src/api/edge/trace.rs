@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::field::Empty;
 use tracing::Instrument;
 
-use super::headers::{track_id, TRACK_ID_HEADER};
+use crate::api::edge::headers::{track_id, TRACK_ID_HEADER};
 
 /// The request's validated `Zuora-Track-Id`, for handlers that store it.
 #[derive(Clone, Debug)]

@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use serde::Serialize;
 
-use super::envelope::{Envelope, Reason};
-use super::error::{ApiError, ApiResult};
-use super::openapi::OPEN;
+use crate::api::openapi::OPEN;
+use crate::api::response::envelope::{Envelope, Reason};
+use crate::api::response::error::{ApiError, ApiResult};
 use crate::context::Services;
 
 /// `GET /healthz`: the process serves requests.
@@ -46,7 +46,7 @@ pub async fn readyz(State(services): State<Services>) -> Response {
     tracing::warn!(reason = %error, "readiness probe failed");
     let body = NotReady {
         success: false,
-        process_id: super::request_id::process_id(),
+        process_id: crate::api::edge::request_id::process_id(),
         reasons: error.reasons(),
         data: readiness,
     };
