@@ -12,6 +12,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 command -v cargo >/dev/null || { echo "cargo is required (rustup.rs)" >&2; exit 1; }
 # Formatting first: it takes a second and names the file to fix.
 cargo fmt --all -- --check
+# No file of a crate imports a file that imports it back (docs/design.md).
+python3 scripts/import-circles.py
 scripts/services.sh
 # Chromium (apt-get) and Playwright (PyPI, cached virtualenv) for the console's browser tests.
 scripts/browser-setup.sh

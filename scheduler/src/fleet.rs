@@ -10,6 +10,7 @@ pub mod epoch;
 pub mod events;
 pub(crate) mod lease;
 pub(crate) mod reports;
+pub(crate) mod retention;
 pub(crate) mod store_epoch;
 pub(crate) mod tenant_queues;
 pub(crate) mod wakers;

@@ -9,7 +9,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Services;
-use crate::export::{retention, tenants};
+use crate::export::retention::Exports;
+use crate::export::tenants;
+use crate::fleet::retention::sweep_loop;
+use crate::query::retention::Queries;
 use crate::fleet::census;
 use crate::fleet::reports;
 use crate::fleet::wakers::JobWakers;
@@ -49,11 +52,8 @@ pub async fn run(services: Services, shutdown: CancellationToken) -> anyhow::Res
         shutdown.clone(),
     ));
     loops.spawn(sample_gauges(services.clone(), shutdown.clone()));
-    loops.spawn(retention::sweep_loop(services.clone(), shutdown.clone()));
-    loops.spawn(query::retention::sweep_loop(
-        services.clone(),
-        shutdown.clone(),
-    ));
+    loops.spawn(sweep_loop::<Exports>(services.clone(), shutdown.clone()));
+    loops.spawn(sweep_loop::<Queries>(services.clone(), shutdown.clone()));
     tracing::info!(replica = %services.replica, "scheduler running");
     while let Some(done) = loops.join_next().await {
         if let Err(error) = done {

@@ -26,6 +26,7 @@
 pub mod auth;
 mod edge;
 pub(crate) mod openapi;
+pub(crate) mod schema_names;
 mod request;
 mod response;
 mod routes;

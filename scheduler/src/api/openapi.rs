@@ -32,7 +32,7 @@ use utoipa::{OpenApi, PartialSchema, ToSchema};
 use crate::api::edge::headers::{ENTITY_IDS_HEADER, ORG_IDS_HEADER, TRACK_ID_HEADER};
 use crate::api::response::data_query::{is_data_query_path, DataQueryError};
 use crate::api::response::envelope::Reason;
-use crate::api::routes::queries::submit::{OutputTargetName, SourceDataName, WarehouseSizeName};
+use crate::api::schema_names::*;
 use crate::export::jobs::JobStatus;
 use crate::query::jobs::QueryStatus;
 
@@ -104,66 +104,6 @@ fn error_schema(path: &str) -> &'static str {
         "Error"
     }
 }
-
-/// A string schema listing `values`.
-pub fn string_enum<'a>(description: &str, values: impl IntoIterator<Item = &'a str>) -> Schema {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .description(Some(description))
-        .enum_values(Some(values))
-        .into()
-}
-
-/// A schema type whose values are a list from the code.
-macro_rules! string_enum_schema {
-    ($(#[$doc:meta])* $name:ident, $description:literal, $values:expr) => {
-        $(#[$doc])*
-        pub struct $name;
-
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                $crate::api::openapi::string_enum($description, $values).into()
-            }
-        }
-
-        impl utoipa::ToSchema for $name {}
-    };
-}
-pub(crate) use string_enum_schema;
-
-string_enum_schema!(
-    ExportType,
-    "Record type: SAMPLE (processed records) or ERROR (failed ones).",
-    RecordType::ALL.map(RecordType::as_str)
-);
-string_enum_schema!(RunTypeName, "Run type.", RunType::ALL.map(RunType::as_str));
-string_enum_schema!(RunStatus, "A run status.", RUN_STATUSES);
-string_enum_schema!(
-    ExportFormat,
-    "Output format of the files.",
-    OutputFormat::ALL.map(OutputFormat::as_str)
-);
-string_enum_schema!(
-    JobStatusName,
-    "PENDING waits for the tenant's lease.",
-    JobStatus::ALL.map(JobStatus::as_str)
-);
-string_enum_schema!(
-    QueryStatusName,
-    "Status of a data query.",
-    QueryStatus::ALL.map(QueryStatus::as_str)
-);
-string_enum_schema!(
-    QueryFormatName,
-    "Result format; JSON is JSON Lines.",
-    QueryOutputFormat::ALL.map(QueryOutputFormat::as_str)
-);
-string_enum_schema!(
-    CompressionName,
-    "Compression of the result file.",
-    Compression::ALL.map(Compression::as_str)
-);
-string_enum_schema!(TableName, "A tenant table.", TABLES.iter().map(|t| t.name));
 
 /// An ISO-8601 time with zone, or epoch milliseconds (ingest accepts both).
 pub struct TimeOrMillis;

@@ -32,12 +32,10 @@ use auditx_common::state::{Guard, Lease, StateError, StateStore, Write};
 use crate::fleet::tenant_queues::TenantQueues;
 
 /// The echo of a create call's query, as the API returns it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportQuery {
-    #[schema(value_type = crate::api::openapi::ExportType)]
     pub export_type: RecordType,
-    #[schema(value_type = crate::api::openapi::RunTypeName)]
     pub run_type: RunType,
     #[serde(default)]
     pub session_ids: Vec<String>,
@@ -48,7 +46,6 @@ pub struct ExportQuery {
     /// As given by the caller (ISO-8601 with zone).
     pub query_from_time: String,
     pub query_to_time: String,
-    #[schema(value_type = crate::api::openapi::ExportFormat)]
     pub format: OutputFormat,
 }
 

@@ -1,86 +1,38 @@
 //! Retention: an ended export's record and files are removed
 //! `export.retention_secs` after it ended (30 days by default).
 //!
-//! Settling an ended job adds it to the `jobs/ended` index, scored by when
-//! it ended. One replica at a time (under a lease) sweeps the index: for
-//! each job past retention it deletes the job's files and staging objects
-//! in the export bucket, then every key of the job — also keys a late
-//! worker report recreated after the job was settled — and its entries in
-//! the meter's index and in `jobs/ended`, in one atomic batch.
+//! The sweep is [`crate::fleet::retention`]'s; removing one export deletes
+//! its files and staging objects in the export bucket, then every key of
+//! the job and its entries in the meter's index and in `jobs/ended`.
 
-use std::time::Duration;
-
-use auditx_common::state::{Guard, Write};
+use auditx_common::state::{Guard, Lease, Write};
 use auditx_proto::RequestId;
-use tokio_util::sync::CancellationToken;
 
 use crate::context::Services;
 use crate::error::DriveError;
+use crate::fleet::retention::Retained;
 use crate::export::completion::uploads_key;
 use crate::export::job_plan::plan_key;
 use crate::export::jobs::{cancel_key, meter_index_key, reports_key, spec_key, state_key};
+use crate::export::jobs::ENDED_INDEX_KEY as ENDED_KEY;
 use crate::export::layout;
 
-use crate::export::jobs::ENDED_INDEX_KEY as ENDED_KEY;
-const LEASE_KEY: &str = "lease/retention";
-/// Jobs removed per sweep step.
-const BATCH: usize = 200;
+/// Ended exports.
+pub(crate) struct Exports;
 
-/// How often the index is swept: often enough that a job outlives its
-/// retention by at most a quarter of it, at most every 5 minutes.
-fn sweep_every(retention: Duration) -> Duration {
-    (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(300))
-}
+impl Retained for Exports {
+    const WHAT: &'static str = "exports";
+    const LEASE_KEY: &'static str = "lease/retention";
+    const ENDED_INDEX: &'static str = ENDED_KEY;
 
-/// Sweeps until shutdown.
-pub async fn sweep_loop(services: Services, shutdown: CancellationToken) {
-    let retention = Duration::from_secs(services.config.export.retention_secs);
-    loop {
-        match sweep(&services, retention).await {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "ended exports past retention removed"),
-            Err(error) => tracing::warn!(%error, "retention sweep failed, retrying later"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(sweep_every(retention)) => {}
-        }
+    async fn remove(services: &Services, lease: &Lease, id: String) -> Result<(), DriveError> {
+        remove_job(services, lease, &RequestId(id)).await
     }
-}
-
-/// Removes every ended job past `retention`; returns how many.
-pub async fn sweep(services: &Services, retention: Duration) -> Result<usize, DriveError> {
-    let Some(lease) = services
-        .state
-        .try_acquire_lease(LEASE_KEY, &services.replica, Duration::from_secs(60))
-        .await?
-    else {
-        return Ok(0); // another replica is sweeping
-    };
-    let cutoff = chrono::Utc::now().timestamp_millis() - retention.as_millis() as i64;
-    let mut removed = 0;
-    let outcome = async {
-        loop {
-            let due = services.state.index_up_to(ENDED_KEY, cutoff, BATCH).await?;
-            if due.is_empty() {
-                return Ok::<_, DriveError>(());
-            }
-            for id in due {
-                remove_job(services, &lease, &RequestId(id)).await?;
-                removed += 1;
-            }
-        }
-    }
-    .await;
-    if let Err(error) = services.state.release_lease(&lease).await {
-        tracing::debug!(%error, "retention lease not released, it expires");
-    }
-    outcome.map(|()| removed)
 }
 
 async fn remove_job(
     services: &Services,
-    lease: &auditx_common::state::Lease,
+    lease: &Lease,
     id: &RequestId,
 ) -> Result<(), DriveError> {
     let mut writes = vec![
@@ -111,22 +63,4 @@ async fn remove_job(
         .await?;
     tracing::debug!(request_id = %id, "ended export past retention removed");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sweeps_often_enough_but_not_constantly() {
-        assert_eq!(sweep_every(Duration::from_secs(2)), Duration::from_secs(1));
-        assert_eq!(
-            sweep_every(Duration::from_secs(40)),
-            Duration::from_secs(10)
-        );
-        assert_eq!(
-            sweep_every(Duration::from_secs(30 * 24 * 3600)),
-            Duration::from_secs(300)
-        );
-    }
 }

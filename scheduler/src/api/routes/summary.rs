@@ -38,7 +38,8 @@ use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
 use crate::api::auth::Caller;
-use crate::api::openapi::{ErrorEnvelope, ExportType, RunStatus, RunTypeName};
+use crate::api::openapi::ErrorEnvelope;
+use crate::api::schema_names::{ExportType, RunStatus, RunTypeName};
 use crate::api::request::body::{read_object, Given, NotAnObject, A_STRING, STRINGS};
 use crate::api::request::filters::{read_filters, CreateRequest, Filters};
 use crate::api::request::params::{MeterPath, QueryParams};

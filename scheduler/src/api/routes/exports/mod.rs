@@ -15,7 +15,8 @@ use utoipa::ToSchema;
 
 use crate::api::auth::Caller;
 use crate::api::edge::trace::TrackId;
-use crate::api::openapi::{ErrorEnvelope, ExportFormat, ExportType, RunStatus, RunTypeName};
+use crate::api::openapi::ErrorEnvelope;
+use crate::api::schema_names::{ExportFormat, ExportType, RunStatus, RunTypeName};
 use crate::api::request::filters::{parse_create, parse_list, ListRequest};
 use crate::api::request::paging::page_window;
 use crate::api::request::params::{JobPath, MeterPath, QueryParams};

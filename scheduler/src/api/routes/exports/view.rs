@@ -5,7 +5,7 @@ use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::api::openapi::JobStatusName;
+use crate::api::schema_names::JobStatusName;
 use crate::export::jobs::{ExportQuery, Job, Progress};
 
 /// The `data` of a create call.
@@ -69,14 +69,14 @@ pub struct ProgressView<'a> {
 #[serde(rename_all = "camelCase")]
 #[schema(as = ExportQuery)]
 pub struct QueryView<'a> {
-    #[schema(value_type = crate::api::openapi::ExportType)]
+    #[schema(value_type = crate::api::schema_names::ExportType)]
     pub export_type: &'static str,
-    #[schema(value_type = crate::api::openapi::RunTypeName)]
+    #[schema(value_type = crate::api::schema_names::RunTypeName)]
     pub run_type: &'static str,
     #[schema(value_type = Vec<String>)]
     pub session_ids: &'a [String],
     /// Only runs whose latest status is one of these; null for all.
-    #[schema(value_type = Option<Vec<crate::api::openapi::RunStatus>>)]
+    #[schema(value_type = Option<Vec<crate::api::schema_names::RunStatus>>)]
     pub statuses: Option<&'a [String]>,
     #[schema(value_type = Vec<String>)]
     pub operator_ids: &'a [String],
@@ -85,7 +85,7 @@ pub struct QueryView<'a> {
     pub query_from_time: &'a str,
     #[schema(value_type = String)]
     pub query_to_time: &'a str,
-    #[schema(value_type = crate::api::openapi::ExportFormat)]
+    #[schema(value_type = crate::api::schema_names::ExportFormat)]
     pub format: &'static str,
 }
 

@@ -11,7 +11,8 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 
 use crate::api::auth::Caller;
-use crate::api::openapi::{ErrorEnvelope, TableName, TableRow};
+use crate::api::openapi::{ErrorEnvelope, TableRow};
+use crate::api::schema_names::TableName;
 use crate::api::request::params::QueryParams;
 use crate::api::response::envelope::Envelope;
 use crate::api::response::error::{quoted, ApiError, ApiResult};

@@ -21,7 +21,7 @@ use serde::Serialize;
 use self::submit::SubmitBody;
 use crate::api::auth::Caller;
 use crate::api::edge::trace::TrackId;
-use crate::api::openapi::{CompressionName, QueryFormatName, QueryStatusName};
+use crate::api::schema_names::{CompressionName, QueryFormatName, QueryStatusName};
 use crate::api::request::paging::{page_window, parse_paging, PAGE, PAGE_SIZE};
 use crate::api::request::params::{parse_one_of, QueryParams};
 use crate::api::response::data_query::DataQueryError;

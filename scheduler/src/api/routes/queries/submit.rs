@@ -8,7 +8,10 @@ use auditx_proto::{Compression, QueryOutputFormat};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::api::openapi::{CompressionName, QueryFormatName};
+use crate::api::schema_names::{
+    CompressionName, OutputTargetName, QueryFormatName, SourceDataName, WarehouseSizeName,
+    OUTPUT_TARGETS, SOURCE_DATA, WAREHOUSE_SIZES,
+};
 use crate::api::request::body::{
     field_names, read_object, Given, NotAnObject, Object, A_BOOLEAN, A_STRING,
 };
@@ -17,12 +20,6 @@ use crate::api::response::error::{quoted, ApiError, ApiResult, Problems};
 
 /// Longest SQL text accepted.
 pub const MAX_QUERY_BYTES: usize = 64 * 1024;
-/// `sourceData` values; both read the tenant's tables in the lake.
-pub const SOURCE_DATA: [&str; 2] = ["LIVE", "WAREHOUSE"];
-/// `warehouseSize` values.
-pub const WAREHOUSE_SIZES: [&str; 2] = ["xsmall", "NULL"];
-/// `output.target` values.
-pub const OUTPUT_TARGETS: [&str; 1] = ["S3"];
 
 /// The body of `POST /query/jobs`: every field of Zuora's reference.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -91,13 +88,6 @@ pub struct OutputBody {
     target: Given<String>,
 }
 
-crate::api::openapi::string_enum_schema!(SourceDataName, "Source of a data query.", SOURCE_DATA);
-crate::api::openapi::string_enum_schema!(WarehouseSizeName, "Warehouse size.", WAREHOUSE_SIZES);
-crate::api::openapi::string_enum_schema!(
-    OutputTargetName,
-    "Where results are written.",
-    OUTPUT_TARGETS
-);
 
 /// A submit body, checked.
 #[derive(Debug)]
