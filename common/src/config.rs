@@ -48,9 +48,18 @@ pub struct AuthConfig {
     /// A JWKS file of RS256 / ES256 public keys, chosen by the token's
     /// `kid`; re-read when it changes, so keys rotate without a restart.
     pub jwks_file: Option<PathBuf>,
+    /// An identity provider's JWKS endpoint (`http://` or `https://`),
+    /// instead of `jwks_file`: fetched, cached, and fetched again when a
+    /// token names a `kid` the cached keys lack.
+    pub jwks_url: Option<String>,
     /// Seconds between re-reads of the JWKS file even when its mtime and
-    /// size look unchanged.
+    /// size look unchanged, or between fetches of `jwks_url` (done in the
+    /// background, so rotated-out keys stop being accepted).
     pub jwks_refresh_secs: u64,
+    /// Fewest seconds between two fetches of `jwks_url` (and between
+    /// attempts after a failed one): tokens naming unknown keys cannot make
+    /// the scheduler hammer the identity provider.
+    pub jwks_min_refetch_secs: u64,
 }
 
 /// Limits of the HTTP API's edge: per-tenant create rates, slow clients,
@@ -250,7 +259,9 @@ impl Default for AuthConfig {
             issuer: None,
             audience: None,
             jwks_file: None,
+            jwks_url: None,
             jwks_refresh_secs: 60,
+            jwks_min_refetch_secs: 30,
         }
     }
 }
@@ -452,6 +463,20 @@ impl Config {
         }
         if self.auth.jwks_refresh_secs == 0 {
             return invalid("auth.jwks_refresh_secs", "must be positive");
+        }
+        if let Some(url) = &self.auth.jwks_url {
+            if self.auth.jwks_file.is_some() {
+                return invalid(
+                    "auth.jwks_url",
+                    "set auth.jwks_file or auth.jwks_url, not both",
+                );
+            }
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return invalid("auth.jwks_url", "must be an http:// or https:// URL");
+            }
+        }
+        if self.auth.jwks_min_refetch_secs == 0 {
+            return invalid("auth.jwks_min_refetch_secs", "must be positive");
         }
         if !(self.api.create_rate_per_sec > 0.0 && self.api.create_rate_per_sec.is_finite()) {
             return invalid("api.create_rate_per_sec", "must be a positive number");
