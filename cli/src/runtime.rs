@@ -103,9 +103,17 @@ pub async fn embedded(
 
 /// Redis, RabbitMQ and S3 as configured.
 pub async fn distributed(config: &Config) -> anyhow::Result<Backends> {
-    let state = RedisStore::connect(&config.redis.url, &config.redis.prefix)
-        .await
-        .with_context(|| format!("connecting to redis at {}", config.redis.url))?;
+    let state =
+        RedisStore::open(&config.redis)
+            .await
+            .with_context(|| match &config.redis.sentinel {
+                None => format!("connecting to redis at {}", config.redis.url),
+                Some(sentinel) => format!(
+                    "connecting to redis primary {:?} through the sentinels {}",
+                    sentinel.master_name,
+                    sentinel.addresses.join(", ")
+                ),
+            })?;
     let topology = Topology::new(config.rabbitmq.prefix.clone());
     let queue = RabbitQueue::connect(
         &config.rabbitmq.url,

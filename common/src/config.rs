@@ -48,9 +48,18 @@ pub struct AuthConfig {
     /// A JWKS file of RS256 / ES256 public keys, chosen by the token's
     /// `kid`; re-read when it changes, so keys rotate without a restart.
     pub jwks_file: Option<PathBuf>,
+    /// An identity provider's JWKS endpoint (`http://` or `https://`),
+    /// instead of `jwks_file`: fetched, cached, and fetched again when a
+    /// token names a `kid` the cached keys lack.
+    pub jwks_url: Option<String>,
     /// Seconds between re-reads of the JWKS file even when its mtime and
-    /// size look unchanged.
+    /// size look unchanged, or between fetches of `jwks_url` (done in the
+    /// background, so rotated-out keys stop being accepted).
     pub jwks_refresh_secs: u64,
+    /// Fewest seconds between two fetches of `jwks_url` (and between
+    /// attempts after a failed one): tokens naming unknown keys cannot make
+    /// the scheduler hammer the identity provider.
+    pub jwks_min_refetch_secs: u64,
 }
 
 /// Limits of the HTTP API's edge: per-tenant create rates, slow clients,
@@ -129,9 +138,29 @@ pub struct RabbitConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RedisConfig {
+    /// `redis://[user:password@]host:port/db`. With `sentinel` set, only
+    /// its user, password and db are used: the host is the one the
+    /// sentinels name as the primary.
     pub url: String,
     /// Prefix of every key.
     pub prefix: String,
+    /// Redis Sentinel: find the primary through these sentinels, and find
+    /// it again after a failover.
+    pub sentinel: Option<SentinelConfig>,
+}
+
+/// The sentinels watching the Redis primary of the state store.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SentinelConfig {
+    /// The name the sentinels monitor the primary under (`sentinel monitor
+    /// <master_name> ...`).
+    pub master_name: String,
+    /// `host:port` of each sentinel (usually three or more).
+    pub addresses: Vec<String>,
+    /// Password of the sentinels themselves (`requirepass` of the
+    /// sentinels), if they need one.
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -255,7 +284,9 @@ impl Default for AuthConfig {
             issuer: None,
             audience: None,
             jwks_file: None,
+            jwks_url: None,
             jwks_refresh_secs: 60,
+            jwks_min_refetch_secs: 30,
         }
     }
 }
@@ -309,6 +340,7 @@ impl Default for RedisConfig {
         Self {
             url: "redis://127.0.0.1:6379/".into(),
             prefix: "auditx:".into(),
+            sentinel: None,
         }
     }
 }
@@ -459,6 +491,20 @@ impl Config {
         if self.auth.jwks_refresh_secs == 0 {
             return invalid("auth.jwks_refresh_secs", "must be positive");
         }
+        if let Some(url) = &self.auth.jwks_url {
+            if self.auth.jwks_file.is_some() {
+                return invalid(
+                    "auth.jwks_url",
+                    "set auth.jwks_file or auth.jwks_url, not both",
+                );
+            }
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return invalid("auth.jwks_url", "must be an http:// or https:// URL");
+            }
+        }
+        if self.auth.jwks_min_refetch_secs == 0 {
+            return invalid("auth.jwks_min_refetch_secs", "must be positive");
+        }
         if !(self.api.create_rate_per_sec > 0.0 && self.api.create_rate_per_sec.is_finite()) {
             return invalid("api.create_rate_per_sec", "must be a positive number");
         }
@@ -495,6 +541,23 @@ impl Config {
         if self.rabbitmq.delivery_limit == 0 {
             return invalid("rabbitmq.delivery_limit", "must be positive");
         }
+        if let Some(sentinel) = &self.redis.sentinel {
+            if sentinel.master_name.is_empty() {
+                return invalid("redis.sentinel.master_name", "must not be empty");
+            }
+            if sentinel.addresses.is_empty() {
+                return invalid(
+                    "redis.sentinel.addresses",
+                    "must name at least one sentinel (host:port)",
+                );
+            }
+            if let Some(bad) = sentinel.addresses.iter().find(|a| !is_host_port(a)) {
+                return invalid(
+                    "redis.sentinel.addresses",
+                    &format!("{bad:?} is not host:port"),
+                );
+            }
+        }
         if self.ingest.max_concurrent == 0 {
             return invalid("ingest.max_concurrent", "must be positive");
         }
@@ -507,6 +570,13 @@ impl Config {
         let max = self.export.max_rows_per_file.min(u32::MAX as u64) as u32;
         self.export.offset_stride.min(max).max(1)
     }
+}
+
+/// `host:port` with a non-empty host and a port number.
+fn is_host_port(address: &str) -> bool {
+    address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 #[cfg(test)]
@@ -537,6 +607,28 @@ mod tests {
             jail.set_env("AUDITX_EXPORT__PART_SIZE", "1024");
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("export.part_size"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn sentinels_come_from_the_environment_and_are_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AUDITX_REDIS__SENTINEL__MASTER_NAME", "auditx");
+            jail.set_env(
+                "AUDITX_REDIS__SENTINEL__ADDRESSES",
+                "[\"10.0.0.1:26379\", \"sentinel-2:26379\"]",
+            );
+            let config = Config::load(None).expect("loads");
+            let sentinel = config.redis.sentinel.expect("sentinel");
+            assert_eq!(sentinel.master_name, "auditx");
+            assert_eq!(sentinel.addresses, ["10.0.0.1:26379", "sentinel-2:26379"]);
+            jail.set_env("AUDITX_REDIS__SENTINEL__ADDRESSES", "[\"sentinel-2\"]");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("redis.sentinel.addresses: \"sentinel-2\" is not host:port"),
+                "{err}"
+            );
             Ok(())
         });
     }

@@ -1,13 +1,15 @@
 //! Bearer tokens over HTTP: HS256 with `jwt_secret`, RS256 / ES256 with the
-//! keys of a JWKS file (rotated without restart), `iss` / `aud`, refused
+//! keys of a JWKS file or of an identity provider's JWKS URL (rotated
+//! without restart), `iss` / `aud`, refused
 //! algorithms, the scope each route needs, and error messages that never
 //! echo a large input. Keys are generated here; none is committed.
 
 mod api_support;
 
 use std::path::Path;
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use api_support::{in_an_hour, TestApi, TestResponse, CREATE_QUERY, SECRET};
 use auditx_scheduler::api::auth::{mint_token, scopes, Claims, Scope};
@@ -386,6 +388,192 @@ async fn keys_rotate_through_the_jwks_file_without_a_restart() {
         "invalid bearer token: unknown signing key (kid)",
     );
     assert_eq!(list(&api, &new).await.status, StatusCode::OK);
+}
+
+/// An identity provider's JWKS endpoint on 127.0.0.1: serves the keys last
+/// published, counts the fetches and can be made slow.
+struct TestIdp {
+    url: String,
+    shared: Arc<IdpState>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct IdpState {
+    document: Mutex<String>,
+    hits: AtomicUsize,
+    delay_ms: AtomicU64,
+}
+
+impl TestIdp {
+    async fn start(keys: &[&TestKey]) -> Self {
+        let shared = Arc::new(IdpState::default());
+        let serve = {
+            let shared = shared.clone();
+            move || {
+                let shared = shared.clone();
+                async move {
+                    shared.hits.fetch_add(1, Ordering::SeqCst);
+                    let delay = shared.delay_ms.load(Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    let document = shared.document.lock().unwrap().clone();
+                    ([(header::CONTENT_TYPE, "application/json")], document)
+                }
+            }
+        };
+        let app = axum::Router::new().route("/.well-known/jwks.json", axum::routing::get(serve));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/.well-known/jwks.json",
+            listener.local_addr().unwrap()
+        );
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        let idp = Self {
+            url,
+            shared,
+            _server: server,
+        };
+        idp.publish(keys);
+        idp
+    }
+
+    fn publish(&self, keys: &[&TestKey]) {
+        let document = json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
+        *self.shared.document.lock().unwrap() = document.to_string();
+    }
+
+    fn hits(&self) -> usize {
+        self.shared.hits.load(Ordering::SeqCst)
+    }
+
+    fn set_delay(&self, delay: Duration) {
+        self.shared
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+/// An API verifying tokens against the keys of `url`, fetched again at
+/// most every `min_refetch_secs`.
+async fn jwks_url_api(url: &str, min_refetch_secs: u64) -> TestApi {
+    let url = url.to_owned();
+    TestApi::with_config(move |config| {
+        config.jwt_secret = None;
+        config.auth.jwks_url = Some(url);
+        config.auth.jwks_min_refetch_secs = min_refetch_secs;
+        config.auth.jwks_refresh_secs = 3600;
+        config.auth.issuer = Some(ISSUER.into());
+        config.auth.audience = Some(AUDIENCE.into());
+    })
+    .await
+}
+
+/// Sends `token` `n` times at once; the statuses and messages.
+async fn list_at_once(api: &TestApi, token: &str, n: usize) -> Vec<(StatusCode, String)> {
+    let calls = (0..n).map(|_| list(api, token));
+    futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| (r.status, r.text()))
+        .collect()
+}
+
+#[tokio::test]
+async fn keys_rotate_through_the_jwks_url_with_rate_limited_refetches() {
+    let k = keys();
+    let idp = TestIdp::start(&[&k.rsa_old]).await;
+    let api = jwks_url_api(&idp.url, 2).await;
+    let old = sign(&k.rsa_old, &claims(json!({})));
+    let new = sign(&k.rsa_new, &claims(json!({})));
+    let stranger = sign(&k.ec, &claims(json!({})));
+    let past_the_limit = || tokio::time::sleep(Duration::from_millis(2100));
+
+    assert_eq!(list(&api, &old).await.status, StatusCode::OK);
+    assert_eq!(idp.hits(), 1, "one fetch at start-up");
+    // A key the provider does not publish, within the rate limit: refused
+    // without a fetch.
+    assert_unauthorized(
+        &list(&api, &new).await,
+        "invalid bearer token: unknown signing key (kid)",
+    );
+    assert_eq!(idp.hits(), 1);
+
+    // The provider rotates: only the new key is published. Until a token
+    // gives a reason to look, the cached old key still works.
+    idp.publish(&[&k.rsa_new]);
+    assert_eq!(list(&api, &old).await.status, StatusCode::OK);
+    assert_eq!(idp.hits(), 1);
+
+    // Past the limit, tokens of the new key arriving together share one
+    // fetch and are all accepted.
+    past_the_limit().await;
+    for (status, text) in list_at_once(&api, &new, 8).await {
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    assert_eq!(idp.hits(), 2);
+    // The retired key's tokens are refused, saying why, without a fetch.
+    assert_unauthorized(
+        &list(&api, &old).await,
+        "invalid bearer token: signing key (kid) retired by the identity provider",
+    );
+    assert_eq!(list(&api, &new).await.status, StatusCode::OK);
+    assert_eq!(idp.hits(), 2);
+
+    // Tokens naming a key nobody publishes: one fetch past the limit, none
+    // before it.
+    past_the_limit().await;
+    for _ in 0..2 {
+        for (status, text) in list_at_once(&api, &stranger, 8).await {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+            assert!(text.contains("unknown signing key (kid)"), "{text}");
+        }
+    }
+    assert_eq!(idp.hits(), 3);
+
+    // A slow provider holds up only the tokens waiting for its answer.
+    idp.set_delay(Duration::from_secs(3));
+    past_the_limit().await;
+    let waiting = {
+        let api = &api;
+        let stranger = &stranger;
+        async move {
+            let started = Instant::now();
+            let response = list(api, stranger).await;
+            (response.status, started.elapsed())
+        }
+    };
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        let response = list(&api, &new).await;
+        (response.status, started.elapsed())
+    };
+    let ((waited_status, waited), (status, took)) = tokio::join!(waiting, meanwhile);
+    assert_eq!(waited_status, StatusCode::UNAUTHORIZED);
+    assert!(waited >= Duration::from_millis(2500), "{waited:?}");
+    assert_eq!(status, StatusCode::OK);
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(idp.hits(), 4);
+}
+
+#[tokio::test]
+async fn an_unreachable_jwks_url_answers_503_until_keys_arrive() {
+    let k = keys();
+    let idp = TestIdp::start(&[&k.rsa_old]).await;
+    // Answers 200 with a body that is no JWKS until it publishes keys.
+    *idp.shared.document.lock().unwrap() = "<html>maintenance</html>".into();
+    let api = jwks_url_api(&idp.url, 1).await;
+    let token = sign(&k.rsa_old, &claims(json!({})));
+    list(&api, &token).await.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SERVICE_UNAVAILABLE",
+        "signing keys unavailable: auth.jwks_url could not be fetched yet; try again later",
+    );
+    idp.publish(&[&k.rsa_old]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(list(&api, &token).await.status, StatusCode::OK);
 }
 
 /// `pattern` of the route table with its parameters filled in.

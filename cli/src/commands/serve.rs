@@ -82,8 +82,10 @@ pub async fn scheduler(args: RoleArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.as_ref())?;
     let _telemetry = telemetry::init(&config.telemetry, "scheduler")?;
     anyhow::ensure!(
-        config.jwt_secret.is_some() || config.auth.jwks_file.is_some(),
-        "jwt_secret or auth.jwks_file: required (set AUDITX_JWT_SECRET or AUDITX_AUTH__JWKS_FILE)"
+        config.jwt_secret.is_some()
+            || config.auth.jwks_file.is_some()
+            || config.auth.jwks_url.is_some(),
+        "jwt_secret, auth.jwks_file or auth.jwks_url: required (set AUDITX_JWT_SECRET, AUDITX_AUTH__JWKS_FILE or AUDITX_AUTH__JWKS_URL)"
     );
     let backends = runtime::distributed(&config).await?;
     let listener = runtime::bind(config.listen, "`listen` (AUDITX_LISTEN)").await?;

@@ -3,23 +3,26 @@
 //! Every multi-step operation is one Lua script, so it is atomic on the
 //! server. `ConnectionManager` reconnects after a dropped connection but
 //! fails the command that hit it, so each call retries transient failures
-//! with backoff; the operations are idempotent or safe to repeat for their
-//! callers (a repeated `list_push` after a lost reply is the exception).
+//! with backoff (behind Redis Sentinel, on the primary the sentinels name
+//! then: [`super::redis_primary`]); the operations are idempotent or safe
+//! to repeat for their callers (a repeated `list_push` after a lost reply
+//! is the exception).
 //!
 //! A lease is a hash `{owner, token}` with a TTL; its fencing token comes
 //! from `INCR` of a counter key beside it (`<lease key>:fencing`) that never
 //! expires, so tokens keep growing across holders.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 use redis::{
     Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind,
 };
 
+use super::redis_primary::Primary;
 use super::{token_interval, Guard, Lease, StateError, StateResult, StateStore, Write};
+use crate::config::RedisConfig;
 use crate::retry::{retry, Backoff};
 
 /// KEYS: key. ARGV: has_expected (0|1), expected, value.
@@ -197,7 +200,7 @@ const LOG_READ_BATCH: usize = 1_000;
 /// State in Redis, every key under one prefix.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    primary: Arc<Primary>,
     prefix: String,
 }
 
@@ -205,17 +208,31 @@ impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`); `key_prefix` is put in
     /// front of every key verbatim (include a separator, e.g. `auditx:`).
     pub async fn connect(url: &str, key_prefix: &str) -> StateResult<RedisStore> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StateError::Other(format!("redis url {url}: {e}")))?;
-        let conn = retry(Backoff::default(), StateError::is_transient, || async {
-            ConnectionManager::new(client.clone())
-                .await
-                .map_err(classify)
+        let primary = retry(Backoff::default(), StateError::is_transient, || {
+            Primary::direct(url)
         })
         .await?;
         Ok(RedisStore {
-            conn,
+            primary: Arc::new(primary),
             prefix: key_prefix.to_string(),
+        })
+    }
+
+    /// Connects as `config` says: to `url`, or to the primary of
+    /// `sentinel` (following it through failovers).
+    pub async fn open(config: &RedisConfig) -> StateResult<RedisStore> {
+        let Some(sentinel) = &config.sentinel else {
+            return Self::connect(&config.url, &config.prefix).await;
+        };
+        let primary = retry(Backoff::default(), StateError::is_transient, || {
+            Primary::through_sentinels(&config.url, sentinel)
+        })
+        .await?;
+        let primary = Arc::new(primary);
+        primary.watch();
+        Ok(RedisStore {
+            primary,
+            prefix: config.prefix.clone(),
         })
     }
 
@@ -224,19 +241,29 @@ impl RedisStore {
     }
 
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> StateResult<T> {
-        retry(Backoff::default(), StateError::is_transient, || {
-            let mut conn = self.conn.clone();
-            async move { cmd.query_async(&mut conn).await.map_err(classify) }
+        retry(Backoff::default(), StateError::is_transient, || async {
+            let (generation, mut conn) = self.primary.get();
+            let result = cmd.query_async(&mut conn).await.map_err(classify);
+            self.after(generation, result).await
         })
         .await
     }
 
     async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> StateResult<T> {
-        retry(Backoff::default(), StateError::is_transient, || {
-            let mut conn = self.conn.clone();
-            async move { invocation.invoke_async(&mut conn).await.map_err(classify) }
+        retry(Backoff::default(), StateError::is_transient, || async {
+            let (generation, mut conn) = self.primary.get();
+            let result = invocation.invoke_async(&mut conn).await.map_err(classify);
+            self.after(generation, result).await
         })
         .await
+    }
+
+    /// Lets the primary be looked up again after a transient failure.
+    async fn after<T>(&self, generation: u64, result: StateResult<T>) -> StateResult<T> {
+        if result.as_ref().is_err_and(StateError::is_transient) {
+            self.primary.failed(generation).await;
+        }
+        result
     }
 
     fn keys(&self, keys: &[String]) -> Vec<String> {
@@ -246,7 +273,7 @@ impl RedisStore {
 
 /// Connection trouble, timeouts and a server that is loading or failing
 /// over are transient; anything else (wrong type, script error) is not.
-fn classify(e: RedisError) -> StateError {
+pub(super) fn classify(e: RedisError) -> StateError {
     let transient = e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()

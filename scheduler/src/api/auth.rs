@@ -1,10 +1,11 @@
 //! Bearer tokens: JWTs naming the tenant, the entities and orgs the caller
 //! may act for and the scopes it holds. HS256 tokens are signed with
 //! `jwt_secret` (`auditx token` mints them with [`mint_token`]); RS256 and
-//! ES256 tokens are checked against the public keys of `auth.jwks_file`
-//! ([`TokenKeys`]). Every authenticated route verifies the token and the
+//! ES256 tokens are checked against the public keys of `auth.jwks_file` or
+//! `auth.jwks_url` ([`TokenKeys`]). Every authenticated route verifies the token and the
 //! scope the route needs ([`scopes`]) through the [`Caller`] extractor.
 
+mod jwks_url;
 mod keys;
 pub mod scopes;
 
@@ -89,6 +90,10 @@ pub enum AuthError {
     UnsupportedAlgorithm,
     #[error("invalid bearer token: unknown signing key (kid)")]
     UnknownKey,
+    #[error("invalid bearer token: signing key (kid) retired by the identity provider")]
+    RetiredKey,
+    #[error("signing keys unavailable: auth.jwks_url could not be fetched yet; try again later")]
+    KeysUnavailable,
     #[error("invalid bearer token: algorithm does not match the signing key")]
     AlgorithmMismatch,
     #[error("invalid bearer token: wrong issuer (iss)")]
@@ -99,7 +104,7 @@ pub enum AuthError {
     MissingClaim(&'static str),
     #[error("tenant: must be 1 to 64 characters of A-Z a-z 0-9 . _ -")]
     InvalidTenant,
-    #[error("server has no token keys configured (jwt_secret or auth.jwks_file)")]
+    #[error("server has no token keys configured (jwt_secret, auth.jwks_file or auth.jwks_url)")]
     NoKeys,
     #[error("could not sign token: {0}")]
     Sign(String),
@@ -109,6 +114,7 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Sign(_) | AuthError::NoKeys => ApiError::Internal(e.to_string()),
+            AuthError::KeysUnavailable => ApiError::Unavailable(e.to_string()),
             _ => ApiError::Unauthorized(e.to_string()),
         }
     }
@@ -196,7 +202,7 @@ impl FromRequestParts<Services> for Caller {
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
             .ok_or(AuthError::NotBearer)?;
-        let claims = services.tokens.verify(token)?;
+        let claims = services.tokens.authenticate(token).await?;
         tracing::Span::current().record("tenant", claims.tenant.as_str());
         require_scope(parts, &claims)?;
         let entities = requested_scope(&parts.headers, ENTITY_IDS_HEADER, &claims.entities)?;

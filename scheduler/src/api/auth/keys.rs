@@ -1,5 +1,7 @@
 //! The keys bearer tokens are verified with: the HS256 `jwt_secret` and the
-//! RS256 / ES256 public keys of a JWKS file, chosen by the token's `kid`.
+//! RS256 / ES256 public keys of a JWKS, chosen by the token's `kid`. The
+//! JWKS is a file ([`JwksFile`]) or an identity provider's URL
+//! ([`super::jwks_url::JwksUrl`]).
 //!
 //! The JWKS file is looked at (mtime and size) at most once a second while
 //! tokens arrive, re-read when it changed and every `jwks_refresh_secs`
@@ -20,6 +22,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
+use super::jwks_url::JwksUrl;
 use super::{AuthError, Claims};
 
 /// Longest token looked at; anything longer is malformed.
@@ -30,20 +33,26 @@ const JWKS_STAT_INTERVAL: Duration = Duration::from_secs(1);
 /// Verifies bearer tokens against the configured keys and claims.
 pub struct TokenKeys {
     secret: Option<DecodingKey>,
-    jwks: Option<JwksFile>,
+    jwks: Option<Jwks>,
     issuer: Option<String>,
     audience: Option<String>,
 }
 
 impl TokenKeys {
     pub fn new(config: &Config) -> Self {
-        let jwks = config.auth.jwks_file.as_ref().map(|path| {
-            let file = JwksFile::new(path, Duration::from_secs(config.auth.jwks_refresh_secs));
+        let refresh = Duration::from_secs(config.auth.jwks_refresh_secs);
+        let file = config.auth.jwks_file.as_ref().map(|path| {
+            let file = JwksFile::new(path, refresh);
             // Load now so a broken file is logged at start-up, not at the
             // first request.
             file.keys();
-            file
+            Jwks::File(file)
         });
+        let url = config.auth.jwks_url.as_ref().map(|url| {
+            let min_refetch = Duration::from_secs(config.auth.jwks_min_refetch_secs);
+            Jwks::Url(JwksUrl::start(url, refresh, min_refetch))
+        });
+        let jwks = file.or(url);
         Self {
             secret: config
                 .jwt_secret
@@ -60,9 +69,34 @@ impl TokenKeys {
         self.secret.is_some() || self.jwks.is_some()
     }
 
-    /// Checks the header's algorithm against the keys, the signature, `exp`,
-    /// `nbf`, `iss` and `aud` (when configured) and the tenant id. Errors
-    /// are fixed texts: nothing of the token is echoed.
+    /// [`Self::verify`], and when the token names a `kid` the keys fetched
+    /// from `auth.jwks_url` lack (or none could be fetched yet), fetches
+    /// them again (at most once every `auth.jwks_min_refetch_secs`, one
+    /// fetch shared by every token waiting for it) and verifies once more.
+    /// Tokens whose key is known never wait for a fetch.
+    pub async fn authenticate(&self, token: &str) -> Result<Claims, AuthError> {
+        let result = self.verify(token);
+        let unknown = matches!(
+            result,
+            Err(AuthError::UnknownKey | AuthError::KeysUnavailable)
+        );
+        let Some(Jwks::Url(url)) = &self.jwks else {
+            return result;
+        };
+        if !unknown {
+            return result;
+        }
+        // A token without a kid names no key a fetch could bring.
+        let named = TokenHeader::read(token).is_ok_and(|header| header.kid.is_some());
+        if named && url.refetch().await {
+            return self.verify(token);
+        }
+        result
+    }
+
+    /// Checks the header's algorithm against the keys in hand, the
+    /// signature, `exp`, `nbf`, `iss` and `aud` (when configured) and the
+    /// tenant id. Errors are fixed texts: nothing of the token is echoed.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
@@ -76,12 +110,15 @@ impl TokenKeys {
             "RS256" | "ES256" => {
                 let jwks = self.jwks.as_ref().ok_or(AuthError::UnsupportedAlgorithm)?;
                 let kid = header.kid.as_deref().ok_or(AuthError::UnknownKey)?;
-                let keys = jwks.keys();
-                let key = keys.get(kid).ok_or(AuthError::UnknownKey)?;
+                let key = match jwks {
+                    Jwks::File(file) => file.keys().get(kid).cloned(),
+                    Jwks::Url(url) => url.key(kid)?,
+                };
+                let key = key.ok_or(AuthError::UnknownKey)?;
                 if key.algorithm.as_str() != header.alg {
                     return Err(AuthError::AlgorithmMismatch);
                 }
-                (key.algorithm.algorithm(), key.key.clone())
+                (key.algorithm.algorithm(), key.key)
             }
             // `none`, the other HMAC sizes, PS*, EdDSA...
             _ => return Err(AuthError::UnsupportedAlgorithm),
@@ -114,6 +151,12 @@ impl TokenKeys {
         validation.set_required_spec_claims(&required);
         validation
     }
+}
+
+/// Where the RS256 / ES256 keys come from.
+enum Jwks {
+    File(JwksFile),
+    Url(std::sync::Arc<JwksUrl>),
 }
 
 /// A verification failure as a fixed text.
@@ -185,12 +228,14 @@ impl KeyAlg {
     }
 }
 
-struct PublicKey {
+#[derive(Clone)]
+pub(super) struct PublicKey {
     algorithm: KeyAlg,
     key: DecodingKey,
 }
 
-type KeySet = Arc<HashMap<String, PublicKey>>;
+/// Public keys by `kid`.
+pub(super) type KeySet = Arc<HashMap<String, PublicKey>>;
 
 /// A JWKS file and the keys last read from it.
 struct JwksFile {
@@ -259,27 +304,41 @@ impl JwksFile {
 enum JwksError {
     #[error("cannot read: {0}")]
     Read(#[from] std::io::Error),
-    #[error("not a JWKS document (expected {{\"keys\": [...]}}): {0}")]
-    Parse(#[from] serde_json::Error),
+    #[error(transparent)]
+    Parse(#[from] JwksParseError),
 }
+
+/// A JWKS document that is not one.
+#[derive(Debug, thiserror::Error)]
+#[error("not a JWKS document (expected {{\"keys\": [...]}}): {0}")]
+pub(super) struct JwksParseError(#[from] serde_json::Error);
 
 #[derive(Deserialize)]
 struct JwksDocument {
     keys: Vec<serde_json::Value>,
 }
 
-/// Reads the RS256 / ES256 signing keys of a JWKS file by `kid`; keys that
-/// are not usable (no kid, other types or algorithms, `use` other than
-/// `sig`) are skipped with a warning.
+/// Reads the signing keys of a JWKS file (see [`parse_jwks`]).
 fn read_jwks(path: &Path) -> Result<HashMap<String, PublicKey>, JwksError> {
-    let document: JwksDocument = serde_json::from_slice(&std::fs::read(path)?)?;
+    let bytes = std::fs::read(path)?;
+    Ok(parse_jwks(&bytes, &path.display().to_string())?)
+}
+
+/// The RS256 / ES256 signing keys of a JWKS document by `kid`; keys that
+/// are not usable (no kid, other types or algorithms, `use` other than
+/// `sig`) are skipped with a warning naming `source`.
+pub(super) fn parse_jwks(
+    bytes: &[u8],
+    source: &str,
+) -> Result<HashMap<String, PublicKey>, JwksParseError> {
+    let document: JwksDocument = serde_json::from_slice(bytes)?;
     let mut keys = HashMap::new();
     for (index, value) in document.keys.into_iter().enumerate() {
         match public_key(value) {
             Ok((kid, key)) => {
                 keys.insert(kid, key);
             }
-            Err(why) => tracing::warn!(path = %path.display(), index, why, "jwks key skipped"),
+            Err(why) => tracing::warn!(source, index, why, "jwks key skipped"),
         }
     }
     Ok(keys)
