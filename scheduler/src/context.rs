@@ -11,7 +11,6 @@ use auditx_common::state::StateStore;
 use auditx_proto::Topology;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::api::auth::TokenKeys;
 use crate::export::jobs::JobStore;
 use crate::fleet::store_epoch::StoreEpoch;
 use crate::query::jobs::QueryStore;
@@ -34,8 +33,6 @@ pub struct Services {
     /// One permit per ingest call decoding, parsing or writing at once
     /// (`ingest.max_concurrent`).
     pub ingest_slots: Arc<Semaphore>,
-    /// The keys bearer tokens are verified with (JWKS re-read on change).
-    pub tokens: Arc<TokenKeys>,
     /// Whether the state store still has its history (see [`crate::fleet::epoch`]).
     pub epoch: Arc<StoreEpoch>,
     /// The key online-entries cursors are signed with, once read from the
@@ -53,7 +50,6 @@ impl Services {
         let topology = Topology::new(config.rabbitmq.prefix.clone());
         let ingest_slots = Arc::new(Semaphore::new(config.ingest.max_concurrent.max(1)));
         Self {
-            tokens: Arc::new(TokenKeys::new(&config)),
             jobs: JobStore::new(state.clone()),
             queries: QueryStore::new(state.clone()),
             config,

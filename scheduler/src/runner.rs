@@ -11,13 +11,13 @@ use tokio_util::sync::CancellationToken;
 use crate::context::Services;
 use crate::export::retention::Exports;
 use crate::export::tenants;
-use crate::fleet::retention::sweep_loop;
-use crate::query::retention::Queries;
 use crate::fleet::census;
 use crate::fleet::reports;
+use crate::fleet::retention::sweep_loop;
 use crate::fleet::wakers::JobWakers;
 use crate::metrics;
 use crate::query;
+use crate::query::retention::Queries;
 
 /// How often queue depths and job counts are sampled for the metrics.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);

@@ -9,6 +9,7 @@
 mod journal;
 mod memory;
 mod redis;
+mod redis_error;
 mod redis_primary;
 
 use std::time::Duration;

@@ -16,10 +16,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{
-    Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind,
-};
+use redis::{Cmd, FromRedisValue, Script, ScriptInvocation};
 
+use super::redis_error::classify;
 use super::redis_primary::Primary;
 use super::{token_interval, Guard, Lease, StateError, StateResult, StateStore, Write};
 use crate::config::RedisConfig;
@@ -202,7 +201,16 @@ const LOG_READ_BATCH: usize = 1_000;
 pub struct RedisStore {
     primary: Arc<Primary>,
     prefix: String,
+    /// Behind Sentinel: each call waits until a replica has its writes
+    /// (`WAIT 1`), so a failover cannot promote a replica that lacks a
+    /// write the caller was told succeeded.
+    confirm: Option<Duration>,
 }
+
+/// How long a write waits for a replica's acknowledgement behind Sentinel
+/// before the call counts as failed (and is retried, on the primary the
+/// sentinels name then).
+const REPLICA_ACK: Duration = Duration::from_secs(2);
 
 impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`); `key_prefix` is put in
@@ -215,6 +223,7 @@ impl RedisStore {
         Ok(RedisStore {
             primary: Arc::new(primary),
             prefix: key_prefix.to_string(),
+            confirm: None,
         })
     }
 
@@ -233,6 +242,7 @@ impl RedisStore {
         Ok(RedisStore {
             primary,
             prefix: config.prefix.clone(),
+            confirm: Some(REPLICA_ACK),
         })
     }
 
@@ -244,6 +254,7 @@ impl RedisStore {
         retry(Backoff::default(), StateError::is_transient, || async {
             let (generation, mut conn) = self.primary.get();
             let result = cmd.query_async(&mut conn).await.map_err(classify);
+            let result = self.confirmed(&mut conn, result).await;
             self.after(generation, result).await
         })
         .await
@@ -253,9 +264,36 @@ impl RedisStore {
         retry(Backoff::default(), StateError::is_transient, || async {
             let (generation, mut conn) = self.primary.get();
             let result = invocation.invoke_async(&mut conn).await.map_err(classify);
+            let result = self.confirmed(&mut conn, result).await;
             self.after(generation, result).await
         })
         .await
+    }
+
+    /// `result`, once a replica has everything written so far (behind
+    /// Sentinel); a write no replica acknowledged in time is a transient
+    /// failure: a failover may be under way and could drop it.
+    async fn confirmed<T>(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        result: StateResult<T>,
+    ) -> StateResult<T> {
+        let Some(wait) = self.confirm.filter(|_| result.is_ok()) else {
+            return result;
+        };
+        let replicas: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(wait.as_millis() as u64)
+            .query_async(conn)
+            .await
+            .map_err(classify)?;
+        if replicas < 1 {
+            return Err(StateError::Unavailable(format!(
+                "no replica acknowledged the write within {} ms (a failover may be under way)",
+                wait.as_millis()
+            )));
+        }
+        result
     }
 
     /// Lets the primary be looked up again after a transient failure.
@@ -268,30 +306,6 @@ impl RedisStore {
 
     fn keys(&self, keys: &[String]) -> Vec<String> {
         keys.iter().map(|k| self.key(k)).collect()
-    }
-}
-
-/// Connection trouble, timeouts and a server that is loading or failing
-/// over are transient; anything else (wrong type, script error) is not.
-pub(super) fn classify(e: RedisError) -> StateError {
-    let transient = e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || matches!(
-            e.kind(),
-            ErrorKind::Server(
-                ServerErrorKind::BusyLoading
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::ClusterDown
-                    | ServerErrorKind::ReadOnly
-            )
-        );
-    if transient {
-        StateError::Unavailable(e.to_string())
-    } else {
-        StateError::Other(e.to_string())
     }
 }
 

@@ -46,7 +46,7 @@ impl Primary {
             .map_err(|e| StateError::Other(format!("redis url {url}: {e}")))?;
         let conn = ConnectionManager::new(client)
             .await
-            .map_err(super::redis::classify)?;
+            .map_err(super::redis_error::classify)?;
         Ok(Self {
             current: RwLock::new((0, conn, String::new())),
             sentinel: None,
@@ -183,14 +183,14 @@ impl SentinelLookup {
         let client = sentinel
             .async_master_for(&self.master_name, Some(&self.node))
             .await
-            .map_err(super::redis::classify)?;
+            .map_err(super::redis_error::classify)?;
         let address = client.get_connection_info().addr().to_string();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_number_of_retries(1);
         let conn = ConnectionManager::new_with_config(client, config)
             .await
-            .map_err(super::redis::classify)?;
+            .map_err(super::redis_error::classify)?;
         tracing::info!(master = %self.master_name, %address, "redis primary found through the sentinels");
         Ok((conn, address))
     }

@@ -5,9 +5,12 @@
 //! `auth.jwks_url` ([`TokenKeys`]). Every authenticated route verifies the token and the
 //! scope the route needs ([`scopes`]) through the [`Caller`] extractor.
 
+mod jwks;
 mod jwks_url;
 mod keys;
 pub mod scopes;
+
+use std::sync::Arc;
 
 use auditx_proto::TenantId;
 use axum::extract::{FromRequestParts, MatchedPath};
@@ -189,8 +192,14 @@ fn single(scope: &[String], header: &str) -> Result<Option<String>, ApiError> {
 impl FromRequestParts<Services> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, ApiError> {
-        if !services.tokens.configured() {
+    async fn from_request_parts(parts: &mut Parts, _: &Services) -> Result<Self, ApiError> {
+        // The router's (`api::router`): one per API, beside the services.
+        let tokens = parts
+            .extensions
+            .get::<Arc<TokenKeys>>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("no token keys on this router".into()))?;
+        if !tokens.configured() {
             return Err(AuthError::NoKeys.into());
         }
         let header = parts.headers.get(AUTHORIZATION).ok_or(AuthError::Missing)?;
@@ -202,7 +211,7 @@ impl FromRequestParts<Services> for Caller {
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
             .ok_or(AuthError::NotBearer)?;
-        let claims = services.tokens.authenticate(token).await?;
+        let claims = tokens.authenticate(token).await?;
         tracing::Span::current().record("tenant", claims.tenant.as_str());
         require_scope(parts, &claims)?;
         let entities = requested_scope(&parts.headers, ENTITY_IDS_HEADER, &claims.entities)?;

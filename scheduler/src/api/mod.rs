@@ -26,10 +26,10 @@
 pub mod auth;
 mod edge;
 pub(crate) mod openapi;
-pub(crate) mod schema_names;
 mod request;
 mod response;
 mod routes;
+pub(crate) mod schema_names;
 
 pub use routes::console;
 
@@ -51,6 +51,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use self::auth::TokenKeys;
 use self::edge::{bounds, idempotency, request_id, server, trace};
 use self::error::ApiError;
 use self::response::data_query;
@@ -102,6 +103,7 @@ pub fn router(services: Services) -> Router {
             idempotency::replay,
         ))
         .layer(Extension(served))
+        .layer(Extension(Arc::new(TokenKeys::new(&services.config))))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(trace::request_span))
         .layer(middleware::from_fn(data_query::data_query_errors))

@@ -16,8 +16,6 @@
 use std::sync::Arc;
 
 use auditx_lake::tables::{ColumnType, TableDef, TABLES};
-use auditx_lake::RUN_STATUSES;
-use auditx_proto::{Compression, OutputFormat, QueryOutputFormat, RecordType, RunType};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
@@ -33,8 +31,6 @@ use crate::api::edge::headers::{ENTITY_IDS_HEADER, ORG_IDS_HEADER, TRACK_ID_HEAD
 use crate::api::response::data_query::{is_data_query_path, DataQueryError};
 use crate::api::response::envelope::Reason;
 use crate::api::schema_names::*;
-use crate::export::jobs::JobStatus;
-use crate::query::jobs::QueryStatus;
 
 /// Tag of the routes open without a token (probes, metrics, this document).
 pub const OPEN: &str = "open";

@@ -41,7 +41,6 @@ macro_rules! string_enum_schema {
         impl utoipa::ToSchema for $name {}
     };
 }
-pub(crate) use string_enum_schema;
 
 string_enum_schema!(
     ExportType,

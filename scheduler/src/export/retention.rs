@@ -10,12 +10,12 @@ use auditx_proto::RequestId;
 
 use crate::context::Services;
 use crate::error::DriveError;
-use crate::fleet::retention::Retained;
 use crate::export::completion::uploads_key;
 use crate::export::job_plan::plan_key;
-use crate::export::jobs::{cancel_key, meter_index_key, reports_key, spec_key, state_key};
 use crate::export::jobs::ENDED_INDEX_KEY as ENDED_KEY;
+use crate::export::jobs::{cancel_key, meter_index_key, reports_key, spec_key, state_key};
 use crate::export::layout;
+use crate::fleet::retention::Retained;
 
 /// Ended exports.
 pub(crate) struct Exports;
@@ -30,11 +30,7 @@ impl Retained for Exports {
     }
 }
 
-async fn remove_job(
-    services: &Services,
-    lease: &Lease,
-    id: &RequestId,
-) -> Result<(), DriveError> {
+async fn remove_job(services: &Services, lease: &Lease, id: &RequestId) -> Result<(), DriveError> {
     let mut writes = vec![
         Write::Delete(spec_key(id)),
         Write::Delete(state_key(id)),

@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::keys::{parse_jwks, KeySet, PublicKey};
+use super::jwks::{parse_jwks, KeySet, PublicKey};
 use super::AuthError;
 
 /// One fetch, connection included, takes at most this long.
@@ -57,7 +57,7 @@ enum FetchError {
     #[error("document larger than {MAX_DOCUMENT_BYTES} bytes")]
     TooLarge,
     #[error(transparent)]
-    Parse(#[from] super::keys::JwksParseError),
+    Parse(#[from] super::jwks::JwksParseError),
     #[error("document holds no usable RS256 / ES256 signing key")]
     NoKeys,
 }

@@ -36,13 +36,13 @@ use utoipa::ToSchema;
 
 use crate::api::auth::Caller;
 use crate::api::openapi::ErrorEnvelope;
-use crate::api::schema_names::{ExportType, RunStatus, RunTypeName};
 use crate::api::request::cursor::{cursor_key, query_digest, sessions_digest, Cursor};
 use crate::api::request::filters::{read_filters, FILTER_PARAMS, OPERATOR_ID, SESSION_ID};
 use crate::api::request::paging::{parse_paging, PAGE_SIZE};
 use crate::api::request::params::{MeterPath, QueryParams};
 use crate::api::response::error::{ApiError, ApiResult, Problems};
 use crate::api::routes::online::select;
+use crate::api::schema_names::{ExportType, RunStatus, RunTypeName};
 use crate::context::Services;
 
 /// The reference's default and maximum.

@@ -39,7 +39,6 @@ use uuid::Uuid;
 
 use crate::api::auth::Caller;
 use crate::api::openapi::ErrorEnvelope;
-use crate::api::schema_names::{ExportType, RunStatus, RunTypeName};
 use crate::api::request::body::{read_object, Given, NotAnObject, A_STRING, STRINGS};
 use crate::api::request::filters::{read_filters, CreateRequest, Filters};
 use crate::api::request::params::{MeterPath, QueryParams};
@@ -47,6 +46,7 @@ use crate::api::response::envelope::Envelope;
 use crate::api::response::error::{quoted, ApiError, ApiResult, Problems};
 use crate::api::routes::ingest::is_gzipped;
 use crate::api::routes::online::select;
+use crate::api::schema_names::{ExportType, RunStatus, RunTypeName};
 use crate::context::Services;
 use crate::export::jobs::ExportQuery;
 use crate::export::planner::plan;

@@ -12,11 +12,11 @@ use axum::http::request::Parts;
 
 use crate::api::auth::Caller;
 use crate::api::openapi::{ErrorEnvelope, TableRow};
-use crate::api::schema_names::TableName;
 use crate::api::request::params::QueryParams;
 use crate::api::response::envelope::Envelope;
 use crate::api::response::error::{quoted, ApiError, ApiResult};
 use crate::api::routes::ingest::{acquire_slot, check_not_blank, IngestBody, IngestCounts};
+use crate::api::schema_names::TableName;
 use crate::context::Services;
 
 /// `{table}` of the path: one of the known tables, else 404.

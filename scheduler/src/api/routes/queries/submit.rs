@@ -8,15 +8,15 @@ use auditx_proto::{Compression, QueryOutputFormat};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::api::schema_names::{
-    CompressionName, OutputTargetName, QueryFormatName, SourceDataName, WarehouseSizeName,
-    OUTPUT_TARGETS, SOURCE_DATA, WAREHOUSE_SIZES,
-};
 use crate::api::request::body::{
     field_names, read_object, Given, NotAnObject, Object, A_BOOLEAN, A_STRING,
 };
 use crate::api::request::params::parse_one_of;
 use crate::api::response::error::{quoted, ApiError, ApiResult, Problems};
+use crate::api::schema_names::{
+    CompressionName, OutputTargetName, QueryFormatName, SourceDataName, WarehouseSizeName,
+    SOURCE_DATA, WAREHOUSE_SIZES,
+};
 
 /// Longest SQL text accepted.
 pub const MAX_QUERY_BYTES: usize = 64 * 1024;
@@ -87,7 +87,6 @@ pub struct OutputBody {
     #[schema(value_type = OutputTargetName, required = true)]
     target: Given<String>,
 }
-
 
 /// A submit body, checked.
 #[derive(Debug)]
