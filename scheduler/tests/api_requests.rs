@@ -311,7 +311,7 @@ async fn a_server_without_token_keys_says_so() {
         .assert_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL_ERROR",
-            "server has no token keys configured (jwt_secret or auth.jwks_file)",
+            "server has no token keys configured (jwt_secret, auth.jwks_file or auth.jwks_url)",
         );
 }
 
