@@ -328,8 +328,13 @@ def main():
         page.click("nav >> text=Fleet")
         page.wait_for_selector("[data-metric]")
         # The last hour from the server: the export and queries run above.
+        # Workers flush their counts every 5 s and the page reads every 5 s:
+        # wait until the export's rows and two queries are in.
+        exported = int(result["export_count"].replace(",", ""))
         page.wait_for_function(
-            "() => Number(document.querySelector('[data-throughput-rows]')?.dataset.throughputRows) > 0")
+            "(rows) => { const t = document.querySelector('[data-throughput-rows]')?.dataset;"
+            " return t && Number(t.throughputRows) >= rows && Number(t.throughputQueries) >= 2; }",
+            arg=exported, timeout=30000)
         page.wait_for_timeout(300)
         totals = page.locator("[data-throughput-rows]")
         result["throughput"] = {k: int(totals.get_attribute(f"data-throughput-{k}")) for k in ("rows", "tasks", "queries")}
