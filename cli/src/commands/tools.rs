@@ -212,7 +212,7 @@ pub struct TokenArgs {
     pub ttl_hours: i64,
     /// Scopes the token holds (comma or space separated); every scope by
     /// default: export:read, export:write, query:read, query:write,
-    /// ingest:write.
+    /// ingest:write, ops:read.
     #[arg(long, value_delimiter = ',')]
     pub scopes: Vec<String>,
     /// Use the secret `auditx standalone --data-dir DIR` keeps there.
