@@ -5,6 +5,7 @@
 
 use auditx_common::fleet::alive_workers;
 use auditx_common::fleet::throughput::last_hour;
+use auditx_common::time::iso_millis;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -34,12 +35,6 @@ pub struct WorkerView {
     pub seen_at: String,
 }
 
-fn iso(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// `GET /fleet/workers`.
 #[utoipa::path(
     get,
@@ -67,8 +62,8 @@ pub async fn workers(
             pid: w.pid,
             concurrency: w.concurrency,
             in_flight: w.in_flight,
-            started_at: iso(w.started_at_ms),
-            seen_at: iso(w.seen_at_ms),
+            started_at: iso_millis(w.started_at_ms),
+            seen_at: iso_millis(w.seen_at_ms),
         })
         .collect();
     Ok(Envelope::ok(workers).into_response())
@@ -111,7 +106,7 @@ pub async fn throughput(
         .await?
         .into_iter()
         .map(|m| ThroughputMinute {
-            minute: iso(m.start_ms),
+            minute: iso_millis(m.start_ms),
             rows: m.counts.rows,
             tasks: m.counts.tasks,
             queries: m.counts.queries,

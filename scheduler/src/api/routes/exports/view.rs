@@ -1,7 +1,7 @@
 //! How export jobs look in API responses.
 
+use auditx_common::time::iso_seconds;
 use auditx_proto::{MeterId, RequestId};
-use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -151,14 +151,6 @@ impl<'a> JobView<'a> {
             cancel_requested: job.cancel_requested,
         }
     }
-}
-
-/// Epoch milliseconds as ISO-8601 UTC to the second, as the reference
-/// shows job times, e.g. `2025-11-20T16:40:58Z`.
-fn iso_seconds(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod saved;
 pub mod schema;
 pub mod submit;
 
+use auditx_common::time::iso_millis;
 use auditx_lake::sql::{check_query, SqlError};
 use auditx_proto::QueryId;
 use axum::body::Bytes;
@@ -15,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::Utc;
 use serde::Serialize;
 
 use self::submit::SubmitBody;
@@ -115,8 +116,8 @@ impl QueryView {
             query_status: job.state.status.as_str(),
             remaining_retries: 0,
             retries: 0,
-            updated_on: iso(job.state.updated_at_ms),
-            created_on: iso(spec.created_at_ms),
+            updated_on: iso_millis(job.state.updated_at_ms),
+            created_on: iso_millis(spec.created_at_ms),
             created_by: spec.created_by.clone(),
             created_by_user_email: String::new(),
             data_file,
@@ -135,12 +136,6 @@ impl QueryView {
             },
         })
     }
-}
-
-fn iso(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Whether `headers` declare a JSON body (`application/json`, any

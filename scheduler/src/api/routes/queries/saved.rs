@@ -7,11 +7,11 @@
 //! `tenant/<tenant>/savedqueries` their ids.
 
 use auditx_common::state::{Guard, Write};
+use auditx_common::time::now_iso_millis;
 use auditx_proto::TenantId;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use chrono::{SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{PartialSchema, ToSchema};
@@ -283,10 +283,6 @@ fn query_key(tenant: &TenantId, id: &str) -> String {
     format!("savedquery/{tenant}/{id}")
 }
 
-fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!(
         "saved query {:?} not found",
@@ -372,7 +368,7 @@ pub async fn create(
 ) -> ApiResult<Response> {
     params.only(&[])?;
     let fields = read_new(&body)?;
-    let at = now();
+    let at = now_iso_millis();
     let mut saved = SavedQuery {
         id: uuid::Uuid::new_v4().to_string(),
         name: String::new(),
@@ -445,7 +441,7 @@ pub async fn update(
         .map_err(|e| ApiError::Internal(format!("saved query {id} unreadable: {e}")))?;
     fields.apply(&mut saved);
     name_taken(&load_all(&services, tenant).await?, &saved.name, &saved.id)?;
-    saved.updated_on = now();
+    saved.updated_on = now_iso_millis();
     let bytes = serde_json::to_vec(&saved).map_err(|e| ApiError::Internal(e.to_string()))?;
     let applied = services
         .state
