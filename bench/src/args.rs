@@ -51,6 +51,15 @@ pub struct BenchArgs {
     /// DuckDB (whatever DuckDB this Python has is never used).
     #[arg(long, default_value = "python3")]
     pub python: String,
+    /// Measure data queries instead of the export: the seed's six queries,
+    /// a GROUP BY and two selective filters over generated audit tables,
+    /// each beside DuckDB on the same files (`--query-rows` logins).
+    #[arg(long)]
+    pub queries: bool,
+    /// `--queries`: login rows of the generated tables (setting and object
+    /// changes get 30 % of this each; generated once, then reused).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub query_rows: u64,
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]

@@ -63,7 +63,7 @@ pub async fn ensure(auditx: &Path, dir: &Path, rows: u64) -> anyhow::Result<()> 
 
 /// `auditx generate` of one meter (`--meter N`) or audit table (`--table
 /// NAME`) into the folder's embedded lake.
-async fn generate(auditx: &Path, dir: &Path, what: &[&str], rows: u64) -> anyhow::Result<()> {
+pub async fn generate(auditx: &Path, dir: &Path, what: &[&str], rows: u64) -> anyhow::Result<()> {
     let mut command = Command::new(auditx);
     command
         .arg("generate")

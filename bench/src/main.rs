@@ -19,6 +19,10 @@
 //!    process, the auditx/DuckDB ratio of every round and their median.
 //!    Exits non-zero when the outputs differ.
 //!
+//! With `--queries` the bench measures data queries instead ([`queries`]):
+//! the seed's queries and a few more over generated audit tables, each
+//! beside DuckDB's time for the same query on the same files.
+//!
 //! A new measurement is a module of its own called from [`run_product`]
 //! (it gets the running [`fleet::Fleet`]) and a field of [`report::Run`].
 
@@ -30,6 +34,7 @@ mod lake;
 mod latency;
 mod load;
 mod online;
+mod queries;
 mod report;
 mod stats;
 
@@ -52,6 +57,10 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let auditx = args.auditx_bin()?;
+    if args.queries {
+        println!("auditx binary: {}", auditx.display());
+        return queries::run(&args, &auditx).await;
+    }
     let dir = args.bench_dir()?;
     println!("auditx bench — folder {}", dir.display());
     println!("auditx binary: {}", auditx.display());

@@ -229,6 +229,11 @@ pub struct WorkerConfig {
     /// never on the threads serving the API, leases and the task queue);
     /// 0, the default, means one per core.
     pub query_threads: usize,
+    /// Memory the data queries running in this process may hold together
+    /// (each also within `query.memory_limit_mb`): past it, operators that
+    /// can spill do, and a query that still needs more fails and is retried
+    /// once others have ended.
+    pub query_memory_mb: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -369,7 +374,7 @@ impl Default for QueryConfig {
             max_running_per_tenant: 5,
             max_queued_per_tenant: 10,
             time_limit_secs: 1800,
-            memory_limit_mb: 512,
+            memory_limit_mb: 256,
             retry_after_secs: 5,
         }
     }
@@ -382,6 +387,7 @@ impl Default for WorkerConfig {
             listen: "0.0.0.0:9090".parse().expect("valid address"),
             max_task_attempts: 5,
             query_threads: 0,
+            query_memory_mb: 256,
         }
     }
 }
@@ -484,6 +490,9 @@ impl Config {
         }
         if self.query.time_limit_secs == 0 {
             return invalid("query.time_limit_secs", "must be positive");
+        }
+        if self.worker.query_memory_mb == 0 {
+            return invalid("worker.query_memory_mb", "must be positive");
         }
         if self.query.memory_limit_mb == 0 {
             return invalid("query.memory_limit_mb", "must be positive");

@@ -61,6 +61,11 @@ pub async fn run(
     let concurrency = config.worker.concurrency.max(1);
     let executor = QueryExecutor::shared(config.worker.query_threads)
         .context("starting the data query pool")?;
+    // The worker loops of a process share one memory pool, as they share
+    // the executor's threads.
+    auditx_lake::sql::limit_process_memory(
+        config.worker.query_memory_mb.saturating_mul(1024 * 1024) as usize,
+    );
     let queries = QueryRunner {
         store: store.clone(),
         // The pool has no I/O driver: the lake's requests run here.

@@ -7,7 +7,7 @@ use super::{clip, QueryLimits};
 /// Longest error message kept from DataFusion or the parser.
 const MAX_MESSAGE: usize = 500;
 
-/// Failures of a data query. Only [`SqlError::Storage`] is worth a retry.
+/// Failures of a data query; [`SqlError::is_transient`] says which are worth a retry.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SqlError {
     /// The text is not valid SQL (the parser's message).
@@ -21,6 +21,12 @@ pub enum SqlError {
     Plan(String),
     #[error("query exceeded its memory limit of {} (query.memory_limit_mb)", mib(*limit_bytes))]
     MemoryLimit { limit_bytes: u64 },
+    #[error(
+        "the data queries of this worker together exceeded their memory of {} \
+         (worker.query_memory_mb); retry when fewer run",
+        mib(*limit_bytes)
+    )]
+    ProcessMemoryLimit { limit_bytes: u64 },
     /// The query failed while running (bad cast, invalid date, ...).
     #[error("{0}")]
     Execution(String),
@@ -30,8 +36,13 @@ pub enum SqlError {
 }
 
 impl SqlError {
+    /// Worth a retry: storage trouble, or the process's memory held by
+    /// other queries (they end, the retry finds it free).
     pub fn is_transient(&self) -> bool {
-        matches!(self, SqlError::Storage(_))
+        matches!(
+            self,
+            SqlError::Storage(_) | SqlError::ProcessMemoryLimit { .. }
+        )
     }
 }
 
@@ -51,9 +62,16 @@ fn mib(bytes: u64) -> String {
 /// by [`super::run_query`]'s batches go through here too.
 pub fn classify(e: DataFusionError, limits: &QueryLimits) -> SqlError {
     let root = e.find_root();
-    if matches!(root, DataFusionError::ResourcesExhausted(_)) {
-        return SqlError::MemoryLimit {
-            limit_bytes: limits.memory_limit_bytes as u64,
+    if let DataFusionError::ResourcesExhausted(refusal) = root {
+        return match super::memory::process_limit() {
+            Some(process) if !refusal.contains(super::memory::QUERY_LIMIT_REFUSAL) => {
+                SqlError::ProcessMemoryLimit {
+                    limit_bytes: process as u64,
+                }
+            }
+            _ => SqlError::MemoryLimit {
+                limit_bytes: limits.memory_limit_bytes as u64,
+            },
         };
     }
     if let Some(store_error) = object_store_error(&e) {

@@ -11,12 +11,15 @@ mod decorrelate;
 mod error;
 mod functions;
 mod guard;
+mod memory;
+mod outer_keys;
 mod output;
 mod rewrite;
 mod session;
 mod stop;
 
 pub use error::{classify, SqlError};
+pub use memory::limit_process_memory;
 pub use output::{write_csv_field, write_timestamp_millis, ResultWriter};
 pub use session::{lake_object_store, lake_object_store_on, run_query, QueryLimits};
 pub use stop::{QueryStop, StopExec, StopOnDrop};

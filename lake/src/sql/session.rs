@@ -27,7 +27,6 @@
 //!   read: a second listing of just those files, whose date parts are
 //!   derived from `createddate` (else `timestamp`) in UTC, as ingest does.
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
@@ -40,7 +39,6 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
@@ -56,6 +54,8 @@ use url::Url;
 use super::decorrelate::DistinctCorrelatedColumns;
 use super::functions::date_udf;
 use super::guard::{mentions_column, parse_query};
+use super::memory::query_pool;
+use super::outer_keys::OuterKeys;
 use super::stop::QueryStop;
 use super::{check_query, classify, CheckedQuery, SqlError};
 use crate::tables::{TableDef, DELETED_COLUMN, ENTITY_COLUMN, ORG_COLUMN, TABLES};
@@ -63,9 +63,11 @@ use crate::tables::{TableDef, DELETED_COLUMN, ENTITY_COLUMN, ORG_COLUMN, TABLES}
 /// Resources one query may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueryLimits {
-    /// Memory pool of the query's operators; spilling sorts and aggregates
-    /// spill to a temp dir first, a query that still needs more fails with
-    /// [`SqlError::MemoryLimit`].
+    /// Memory the query's operators may hold (within the process's pool,
+    /// see `memory.rs`); spilling sorts and aggregates spill to a temp dir
+    /// first, a query that still needs more fails with
+    /// [`SqlError::MemoryLimit`] (or [`SqlError::ProcessMemoryLimit`] when
+    /// the process's queries together hold all of theirs).
     pub memory_limit_bytes: usize,
 }
 
@@ -193,22 +195,19 @@ async fn tenant_session(
 ) -> Result<SessionContext, SqlError> {
     let internal = |e| classify(e, limits);
     let bucket_url = bucket_url(lake_bucket)?;
-    let pool = TrackConsumersPool::new(
-        FairSpillPool::new(limits.memory_limit_bytes),
-        NonZeroUsize::new(5).expect("5 is not zero"),
-    );
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(pool))
+        .with_memory_pool(query_pool(limits.memory_limit_bytes))
         .with_object_store_registry(Arc::new(LakeOnly {
             bucket_url: bucket_url.clone(),
             store: Arc::clone(&lake),
         }))
         .build_arc()
         .map_err(internal)?;
-    let config = SessionConfig::new().with_information_schema(false);
+    let config = session_config().map_err(internal)?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udf(date_udf());
     ctx.add_analyzer_rule(Arc::new(DistinctCorrelatedColumns));
+    ctx.add_optimizer_rule(Arc::new(OuterKeys));
     for def in TABLES {
         let url = table_url(&bucket_url, def.name, tenant)?;
         let mut frame = listing(&ctx, def, url).map_err(internal)?;
@@ -232,6 +231,47 @@ async fn tenant_session(
         ctx.register_table(def.name, view).map_err(internal)?;
     }
     Ok(ctx)
+}
+
+/// DataFusion options that differ from its defaults, for the queries users
+/// run over the audit tables (docs/performance.md says why each):
+///
+/// * `pushdown_filters`, `reorder_filters`: a filter is evaluated while the
+///   Parquet pages are decoded, cheapest column first, and the other
+///   columns are decoded only for the rows that pass (late
+///   materialization): `SELECT * … WHERE ipaddress = …` decodes one column.
+pub const TUNED_OPTIONS: [(&str, &str); 2] = [
+    ("datafusion.execution.parquet.pushdown_filters", "true"),
+    ("datafusion.execution.parquet.reorder_filters", "true"),
+];
+
+/// The session's options: DataFusion's defaults, the [`TUNED_OPTIONS`],
+/// then any `DATAFUSION_*` environment variable (DataFusion's own names,
+/// e.g. `DATAFUSION_EXECUTION_TARGET_PARTITIONS=4`), which wins: operators
+/// can tune a deployment without a release.
+fn session_config() -> DFResult<SessionConfig> {
+    let mut config = SessionConfig::new();
+    for (key, value) in TUNED_OPTIONS {
+        config.options_mut().set(key, value)?;
+    }
+    for (name, value) in std::env::vars() {
+        let Some(rest) = name.strip_prefix("DATAFUSION_") else {
+            continue;
+        };
+        let key = format!("datafusion.{}", rest.to_lowercase());
+        // `DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS`: the underscores
+        // between the words of a key and of its path look the same, so the
+        // key is the option whose environment name this is.
+        let known = config
+            .options()
+            .entries()
+            .into_iter()
+            .find(|entry| entry.key.replace('.', "_") == key.replace('.', "_"));
+        if let Some(entry) = known {
+            config.options_mut().set(&entry.key, &value)?;
+        }
+    }
+    Ok(config.with_information_schema(false))
 }
 
 /// The stored schema without `columns`.
@@ -447,6 +487,34 @@ mod tests {
                 "{other}"
             );
         }
+    }
+
+    /// The seed's Account query joins two contacts per change: planned as
+    /// a join with the changes' own keys, never as every pair of contacts
+    /// (`outer_keys.rs`).
+    #[tokio::test]
+    async fn the_account_query_never_multiplies_contacts() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let limits = QueryLimits {
+            memory_limit_bytes: 1 << 30,
+        };
+        let ctx = tenant_session(
+            store,
+            "lake",
+            &TenantId::from("acme"),
+            &Scope::default(),
+            Deleted::Hidden,
+            &limits,
+        )
+        .await
+        .unwrap();
+        let sql = check_query(include_str!("../../tests/fixtures/seed/q4.sql"))
+            .unwrap()
+            .sql;
+        let plan = ctx.sql(&sql).await.unwrap().into_optimized_plan().unwrap();
+        let plan = plan.display_indent().to_string();
+        assert!(!plan.contains("Cross Join"), "{plan}");
+        assert!(plan.contains("__auditx_outer_keys"), "{plan}");
     }
 
     #[test]

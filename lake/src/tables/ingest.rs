@@ -17,7 +17,7 @@ use std::collections::HashSet;
 
 use auditx_proto::TenantId;
 
-use super::write::{partition_of, put_table_file, Partition, TableFileWriter};
+use super::write::{partition_of, put_table_file, sort_for_file, Partition, TableFileWriter};
 use super::{Cell, RowOwner, TableDef};
 use crate::batch::{acquire_ingest_lease, IngestError, IngestSummary};
 use crate::LakeError;
@@ -158,10 +158,11 @@ async fn ingest_locked(
         .map(|r| id_of(r, id_index).to_owned())
         .collect();
     let mut key = None;
-    for (partition, rows) in by_partition(def, fresh) {
+    for (partition, mut rows) in by_partition(def, fresh) {
         // Encoding is CPU-bound: keep it off the async workers.
         let owner = owner.clone();
         let bytes = tokio::task::spawn_blocking(move || {
+            sort_for_file(def, &mut rows);
             let mut writer = TableFileWriter::new(def, row_group_rows, &owner)?;
             for row in rows {
                 writer.push(row)?;
