@@ -473,6 +473,16 @@ def main():
             let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }""")
         result["summary_rows"] = page.locator("table[aria-label='Summary table'] tbody tr").count()
         shot(page, "audit-trail")
+        # A filter of the API: one session's entries only.
+        page.fill("form[aria-label='Audit trail filters'] input[name=sessionId]", result["filter"]["sessionId"])
+        page.select_option("form[aria-label='Audit trail filters'] select[name=pageSize]", "100")
+        page.click("form[aria-label='Audit trail filters'] button[type=submit]")
+        page.wait_for_function(
+            "s => { const rows = [...document.querySelectorAll('[data-entry]')];"
+            " return rows.length && rows.every(r => r.children[1].textContent === s); }",
+            arg=result["filter"]["sessionId"])
+        result["entries_filtered_sessions"] = page.locator("[data-entry]").evaluate_all(
+            "l => l.map(e => e.children[1].textContent)")
 
         step("fleet")
         page.click("nav >> text=Fleet")

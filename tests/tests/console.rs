@@ -695,6 +695,25 @@ async fn the_console_in_a_real_browser() {
         result["chart_pixels"]
     );
     assert!(result["summary_rows"].as_u64().unwrap() >= 1);
+    // Filtered by one session: its entries only (as many as the API has).
+    let sessions = result["entries_filtered_sessions"].as_array().unwrap();
+    let session = result["filter"]["sessionId"].as_str().unwrap();
+    let by_api = api_json(
+        &http,
+        &token,
+        reqwest::Method::GET,
+        format!(
+            "{base}/meters/{METER}/auditTrail/entries?exportType=SAMPLE&runType=NORMAL\
+             &queryFromTime={DAY}T00:00:00Z&queryToTime={DAY}T23:59:00Z&sessionId={session}&pageSize=100"
+        ),
+    )
+    .await;
+    assert_eq!(
+        sessions.len(),
+        by_api["data"].as_array().unwrap().len(),
+        "{by_api}"
+    );
+    assert!(sessions.iter().all(|s| s == session), "{sessions:?}");
 
     // Fleet: the jobs and queues of /metrics, and the last hour from the
     // state store: at least the rows of this export (the other tenant's
