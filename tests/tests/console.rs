@@ -41,6 +41,8 @@ const SMALL_CHUNK_ROWS: &str = "500";
 /// Accepted (it plans: `ipaddress` is a string column), then failing on
 /// its first row: `67.180.238.89` is no integer.
 const FAILING_SQL: &str = "SELECT CAST(ipaddress AS INT) AS ip FROM auditloginevent";
+/// The name of a query another tenant saved: never shown to dev.
+const OTHER_SAVED: &str = "Other tenant's saved query";
 /// Queries run through the API before the browser opens, so the history
 /// has more than one page (20 a page).
 const EARLIER_QUERIES: usize = 20;
@@ -234,6 +236,14 @@ async fn the_console_in_a_real_browser() {
     // Another tenant's export and query on the same meter: never shown.
     let other = run(&["token", "--data-dir", data, "--tenant", "other"]).await;
     let other = other.trim();
+    let saved = http
+        .post(format!("{base}/query/saved"))
+        .bearer_auth(other)
+        .json(&serde_json::json!({"name": OTHER_SAVED, "query": "SELECT 1 AS one FROM contact"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(saved.status().is_success(), "{}", saved.status());
     // A token of dev without ops:read.
     let narrow = run(&[
         "token",
@@ -332,7 +342,10 @@ async fn the_console_in_a_real_browser() {
         .env("CONSOLE_NARROW_TOKEN", narrow)
         .env("CONSOLE_SEED_SQL", seed_fixture("q1.sql"))
         .env("CONSOLE_SCREENSHOTS", &shots)
-        .env("CONSOLE_OTHER_IDS", format!("{other_export},{other_query}"))
+        .env(
+            "CONSOLE_OTHER_IDS",
+            format!("{other_export},{other_query},{OTHER_SAVED}"),
+        )
         .env("CONSOLE_METER", METER)
         .env("CONSOLE_DAY", DAY)
         .env("CONSOLE_BIG_METER", BIG_METER)
@@ -455,6 +468,19 @@ async fn the_console_in_a_real_browser() {
     );
     assert_eq!(result["saved_run_status"], "completed");
     assert_ne!(result["saved_run_query_id"], result["query_id"]);
+    // The saved query's options were those of the form; its run from the
+    // list used them.
+    let saved_run = result["saved_run_query_id"].as_str().unwrap();
+    let job = api_json(
+        &http,
+        &token,
+        reqwest::Method::GET,
+        format!("{base}/query/jobs/{saved_run}"),
+    )
+    .await;
+    assert_eq!(job["data"]["outputFormat"], "DSV", "{job}");
+    assert_eq!(job["data"]["columnSeparator"], ";", "{job}");
+    assert_eq!(job["data"]["compression"], "GZIP", "{job}");
     assert_eq!(result["saved_after_delete"], 0);
     let saved = api_json(
         &http,
