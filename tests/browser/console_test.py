@@ -481,10 +481,13 @@ def main():
         # A filter of the API: one session's entries only.
         page.fill("form[aria-label='Audit trail filters'] input[name=sessionId]", result["filter"]["sessionId"])
         page.select_option("form[aria-label='Audit trail filters'] select[name=pageSize]", "100")
-        page.click("form[aria-label='Audit trail filters'] button[type=submit]")
+        # (The day's first entries are that session's too: wait for the
+        # filtered page itself.)
+        with page.expect_response(lambda r: "/auditTrail/entries?" in r.url and "sessionId=" in r.url):
+            page.click("form[aria-label='Audit trail filters'] button[type=submit]")
         page.wait_for_function(
             "s => { const rows = [...document.querySelectorAll('[data-entry]')];"
-            " return rows.length && rows.every(r => r.children[1].textContent === s); }",
+            " return rows.length > 10 && rows.every(r => r.children[1].textContent === s); }",
             arg=result["filter"]["sessionId"])
         result["entries_filtered_sessions"] = page.locator("[data-entry]").evaluate_all(
             "l => l.map(e => e.children[1].textContent)")
