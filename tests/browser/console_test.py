@@ -248,6 +248,7 @@ def main():
             page.keyboard.press("Control+A")
             page.keyboard.press("Delete")
             page.keyboard.insert_text(FAILING_SQL)
+            page.keyboard.press("Escape")  # closes the completion list
             page.evaluate("""() => {
                 window.__statuses = [];
                 const seen = () => {
