@@ -227,6 +227,24 @@ def main():
         data = popup_bytes(page, context, lambda: page.click("[data-download]"))
         result["query_download"] = digest(data)
 
+        # The other options of the form reach the job: JSON Lines, read
+        # deleted, index join, the warehouse as source.
+        step("query options")
+        page.select_option("select[name=outputFormat]", "JSON")
+        page.check("input[name=readDeleted]")
+        page.check("input[name=useIndexJoin]")
+        page.select_option("select[name=sourceData]", "WAREHOUSE")
+        page.click("[data-run]")
+        page.wait_for_function(
+            "known => { const s = document.querySelector('[data-query-id]');"
+            " return s && s.dataset.queryId !== known; }", arg=result["query_id"])
+        result["options_query_id"] = page.get_attribute("[data-query-id]", "data-query-id")
+        page.wait_for_selector("section[aria-label='Query job'] .badge-completed", timeout=TIMEOUT)
+        page.select_option("select[name=outputFormat]", "CSV")
+        page.uncheck("input[name=readDeleted]")
+        page.uncheck("input[name=useIndexJoin]")
+        page.select_option("select[name=sourceData]", "LIVE")
+
         # A refused query: the message names the problem.
         step("refused query")
         allowed.append("status of 400")
@@ -261,7 +279,7 @@ def main():
             page.click("[data-run]")
             page.wait_for_function(
                 "known => { const s = document.querySelector('[data-query-id]');"
-                " return s && s.dataset.queryId !== known; }", arg=result["query_id"])
+                " return s && s.dataset.queryId !== known; }", arg=result["options_query_id"])
             result["failed_query_id"] = page.get_attribute("[data-query-id]", "data-query-id")
             page.wait_for_selector("section[aria-label='Query job'] .badge-failed", timeout=TIMEOUT)
             result["failed_status"] = page.inner_text("section[aria-label='Query job'] .badge")

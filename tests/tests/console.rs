@@ -415,6 +415,20 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(job["data"]["outputFormat"], "CSV", "{job}");
     assert_eq!(job["data"]["warehouseSize"], "xsmall", "{job}");
     assert_eq!(result["query_download"]["sha256"], sha256(&expected));
+    // The form's other options, on the job of a second run.
+    let options_id = result["options_query_id"].as_str().unwrap();
+    let job = api_json(
+        &http,
+        &token,
+        reqwest::Method::GET,
+        format!("{base}/query/jobs/{options_id}"),
+    )
+    .await;
+    assert_eq!(job["data"]["queryStatus"], "completed", "{job}");
+    assert_eq!(job["data"]["outputFormat"], "JSON", "{job}");
+    assert_eq!(job["data"]["readDeleted"], true, "{job}");
+    assert_eq!(job["data"]["useIndexJoin"], true, "{job}");
+    assert_eq!(job["data"]["sourceData"], "WAREHOUSE", "{job}");
 
     // A refused statement: the message says why.
     let refused = result["refused_message"].as_str().unwrap();
