@@ -1,13 +1,16 @@
 //! The console (`/console`) in a real headless Chromium, driven by
 //! Playwright (tests/browser/console_test.py) against `auditx standalone`
 //! as a user starts it: sign in through the printed link, run one of the
-//! seed's data queries from the editor and download its result, save /
-//! rename / run / delete a saved query, the history, the schema browser's
-//! search and sort, an export created, followed and downloaded in the
-//! Download Center, entries paged by cursor, the summary chart drawn, the
-//! fleet page, a keyboard-only flow, a phone-sized viewport, no console
-//! errors, and never another tenant's jobs. The screenshots it takes are
-//! those of docs/console.md.
+//! seed's data queries from the editor and download its result, the form's
+//! options on the job, a refused query and one failing as it runs, save /
+//! rename / run / delete a saved query, the history (filter, paging), the
+//! schema browser's search, sort and expand/collapse, an export created,
+//! followed and downloaded in the Download Center, one with every filter,
+//! a long one's progress bar and its cancel, entries paged by cursor and
+//! filtered, the summary chart drawn, the fleet page, a keyboard-only flow,
+//! a phone-sized viewport, no console errors, nothing loaded from elsewhere,
+//! and never another tenant's jobs or saved queries. The screenshots it
+//! takes are those of docs/console.md.
 //!
 //! Needs Debian's `chromium` and Playwright in a virtualenv:
 //! `scripts/browser-setup.sh` (run by scripts/test.sh) installs both.
