@@ -8,7 +8,9 @@ what it cannot do at all (an element never appearing).
 """
 
 import base64
+import csv
 import hashlib
+import io
 import json
 import os
 import sys
@@ -25,6 +27,11 @@ OTHER_IDS = [i for i in os.environ.get("CONSOLE_OTHER_IDS", "").split(",") if i]
 NARROW_TOKEN = os.environ.get("CONSOLE_NARROW_TOKEN")
 METER = os.environ.get("CONSOLE_METER", "1001")
 DAY = os.environ.get("CONSOLE_DAY", "2025-07-01")
+# A meter with enough rows (and the server's small chunks) that its export
+# runs for a while: the progress bar is watched, then the export cancelled.
+BIG_METER = os.environ.get("CONSOLE_BIG_METER")
+# A query the server accepts and that then fails while it runs.
+FAILING_SQL = os.environ.get("CONSOLE_FAILING_SQL")
 TIMEOUT = 60_000
 
 CHROMIUM_ARGS = [
@@ -126,6 +133,26 @@ BAR_PIXELS = """c => {
     return n; }"""
 
 
+# What an export's row shows: its status, and its progress bar (value, max,
+# label, the percentage written next to it) while it has one.
+PROGRESS_SAMPLE = """sel => {
+    const row = document.querySelector(sel);
+    const bar = row && row.querySelector('progress');
+    const badge = row && row.querySelector('.badge');
+    return {status: badge ? badge.textContent : null, value: bar ? bar.value : null,
+            max: bar ? bar.max : null, label: bar ? bar.getAttribute('aria-label') : null,
+            text: bar ? bar.parentElement.textContent : null, t: Date.now()}; }"""
+
+
+def new_export_id(page, previous):
+    """The request id of the export just created, from the notice that
+    replaces the one naming `previous`."""
+    page.wait_for_function(
+        "old => { const p = document.querySelector('p.ok');"
+        " return p && p.textContent.startsWith('Export ') && !p.textContent.includes(old); }", arg=previous)
+    return page.inner_text("p.ok").split()[1]
+
+
 def check_other_tenant(page, where):
     body = page.content()
     for other in OTHER_IDS:
@@ -142,6 +169,12 @@ def main():
         allowed = []
         watch(page, allowed)
         page.on("dialog", lambda d: d.accept())
+        # Everything the console's pages load comes from the server itself;
+        # only the downloads (presigned URLs) go to the S3 endpoint.
+        result["foreign_requests"] = []
+        context.on("request", lambda r: r.url.startswith((API + "/", "data:", "blob:")) or
+                   result["foreign_requests"].append({"url": r.url, "type": r.resource_type,
+                                                      "navigation": r.is_navigation_request()}))
 
         # Sign in through the printed link; the code leaves the address bar.
         step("sign in with the printed link")
@@ -155,6 +188,7 @@ def main():
         page2.goto(LINK)
         page2.wait_for_selector(".signin .error")
         result["second_use"] = page2.inner_text(".signin .error")
+        shot(page2, "signin")
         page2.close()
 
         # Data Query: type a seed query, pick options, run, download.
@@ -193,6 +227,24 @@ def main():
         data = popup_bytes(page, context, lambda: page.click("[data-download]"))
         result["query_download"] = digest(data)
 
+        # The other options of the form reach the job: JSON Lines, read
+        # deleted, index join, the warehouse as source.
+        step("query options")
+        page.select_option("select[name=outputFormat]", "JSON")
+        page.check("input[name=readDeleted]")
+        page.check("input[name=useIndexJoin]")
+        page.select_option("select[name=sourceData]", "WAREHOUSE")
+        page.click("[data-run]")
+        page.wait_for_function(
+            "known => { const s = document.querySelector('[data-query-id]');"
+            " return s && s.dataset.queryId !== known; }", arg=result["query_id"])
+        result["options_query_id"] = page.get_attribute("[data-query-id]", "data-query-id")
+        page.wait_for_selector("section[aria-label='Query job'] .badge-completed", timeout=TIMEOUT)
+        page.select_option("select[name=outputFormat]", "CSV")
+        page.uncheck("input[name=readDeleted]")
+        page.uncheck("input[name=useIndexJoin]")
+        page.select_option("select[name=sourceData]", "LIVE")
+
         # A refused query: the message names the problem.
         step("refused query")
         allowed.append("status of 400")
@@ -205,18 +257,54 @@ def main():
         result["refused_message"] = page.inner_text("p.error[role=alert]")
         allowed.clear()
 
+        # A query accepted, then failing while it runs: the job's status
+        # goes live from accepted to failed, and the message names the
+        # problem.
+        if FAILING_SQL:
+            step("failed query")
+            page.click(".cm-content")
+            page.keyboard.press("Control+A")
+            page.keyboard.press("Delete")
+            page.keyboard.insert_text(FAILING_SQL)
+            page.keyboard.press("Escape")  # closes the completion list
+            page.evaluate("""() => {
+                window.__statuses = [];
+                const seen = () => {
+                    const b = document.querySelector("section[aria-label='Query job'] .badge");
+                    const s = b && b.textContent;
+                    if (s && window.__statuses[window.__statuses.length - 1] !== s) window.__statuses.push(s);
+                };
+                new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, characterData: true});
+            }""")
+            page.click("[data-run]")
+            page.wait_for_function(
+                "known => { const s = document.querySelector('[data-query-id]');"
+                " return s && s.dataset.queryId !== known; }", arg=result["options_query_id"])
+            result["failed_query_id"] = page.get_attribute("[data-query-id]", "data-query-id")
+            page.wait_for_selector("section[aria-label='Query job'] .badge-failed", timeout=TIMEOUT)
+            result["failed_status"] = page.inner_text("section[aria-label='Query job'] .badge")
+            result["failed_message"] = page.inner_text("section[aria-label='Query job'] p.error[role=alert]")
+            result["failed_statuses_seen"] = page.evaluate("window.__statuses")
+            result["failed_has_download"] = page.locator("[data-download]").count()
+            shot(page, "data-query-failed")
+
         # Save, rename, run and delete a saved query.
         step("saved queries")
         page.click(".cm-content")
         page.keyboard.press("Control+A")
         page.keyboard.press("Delete")
         page.keyboard.insert_text(SEED_SQL)
+        # Options saved with it: DSV with its separator, GZIP.
+        page.select_option("select[name=outputFormat]", "DSV")
+        page.fill("input[name=columnSeparator]", ";")
+        page.select_option("select[name=compression]", "GZIP")
         page.fill("input[name=saveName]", "Logins Q2 2019")
         page.click("text=Save query")
         page.wait_for_selector("p.ok")
         page.click("nav >> text=Saved queries")
         page.wait_for_selector("[data-saved='Logins Q2 2019']")
         result["saved_after_save"] = page.locator("[data-saved]").evaluate_all("rows => rows.map(r => r.dataset.saved)")
+        check_other_tenant(page, "saved queries")
         shot(page, "saved-queries")
         row = page.locator("[data-saved='Logins Q2 2019']")
         row.locator("text=Rename").click()
@@ -239,9 +327,20 @@ def main():
         page.wait_for_selector("[data-job]")
         result["history_ids"] = page.locator("[data-job]").evaluate_all("rows => rows.map(r => r.dataset.job)")
         check_other_tenant(page, "history")
+        # Paging: the next page holds older jobs, the previous one the first again.
+        page.click("nav[aria-label='query history pages'] >> text=Next")
+        page.wait_for_function("id => document.querySelector('[data-job]') && document.querySelector('[data-job]').dataset.job !== id",
+                               arg=result["history_ids"][0])
+        result["history_page2_ids"] = page.locator("[data-job]").evaluate_all("rows => rows.map(r => r.dataset.job)")
+        check_other_tenant(page, "history page 2")
+        page.click("nav[aria-label='query history pages'] >> text=Previous")
+        page.wait_for_function("id => document.querySelector('[data-job]') && document.querySelector('[data-job]').dataset.job === id",
+                               arg=result["history_ids"][0])
         page.select_option("select >> nth=0", "failed")
         page.wait_for_timeout(800)
         result["history_failed_rows"] = page.locator("[data-job]").count()
+        result["history_failed_ids"] = page.locator("[data-job]").evaluate_all("rows => rows.map(r => r.dataset.job)")
+        result["history_failed_text"] = page.inner_text("table[aria-label='Data query jobs']") if result["history_failed_rows"] else ""
         page.select_option("select >> nth=0", "completed")
         page.wait_for_selector("[data-job]")
         result["history_completed_rows"] = page.locator("[data-job]").count()
@@ -270,6 +369,13 @@ def main():
         page.click("[data-table=auditloginevent] .table-toggle")
         result["schema_columns"] = page.locator("[data-table=auditloginevent] table.columns tbody tr").count()
         shot(page, "schema")
+        page.click("[data-table=auditloginevent] .table-toggle")
+        result["schema_columns_collapsed"] = page.locator("[data-table=auditloginevent] table.columns").count()
+        page.fill("section.schema input[type=search]", "")
+        page.click("section.schema >> text=Expand all")
+        result["schema_expanded_all"] = page.locator("[data-table] table.columns").count()
+        page.click("section.schema >> text=Collapse all")
+        result["schema_collapsed_all"] = page.locator("[data-table] table.columns").count()
 
         # Download Center: create an export, watch it finish, download a file.
         step("download center")
@@ -292,9 +398,77 @@ def main():
         file_key = page.get_attribute(f"{row} [data-file]", "data-file")
         result["export_file_key"] = file_key
         check_other_tenant(page, "download center")
-        shot(page, "download-center")
         data = popup_bytes(page, context, lambda: page.click(f"{row} [data-file]"))
         result["export_download"] = digest(data)
+
+        # Every filter and another format: the session, operator and run
+        # status of the first export's first row, as JSON Lines.
+        step("download center: an export with every filter")
+        first_row = next(csv.DictReader(io.StringIO(data.decode())))
+        result["filter"] = {k: first_row[k] for k in ("sessionId", "operatorId", "runStatus")}
+        page.click("text=New export")
+        page.fill("input[name=from]", f"{DAY}T00:00")
+        page.fill("input[name=to]", f"{DAY}T23:59")
+        page.select_option("select[name=exportType]", "SAMPLE")
+        page.select_option("select[name=runType]", "NORMAL")
+        page.fill("input[name=sessionIds]", first_row["sessionId"])
+        page.fill("input[name=operatorIds]", first_row["operatorId"])
+        page.select_option("select[name=runStatuses]", [first_row["runStatus"]])
+        page.select_option("select[name=format]", "jsonl")
+        page.click("text=Create export")
+        filtered_id = new_export_id(page, request_id)
+        result["filtered_id"] = filtered_id
+        frow = f"[data-export='{filtered_id}']"
+        page.wait_for_selector(f"{frow} .badge-finished", timeout=TIMEOUT)
+        result["filtered_count"] = page.inner_text(f"{frow} [data-count]")
+        result["filtered_row_text"] = page.inner_text(frow)
+        data = popup_bytes(page, context, lambda: page.click(f"{frow} [data-file]"))
+        result["filtered_lines"] = [
+            {k: line.get(k) for k in ("sessionId", "operatorId", "runStatus", "runType")}
+            for line in map(json.loads, data.decode().splitlines())]
+        shot(page, "download-center")
+
+        # A long export: its progress bar moves while it runs; cancelled
+        # from its row, it ends CANCELED with no files.
+        if BIG_METER:
+            step("download center: progress and cancel")
+            page.fill("input[name=meter]", BIG_METER)
+            page.click("form.row button[type=submit]")
+            page.wait_for_selector(f"text=No exports of meter {BIG_METER}.")
+            page.click("text=New export")
+            page.fill("input[name=from]", f"{DAY}T00:00")
+            page.fill("input[name=to]", f"{DAY}T23:59")
+            page.select_option("select[name=exportType]", "SAMPLE")
+            page.select_option("select[name=format]", "csv")
+            page.click("text=Create export")
+            big_id = new_export_id(page, filtered_id)
+            result["big_export_id"] = big_id
+            brow = f"[data-export='{big_id}']"
+            page.wait_for_selector(f"{brow} progress")
+            samples = []
+            shot_taken = False
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                sample = page.evaluate(PROGRESS_SAMPLE, brow)
+                samples.append(sample)
+                if sample["status"] not in ("PENDING", "RUNNING"):
+                    break
+                moving = sorted({s["value"] for s in samples if s["value"]})
+                if moving and not shot_taken:
+                    shot(page, "download-center-running")
+                    shot_taken = True
+                if len(moving) >= 2:
+                    break
+                page.wait_for_timeout(250)
+            result["progress_samples"] = samples
+            page.click(f"{brow} button.danger")
+            page.wait_for_selector("p.ok >> text=Cancel requested")
+            result["cancel_notice"] = page.inner_text("p.ok")
+            page.wait_for_selector(f"{brow} .badge-canceled", timeout=TIMEOUT)
+            result["canceled_row"] = page.evaluate(PROGRESS_SAMPLE, brow)
+            result["canceled_row_files"] = page.locator(f"{brow} [data-file]").count()
+            result["canceled_row_cancel_buttons"] = page.locator(f"{brow} button.danger").count()
+            check_other_tenant(page, "download center, second meter")
 
         # Audit trail: entries with cursor paging, payload JSON, the summary chart.
         step("audit trail")
@@ -323,6 +497,19 @@ def main():
             let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }""")
         result["summary_rows"] = page.locator("table[aria-label='Summary table'] tbody tr").count()
         shot(page, "audit-trail")
+        # A filter of the API: one session's entries only.
+        page.fill("form[aria-label='Audit trail filters'] input[name=sessionId]", result["filter"]["sessionId"])
+        page.select_option("form[aria-label='Audit trail filters'] select[name=pageSize]", "100")
+        # (The day's first entries are that session's too: wait for the
+        # filtered page itself.)
+        with page.expect_response(lambda r: "/auditTrail/entries?" in r.url and "sessionId=" in r.url):
+            page.click("form[aria-label='Audit trail filters'] button[type=submit]")
+        page.wait_for_function(
+            "s => { const rows = [...document.querySelectorAll('[data-entry]')];"
+            " return rows.length > 10 && rows.every(r => r.children[1].textContent === s); }",
+            arg=result["filter"]["sessionId"])
+        result["entries_filtered_sessions"] = page.locator("[data-entry]").evaluate_all(
+            "l => l.map(e => e.children[1].textContent)")
 
         step("fleet")
         page.click("nav >> text=Fleet")
@@ -399,6 +586,23 @@ def main():
                 found = True
                 break
         result["keyboard_reached_download"] = found
+        # Back up to the menu, open the schema browser, expand a table.
+        for _ in range(80):
+            kb.keyboard.press("Shift+Tab")
+            if kb.evaluate("document.activeElement && document.activeElement.matches('nav#nav a') && document.activeElement.textContent === 'Schema'"):
+                break
+        kb.keyboard.press("Enter")
+        kb.wait_for_selector("[data-table]")
+        result["keyboard_page"] = kb.evaluate("location.hash")
+        expanded = False
+        for _ in range(40):
+            kb.keyboard.press("Tab")
+            if kb.evaluate("document.activeElement && document.activeElement.classList.contains('table-toggle')"):
+                kb.keyboard.press("Enter")
+                expanded = kb.evaluate("document.activeElement.getAttribute('aria-expanded') === 'true'"
+                                       " && document.querySelectorAll('table.columns').length === 1")
+                break
+        result["keyboard_expanded_table"] = expanded
         kb.close()
 
         # A phone-sized viewport.

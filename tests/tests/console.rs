@@ -1,13 +1,16 @@
 //! The console (`/console`) in a real headless Chromium, driven by
 //! Playwright (tests/browser/console_test.py) against `auditx standalone`
 //! as a user starts it: sign in through the printed link, run one of the
-//! seed's data queries from the editor and download its result, save /
-//! rename / run / delete a saved query, the history, the schema browser's
-//! search and sort, an export created, followed and downloaded in the
-//! Download Center, entries paged by cursor, the summary chart drawn, the
-//! fleet page, a keyboard-only flow, a phone-sized viewport, no console
-//! errors, and never another tenant's jobs. The screenshots it takes are
-//! those of docs/console.md.
+//! seed's data queries from the editor and download its result, the form's
+//! options on the job, a refused query and one failing as it runs, save /
+//! rename / run / delete a saved query, the history (filter, paging), the
+//! schema browser's search, sort and expand/collapse, an export created,
+//! followed and downloaded in the Download Center, one with every filter,
+//! a long one's progress bar and its cancel, entries paged by cursor and
+//! filtered, the summary chart drawn, the fleet page, a keyboard-only flow,
+//! a phone-sized viewport, no console errors, nothing loaded from elsewhere,
+//! and never another tenant's jobs or saved queries. The screenshots it
+//! takes are those of docs/console.md.
 //!
 //! Needs Debian's `chromium` and Playwright in a virtualenv:
 //! `scripts/browser-setup.sh` (run by scripts/test.sh) installs both.
@@ -30,6 +33,23 @@ use tokio::process::Command;
 
 const METER: &str = "1001";
 const DAY: &str = "2025-07-01";
+/// A meter whose export runs for a while: its rows in chunks of
+/// [`SMALL_CHUNK_ROWS`], each its own task, upload and report.
+const BIG_METER: &str = "2002";
+const BIG_ROWS: &str = "300000";
+/// `export.chunk_rows` of the console's server (default 50,000): small
+/// chunks make [`BIG_METER`]'s export take seconds, long enough to watch its
+/// progress bar move and cancel it.
+const SMALL_CHUNK_ROWS: &str = "500";
+/// Accepted (it plans: `ipaddress` is a string column), then failing on
+/// the first row it reads: an IP address such as `67.180.238.89` is no
+/// integer.
+const FAILING_SQL: &str = "SELECT CAST(ipaddress AS INT) AS ip FROM auditloginevent";
+/// The name of a query another tenant saved: never shown to dev.
+const OTHER_SAVED: &str = "Other tenant's saved query";
+/// Queries run through the API before the browser opens, so the history
+/// has more than one page (20 a page).
+const EARLIER_QUERIES: usize = 20;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -53,8 +73,13 @@ fn python() -> PathBuf {
 }
 
 /// The lines `auditx standalone` prints until its console link, and the
-/// process.
-async fn standalone(data: &str, api: u16, s3: u16) -> (tokio::process::Child, String, String) {
+/// process; `env` sets configuration (`AUDITX_*`).
+async fn standalone(
+    data: &str,
+    api: u16,
+    s3: u16,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String, String) {
     let mut child = Command::new(auditx_bin())
         .args(["standalone", "--data-dir", data])
         .args([
@@ -65,6 +90,7 @@ async fn standalone(data: &str, api: u16, s3: u16) -> (tokio::process::Child, St
         ])
         .env_remove("AUDITX_JWT_SECRET")
         .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -121,7 +147,11 @@ async fn the_console_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    for (tenant, rows) in [("dev", "4000"), ("other", "500")] {
+    for (tenant, meter, rows) in [
+        ("dev", METER, "4000"),
+        ("other", METER, "500"),
+        ("dev", BIG_METER, BIG_ROWS),
+    ] {
         run(&[
             "generate",
             "--data-dir",
@@ -129,7 +159,7 @@ async fn the_console_in_a_real_browser() {
             "--tenant",
             tenant,
             "--meter",
-            METER,
+            meter,
             "--rows",
             rows,
             "--from",
@@ -140,7 +170,13 @@ async fn the_console_in_a_real_browser() {
         .await;
     }
     let (api, s3) = (free_port(), free_port());
-    let (_server, token, link) = standalone(data, api, s3).await;
+    let (_server, token, link) = standalone(
+        data,
+        api,
+        s3,
+        &[("AUDITX_EXPORT__CHUNK_ROWS", SMALL_CHUNK_ROWS)],
+    )
+    .await;
     assert!(
         link.starts_with(&format!("http://127.0.0.1:{api}/console/#signin=")),
         "{link}"
@@ -180,9 +216,38 @@ async fn the_console_in_a_real_browser() {
         );
     }
 
+    // Earlier queries of dev, so that the history pages.
+    let client = ApiClient::new(&base, &token);
+    let mut earlier = Vec::new();
+    for n in 0..EARLIER_QUERIES {
+        let job = client
+            .submit_query(
+                &format!("SELECT count(*) + {n} AS n FROM contact"),
+                "CSV",
+                "NONE",
+            )
+            .await
+            .unwrap();
+        let id = job["id"].as_str().unwrap().to_owned();
+        let job = client
+            .wait_query(&id, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(job["queryStatus"], "completed", "{job}");
+        earlier.push(id);
+    }
+
     // Another tenant's export and query on the same meter: never shown.
     let other = run(&["token", "--data-dir", data, "--tenant", "other"]).await;
     let other = other.trim();
+    let saved = http
+        .post(format!("{base}/query/saved"))
+        .bearer_auth(other)
+        .json(&serde_json::json!({"name": OTHER_SAVED, "query": "SELECT 1 AS one FROM contact"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(saved.status().is_success(), "{}", saved.status());
     // A token of dev without ops:read.
     let narrow = run(&[
         "token",
@@ -281,9 +346,14 @@ async fn the_console_in_a_real_browser() {
         .env("CONSOLE_NARROW_TOKEN", narrow)
         .env("CONSOLE_SEED_SQL", seed_fixture("q1.sql"))
         .env("CONSOLE_SCREENSHOTS", &shots)
-        .env("CONSOLE_OTHER_IDS", format!("{other_export},{other_query}"))
+        .env(
+            "CONSOLE_OTHER_IDS",
+            format!("{other_export},{other_query},{OTHER_SAVED}"),
+        )
         .env("CONSOLE_METER", METER)
         .env("CONSOLE_DAY", DAY)
+        .env("CONSOLE_BIG_METER", BIG_METER)
+        .env("CONSOLE_FAILING_SQL", FAILING_SQL)
         .env("CONSOLE_RESULT", &result_path)
         .stdin(Stdio::null())
         .output();
@@ -348,10 +418,62 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(job["data"]["outputFormat"], "CSV", "{job}");
     assert_eq!(job["data"]["warehouseSize"], "xsmall", "{job}");
     assert_eq!(result["query_download"]["sha256"], sha256(&expected));
+    // The form's other options, on the job of a second run.
+    let options_id = result["options_query_id"].as_str().unwrap();
+    let job = api_json(
+        &http,
+        &token,
+        reqwest::Method::GET,
+        format!("{base}/query/jobs/{options_id}"),
+    )
+    .await;
+    assert_eq!(job["data"]["queryStatus"], "completed", "{job}");
+    assert_eq!(job["data"]["outputFormat"], "JSON", "{job}");
+    assert_eq!(job["data"]["readDeleted"], true, "{job}");
+    assert_eq!(job["data"]["useIndexJoin"], true, "{job}");
+    assert_eq!(job["data"]["sourceData"], "WAREHOUSE", "{job}");
 
     // A refused statement: the message says why.
     let refused = result["refused_message"].as_str().unwrap();
-    assert!(refused.contains("query"), "{refused}");
+    assert!(
+        refused.contains("DELETE") && refused.contains("read-only SELECT"),
+        "{refused}"
+    );
+
+    // A query accepted and failing while it ran: the page followed it from
+    // accepted to failed and shows what went wrong (the cast and the value
+    // that broke it), as the API does; no download.
+    let failed_id = result["failed_query_id"].as_str().unwrap();
+    assert_eq!(result["failed_status"], "failed");
+    let seen: Vec<&str> = result["failed_statuses_seen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let accepted_at = seen
+        .iter()
+        .position(|s| *s == "accepted" || *s == "in_progress");
+    assert!(
+        accepted_at.is_some() && seen.last() == Some(&"failed"),
+        "{seen:?}"
+    );
+    let message = result["failed_message"].as_str().unwrap();
+    let job = api_json(
+        &http,
+        &token,
+        reqwest::Method::GET,
+        format!("{base}/query/jobs/{failed_id}"),
+    )
+    .await;
+    assert_eq!(job["data"]["queryStatus"], "failed", "{job}");
+    let reason = job["data"]["errorMessage"].as_str().unwrap();
+    assert_eq!(message, format!("The query failed: {reason}"));
+    assert!(
+        reason.contains("Cannot cast string '") && reason.contains("Int32"),
+        "{reason}"
+    );
+    assert_eq!(result["failed_has_download"], 0);
 
     // Saved queries: saved, renamed, run, deleted — on the server too.
     assert_eq!(
@@ -364,6 +486,19 @@ async fn the_console_in_a_real_browser() {
     );
     assert_eq!(result["saved_run_status"], "completed");
     assert_ne!(result["saved_run_query_id"], result["query_id"]);
+    // The saved query's options were those of the form; its run from the
+    // list used them.
+    let saved_run = result["saved_run_query_id"].as_str().unwrap();
+    let job = api_json(
+        &http,
+        &token,
+        reqwest::Method::GET,
+        format!("{base}/query/jobs/{saved_run}"),
+    )
+    .await;
+    assert_eq!(job["data"]["outputFormat"], "DSV", "{job}");
+    assert_eq!(job["data"]["columnSeparator"], ";", "{job}");
+    assert_eq!(job["data"]["compression"], "GZIP", "{job}");
     assert_eq!(result["saved_after_delete"], 0);
     let saved = api_json(
         &http,
@@ -387,8 +522,27 @@ async fn the_console_in_a_real_browser() {
         history.contains(&result["saved_run_query_id"].as_str().unwrap()),
         "{history:?}"
     );
-    assert!(history.len() >= 2, "{history:?}");
-    assert_eq!(result["history_failed_rows"], 0);
+    assert_eq!(history.len(), 20, "{history:?}");
+    // Paging: the second page holds the earliest queries, none twice.
+    let page2: Vec<&str> = result["history_page2_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(!page2.is_empty(), "{page2:?}");
+    assert!(page2.iter().all(|id| !history.contains(id)), "{page2:?}");
+    assert!(page2.contains(&earlier[0].as_str()), "{page2:?}");
+    // The status filter: the failed query alone, with its message.
+    assert_eq!(result["history_failed_ids"], serde_json::json!([failed_id]));
+    assert!(
+        result["history_failed_text"]
+            .as_str()
+            .unwrap()
+            .contains("Cannot cast string '"),
+        "{}",
+        result["history_failed_text"]
+    );
     assert!(result["history_completed_rows"].as_u64().unwrap() >= 2);
     assert_eq!(result["other_tenant_seen"], serde_json::json!([]));
     // Downloaded and re-run from the list.
@@ -408,6 +562,9 @@ async fn the_console_in_a_real_browser() {
         serde_json::json!(["auditloginevent"])
     );
     assert!(result["schema_columns"].as_u64().unwrap() >= 10);
+    assert_eq!(result["schema_columns_collapsed"], 0);
+    assert_eq!(result["schema_expanded_all"], 8);
+    assert_eq!(result["schema_collapsed_all"], 0);
 
     // Download Center: the export finished; the file downloaded in the
     // browser is the one the API presigns.
@@ -448,6 +605,126 @@ async fn the_console_in_a_real_browser() {
         count + 1
     );
 
+    // The export with every filter, as JSON Lines: the job holds what was
+    // picked in the form, and its file only the rows of the first export
+    // that match (session, operator, run status).
+    let filter = &result["filter"];
+    let filtered_id = result["filtered_id"].as_str().unwrap();
+    let filtered = api_json(
+        &http,
+        &token,
+        reqwest::Method::GET,
+        format!("{base}/meters/{METER}/auditTrail/export/{filtered_id}"),
+    )
+    .await;
+    let filtered = &filtered["data"];
+    assert_eq!(filtered["status"], "FINISHED", "{filtered}");
+    let query = &filtered["query"];
+    assert_eq!(query["exportType"], "SAMPLE", "{filtered}");
+    assert_eq!(query["runType"], "NORMAL", "{filtered}");
+    assert_eq!(query["format"], "jsonl", "{filtered}");
+    assert_eq!(
+        query["sessionIds"],
+        serde_json::json!([filter["sessionId"]])
+    );
+    assert_eq!(
+        query["operatorIds"],
+        serde_json::json!([filter["operatorId"]])
+    );
+    assert_eq!(query["statuses"], serde_json::json!([filter["runStatus"]]));
+    let mut lines = csv_records(&file);
+    let header = lines.remove(0);
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (session, operator, status) = (
+        column("sessionId"),
+        column("operatorId"),
+        column("runStatus"),
+    );
+    let expected_rows = lines
+        .iter()
+        .filter(|r| {
+            r[session] == filter["sessionId"]
+                && r[operator] == filter["operatorId"]
+                && r[status] == filter["runStatus"]
+        })
+        .count() as u64;
+    assert!(expected_rows >= 1);
+    assert_eq!(filtered["count"], expected_rows, "{filtered}");
+    assert_eq!(
+        result["filtered_count"].as_str().unwrap().replace(',', ""),
+        expected_rows.to_string()
+    );
+    let downloaded = result["filtered_lines"].as_array().unwrap();
+    assert_eq!(downloaded.len() as u64, expected_rows);
+    for line in downloaded {
+        assert_eq!(line["sessionId"], filter["sessionId"], "{line}");
+        assert_eq!(line["operatorId"], filter["operatorId"], "{line}");
+        assert_eq!(line["runStatus"], filter["runStatus"], "{line}");
+        assert_eq!(line["runType"], "NORMAL", "{line}");
+    }
+    let row_text = result["filtered_row_text"].as_str().unwrap();
+    assert!(
+        row_text.contains(filter["sessionId"].as_str().unwrap()) && row_text.contains("JSONL"),
+        "{row_text}"
+    );
+
+    // The long export: a progress bar (0-100) whose value rose while it
+    // ran, then the cancel from its row; it ended CANCELED, in the list and
+    // in the API, with no files.
+    let samples = result["progress_samples"].as_array().unwrap();
+    let mut values = Vec::new();
+    for sample in samples {
+        assert!(
+            matches!(sample["status"].as_str(), Some("PENDING" | "RUNNING")),
+            "the export ended before it was cancelled: {sample}"
+        );
+        assert_eq!(sample["max"], 100.0, "{sample}");
+        let value = sample["value"].as_f64().unwrap();
+        assert!((0.0..100.0).contains(&value), "{sample}");
+        assert!(
+            sample["text"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{value}%")),
+            "{sample}"
+        );
+        assert!(
+            sample["label"].as_str().unwrap().contains("progress"),
+            "{sample}"
+        );
+        values.push(value);
+    }
+    assert!(
+        values.windows(2).all(|w| w[0] <= w[1]),
+        "progress went back: {values:?}"
+    );
+    let moving: std::collections::BTreeSet<u64> = values
+        .iter()
+        .filter(|v| **v > 0.0)
+        .map(|v| *v as u64)
+        .collect();
+    assert!(moving.len() >= 2, "the bar never moved: {values:?}");
+    let big_id = result["big_export_id"].as_str().unwrap();
+    assert!(
+        result["cancel_notice"].as_str().unwrap().contains(big_id),
+        "{}",
+        result["cancel_notice"]
+    );
+    let canceled = &result["canceled_row"];
+    assert_eq!(canceled["status"], "CANCELED", "{canceled}");
+    assert!(canceled["value"].is_null(), "no bar once ended: {canceled}");
+    assert_eq!(result["canceled_row_files"], 0);
+    assert_eq!(result["canceled_row_cancel_buttons"], 0);
+    let big = api_json(
+        &http,
+        &token,
+        reqwest::Method::GET,
+        format!("{base}/meters/{BIG_METER}/auditTrail/export/{big_id}"),
+    )
+    .await;
+    assert_eq!(big["data"]["status"], "CANCELED", "{big}");
+    assert_eq!(big["data"]["fileList"], serde_json::json!([]), "{big}");
+
     // Audit trail: two different pages of entries, a payload as JSON, the
     // summary drawn.
     let (p1, p2) = (&result["entries_page1"], &result["entries_page2"]);
@@ -462,18 +739,41 @@ async fn the_console_in_a_real_browser() {
         result["chart_pixels"]
     );
     assert!(result["summary_rows"].as_u64().unwrap() >= 1);
+    // Filtered by one session: its entries only (as many as the API has).
+    let sessions = result["entries_filtered_sessions"].as_array().unwrap();
+    let session = result["filter"]["sessionId"].as_str().unwrap();
+    let by_api = api_json(
+        &http,
+        &token,
+        reqwest::Method::GET,
+        format!(
+            "{base}/meters/{METER}/auditTrail/entries?exportType=SAMPLE&runType=NORMAL\
+             &queryFromTime={DAY}T00:00:00Z&queryToTime={DAY}T23:59:00Z&sessionId={session}&pageSize=100"
+        ),
+    )
+    .await;
+    assert_eq!(
+        sessions.len(),
+        by_api["data"].as_array().unwrap().len(),
+        "{by_api}"
+    );
+    assert!(sessions.iter().all(|s| s == session), "{sessions:?}");
 
     // Fleet: the jobs and queues of /metrics, and the last hour from the
     // state store: at least the rows of this export (the other tenant's
     // export ran too), the queries run so far (the seed query, the saved
     // one's run, the other tenant's), charted.
     let fleet = result["fleet_text"].as_str().unwrap();
-    assert!(
-        fleet.contains("Jobs not settled")
-            && fleet.contains("Task queues")
-            && fleet.contains("Throughput, last hour"),
-        "{fleet}"
-    );
+    for part in [
+        "Workers alive",
+        "Jobs not settled",
+        "Task queues",
+        "Dead-lettered tasks",
+        "Tenant queues",
+        "Throughput, last hour",
+    ] {
+        assert!(fleet.contains(part), "{part}: {fleet}");
+    }
     let throughput = &result["throughput"];
     assert!(
         throughput["rows"].as_u64().unwrap() >= count,
@@ -505,6 +805,8 @@ async fn the_console_in_a_real_browser() {
     // Keyboard only, and a phone.
     assert_eq!(result["keyboard_reached_editor"], true);
     assert_eq!(result["keyboard_reached_download"], true);
+    assert_eq!(result["keyboard_page"], "#/schema");
+    assert_eq!(result["keyboard_expanded_table"], true);
     assert!(
         result["phone_overflow"].as_i64().unwrap() <= 1,
         "{}",
@@ -520,7 +822,44 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(result["phone_nav_hidden"], true);
     assert_eq!(result["phone_nav_opens"], true);
 
+    // Nothing loaded from outside the server: the only other address the
+    // browser went to is the S3 endpoint of the presigned downloads, as
+    // navigations of the tabs they open.
+    let s3_base = format!("http://127.0.0.1:{s3}/");
+    for request in result["foreign_requests"].as_array().unwrap() {
+        assert!(
+            request["url"].as_str().unwrap().starts_with(&s3_base) && request["navigation"] == true,
+            "{request}"
+        );
+    }
+
     assert_eq!(result["console_errors"], serde_json::json!([]), "{log}");
+}
+
+/// The records of a CSV file (RFC 4180: quoted fields may hold commas,
+/// quotes and line ends).
+fn csv_records(bytes: &[u8]) -> Vec<Vec<String>> {
+    let text = std::str::from_utf8(bytes).unwrap();
+    let (mut records, mut record, mut field) = (Vec::new(), Vec::new(), String::new());
+    let (mut quoted, mut chars) = (false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => record.push(std::mem::take(&mut field)),
+            (false, '\n') => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    records
 }
 
 /// The Fleet page of a distributed run (`auditx scheduler` and two `auditx
