@@ -732,6 +732,29 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_are_read_at_load_and_named_when_missing() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AUDITX_REDIS__URL", "rediss://cache:6380/");
+            jail.set_env("AUDITX_REDIS__CA_FILE", "/no/such/ca.pem");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(
+                err.starts_with("configuration: redis.ca_file: cannot read /no/such/ca.pem: "),
+                "{err}"
+            );
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AUDITX_RABBITMQ__CLIENT_KEY_FILE", "/no/such/client.key");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                "configuration: rabbitmq.client_key_file: set, but rabbitmq.client_cert_file is not"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn sentinels_come_from_the_environment_and_are_checked() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("AUDITX_REDIS__SENTINEL__MASTER_NAME", "auditx");
