@@ -416,8 +416,6 @@ fn quorum() -> FieldTable {
     arguments
 }
 
-/// A refusal by the broker (missing queue, mismatched arguments) or a local
-/// protocol failure is permanent; connection trouble is transient.
 /// The TLS files as lapin takes them. lapin's PKCS#8 identity is a PEM
 /// certificate and a PEM key, which may be PKCS#8, RSA or EC (rustls reads
 /// all three).
@@ -433,6 +431,8 @@ fn tls_config(tls: &ClientTls) -> OwnedTLSConfig {
     }
 }
 
+/// A refusal by the broker (missing queue, mismatched arguments) or a local
+/// protocol failure is permanent; connection trouble is transient.
 fn classify(error: lapin::Error) -> QueueError {
     if error.is_amqp_soft_error() || !error.can_be_recovered() {
         QueueError::Other(error.to_string())
