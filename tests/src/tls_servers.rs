@@ -1,7 +1,8 @@
 //! Servers that speak only TLS, of the test's own: certificates made with
 //! the `openssl` CLI ([`TestCa`]: a CA, a server certificate for
 //! `localhost` and `127.0.0.1`, a client certificate), a `redis-server`
-//! with a TLS port only that requires client certificates ([`TlsRedis`]),
+//! with a TLS port only that requires client certificates ([`TlsRedis`];
+//! a replica and a Redis Sentinel likewise, [`TlsSentinel`]),
 //! a RabbitMQ node with a TLS listener only that requires them too
 //! ([`TlsRabbit`]), and HTTPS in front of the embedded S3 endpoint
 //! ([`TlsProxy`]). None of them touches the machine's own Redis (6379) or
@@ -136,6 +137,12 @@ pub struct TlsRedis {
 
 impl TlsRedis {
     pub async fn start(ca: &TestCa) -> Self {
+        Self::start_with(ca, &[]).await
+    }
+
+    /// [`Self::start`] with more `redis-server` arguments (`--replicaof`).
+    /// Replication runs over TLS too, with the client certificate.
+    pub async fn start_with(ca: &TestCa, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("a folder for redis");
         let port = free_port();
         let child = Command::new("redis-server")
@@ -148,8 +155,13 @@ impl TlsRedis {
             .arg("--tls-ca-cert-file")
             .arg(&ca.ca)
             .args(["--tls-auth-clients", "yes", "--daemonize", "no"])
+            .args(["--tls-replication", "yes", "--tls-client-cert-file"])
+            .arg(&ca.client_cert)
+            .arg("--tls-client-key-file")
+            .arg(&ca.client_key)
             .arg("--dir")
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -172,22 +184,95 @@ impl TlsRedis {
 
     /// `redis-cli` over TLS with the client certificate; its output, trimmed.
     pub fn cli(&self, ca: &TestCa, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--tls"])
-            .arg("--cacert")
-            .arg(&ca.ca)
-            .arg("--cert")
-            .arg(&ca.client_cert)
-            .arg("--key")
-            .arg(&ca.client_key)
-            .args(args)
-            .output()
-            .expect("redis-cli on the PATH");
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        tls_cli(ca, self.port, args)
     }
 }
 
+/// `redis-cli -p <port>` over TLS with the test's client certificate; its
+/// output, trimmed.
+pub fn tls_cli(ca: &TestCa, port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--tls"])
+        .arg("--cacert")
+        .arg(&ca.ca)
+        .arg("--cert")
+        .arg(&ca.client_cert)
+        .arg("--key")
+        .arg(&ca.client_key)
+        .args(args)
+        .output()
+        .expect("redis-cli on the PATH");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
 impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Redis Sentinel (`redis-server --sentinel`) speaking only TLS,
+/// requiring client certificates, and reaching the servers it watches over
+/// TLS with the test's client certificate; quorum 1.
+pub struct TlsSentinel {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsSentinel {
+    pub const MASTER: &'static str = "auditx-tls-primary";
+
+    /// Watches the primary on `primary_port` and waits until it knows the
+    /// replica on `replica_port`.
+    pub async fn start(ca: &TestCa, primary_port: u16, replica_port: u16) -> Self {
+        let dir = tempfile::tempdir().expect("a folder for the sentinel");
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port 0\ntls-port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\n\
+                 tls-cert-file {cert}\ntls-key-file {key}\ntls-ca-cert-file {ca}\n\
+                 tls-client-cert-file {client_cert}\ntls-client-key-file {client_key}\n\
+                 tls-auth-clients yes\ntls-replication yes\n\
+                 sentinel monitor {master} 127.0.0.1 {primary_port} 1\n\
+                 sentinel down-after-milliseconds {master} 1000\n",
+                dir = dir.path().display(),
+                cert = ca.server_cert.display(),
+                key = ca.server_key.display(),
+                ca = ca.ca.display(),
+                client_cert = ca.client_cert.display(),
+                client_key = ca.client_key.display(),
+                master = Self::MASTER,
+            ),
+        )
+        .unwrap();
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server --sentinel");
+        let sentinel = Self {
+            port,
+            child,
+            _dir: dir,
+        };
+        let replica = replica_port.to_string();
+        wait_until(
+            "the TLS sentinel to know the replica",
+            Duration::from_secs(60),
+            || tls_cli(ca, port, &["SENTINEL", "REPLICAS", Self::MASTER]).contains(&replica),
+        )
+        .await;
+        sentinel
+    }
+}
+
+impl Drop for TlsSentinel {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -6,20 +6,23 @@
 //! `auditx scheduler` and an `auditx worker` process export through them;
 //! the user downloads the files over HTTPS and gets exactly the expected
 //! rows. A wrong CA, a missing client certificate or a missing file stops
-//! a process with a message naming the setting and the server.
+//! a process with a message naming the setting and the server. Behind a
+//! TLS-only Redis Sentinel, the state store finds its primary with the
+//! same files.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use auditx::client::{ApiClient, ExportRequest};
-use auditx_common::config::S3Config;
+use auditx_common::config::{RedisConfig, S3Config, SentinelConfig};
 use auditx_common::s3::ObjectStore;
+use auditx_common::state::{RedisStore, StateStore};
 use auditx_lake::audit_trail::generate::{audit_rows, run_rows, GenerateSpec};
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query};
 use auditx_tests::processes::{auditx_output, free_port, spawn, wait_healthy};
 use auditx_tests::sandbox::JWT_SECRET;
-use auditx_tests::tls_servers::{TestCa, TlsProxy, TlsRabbit, TlsRedis};
+use auditx_tests::tls_servers::{TestCa, TlsProxy, TlsRabbit, TlsRedis, TlsSentinel};
 use auditx_tests::{Adapters, Sandbox, SandboxOptions};
 use chrono::DateTime;
 use serde_json::Value;
@@ -433,4 +436,47 @@ async fn ready(port: u16) -> Value {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the worker on port {port} did not become ready");
+}
+
+/// `redis.sentinel` with a `rediss://` URL: the sentinel and the primary it
+/// names are reached over TLS with the CA and client certificate files;
+/// writes wait for the TLS replica, as behind any sentinel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_store_finds_its_primary_through_a_tls_sentinel() {
+    let ca = TestCa::create("auditx test CA");
+    let primary = TlsRedis::start(&ca).await;
+    let replica_of = primary.port.to_string();
+    let replica = TlsRedis::start_with(&ca, &["--replicaof", "127.0.0.1", &replica_of]).await;
+    let sentinel = TlsSentinel::start(&ca, primary.port, replica.port).await;
+    let config = RedisConfig {
+        // Only the scheme (TLS), user, password and db of the URL count.
+        url: "rediss://127.0.0.1:1/".into(),
+        prefix: "auditx-tls-sentinel:".into(),
+        sentinel: Some(SentinelConfig {
+            master_name: TlsSentinel::MASTER.into(),
+            addresses: vec![format!("127.0.0.1:{}", sentinel.port)],
+            password: None,
+        }),
+        ca_file: Some(ca.ca.clone()),
+        client_cert_file: Some(ca.client_cert.clone()),
+        client_key_file: Some(ca.client_key.clone()),
+    };
+    let store = RedisStore::open(&config).await.unwrap();
+    store.set("greeting", b"over tls").await.unwrap();
+    assert_eq!(
+        store.get("greeting").await.unwrap().as_deref(),
+        Some(&b"over tls"[..])
+    );
+    assert_eq!(
+        primary.cli(&ca, &["GET", "auditx-tls-sentinel:greeting"]),
+        "over tls"
+    );
+
+    // The sentinel requires a client certificate too.
+    let without = RedisConfig {
+        client_cert_file: None,
+        client_key_file: None,
+        ..config
+    };
+    assert!(RedisStore::open(&without).await.is_err());
 }
