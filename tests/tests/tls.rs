@@ -18,6 +18,7 @@ use auditx_common::config::{RedisConfig, S3Config, SentinelConfig};
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::{RedisStore, StateStore};
 use auditx_lake::audit_trail::generate::{audit_rows, run_rows, GenerateSpec};
+use auditx_lake::tables::{generate::generate_table, AUDIT_LOGIN_EVENT};
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query};
 use auditx_tests::processes::{auditx_output, free_port, spawn, wait_healthy};
@@ -32,6 +33,8 @@ const TO: &str = "2025-07-02T00:00:00Z";
 const METER: i64 = 21;
 const TENANT: &str = "tls";
 const FILE_ROWS: u64 = 15_000;
+/// Rows of the tenant's `auditloginevent` table (read by a data query).
+const TABLE_ROWS: usize = 1_000;
 
 /// The servers of the test and the sandbox whose lake they serve.
 struct Servers {
@@ -147,6 +150,18 @@ async fn a_distributed_export_runs_with_redis_rabbitmq_and_s3_all_over_tls() {
     .unwrap();
     let spec = spec();
     sandbox.generate(&spec, 20_000).await.unwrap();
+    let written = generate_table(
+        &sandbox.backends.store,
+        &sandbox.config.s3.lake_bucket,
+        &TenantId::from(TENANT),
+        &AUDIT_LOGIN_EVENT,
+        TABLE_ROWS,
+        3,
+        5_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(written, TABLE_ROWS);
     let s3 = TlsProxy::start(&ca, sandbox.s3.addr).await;
     let servers = Servers {
         ca,
@@ -248,6 +263,28 @@ async fn a_distributed_export_runs_with_redis_rabbitmq_and_s3_all_over_tls() {
         !state_keys.is_empty(),
         "no keys of the roles in the TLS redis"
     );
+
+    // A data query reads the lake through the query engine's own S3
+    // client (object_store), over HTTPS too; its result downloads likewise.
+    let query = client
+        .submit_query("SELECT count(*) AS n FROM auditloginevent", "CSV", "NONE")
+        .await
+        .unwrap();
+    let query = client
+        .wait_query(query["id"].as_str().unwrap(), Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(query["queryStatus"], "completed", "{query}");
+    let result = client
+        .http()
+        .get(query["dataFile"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(result, format!("n\n{TABLE_ROWS}\n"));
 
     // `auditx export --ca-file`: what a user runs downloads the same bytes.
     let out = dir.path().join("downloads");
