@@ -34,7 +34,7 @@ const METER: i64 = 21;
 const TENANT: &str = "tls";
 const FILE_ROWS: u64 = 15_000;
 /// Rows of the tenant's `auditloginevent` table (read by a data query).
-const TABLE_ROWS: usize = 1_000;
+const TABLE_ROWS: u64 = 1_000;
 
 /// The servers of the test and the sandbox whose lake they serve.
 struct Servers {
