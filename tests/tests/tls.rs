@@ -484,6 +484,16 @@ async fn the_state_store_finds_its_primary_through_a_tls_sentinel() {
     let primary = TlsRedis::start(&ca).await;
     let replica_of = primary.port.to_string();
     let replica = TlsRedis::start_with(&ca, &["--replicaof", "127.0.0.1", &replica_of]).await;
+    // Writes wait for the replica's acknowledgement (`WAIT 1`).
+    for _ in 0..600 {
+        if replica
+            .cli(&ca, &["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let sentinel = TlsSentinel::start(&ca, primary.port, replica.port).await;
     let config = RedisConfig {
         // Only the scheme (TLS), user, password and db of the URL count.
