@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use auditx_common::tls::{read_ca, TlsFile};
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -94,6 +95,30 @@ impl ApiClient {
                 .build()
                 .expect("http client"),
         }
+    }
+
+    /// Trusts the CAs of the PEM bundle `ca_file` besides the system's,
+    /// for the API and for the presigned download URLs (an S3-compatible
+    /// server or an ingress with a private CA's certificate).
+    pub fn trusting(mut self, ca_file: &Path) -> anyhow::Result<Self> {
+        let ca = read_ca(TlsFile {
+            setting: "--ca-file",
+            path: ca_file,
+        })?;
+        let mut builder = reqwest::Client::builder().gzip(true);
+        for certificate in &ca.certificates {
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_der(certificate)
+                    .with_context(|| format!("--ca-file {}", ca_file.display()))?,
+            );
+        }
+        self.http = builder.build().context("an HTTP client")?;
+        Ok(self)
+    }
+
+    /// The HTTP client (with the CAs of [`Self::trusting`]).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Creates an export; returns its requestId.

@@ -35,6 +35,9 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     tune_malloc();
+    // One rustls crypto provider for every TLS client of the process
+    // (Redis, RabbitMQ, S3, JWKS), chosen before any of them is built.
+    auditx_common::tls::crypto_provider();
     let cli = Cli::parse();
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

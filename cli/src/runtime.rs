@@ -13,6 +13,7 @@ use auditx_common::queue::{MemoryQueue, RabbitQueue, TaskQueue};
 use auditx_common::readiness::Dependencies;
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::{MemoryStore, RedisStore, StateStore};
+use auditx_common::tls::redact_url;
 use auditx_proto::Topology;
 use auditx_scheduler::context::Services;
 use tokio::net::TcpListener;
@@ -103,25 +104,28 @@ pub async fn embedded(
 
 /// Redis, RabbitMQ and S3 as configured.
 pub async fn distributed(config: &Config) -> anyhow::Result<Backends> {
-    let state =
-        RedisStore::open(&config.redis)
-            .await
-            .with_context(|| match &config.redis.sentinel {
-                None => format!("connecting to redis at {}", config.redis.url),
-                Some(sentinel) => format!(
-                    "connecting to redis primary {:?} through the sentinels {}",
-                    sentinel.master_name,
-                    sentinel.addresses.join(", ")
-                ),
-            })?;
+    let redis = &config.redis;
+    let state = RedisStore::open(redis).await.with_context(|| {
+        let trust = trusting(redis.ca_file.as_deref(), "redis.ca_file");
+        match &redis.sentinel {
+            None => format!("connecting to redis at {}{trust}", redact_url(&redis.url)),
+            Some(sentinel) => format!(
+                "connecting to redis primary {:?} through the sentinels {}{trust}",
+                sentinel.master_name,
+                sentinel.addresses.join(", ")
+            ),
+        }
+    })?;
     let topology = Topology::new(config.rabbitmq.prefix.clone());
-    let queue = RabbitQueue::connect(
-        &config.rabbitmq.url,
-        topology,
-        config.rabbitmq.delivery_limit,
-    )
-    .await
-    .context("connecting to rabbitmq")?;
+    let queue = RabbitQueue::connect(&config.rabbitmq, topology)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to rabbitmq at {}{}",
+                redact_url(&config.rabbitmq.url),
+                trusting(config.rabbitmq.ca_file.as_deref(), "rabbitmq.ca_file")
+            )
+        })?;
     let store = ObjectStore::new(&config.s3);
     if config.s3.create_buckets {
         ensure_buckets(&store, config).await?;
@@ -130,6 +134,17 @@ pub async fn distributed(config: &Config) -> anyhow::Result<Backends> {
         state: Arc::new(state),
         queue: Arc::new(queue),
         store,
+    })
+}
+
+/// For a connection error: which CA the server's certificate was checked
+/// against, when it is a configured one.
+fn trusting(ca_file: Option<&Path>, setting: &str) -> String {
+    ca_file.map_or_else(String::new, |path| {
+        format!(
+            " (over TLS, trusting the CAs of {setting} = {})",
+            path.display()
+        )
     })
 }
 

@@ -10,6 +10,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::tls::{ClientTls, TlsError, TlsFile};
+
 /// Longest request target hyper itself parses (it answers a bare 414 past it).
 pub const MAX_URI_BYTES: usize = 65_534;
 /// Largest `api.max_header_bytes` accepted.
@@ -119,6 +121,10 @@ pub struct S3Config {
     /// access (the SDK's calls and the query engine's reads alike), with
     /// jittered backoff from 100 ms up to 5 s. 1 turns retries off.
     pub max_attempts: u32,
+    /// PEM bundle of the CA(s) that signed the S3 endpoint's certificate
+    /// (an S3-compatible server with a private CA), trusted besides the
+    /// system's CAs by every S3 client: the SDK's, the query engine's.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -133,6 +139,14 @@ pub struct RabbitConfig {
     /// every unacknowledged task and count here too, so keep it high; task
     /// failures are counted by `worker.max_task_attempts`.
     pub delivery_limit: u32,
+    /// With an `amqps://` URL: PEM bundle of the CA(s) that signed the
+    /// broker's certificate, trusted besides the system's CAs.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) presented to a broker that asks for
+    /// one (mutual TLS, `ssl_options.verify = verify_peer`).
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file` (unencrypted PKCS#8, RSA or EC).
+    pub client_key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -147,6 +161,14 @@ pub struct RedisConfig {
     /// Redis Sentinel: find the primary through these sentinels, and find
     /// it again after a failover.
     pub sentinel: Option<SentinelConfig>,
+    /// With a `rediss://` URL: PEM bundle of the CA(s) that signed the
+    /// server's certificate, trusted instead of the system's CAs.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) presented to a server that asks for
+    /// one (mutual TLS, `tls-auth-clients yes`).
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file` (unencrypted PKCS#8, RSA or EC).
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// The sentinels watching the Redis primary of the state store.
@@ -326,6 +348,7 @@ impl Default for S3Config {
             create_buckets: false,
             sign_payload: false,
             max_attempts: 4,
+            ca_file: None,
         }
     }
 }
@@ -336,6 +359,9 @@ impl Default for RabbitConfig {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             prefix: "auditx".into(),
             delivery_limit: 100,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 }
@@ -346,6 +372,9 @@ impl Default for RedisConfig {
             url: "redis://127.0.0.1:6379/".into(),
             prefix: "auditx:".into(),
             sentinel: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 }
@@ -424,6 +453,60 @@ pub enum ConfigError {
         field: &'static str,
         message: String,
     },
+}
+
+impl From<TlsError> for ConfigError {
+    fn from(error: TlsError) -> Self {
+        ConfigError::Invalid {
+            field: error.setting,
+            message: error.message,
+        }
+    }
+}
+
+impl S3Config {
+    /// `s3.ca_file`, read and checked.
+    pub fn tls(&self) -> Result<ClientTls, TlsError> {
+        ClientTls::load(
+            self.ca_file.as_deref().map(|path| TlsFile {
+                setting: "s3.ca_file",
+                path,
+            }),
+            ("", None),
+            ("", None),
+        )
+    }
+}
+
+impl RabbitConfig {
+    /// The `rabbitmq.*` TLS files, read and checked.
+    pub fn tls(&self) -> Result<ClientTls, TlsError> {
+        ClientTls::load(
+            self.ca_file.as_deref().map(|path| TlsFile {
+                setting: "rabbitmq.ca_file",
+                path,
+            }),
+            (
+                "rabbitmq.client_cert_file",
+                self.client_cert_file.as_deref(),
+            ),
+            ("rabbitmq.client_key_file", self.client_key_file.as_deref()),
+        )
+    }
+}
+
+impl RedisConfig {
+    /// The `redis.*` TLS files, read and checked.
+    pub fn tls(&self) -> Result<ClientTls, TlsError> {
+        ClientTls::load(
+            self.ca_file.as_deref().map(|path| TlsFile {
+                setting: "redis.ca_file",
+                path,
+            }),
+            ("redis.client_cert_file", self.client_cert_file.as_deref()),
+            ("redis.client_key_file", self.client_key_file.as_deref()),
+        )
+    }
 }
 
 impl Config {
@@ -570,6 +653,43 @@ impl Config {
         if self.ingest.max_concurrent == 0 {
             return invalid("ingest.max_concurrent", "must be positive");
         }
+        self.validate_tls()
+    }
+
+    /// Reads every TLS file (a missing file or a bad certificate is named
+    /// now, not at the first connection) and checks that the files go with
+    /// a TLS URL.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                message: message.to_owned(),
+            })
+        };
+        if !self.redis.tls()?.is_default() && !self.redis.url.starts_with("rediss://") {
+            return invalid(
+                "redis.url",
+                "must start with rediss:// (TLS) when redis.ca_file or redis.client_cert_file is set",
+            );
+        }
+        if !self.rabbitmq.tls()?.is_default() && !self.rabbitmq.url.starts_with("amqps://") {
+            return invalid(
+                "rabbitmq.url",
+                "must start with amqps:// (TLS) when rabbitmq.ca_file or rabbitmq.client_cert_file is set",
+            );
+        }
+        let s3_tls = self.s3.tls()?;
+        let plain_endpoint = self
+            .s3
+            .endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"));
+        if !s3_tls.is_default() && plain_endpoint {
+            return invalid(
+                "s3.endpoint",
+                "must start with https:// (TLS) when s3.ca_file is set",
+            );
+        }
         Ok(())
     }
 
@@ -616,6 +736,29 @@ mod tests {
             jail.set_env("AUDITX_EXPORT__PART_SIZE", "1024");
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("export.part_size"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tls_files_are_read_at_load_and_named_when_missing() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AUDITX_REDIS__URL", "rediss://cache:6380/");
+            jail.set_env("AUDITX_REDIS__CA_FILE", "/no/such/ca.pem");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(
+                err.starts_with("configuration: redis.ca_file: cannot read /no/such/ca.pem: "),
+                "{err}"
+            );
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AUDITX_RABBITMQ__CLIENT_KEY_FILE", "/no/such/client.key");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                "configuration: rabbitmq.client_key_file: set, but rabbitmq.client_cert_file is not"
+            );
             Ok(())
         });
     }

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use auditx_common::config::RabbitConfig;
 use auditx_common::queue::{
     Consumer, Delivery, Headers, MemoryQueue, Message, QueueError, RabbitQueue, TaskQueue,
 };
@@ -21,6 +22,14 @@ const DELIVERY_LIMIT: u32 = 2;
 const QUIET: Duration = Duration::from_millis(500);
 /// How long something that should arrive may take.
 const PATIENCE: Duration = Duration::from_secs(10);
+
+fn rabbit_config(url: String, delivery_limit: u32) -> RabbitConfig {
+    RabbitConfig {
+        url,
+        delivery_limit,
+        ..RabbitConfig::default()
+    }
+}
 
 struct Fixture {
     queue: Arc<dyn TaskQueue>,
@@ -43,7 +52,7 @@ impl Fixture {
             .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
         let topology = unique_topology();
         let rabbit = Arc::new(
-            RabbitQueue::connect(&url, topology.clone(), DELIVERY_LIMIT)
+            RabbitQueue::connect(&rabbit_config(url, DELIVERY_LIMIT), topology.clone())
                 .await
                 .expect("test broker"),
         );
@@ -451,9 +460,10 @@ async fn rabbitmq_a_task_queue_with_another_delivery_limit_is_used_as_it_is() {
     on_rabbit(|f| async move {
         let url = std::env::var("AUDITX_TEST_AMQP_URL")
             .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-        let other = RabbitQueue::connect(&url, f.topology.clone(), DELIVERY_LIMIT + 40)
-            .await
-            .expect("connects despite the other limit");
+        let other =
+            RabbitQueue::connect(&rabbit_config(url, DELIVERY_LIMIT + 40), f.topology.clone())
+                .await
+                .expect("connects despite the other limit");
         other
             .publish(
                 &f.topology.tasks(),

@@ -1,8 +1,10 @@
 //! The end-to-end test harness: an in-process sandbox running the API, the
 //! scheduler and N workers (like Quickwit's `ClusterSandbox`), on real Redis
-//! and RabbitMQ or on the in-process adapters, with S3 always over HTTP (the
-//! embedded s3s endpoint, SigV4 on). Tests drive it through the public HTTP
-//! API and check what a user sees: downloaded bytes, statuses, messages.
+//! and RabbitMQ or on the in-process adapters, with S3 over HTTP (the
+//! embedded s3s endpoint, SigV4 on) — or, for the TLS test, Redis, RabbitMQ
+//! and HTTPS of the test's own ([`tls_servers`]). Tests drive it through the
+//! public HTTP API and check what a user sees: downloaded bytes, statuses,
+//! messages.
 
 pub mod expect;
 pub mod faults;
@@ -10,6 +12,7 @@ pub mod otlp;
 pub mod private_redis;
 pub mod processes;
 pub mod sandbox;
+pub mod tls_servers;
 pub mod verify;
 
 pub use sandbox::{Adapters, Sandbox, SandboxOptions};

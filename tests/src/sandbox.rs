@@ -129,14 +129,7 @@ impl Sandbox {
         let (backends, rabbit) = match options.adapters {
             Adapters::Real => {
                 let state = RedisStore::connect(&config.redis.url, &config.redis.prefix).await?;
-                let queue = Arc::new(
-                    RabbitQueue::connect(
-                        &config.rabbitmq.url,
-                        topology,
-                        config.rabbitmq.delivery_limit,
-                    )
-                    .await?,
-                );
+                let queue = Arc::new(RabbitQueue::connect(&config.rabbitmq, topology).await?);
                 (
                     Backends {
                         state: Arc::new(state),

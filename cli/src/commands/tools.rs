@@ -327,6 +327,10 @@ pub struct ExportArgs {
     /// Bearer token (see `auditx token`).
     #[arg(long, env = "AUDITX_TOKEN")]
     pub token: String,
+    /// PEM bundle of CAs to trust besides the system's, for the API and
+    /// the download URLs (S3 behind a private CA's certificate).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
     #[arg(long)]
     pub meter: i64,
     /// SAMPLE or ERROR.
@@ -396,7 +400,10 @@ pub async fn run_export(
 }
 
 pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let client = ApiClient::new(&args.url, &args.token);
+    let mut client = ApiClient::new(&args.url, &args.token);
+    if let Some(ca_file) = &args.ca_file {
+        client = client.trusting(ca_file)?;
+    }
     let request = ExportRequest {
         meter_id: args.meter,
         export_type: args.export_type,

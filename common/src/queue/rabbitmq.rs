@@ -26,6 +26,11 @@
 //!
 //! Publishing has its own channel, and so does every consumer, so that a
 //! consumer's prefetch and failures stay its own.
+//!
+//! TLS: an `amqps://` URL connects over TLS, trusting `rabbitmq.ca_file`
+//! besides the system's CAs and presenting `rabbitmq.client_cert_file`
+//! (mutual TLS) when set; the files are read once, at [`RabbitQueue::connect`],
+//! and every reconnect uses them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,6 +44,7 @@ use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
     QueueDeclareOptions, QueueDeleteOptions,
 };
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
@@ -47,8 +53,10 @@ use tokio::sync::Mutex;
 use tokio::time::timeout;
 
 use super::{Acker, Consumer, Delivery, Headers, Message, QueueError, QueueResult, TaskQueue};
+use crate::config::RabbitConfig;
 use crate::metrics;
 use crate::retry::{retry, Backoff};
+use crate::tls::ClientTls;
 
 /// Unacknowledged events one subscriber may hold (`subscribe_events` takes
 /// no prefetch); the in-process queue uses the same bound.
@@ -71,6 +79,7 @@ const PRECONDITION_FAILED: u16 = 406;
 /// reopened whenever it breaks.
 pub struct RabbitQueue {
     url: String,
+    tls: OwnedTLSConfig,
     topology: Topology,
     delivery_limit: u32,
     /// The current link; `None` after it broke and a reconnect failed. The
@@ -86,10 +95,16 @@ struct Link {
 }
 
 impl Link {
-    async fn open(url: &str, topology: &Topology, delivery_limit: u32) -> QueueResult<Link> {
+    async fn open(
+        url: &str,
+        tls: &OwnedTLSConfig,
+        topology: &Topology,
+        delivery_limit: u32,
+    ) -> QueueResult<Link> {
         let properties = ConnectionProperties::default()
             .with_connection_name(format!("auditx {}", topology.prefix).into());
-        let connection = Connection::connect(url, properties)
+        let runtime = lapin::runtime::default_runtime().map_err(classify)?;
+        let connection = Connection::connect_with_config(url, properties, tls.clone(), runtime)
             .await
             .map_err(classify)?;
         // Declared on a channel of their own: a refused declaration closes
@@ -112,22 +127,27 @@ impl Link {
 }
 
 impl RabbitQueue {
-    /// Connects to `url` (`amqp://user:pass@host:5672/%2f`) and declares the
-    /// topology. `delivery_limit` is the task queue's `x-delivery-limit`: the
-    /// times a task may come back unacknowledged (task failures and broker
-    /// or connection failures alike) before the broker dead-letters it.
-    pub async fn connect(
-        url: &str,
-        topology: Topology,
-        delivery_limit: u32,
-    ) -> QueueResult<RabbitQueue> {
-        let link = timeout(CONNECT_TIMEOUT, Link::open(url, &topology, delivery_limit))
-            .await
-            .map_err(|_| {
-                QueueError::Unavailable(format!("no connection within {CONNECT_TIMEOUT:?}"))
-            })??;
+    /// Connects to `config.url` (`amqp://user:pass@host:5672/%2f`, or
+    /// `amqps://` for TLS with the `rabbitmq.*` TLS files) and declares the
+    /// topology. `config.delivery_limit` is the task queue's
+    /// `x-delivery-limit`: the times a task may come back unacknowledged
+    /// (task failures and broker or connection failures alike) before the
+    /// broker dead-letters it.
+    pub async fn connect(config: &RabbitConfig, topology: Topology) -> QueueResult<RabbitQueue> {
+        let tls = tls_config(&config.tls().map_err(|e| QueueError::Other(e.to_string()))?);
+        let url = &config.url;
+        let delivery_limit = config.delivery_limit;
+        let link = timeout(
+            CONNECT_TIMEOUT,
+            Link::open(url, &tls, &topology, delivery_limit),
+        )
+        .await
+        .map_err(|_| {
+            QueueError::Unavailable(format!("no connection within {CONNECT_TIMEOUT:?}"))
+        })??;
         Ok(RabbitQueue {
             url: url.to_owned(),
+            tls,
             topology,
             delivery_limit,
             link: Mutex::new(Some(Arc::new(link))),
@@ -154,7 +174,7 @@ impl RabbitQueue {
         }
         let opened = timeout(
             CONNECT_TIMEOUT,
-            Link::open(&self.url, &self.topology, self.delivery_limit),
+            Link::open(&self.url, &self.tls, &self.topology, self.delivery_limit),
         )
         .await;
         let link = match opened {
@@ -394,6 +414,21 @@ fn quorum() -> FieldTable {
         AMQPValue::LongString("quorum".into()),
     );
     arguments
+}
+
+/// The TLS files as lapin takes them. lapin's PKCS#8 identity is a PEM
+/// certificate and a PEM key, which may be PKCS#8, RSA or EC (rustls reads
+/// all three).
+fn tls_config(tls: &ClientTls) -> OwnedTLSConfig {
+    // Built with the process default; set it before lapin does.
+    crate::tls::crypto_provider();
+    OwnedTLSConfig {
+        identity: tls.identity.as_ref().map(|identity| OwnedIdentity::PKCS8 {
+            pem: identity.cert_pem.clone(),
+            key: identity.key_pem.clone(),
+        }),
+        cert_chain: tls.ca.as_ref().map(|ca| ca.pem.clone()),
+    }
 }
 
 /// A refusal by the broker (missing queue, mismatched arguments) or a local

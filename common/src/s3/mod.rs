@@ -2,8 +2,10 @@
 //! required, so the same code talks to AWS S3, to any S3-compatible server
 //! and to the embedded endpoint ([`embedded`]). Credentials are the
 //! configured static keys, or else AWS's default chain ([`credentials`]).
+//! HTTPS trusts the system's CAs and `s3.ca_file` ([`https`]).
 
 mod credentials;
+mod https;
 
 use std::ops::Range;
 use std::time::Duration;
@@ -137,7 +139,9 @@ impl ObjectStore {
     /// A client with the configured keys or, when `access_key_id` and
     /// `secret_access_key` are both empty, AWS's default credential chain
     /// (environment, web identity token / IRSA, ECS and EKS pod identity,
-    /// instance profile), loaded at the first call.
+    /// instance profile), loaded at the first call. `s3.ca_file` is read
+    /// here (already checked by [`crate::config::Config::load`]: a file that
+    /// became unreadable since makes every call fail, naming it).
     pub fn new(config: &S3Config) -> Self {
         let region = Region::new(config.region.clone());
         let credentials = if config.access_key_id.is_empty() && config.secret_access_key.is_empty()
@@ -165,6 +169,14 @@ impl ObjectStore {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
         if let Some(endpoint) = &config.endpoint {
             builder = builder.endpoint_url(endpoint);
+        }
+        match https::http_client(config) {
+            Ok(None) => {}
+            Ok(Some(client)) => builder = builder.http_client(client),
+            Err(error) => {
+                tracing::error!(%error, "s3 client not usable, every call will fail");
+                builder = builder.interceptor(https::Unusable(error));
+            }
         }
         Self {
             client: Client::from_conf(builder.build()),

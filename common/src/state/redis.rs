@@ -23,6 +23,7 @@ use super::redis_primary::Primary;
 use super::{token_interval, Guard, Lease, StateError, StateResult, StateStore, Write};
 use crate::config::RedisConfig;
 use crate::retry::{retry, Backoff};
+use crate::tls::ClientTls;
 
 /// KEYS: key. ARGV: has_expected (0|1), expected, value.
 static COMPARE_AND_SET: LazyLock<Script> = LazyLock::new(|| {
@@ -213,11 +214,16 @@ pub struct RedisStore {
 const REPLICA_ACK: Duration = Duration::from_secs(2);
 
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port/db`); `key_prefix` is put in
-    /// front of every key verbatim (include a separator, e.g. `auditx:`).
+    /// Connects to `url` (`redis://host:port/db`; `rediss://` for TLS,
+    /// trusting the system's CAs); `key_prefix` is put in front of every
+    /// key verbatim (include a separator, e.g. `auditx:`).
     pub async fn connect(url: &str, key_prefix: &str) -> StateResult<RedisStore> {
+        Self::connect_with(url, key_prefix, &ClientTls::default()).await
+    }
+
+    async fn connect_with(url: &str, key_prefix: &str, tls: &ClientTls) -> StateResult<RedisStore> {
         let primary = retry(Backoff::default(), StateError::is_transient, || {
-            Primary::direct(url)
+            Primary::direct(url, tls)
         })
         .await?;
         Ok(RedisStore {
@@ -228,13 +234,15 @@ impl RedisStore {
     }
 
     /// Connects as `config` says: to `url`, or to the primary of
-    /// `sentinel` (following it through failovers).
+    /// `sentinel` (following it through failovers); over TLS with its CA
+    /// and client certificate files for a `rediss://` URL.
     pub async fn open(config: &RedisConfig) -> StateResult<RedisStore> {
+        let tls = config.tls().map_err(|e| StateError::Other(e.to_string()))?;
         let Some(sentinel) = &config.sentinel else {
-            return Self::connect(&config.url, &config.prefix).await;
+            return Self::connect_with(&config.url, &config.prefix, &tls).await;
         };
         let primary = retry(Backoff::default(), StateError::is_transient, || {
-            Primary::through_sentinels(&config.url, sentinel)
+            Primary::through_sentinels(&config.url, sentinel, &tls)
         })
         .await?;
         let primary = Arc::new(primary);

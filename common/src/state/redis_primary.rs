@@ -9,16 +9,26 @@
 //! over while still up keeps answering (and accepting writes) until the
 //! sentinels demote it, so the sentinels are also asked every
 //! [`WATCH_INTERVAL`] and a new primary is switched to at once.
+//!
+//! TLS: a `rediss://` URL connects over TLS, trusting `redis.ca_file`
+//! (else the system's CAs) and presenting `redis.client_cert_file` when
+//! set. Behind Sentinel the sentinels and the primary they name are spoken
+//! to over TLS with the same files (the sentinels then need a `tls-port`
+//! too); the crate's `SentinelClient` takes the certificates for both.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
-use redis::{ConnectionAddr, IntoConnectionInfo, RedisError};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError,
+    TlsCertificates, TlsMode,
+};
 
 use super::StateError;
 use crate::config::SentinelConfig;
+use crate::tls::ClientTls;
 
 /// A connection (or a reconnection) to the primary takes at most this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -34,16 +44,18 @@ pub(super) struct Primary {
 
 struct SentinelLookup {
     master_name: String,
-    node: SentinelNodeConnectionInfo,
     /// Held across a lookup and the switch it leads to.
-    sentinel: tokio::sync::Mutex<Sentinel>,
+    sentinel: tokio::sync::Mutex<SentinelClient>,
 }
 
 impl Primary {
-    /// A connection to `url` (`redis://host:port/db`).
-    pub(super) async fn direct(url: &str) -> Result<Self, StateError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StateError::Other(format!("redis url {url}: {e}")))?;
+    /// A connection to `url` (`redis://host:port/db`, or `rediss://` for
+    /// TLS with the files of `tls`).
+    pub(super) async fn direct(url: &str, tls: &ClientTls) -> Result<Self, StateError> {
+        let invalid = |e: RedisError| {
+            StateError::Other(format!("redis url {}: {e}", crate::tls::redact_url(url)))
+        };
+        let client = client(url.into_connection_info().map_err(invalid)?, tls).map_err(invalid)?;
         let conn = ConnectionManager::new(client)
             .await
             .map_err(super::redis_error::classify)?;
@@ -54,37 +66,66 @@ impl Primary {
     }
 
     /// A connection to the primary `sentinels` name; `url` gives its
-    /// user, password and db.
+    /// user, password and db, and whether the sentinels and the primary
+    /// speak TLS (`rediss://`, with the files of `tls`).
     pub(super) async fn through_sentinels(
         url: &str,
         sentinels: &SentinelConfig,
+        tls: &ClientTls,
     ) -> Result<Self, StateError> {
         let invalid = |what: &str, e: RedisError| StateError::Other(format!("{what}: {e}"));
-        let settings = url
+        let info = url
             .into_connection_info()
-            .map_err(|e| invalid("redis url", e))?
-            .redis_settings()
-            .clone();
+            .map_err(|e| invalid("redis url", e))?;
+        let secure = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
         let mut addresses = Vec::new();
         for address in &sentinels.addresses {
             let (host, port) = address
                 .rsplit_once(':')
-                .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+                .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
                 .ok_or_else(|| StateError::Other(format!("sentinel {address:?}: not host:port")))?;
-            let mut info = ConnectionAddr::Tcp(host.to_owned(), port)
-                .into_connection_info()
-                .map_err(|e| invalid("sentinel address", e))?;
-            if let Some(password) = &sentinels.password {
-                info = info.set_redis_settings(
-                    redis::RedisConnectionInfo::default().set_password(password),
-                );
-            }
-            addresses.push(info);
+            addresses.push(match secure {
+                true => ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: false,
+                    tls_params: None,
+                },
+                false => ConnectionAddr::Tcp(host, port),
+            });
         }
-        let sentinel = Sentinel::build(addresses).map_err(|e| invalid("sentinels", e))?;
+        let settings = info.redis_settings();
+        let mut builder = SentinelClientBuilder::new(
+            addresses,
+            &sentinels.master_name,
+            SentinelServerType::Master,
+        )
+        .map_err(|e| invalid("sentinels", e))?
+        .set_client_to_redis_db(settings.db())
+        .set_client_to_redis_protocol(settings.protocol());
+        if let Some(username) = settings.username() {
+            builder = builder.set_client_to_redis_username(username);
+        }
+        if let Some(password) = settings.password() {
+            builder = builder.set_client_to_redis_password(password);
+        }
+        if let Some(password) = &sentinels.password {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+        if secure {
+            crate::tls::crypto_provider();
+            builder = builder
+                .set_client_to_redis_tls_mode(TlsMode::Secure)
+                .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+            if let Some(certificates) = certificates(tls) {
+                builder = builder
+                    .set_client_to_redis_certificates(certificates.clone())
+                    .set_client_to_sentinel_certificates(certificates);
+            }
+        }
+        let sentinel = builder.build().map_err(|e| invalid("sentinels", e))?;
         let lookup = SentinelLookup {
             master_name: sentinels.master_name.clone(),
-            node: SentinelNodeConnectionInfo::default().set_redis_connection_info(settings),
             sentinel: tokio::sync::Mutex::new(sentinel),
         };
         let (conn, address) = lookup.connect(&mut *lookup.sentinel.lock().await).await?;
@@ -123,10 +164,7 @@ impl Primary {
             return;
         };
         let mut sentinel = lookup.sentinel.lock().await;
-        let Ok(client) = sentinel
-            .async_master_for(&lookup.master_name, Some(&lookup.node))
-            .await
-        else {
+        let Ok(client) = sentinel.async_get_client().await else {
             return;
         };
         let address = client.get_connection_info().addr().to_string();
@@ -158,7 +196,12 @@ impl Primary {
 
     /// Connects to the primary the sentinels name and uses it from then on
     /// (unless another switch happened since `generation`).
-    async fn switch(&self, lookup: &SentinelLookup, sentinel: &mut Sentinel, generation: u64) {
+    async fn switch(
+        &self,
+        lookup: &SentinelLookup,
+        sentinel: &mut SentinelClient,
+        generation: u64,
+    ) {
         match lookup.connect(sentinel).await {
             Ok((conn, address)) => {
                 let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
@@ -178,10 +221,10 @@ impl SentinelLookup {
     /// that it says it is one, and connects to it.
     async fn connect(
         &self,
-        sentinel: &mut Sentinel,
+        sentinel: &mut SentinelClient,
     ) -> Result<(ConnectionManager, String), StateError> {
         let client = sentinel
-            .async_master_for(&self.master_name, Some(&self.node))
+            .async_get_client()
             .await
             .map_err(super::redis_error::classify)?;
         let address = client.get_connection_info().addr().to_string();
@@ -194,4 +237,33 @@ impl SentinelLookup {
         tracing::info!(master = %self.master_name, %address, "redis primary found through the sentinels");
         Ok((conn, address))
     }
+}
+
+/// A client for `info`, given the CA and client certificate of `tls` when
+/// `info` is a TLS address (`rediss://`).
+fn client(info: ConnectionInfo, tls: &ClientTls) -> Result<Client, RedisError> {
+    if !matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+        return Client::open(info);
+    }
+    // The crate builds its rustls configuration with the process default.
+    crate::tls::crypto_provider();
+    match certificates(tls) {
+        Some(certificates) => Client::build_with_tls(info, certificates),
+        None => Client::open(info),
+    }
+}
+
+/// The files of `tls` as the crate takes them; `None` when there are none
+/// (the system's CAs, no client certificate).
+fn certificates(tls: &ClientTls) -> Option<TlsCertificates> {
+    if tls.is_default() {
+        return None;
+    }
+    Some(TlsCertificates {
+        client_tls: tls.identity.as_ref().map(|identity| ClientTlsConfig {
+            client_cert: identity.cert_pem.clone(),
+            client_key: identity.key_pem.clone(),
+        }),
+        root_cert: tls.ca.as_ref().map(|ca| ca.pem.clone().into_bytes()),
+    })
 }

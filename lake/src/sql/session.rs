@@ -46,9 +46,9 @@ use datafusion::functions::expr_fn::{coalesce, date_part};
 use datafusion::logical_expr::{cast, ident, lit, Expr};
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{Certificate, ClientOptions, ObjectStore};
 use url::Url;
 
 use super::decorrelate::DistinctCorrelatedColumns;
@@ -72,11 +72,12 @@ pub struct QueryLimits {
 }
 
 /// The lake bucket as an `object_store` S3 store: the configured endpoint
-/// (path-style as configured, plain HTTP allowed for `http://` endpoints),
-/// region and static keys; with no keys configured, the AWS environment and
-/// instance credentials that `object_store` finds itself.
+/// (path-style as configured, plain HTTP allowed for `http://` endpoints,
+/// HTTPS trusting `s3.ca_file` besides the system's CAs), region and static
+/// keys; with no keys configured, the AWS environment and instance
+/// credentials that `object_store` finds itself.
 pub fn lake_object_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, SqlError> {
-    build_lake_store(lake_store_builder(s3))
+    build_lake_store(lake_store_builder(s3)?)
 }
 
 /// [`lake_object_store`] whose HTTP requests (and their response bodies)
@@ -88,7 +89,7 @@ pub fn lake_object_store_on(
     io: tokio::runtime::Handle,
 ) -> Result<Arc<dyn ObjectStore>, SqlError> {
     build_lake_store(
-        lake_store_builder(s3)
+        lake_store_builder(s3)?
             .with_http_connector(object_store::client::SpawnedReqwestConnector::new(io)),
     )
 }
@@ -100,15 +101,28 @@ fn build_lake_store(builder: AmazonS3Builder) -> Result<Arc<dyn ObjectStore>, Sq
     Ok(Arc::new(store))
 }
 
-fn lake_store_builder(s3: &S3Config) -> AmazonS3Builder {
+fn lake_store_builder(s3: &S3Config) -> Result<AmazonS3Builder, SqlError> {
     let has_keys = !s3.access_key_id.is_empty() && !s3.secret_access_key.is_empty();
-    let mut builder = if has_keys {
-        AmazonS3Builder::new()
+    // Client options first: setting them replaces those set before.
+    let mut builder = AmazonS3Builder::new().with_client_options(client_options(s3)?);
+    if has_keys {
+        builder = builder
             .with_access_key_id(&s3.access_key_id)
-            .with_secret_access_key(&s3.secret_access_key)
+            .with_secret_access_key(&s3.secret_access_key);
     } else {
-        AmazonS3Builder::from_env()
-    };
+        // What `AmazonS3Builder::from_env` reads, on top of the options.
+        for (key, value) in std::env::vars_os() {
+            let (Some(key), Some(value)) = (key.to_str(), value.to_str()) else {
+                continue;
+            };
+            if !key.starts_with("AWS_") {
+                continue;
+            }
+            if let Ok(key) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                builder = builder.with_config(key, value);
+            }
+        }
+    }
     builder = builder
         .with_bucket_name(&s3.lake_bucket)
         .with_region(&s3.region)
@@ -128,7 +142,23 @@ fn lake_store_builder(s3: &S3Config) -> AmazonS3Builder {
             .with_endpoint(endpoint)
             .with_allow_http(endpoint.starts_with("http://"));
     }
-    builder
+    Ok(builder)
+}
+
+/// HTTP client options: the CAs of `s3.ca_file` trusted besides the
+/// system's.
+fn client_options(s3: &S3Config) -> Result<ClientOptions, SqlError> {
+    let tls = s3
+        .tls()
+        .map_err(|e| SqlError::Execution(format!("lake object store configuration: {e}")))?;
+    let mut options = ClientOptions::new();
+    for certificate in tls.ca.iter().flat_map(|ca| &ca.certificates) {
+        options =
+            options.with_root_certificate(Certificate::from_der(certificate).map_err(|e| {
+                SqlError::Execution(format!("lake object store configuration: s3.ca_file: {e}"))
+            })?);
+    }
+    Ok(options)
 }
 
 /// Checks `query` again, plans it in a fresh session over `tenant`'s
