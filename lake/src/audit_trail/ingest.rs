@@ -14,6 +14,7 @@
 //! a new embedded data folder on an old lake), and after a crash between
 //! writing files and recording their ids.
 
+pub mod fields;
 mod parse;
 
 use std::collections::HashSet;

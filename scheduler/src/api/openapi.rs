@@ -15,6 +15,9 @@
 
 use std::sync::Arc;
 
+use auditx_lake::audit_trail::ingest::fields::{
+    FieldDef, FieldKind, AUDIT_ENTRY_FIELDS, RUN_STATUS_FIELDS,
+};
 use auditx_lake::tables::{ColumnType, TableDef, TABLES};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
@@ -68,7 +71,9 @@ pub const TRACK_ID_PATTERN: &str = "^[ !#-&(-9<-~]{0,64}$";
         OutputTargetName,
         TableName,
         TimeOrMillis,
-        TableRow
+        TableRow,
+        AuditEntry,
+        RunStatusChange
     ))
 )]
 pub struct ApiDoc;
@@ -226,55 +231,77 @@ fn split_table_paths(doc: &mut Document) {
     }
 }
 
-/// One meter audit entry of an ingest batch (`POST .../auditTrail/entries`).
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // a description of the body the ingest parser reads
-#[schema(as = AuditEntry)]
-pub struct AuditEntryBody {
-    /// Unique per meter: a repeated eventId is counted as a duplicate.
-    #[schema(min_length = 1, rename = "eventId")]
-    event_id: String,
-    #[schema(value_type = TimeOrMillis, rename = "eventTime")]
-    event_time: String,
-    /// The run, e.g. `R-00002283`.
-    #[schema(min_length = 1, rename = "sessionId")]
-    session_id: String,
-    #[schema(value_type = RunTypeName, rename = "runType")]
-    run_type: String,
-    #[schema(value_type = ExportType, rename = "recordType")]
-    record_type: String,
-    #[schema(rename = "operatorId")]
-    operator_id: Option<String>,
-    #[schema(rename = "operatorType")]
-    operator_type: Option<String>,
-    #[schema(rename = "operatorName")]
-    operator_name: Option<String>,
-    #[schema(rename = "errorCode")]
-    error_code: Option<String>,
-    #[schema(rename = "errorMessage")]
-    error_message: Option<String>,
-    #[schema(rename = "traceId")]
-    trace_id: Option<String>,
-    /// Any JSON object; exported as its JSON text.
-    #[schema(value_type = Option<Object>)]
-    payload: Option<()>,
+/// One meter audit entry of an ingest batch (`POST .../auditTrail/entries`):
+/// the fields the ingest parser takes ([`AUDIT_ENTRY_FIELDS`]).
+pub struct AuditEntry;
+
+impl PartialSchema for AuditEntry {
+    fn schema() -> RefOr<Schema> {
+        ingest_row_schema(&AUDIT_ENTRY_FIELDS).into()
+    }
 }
 
-/// One run status change (`POST /meters/{meterId}/runs`).
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // a description of the body the ingest parser reads
-#[schema(as = RunStatusChange)]
-pub struct RunStatusBody {
-    #[schema(min_length = 1, rename = "sessionId")]
-    session_id: String,
-    #[schema(value_type = RunTypeName, rename = "runType")]
-    run_type: String,
-    #[schema(value_type = RunStatus)]
-    status: String,
-    #[schema(value_type = TimeOrMillis, rename = "updatedAt")]
-    updated_at: String,
+impl ToSchema for AuditEntry {}
+
+/// One run status change (`POST /meters/{meterId}/runs`): the fields the
+/// ingest parser takes ([`RUN_STATUS_FIELDS`]).
+pub struct RunStatusChange;
+
+impl PartialSchema for RunStatusChange {
+    fn schema() -> RefOr<Schema> {
+        ingest_row_schema(&RUN_STATUS_FIELDS).into()
+    }
+}
+
+impl ToSchema for RunStatusChange {}
+
+/// The schema of an ingest row with `fields`, as the parser checks them:
+/// no other keys, the required ones required (null counts as absent, so
+/// only optional ones take it).
+fn ingest_row_schema(fields: &[FieldDef]) -> Schema {
+    let mut row = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for field in fields {
+        let ty = match field.kind {
+            FieldKind::Text | FieldKind::OneOf(_) => Some(Type::String),
+            FieldKind::Object => Some(Type::Object),
+            FieldKind::Time => None,
+        };
+        let property: RefOr<Schema> = match ty {
+            Some(ty) => {
+                let types = match field.required {
+                    true => SchemaType::Type(ty),
+                    false => SchemaType::from_iter([ty, Type::Null]),
+                };
+                let mut property = ObjectBuilder::new()
+                    .schema_type(types)
+                    .description(Some(field.description));
+                if let FieldKind::OneOf(values) = field.kind {
+                    property = property.enum_values(Some(values.iter().copied()));
+                }
+                if field.kind == FieldKind::Text && field.required {
+                    property = property.min_length(Some(1));
+                }
+                property.into()
+            }
+            None => {
+                let time = RefOr::Ref(Ref::from_schema_name(TimeOrMillis::name()));
+                match field.required {
+                    true => time,
+                    false => OneOfBuilder::new()
+                        .item(time)
+                        .item(ObjectBuilder::new().schema_type(Type::Null))
+                        .into(),
+                }
+            }
+        };
+        row = row.property(field.name, property);
+        if field.required {
+            row = row.required(field.name);
+        }
+    }
+    row.into()
 }
 
 /// `(status, code words, description)` of the errors every authenticated
@@ -460,4 +487,87 @@ fn header(name: &str, description: &str, schema: Schema) -> Parameter {
         .description(Some(description))
         .schema(Some(schema))
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use auditx_lake::audit_trail::ingest::{parse_audit_entries, parse_run_entries, IngestContext};
+    use auditx_lake::batch::IngestError;
+    use auditx_proto::{MeterId, TenantId};
+    use serde_json::{json, Map, Value};
+
+    use super::*;
+
+    fn ctx() -> IngestContext {
+        IngestContext {
+            tenant: TenantId("t".into()),
+            entity: None,
+            org: None,
+            meter: MeterId(1),
+        }
+    }
+
+    /// A valid value of a property of a row schema, read from the schema.
+    fn example(property: &Value) -> Value {
+        if property["$ref"] == "#/components/schemas/TimeOrMillis" {
+            return json!("2025-07-01T00:00:00Z");
+        }
+        if let Some(values) = property["enum"].as_array() {
+            return values[0].clone();
+        }
+        let ty = match &property["type"] {
+            Value::Array(types) => types.iter().find(|t| *t != "null").cloned(),
+            one => Some(one.clone()),
+        };
+        match ty.as_ref().and_then(Value::as_str) {
+            Some("string") => json!("x"),
+            Some("object") => json!({"k": [1.50]}),
+            other => panic!("no example of {other:?}: {property}"),
+        }
+    }
+
+    /// The document's schema of a row and the parser agree: a row of every
+    /// property parses; without each property it parses exactly when the
+    /// schema does not require it; a key outside the properties is refused,
+    /// as the schema says.
+    fn agree(schema: RefOr<Schema>, parse: impl Fn(&[u8]) -> Result<usize, IngestError>) {
+        let schema = serde_json::to_value(schema).unwrap();
+        assert_eq!(schema["additionalProperties"], false, "{schema}");
+        let properties = schema["properties"].as_object().unwrap();
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        let full: Map<String, Value> = properties
+            .iter()
+            .map(|(name, p)| (name.clone(), example(p)))
+            .collect();
+        let run = |row: &Map<String, Value>| parse(&serde_json::to_vec(&[row]).unwrap());
+        assert_eq!(run(&full).unwrap(), 1);
+        for name in properties.keys() {
+            let mut without = full.clone();
+            without.remove(name);
+            let parsed = run(&without);
+            assert_eq!(
+                parsed.is_err(),
+                required.contains(&name.as_str()),
+                "{name}: {parsed:?}"
+            );
+        }
+        let mut extra = full.clone();
+        extra.insert("notInTheDocument".into(), json!("x"));
+        assert!(run(&extra).is_err());
+    }
+
+    #[test]
+    fn the_ingest_row_schemas_are_what_the_parsers_take() {
+        agree(AuditEntry::schema(), |body| {
+            parse_audit_entries(body, &ctx()).map(|rows| rows.len())
+        });
+        agree(RunStatusChange::schema(), |body| {
+            parse_run_entries(body, &ctx()).map(|rows| rows.len())
+        });
+    }
 }

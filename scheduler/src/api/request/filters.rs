@@ -1,33 +1,18 @@
 //! The filters an export, the online entries and the summary share, and
-//! the export routes' query parameters, validated as pure functions.
+//! the export routes' query parameters: each route's parameters are one
+//! struct, which the OpenAPI document lists and
+//! [`crate::api::request::query`] reads (see there).
 
-use auditx_lake::RUN_STATUSES;
 use auditx_proto::{OutputFormat, RecordType, RunType};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
-use chrono::{DateTime, FixedOffset};
-
-use crate::api::request::paging::{parse_paging, PAGE, PAGE_SIZE};
-use crate::api::request::params::{parse_one_of, QueryParams};
-use crate::api::request::time::parse_time;
+use crate::api::request::time::GivenTime;
 use crate::api::response::error::{ApiError, ApiResult, Problems};
+use crate::api::schema_names::{ExportFormat, ExportType, RunStatus, RunTypeName};
 use crate::export::jobs::{ExportQuery, Job};
 
-const EXPORT_TYPE: &str = "exportType";
-const RUN_TYPE: &str = "runType";
-const SESSION_IDS: &str = "sessionIds";
-const RUN_STATUSES_PARAM: &str = "runStatuses";
-const OPERATOR_IDS: &str = "operatorIds";
-/// The entries route's single-valued forms of the two lists.
-pub const SESSION_ID: &str = "sessionId";
-pub const OPERATOR_ID: &str = "operatorId";
-const QUERY_FROM_TIME: &str = "queryFromTime";
-const QUERY_TO_TIME: &str = "queryToTime";
-const FORMAT: &str = "format";
-
-pub const DEFAULT_PAGE_SIZE: u32 = 30;
-pub const MAX_PAGE_SIZE: u32 = 100;
-
-/// A validated create call.
+/// A validated create call (or entries call: the same filters).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreateRequest {
     pub query: ExportQuery,
@@ -36,183 +21,210 @@ pub struct CreateRequest {
     pub to_ms: i64,
 }
 
-/// The filters an export, the online entries and the summary share.
-pub const FILTER_PARAMS: [&str; 7] = [
-    EXPORT_TYPE,
-    RUN_TYPE,
-    SESSION_IDS,
-    RUN_STATUSES_PARAM,
-    OPERATOR_IDS,
-    QUERY_FROM_TIME,
-    QUERY_TO_TIME,
-];
-
-pub fn parse_create(params: &QueryParams) -> ApiResult<CreateRequest> {
-    let mut allowed = FILTER_PARAMS.to_vec();
-    allowed.push(FORMAT);
-    let mut problems = Problems::default();
-    problems.check(params.only(&allowed));
-    let filters = read_filters(params, &mut problems, true);
-    let format = match problems.check(params.optional(FORMAT)).flatten() {
-        Some(value) => problems.check(parse_one_of(
-            FORMAT,
-            value,
-            OutputFormat::parse,
-            &OutputFormat::ALL.map(OutputFormat::as_str),
-        )),
-        None => Some(OutputFormat::default()),
-    };
-    problems.finish()?;
-    let mut request = filters.into_request()?;
-    request.query.format = format.unwrap_or_default();
-    Ok(request)
-}
-
-/// The filters as given, each absent one `None` (or empty).
-#[derive(Clone, Debug, Default)]
-pub struct Filters {
-    pub export_type: Option<RecordType>,
-    pub run_type: Option<RunType>,
+/// The query parameters of `POST /meters/{meterId}/auditTrail/export`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateExportParams {
+    #[param(value_type = ExportType)]
+    pub export_type: RecordType,
+    #[param(value_type = RunTypeName)]
+    pub run_type: RunType,
+    /// Only these runs.
+    #[param(value_type = Option<Vec<String>>, style = Form, explode)]
+    #[serde(default)]
     pub session_ids: Vec<String>,
+    /// Only entries of runs whose latest status is one of these.
+    #[param(value_type = Option<Vec<RunStatus>>, style = Form, explode)]
+    #[serde(default)]
     pub run_statuses: Vec<String>,
+    /// Only these operators.
+    #[param(value_type = Option<Vec<String>>, style = Form, explode)]
+    #[serde(default)]
     pub operator_ids: Vec<String>,
-    pub from: Option<(DateTime<FixedOffset>, String)>,
-    pub to: Option<(DateTime<FixedOffset>, String)>,
+    /// Start of the range (inclusive), ISO-8601 with zone, extended or basic form.
+    #[param(value_type = String, format = DateTime)]
+    pub query_from_time: GivenTime,
+    /// End of the range (exclusive), ISO-8601 with zone, after queryFromTime.
+    #[param(value_type = String, format = DateTime)]
+    pub query_to_time: GivenTime,
+    /// Default csv. csv: RFC 4180 with a header row in every file; jsonl: JSON Lines, one
+    /// object per row with the CSV's columns as keys, payload the JSON object itself, absent
+    /// values null; parquet: the same twelve columns, eventTime a UTC timestamp in
+    /// milliseconds, payload JSON text, absent values null. File names end in .csv, .jsonl
+    /// or .parquet.
+    #[param(value_type = Option<ExportFormat>)]
+    pub format: Option<OutputFormat>,
 }
 
-/// Reads the filters, every problem found into `problems`; with
-/// `required`, `exportType`, `runType` and the two times must be given.
-/// The single `sessionId` and `operatorId` (the entries route's names) add
-/// to `sessionIds` and `operatorIds`.
-pub fn read_filters(params: &QueryParams, problems: &mut Problems, required: bool) -> Filters {
-    let mut value = |name: &str| {
-        if required {
-            problems.check(params.required(name))
-        } else {
-            problems.check(params.optional(name)).flatten()
-        }
-    };
-    let export_type = value(EXPORT_TYPE);
-    let run_type = value(RUN_TYPE);
-    let from = value(QUERY_FROM_TIME);
-    let to = value(QUERY_TO_TIME);
-    let export_type = export_type.and_then(|v| problems.check(self::export_type(v)));
-    let run_type = run_type.and_then(|v| {
-        problems.check(parse_one_of(
-            RUN_TYPE,
-            v,
-            RunType::parse,
-            &RunType::ALL.map(RunType::as_str),
-        ))
-    });
-    let run_statuses = params.list(RUN_STATUSES_PARAM);
-    for status in &run_statuses {
-        problems.check(parse_one_of(
-            RUN_STATUSES_PARAM,
-            status,
-            |s| RUN_STATUSES.contains(&s).then_some(()),
-            &RUN_STATUSES,
-        ));
+impl CreateExportParams {
+    pub fn into_request(self) -> ApiResult<CreateRequest> {
+        let query = ExportQuery {
+            export_type: self.export_type,
+            run_type: self.run_type,
+            session_ids: self.session_ids,
+            run_statuses: self.run_statuses,
+            operator_ids: self.operator_ids,
+            query_from_time: String::new(),
+            query_to_time: String::new(),
+            format: self.format.unwrap_or_default(),
+        };
+        export_request(query, self.query_from_time, self.query_to_time)
     }
-    let from = from.and_then(|v| problems.check(parse_time(QUERY_FROM_TIME, v)));
-    let to = to.and_then(|v| problems.check(parse_time(QUERY_TO_TIME, v)));
-    if let (Some((from, _)), Some((to, _))) = (&from, &to) {
-        if from >= to {
-            problems.push(ApiError::InvalidParameter(format!(
-                "{QUERY_FROM_TIME}: must be before {QUERY_TO_TIME}"
-            )));
-        }
-    }
-    let mut session_ids = params.list(SESSION_IDS);
-    let mut operator_ids = params.list(OPERATOR_IDS);
-    for (single, into) in [
-        (SESSION_ID, &mut session_ids),
-        (OPERATOR_ID, &mut operator_ids),
-    ] {
-        if let Some(one) = problems.check(params.optional(single)).flatten() {
-            if !into.iter().any(|i| i == one) {
-                into.push(one.to_owned());
+}
+
+/// The query parameters of `GET /meters/{meterId}/auditTrail/entries`:
+/// the export's filters, with the reference's single `sessionId` and
+/// `operatorId`, and paging.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct EntriesParams {
+    #[param(value_type = ExportType)]
+    pub export_type: RecordType,
+    #[param(value_type = RunTypeName)]
+    pub run_type: RunType,
+    /// Only this run (added to sessionIds).
+    #[param(min_length = 1)]
+    pub session_id: Option<String>,
+    /// Only these runs.
+    #[param(value_type = Option<Vec<String>>, style = Form, explode)]
+    #[serde(default)]
+    pub session_ids: Vec<String>,
+    /// Only entries of runs whose latest status is one of these.
+    #[param(value_type = Option<Vec<RunStatus>>, style = Form, explode)]
+    #[serde(default)]
+    pub run_statuses: Vec<String>,
+    /// Only this operator (added to operatorIds).
+    #[param(min_length = 1)]
+    pub operator_id: Option<String>,
+    /// Only these operators.
+    #[param(value_type = Option<Vec<String>>, style = Form, explode)]
+    #[serde(default)]
+    pub operator_ids: Vec<String>,
+    /// Start of the range (inclusive), ISO-8601 with zone, extended or basic form.
+    #[param(value_type = String, format = DateTime)]
+    pub query_from_time: GivenTime,
+    /// End of the range (exclusive), ISO-8601 with zone, after queryFromTime.
+    #[param(value_type = String, format = DateTime)]
+    pub query_to_time: GivenTime,
+    /// Entries per page.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500, default = 30)]
+    pub page_size: u32,
+    /// The previous page's nextPage.
+    #[param(min_length = 1)]
+    pub cursor: Option<String>,
+}
+
+impl EntriesParams {
+    /// The filters as an export's (the single ids added to the lists), and
+    /// the paging.
+    pub fn into_request(self) -> ApiResult<(CreateRequest, u32, Option<String>)> {
+        let mut session_ids = self.session_ids;
+        let mut operator_ids = self.operator_ids;
+        for (one, into) in [
+            (self.session_id, &mut session_ids),
+            (self.operator_id, &mut operator_ids),
+        ] {
+            if let Some(one) = one.filter(|one| !into.contains(one)) {
+                into.push(one);
             }
         }
+        let query = ExportQuery {
+            export_type: self.export_type,
+            run_type: self.run_type,
+            session_ids,
+            run_statuses: self.run_statuses,
+            operator_ids,
+            query_from_time: String::new(),
+            query_to_time: String::new(),
+            format: OutputFormat::default(),
+        };
+        let request = export_request(query, self.query_from_time, self.query_to_time)?;
+        Ok((request, self.page_size, self.cursor))
     }
-    Filters {
-        export_type,
-        run_type,
-        session_ids,
-        run_statuses,
-        operator_ids,
-        from,
-        to,
+}
+
+/// `query` over `[from, to)`, which must not be empty.
+fn export_request(
+    mut query: ExportQuery,
+    from: GivenTime,
+    to: GivenTime,
+) -> ApiResult<CreateRequest> {
+    check_range(Some(&from), Some(&to))?;
+    query.query_from_time = from.text;
+    query.query_to_time = to.text;
+    Ok(CreateRequest {
+        query,
+        from_ms: from.at.timestamp_millis(),
+        to_ms: to.at.timestamp_millis(),
+    })
+}
+
+/// Refuses a range whose start is not before its end.
+pub fn check_range(from: Option<&GivenTime>, to: Option<&GivenTime>) -> ApiResult<()> {
+    match (from, to) {
+        (Some(from), Some(to)) if from.at >= to.at => Err(ApiError::InvalidParameter(
+            "queryFromTime: must be before queryToTime".into(),
+        )),
+        _ => Ok(()),
     }
+}
+
+/// The filters of a summary, every one optional: read from the body's
+/// fields by [`crate::api::request::query::read_query`] as if they were
+/// query parameters, so they are checked exactly as an export's.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct Filters {
+    #[param(value_type = Option<ExportType>)]
+    pub export_type: Option<RecordType>,
+    #[param(value_type = Option<RunTypeName>)]
+    pub run_type: Option<RunType>,
+    #[param(value_type = Option<Vec<String>>)]
+    #[serde(default)]
+    pub session_ids: Vec<String>,
+    #[param(value_type = Option<Vec<RunStatus>>)]
+    #[serde(default)]
+    pub run_statuses: Vec<String>,
+    #[param(value_type = Option<Vec<String>>)]
+    #[serde(default)]
+    pub operator_ids: Vec<String>,
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub query_from_time: Option<GivenTime>,
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub query_to_time: Option<GivenTime>,
 }
 
 impl Filters {
-    /// The request of filters read with `required` and no problem.
-    pub fn into_request(self) -> ApiResult<CreateRequest> {
-        let (
-            Some(export_type),
-            Some(run_type),
-            Some((from, query_from_time)),
-            Some((to, query_to_time)),
-        ) = (self.export_type, self.run_type, self.from, self.to)
-        else {
-            return Err(ApiError::Internal(
-                "filters read without their required values".into(),
-            ));
-        };
-        Ok(CreateRequest {
-            query: ExportQuery {
-                export_type,
-                run_type,
-                session_ids: self.session_ids,
-                run_statuses: self.run_statuses,
-                operator_ids: self.operator_ids,
-                query_from_time,
-                query_to_time,
-                format: OutputFormat::default(),
-            },
-            from_ms: from.timestamp_millis(),
-            to_ms: to.timestamp_millis(),
-        })
+    /// Adds the problem of an empty range to `problems`.
+    pub fn check(&self, problems: &mut Problems) {
+        problems.check(check_range(
+            self.query_from_time.as_ref(),
+            self.query_to_time.as_ref(),
+        ));
     }
 }
 
-fn export_type(value: &str) -> ApiResult<RecordType> {
-    parse_one_of(
-        EXPORT_TYPE,
-        value,
-        RecordType::parse,
-        &RecordType::ALL.map(RecordType::as_str),
-    )
-}
-
-/// A validated list call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The query parameters of `GET /meters/{meterId}/auditTrail/export`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
 pub struct ListRequest {
+    /// Only jobs of this type.
+    #[param(value_type = Option<ExportType>)]
     pub export_type: Option<RecordType>,
-    /// Jobs whose query names one of these sessions (all jobs if empty).
+    /// Only jobs whose sessionIds include one of these.
+    #[param(value_type = Option<Vec<String>>, style = Form, explode)]
+    #[serde(default)]
     pub session_ids: Vec<String>,
-    /// 1-based.
+    /// 1-based page number.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 4294967295_i64, default = 1)]
     pub page: u32,
+    /// Jobs per page.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100, default = 30)]
     pub page_size: u32,
-}
-
-pub fn parse_list(params: &QueryParams) -> ApiResult<ListRequest> {
-    let mut problems = Problems::default();
-    problems.check(params.only(&[EXPORT_TYPE, SESSION_IDS, PAGE, PAGE_SIZE]));
-    let export_type = problems
-        .check(params.optional(EXPORT_TYPE))
-        .flatten()
-        .and_then(|v| problems.check(export_type(v)));
-    let paging = problems.check(parse_paging(params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE));
-    problems.finish()?;
-    let (page, page_size) = paging.unwrap_or((1, DEFAULT_PAGE_SIZE));
-    Ok(ListRequest {
-        export_type,
-        session_ids: params.list(SESSION_IDS),
-        page,
-        page_size,
-    })
 }
 
 impl ListRequest {
@@ -230,14 +242,27 @@ impl ListRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::request::query::read_query;
 
-    fn params(query: &[(&str, &str)]) -> QueryParams {
-        QueryParams::new(
-            query
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        )
+    fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
+        query
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn parse_create(query: &[(&str, &str)]) -> ApiResult<CreateRequest> {
+        let mut problems = Problems::default();
+        let params = read_query::<CreateExportParams>(&pairs(query), &mut problems);
+        problems.finish()?;
+        params.unwrap().into_request()
+    }
+
+    fn parse_list(query: &[(&str, &str)]) -> ApiResult<ListRequest> {
+        let mut problems = Problems::default();
+        let params = read_query::<ListRequest>(&pairs(query), &mut problems);
+        problems.finish()?;
+        Ok(params.unwrap())
     }
 
     const VALID: [(&str, &str); 4] = [
@@ -250,12 +275,13 @@ mod tests {
     #[test]
     fn a_create_query_is_echoed_and_converted() {
         let mut query = VALID.to_vec();
-        query.extend([("sessionIds", "R-1,R-2"), ("runStatuses[]", "COMPLETED")]);
-        let request = parse_create(&params(&query)).unwrap();
+        query.extend([("sessionIds", "R-1,R-2"), ("runStatuses", "COMPLETED")]);
+        let request = parse_create(&query).unwrap();
         assert_eq!(request.query.export_type, RecordType::Error);
         assert_eq!(request.query.session_ids, vec!["R-1", "R-2"]);
         assert_eq!(request.query.run_statuses, vec!["COMPLETED"]);
         assert_eq!(request.query.format, OutputFormat::Csv);
+        assert_eq!(request.query.query_to_time, "2025-07-02T00:00:00+02:00");
         assert_eq!(request.from_ms, 1_751_328_000_000);
         assert_eq!(request.to_ms, 1_751_328_000_000 + 22 * 3_600_000);
     }
@@ -269,12 +295,12 @@ mod tests {
         ] {
             let mut query = VALID.to_vec();
             query.push(("format", name));
-            assert_eq!(parse_create(&params(&query)).unwrap().query.format, format);
+            assert_eq!(parse_create(&query).unwrap().query.format, format);
         }
         for bad in ["xml", "CSV", "json"] {
             let mut query = VALID.to_vec();
             query.push(("format", bad));
-            let err = parse_create(&params(&query)).unwrap_err().to_string();
+            let err = parse_create(&query).unwrap_err().to_string();
             assert_eq!(
                 err,
                 format!("format: \"{bad}\" is not one of csv, jsonl, parquet")
@@ -282,7 +308,7 @@ mod tests {
         }
         let mut query = VALID.to_vec();
         query.push(("format", ""));
-        let err = parse_create(&params(&query)).unwrap_err().to_string();
+        let err = parse_create(&query).unwrap_err().to_string();
         assert_eq!(err, "format: must not be empty");
     }
 
@@ -290,7 +316,7 @@ mod tests {
     fn unknown_run_statuses_are_refused() {
         let mut query = VALID.to_vec();
         query.push(("runStatuses", "COMPLETED,DONE"));
-        let err = parse_create(&params(&query)).unwrap_err().to_string();
+        let err = parse_create(&query).unwrap_err().to_string();
         assert!(
             err.starts_with("runStatuses: \"DONE\" is not one of NEVER_RUN, TESTING,"),
             "{err}"
@@ -305,7 +331,7 @@ mod tests {
             ("queryToTime", "2025-07-01T0000+0000"),
             ("bogus", "1"),
         ];
-        let err = parse_create(&params(&query)).unwrap_err();
+        let err = parse_create(&query).unwrap_err();
         let messages: Vec<String> = err.reasons().into_iter().map(|r| r.message).collect();
         assert_eq!(
             messages,
@@ -315,6 +341,12 @@ mod tests {
                 "runType: \"FAST\" is not one of NORMAL, DEBUG",
                 "queryFromTime: \"2025-07-01T00:00:00\" has no time zone (add Z or an offset such as +00:00)",
             ]
+        );
+        let mut query = VALID.to_vec();
+        query[3] = ("queryToTime", "2025-07-01T00:00:00Z");
+        assert_eq!(
+            parse_create(&query).unwrap_err().to_string(),
+            "queryFromTime: must be before queryToTime"
         );
     }
 
@@ -326,14 +358,31 @@ mod tests {
             ("queryFromTime", "2025-07-01T00:00:00+0530"),
             ("queryToTime", "2025-10-01T0000+0000"),
         ];
-        let request = parse_create(&params(&query)).unwrap();
+        let request = parse_create(&query).unwrap();
         assert_eq!(request.from_ms, 1_751_328_000_000 - 19_800_000);
         assert_eq!(request.query.query_to_time, "2025-10-01T0000+0000");
     }
 
     #[test]
+    fn the_entries_single_ids_add_to_the_lists() {
+        let mut query = VALID.to_vec();
+        query.extend([
+            ("sessionId", "R-2"),
+            ("sessionIds", "R-1,R-2"),
+            ("operatorId", "op"),
+            ("cursor", "abc"),
+        ]);
+        let mut problems = Problems::default();
+        let params = read_query::<EntriesParams>(&pairs(&query), &mut problems).unwrap();
+        let (request, page_size, cursor) = params.into_request().unwrap();
+        assert_eq!(request.query.session_ids, ["R-1", "R-2"]);
+        assert_eq!(request.query.operator_ids, ["op"]);
+        assert_eq!((page_size, cursor.as_deref()), (30, Some("abc")));
+    }
+
+    #[test]
     fn list_paging_parameters_are_checked() {
-        let err = |q: &[(&str, &str)]| parse_list(&params(q)).unwrap_err().to_string();
+        let err = |q: &[(&str, &str)]| parse_list(q).unwrap_err().to_string();
         assert_eq!(
             err(&[("page", "0")]),
             "page: must be between 1 and 4294967295"
@@ -347,7 +396,7 @@ mod tests {
             err(&[("pageSize", "-3")]),
             "pageSize: must be between 1 and 100"
         );
-        let list = parse_list(&params(&[])).unwrap();
+        let list = parse_list(&[]).unwrap();
         assert_eq!((list.page, list.page_size), (1, 30));
     }
 }

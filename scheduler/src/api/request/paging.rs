@@ -1,45 +1,8 @@
-//! Paging of the list routes: `page` (1-based) and `pageSize`, and which
-//! items a page holds.
+//! Paging of the list routes: which items a page holds (`page` is
+//! 1-based; each route's parameter struct has its own default and largest
+//! `pageSize`).
 
 use std::ops::Range;
-
-use crate::api::request::params::{parse_int, QueryParams};
-use crate::api::response::error::{ApiError, ApiResult, Problems};
-
-pub const PAGE: &str = "page";
-pub const PAGE_SIZE: &str = "pageSize";
-
-/// `page` (1-based, default 1) and `pageSize` (1..=`max`, default `default`).
-pub fn parse_paging(params: &QueryParams, default: u32, max: u32) -> ApiResult<(u32, u32)> {
-    let mut problems = Problems::default();
-    let page = match problems.check(params.optional(PAGE)).flatten() {
-        Some(value) => problems.check(parse_int(PAGE, value)).and_then(|p| {
-            let page = u32::try_from(p).ok().filter(|&p| p >= 1);
-            if page.is_none() {
-                problems.push(ApiError::InvalidParameter(format!(
-                    "{PAGE}: must be between 1 and {}",
-                    u32::MAX
-                )));
-            }
-            page
-        }),
-        None => Some(1),
-    };
-    let page_size = match problems.check(params.optional(PAGE_SIZE)).flatten() {
-        Some(value) => problems.check(parse_int(PAGE_SIZE, value)).and_then(|s| {
-            let size = u32::try_from(s).ok().filter(|s| (1..=max).contains(s));
-            if size.is_none() {
-                problems.push(ApiError::InvalidParameter(format!(
-                    "{PAGE_SIZE}: must be between 1 and {max}"
-                )));
-            }
-            size
-        }),
-        None => Some(default),
-    };
-    problems.finish()?;
-    Ok((page.unwrap_or(1), page_size.unwrap_or(default)))
-}
 
 /// One page of a list of `total` items.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,6 +4,8 @@
 
 use auditx_common::time::parse_iso_time;
 use chrono::{DateTime, FixedOffset};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 
 use crate::api::response::error::{quoted, ApiError, ApiResult};
 
@@ -20,6 +22,23 @@ pub fn parse_time(name: &str, value: &str) -> ApiResult<(DateTime<FixedOffset>, 
     parse_iso_time(&repaired)
         .map(|time| (time, repaired))
         .map_err(|_| ApiError::InvalidParameter(format!("{name}: {} {first}", quoted(value))))
+}
+
+/// A time a request gave: the instant and its text as understood. Read
+/// from the text [`parse_time`] returns (the query reader puts it in place
+/// of the value given).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GivenTime {
+    pub at: DateTime<FixedOffset>,
+    pub text: String,
+}
+
+impl<'de> Deserialize<'de> for GivenTime {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let at = parse_iso_time(&text).map_err(D::Error::custom)?;
+        Ok(Self { at, text })
+    }
 }
 
 #[cfg(test)]

@@ -291,6 +291,11 @@ impl Problems {
         self.check::<()>(Err(error));
     }
 
+    /// How many problems were found so far.
+    pub fn count(&self) -> usize {
+        self.0.len()
+    }
+
     /// `Ok` when nothing was found, else the one problem or all of them.
     pub fn finish(mut self) -> ApiResult<()> {
         match self.0.len() {

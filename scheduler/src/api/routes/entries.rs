@@ -37,18 +37,12 @@ use utoipa::ToSchema;
 use crate::api::auth::Caller;
 use crate::api::openapi::ErrorEnvelope;
 use crate::api::request::cursor::{cursor_key, query_digest, sessions_digest, Cursor};
-use crate::api::request::filters::{read_filters, FILTER_PARAMS, OPERATOR_ID, SESSION_ID};
-use crate::api::request::paging::{parse_paging, PAGE_SIZE};
-use crate::api::request::params::{MeterPath, QueryParams};
-use crate::api::response::error::{ApiError, ApiResult, Problems};
+use crate::api::request::filters::EntriesParams;
+use crate::api::request::params::MeterPath;
+use crate::api::request::query::Query;
+use crate::api::response::error::{ApiError, ApiResult};
 use crate::api::routes::online::select;
-use crate::api::schema_names::{ExportType, RunStatus, RunTypeName};
 use crate::context::Services;
-
-/// The reference's default and maximum.
-pub const DEFAULT_PAGE_SIZE: u32 = 30;
-pub const MAX_PAGE_SIZE: u32 = 500;
-const CURSOR: &str = "cursor";
 
 /// One audit entry: the reference's fields (`errorTime` the entry's time in
 /// epoch milliseconds as a string, `errorCode` and `errorMessage` empty
@@ -135,20 +129,7 @@ pub struct EntriesPage {
         being read. Arrays may also be given comma separated or as name[].",
     params(
         ("meterId" = i64, Path, minimum = 1, description = "The meter."),
-        ("exportType" = ExportType, Query),
-        ("runType" = RunTypeName, Query),
-        ("sessionId" = Option<String>, Query, min_length = 1, description = "Only this run (added to sessionIds)."),
-        ("sessionIds" = Option<Vec<String>>, Query, style = Form, explode, description = "Only these runs."),
-        ("runStatuses" = Option<Vec<RunStatus>>, Query, style = Form, explode,
-            description = "Only entries of runs whose latest status is one of these."),
-        ("operatorId" = Option<String>, Query, min_length = 1, description = "Only this operator (added to operatorIds)."),
-        ("operatorIds" = Option<Vec<String>>, Query, style = Form, explode, description = "Only these operators."),
-        ("queryFromTime" = String, Query, format = DateTime,
-            description = "Start of the range (inclusive), ISO-8601 with zone, extended or basic form."),
-        ("queryToTime" = String, Query, format = DateTime,
-            description = "End of the range (exclusive), ISO-8601 with zone, after queryFromTime."),
-        ("pageSize" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Entries per page (default 30)."),
-        ("cursor" = Option<String>, Query, min_length = 1, description = "The previous page's nextPage."),
+        EntriesParams,
     ),
     responses(
         (status = 200, description = "A page of entries.", body = EntriesPage),
@@ -159,23 +140,15 @@ pub async fn list(
     State(services): State<Services>,
     caller: Caller,
     MeterPath(meter): MeterPath,
-    params: QueryParams,
+    Query(params): Query<EntriesParams>,
 ) -> ApiResult<Response> {
-    let mut allowed = FILTER_PARAMS.to_vec();
-    allowed.extend([SESSION_ID, OPERATOR_ID, PAGE_SIZE, CURSOR]);
-    let mut problems = Problems::default();
-    problems.check(params.only(&allowed));
-    let filters = read_filters(&params, &mut problems, true);
-    let paging = problems.check(parse_paging(&params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE));
-    problems.finish()?;
-    let request = filters.into_request()?;
-    let page_size = paging.map_or(DEFAULT_PAGE_SIZE, |(_, size)| size);
+    let (request, page_size, cursor) = params.into_request()?;
     let scope = caller.scope();
     let digest = query_digest(&caller.tenant, meter, &request, &scope);
     let key = cursor_key(&services).await?;
-    let cursor = match params.optional(CURSOR)? {
+    let cursor = match cursor {
         Some(text) => {
-            let cursor = Cursor::decode(text, &key)?;
+            let cursor = Cursor::decode(&text, &key)?;
             if cursor.query != digest {
                 return Err(ApiError::InvalidParameter(
                     "cursor: issued for another query (the tenant, meter, filters or \

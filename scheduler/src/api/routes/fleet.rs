@@ -12,7 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::auth::Caller;
-use crate::api::request::params::QueryParams;
+use crate::api::request::query::{NoParams, Query};
 use crate::api::response::envelope::Envelope;
 use crate::api::response::error::ApiResult;
 use crate::context::Services;
@@ -49,9 +49,8 @@ pub struct WorkerView {
 pub async fn workers(
     State(services): State<Services>,
     _caller: Caller,
-    params: QueryParams,
+    _: Query<NoParams>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let now = chrono::Utc::now().timestamp_millis();
     let workers: Vec<WorkerView> = alive_workers(services.state.as_ref(), now)
         .await?
@@ -98,9 +97,8 @@ pub struct ThroughputMinute {
 pub async fn throughput(
     State(services): State<Services>,
     _caller: Caller,
-    params: QueryParams,
+    _: Query<NoParams>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let now = chrono::Utc::now().timestamp_millis();
     let minutes: Vec<ThroughputMinute> = last_hour(services.state.as_ref(), now)
         .await?

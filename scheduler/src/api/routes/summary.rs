@@ -40,8 +40,9 @@ use uuid::Uuid;
 use crate::api::auth::Caller;
 use crate::api::openapi::ErrorEnvelope;
 use crate::api::request::body::{read_object, Given, NotAnObject, A_STRING, STRINGS};
-use crate::api::request::filters::{read_filters, CreateRequest, Filters};
-use crate::api::request::params::{MeterPath, QueryParams};
+use crate::api::request::filters::{CreateRequest, Filters};
+use crate::api::request::params::MeterPath;
+use crate::api::request::query::{read_query, NoParams, Query};
 use crate::api::response::envelope::Envelope;
 use crate::api::response::error::{quoted, ApiError, ApiResult, Problems};
 use crate::api::routes::ingest::is_gzipped;
@@ -313,10 +314,13 @@ pub fn parse_body(body: &[u8]) -> ApiResult<SummaryCall> {
         )
         .map(|names| group_fields(names, &mut problems))
         .unwrap_or_default();
-    let filters = read_filters(&QueryParams::new(pairs), &mut problems, false);
+    let filters = read_query::<Filters>(&pairs, &mut problems);
+    if let Some(filters) = &filters {
+        filters.check(&mut problems);
+    }
     problems.finish()?;
     Ok(SummaryCall {
-        filters,
+        filters: filters.unwrap_or_default(),
         group_by,
         group_by_given,
     })
@@ -349,20 +353,19 @@ pub async fn summarize(
     State(services): State<Services>,
     caller: Caller,
     MeterPath(meter): MeterPath,
-    params: QueryParams,
+    _: Query<NoParams>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Envelope<SummaryView>> {
-    params.only(&[])?;
     let call = parse_body(&body)?;
     let filters = &call.filters;
     let from_ms = filters
-        .from
+        .query_from_time
         .as_ref()
-        .map_or(ALL_TIME_MS.0, |(t, _)| t.timestamp_millis());
+        .map_or(ALL_TIME_MS.0, |t| t.at.timestamp_millis());
     let to_ms = filters
-        .to
+        .query_to_time
         .as_ref()
-        .map_or(ALL_TIME_MS.1, |(t, _)| t.timestamp_millis());
+        .map_or(ALL_TIME_MS.1, |t| t.at.timestamp_millis());
     let record_types = match filters.export_type {
         Some(one) => vec![one],
         None => RecordType::ALL.to_vec(),
@@ -448,8 +451,8 @@ pub async fn summarize(
             session_ids: (!filters.session_ids.is_empty()).then(|| filters.session_ids.clone()),
             operator_ids: (!filters.operator_ids.is_empty()).then(|| filters.operator_ids.clone()),
             group_by: call.group_by_given.then(|| call.group_by.clone()),
-            query_from_time: filters.from.as_ref().map(|(_, text)| text.clone()),
-            query_to_time: filters.to.as_ref().map(|(_, text)| text.clone()),
+            query_from_time: filters.query_from_time.as_ref().map(|t| t.text.clone()),
+            query_to_time: filters.query_to_time.as_ref().map(|t| t.text.clone()),
         },
         output,
     }))
@@ -532,7 +535,12 @@ mod tests {
         assert_eq!(call.group_by, ["errorCode", "processorId", "sessionId"]);
         assert_eq!(call.columns(), ["errorCode", "operatorId", "sessionId"]);
         assert_eq!(
-            call.filters.from.as_ref().unwrap().0.timestamp(),
+            call.filters
+                .query_from_time
+                .as_ref()
+                .unwrap()
+                .at
+                .timestamp(),
             1_759_276_800
         );
     }
@@ -542,7 +550,7 @@ mod tests {
         for body in ["{}", "", "  ", r#"{"groupBy":null}"#] {
             let call = parse_body(body.as_bytes()).unwrap();
             assert!(call.group_by.is_empty());
-            assert!(call.filters.run_type.is_none() && call.filters.from.is_none());
+            assert!(call.filters.run_type.is_none() && call.filters.query_from_time.is_none());
         }
         let call = parse_body(br#"{"groupBy":"operatorId, sessionId,operatorId"}"#).unwrap();
         assert_eq!(call.group_by, ["operatorId", "sessionId"]);

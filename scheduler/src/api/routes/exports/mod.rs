@@ -16,13 +16,13 @@ use utoipa::ToSchema;
 use crate::api::auth::Caller;
 use crate::api::edge::trace::TrackId;
 use crate::api::openapi::ErrorEnvelope;
-use crate::api::request::filters::{parse_create, parse_list, ListRequest};
+use crate::api::request::filters::{CreateExportParams, ListRequest};
 use crate::api::request::paging::page_window;
-use crate::api::request::params::{JobPath, MeterPath, QueryParams};
+use crate::api::request::params::{JobPath, MeterPath};
+use crate::api::request::query::{NoParams, Query};
 use crate::api::response::envelope::Envelope;
 use crate::api::response::error::{ApiError, ApiResult};
 use crate::api::routes::exports::view::{Created, JobView, JobsPage};
-use crate::api::schema_names::{ExportFormat, ExportType, RunStatus, RunTypeName};
 use crate::context::Services;
 use crate::export::jobs::{CancelOutcome, Job, JobSpec};
 use crate::fleet::events::publish_export_event;
@@ -39,21 +39,7 @@ use crate::fleet::events::publish_export_event;
         queryFromTime must be before queryToTime.",
     params(
         ("meterId" = i64, Path, minimum = 1, description = "The meter."),
-        ("exportType" = ExportType, Query),
-        ("runType" = RunTypeName, Query),
-        ("sessionIds" = Option<Vec<String>>, Query, style = Form, explode, description = "Only these runs."),
-        ("runStatuses" = Option<Vec<RunStatus>>, Query, style = Form, explode,
-            description = "Only entries of runs whose latest status is one of these."),
-        ("operatorIds" = Option<Vec<String>>, Query, style = Form, explode, description = "Only these operators."),
-        ("queryFromTime" = String, Query, format = DateTime,
-            description = "Start of the range (inclusive), ISO-8601 with zone."),
-        ("queryToTime" = String, Query, format = DateTime,
-            description = "End of the range (exclusive), ISO-8601 with zone, after queryFromTime."),
-        ("format" = Option<ExportFormat>, Query, description = "Default csv. csv: RFC 4180 with a \
-            header row in every file; jsonl: JSON Lines, one object per row with the CSV's columns \
-            as keys, payload the JSON object itself, absent values null; parquet: the same twelve \
-            columns, eventTime a UTC timestamp in milliseconds, payload JSON text, absent values \
-            null. File names end in .csv, .jsonl or .parquet."),
+        CreateExportParams,
     ),
     responses(
         (status = 200, description = "The job was created.", body = Envelope<Created>),
@@ -65,9 +51,9 @@ pub async fn create(
     caller: Caller,
     MeterPath(meter): MeterPath,
     Extension(TrackId(track_id)): Extension<TrackId>,
-    params: QueryParams,
+    Query(params): Query<CreateExportParams>,
 ) -> ApiResult<Envelope<Created>> {
-    let request = parse_create(&params)?;
+    let request = params.into_request()?;
     crate::api::edge::limits::admit_export(&services, &caller.tenant).await?;
     let scope = caller.scope();
     let spec = JobSpec {
@@ -121,11 +107,7 @@ pub struct ListAnswer<'a> {
     summary = "List a meter's export jobs, newest first",
     params(
         ("meterId" = i64, Path, minimum = 1, description = "The meter."),
-        ("exportType" = Option<ExportType>, Query, description = "Only jobs of this type."),
-        ("sessionIds" = Option<Vec<String>>, Query, style = Form, explode,
-            description = "Only jobs whose sessionIds include one of these."),
-        ("page" = Option<i64>, Query, minimum = 1, maximum = 4294967295_i64, description = "1-based page number (default 1)."),
-        ("pageSize" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Jobs per page (default 30)."),
+        ListRequest,
     ),
     responses(
         (status = 200, description = "A page of jobs; previousPage and nextPage are the neighbour pages' links (path and query) or null.", body = ListAnswer),
@@ -135,9 +117,8 @@ pub async fn list(
     State(services): State<Services>,
     caller: Caller,
     MeterPath(meter): MeterPath,
-    params: QueryParams,
+    Query(request): Query<ListRequest>,
 ) -> ApiResult<Response> {
-    let request = parse_list(&params)?;
     let mut jobs = services.jobs.list_for_meter(&caller.tenant, meter).await?;
     jobs.reverse();
     let scope = caller.scope();
@@ -206,9 +187,8 @@ pub async fn get(
     State(services): State<Services>,
     caller: Caller,
     path: JobPath,
-    params: QueryParams,
+    _: Query<NoParams>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let job = own_job(&services, &caller, path.meter, &path.request_id).await?;
     Ok(Envelope::ok(JobView::new(&job)).into_response())
 }
@@ -237,9 +217,8 @@ pub async fn cancel(
     State(services): State<Services>,
     caller: Caller,
     path: JobPath,
-    params: QueryParams,
+    _: Query<NoParams>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let id = &path.request_id;
     own_job(&services, &caller, path.meter, id).await?;
     let job = match services

@@ -5,16 +5,26 @@ use std::time::Duration;
 
 use auditx_proto::RequestId;
 use axum::extract::State;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::api::auth::Caller;
 use crate::api::openapi::ErrorEnvelope;
-use crate::api::request::params::QueryParams;
+use crate::api::request::query::Query;
 use crate::api::response::envelope::Envelope;
 use crate::api::response::error::{ApiError, ApiResult};
 use crate::api::routes::exports::may_see;
 use crate::context::Services;
 
-const FILE_KEY: &str = "fileKey";
+/// The query parameters of `GET /meters/auditTrail/presignedUrl`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct PresignParams {
+    /// An entry of a job's fileList, or its manifestKey.
+    #[param(min_length = 1)]
+    pub file_key: String,
+}
 
 /// A presigned GET URL for `fileKey`, which must be listed by one of the
 /// caller's jobs.
@@ -23,9 +33,7 @@ const FILE_KEY: &str = "fileKey";
     path = "/meters/auditTrail/presignedUrl",
     operation_id = "presignedUrl",
     summary = "A presigned download URL for a file of one of the caller's exports",
-    params(
-        ("fileKey" = String, Query, min_length = 1, description = "An entry of a job's fileList, or its manifestKey."),
-    ),
+    params(PresignParams),
     responses(
         (status = 200, description = "data is the URL.", body = Envelope<String>),
         (status = 404, description = "NOT_FOUND: no such file of this tenant's jobs.", body = ErrorEnvelope),
@@ -34,11 +42,10 @@ const FILE_KEY: &str = "fileKey";
 pub async fn presigned_url(
     State(services): State<Services>,
     caller: Caller,
-    params: QueryParams,
+    Query(params): Query<PresignParams>,
 ) -> ApiResult<Envelope<String>> {
-    params.only(&[FILE_KEY])?;
-    let given = params.required(FILE_KEY)?;
-    let not_found = || ApiError::NotFound(format!("{FILE_KEY}: {given:?} not found"));
+    let given = params.file_key.as_str();
+    let not_found = || ApiError::NotFound(format!("fileKey: {given:?} not found"));
     let key = given;
     // Export keys are `<tenant>/<requestId>/<file>` (`crate::export::layout`): the tenant
     // prefix scopes the caller, the request id finds the job listing the file,

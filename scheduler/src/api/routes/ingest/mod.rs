@@ -11,6 +11,7 @@ use auditx_lake::audit_trail::ingest::{
     ingest_audit, ingest_runs, parse_audit_entries, parse_run_entries, IngestContext,
 };
 use auditx_lake::batch::{decode_body, IngestError, IngestSummary};
+use auditx_lake::{AuditRow, RunRow};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
@@ -19,8 +20,9 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::auth::Caller;
-use crate::api::openapi::{AuditEntryBody, ErrorEnvelope, RunStatusBody};
-use crate::api::request::params::{MeterPath, QueryParams};
+use crate::api::openapi::{AuditEntry, ErrorEnvelope, RunStatusChange};
+use crate::api::request::params::MeterPath;
+use crate::api::request::query::{NoParams, Query};
 use crate::api::response::envelope::Envelope;
 use crate::api::response::error::{quoted, ApiError, ApiResult};
 use crate::context::Services;
@@ -111,15 +113,6 @@ pub(crate) fn is_gzipped(headers: &HeaderMap) -> ApiResult<bool> {
     }
 }
 
-fn context(caller: &Caller, meter: MeterPath) -> ApiResult<IngestContext> {
-    Ok(IngestContext {
-        tenant: caller.tenant.clone(),
-        entity: caller.single_entity()?,
-        org: caller.single_org()?,
-        meter: meter.0,
-    })
-}
-
 /// Waits at most `max_wait` for one of the process's ingest slots (see
 /// `ingest.max_concurrent`); held while the call decodes, parses and writes
 /// its batch. Past the wait the call is answered 429 with `Retry-After`.
@@ -154,19 +147,17 @@ pub(crate) async fn acquire_slot(services: &Services) -> ApiResult<OwnedSemaphor
     ingest_slot(&services.ingest_slots, max_wait).await
 }
 
-/// Inflates and parses a batch off the async runtime: bodies can be tens of
-/// megabytes.
-async fn decode_and_parse<T: Send + 'static>(
+/// Inflates `body` and parses it with `parse` off the async runtime:
+/// bodies can be tens of megabytes. Every ingest route parses this way.
+pub(crate) async fn decode_and_parse<T: Send + 'static>(
     body: IngestBody,
     max_bytes: usize,
-    ctx: IngestContext,
-    parse: fn(&[u8], &IngestContext) -> Result<Vec<T>, IngestError>,
-) -> ApiResult<(Vec<T>, IngestContext)> {
+    parse: impl FnOnce(&[u8]) -> Result<T, IngestError> + Send + 'static,
+) -> ApiResult<T> {
     tokio::task::spawn_blocking(move || {
         let raw = decode_body(&body.bytes, body.gzipped, max_bytes)?;
         check_not_blank(&raw)?;
-        let rows = parse(&raw, &ctx)?;
-        Ok((rows, ctx))
+        Ok(parse(&raw)?)
     })
     .await
     .map_err(|e| ApiError::Internal(format!("ingest parsing task failed: {e}")))?
@@ -185,6 +176,91 @@ pub(crate) fn check_not_blank(raw: &[u8]) -> ApiResult<()> {
     Ok(())
 }
 
+/// What a meter's ingest routes take: audit entries or run status changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MeterBatch {
+    AuditEntries,
+    RunStatuses,
+}
+
+/// A meter batch, parsed.
+enum MeterRows {
+    Audit(Vec<AuditRow>),
+    Runs(Vec<RunRow>),
+}
+
+impl MeterBatch {
+    /// The kind as logged.
+    fn as_str(self) -> &'static str {
+        match self {
+            MeterBatch::AuditEntries => "audit entries",
+            MeterBatch::RunStatuses => "run status changes",
+        }
+    }
+
+    fn parse(self, raw: &[u8], ctx: &IngestContext) -> Result<MeterRows, IngestError> {
+        Ok(match self {
+            MeterBatch::AuditEntries => MeterRows::Audit(parse_audit_entries(raw, ctx)?),
+            MeterBatch::RunStatuses => MeterRows::Runs(parse_run_entries(raw, ctx)?),
+        })
+    }
+}
+
+/// The one path of both meter ingest routes: the caller's one entity and
+/// org, an ingest slot, the batch parsed whole off the runtime, then
+/// written.
+async fn ingest_meter_batch(
+    services: &Services,
+    caller: &Caller,
+    MeterPath(meter): MeterPath,
+    body: IngestBody,
+    batch: MeterBatch,
+) -> ApiResult<Envelope<IngestCounts>> {
+    let config = &services.config;
+    let ctx = IngestContext {
+        tenant: caller.tenant.clone(),
+        entity: caller.single_entity()?,
+        org: caller.single_org()?,
+        meter,
+    };
+    let _slot = acquire_slot(services).await?;
+    let parse_ctx = ctx.clone();
+    let rows = decode_and_parse(body, config.ingest.max_body_bytes, move |raw| {
+        batch.parse(raw, &parse_ctx)
+    })
+    .await?;
+    let bucket = &config.s3.lake_bucket;
+    let summary = match rows {
+        MeterRows::Audit(rows) => {
+            ingest_audit(
+                &services.store,
+                services.state.as_ref(),
+                bucket,
+                &ctx,
+                rows,
+                config.ingest.row_group_rows,
+            )
+            .await?
+        }
+        MeterRows::Runs(rows) => ingest_runs(&services.store, bucket, &ctx, rows).await?,
+    };
+    tracing::info!(
+        meter = meter.0,
+        batch = batch.as_str(),
+        received = summary.received,
+        accepted = summary.accepted,
+        duplicates = summary.duplicates,
+        "meter batch ingested"
+    );
+    Ok(Envelope::ok(summary.into()))
+}
+
+/// What both meter ingest routes say of their body.
+const BODY_DESCRIPTION: &str = "Send Content-Encoding: gzip for a gzipped body (the inflated \
+    size is capped). A JSON array or NDJSON (one object per line) of rows. The batch is \
+    validated whole: one bad row rejects it with a message naming the row (0-based) and the \
+    field.";
+
 /// `POST /meters/{meterId}/auditTrail/entries`.
 #[utoipa::path(
     post,
@@ -195,10 +271,9 @@ pub(crate) fn check_not_blank(raw: &[u8]) -> ApiResult<()> {
         ("meterId" = i64, Path, minimum = 1, description = "The meter."),
     ),
     request_body(
-        description = "Send Content-Encoding: gzip for a gzipped body (the inflated size is capped). A JSON array or NDJSON (one object per line) of rows. The batch is validated whole: \
-            one bad row rejects it with a message naming the row (0-based) and the field.",
+        description = BODY_DESCRIPTION,
         content(
-            (Vec<AuditEntryBody> = "application/json"),
+            (Vec<AuditEntry> = "application/json"),
             (String = "application/x-ndjson"),
         )
     ),
@@ -213,32 +288,10 @@ pub async fn audit_entries(
     State(services): State<Services>,
     caller: Caller,
     meter: MeterPath,
-    params: QueryParams,
+    _: Query<NoParams>,
     body: IngestBody,
 ) -> ApiResult<Envelope<IngestCounts>> {
-    params.only(&[])?;
-    let config = &services.config;
-    let ctx = context(&caller, meter)?;
-    let _slot = acquire_slot(&services).await?;
-    let (rows, ctx) =
-        decode_and_parse(body, config.ingest.max_body_bytes, ctx, parse_audit_entries).await?;
-    let summary = ingest_audit(
-        &services.store,
-        services.state.as_ref(),
-        &config.s3.lake_bucket,
-        &ctx,
-        rows,
-        config.ingest.row_group_rows,
-    )
-    .await?;
-    tracing::info!(
-        meter = ctx.meter.0,
-        received = summary.received,
-        accepted = summary.accepted,
-        duplicates = summary.duplicates,
-        "audit entries ingested"
-    );
-    Ok(Envelope::ok(summary.into()))
+    ingest_meter_batch(&services, &caller, meter, body, MeterBatch::AuditEntries).await
 }
 
 /// `POST /meters/{meterId}/runs`.
@@ -251,10 +304,9 @@ pub async fn audit_entries(
         ("meterId" = i64, Path, minimum = 1, description = "The meter."),
     ),
     request_body(
-        description = "Send Content-Encoding: gzip for a gzipped body (the inflated size is capped). A JSON array or NDJSON (one object per line) of rows. The batch is validated whole: \
-            one bad row rejects it with a message naming the row (0-based) and the field.",
+        description = BODY_DESCRIPTION,
         content(
-            (Vec<RunStatusBody> = "application/json"),
+            (Vec<RunStatusChange> = "application/json"),
             (String = "application/x-ndjson"),
         )
     ),
@@ -269,23 +321,10 @@ pub async fn runs(
     State(services): State<Services>,
     caller: Caller,
     meter: MeterPath,
-    params: QueryParams,
+    _: Query<NoParams>,
     body: IngestBody,
 ) -> ApiResult<Envelope<IngestCounts>> {
-    params.only(&[])?;
-    let config = &services.config;
-    let ctx = context(&caller, meter)?;
-    let _slot = acquire_slot(&services).await?;
-    let (rows, ctx) =
-        decode_and_parse(body, config.ingest.max_body_bytes, ctx, parse_run_entries).await?;
-    let summary = ingest_runs(&services.store, &config.s3.lake_bucket, &ctx, rows).await?;
-    tracing::info!(
-        meter = ctx.meter.0,
-        received = summary.received,
-        accepted = summary.accepted,
-        "run status changes ingested"
-    );
-    Ok(Envelope::ok(summary.into()))
+    ingest_meter_batch(&services, &caller, meter, body, MeterBatch::RunStatuses).await
 }
 
 #[cfg(test)]

@@ -4,18 +4,17 @@
 //! batch is validated whole before anything is written; rows are kept once
 //! per `id`.
 
-use auditx_lake::batch::decode_body;
-use auditx_lake::tables::ingest::{ingest_table_rows, parse_table_rows, TableBatch};
+use auditx_lake::tables::ingest::{ingest_table_rows, parse_table_rows};
 use auditx_lake::tables::{table, RowOwner, TableDef, TABLES};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 
 use crate::api::auth::Caller;
 use crate::api::openapi::{ErrorEnvelope, TableRow};
-use crate::api::request::params::QueryParams;
+use crate::api::request::query::{NoParams, Query};
 use crate::api::response::envelope::Envelope;
 use crate::api::response::error::{quoted, ApiError, ApiResult};
-use crate::api::routes::ingest::{acquire_slot, check_not_blank, IngestBody, IngestCounts};
+use crate::api::routes::ingest::{acquire_slot, decode_and_parse, IngestBody, IngestCounts};
 use crate::api::schema_names::TableName;
 use crate::context::Services;
 
@@ -38,22 +37,6 @@ impl<S: Send + Sync> FromRequestParts<S> for TablePath {
             ))
         })
     }
-}
-
-/// Inflates and parses a batch off the async runtime: bodies can be tens of
-/// megabytes.
-async fn decode_and_parse(
-    body: IngestBody,
-    max_bytes: usize,
-    def: &'static TableDef,
-) -> ApiResult<TableBatch> {
-    tokio::task::spawn_blocking(move || {
-        let raw = decode_body(&body.bytes, body.gzipped, max_bytes)?;
-        check_not_blank(&raw)?;
-        Ok(parse_table_rows(def, &raw)?)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("ingest parsing task failed: {e}")))?
 }
 
 /// `POST /audit/tables/{table}/rows`.
@@ -87,10 +70,9 @@ pub async fn rows(
     State(services): State<Services>,
     caller: Caller,
     TablePath(def): TablePath,
-    params: QueryParams,
+    _: Query<NoParams>,
     body: IngestBody,
 ) -> ApiResult<Envelope<IngestCounts>> {
-    params.only(&[])?;
     let config = &services.config;
     // Rows belong to the caller's one entity and org, like meter rows.
     let owner = RowOwner {
@@ -98,7 +80,10 @@ pub async fn rows(
         org: caller.single_org()?,
     };
     let _slot = acquire_slot(&services).await?;
-    let batch = decode_and_parse(body, config.ingest.max_body_bytes, def).await?;
+    let batch = decode_and_parse(body, config.ingest.max_body_bytes, move |raw| {
+        parse_table_rows(def, raw)
+    })
+    .await?;
     let summary = ingest_table_rows(
         &services.store,
         services.state.as_ref(),

@@ -13,17 +13,18 @@ use auditx_lake::sql::{check_query, SqlError};
 use auditx_proto::QueryId;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
 
 use self::submit::SubmitBody;
 use crate::api::auth::Caller;
 use crate::api::edge::trace::TrackId;
-use crate::api::request::paging::{page_window, parse_paging, PAGE, PAGE_SIZE};
-use crate::api::request::params::{parse_one_of, QueryParams};
+use crate::api::request::paging::page_window;
+use crate::api::request::query::{query_of, NoParams, Query};
 use crate::api::response::data_query::DataQueryError;
 use crate::api::response::envelope::Envelope;
 use crate::api::response::error::{ApiError, ApiResult};
@@ -33,10 +34,22 @@ use crate::context::Services;
 use crate::query::driver::presign;
 use crate::query::jobs::{CancelOutcome, QueryJob, QuerySpec, QueryState, QueryStatus};
 
-/// `pageSize` of the list: default 20, at most 1000 (`get_dataqueryjobs.md`).
-const DEFAULT_PAGE_SIZE: u32 = 20;
-const MAX_PAGE_SIZE: u32 = 1000;
-const QUERY_STATUS: &str = "queryStatus";
+/// The query parameters of `GET /query/jobs`; `pageSize` as the
+/// reference has it: default 20, at most 1000 (`get_dataqueryjobs.md`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQueriesParams {
+    /// Only this status.
+    #[param(value_type = Option<QueryStatusName>)]
+    pub query_status: Option<QueryStatus>,
+    /// 1-based page number.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 4294967295_i64, default = 1)]
+    pub page: u32,
+    /// Queries per page.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000, default = 20)]
+    pub page_size: u32,
+}
 /// What `submit` answers a body that is not declared JSON, word for word
 /// as the reference has it.
 pub const UNSUPPORTED_MEDIA_TYPE: &str = "HTTP 415 Unsupported Media Type";
@@ -182,16 +195,17 @@ pub async fn submit(
     State(services): State<Services>,
     caller: Caller,
     Extension(TrackId(track_id)): Extension<TrackId>,
-    params: QueryParams,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    // A body of another type is answered 415 before anything else.
     if !is_json(&headers) {
         return Err(ApiError::UnsupportedMediaType(
             UNSUPPORTED_MEDIA_TYPE.into(),
         ));
     }
-    params.only(&[])?;
+    query_of::<NoParams>(&uri)?;
     let submit = submit::parse(&body)?;
     let checked = check_query(&submit.query)?;
     crate::api::edge::limits::admit_query(&services, &caller.tenant).await?;
@@ -248,11 +262,7 @@ pub async fn submit(
     path = "/query/jobs",
     operation_id = "listQueries",
     summary = "List the tenant's data queries, newest first",
-    params(
-        ("queryStatus" = Option<QueryStatusName>, Query, description = "Only this status."),
-        ("page" = Option<i64>, Query, minimum = 1, maximum = 4294967295_i64, description = "1-based page number (default 1)."),
-        ("pageSize" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Queries per page (default 20, at most 1000)."),
-    ),
+    params(ListQueriesParams),
     responses(
         (status = 200, description = "A page of queries.", body = Envelope<Vec<QueryView>>),
     )
@@ -260,21 +270,9 @@ pub async fn submit(
 pub async fn list(
     State(services): State<Services>,
     caller: Caller,
-    params: QueryParams,
+    Query(params): Query<ListQueriesParams>,
 ) -> ApiResult<Response> {
-    params.only(&[QUERY_STATUS, PAGE, PAGE_SIZE])?;
-    let status = params
-        .optional(QUERY_STATUS)?
-        .map(|v| {
-            parse_one_of(
-                QUERY_STATUS,
-                v,
-                QueryStatus::parse,
-                &QueryStatus::ALL.map(QueryStatus::as_str),
-            )
-        })
-        .transpose()?;
-    let (page, page_size) = parse_paging(&params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+    let (status, page, page_size) = (params.query_status, params.page, params.page_size);
     let mut jobs = services.queries.list(&caller.tenant).await?;
     jobs.reverse();
     let scope = caller.scope();
@@ -305,9 +303,8 @@ pub async fn get(
     State(services): State<Services>,
     caller: Caller,
     Path(id): Path<String>,
-    params: QueryParams,
+    _: Query<NoParams>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let id = path_query_id(id);
     let job = visible_query(&services, &caller, &id).await?;
     Ok(Envelope::ok(QueryView::new(&services, &job).await?).into_response())
@@ -334,9 +331,8 @@ pub async fn cancel(
     State(services): State<Services>,
     caller: Caller,
     Path(id): Path<String>,
-    params: QueryParams,
+    _: Query<NoParams>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let id = path_query_id(id);
     visible_query(&services, &caller, &id).await?;
     let now = Utc::now().timestamp_millis();

@@ -19,7 +19,7 @@ use utoipa::{PartialSchema, ToSchema};
 use crate::api::auth::Caller;
 use crate::api::openapi::ErrorEnvelope;
 use crate::api::request::body::{read_object, Given, NotAnObject, A_BOOLEAN, A_STRING};
-use crate::api::request::params::QueryParams;
+use crate::api::request::query::{NoParams, Query};
 use crate::api::response::envelope::Envelope;
 use crate::api::response::error::{quoted, ApiError, ApiResult, Problems};
 use crate::api::routes::queries::submit::MAX_QUERY_BYTES;
@@ -340,9 +340,8 @@ fn name_taken(all: &[SavedQuery], name: &str, except: &str) -> ApiResult<()> {
 pub async fn list(
     State(services): State<Services>,
     caller: Caller,
-    params: QueryParams,
+    _: Query<NoParams>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let saved = load_all(&services, &caller.tenant).await?;
     Ok(Envelope::ok(saved).into_response())
 }
@@ -363,10 +362,9 @@ pub async fn list(
 pub async fn create(
     State(services): State<Services>,
     caller: Caller,
-    params: QueryParams,
+    _: Query<NoParams>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let fields = read_new(&body)?;
     let at = now_iso_millis();
     let mut saved = SavedQuery {
@@ -425,10 +423,9 @@ pub async fn update(
     State(services): State<Services>,
     caller: Caller,
     Path(id): Path<String>,
-    params: QueryParams,
+    _: Query<NoParams>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let fields = read_change(&body)?;
     let tenant = &caller.tenant;
     let key = query_key(tenant, &id);
@@ -474,9 +471,8 @@ pub async fn delete(
     State(services): State<Services>,
     caller: Caller,
     Path(id): Path<String>,
-    params: QueryParams,
+    _: Query<NoParams>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let tenant = &caller.tenant;
     let saved = load(&services, tenant, &id)
         .await?

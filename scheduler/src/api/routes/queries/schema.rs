@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::auth::Caller;
-use crate::api::request::params::QueryParams;
+use crate::api::request::query::{NoParams, Query};
 use crate::api::response::envelope::Envelope;
 use crate::api::response::error::ApiResult;
 
@@ -67,7 +67,6 @@ pub fn tables() -> Vec<SchemaTable> {
         (status = 200, description = "Every table of the tenant.", body = Envelope<Vec<SchemaTable>>),
     )
 )]
-pub async fn schema(_caller: Caller, params: QueryParams) -> ApiResult<Response> {
-    params.only(&[])?;
+pub async fn schema(_caller: Caller, _: Query<NoParams>) -> ApiResult<Response> {
     Ok(Envelope::ok(tables()).into_response())
 }
