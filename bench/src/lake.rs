@@ -33,11 +33,7 @@ pub fn lake_files(dir: &Path) -> PathBuf {
 pub async fn ensure(auditx: &Path, dir: &Path, rows: u64) -> anyhow::Result<()> {
     let marker = dir.join("bench-lake.json");
     let wanted = serde_json::json!({ "rows": rows, "seed": SEED, "version": LAKE_VERSION });
-    if std::fs::read(&marker)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-        .is_some_and(|found| found == wanted)
-    {
+    if marker_matches(&marker, &wanted) {
         println!("reusing the lake of {rows} rows");
         return Ok(());
     }
@@ -59,6 +55,15 @@ pub async fn ensure(auditx: &Path, dir: &Path, rows: u64) -> anyhow::Result<()> 
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Whether the marker file at `path` (written after a generation) holds
+/// `wanted`: the folder's data is of that size and version.
+pub fn marker_matches(path: &Path, wanted: &serde_json::Value) -> bool {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|found| &found == wanted)
 }
 
 /// `auditx generate` of one meter (`--meter N`) or audit table (`--table

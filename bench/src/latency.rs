@@ -55,32 +55,42 @@ fn small_query() -> String {
     format!("SELECT * FROM {QUERY_TABLE}")
 }
 
+/// Submits `sql` and polls its job every 2 ms until it completes; the
+/// seconds from submit to the first `completed` seen, and the job.
+pub async fn completed_query(
+    client: &ApiClient,
+    sql: &str,
+    limit: Duration,
+) -> anyhow::Result<(f64, serde_json::Value)> {
+    let started = Instant::now();
+    let job = client.submit_query(sql, "CSV", "NONE").await?;
+    let id = job["id"]
+        .as_str()
+        .context("a query job without id")?
+        .to_owned();
+    loop {
+        let job = client.query_job(&id).await?;
+        match job["queryStatus"].as_str() {
+            Some("completed") => return Ok((started.elapsed().as_secs_f64(), job)),
+            Some("accepted" | "in_progress") => {}
+            _ => bail!("the query did not complete: {job}"),
+        }
+        if started.elapsed() > limit {
+            bail!("the query did not complete within {limit:?}: {job}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// `runs` data queries over the 1,000-row table, one after another, each
-/// timed from submit to the first `completed` seen (polled every 2 ms).
+/// timed from submit to the first `completed` seen.
 pub async fn small_queries(client: &ApiClient, runs: usize) -> anyhow::Result<Latency> {
     println!("  {runs} data queries of {SMALL_ROWS} rows, one after another …");
     let sql = small_query();
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let started = Instant::now();
-        let job = client.submit_query(&sql, "CSV", "NONE").await?;
-        let id = job["id"]
-            .as_str()
-            .context("a query job without id")?
-            .to_owned();
-        loop {
-            let job = client.query_job(&id).await?;
-            match job["queryStatus"].as_str() {
-                Some("completed") => break,
-                Some("accepted" | "in_progress") => {}
-                _ => bail!("the small query did not complete: {job}"),
-            }
-            if started.elapsed() > Duration::from_secs(120) {
-                bail!("the small query did not complete within 120 s: {job}");
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        let (seconds, _) = completed_query(client, &sql, Duration::from_secs(120)).await?;
+        times.push(seconds * 1000.0);
     }
     Ok(Latency::of(times))
 }

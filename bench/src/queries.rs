@@ -4,7 +4,7 @@
 //! (`~/.cache/auditx-bench/tables-N`: N login rows, 30 % of N setting and
 //! object changes each, and the reference tables the seed's joins read),
 //! starts the product as for an export, and runs each query of [`set`]
-//! submit → `completed` (polled every 5 ms), then DuckDB's `COPY (query)
+//! submit → `completed` (polled every 2 ms), then DuckDB's `COPY (query)
 //! TO csv` over the same files, in rounds. Prints each query's median
 //! times, their ratio, the median ratio over the set, the largest, and the
 //! peak RSS of every process and of DuckDB. Fails when a query's row count
@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use auditx::client::ApiClient;
 use auditx_lake::tables::generate::REFERENCED_ROWS;
 use serde_json::{json, Value};
@@ -22,7 +22,8 @@ use serde_json::{json, Value};
 use crate::args::{cache_dir, BenchArgs};
 use crate::duckdb::DuckDb;
 use crate::fleet::Fleet;
-use crate::lake::{generate, lake_files, TENANT};
+use crate::lake::{generate, lake_files, marker_matches, TENANT};
+use crate::latency::completed_query;
 use crate::stats::median;
 
 /// Bumped when the generated tables change shape, so old ones are rebuilt.
@@ -93,11 +94,7 @@ fn table_rows(logins: u64) -> Vec<(&'static str, u64)> {
 async fn ensure_tables(auditx: &Path, dir: &Path, logins: u64) -> anyhow::Result<()> {
     let marker = dir.join("bench-tables.json");
     let wanted = json!({ "logins": logins, "version": TABLES_VERSION });
-    if std::fs::read(&marker)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-        .is_some_and(|found| found == wanted)
-    {
+    if marker_matches(&marker, &wanted) {
         println!("reusing the tables of {logins} logins");
         return Ok(());
     }
@@ -125,32 +122,15 @@ struct Timed {
     rows: u64,
 }
 
-/// Submits `sql` and polls until it completes.
+/// Runs `query` submit → `completed` (`latency::completed_query`).
 async fn timed(client: &ApiClient, query: &Query) -> anyhow::Result<Timed> {
-    let started = Instant::now();
-    let job = client.submit_query(&query.sql, "CSV", "NONE").await?;
-    let id = job["id"]
-        .as_str()
-        .context("a query job without id")?
-        .to_owned();
-    loop {
-        let job = client.query_job(&id).await?;
-        match job["queryStatus"].as_str() {
-            Some("completed") => {
-                let seconds = started.elapsed().as_secs_f64();
-                let rows = job["outputRows"]
-                    .as_u64()
-                    .context("a completed job without outputRows")?;
-                return Ok(Timed { seconds, rows });
-            }
-            Some("accepted" | "in_progress") => {}
-            _ => bail!("query {} did not complete: {job}", query.name),
-        }
-        if started.elapsed() > Duration::from_secs(1800) {
-            bail!("query {} did not complete within 30 min", query.name);
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (seconds, job) = completed_query(client, &query.sql, Duration::from_secs(1800))
+        .await
+        .with_context(|| format!("query {}", query.name))?;
+    let rows = job["outputRows"]
+        .as_u64()
+        .context("a completed job without outputRows")?;
+    Ok(Timed { seconds, rows })
 }
 
 /// Per query, the times of every round.
