@@ -357,6 +357,7 @@ def check_sizing(docs, report):
         concurrency = int(setting(config, "worker.concurrency"))
         time_limit = int(setting(config, "query.time_limit_secs"))
         query_mib = int(setting(config, "query.memory_limit_mb"))
+        pool_mib = int(setting(config, "worker.query_memory_mb"))
         request_timeout = int(setting(config, "api.request_timeout_secs"))
         ingest_bytes = int(setting(config, "ingest.max_body_bytes"))
         ingest_calls = int(setting(config, "ingest.max_concurrent"))
@@ -366,6 +367,11 @@ def check_sizing(docs, report):
     except KeyError as e:
         return [("ConfigMap auditx", f"auditx.toml does not state {e.args[0]}; write it out so "
                                      f"the sizes derived from it can be checked")]
+
+    if query_mib > pool_mib:
+        problems.append(("ConfigMap auditx", f"query.memory_limit_mb {query_mib} exceeds "
+                                             f"worker.query_memory_mb {pool_mib}: no query could "
+                                             f"use its limit"))
 
     for doc in docs:
         if doc.get("kind") != "ScaledObject":
@@ -401,11 +407,11 @@ def check_sizing(docs, report):
             problems.append((what, f"terminationGracePeriodSeconds {grace} < query.time_limit_secs "
                                    f"{time_limit} + {WORKER_GRACE_MARGIN_SECS} s margin"))
         limit = container.get("resources", {}).get("limits", {}).get("memory")
-        need = MEASURED_WORKER_MIB + concurrency * query_mib
+        need = MEASURED_WORKER_MIB + pool_mib
         if limit is None or quantity_mib(limit) < need:
             problems.append((what, f"memory limit {limit} < {need} MiB (measured {MEASURED_WORKER_MIB} "
-                                   f"MiB + worker.concurrency {concurrency} x query.memory_limit_mb "
-                                   f"{query_mib})"))
+                                   f"MiB + worker.query_memory_mb {pool_mib}, the pool every "
+                                   f"data query of the process shares)"))
         ports = [p.get("containerPort") for p in container.get("ports", [])]
         if worker_port not in ports:
             problems.append((what, f"no container port {worker_port} (worker.listen)"))
@@ -430,7 +436,7 @@ def check_sizing(docs, report):
             problems.append((what, f"no container port {api_port} (listen)"))
 
     report.note(f"auditx.toml: worker.concurrency={concurrency}, query.time_limit_secs={time_limit}, "
-                f"query.memory_limit_mb={query_mib}, api.request_timeout_secs={request_timeout}, "
+                f"query.memory_limit_mb={query_mib}, worker.query_memory_mb={pool_mib}, api.request_timeout_secs={request_timeout}, "
                 f"rabbitmq.prefix={prefix}")
     return problems
 
