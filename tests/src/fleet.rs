@@ -126,15 +126,7 @@ impl Fleet {
     }
 
     /// Starts another `auditx worker` like the others (not added to
-    /// [`Fleet::workers`]) and waits until it is healthy.
-    pub async fn start_worker(&self) -> Worker {
-        let worker = self.spawn_worker();
-        wait_worker_healthy(worker.port).await;
-        worker
-    }
-
-    /// Starts another `auditx worker` like the others without waiting for
-    /// it.
+    /// [`Fleet::workers`]) without waiting for it: a replacement pod.
     pub fn spawn_worker(&self) -> Worker {
         self.launch.worker()
     }
