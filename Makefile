@@ -1,4 +1,4 @@
-.PHONY: help demo test bench services build check fmt clippy deploy-check
+.PHONY: help demo test bench services build check fmt clippy deny deploy-check
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/auditx-target
 
 help: ## list the targets
@@ -22,10 +22,13 @@ build: ## build the auditx binary (release)
 deploy-check: ## render and validate the Kubernetes manifests (no cluster needed)
 	scripts/validate-deploy.sh
 
-check: fmt clippy ## formatting and lints
+check: fmt clippy deny ## formatting, lints and the dependency gate
 
 fmt: ## check formatting
 	cargo fmt --all -- --check
 
 clippy: ## lints, warnings are errors
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+
+deny: ## licences, duplicate versions, sources, advisories (deny.toml)
+	scripts/deny.sh

@@ -288,8 +288,8 @@ fn dos_time(at: chrono::DateTime<chrono::Utc>) -> (u16, u16) {
     if at.year() < 1980 || at.year() > 2107 {
         return (0, 0x21);
     }
-    let time = (at.hour() << 11 | at.minute() << 5 | at.second() / 2) as u16;
-    let date = (((at.year() - 1980) as u32) << 9 | at.month() << 5 | at.day()) as u16;
+    let time = ((at.hour() << 11) | (at.minute() << 5) | (at.second() / 2)) as u16;
+    let date = ((((at.year() - 1980) as u32) << 9) | (at.month() << 5) | at.day()) as u16;
     (time, date)
 }
 

@@ -156,7 +156,7 @@ async fn run_statuses_select_sessions_by_their_latest_status() -> anyhow::Result
 /// the file failed with NoSuchUpload (seen in `faults_state`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_upload_recorded_by_a_retried_command_is_kept() -> anyhow::Result<()> {
-    let state = Arc::new(RepliesLost(MemoryStore::new()));
+    let state = Arc::new(Faulty(RepliesLost(MemoryStore::new())));
     let mut h = Harness::start_on(|_| {}, state).await?;
     let acme = TenantId::from("acme");
     let rows = audit_rows(&acme, METER, 300);

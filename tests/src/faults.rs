@@ -4,7 +4,7 @@
 //! off the network and brings it back on the same address.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -216,13 +216,4 @@ async fn forward(listener: TcpListener, target: SocketAddr) {
             }
         });
     }
-}
-
-/// Rewrites a configuration file written by
-/// [`crate::processes::config_file`]: every occurrence of `from` becomes
-/// `to` (e.g. the broker URL or the S3 endpoint).
-pub fn rewrite_config(path: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).expect("reading the config file");
-    assert!(text.contains(from), "{from} is not in {path:?}");
-    std::fs::write(path, text.replace(from, to)).expect("writing the config file");
 }

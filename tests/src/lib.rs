@@ -4,10 +4,13 @@
 //! embedded s3s endpoint, SigV4 on) — or, for the TLS test, Redis, RabbitMQ
 //! and HTTPS of the test's own ([`tls_servers`]). Tests drive it through the
 //! public HTTP API and check what a user sees: downloaded bytes, statuses,
-//! messages.
+//! messages. Tests that run the `auditx` binary as processes start them
+//! with [`Fleet`]: a scheduler and workers on the sandbox's backends, or
+//! `auditx standalone`.
 
 pub mod expect;
 pub mod faults;
+pub mod fleet;
 pub mod otlp;
 pub mod private_redis;
 pub mod processes;
@@ -15,6 +18,7 @@ pub mod sandbox;
 pub mod tls_servers;
 pub mod verify;
 
+pub use fleet::Fleet;
 pub use sandbox::{Adapters, Sandbox, SandboxOptions};
 
 use std::time::Duration;

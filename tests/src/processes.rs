@@ -1,5 +1,6 @@
-//! Running the `auditx` binary's distributed roles as separate OS
-//! processes against the sandbox's Redis, RabbitMQ and S3.
+//! The `auditx` binary: where it is, the configuration file of a
+//! distributed fleet ([`crate::fleet`] starts the processes), running a
+//! command to its end, and waiting for a process's health.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -126,27 +127,6 @@ pub async fn run_auditx(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
-}
-
-/// Starts `auditx <role> --config <config>`; killed when dropped.
-pub fn spawn(role: &str, config: &Path) -> Child {
-    spawn_with_env(role, config, &[])
-}
-
-/// [`spawn`] with extra environment variables (`AUDITX_*` settings win
-/// over the file).
-pub fn spawn_with_env(role: &str, config: &Path, env: &[(&str, String)]) -> Child {
-    Command::new(auditx_bin())
-        .arg(role)
-        .arg("--config")
-        .arg(config)
-        .env_remove("AUDITX_JWT_SECRET")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting auditx {role}: {e}"))
 }
 
 /// Rewrites a file of [`config_file`] without the S3 keys, so that the

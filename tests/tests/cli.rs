@@ -1,14 +1,11 @@
 //! The `auditx` binary as a user runs it: `demo`, and `standalone` driven
 //! by `generate`, `token` and `export` — all on the embedded default.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use auditx_tests::expect::{self, HEADER};
-use auditx_tests::processes::{
-    auditx_bin, auditx_output, free_port, run_auditx as run, wait_healthy,
-};
-use tokio::process::Command;
+use auditx_tests::processes::{auditx_bin, auditx_output, run_auditx as run};
+use auditx_tests::Fleet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_exports_sample_data_and_shows_where_the_files_are() {
@@ -74,22 +71,7 @@ async fn standalone_serves_exports_to_the_cli_client() {
     ])
     .await;
 
-    let (api, s3) = (free_port(), free_port());
-    let _server = Command::new(auditx_bin())
-        .args(["standalone", "--data-dir", data])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{api}"),
-            "--s3-listen",
-            &format!("127.0.0.1:{s3}"),
-        ])
-        .env_remove("AUDITX_JWT_SECRET")
-        .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    wait_healthy(api).await;
+    let server = Fleet::standalone(data).start().await;
 
     // A token minted with the secret standalone keeps in its data folder.
     let token = run(&["token", "--data-dir", data, "--tenant", "acme"]).await;
@@ -99,7 +81,7 @@ async fn standalone_serves_exports_to_the_cli_client() {
         run(&[
             "export",
             "--url",
-            &format!("http://127.0.0.1:{api}"),
+            &server.api,
             "--token",
             token.trim(),
             "--meter",
@@ -127,7 +109,7 @@ async fn standalone_serves_exports_to_the_cli_client() {
     );
 
     // The generated audit table answers data queries on the same server.
-    let client = auditx::client::ApiClient::new(&format!("http://127.0.0.1:{api}"), token.trim());
+    let client = server.client(token.trim());
     let job = client
         .submit_query(
             "SELECT count(*) AS logins, count(DISTINCT id) AS ids, \

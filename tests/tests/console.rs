@@ -22,10 +22,8 @@ use std::time::Duration;
 use auditx::client::{ApiClient, ExportRequest};
 use auditx_lake::audit_trail::generate::GenerateSpec;
 use auditx_proto::{MeterId, TenantId};
-use auditx_tests::processes::{
-    auditx_bin, config_file, free_port, run_auditx as run, spawn, wait_healthy,
-};
-use auditx_tests::{Sandbox, SandboxOptions};
+use auditx_tests::processes::{auditx_bin, free_port, run_auditx as run};
+use auditx_tests::{Fleet, Sandbox, SandboxOptions};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -72,30 +70,15 @@ fn python() -> PathBuf {
     python
 }
 
-/// The lines `auditx standalone` prints until its console link, and the
-/// process; `env` sets configuration (`AUDITX_*`).
-async fn standalone(
-    data: &str,
-    api: u16,
-    s3: u16,
-    env: &[(&str, &str)],
-) -> (tokio::process::Child, String, String) {
-    let mut child = Command::new(auditx_bin())
-        .args(["standalone", "--data-dir", data])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{api}"),
-            "--s3-listen",
-            &format!("127.0.0.1:{s3}"),
-        ])
-        .env_remove("AUDITX_JWT_SECRET")
-        .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+/// `auditx standalone` on `data`, and the token and console link it
+/// prints; `env` sets configuration (`AUDITX_*`).
+async fn standalone(data: &str, env: &[(&str, &str)]) -> (Fleet, String, String) {
+    let mut standalone = Fleet::standalone(data).stdout_piped();
+    for (key, value) in env {
+        standalone = standalone.env(key, *value);
+    }
+    let mut server = standalone.spawn();
+    let mut lines = BufReader::new(server.scheduler.stdout.take().unwrap()).lines();
     let (mut token, mut link) = (None, None);
     let mut previous = String::new();
     while let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
@@ -115,7 +98,7 @@ async fn standalone(
     // Keep reading stdout so the process never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (
-        child,
+        server,
         token.expect("a token line"),
         link.expect("a console link"),
     )
@@ -169,14 +152,9 @@ async fn the_console_in_a_real_browser() {
         ])
         .await;
     }
-    let (api, s3) = (free_port(), free_port());
-    let (_server, token, link) = standalone(
-        data,
-        api,
-        s3,
-        &[("AUDITX_EXPORT__CHUNK_ROWS", SMALL_CHUNK_ROWS)],
-    )
-    .await;
+    let (server, token, link) =
+        standalone(data, &[("AUDITX_EXPORT__CHUNK_ROWS", SMALL_CHUNK_ROWS)]).await;
+    let (api, s3) = (server.port, server.s3_port.unwrap());
     assert!(
         link.starts_with(&format!("http://127.0.0.1:{api}/console/#signin=")),
         "{link}"
@@ -185,8 +163,8 @@ async fn the_console_in_a_real_browser() {
         !link.contains(&token),
         "the link carries a code, not the token"
     );
-    wait_healthy(api).await;
-    let base = format!("http://127.0.0.1:{api}");
+    server.wait_healthy().await;
+    let base = server.api.clone();
     let http = reqwest::Client::new();
 
     // The seed's tables for tenant dev.
@@ -876,12 +854,13 @@ async fn the_fleet_page_lists_two_workers_and_drops_a_killed_one() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = config_file(&sandbox, dir.path(), port, 100_000, 10_000);
-    let _scheduler = spawn("scheduler", &config);
-    let mut first = spawn("worker", &config);
-    let _second = spawn("worker", &config);
-    wait_healthy(port).await;
+    let mut fleet = Fleet::distributed(&sandbox)
+        .rows(100_000, 10_000)
+        .workers(2)
+        .start()
+        .await;
+    let port = fleet.port;
+    let mut first = fleet.workers.remove(0).process;
     let first_pid = first.id().unwrap();
 
     // An export both workers share, before the page opens: its rows are in

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use auditx_lake::tables::{generate::generate_table, AUDIT_LOGIN_EVENT};
 use auditx_proto::TenantId;
-use auditx_tests::processes::{config_file, free_port, spawn, wait_healthy};
-use auditx_tests::{Sandbox, SandboxOptions};
+use auditx_tests::{Fleet, Sandbox, SandboxOptions};
 use futures::StreamExt;
 
 const ROWS: u64 = 1_500_000;
@@ -47,18 +46,15 @@ async fn a_million_row_result_streams_through_a_worker_process_in_bounded_memory
     .unwrap();
     assert_eq!(written, ROWS);
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = config_file(&sandbox, dir.path(), port, 5_000_000, 50_000);
-    let _scheduler = spawn("scheduler", &config);
-    let mut worker = spawn("worker", &config);
+    let mut fleet = Fleet::distributed(&sandbox)
+        .rows(5_000_000, 50_000)
+        .workers(1)
+        .start()
+        .await;
+    let mut worker = fleet.workers.remove(0).process;
     let worker_pid = worker.id().unwrap();
-    wait_healthy(port).await;
 
-    let client = auditx::client::ApiClient::new(
-        &format!("http://127.0.0.1:{port}"),
-        &sandbox.token("bulkq"),
-    );
+    let client = fleet.client(&sandbox.token("bulkq"));
     let job = client
         .submit_query("SELECT * FROM auditloginevent", "CSV", "NONE")
         .await
@@ -144,7 +140,7 @@ async fn a_million_row_result_streams_through_a_worker_process_in_bounded_memory
         "in_progress",
         "the query ended before its worker was killed"
     );
-    let _replacement = spawn("worker", &config);
+    let _replacement = fleet.spawn_worker();
     let job = client
         .wait_query(&id, Duration::from_secs(600))
         .await

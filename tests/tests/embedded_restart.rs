@@ -4,41 +4,29 @@
 //! interrupted export with exactly the expected rows, and still refuses
 //! eventIds it was sent before — and eventIds that `auditx generate` wrote.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use auditx::client::{ApiClient, ExportRequest};
 use auditx_lake::audit_trail::generate::{audit_rows, run_rows, GenerateSpec};
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query};
-use auditx_tests::processes::{auditx_bin, free_port, run_auditx as run, wait_healthy};
+use auditx_tests::processes::run_auditx as run;
+use auditx_tests::Fleet;
 use chrono::DateTime;
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
 
 const FROM: &str = "2025-07-01T00:00:00Z";
 const TO: &str = "2025-07-08T00:00:00Z";
 
-fn standalone(data: &str, api: u16) -> Child {
-    Command::new(auditx_bin())
-        .args(["standalone", "--data-dir", data])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{api}"),
-            "--s3-listen",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .env_remove("AUDITX_JWT_SECRET")
-        .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
-        // Small chunks one at a time: the export runs long enough (hundreds
-        // of chunks, each with its own upload and report) to be caught in
-        // the middle however fast a chunk renders.
+/// `auditx standalone` on `data`. Small chunks one at a time: the export
+/// runs long enough (hundreds of chunks, each with its own upload and
+/// report) to be caught in the middle however fast a chunk renders.
+async fn standalone(data: &str) -> Fleet {
+    Fleet::standalone(data)
         .env("AUDITX_EXPORT__CHUNK_ROWS", "2000")
         .env("AUDITX_WORKER__CONCURRENCY", "1")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+        .start()
+        .await
 }
 
 async fn ingest(api: u16, token: &str, entries: &Value) -> Value {
@@ -90,9 +78,8 @@ async fn a_killed_standalone_resumes_its_jobs_and_keeps_its_dedupe() {
     ])
     .await;
 
-    let api = free_port();
-    let mut server = standalone(data, api);
-    wait_healthy(api).await;
+    let mut server = standalone(data).await;
+    let api = server.port;
     let token = run(&["token", "--data-dir", data, "--tenant", "acme"]).await;
     let token = token.trim();
     let client = ApiClient::new(&format!("http://127.0.0.1:{api}"), token);
@@ -125,12 +112,10 @@ async fn a_killed_standalone_resumes_its_jobs_and_keeps_its_dedupe() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     assert!(running, "the export never started");
-    server.start_kill().unwrap();
-    server.wait().await.unwrap();
+    server.kill_scheduler().await;
 
     // Started again on the same folder: the job is there and finishes.
-    let mut server = standalone(data, api);
-    wait_healthy(api).await;
+    server.restart_scheduler().await;
     let job = client
         .wait(12, &id, Duration::from_secs(300), |_| {})
         .await
@@ -175,6 +160,5 @@ async fn a_killed_standalone_resumes_its_jobs_and_keeps_its_dedupe() {
     let summary = ingest(api, token, &again).await;
     assert_eq!(summary["accepted"], 1, "{summary}");
     assert_eq!(summary["duplicates"], 2, "{summary}");
-    server.start_kill().unwrap();
-    server.wait().await.unwrap();
+    server.kill_scheduler().await;
 }

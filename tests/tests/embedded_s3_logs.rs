@@ -2,13 +2,11 @@
 //! standalone` process are refused without flooding its log: no ERROR line
 //! for them, and each counted on the API's `/metrics`.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use auditx_tests::processes::{auditx_bin, free_port, wait_healthy};
+use auditx_tests::Fleet;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 const REJECTED: &str = "auditx_embedded_s3_rejected_total";
 
@@ -23,26 +21,14 @@ fn counter(metrics: &str) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_s3_requests_are_counted_not_logged_as_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let (api, s3) = (free_port(), free_port());
-    let mut server = Command::new(auditx_bin())
-        .args(["standalone", "--data-dir", dir.path().to_str().unwrap()])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{api}"),
-            "--s3-listen",
-            &format!("127.0.0.1:{s3}"),
-        ])
-        .env_remove("AUDITX_JWT_SECRET")
+    let mut server = Fleet::standalone(dir.path())
         .env_remove("RUST_LOG")
         .env("AUDITX_TELEMETRY__LOG_LEVEL", "info")
         .env("AUDITX_TELEMETRY__LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        .stderr_piped()
+        .spawn();
     let log = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let mut lines = BufReader::new(server.scheduler.stderr.take().unwrap()).lines();
     let reader = tokio::spawn({
         let log = log.clone();
         async move {
@@ -51,7 +37,8 @@ async fn anonymous_s3_requests_are_counted_not_logged_as_errors() {
             }
         }
     });
-    wait_healthy(api).await;
+    server.wait_healthy().await;
+    let (api, s3) = (server.port, server.s3_port.unwrap());
     let http = reqwest::Client::new();
     let metrics_url = format!("http://127.0.0.1:{api}/metrics");
     let metrics = http.get(&metrics_url).send().await.unwrap();
@@ -72,7 +59,7 @@ async fn anonymous_s3_requests_are_counted_not_logged_as_errors() {
     assert_eq!(counter(&metrics.text().await.unwrap()), Some(50));
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    server.kill().await.unwrap();
+    server.scheduler.kill().await.unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
     let log = log.lock().unwrap();
     // The capture works: start-up lines at info are there.

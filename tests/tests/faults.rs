@@ -11,7 +11,6 @@
 //! The tests run one at a time: each runs three processes, and a loaded
 //! machine would blur the recovery times.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -19,10 +18,9 @@ use auditx::client::{ApiClient, ExportRequest};
 use auditx_lake::audit_trail::generate::{audit_rows, run_rows, GenerateSpec};
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query};
-use auditx_tests::faults::{rewrite_config, PrivateRabbit, TcpProxy};
-use auditx_tests::processes::{config_file, free_port, spawn, wait_healthy};
+use auditx_tests::faults::{PrivateRabbit, TcpProxy};
 use auditx_tests::verify::assert_export_exact;
-use auditx_tests::{Sandbox, SandboxOptions};
+use auditx_tests::{Fleet, Sandbox, SandboxOptions};
 use chrono::DateTime;
 use serde_json::Value;
 use tokio::process::Child;
@@ -48,12 +46,11 @@ fn ms(time: &str) -> i64 {
         .timestamp_millis()
 }
 
-/// The sandbox's backends with generated rows, and the roles' config.
+/// The sandbox's backends with generated rows, and the port of the API
+/// once [`Setup::start`] started the processes.
 struct Setup {
     sandbox: Sandbox,
     spec: GenerateSpec,
-    dir: tempfile::TempDir,
-    config: PathBuf,
     port: u16,
     meter: i64,
 }
@@ -79,17 +76,26 @@ impl Setup {
             seed: 17,
         };
         sandbox.generate(&spec, 100_000).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = config_file(&sandbox, dir.path(), port, FILE_ROWS, CHUNK_ROWS);
         Setup {
             sandbox,
             spec,
-            dir,
-            config,
-            port,
+            port: 0,
             meter,
         }
+    }
+
+    /// `auditx scheduler` and two `auditx worker` processes, their
+    /// configuration file edited by `edits` (`from`, `to`).
+    async fn start(&mut self, edits: &[(&str, &str)]) -> Fleet {
+        let mut fleet = Fleet::distributed(&self.sandbox)
+            .rows(FILE_ROWS, CHUNK_ROWS)
+            .workers(2);
+        for (from, to) in edits {
+            fleet = fleet.replace_in_config(from, to);
+        }
+        let fleet = fleet.start().await;
+        self.port = fleet.port;
+        fleet
     }
 
     fn client(&self) -> ApiClient {
@@ -130,18 +136,6 @@ impl Setup {
             assert!(expected.len() >= 200_000, "{} rows", expected.len());
         }
         assert_export_exact(&self.client(), &self.sandbox, job, &expected, FILE_ROWS).await;
-    }
-
-    /// A copy of the config whose worker health endpoint listens on `port`.
-    fn worker_config(&self, port: u16) -> PathBuf {
-        let path = self.dir.path().join(format!("worker-{port}.toml"));
-        std::fs::copy(&self.config, &path).unwrap();
-        rewrite_config(
-            &path,
-            "listen = \"127.0.0.1:0\"",
-            &format!("listen = \"127.0.0.1:{port}\""),
-        );
-        path
     }
 }
 
@@ -235,17 +229,12 @@ async fn a_rabbitmq_restart_mid_export_loses_nothing_and_stops_no_process() {
         "this test starts a private RabbitMQ node: install rabbitmq-server"
     );
     let rabbit = PrivateRabbit::start().await.unwrap();
-    let setup = Setup::new("fault-broker", 11).await;
-    rewrite_config(
-        &setup.config,
-        &setup.sandbox.config.rabbitmq.url,
-        &rabbit.url,
-    );
-    let worker_port = free_port();
-    let mut scheduler = spawn("scheduler", &setup.config);
-    let mut worker_a = spawn("worker", &setup.worker_config(worker_port));
-    let mut worker_b = spawn("worker", &setup.config);
-    wait_healthy(setup.port).await;
+    let mut setup = Setup::new("fault-broker", 11).await;
+    let broker = setup.sandbox.config.rabbitmq.url.clone();
+    let mut fleet = setup.start(&[(&broker, &rabbit.url)]).await;
+    let worker_port = fleet.workers[0].port;
+    let mut worker_b = fleet.workers.pop().unwrap().process;
+    let mut worker_a = fleet.workers.pop().unwrap().process;
     let (ready, _) = wait_readyz(setup.port, 200).await;
     assert_eq!(
         ready["data"]["dependencies"]["broker"]["up"], true,
@@ -299,7 +288,7 @@ async fn a_rabbitmq_restart_mid_export_loses_nothing_and_stops_no_process() {
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_running(&mut worker_a, "first worker");
     assert_running(&mut worker_b, "second worker");
-    assert_running(&mut scheduler, "scheduler");
+    assert_running(&mut fleet.scheduler, "scheduler");
     rabbit.start_app().await.unwrap();
     let back = Instant::now();
     let outage_secs = outage.elapsed().as_secs_f64();
@@ -326,28 +315,27 @@ async fn a_rabbitmq_restart_mid_export_loses_nothing_and_stops_no_process() {
     assert_next_export_runs(&setup).await;
     assert_running(&mut worker_a, "first worker");
     assert_running(&mut worker_b, "second worker");
-    assert_running(&mut scheduler, "scheduler");
-    drop((scheduler, worker_a, worker_b));
+    assert_running(&mut fleet.scheduler, "scheduler");
+    drop((fleet, worker_a, worker_b));
     setup.sandbox.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_s3_endpoint_down_for_10_s_mid_export_loses_nothing() {
     let _serial = SERIAL.lock().await;
-    let setup = Setup::new("fault-s3", 12).await;
+    let mut setup = Setup::new("fault-s3", 12).await;
     let endpoint = setup.sandbox.config.s3.endpoint.clone().unwrap();
     let target = endpoint.trim_start_matches("http://").parse().unwrap();
     let mut proxy = TcpProxy::start(target).await.unwrap();
-    rewrite_config(
-        &setup.config,
-        &format!("endpoint = \"{endpoint}\""),
-        &format!("endpoint = \"{}\"", proxy.url()),
-    );
-    let worker_port = free_port();
-    let mut scheduler = spawn("scheduler", &setup.config);
-    let mut worker_a = spawn("worker", &setup.worker_config(worker_port));
-    let mut worker_b = spawn("worker", &setup.config);
-    wait_healthy(setup.port).await;
+    let mut fleet = setup
+        .start(&[(
+            &format!("endpoint = \"{endpoint}\""),
+            &format!("endpoint = \"{}\"", proxy.url()),
+        )])
+        .await;
+    let worker_port = fleet.workers[0].port;
+    let mut worker_b = fleet.workers.pop().unwrap().process;
+    let mut worker_a = fleet.workers.pop().unwrap().process;
 
     let client = setup.client();
     let id = client.create_export(&setup.request(TO)).await.unwrap();
@@ -387,8 +375,8 @@ async fn the_s3_endpoint_down_for_10_s_mid_export_loses_nothing() {
     assert_next_export_runs(&setup).await;
     assert_running(&mut worker_a, "first worker");
     assert_running(&mut worker_b, "second worker");
-    assert_running(&mut scheduler, "scheduler");
-    drop((scheduler, worker_a, worker_b, proxy));
+    assert_running(&mut fleet.scheduler, "scheduler");
+    drop((fleet, worker_a, worker_b, proxy));
     setup.sandbox.stop().await.unwrap();
 }
 
@@ -411,11 +399,9 @@ async fn signal(process: &Child, signal: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_stopped_with_sigterm_mid_export_finishes_its_tasks_and_loses_nothing() {
     let _serial = SERIAL.lock().await;
-    let setup = Setup::new("fault-sigterm", 13).await;
-    let _scheduler = spawn("scheduler", &setup.config);
-    let mut worker_a = spawn("worker", &setup.config);
-    let _worker_b = spawn("worker", &setup.config);
-    wait_healthy(setup.port).await;
+    let mut setup = Setup::new("fault-sigterm", 13).await;
+    let mut fleet = setup.start(&[]).await;
+    let mut worker_a = fleet.workers.remove(0).process;
 
     let client = setup.client();
     let id = client.create_export(&setup.request(TO)).await.unwrap();
@@ -432,7 +418,7 @@ async fn a_worker_stopped_with_sigterm_mid_export_finishes_its_tasks_and_loses_n
         "the worker exited with {status} on SIGTERM"
     );
     // A replacement pod starts, as a Deployment would.
-    let _replacement = spawn("worker", &setup.config);
+    let _replacement = fleet.spawn_worker();
     let job = client
         .wait(setup.meter, &id, Duration::from_secs(900), |_| {})
         .await

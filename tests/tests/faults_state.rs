@@ -16,9 +16,8 @@ use auditx_lake::audit_trail::generate::{audit_rows, run_rows, GenerateSpec};
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query};
 use auditx_tests::private_redis::PrivateRedis;
-use auditx_tests::processes::{config_file, free_port, spawn, wait_healthy};
 use auditx_tests::verify::assert_export_exact;
-use auditx_tests::{Sandbox, SandboxOptions};
+use auditx_tests::{Fleet, Sandbox, SandboxOptions};
 use chrono::DateTime;
 use futures::StreamExt;
 use serde_json::Value;
@@ -28,17 +27,16 @@ const TO: &str = "2025-07-03T00:00:00Z";
 const METER: i64 = 5;
 const FILE_ROWS: u64 = 120_000;
 
-struct Fleet {
+struct Setup {
     sandbox: Sandbox,
     spec: GenerateSpec,
     client: ApiClient,
-    _dir: tempfile::TempDir,
-    _processes: Vec<tokio::process::Child>,
+    _fleet: Fleet,
 }
 
 /// A lake of 300,000 rows, a scheduler and two worker processes whose
 /// state store is `redis`.
-async fn fleet(tenant: &str, redis: &PrivateRedis) -> Fleet {
+async fn fleet(tenant: &str, redis: &PrivateRedis) -> Setup {
     let sandbox = Sandbox::start(SandboxOptions {
         start_roles: false,
         row_group_rows: 10_000,
@@ -58,29 +56,21 @@ async fn fleet(tenant: &str, redis: &PrivateRedis) -> Fleet {
         seed: 11,
     };
     sandbox.generate(&spec, 100_000).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     // 2,000-row chunks: the export must still be running when Redis is
-    // restarted, however fast a chunk renders.
-    let config = config_file(&sandbox, dir.path(), port, FILE_ROWS, 2_000);
-    // The roles' state store is the test's own Redis.
-    let text = std::fs::read_to_string(&config).unwrap();
-    let text = text.replace(&sandbox.config.redis.url, &redis.url());
-    assert!(text.contains(&redis.url()));
-    std::fs::write(&config, text).unwrap();
-    let processes = vec![
-        spawn("scheduler", &config),
-        spawn("worker", &config),
-        spawn("worker", &config),
-    ];
-    wait_healthy(port).await;
-    let client = ApiClient::new(&format!("http://127.0.0.1:{port}"), &sandbox.token(tenant));
-    Fleet {
+    // restarted, however fast a chunk renders. The roles' state store is
+    // the test's own Redis.
+    let fleet = Fleet::distributed(&sandbox)
+        .rows(FILE_ROWS, 2_000)
+        .workers(2)
+        .replace_in_config(&sandbox.config.redis.url, &redis.url())
+        .start()
+        .await;
+    let client = fleet.client(&sandbox.token(tenant));
+    Setup {
         sandbox,
         spec,
         client,
-        _dir: dir,
-        _processes: processes,
+        _fleet: fleet,
     }
 }
 
@@ -113,7 +103,7 @@ async fn wait_until_running(client: &ApiClient, id: &str) {
 
 /// Downloads a finished export and checks it holds exactly the expected
 /// rows, and that the manifest's SHA-256 of each file matches its bytes.
-async fn assert_exact(fleet: &Fleet, job: &Value) {
+async fn assert_exact(fleet: &Setup, job: &Value) {
     let query = Query {
         export_type: "SAMPLE".into(),
         run_type: "NORMAL".into(),
@@ -127,7 +117,7 @@ async fn assert_exact(fleet: &Fleet, job: &Value) {
 }
 
 /// The tenant's next export runs to the end, exactly.
-async fn assert_next_export_runs(fleet: &Fleet) {
+async fn assert_next_export_runs(fleet: &Setup) {
     let next = fleet.client.create_export(&request()).await.unwrap();
     let job = fleet
         .client

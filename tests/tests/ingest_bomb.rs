@@ -7,8 +7,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use auditx_tests::processes::{config_file, free_port, spawn, wait_healthy};
-use auditx_tests::{Sandbox, SandboxOptions};
+use auditx_tests::{Fleet, Sandbox, SandboxOptions};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::Value;
@@ -94,18 +93,16 @@ async fn ingest_bombs_are_400s_and_the_scheduler_stays_small() {
     })
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = config_file(&sandbox, dir.path(), port, 5_000_000, 5_000);
     // Three slots, so the three array bombs below really are parsed at once.
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[ingest]\nmax_concurrent = 3\nmax_wait_ms = 120000\n");
-    std::fs::write(&config, text).unwrap();
-    let scheduler = spawn("scheduler", &config);
-    let pid = scheduler.id().expect("scheduler pid");
-    wait_healthy(port).await;
+    let fleet = Fleet::distributed(&sandbox)
+        .workers(0)
+        .scheduler_env("AUDITX_INGEST__MAX_CONCURRENT", "3")
+        .scheduler_env("AUDITX_INGEST__MAX_WAIT_MS", "120000")
+        .start()
+        .await;
+    let pid = fleet.scheduler.id().expect("scheduler pid");
     let api = Api {
-        base: format!("http://127.0.0.1:{port}"),
+        base: fleet.api.clone(),
         token: sandbox.token("bombs"),
         http: reqwest::Client::new(),
     };
@@ -226,6 +223,6 @@ async fn ingest_bombs_are_400s_and_the_scheduler_stays_small() {
         peak_rss(pid) >> 20
     );
 
-    drop(scheduler);
+    drop(fleet);
     sandbox.stop().await.unwrap();
 }

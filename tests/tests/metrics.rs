@@ -16,11 +16,8 @@ use auditx::client::{ApiClient, ExportRequest};
 use auditx_lake::audit_trail::generate::GenerateSpec;
 use auditx_proto::{MeterId, TenantId};
 use auditx_scheduler::export::jobs::tenant_lease_key;
-use auditx_tests::processes::{
-    config_file, free_port, spawn_with_env, terminate, wait_healthy, wait_worker_healthy,
-    without_s3_keys,
-};
-use auditx_tests::{Sandbox, SandboxOptions};
+use auditx_tests::processes::terminate;
+use auditx_tests::{Fleet, Sandbox, SandboxOptions};
 use chrono::DateTime;
 
 const FROM: &str = "2025-07-01T00:00:00Z";
@@ -105,25 +102,22 @@ async fn processes_export_the_metrics_ops_alert_on_with_plausible_values() {
     };
     sandbox.generate(&spec, 400_000).await.unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let worker_port = free_port();
-    let config = config_file(&sandbox, dir.path(), port, 3_000, 1_500);
-    without_s3_keys(&config);
+    // No S3 keys in the file: the roles sign with AWS's default chain,
+    // which finds the keys in the environment.
     let s3 = &sandbox.config.s3;
-    let env = vec![
-        ("AWS_ACCESS_KEY_ID", s3.access_key_id.clone()),
-        ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key.clone()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-        ("AUDITX_WORKER__LISTEN", format!("127.0.0.1:{worker_port}")),
-    ];
-    let mut scheduler = spawn_with_env("scheduler", &config, &env);
-    let mut worker = spawn_with_env("worker", &config, &env);
-    wait_healthy(port).await;
-    wait_worker_healthy(worker_port).await;
-    let api = format!("http://127.0.0.1:{port}");
+    let mut fleet = Fleet::distributed(&sandbox)
+        .rows(3_000, 1_500)
+        .workers(1)
+        .without_s3_keys()
+        .env("AWS_ACCESS_KEY_ID", &s3.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .start()
+        .await;
+    let mut worker = fleet.workers.remove(0);
+    let api = fleet.api.clone();
     let scheduler_metrics = format!("{api}/metrics");
-    let worker_metrics = format!("http://127.0.0.1:{worker_port}/metrics");
+    let worker_metrics = format!("{}/metrics", worker.url());
 
     // Another holder of the tenant's lease keeps the export PENDING.
     let state = &sandbox.backends.state;
@@ -289,10 +283,10 @@ async fn processes_export_the_metrics_ops_alert_on_with_plausible_values() {
         );
     }
 
-    assert!(terminate(&mut scheduler, Duration::from_secs(60))
+    assert!(terminate(&mut fleet.scheduler, Duration::from_secs(60))
         .await
         .success());
-    assert!(terminate(&mut worker, Duration::from_secs(60))
+    assert!(terminate(&mut worker.process, Duration::from_secs(60))
         .await
         .success());
     sandbox.stop().await.unwrap();

@@ -9,9 +9,8 @@ use auditx::client::ExportRequest;
 use auditx_lake::audit_trail::generate::{audit_rows, run_rows, GenerateSpec};
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query};
-use auditx_tests::processes::{config_file, free_port, spawn, wait_healthy};
 use auditx_tests::verify::{assert_export_exact, assert_next_export_runs};
-use auditx_tests::{Sandbox, SandboxOptions};
+use auditx_tests::{Fleet, Sandbox, SandboxOptions};
 use chrono::DateTime;
 
 const FROM: &str = "2025-07-01T00:00:00Z";
@@ -54,18 +53,16 @@ async fn separate_processes_export_a_million_rows_into_several_files_despite_a_k
         expected.len()
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     // 10,000-row chunks (about 120): the export still has seconds to run
     // when three chunks are seen done (progress is saved every 0.5 s).
-    let config = config_file(&sandbox, dir.path(), port, FILE_ROWS, 10_000);
-    let _scheduler = spawn("scheduler", &config);
-    let mut first_worker = spawn("worker", &config);
-    let _second_worker = spawn("worker", &config);
-    let api = format!("http://127.0.0.1:{port}");
-    wait_healthy(port).await;
+    let mut fleet = Fleet::distributed(&sandbox)
+        .rows(FILE_ROWS, 10_000)
+        .workers(2)
+        .start()
+        .await;
+    let mut first_worker = fleet.workers.remove(0);
 
-    let client = auditx::client::ApiClient::new(&api, &sandbox.token("bulk"));
+    let client = fleet.client(&sandbox.token("bulk"));
     let request = ExportRequest {
         meter_id: 5,
         export_type: "SAMPLE".into(),
@@ -83,9 +80,9 @@ async fn separate_processes_export_a_million_rows_into_several_files_despite_a_k
         .wait(5, &request_id, Duration::from_secs(900), |job| {
             let done = job["progress"]["chunksDone"].as_u64().unwrap_or(0);
             if replacement.is_none() && done >= 3 {
-                first_worker.start_kill().unwrap();
+                first_worker.process.start_kill().unwrap();
                 killed = Some(std::time::Instant::now());
-                replacement = Some(spawn("worker", &config));
+                replacement = Some(fleet.spawn_worker());
             }
         })
         .await

@@ -12,10 +12,8 @@ use auditx::client::ExportRequest;
 use auditx_lake::audit_trail::generate::GenerateSpec;
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::otlp::{OtlpReceiver, ReceivedSpan};
-use auditx_tests::processes::{
-    config_file, free_port, spawn_with_env, terminate, wait_healthy, wait_worker_healthy,
-};
-use auditx_tests::{Sandbox, SandboxOptions};
+use auditx_tests::processes::terminate;
+use auditx_tests::{Fleet, Sandbox, SandboxOptions};
 use chrono::DateTime;
 use serde_json::Value;
 
@@ -47,36 +45,19 @@ async fn spans_of_a_scheduler_and_two_workers_reach_the_collector_as_one_trace_p
     };
     sandbox.generate(&spec, 400_000).await.unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     // Several chunks and several files: render and assemble tasks for both
-    // workers.
-    let config = config_file(&sandbox, dir.path(), port, 4_000, 1_500);
-    // Logs at warn (tracing must not depend on the log level); the batch
-    // processor would wait 10 minutes, so only the flush at SIGTERM can
-    // deliver the spans in time.
-    let env = |listen: Option<u16>| {
-        let mut env = vec![
-            ("AUDITX_TELEMETRY__OTLP_ENDPOINT", receiver.endpoint()),
-            ("AUDITX_TELEMETRY__LOG_LEVEL", "warn".to_owned()),
-            ("OTEL_BSP_SCHEDULE_DELAY", "600000".to_owned()),
-        ];
-        if let Some(port) = listen {
-            env.push(("AUDITX_WORKER__LISTEN", format!("127.0.0.1:{port}")));
-        }
-        env
-    };
-    let mut scheduler = spawn_with_env("scheduler", &config, &env(None));
-    let worker_ports = [free_port(), free_port()];
-    let mut workers: Vec<_> = worker_ports
-        .iter()
-        .map(|port| spawn_with_env("worker", &config, &env(Some(*port))))
-        .collect();
-    wait_healthy(port).await;
-    for port in worker_ports {
-        wait_worker_healthy(port).await;
-    }
-    let api = format!("http://127.0.0.1:{port}");
+    // workers. Logs at warn (tracing must not depend on the log level); the
+    // batch processor would wait 10 minutes, so only the flush at SIGTERM
+    // can deliver the spans in time.
+    let mut fleet = Fleet::distributed(&sandbox)
+        .rows(4_000, 1_500)
+        .workers(2)
+        .env("AUDITX_TELEMETRY__OTLP_ENDPOINT", receiver.endpoint())
+        .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
+        .start()
+        .await;
+    let api = fleet.api.clone();
     let token = sandbox.token(TENANT);
     let http = reqwest::Client::new();
 
@@ -151,11 +132,13 @@ async fn spans_of_a_scheduler_and_two_workers_reach_the_collector_as_one_trace_p
     assert_eq!(query["queryStatus"], "completed", "{query}");
 
     // SIGTERM: each process flushes its spans on the way out.
-    assert!(terminate(&mut scheduler, Duration::from_secs(60))
+    assert!(terminate(&mut fleet.scheduler, Duration::from_secs(60))
         .await
         .success());
-    for worker in &mut workers {
-        assert!(terminate(worker, Duration::from_secs(60)).await.success());
+    for worker in &mut fleet.workers {
+        assert!(terminate(&mut worker.process, Duration::from_secs(60))
+            .await
+            .success());
     }
     let spans = receiver.spans();
 

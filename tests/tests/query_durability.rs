@@ -13,12 +13,8 @@ use std::time::{Duration, Instant};
 
 use auditx::client::ApiClient;
 use auditx_tests::private_redis::PrivateRedis;
-use auditx_tests::processes::{
-    config_file, free_port, spawn_with_env, wait_healthy, wait_worker_healthy,
-};
-use auditx_tests::{Sandbox, SandboxOptions};
+use auditx_tests::{Fleet, Sandbox, SandboxOptions};
 use serde_json::Value;
-use tokio::process::Child;
 
 /// A query that runs until stopped: 400⁴ row combinations.
 const RUNAWAY: &str = "SELECT sum(length(a.username) + length(d.ipaddress)) FROM \
@@ -28,65 +24,34 @@ const RUNAWAY: &str = "SELECT sum(length(a.username) + length(d.ipaddress)) FROM
 const COUNT: &str =
     "SELECT status, count(*) AS n FROM auditloginevent GROUP BY status ORDER BY status";
 
-struct Fleet {
+struct Setup {
     sandbox: Sandbox,
-    config: std::path::PathBuf,
-    api: u16,
-    worker_health: String,
-    scheduler: Child,
-    _worker: Child,
-    _dir: tempfile::TempDir,
+    fleet: Fleet,
 }
 
 /// A scheduler and one worker; their state store is `redis` when given.
-async fn fleet(redis: Option<&PrivateRedis>) -> Fleet {
+/// One query running per tenant, so that a second one waits `accepted`.
+async fn fleet(redis: Option<&PrivateRedis>) -> Setup {
     let sandbox = Sandbox::start(SandboxOptions {
         start_roles: false,
         ..SandboxOptions::default()
     })
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let api = free_port();
-    let config = config_file(&sandbox, dir.path(), api, 100_000, 10_000);
+    let mut fleet = Fleet::distributed(&sandbox)
+        .rows(100_000, 10_000)
+        .workers(1)
+        .scheduler_env("AUDITX_QUERY__MAX_RUNNING_PER_TENANT", "1");
     if let Some(redis) = redis {
-        let text = std::fs::read_to_string(&config).unwrap();
-        let text = text.replace(&sandbox.config.redis.url, &redis.url());
-        assert!(text.contains(&redis.url()));
-        std::fs::write(&config, text).unwrap();
+        fleet = fleet.replace_in_config(&sandbox.config.redis.url, &redis.url());
     }
-    let scheduler = start_scheduler(&config);
-    let worker_port = free_port();
-    let worker = spawn_with_env(
-        "worker",
-        &config,
-        &[("AUDITX_WORKER__LISTEN", format!("127.0.0.1:{worker_port}"))],
-    );
-    wait_healthy(api).await;
-    wait_worker_healthy(worker_port).await;
-    Fleet {
-        sandbox,
-        config,
-        api,
-        worker_health: format!("http://127.0.0.1:{worker_port}"),
-        scheduler,
-        _worker: worker,
-        _dir: dir,
-    }
+    let fleet = fleet.start().await;
+    Setup { sandbox, fleet }
 }
 
-/// One query running per tenant, so that a second one waits `accepted`.
-fn start_scheduler(config: &std::path::Path) -> Child {
-    spawn_with_env(
-        "scheduler",
-        config,
-        &[("AUDITX_QUERY__MAX_RUNNING_PER_TENANT", "1".to_owned())],
-    )
-}
-
-impl Fleet {
+impl Setup {
     fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.api)
+        self.fleet.api.clone()
     }
 
     fn client(&self, tenant: &str) -> ApiClient {
@@ -118,7 +83,7 @@ impl Fleet {
 
     /// The worker tasks running in the worker process.
     async fn tasks_in_flight(&self) -> i64 {
-        let text = reqwest::get(format!("{}/metrics", self.worker_health))
+        let text = reqwest::get(format!("{}/metrics", self.fleet.workers[0].url()))
             .await
             .unwrap()
             .text()
@@ -137,7 +102,7 @@ async fn submit(client: &ApiClient, sql: &str) -> String {
 }
 
 /// Downloads a completed query's result.
-async fn result_csv(fleet: &Fleet, job: &Value) -> String {
+async fn result_csv(fleet: &Setup, job: &Value) -> String {
     let url = job["dataFile"].as_str().expect("dataFile");
     String::from_utf8(fleet.sandbox.download(url).await.unwrap()).unwrap()
 }
@@ -149,11 +114,9 @@ async fn a_query_completes_across_a_scheduler_kill() {
     let client = fleet.client("dur-kill");
 
     let id = submit(&client, COUNT).await;
-    fleet.scheduler.start_kill().unwrap();
-    fleet.scheduler.wait().await.unwrap();
+    fleet.fleet.kill_scheduler().await;
     let killed = Instant::now();
-    fleet.scheduler = start_scheduler(&fleet.config);
-    wait_healthy(fleet.api).await;
+    fleet.fleet.restart_scheduler().await;
 
     let job = client
         .wait_query(&id, Duration::from_secs(60))

@@ -14,16 +14,11 @@
 //! item 2; the bench measures it, this is only the figure).
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use auditx::client::ApiClient;
-use auditx_tests::processes::{
-    auditx_bin, config_file, free_port, run_auditx, spawn_with_env, terminate, wait_healthy,
-    wait_worker_healthy,
-};
-use auditx_tests::{Sandbox, SandboxOptions};
-use tokio::process::{Child, Command};
+use auditx_tests::processes::{run_auditx, terminate};
+use auditx_tests::{Fleet, Sandbox, SandboxOptions};
 
 /// The issue's noisy neighbour: 400⁴ row combinations.
 const RUNAWAY: &str = "SELECT sum(length(a.username) + length(d.ipaddress)) FROM \
@@ -42,25 +37,6 @@ const P99_BOUND: Duration = Duration::from_millis(250);
 
 /// Name of the query pool's threads (`worker::query::executor::THREAD_NAME`).
 const POOL_THREAD: &str = "auditx-query";
-
-fn standalone(data: &Path, api: u16, env: &[(&str, &str)]) -> Child {
-    Command::new(auditx_bin())
-        .args(["standalone", "--data-dir"])
-        .arg(data)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{api}"),
-            "--s3-listen",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .env_remove("AUDITX_JWT_SECRET")
-        .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
 
 async fn token(data: &Path, tenant: &str) -> String {
     let data = data.to_str().unwrap();
@@ -386,11 +362,9 @@ async fn runaway_meets_its_time_limit(
 async fn a_runaway_query_does_not_stall_the_service_and_stops_on_cancel() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let api = free_port();
-    let mut server = standalone(&data, api, &[]);
-    wait_healthy(api).await;
+    let mut server = Fleet::standalone(&data).start().await;
     let (token_a, token_b) = (token(&data, "a").await, token(&data, "b").await);
-    let base = format!("http://127.0.0.1:{api}");
+    let base = server.api.clone();
     let (a, b) = (
         ApiClient::new(&base, &token_a),
         ApiClient::new(&base, &token_b),
@@ -398,7 +372,7 @@ async fn a_runaway_query_does_not_stall_the_service_and_stops_on_cancel() {
     ingest_logins(&base, &token_a, 400).await;
     ingest_logins(&base, &token_b, 1000).await;
     let process = QueryProcess {
-        pid: server.id().unwrap(),
+        pid: server.scheduler.id().unwrap(),
         health: base.clone(),
     };
 
@@ -407,7 +381,7 @@ async fn a_runaway_query_does_not_stall_the_service_and_stops_on_cancel() {
 
     runaway_beside_another_tenant(&base, &process, &a, &b, &token_b, "standalone").await;
 
-    let status = terminate(&mut server, Duration::from_secs(10)).await;
+    let status = terminate(&mut server.scheduler, Duration::from_secs(10)).await;
     assert!(status.success(), "{status}");
 }
 
@@ -415,16 +389,17 @@ async fn a_runaway_query_does_not_stall_the_service_and_stops_on_cancel() {
 async fn a_runaway_query_meets_its_time_limit_and_sigterm_stops_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let api = free_port();
     let limit = Duration::from_secs(3);
-    let mut server = standalone(&data, api, &[("AUDITX_QUERY__TIME_LIMIT_SECS", "3")]);
-    wait_healthy(api).await;
+    let mut server = Fleet::standalone(&data)
+        .env("AUDITX_QUERY__TIME_LIMIT_SECS", "3")
+        .start()
+        .await;
     let token_a = token(&data, "a").await;
-    let base = format!("http://127.0.0.1:{api}");
+    let base = server.api.clone();
     let a = ApiClient::new(&base, &token_a);
     ingest_logins(&base, &token_a, 400).await;
     let process = QueryProcess {
-        pid: server.id().unwrap(),
+        pid: server.scheduler.id().unwrap(),
         health: base.clone(),
     };
 
@@ -435,7 +410,7 @@ async fn a_runaway_query_meets_its_time_limit_and_sigterm_stops_it() {
     let http = reqwest::Client::new();
     start_runaway(&a, &http, &process).await;
     let sent = Instant::now();
-    let status = terminate(&mut server, Duration::from_secs(10)).await;
+    let status = terminate(&mut server.scheduler, Duration::from_secs(10)).await;
     eprintln!("standalone: exited {:?} after SIGTERM", sent.elapsed());
     assert!(status.success(), "{status}");
 }
@@ -453,25 +428,16 @@ async fn a_runaway_query_on_a_worker_process_does_not_stall_it() {
     })
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = config_file(&sandbox, dir.path(), port, 100_000, 10_000);
     // Long enough for the cancel scenario to run within it.
     let limit = Duration::from_secs(10);
-    let _scheduler = spawn_with_env(
-        "scheduler",
-        &config,
-        &[("AUDITX_QUERY__TIME_LIMIT_SECS", limit.as_secs().to_string())],
-    );
-    let worker_port = free_port();
-    let mut worker = spawn_with_env(
-        "worker",
-        &config,
-        &[("AUDITX_WORKER__LISTEN", format!("127.0.0.1:{worker_port}"))],
-    );
-    wait_healthy(port).await;
-    wait_worker_healthy(worker_port).await;
-    let base = format!("http://127.0.0.1:{port}");
+    let mut fleet = Fleet::distributed(&sandbox)
+        .rows(100_000, 10_000)
+        .workers(1)
+        .scheduler_env("AUDITX_QUERY__TIME_LIMIT_SECS", limit.as_secs().to_string())
+        .start()
+        .await;
+    let mut worker = fleet.workers.remove(0);
+    let base = fleet.api.clone();
     let (token_a, token_b) = (sandbox.token("iso-a"), sandbox.token("iso-b"));
     let (a, b) = (
         ApiClient::new(&base, &token_a),
@@ -480,8 +446,8 @@ async fn a_runaway_query_on_a_worker_process_does_not_stall_it() {
     ingest_logins(&base, &token_a, 400).await;
     ingest_logins(&base, &token_b, 1000).await;
     let process = QueryProcess {
-        pid: worker.id().unwrap(),
-        health: format!("http://127.0.0.1:{worker_port}"),
+        pid: worker.process.id().unwrap(),
+        health: worker.url(),
     };
 
     let median = small_query_latency(&b, 11, "distributed").await;
@@ -494,7 +460,7 @@ async fn a_runaway_query_on_a_worker_process_does_not_stall_it() {
     let http = reqwest::Client::new();
     start_runaway(&a, &http, &process).await;
     let sent = Instant::now();
-    let status = terminate(&mut worker, Duration::from_secs(10)).await;
+    let status = terminate(&mut worker.process, Duration::from_secs(10)).await;
     eprintln!(
         "distributed: the worker exited {:?} after SIGTERM",
         sent.elapsed()

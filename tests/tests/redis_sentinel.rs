@@ -13,9 +13,9 @@ use auditx_lake::audit_trail::generate::{audit_rows, run_rows, GenerateSpec};
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query};
 use auditx_tests::private_redis::{redis_cli, SentinelSet};
-use auditx_tests::processes::{config_file, free_port, spawn_with_env, wait_healthy};
+use auditx_tests::processes::free_port;
 use auditx_tests::verify::assert_export_exact;
-use auditx_tests::{Sandbox, SandboxOptions};
+use auditx_tests::{Fleet, Sandbox, SandboxOptions};
 use chrono::DateTime;
 use serde_json::Value;
 
@@ -59,47 +59,33 @@ async fn an_export_survives_a_sentinel_failover_of_the_state_store() {
     };
     sandbox.generate(&spec, 100_000).await.unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     // 2,000-row chunks keep the export running through the failover; a lost
     // task is sent again after 20 s rather than the default 15 minutes.
-    let config = config_file(&sandbox, dir.path(), port, FILE_ROWS, 2_000);
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace(
-            "lease_ttl_secs = 3",
-            "lease_ttl_secs = 3\ntask_timeout_secs = 20",
-        ),
-    )
-    .unwrap();
     // The roles know only the sentinels: the first listed is down, and
     // `redis.url` points nowhere (only its user, password and db count).
-    let env = [
-        (
+    let fleet = Fleet::distributed(&sandbox)
+        .rows(FILE_ROWS, 2_000)
+        .workers(2)
+        .replace_in_config(
+            "lease_ttl_secs = 3",
+            "lease_ttl_secs = 3\ntask_timeout_secs = 20",
+        )
+        .env(
             "AUDITX_REDIS__URL",
             format!("redis://127.0.0.1:{}/", free_port()),
-        ),
-        (
-            "AUDITX_REDIS__SENTINEL__MASTER_NAME",
-            SentinelSet::MASTER.to_owned(),
-        ),
-        (
+        )
+        .env("AUDITX_REDIS__SENTINEL__MASTER_NAME", SentinelSet::MASTER)
+        .env(
             "AUDITX_REDIS__SENTINEL__ADDRESSES",
             format!(
                 "[\"127.0.0.1:{}\", \"127.0.0.1:{}\"]",
                 free_port(),
                 redis.sentinel_port
             ),
-        ),
-    ];
-    let _processes = [
-        spawn_with_env("scheduler", &config, &env),
-        spawn_with_env("worker", &config, &env),
-        spawn_with_env("worker", &config, &env),
-    ];
-    wait_healthy(port).await;
-    let client = ApiClient::new(&format!("http://127.0.0.1:{port}"), &sandbox.token(TENANT));
+        )
+        .start()
+        .await;
+    let client = fleet.client(&sandbox.token(TENANT));
 
     let id = client.create_export(&request()).await.unwrap();
     // The job lives on the primary the sentinel named.

@@ -9,9 +9,8 @@ use auditx::client::{ApiClient, ExportRequest};
 use auditx_lake::audit_trail::generate::{audit_rows, run_rows, GenerateSpec};
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query};
-use auditx_tests::processes::{config_file, free_port, spawn, wait_healthy};
 use auditx_tests::verify::{assert_export_exact, assert_next_export_runs};
-use auditx_tests::{Sandbox, SandboxOptions};
+use auditx_tests::{Fleet, Sandbox, SandboxOptions};
 use chrono::DateTime;
 
 const FROM: &str = "2025-07-01T00:00:00Z";
@@ -41,18 +40,16 @@ async fn a_killed_scheduler_is_taken_over_by_another_replica() {
     };
     sandbox.generate(&spec, 100_000).await.unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let (port_a, port_b) = (free_port(), free_port());
     // Chunks of 5,000 rows: enough of them that the export is still
     // running when replica A is seen driving it.
-    let config_a = config_file(&sandbox, dir.path(), port_a, FILE_ROWS, 5_000);
-    let config_b = config_file(&sandbox, dir.path(), port_b, FILE_ROWS, 5_000);
-    let mut scheduler_a = spawn("scheduler", &config_a);
-    let _worker = spawn("worker", &config_a);
-    wait_healthy(port_a).await;
+    let mut fleet = Fleet::distributed(&sandbox)
+        .rows(FILE_ROWS, 5_000)
+        .workers(1)
+        .start()
+        .await;
 
     let token = sandbox.token("handover");
-    let via_a = ApiClient::new(&format!("http://127.0.0.1:{port_a}"), &token);
+    let via_a = fleet.client(&token);
     let request = ExportRequest {
         meter_id: 3,
         export_type: "SAMPLE".into(),
@@ -77,13 +74,11 @@ async fn a_killed_scheduler_is_taken_over_by_another_replica() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(started, "replica A never started the export");
-    let _scheduler_b = spawn("scheduler", &config_b);
-    wait_healthy(port_b).await;
-    scheduler_a.start_kill().unwrap();
-    scheduler_a.wait().await.unwrap();
+    let (_scheduler_b, api_b) = fleet.start_scheduler_replica().await;
+    fleet.kill_scheduler().await;
     let killed = std::time::Instant::now();
 
-    let via_b = ApiClient::new(&format!("http://127.0.0.1:{port_b}"), &token);
+    let via_b = ApiClient::new(&api_b, &token);
     let job = via_b
         .wait(3, &request_id, Duration::from_secs(300), |_| {})
         .await

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use auditx::client::{ApiClient, ExportRequest};
+use auditx::client::ExportRequest;
 use auditx_common::config::{RedisConfig, S3Config, SentinelConfig};
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::{RedisStore, StateStore};
@@ -21,10 +21,10 @@ use auditx_lake::audit_trail::generate::{audit_rows, run_rows, GenerateSpec};
 use auditx_lake::tables::{generate::generate_table, AUDIT_LOGIN_EVENT};
 use auditx_proto::{MeterId, TenantId};
 use auditx_tests::expect::{self, Query};
-use auditx_tests::processes::{auditx_output, free_port, spawn, wait_healthy};
+use auditx_tests::processes::{auditx_output, free_port};
 use auditx_tests::sandbox::JWT_SECRET;
 use auditx_tests::tls_servers::{TestCa, TlsProxy, TlsRabbit, TlsRedis, TlsSentinel};
-use auditx_tests::{Adapters, Sandbox, SandboxOptions};
+use auditx_tests::{Adapters, Fleet, Sandbox, SandboxOptions};
 use chrono::DateTime;
 use serde_json::Value;
 
@@ -173,14 +173,11 @@ async fn a_distributed_export_runs_with_redis_rabbitmq_and_s3_all_over_tls() {
     };
 
     let dir = tempfile::tempdir().unwrap();
-    let (port, worker_port) = (free_port(), free_port());
-    let config = servers.config(dir.path(), port, worker_port, ClientCerts::Both);
-    let _scheduler = spawn("scheduler", &config);
-    let _worker = spawn("worker", &config);
-    wait_healthy(port).await;
+    let config = servers.config(dir.path(), free_port(), free_port(), ClientCerts::Both);
+    let fleet = Fleet::configured(&config).workers(1).start().await;
 
     // The worker's readiness probes all three over TLS.
-    let readiness = ready(worker_port).await;
+    let readiness = ready(fleet.workers[0].port).await;
     for dependency in ["broker", "stateStore", "s3"] {
         assert_eq!(
             readiness["dependencies"][dependency]["up"], true,
@@ -188,12 +185,10 @@ async fn a_distributed_export_runs_with_redis_rabbitmq_and_s3_all_over_tls() {
         );
     }
 
-    let client = ApiClient::new(
-        &format!("http://127.0.0.1:{port}"),
-        &servers.sandbox.token(TENANT),
-    )
-    .trusting(&servers.ca.ca)
-    .unwrap();
+    let client = fleet
+        .client(&servers.sandbox.token(TENANT))
+        .trusting(&servers.ca.ca)
+        .unwrap();
     let request = ExportRequest {
         meter_id: METER,
         export_type: "SAMPLE".into(),
@@ -292,7 +287,7 @@ async fn a_distributed_export_runs_with_redis_rabbitmq_and_s3_all_over_tls() {
         &[
             "export",
             "--url",
-            &format!("http://127.0.0.1:{port}"),
+            &fleet.api,
             "--meter",
             &METER.to_string(),
             "--from",

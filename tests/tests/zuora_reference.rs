@@ -5,13 +5,12 @@
 //! 4xx has its Zuora code, every answer has a `Zuora-Request-Id`, and
 //! `Idempotency-Key` replays the first answer and refuses another request.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use auditx_tests::processes::{auditx_bin, free_port, run_auditx, wait_healthy};
+use auditx_tests::processes::run_auditx;
+use auditx_tests::Fleet;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
 
 const METER: i64 = 709;
 const OPERATOR: &str = "4610a876-61ee-4e5e-a634-152e7a635f75";
@@ -25,7 +24,7 @@ fn fixture(name: &str) -> Value {
 struct Standalone {
     _dir: tempfile::TempDir,
     data: String,
-    _server: Child,
+    _server: Fleet,
     base: String,
     http: reqwest::Client,
     token: String,
@@ -36,28 +35,13 @@ impl Standalone {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let data = data.to_str().unwrap().to_owned();
-        let api = free_port();
-        let server = Command::new(auditx_bin())
-            .args(["standalone", "--data-dir", &data])
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{api}"),
-                "--s3-listen",
-                &format!("127.0.0.1:{}", free_port()),
-            ])
-            .env_remove("AUDITX_JWT_SECRET")
-            .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        wait_healthy(api).await;
+        let server = Fleet::standalone(&data).start().await;
         let token = run_auditx(&["token", "--data-dir", &data, "--tenant", "zuora"]).await;
         Self {
             _dir: dir,
             data,
+            base: server.api.clone(),
             _server: server,
-            base: format!("http://127.0.0.1:{api}"),
             http: reqwest::Client::new(),
             token: token.trim().to_owned(),
         }

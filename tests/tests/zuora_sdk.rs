@@ -9,7 +9,8 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use auditx_tests::processes::{auditx_bin, free_port, run_auditx, wait_healthy};
+use auditx_tests::processes::run_auditx;
+use auditx_tests::Fleet;
 use serde_json::{json, Value};
 use tokio::process::Command;
 
@@ -37,25 +38,10 @@ async fn zuoras_python_sdk_drives_data_query() {
     let python = sdk_python(&root).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let api = free_port();
-    let _server = Command::new(auditx_bin())
-        .args(["standalone", "--data-dir", data])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{api}"),
-            "--s3-listen",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .env_remove("AUDITX_JWT_SECRET")
-        .env("AUDITX_TELEMETRY__LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    wait_healthy(api).await;
+    let server = Fleet::standalone(data).start().await;
     let token = run_auditx(&["token", "--data-dir", data, "--tenant", "acme"]).await;
     let token = token.trim();
-    let base = format!("http://127.0.0.1:{api}");
+    let base = server.api.clone();
 
     let rows: Vec<Value> = (1..=1000)
         .map(|n| {

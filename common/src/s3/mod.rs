@@ -4,14 +4,12 @@
 //! configured static keys, or else AWS's default chain ([`credentials`]).
 //! HTTPS trusts the system's CAs and `s3.ca_file` ([`https`]).
 
-mod credentials;
+pub mod credentials;
 mod https;
 
 use std::ops::Range;
 use std::time::Duration;
 
-use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::Credentials;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation};
@@ -143,21 +141,10 @@ impl ObjectStore {
     /// here (already checked by [`crate::config::Config::load`]: a file that
     /// became unreadable since makes every call fail, naming it).
     pub fn new(config: &S3Config) -> Self {
-        let region = Region::new(config.region.clone());
-        let credentials = if config.access_key_id.is_empty() && config.secret_access_key.is_empty()
-        {
-            SharedCredentialsProvider::new(credentials::DefaultChain::new(region.clone()))
-        } else {
-            SharedCredentialsProvider::new(Credentials::from_keys(
-                config.access_key_id.clone(),
-                config.secret_access_key.clone(),
-                None,
-            ))
-        };
         let mut builder = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(region)
-            .credentials_provider(credentials)
+            .region(Region::new(config.region.clone()))
+            .credentials_provider(credentials::provider(config))
             .interceptor(credentials::CountRetries)
             .retry_config(
                 RetryConfig::standard()

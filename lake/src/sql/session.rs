@@ -31,6 +31,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use auditx_common::config::S3Config;
+use auditx_common::s3::credentials::ObjectStoreCredentials;
 use auditx_proto::{Scope, TenantId};
 use datafusion::catalog::TableProvider;
 use datafusion::common::{exec_datafusion_err, Result as DFResult};
@@ -46,7 +47,7 @@ use datafusion::functions::expr_fn::{coalesce, date_part};
 use datafusion::logical_expr::{cast, ident, lit, Expr};
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{Certificate, ClientOptions, ObjectStore};
 use url::Url;
@@ -73,9 +74,9 @@ pub struct QueryLimits {
 
 /// The lake bucket as an `object_store` S3 store: the configured endpoint
 /// (path-style as configured, plain HTTP allowed for `http://` endpoints,
-/// HTTPS trusting `s3.ca_file` besides the system's CAs), region and static
-/// keys; with no keys configured, the AWS environment and instance
-/// credentials that `object_store` finds itself.
+/// HTTPS trusting `s3.ca_file` besides the system's CAs) and region, signed
+/// with the credentials of the SDK client's chain: the configured keys, or
+/// else AWS's default chain (`auditx_common::s3::credentials`).
 pub fn lake_object_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, SqlError> {
     build_lake_store(lake_store_builder(s3)?)
 }
@@ -102,27 +103,14 @@ fn build_lake_store(builder: AmazonS3Builder) -> Result<Arc<dyn ObjectStore>, Sq
 }
 
 fn lake_store_builder(s3: &S3Config) -> Result<AmazonS3Builder, SqlError> {
-    let has_keys = !s3.access_key_id.is_empty() && !s3.secret_access_key.is_empty();
     // Client options first: setting them replaces those set before.
-    let mut builder = AmazonS3Builder::new().with_client_options(client_options(s3)?);
-    if has_keys {
-        builder = builder
-            .with_access_key_id(&s3.access_key_id)
-            .with_secret_access_key(&s3.secret_access_key);
-    } else {
-        // What `AmazonS3Builder::from_env` reads, on top of the options.
-        for (key, value) in std::env::vars_os() {
-            let (Some(key), Some(value)) = (key.to_str(), value.to_str()) else {
-                continue;
-            };
-            if !key.starts_with("AWS_") {
-                continue;
-            }
-            if let Ok(key) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
-                builder = builder.with_config(key, value);
-            }
-        }
-    }
+    let mut builder = AmazonS3Builder::new()
+        .with_client_options(client_options(s3)?)
+        // The SDK client's credential chain (configured keys or AWS's
+        // default chain), not a second one of object_store's own.
+        .with_credentials(Arc::new(ObjectStoreCredentials::new(
+            auditx_common::s3::credentials::provider(s3),
+        )));
     builder = builder
         .with_bucket_name(&s3.lake_bucket)
         .with_region(&s3.region)

@@ -10,7 +10,7 @@ use auditx_common::config::{Config, S3Config};
 use auditx_common::embedded_s3::EmbeddedS3;
 use auditx_common::queue::{MemoryQueue, TaskQueue};
 use auditx_common::s3::ObjectStore;
-use auditx_common::state::{Guard, Lease, MemoryStore, StateResult, StateStore, Write};
+use auditx_common::state::{MemoryStore, StateResult, StateStore};
 use auditx_lake::audit_trail::write::{write_audit_rows, write_run_rows};
 use auditx_lake::{AuditRow, RunRow};
 use auditx_proto::{
@@ -23,6 +23,10 @@ use futures::StreamExt;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+mod store_fault;
+
+pub use store_fault::{Faulty, StoreFault};
 
 /// 2025-07-23T00:00:00Z: every test row lies in this day.
 pub const DAY_MS: i64 = 1_753_228_800_000;
@@ -456,135 +460,17 @@ pub fn runs(tenant: &TenantId, meter: MeterId) -> Vec<RunRow> {
 /// retried command is answered after a lost reply (the store applied the
 /// first attempt, then a connection dropped and Redis restarted): the write
 /// is applied once and the caller is told it was not (the retry's answer).
+/// Every other call goes to the store unchanged ([`StoreFault`]).
 pub struct RepliesLost(pub MemoryStore);
 
 #[async_trait::async_trait]
-impl StateStore for RepliesLost {
+impl StoreFault for RepliesLost {
+    fn store(&self) -> &dyn StateStore {
+        &self.0
+    }
+
     async fn hash_set_if_absent(&self, key: &str, field: &str, value: &[u8]) -> StateResult<bool> {
         self.0.hash_set_if_absent(key, field, value).await?;
         self.0.hash_set_if_absent(key, field, value).await
-    }
-
-    async fn apply_atomically(&self, guard: Guard, writes: Vec<Write>) -> StateResult<bool> {
-        self.0.apply_atomically(guard, writes).await
-    }
-
-    async fn get(&self, key: &str) -> StateResult<Option<Vec<u8>>> {
-        self.0.get(key).await
-    }
-
-    async fn set(&self, key: &str, value: &[u8]) -> StateResult<()> {
-        self.0.set(key, value).await
-    }
-
-    async fn set_if_absent(&self, key: &str, value: &[u8]) -> StateResult<bool> {
-        self.0.set_if_absent(key, value).await
-    }
-
-    async fn compare_and_set(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        value: &[u8],
-    ) -> StateResult<bool> {
-        self.0.compare_and_set(key, expected, value).await
-    }
-
-    async fn set_fenced(&self, lease: &Lease, key: &str, value: &[u8]) -> StateResult<()> {
-        self.0.set_fenced(lease, key, value).await
-    }
-
-    async fn delete(&self, keys: &[String]) -> StateResult<()> {
-        self.0.delete(keys).await
-    }
-
-    async fn hash_get_all(&self, key: &str) -> StateResult<Vec<(String, Vec<u8>)>> {
-        self.0.hash_get_all(key).await
-    }
-
-    async fn log_append_once(&self, key: &str, id: &str, value: &[u8]) -> StateResult<bool> {
-        self.0.log_append_once(key, id, value).await
-    }
-
-    async fn log_read(&self, key: &str, from: u64, max: usize) -> StateResult<Vec<Vec<u8>>> {
-        self.0.log_read(key, from, max).await
-    }
-
-    async fn list_push(&self, key: &str, value: &str) -> StateResult<()> {
-        self.0.list_push(key, value).await
-    }
-
-    async fn list_all(&self, key: &str) -> StateResult<Vec<String>> {
-        self.0.list_all(key).await
-    }
-
-    async fn list_len(&self, key: &str) -> StateResult<u64> {
-        self.0.list_len(key).await
-    }
-
-    async fn list_first(&self, key: &str) -> StateResult<Option<String>> {
-        self.0.list_first(key).await
-    }
-
-    async fn list_remove(&self, key: &str, value: &str) -> StateResult<()> {
-        self.0.list_remove(key, value).await
-    }
-
-    async fn set_add(&self, key: &str, members: &[String]) -> StateResult<u64> {
-        self.0.set_add(key, members).await
-    }
-
-    async fn set_remove(&self, key: &str, members: &[String]) -> StateResult<()> {
-        self.0.set_remove(key, members).await
-    }
-
-    async fn set_members(&self, key: &str) -> StateResult<Vec<String>> {
-        self.0.set_members(key).await
-    }
-
-    async fn set_contains(&self, key: &str, members: &[String]) -> StateResult<Vec<bool>> {
-        self.0.set_contains(key, members).await
-    }
-
-    async fn index_add(&self, key: &str, score: i64, member: &str) -> StateResult<()> {
-        self.0.index_add(key, score, member).await
-    }
-
-    async fn index_all(&self, key: &str) -> StateResult<Vec<String>> {
-        self.0.index_all(key).await
-    }
-
-    async fn index_up_to(&self, key: &str, max_score: i64, max: usize) -> StateResult<Vec<String>> {
-        self.0.index_up_to(key, max_score, max).await
-    }
-
-    async fn index_remove(&self, key: &str, member: &str) -> StateResult<()> {
-        self.0.index_remove(key, member).await
-    }
-
-    async fn take_token(
-        &self,
-        key: &str,
-        per_sec: f64,
-        burst: u32,
-    ) -> StateResult<Option<Duration>> {
-        self.0.take_token(key, per_sec, burst).await
-    }
-
-    async fn try_acquire_lease(
-        &self,
-        key: &str,
-        owner: &str,
-        ttl: Duration,
-    ) -> StateResult<Option<Lease>> {
-        self.0.try_acquire_lease(key, owner, ttl).await
-    }
-
-    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> StateResult<bool> {
-        self.0.renew_lease(lease, ttl).await
-    }
-
-    async fn release_lease(&self, lease: &Lease) -> StateResult<()> {
-        self.0.release_lease(lease).await
     }
 }
