@@ -15,8 +15,8 @@ use std::ops::ControlFlow;
 use datafusion::error::DataFusionError;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions, Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement,
-    TableFactor, Visit, Visitor,
+    visit_expressions, visit_relations, Expr, Ident, ObjectName, ObjectNamePart, Query, Select,
+    SetExpr, Statement, TableFactor, Visit, Visitor,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
@@ -77,6 +77,21 @@ pub(super) fn mentions_column(query: &Query, name: &str) -> bool {
         _ => ControlFlow::Continue(()),
     });
     found.is_break()
+}
+
+/// The tables of [`TABLES`] the query reads: relations of their name (a
+/// CTE of the same name counts too; that costs its session a listing).
+pub(super) fn referenced_tables(query: &Query) -> HashSet<&'static str> {
+    let mut tables = HashSet::new();
+    let _ = visit_relations(query, |name| {
+        if let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() {
+            if let Some(def) = table(&normalize(ident)) {
+                tables.insert(def.name);
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    tables
 }
 
 /// `Refused`, with the rule the user broke.
@@ -424,6 +439,39 @@ mod tests {
             panic!()
         };
         assert!(m.len() < 400, "{m}");
+    }
+
+    #[test]
+    fn the_tables_a_query_reads_are_found_in_every_part_of_it() {
+        let tables = |sql: &str| {
+            let mut names: Vec<_> = referenced_tables(&parse_query(sql).unwrap())
+                .into_iter()
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(tables("SELECT 1"), Vec::<&str>::new());
+        assert_eq!(
+            tables("SELECT * FROM AuditLoginEvent WHERE id IN (SELECT id FROM contact)"),
+            ["auditloginevent", "contact"]
+        );
+        assert_eq!(
+            tables(
+                "WITH x AS (SELECT * FROM product) SELECT * FROM x \
+                 JOIN \"productrateplan\" p ON true UNION SELECT * FROM \"Contact\""
+            ),
+            ["product", "productrateplan"]
+        );
+        assert_eq!(
+            tables(include_str!("../../tests/fixtures/seed/q5.sql")),
+            [
+                "auditobjectchangeevent",
+                "product",
+                "productrateplan",
+                "productrateplancharge",
+                "productrateplanchargetier"
+            ]
+        );
     }
 
     #[test]

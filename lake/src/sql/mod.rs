@@ -15,13 +15,17 @@ mod memory;
 mod outer_keys;
 mod output;
 mod rewrite;
+mod scan;
 mod session;
 mod stop;
 
 pub use error::{classify, SqlError};
 pub use memory::limit_process_memory;
 pub use output::{write_csv_field, write_timestamp_millis, ResultWriter};
-pub use session::{lake_object_store, lake_object_store_on, run_query, QueryLimits};
+pub use scan::ScanMetrics;
+pub use session::{
+    lake_object_store, lake_object_store_on, run_query, start_query, QueryLimits, RunningQuery,
+};
 pub use stop::{QueryStop, StopExec, StopOnDrop};
 
 /// A query the guard admitted, as rewritten text DataFusion can plan.

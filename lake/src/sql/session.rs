@@ -3,8 +3,8 @@
 //! or orgs, only their rows.
 //!
 //! Tenant isolation does not rest on the guard alone: the session's catalog
-//! has exactly the tenant's eight tables, each a listing of
-//! `s3://<lake>/<table>/tenant=<t>/`; its object store registry answers for
+//! has only tables of the tenant (those of the eight the query reads),
+//! each a listing of `s3://<lake>/<table>/tenant=<t>/`; its object store registry answers for
 //! the lake bucket only (no local files); information_schema and URL tables
 //! are off; and planning forbids DDL, DML and statements.
 //!
@@ -27,7 +27,8 @@
 //!   read: a second listing of just those files, whose date parts are
 //!   derived from `createddate` (else `timestamp`) in UTC, as ingest does.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use auditx_common::config::S3Config;
@@ -40,12 +41,14 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::functions::expr_fn::{coalesce, date_part};
 use datafusion::logical_expr::{cast, ident, lit, Expr};
-use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
@@ -54,9 +57,10 @@ use url::Url;
 
 use super::decorrelate::DistinctCorrelatedColumns;
 use super::functions::date_udf;
-use super::guard::{mentions_column, parse_query};
+use super::guard::{mentions_column, parse_query, referenced_tables};
 use super::memory::query_pool;
 use super::outer_keys::OuterKeys;
+use super::scan::ScanMetrics;
 use super::stop::QueryStop;
 use super::{check_query, classify, CheckedQuery, SqlError};
 use crate::tables::{TableDef, DELETED_COLUMN, ENTITY_COLUMN, ORG_COLUMN, TABLES};
@@ -167,13 +171,56 @@ pub async fn run_query(
     read_deleted: bool,
     stop: &QueryStop,
 ) -> Result<SendableRecordBatchStream, SqlError> {
+    let query = start_query(
+        lake,
+        lake_bucket,
+        tenant,
+        scope,
+        query,
+        limits,
+        read_deleted,
+        stop,
+    )
+    .await?;
+    Ok(query.batches)
+}
+
+/// A query [`start_query`] started: its batches, and what its scans read
+/// (once the batches are drained).
+pub struct RunningQuery {
+    pub batches: SendableRecordBatchStream,
+    plan: Arc<dyn ExecutionPlan>,
+}
+
+impl RunningQuery {
+    /// What the query's table scans have read so far: after the last
+    /// batch, all they read.
+    pub fn scans(&self) -> ScanMetrics {
+        ScanMetrics::of(&self.plan)
+    }
+}
+
+/// [`run_query`], keeping the plan to tell what its scans read.
+#[allow(clippy::too_many_arguments)]
+pub async fn start_query(
+    lake: Arc<dyn ObjectStore>,
+    lake_bucket: &str,
+    tenant: &TenantId,
+    scope: &Scope,
+    query: &CheckedQuery,
+    limits: &QueryLimits,
+    read_deleted: bool,
+    stop: &QueryStop,
+) -> Result<RunningQuery, SqlError> {
     let checked = check_query(&query.sql)?;
-    let deleted = match mentions_column(&parse_query(&checked.sql)?, DELETED_COLUMN) {
+    let parsed = parse_query(&checked.sql)?;
+    let deleted = match mentions_column(&parsed, DELETED_COLUMN) {
         true => Deleted::Shown,
         false if read_deleted => Deleted::Only,
         false => Deleted::Hidden,
     };
-    let ctx = tenant_session(lake, lake_bucket, tenant, scope, deleted, limits).await?;
+    let tables = referenced_tables(&parsed);
+    let ctx = tenant_session(lake, lake_bucket, tenant, scope, deleted, &tables, limits).await?;
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -188,8 +235,11 @@ pub async fn run_query(
         .await
         .and_then(|plan| stop.guard(plan))
         .map_err(|e| classify(e, limits))?;
-    let stream = execute_stream(plan, task).map_err(|e| classify(e, limits))?;
-    Ok(stop.guard_stream(stream))
+    let stream = execute_stream(Arc::clone(&plan), task).map_err(|e| classify(e, limits))?;
+    Ok(RunningQuery {
+        batches: stop.guard_stream(stream),
+        plan,
+    })
 }
 
 /// What a query's tables hold of the deleted rows and the `deleted` column.
@@ -203,18 +253,27 @@ enum Deleted {
     Shown,
 }
 
+/// The session of one query: of the tenant's tables, those it reads
+/// (`tables`; the guard admits no other name), each listed when the query
+/// is planned, so it sees every file written before.
 async fn tenant_session(
     lake: Arc<dyn ObjectStore>,
     lake_bucket: &str,
     tenant: &TenantId,
     scope: &Scope,
     deleted: Deleted,
+    tables: &HashSet<&'static str>,
     limits: &QueryLimits,
 ) -> Result<SessionContext, SqlError> {
     let internal = |e| classify(e, limits);
     let bucket_url = bucket_url(lake_bucket)?;
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(query_pool(limits.memory_limit_bytes))
+        .with_cache_manager(
+            CacheManagerConfig::default()
+                .with_file_metadata_cache(Some(file_metadata_cache()))
+                .with_metadata_cache_limit(METADATA_CACHE_BYTES),
+        )
         .with_object_store_registry(Arc::new(LakeOnly {
             bucket_url: bucket_url.clone(),
             store: Arc::clone(&lake),
@@ -226,7 +285,7 @@ async fn tenant_session(
     ctx.register_udf(date_udf());
     ctx.add_analyzer_rule(Arc::new(DistinctCorrelatedColumns));
     ctx.add_optimizer_rule(Arc::new(OuterKeys));
-    for def in TABLES {
+    for def in TABLES.into_iter().filter(|def| tables.contains(def.name)) {
         let url = table_url(&bucket_url, def.name, tenant)?;
         let mut frame = listing(&ctx, def, url).map_err(internal)?;
         if def.partitioned() {
@@ -249,6 +308,25 @@ async fn tenant_session(
         ctx.register_table(def.name, view).map_err(internal)?;
     }
     Ok(ctx)
+}
+
+/// The most the Parquet metadata kept between queries may take.
+const METADATA_CACHE_BYTES: usize = 32 << 20;
+
+/// The footers and page indexes of the table files the process's queries
+/// read, kept between queries: a small query over many files otherwise
+/// spends most of its time fetching them again. Files are named by the
+/// hash of their bytes and never rewritten, and an entry is used only for
+/// a listed file of the same size and time, so an entry is never stale;
+/// whatever tenant's query reads the file, it reads its own file. The
+/// listings themselves are not kept: each query lists the files anew and
+/// sees every file written before it.
+fn file_metadata_cache() -> Arc<FileMetadataCache> {
+    static CACHE: OnceLock<Arc<FileMetadataCache>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| {
+        Arc::new(DefaultCache::new(METADATA_CACHE_BYTES).with_name("auditx table file metadata"))
+    });
+    Arc::clone(cache)
 }
 
 /// DataFusion options that differ from its defaults, for the queries users
@@ -516,19 +594,20 @@ mod tests {
         let limits = QueryLimits {
             memory_limit_bytes: 1 << 30,
         };
+        let sql = check_query(include_str!("../../tests/fixtures/seed/q4.sql"))
+            .unwrap()
+            .sql;
         let ctx = tenant_session(
             store,
             "lake",
             &TenantId::from("acme"),
             &Scope::default(),
             Deleted::Hidden,
+            &referenced_tables(&parse_query(&sql).unwrap()),
             &limits,
         )
         .await
         .unwrap();
-        let sql = check_query(include_str!("../../tests/fixtures/seed/q4.sql"))
-            .unwrap()
-            .sql;
         let plan = ctx.sql(&sql).await.unwrap().into_optimized_plan().unwrap();
         let plan = plan.display_indent().to_string();
         assert!(!plan.contains("Cross Join"), "{plan}");

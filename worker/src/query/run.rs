@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::StateStore;
-use auditx_lake::sql::{check_query, run_query, QueryLimits, QueryStop, ResultWriter, SqlError};
+use auditx_lake::sql::{check_query, start_query, QueryLimits, QueryStop, ResultWriter, SqlError};
 use auditx_proto::{query_cancel_key, Compression, QueryId, QueryOutcome, QueryTask};
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -183,7 +183,7 @@ async fn render_result(
     let limits = QueryLimits {
         memory_limit_bytes: task.memory_limit_bytes as usize,
     };
-    let mut batches = run_query(
+    let mut query = start_query(
         lake,
         &lake_bucket,
         &task.tenant,
@@ -194,14 +194,14 @@ async fn render_result(
         &stop,
     )
     .await?;
-    let mut writer = ResultWriter::new(&batches.schema(), task.format)
+    let mut writer = ResultWriter::new(&query.batches.schema(), task.format)
         .with_column_separator(task.column_separator.as_deref().unwrap_or(","));
     let mut rendered = Vec::new();
     writer.header(&mut rendered);
     let mut rows = 0;
     // The upload side has gone away (it ended the query): stop quietly.
     let gone = || WorkerError::Cancelled;
-    while let Some(batch) = batches.next().await {
+    while let Some(batch) = query.batches.next().await {
         let batch = batch.map_err(|e| auditx_lake::sql::classify(e, &limits))?;
         rows += batch.num_rows() as u64;
         writer.write_batch(&batch, &mut rendered)?;
@@ -210,6 +210,16 @@ async fn render_result(
             out.send(full).await.map_err(|_| gone())?;
         }
     }
+    let scans = query.scans();
+    tracing::info!(
+        query_id = %task.query_id,
+        rows,
+        files = scans.files,
+        row_groups_read = scans.row_groups_read(),
+        row_groups_pruned = scans.row_groups_pruned(),
+        bytes_scanned = scans.bytes_scanned,
+        "query scanned"
+    );
     if !rendered.is_empty() {
         out.send(rendered).await.map_err(|_| gone())?;
     }
