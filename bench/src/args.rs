@@ -38,6 +38,11 @@ pub struct BenchArgs {
     /// Concurrent connections making create-export calls.
     #[arg(long, default_value_t = 32)]
     pub load_connections: usize,
+    /// The large export's format; DuckDB writes the same format, and the
+    /// rows are compared as the format allows (CSV bytes, JSON Lines
+    /// parsed, Parquet decoded: see bench/src/rows.rs).
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    pub format: Format,
     /// Skip DuckDB (no comparison, no ratio).
     #[arg(long)]
     pub no_duckdb: bool,
@@ -113,4 +118,32 @@ pub fn cache_dir() -> anyhow::Result<PathBuf> {
     let home = std::env::var_os("HOME")
         .context("HOME is not set: the bench keeps its lakes and DuckDB under ~/.cache")?;
     Ok(PathBuf::from(home).join(".cache/auditx-bench"))
+}
+
+/// The export format the bench measures (`--format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Jsonl,
+    Parquet,
+}
+
+impl Format {
+    /// The name the API takes and the files' extension.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+            Format::Parquet => "parquet",
+        }
+    }
+
+    /// What "identical" means for the format, as the report says it.
+    pub fn identical(self) -> &'static str {
+        match self {
+            Format::Csv => "bytes: identical",
+            Format::Jsonl => "rows: identical (JSON lines parsed)",
+            Format::Parquet => "rows: identical (Parquet decoded)",
+        }
+    }
 }

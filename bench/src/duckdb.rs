@@ -7,17 +7,17 @@ use std::process::Stdio;
 
 use anyhow::Context;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
-use crate::args::cache_dir;
-use crate::export::hash_data_rows;
+use crate::args::{cache_dir, Format};
 use crate::lake::{self, BIG_METER, FROM, TENANT, TO};
+use crate::rows;
 
 /// The DuckDB every bench compares with: a newer one may plan the query
 /// differently, so figures of different rounds would not compare.
 pub const DUCKDB_VERSION: &str = "1.4.2";
 const EXPORT_SCRIPT: &str = include_str!("duckdb_export.py");
+const DECODE_SCRIPT: &str = include_str!("duckdb_decode.py");
 
 /// What DuckDB measured.
 pub struct DuckRun {
@@ -116,9 +116,12 @@ impl DuckDb {
         })
     }
 
-    /// The bench's export as DuckDB runs it over the same Parquet files.
-    pub async fn export(&self, dir: &Path) -> anyhow::Result<DuckRun> {
-        let out = dir.join("downloads").join("duckdb.csv");
+    /// The bench's export as DuckDB runs it over the same Parquet files,
+    /// written in `format`.
+    pub async fn export(&self, dir: &Path, format: Format) -> anyhow::Result<DuckRun> {
+        let out = dir
+            .join("downloads")
+            .join(format!("duckdb.{}", format.as_str()));
         std::fs::create_dir_all(out.parent().expect("a parent folder"))?;
         println!("duckdb: the same export over the same Parquet files …");
         let args = [
@@ -130,6 +133,7 @@ impl DuckDb {
             "SAMPLE".to_owned(),
             "NORMAL".to_owned(),
             out.to_string_lossy().into_owned(),
+            format.as_str().to_owned(),
         ];
         let figures = self
             .script(dir, "duckdb_export.py", EXPORT_SCRIPT, &args)
@@ -139,8 +143,10 @@ impl DuckDb {
             version == DUCKDB_VERSION,
             "the bench ran DuckDB {version}, not the pinned {DUCKDB_VERSION}"
         );
-        let mut hasher = Sha256::new();
-        let rows = hash_data_rows(&out, &mut hasher).await?;
+        let scratch = dir.join("downloads").join("duckdb-decoded.csv");
+        let (rows, sha256) = self
+            .fingerprint(format, std::slice::from_ref(&out), &scratch)
+            .await?;
         Ok(DuckRun {
             version,
             seconds: figures["seconds"].as_f64().context("no seconds")?,
@@ -149,8 +155,31 @@ impl DuckDb {
                 .context("no peak_rss_kib")?
                 * 1024,
             rows,
-            sha256: hex::encode(hasher.finalize()),
+            sha256,
         })
+    }
+
+    /// Rows and the SHA-256 of their canonical form of an export's `files`
+    /// ([`rows`]): Parquet decoded by DuckDB into CSV at `scratch` first
+    /// (the export's columns, `eventTime` as UTC text with milliseconds;
+    /// not timed, removed after).
+    pub async fn fingerprint(
+        &self,
+        format: Format,
+        files: &[PathBuf],
+        scratch: &Path,
+    ) -> anyhow::Result<(u64, String)> {
+        if format != Format::Parquet {
+            return rows::fingerprint(format, files).await;
+        }
+        let dir = scratch.parent().context("a parent folder")?;
+        let mut args = vec![scratch.to_string_lossy().into_owned()];
+        args.extend(files.iter().map(|f| f.to_string_lossy().into_owned()));
+        self.script(dir, "duckdb_decode.py", DECODE_SCRIPT, &args)
+            .await?;
+        let fingerprint = rows::fingerprint(Format::Csv, &[scratch.to_path_buf()]).await?;
+        std::fs::remove_file(scratch)?;
+        Ok(fingerprint)
     }
 }
 

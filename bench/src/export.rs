@@ -1,16 +1,17 @@
 //! The large export: create → FINISHED timed, its files downloaded through
-//! presigned URLs and their rows hashed for the comparison with DuckDB.
+//! presigned URLs and their rows hashed for the comparison with DuckDB
+//! ([`crate::rows`]).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use crate::args::Format;
+use crate::duckdb::DuckDb;
+use crate::lake::{FROM, TO};
+use crate::rows;
+use anyhow::bail;
 use auditx::client::{ApiClient, ExportRequest};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt};
-
-use crate::lake::{FROM, TO};
 
 /// The large export: time, rows, bytes and the hash of its rows.
 pub struct Timed {
@@ -58,14 +59,25 @@ pub async fn finished(
     }
 }
 
-/// Exports `meter`, timed from the create call to the FINISHED status, then
-/// downloads the files into `out` and hashes their rows.
-pub async fn timed(client: &ApiClient, meter: i64, out: &Path) -> anyhow::Result<Timed> {
+/// Exports `meter` in `format`, timed from the create call to the FINISHED
+/// status, then downloads the files into `out` and hashes their rows
+/// (Parquet decoded by `duckdb`, see [`crate::rows`]).
+pub async fn timed(
+    client: &ApiClient,
+    meter: i64,
+    format: Format,
+    duckdb: Option<&DuckDb>,
+    out: &Path,
+) -> anyhow::Result<Timed> {
     if out.exists() {
         std::fs::remove_dir_all(out)?;
     }
     let started = Instant::now();
-    let id = client.create_export(&request(meter)).await?;
+    let request = ExportRequest {
+        format: Some(format.as_str().to_owned()),
+        ..request(meter)
+    };
+    let id = client.create_export(&request).await?;
     let job = finished(
         client,
         meter,
@@ -77,53 +89,24 @@ pub async fn timed(client: &ApiClient, meter: i64, out: &Path) -> anyhow::Result
     let seconds = started.elapsed().as_secs_f64();
     let chunks = job["progress"]["chunksTotal"].as_u64().unwrap_or(0);
     let files = client.download_all(&job, out).await?;
-    let mut hasher = Sha256::new();
-    let mut rows = 0;
-    let mut bytes = 0;
-    let mut data_files = 0;
-    for file in files
+    let data: Vec<_> = files
         .iter()
         .filter(|f| Some(f.file_key.as_str()) != job["manifestKey"].as_str())
-    {
-        data_files += 1;
-        bytes += file.bytes;
-        rows += hash_data_rows(&file.path, &mut hasher).await?;
-    }
+        .collect();
+    let paths: Vec<_> = data.iter().map(|f| f.path.clone()).collect();
+    let (rows, sha256) = match duckdb {
+        Some(duckdb) => {
+            let scratch = out.join("decoded.csv");
+            duckdb.fingerprint(format, &paths, &scratch).await?
+        }
+        None => rows::fingerprint(format, &paths).await?,
+    };
     Ok(Timed {
         seconds,
         rows,
-        bytes,
-        files: data_files,
+        bytes: data.iter().map(|f| f.bytes).sum(),
+        files: data.len(),
         chunks,
-        sha256: hex::encode(hasher.finalize()),
+        sha256,
     })
-}
-
-/// Feeds a CSV file's bytes after its header line to `hasher`; returns the
-/// number of records (lines outside quotes).
-pub async fn hash_data_rows(path: &Path, hasher: &mut Sha256) -> anyhow::Result<u64> {
-    let file = tokio::fs::File::open(path)
-        .await
-        .with_context(|| format!("opening {}", path.display()))?;
-    let mut reader = tokio::io::BufReader::with_capacity(1 << 20, file);
-    let mut header = Vec::new();
-    reader.read_until(b'\n', &mut header).await?;
-    let mut buffer = vec![0; 1 << 20];
-    let mut rows = 0;
-    let mut quoted = false;
-    loop {
-        let n = reader.read(&mut buffer).await?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        for &byte in &buffer[..n] {
-            match byte {
-                b'"' => quoted = !quoted,
-                b'\n' if !quoted => rows += 1,
-                _ => {}
-            }
-        }
-    }
-    Ok(rows)
 }

@@ -8,13 +8,15 @@
 //!    `--distributed` an `auditx s3` endpoint, a scheduler and N worker
 //!    processes on RabbitMQ and Redis; once per worker count given.
 //! 3. [`export`]: exports the large meter (create → FINISHED with presigned
-//!    URLs), downloads the files and hashes their rows; then, in the last
+//!    URLs) in `--format`, downloads the files and hashes their rows
+//!    ([`rows`]: CSV bytes, JSON Lines parsed, Parquet decoded); then, in the last
 //!    round, [`latency`] (sequential 1,000-row exports and 1,000-row data
 //!    queries), [`online`] (entries
 //!    pages and a summary) and [`load`] (create-export calls from many
 //!    connections).
 //! 4. [`duckdb`]: runs DuckDB's query over the same files (the pinned DuckDB,
-//!    in the bench's own virtualenv) and compares the bytes.
+//!    in the bench's own virtualenv), writing the same format, and compares
+//!    the rows.
 //! 5. [`report`]: wall time, rows/s, MB/s, the peak RSS and CPU of every
 //!    process, the auditx/DuckDB ratio of every round and their median.
 //!    Exits non-zero when the outputs differ.
@@ -36,6 +38,7 @@ mod load;
 mod online;
 mod queries;
 mod report;
+mod rows;
 mod stats;
 
 use std::path::Path;
@@ -82,16 +85,17 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let mut runs = Vec::new();
         for (i, &workers) in worker_counts.iter().enumerate() {
             let last = round == args.rounds && i + 1 == worker_counts.len();
-            runs.push(run_product(&args, &auditx, &dir, workers, last).await?);
+            let run = run_product(&args, &auditx, &dir, workers, last, duckdb.as_ref()).await?;
+            runs.push(run);
         }
         let duck = match &duckdb {
-            Some(duckdb) => Some(duckdb.export(&dir).await?),
+            Some(duckdb) => Some(duckdb.export(&dir, args.format).await?),
             None => None,
         };
         rounds.push(Round { runs, duckdb: duck });
     }
     let last = rounds.last().context("at least one round")?;
-    report::print(args.rows, &last.runs, last.duckdb.as_ref())?;
+    report::print(args.rows, args.format, &last.runs, last.duckdb.as_ref())?;
     report::print_rounds(&rounds)
 }
 
@@ -103,12 +107,20 @@ async fn run_product(
     dir: &Path,
     workers: usize,
     last: bool,
+    duckdb: Option<&DuckDb>,
 ) -> anyhow::Result<Run> {
     let mut fleet = Fleet::start(auditx, args, dir, workers).await?;
     println!("{}: exporting meter {} …", fleet.label, lake::BIG_METER);
     let downloads = dir.join("downloads").join(fleet.slug());
     let cpu_before = fleet.cpu_seconds()?;
-    let export = export::timed(&fleet.client, lake::BIG_METER, &downloads).await?;
+    let export = export::timed(
+        &fleet.client,
+        lake::BIG_METER,
+        args.format,
+        duckdb,
+        &downloads,
+    )
+    .await?;
     let cpu = fleet
         .cpu_seconds()?
         .into_iter()

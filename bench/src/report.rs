@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::bail;
 
+use crate::args::Format;
 use crate::duckdb::DuckRun;
 use crate::export::Timed;
 use crate::lake::{BIG_METER, FROM, SMALL_ROWS, TO};
@@ -66,9 +67,17 @@ fn machine() -> String {
 }
 
 /// The last round's figures; fails if any run's bytes differ from DuckDB's.
-pub fn print(lake_rows: u64, runs: &[Run], duckdb: Option<&DuckRun>) -> anyhow::Result<()> {
+pub fn print(
+    lake_rows: u64,
+    format: Format,
+    runs: &[Run],
+    duckdb: Option<&DuckRun>,
+) -> anyhow::Result<()> {
     println!();
-    println!("== auditx bench: lake of {lake_rows} rows, export SAMPLE/NORMAL of meter {BIG_METER}, {FROM} .. {TO}");
+    println!(
+        "== auditx bench: lake of {lake_rows} rows, export SAMPLE/NORMAL of meter {BIG_METER} as {}, {FROM} .. {TO}",
+        format.as_str()
+    );
     println!("machine: {}", machine());
     println!(
         "{:<40} {:>9} {:>11} {:>8} {:>10}",
@@ -157,11 +166,13 @@ pub fn print(lake_rows: u64, runs: &[Run], duckdb: Option<&DuckRun>) -> anyhow::
         }
     }
     if !same {
-        bail!("auditx and DuckDB exported different bytes");
+        bail!("auditx and DuckDB exported different rows");
     }
     println!(
-        "bytes: identical — {} rows, sha256 {} in every run",
-        d.rows, d.sha256
+        "{} — {} rows, sha256 {} in every run",
+        format.identical(),
+        d.rows,
+        d.sha256
     );
     Ok(())
 }
@@ -223,10 +234,7 @@ pub fn print_rounds(rounds: &[Round]) -> anyhow::Result<()> {
             line.push_str(&format!(", duckdb {:.2} s", d.seconds));
             for run in &round.runs {
                 if run.export.sha256 != d.sha256 || run.export.rows != d.rows {
-                    bail!(
-                        "round {}: auditx and DuckDB exported different bytes",
-                        i + 1
-                    );
+                    bail!("round {}: auditx and DuckDB exported different rows", i + 1);
                 }
                 let ratio = run.export.seconds / d.seconds;
                 line.push_str(&format!(", ratio {ratio:.2}×"));

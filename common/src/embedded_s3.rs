@@ -9,7 +9,9 @@
 //! anonymous probes cannot flood the logs. Server errors (5xx) still log at
 //! error, from s3s and from here.
 
+mod assembly;
 pub mod fs;
+mod parts;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -478,3 +478,141 @@ async fn copied_parts_keep_the_bytes_of_the_moment_they_were_copied() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// The files in the endpoint's root whose name starts with `prefix`.
+fn files_named(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// Parts are appended to the object's file while the upload goes on, in
+/// number order whatever order they come in; a part uploaded again after
+/// it was appended, or an abort, still leaves exactly the right bytes (and
+/// no file behind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_appended_ahead_of_completion_give_the_parts_bytes() {
+    let s3 = start().await;
+    let bucket = &s3.bucket;
+    let root = s3._dir.path();
+    let staged = pattern(12 * MIB, 3);
+    s3.store
+        .put(
+            bucket,
+            "_staging/c",
+            Bytes::from(staged.clone()),
+            "text/csv",
+        )
+        .await
+        .unwrap();
+    let parts = [
+        pattern(5 * MIB, 4),
+        pattern(5 * MIB, 5),
+        pattern(6 * MIB, 6),
+    ];
+    let settle = || tokio::time::sleep(std::time::Duration::from_millis(300));
+    for replace in [false, true] {
+        let key = format!("t/r/ahead-{replace}.csv");
+        let upload = s3
+            .store
+            .create_multipart(bucket, &key, "text/csv")
+            .await
+            .unwrap();
+        // Part 2 first: nothing can be appended until part 1 is there.
+        let p2 = s3
+            .store
+            .upload_part(bucket, &key, &upload, 2, Bytes::from(parts[1].clone()))
+            .await
+            .unwrap();
+        let mut p1 = s3
+            .store
+            .upload_part(bucket, &key, &upload, 1, Bytes::from(parts[0].clone()))
+            .await
+            .unwrap();
+        let p3 = s3
+            .store
+            .upload_part_copy(
+                bucket,
+                &key,
+                &upload,
+                3,
+                "_staging/c",
+                100..(100 + 6 * MIB as u64),
+            )
+            .await
+            .unwrap();
+        let p4 = s3
+            .store
+            .upload_part(bucket, &key, &upload, 4, Bytes::from_static(b"end\n"))
+            .await
+            .unwrap();
+        settle().await;
+        let mut expected = parts[0].clone();
+        if replace {
+            // Part 1 again, other bytes, after it was appended.
+            p1 = s3
+                .store
+                .upload_part(
+                    bucket,
+                    &key,
+                    &upload,
+                    1,
+                    Bytes::from(parts[2][..5 * MIB].to_vec()),
+                )
+                .await
+                .unwrap();
+            expected = parts[2][..5 * MIB].to_vec();
+        }
+        expected.extend_from_slice(&parts[1]);
+        expected.extend_from_slice(&staged[100..100 + 6 * MIB]);
+        expected.extend_from_slice(b"end\n");
+        s3.store
+            .complete_multipart(bucket, &key, &upload, &[(1, p1), (2, p2), (3, p3), (4, p4)])
+            .await
+            .unwrap();
+        let got = s3.store.get(bucket, &key).await.unwrap();
+        assert!(
+            got.to_vec() == expected,
+            "the completed file differs (replace: {replace})"
+        );
+    }
+    settle().await;
+    assert!(
+        files_named(root, ".tmp.fast-").is_empty(),
+        "{:?}",
+        files_named(root, ".tmp")
+    );
+
+    // An aborted upload leaves no appended file.
+    let upload = s3
+        .store
+        .create_multipart(bucket, "t/r/aborted.csv", "text/csv")
+        .await
+        .unwrap();
+    for n in 1..=2 {
+        s3.store
+            .upload_part(
+                bucket,
+                "t/r/aborted.csv",
+                &upload,
+                n,
+                Bytes::from(parts[0].clone()),
+            )
+            .await
+            .unwrap();
+    }
+    settle().await;
+    s3.store
+        .abort_multipart(bucket, "t/r/aborted.csv", &upload)
+        .await
+        .unwrap();
+    settle().await;
+    assert!(
+        files_named(root, ".tmp.fast-").is_empty(),
+        "{:?}",
+        files_named(root, ".tmp")
+    );
+    assert!(files_named(root, &format!(".upload_id-{upload}")).is_empty());
+}

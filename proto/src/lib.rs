@@ -18,9 +18,9 @@ pub use names::{Topology, TRACEPARENT_HEADER, TRACK_ID_HEADER};
 pub use query::{query_cancel_key, Compression, QueryOutcome, QueryOutputFormat, QueryTask};
 pub use scope::Scope;
 pub use task::{
-    AssembleOutcome, AssembleTask, LakeSource, OutputFormat, QueryFailure, RecordType,
-    RenderOutcome, RenderTask, RowFilter, RunType, Segment, Task, TaskFailure, TaskRef,
-    UploadedPart, WorkerReport,
+    AssembleOutcome, AssembleResume, AssembleTask, LakeSource, OutputFormat, PrefixOutcome,
+    QueryFailure, RecordType, RenderOutcome, RenderTask, RowFilter, RunType, Segment,
+    Sha256Midstate, Task, TaskFailure, TaskRef, UploadedPart, WorkerReport,
 };
 
 /// A message that could not be encoded or decoded.

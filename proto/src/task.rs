@@ -7,6 +7,15 @@
 //! [`AssembleTask`]: a worker streams the header plus the staged byte ranges
 //! into S3 multipart parts of exactly `part_size` bytes (so tiny chunk
 //! outputs never become undersized parts), hashing the file as it goes.
+//!
+//! A long file is not left to the end: while its later chunks render, the
+//! scheduler sends [`Task::AssemblePrefix`] tasks for the prefix known so
+//! far. Each makes the parts that no later chunk can change and reports
+//! them with the SHA-256 of the bytes in them, paused ([`Sha256Midstate`]);
+//! the next stage, and the file's last [`AssembleTask`], resume from there
+//! ([`AssembleResume`]), so only the file's end is left once the last chunk
+//! is rendered. A part's bytes depend only on the file's layout, so a
+//! redelivered or duplicated stage writes the very bytes again.
 
 use std::collections::BTreeMap;
 
@@ -206,6 +215,34 @@ pub struct AssembleTask {
     pub rows: u64,
     /// Size of every part but the last (≥ 5 MiB on S3).
     pub part_size: u64,
+    /// The parts earlier stages made and the hash of their bytes: this
+    /// task makes the rest. `None`: the whole file (also what a worker
+    /// older than stages does with any task, correctly, if more slowly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<AssembleResume>,
+    /// The stage's number, counted from 0 over a file's prefix tasks; the
+    /// last task's is one past its prefix stages.
+    #[serde(default)]
+    pub stage: u32,
+}
+
+/// Where a stage of a file's assembly starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssembleResume {
+    /// Every part made so far, numbered `1..=parts.len()`.
+    pub parts: Vec<UploadedPart>,
+    /// The SHA-256 of the file's bytes in those parts.
+    pub sha256: Sha256Midstate,
+}
+
+/// A SHA-256 computation paused after `bytes` bytes: the eight state words
+/// after the last whole 64-byte block, and the bytes of the block begun.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sha256Midstate {
+    pub state: [u32; 8],
+    pub bytes: u64,
+    /// `bytes % 64` bytes.
+    pub pending: Vec<u8>,
 }
 
 /// A task as it travels on the tasks queue.
@@ -213,7 +250,13 @@ pub struct AssembleTask {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Task {
     Render(RenderTask),
+    /// Assemble a file, or the rest of it after its prefix stages.
     Assemble(AssembleTask),
+    /// Make the final parts of a file's known prefix (its `segments` so
+    /// far, `rows` the rows in them; no trailer, no short last part). A
+    /// worker older than stages cannot decode it and dead-letters it; the
+    /// scheduler then assembles that file whole at the end.
+    AssemblePrefix(AssembleTask),
     /// Run a data query (a worker older than data queries cannot decode
     /// it and dead-letters it, which fails the query with a message).
     Query(QueryTask),
@@ -224,7 +267,7 @@ impl Task {
     pub fn job_id(&self) -> &str {
         match self {
             Task::Render(t) => t.request_id.as_str(),
-            Task::Assemble(t) => t.request_id.as_str(),
+            Task::Assemble(t) | Task::AssemblePrefix(t) => t.request_id.as_str(),
             Task::Query(t) => t.query_id.as_str(),
         }
     }
@@ -234,6 +277,13 @@ impl Task {
         let (request_id, task) = match self {
             Task::Render(t) => (&t.request_id, TaskRef::Render { chunk: t.chunk }),
             Task::Assemble(t) => (&t.request_id, TaskRef::Assemble { file: t.file }),
+            Task::AssemblePrefix(t) => (
+                &t.request_id,
+                TaskRef::AssemblePrefix {
+                    file: t.file,
+                    stage: t.stage,
+                },
+            ),
             Task::Query(t) => {
                 return WorkerReport::QueryFailed(QueryFailure {
                     query_id: t.query_id.clone(),
@@ -290,12 +340,26 @@ pub struct AssembleOutcome {
     pub sha256: String,
 }
 
+/// What a worker made of a file's prefix ([`Task::AssemblePrefix`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefixOutcome {
+    pub request_id: RequestId,
+    pub file: FileIndex,
+    pub stage: u32,
+    /// The parts this stage made (none if the prefix held no new whole
+    /// part), in number order.
+    pub parts: Vec<UploadedPart>,
+    /// The SHA-256 of the file's bytes up to the end of those parts.
+    pub sha256: Sha256Midstate,
+}
+
 /// Which task of a job a report is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TaskRef {
     Render { chunk: ChunkId },
     Assemble { file: FileIndex },
+    AssemblePrefix { file: FileIndex, stage: u32 },
 }
 
 /// A task that failed for good (after the worker's own retries).
@@ -321,6 +385,9 @@ pub struct QueryFailure {
 pub enum WorkerReport {
     Rendered(RenderOutcome),
     Assembled(AssembleOutcome),
+    /// A stage of a file's prefix (a scheduler older than stages cannot
+    /// decode it and drops it; it never sends such stages either).
+    AssembledPrefix(PrefixOutcome),
     Failed(TaskFailure),
     Queried(QueryOutcome),
     QueryFailed(QueryFailure),
@@ -332,6 +399,7 @@ impl WorkerReport {
         match self {
             WorkerReport::Rendered(r) => r.request_id.as_str(),
             WorkerReport::Assembled(r) => r.request_id.as_str(),
+            WorkerReport::AssembledPrefix(r) => r.request_id.as_str(),
             WorkerReport::Failed(r) => r.request_id.as_str(),
             WorkerReport::Queried(r) => r.query_id.as_str(),
             WorkerReport::QueryFailed(r) => r.query_id.as_str(),
@@ -439,5 +507,74 @@ mod tests {
         assert_eq!(task.chunk, ChunkId(3));
         assert_eq!(task.filter.scope, Scope::default());
         assert_eq!((task.event_id_from, task.event_id_to), (None, None));
+    }
+
+    #[test]
+    fn an_assemble_task_from_before_stages_is_a_whole_file_and_stages_round_trip() {
+        let task = AssembleTask {
+            request_id: RequestId::from("r-1"),
+            tenant: TenantId::from("t1"),
+            file: FileIndex(1),
+            key: "t1/r-1/f.csv".into(),
+            upload_id: "u".into(),
+            format: OutputFormat::Csv,
+            segments: vec![Segment {
+                key: "_staging/c0".into(),
+                start: 0,
+                end: 10,
+            }],
+            rows: 3,
+            part_size: 8,
+            resume: Some(AssembleResume {
+                parts: vec![UploadedPart {
+                    number: 1,
+                    etag: "e1".into(),
+                }],
+                sha256: Sha256Midstate {
+                    state: [1, 2, 3, 4, 5, 6, 7, 8],
+                    bytes: 70,
+                    pending: vec![9; 6],
+                },
+            }),
+            stage: 2,
+        };
+        for task in [
+            Task::Assemble(task.clone()),
+            Task::AssemblePrefix(task.clone()),
+        ] {
+            assert_eq!(decode::<Task>(&encode(&task).unwrap()).unwrap(), task);
+        }
+        let mut value: serde_json::Value =
+            rmp_serde::from_slice(&encode(&Task::Assemble(task.clone())).unwrap()).unwrap();
+        assert_eq!(value["kind"], "assemble");
+        value.as_object_mut().unwrap().remove("resume");
+        value.as_object_mut().unwrap().remove("stage");
+        let old = rmp_serde::to_vec_named(&value).unwrap();
+        let Task::Assemble(decoded) = decode::<Task>(&old).unwrap() else {
+            panic!("not an assemble task")
+        };
+        assert_eq!((decoded.resume, decoded.stage), (None, 0));
+        let report = WorkerReport::AssembledPrefix(PrefixOutcome {
+            request_id: RequestId::from("r-1"),
+            file: FileIndex(1),
+            stage: 2,
+            parts: vec![],
+            sha256: task.resume.unwrap().sha256,
+        });
+        assert_eq!(
+            decode::<WorkerReport>(&encode(&report).unwrap()).unwrap(),
+            report
+        );
+        let failure = Task::AssemblePrefix(AssembleTask { stage: 4, ..task }).failure("x".into());
+        let WorkerReport::Failed(failure) = failure else {
+            panic!("not a failure")
+        };
+        assert_eq!(
+            failure.task,
+            TaskRef::AssemblePrefix {
+                file: FileIndex(1),
+                stage: 4
+            }
+        );
     }
 }

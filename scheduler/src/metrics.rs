@@ -212,7 +212,7 @@ pub fn register() {
         LEASES_ACQUIRED.with_label_values(&[kind]);
     }
     LazyLock::force(&TAKEOVERS);
-    for kind in ["render", "assemble", "query"] {
+    for kind in ["render", "assemble", "assemble_prefix", "query"] {
         DEAD_LETTERED.with_label_values(&[kind]);
     }
     for status in JobStatus::ALL {

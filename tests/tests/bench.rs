@@ -154,3 +154,53 @@ async fn the_bench_exports_like_duckdb_embedded_and_distributed() {
         "{cpu}"
     );
 }
+
+/// Every format against DuckDB writing the same format from the same
+/// files: CSV byte for byte, JSON Lines line by line parsed, Parquet
+/// decoded (bench/src/rows.rs). The bench exits non-zero, failing this
+/// test, when the rows differ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_finds_duckdbs_rows_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("bench");
+    let data = data.to_str().unwrap();
+    let mut counts = Vec::new();
+    for (format, identical) in [
+        ("csv", "bytes: identical"),
+        ("jsonl", "rows: identical (JSON lines parsed)"),
+        ("parquet", "rows: identical (Parquet decoded)"),
+    ] {
+        let report = bench(
+            &[
+                "--rows",
+                "20000",
+                "--data-dir",
+                data,
+                "--format",
+                format,
+                "--rounds",
+                "1",
+                "--latency-runs",
+                "0",
+                "--load-secs",
+                "0",
+            ],
+            &[],
+        )
+        .await;
+        assert!(
+            line(&report, "== auditx bench").contains(&format!(" as {format},")),
+            "{report}"
+        );
+        let same = line(&report, identical);
+        let rows: u64 = same
+            .split(" — ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no row count in {same}"));
+        assert!((15_000..20_000).contains(&rows), "{same}");
+        assert!(line(&report, PINNED_DUCKDB).contains(&rows.to_string()));
+        counts.push(rows);
+    }
+    assert!(counts.windows(2).all(|w| w[0] == w[1]), "{counts:?}");
+}

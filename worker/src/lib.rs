@@ -17,9 +17,9 @@ pub mod query;
 mod run;
 
 pub use error::WorkerError;
-pub use export::assemble::assemble_file;
+pub use export::assemble::{assemble_file, assemble_prefix};
 pub use export::chunk::RenderedChunk;
 pub use export::parts::PartSplitter;
-pub use export::render::{order_rows, render_chunk, render_jsonl};
+pub use export::render::render_chunk;
 pub use health::serve_health;
 pub use run::run;

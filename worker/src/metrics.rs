@@ -38,7 +38,7 @@ impl Outcome {
 static TASKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "auditx_worker_tasks_total",
-        "Tasks finished by this worker, by kind (render, assemble) and outcome.",
+        "Tasks finished by this worker, by kind (render, assemble, assemble_prefix, query) and outcome.",
         &["kind", "outcome"]
     )
     .expect("metric registers once")
@@ -88,7 +88,7 @@ static BYTES_ASSEMBLED: LazyLock<IntCounter> = LazyLock::new(|| {
 static TASK_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "auditx_worker_task_duration_seconds",
-        "Time to run a task to success, retries included, by kind (render, assemble, query).",
+        "Time to run a task to success, retries included, by kind (render, assemble, assemble_prefix, query).",
         &["kind"],
         exponential_buckets(0.01, 2.0, 16).expect("valid buckets")
     )
@@ -97,7 +97,7 @@ static TASK_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
 
 /// Registers every metric, so that they are exported before the first task.
 pub fn register() {
-    for kind in ["render", "assemble", "query"] {
+    for kind in ["render", "assemble", "assemble_prefix", "query"] {
         for outcome in [
             Outcome::Succeeded,
             Outcome::Failed,

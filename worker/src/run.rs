@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::error::WorkerError;
-use crate::export::assemble::assemble_file;
+use crate::export::assemble::{assemble_file, assemble_prefix};
 use crate::export::render::render_chunk;
 use crate::metrics::{self, InFlight, Outcome};
 use crate::query::{run_query_task, QueryExecutor, QueryRunner};
@@ -278,6 +278,15 @@ impl Worker {
                 tenant = %t.tenant,
                 track_id,
                 file = t.file.0,
+                stage = t.stage,
+            ),
+            Task::AssemblePrefix(t) => info_span!(
+                "worker.assemble_prefix",
+                request_id = %t.request_id,
+                tenant = %t.tenant,
+                track_id,
+                file = t.file.0,
+                stage = t.stage,
             ),
             Task::Query(t) => {
                 info_span!("worker.query", query_id = %t.query_id, tenant = %t.tenant)
@@ -372,6 +381,9 @@ impl Worker {
             Task::Assemble(t) => assemble_file(&self.store, &self.export_bucket, t)
                 .await
                 .map(WorkerReport::Assembled),
+            Task::AssemblePrefix(t) => assemble_prefix(&self.store, &self.export_bucket, t)
+                .await
+                .map(WorkerReport::AssembledPrefix),
             Task::Query(t) => run_query_task(&self.queries, t)
                 .await
                 .map(WorkerReport::Queried),
@@ -395,6 +407,7 @@ fn kind(task: &Task) -> &'static str {
     match task {
         Task::Render(_) => "render",
         Task::Assemble(_) => "assemble",
+        Task::AssemblePrefix(_) => "assemble_prefix",
         Task::Query(_) => "query",
     }
 }
@@ -409,6 +422,9 @@ fn record_success(report: &WorkerReport, elapsed: Duration) {
         WorkerReport::Assembled(r) => {
             metrics::file_assembled(r.rows, r.bytes, elapsed);
             info!(request_id = %r.request_id, file = r.file.0, parts = r.parts.len(), bytes = r.bytes, elapsed_ms, "file assembled");
+        }
+        WorkerReport::AssembledPrefix(r) => {
+            info!(request_id = %r.request_id, file = r.file.0, stage = r.stage, parts = r.parts.len(), bytes = r.sha256.bytes, elapsed_ms, "file prefix assembled");
         }
         WorkerReport::Queried(r) => {
             metrics::query_ran(elapsed);

@@ -4,10 +4,11 @@
 mod support;
 
 use auditx_proto::{
-    AssembleOutcome, AssembleTask, FileIndex, OutputFormat, RequestId, Segment, TenantId,
+    AssembleOutcome, AssembleResume, AssembleTask, FileIndex, OutputFormat, PrefixOutcome,
+    RequestId, Segment, TenantId,
 };
-use auditx_worker::assemble_file;
 use auditx_worker::export::csv;
+use auditx_worker::{assemble_file, assemble_prefix};
 use sha2::{Digest, Sha256};
 
 const MIB: u64 = 1024 * 1024;
@@ -31,6 +32,8 @@ fn task(key: &str, upload_id: &str, segments: Vec<Segment>) -> AssembleTask {
         segments,
         rows: 42,
         part_size: PART_SIZE,
+        resume: None,
+        stage: 0,
     }
 }
 
@@ -255,6 +258,116 @@ async fn missing_or_short_staged_chunks_fail_for_good() -> anyhow::Result<()> {
     assert!(
         err.to_string()
             .starts_with("staged chunk _staging/short/c0 returned 5 bytes"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// What the scheduler does with a prefix stage's report: the next task
+/// resumes after every part so far.
+fn resumed(before: Option<AssembleResume>, stage: &PrefixOutcome) -> AssembleResume {
+    let mut parts = before.map_or_else(Vec::new, |r| r.parts);
+    parts.extend(stage.parts.iter().cloned());
+    AssembleResume {
+        parts,
+        sha256: stage.sha256.clone(),
+    }
+}
+
+/// A file assembled in stages while its chunks "render", with a stage run
+/// twice (a redelivery) and the next one resumed from the second run's
+/// report (a crash between them), is the file: the bytes downloaded are
+/// the header and the segments, and the SHA-256 reported is theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_assembled_in_stages_with_a_redelivery_is_the_file_and_its_hash(
+) -> anyhow::Result<()> {
+    let s3 = support::start_s3().await?;
+    let bucket = &s3.config.export_bucket;
+    let chunks: Vec<(String, Vec<u8>)> = [3 * MIB + 7, 9 * MIB + 1, 100, 6 * MIB + 33, 2 * MIB]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| (format!("_staging/stages/c{i}"), pattern(len, i as u8 + 3)))
+        .collect();
+    for (key, bytes) in &chunks {
+        s3.store
+            .put(bucket, key, bytes.clone().into(), "text/csv")
+            .await?;
+    }
+    let segments: Vec<Segment> = chunks
+        .iter()
+        .map(|(key, bytes)| segment(key, 0, bytes.len() as u64))
+        .collect();
+    let staged: Vec<(&str, &[u8])> = chunks
+        .iter()
+        .map(|(k, b)| (k.as_str(), b.as_slice()))
+        .collect();
+    let expected = expected_file(&segments, &staged);
+
+    let key = "t1/r-assemble/stages.csv";
+    let upload_id = s3.store.create_multipart(bucket, key, "text/csv").await?;
+    let whole = task(key, &upload_id, segments.clone());
+    let prefix = |known: usize, stage: u32, resume: Option<AssembleResume>| AssembleTask {
+        segments: segments[..known].to_vec(),
+        stage,
+        resume,
+        ..whole.clone()
+    };
+    // Stage 0: two chunks known. Run twice: the same parts, the same hash.
+    let first = assemble_prefix(&s3.store, bucket, &prefix(2, 0, None)).await?;
+    let again = assemble_prefix(&s3.store, bucket, &prefix(2, 0, None)).await?;
+    assert_eq!(first.sha256, again.sha256);
+    assert_eq!(first.parts.len(), again.parts.len());
+    assert!(!first.parts.is_empty());
+    assert!(first.sha256.bytes <= (csv::HEADER.len() + 12 * MIB as usize + 8) as u64);
+    let after_0 = resumed(None, &again);
+    // Stage 1: one tiny chunk more, nothing new to make yet.
+    let idle = assemble_prefix(&s3.store, bucket, &prefix(3, 1, Some(after_0.clone()))).await?;
+    assert!(idle.parts.is_empty());
+    assert_eq!(idle.sha256, after_0.sha256);
+    let after_1 = resumed(Some(after_0), &idle);
+    // Stage 2: four chunks known.
+    let stage_2 = assemble_prefix(&s3.store, bucket, &prefix(4, 2, Some(after_1.clone()))).await?;
+    assert_eq!(
+        stage_2.parts.first().map(|p| p.number),
+        Some(after_1.parts.len() as i32 + 1)
+    );
+    let after_2 = resumed(Some(after_1), &stage_2);
+    // The last task: the whole file, after every stage's parts.
+    let last = AssembleTask {
+        resume: Some(after_2.clone()),
+        stage: 3,
+        ..whole.clone()
+    };
+    let outcome = assemble_file(&s3.store, bucket, &last).await?;
+    let numbers: Vec<i32> = outcome.parts.iter().map(|p| p.number).collect();
+    assert_eq!(numbers, (1..=numbers.len() as i32).collect::<Vec<_>>());
+    assert!(numbers.len() > after_2.parts.len());
+    assert_eq!(outcome.bytes, expected.len() as u64);
+    assert_eq!(outcome.sha256, hex::encode(Sha256::digest(&expected)));
+    // The same as assembling it whole in one task.
+    let one_pass = assemble_file(&s3.store, bucket, &whole).await?;
+    assert_eq!(one_pass.sha256, outcome.sha256);
+    assert_eq!(one_pass.parts.len(), outcome.parts.len());
+    let downloaded = complete(&s3, &outcome).await?;
+    assert!(downloaded == expected, "downloaded file differs");
+    assert_eq!(hex::encode(Sha256::digest(&downloaded)), outcome.sha256);
+
+    // A resume that the layout does not have fails for good.
+    let mut bad = after_2;
+    bad.sha256.bytes += 64;
+    let err = assemble_file(
+        &s3.store,
+        bucket,
+        &AssembleTask {
+            resume: Some(bad),
+            ..whole
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(!err.is_transient());
+    assert!(
+        err.to_string().contains("which its layout does not have"),
         "{err}"
     );
     Ok(())

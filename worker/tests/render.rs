@@ -307,6 +307,8 @@ async fn rendered_chunks_assemble_into_the_exported_file() -> anyhow::Result<()>
         segments,
         rows: 4,
         part_size: 5 * 1024 * 1024,
+        resume: None,
+        stage: 0,
     };
     let outcome = assemble_file(&s3.store, bucket, &task).await?;
     let parts: Vec<_> = outcome

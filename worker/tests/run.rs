@@ -199,6 +199,8 @@ async fn tasks_are_rendered_assembled_and_reported() -> anyhow::Result<()> {
         }],
         rows: rendered.rows,
         part_size: 5 * 1024 * 1024,
+        resume: None,
+        stage: 0,
     });
     let WorkerReport::Assembled(assembled) = h.run(&assemble).await? else {
         panic!("expected an assembled report")
@@ -272,6 +274,8 @@ async fn shutdown_finishes_the_running_task_and_takes_no_more() -> anyhow::Resul
         }],
         rows: 1,
         part_size: 5 * 1024 * 1024,
+        resume: None,
+        stage: 0,
     });
     h.send(auditx_proto::encode(&task)?).await?;
     // Stop once the task is surely running: its first part is being uploaded.

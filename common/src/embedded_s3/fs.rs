@@ -12,7 +12,9 @@
 //! (`copy_file_range` through [`std::io::copy`], several parts at once) or,
 //! for one whole part, by a rename; and ETags are opaque identifiers unique per
 //! write — S3 only promises that an ETag changes when the object does; the
-//! ETags of multipart objects are not MD5 digests on AWS either.
+//! ETags of multipart objects are not MD5 digests on AWS either. The parts
+//! of an upload are appended to one file in order while it goes on
+//! ([`super::assembly`]), so completing appends what is missing and renames.
 //!
 //! A request that asks for a digest check (Content-MD5 or an
 //! `x-amz-checksum-*`), a conditional write, or anything else this fast
@@ -25,6 +27,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -36,6 +39,9 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result, S3};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use super::assembly::Assemblies;
+use super::parts::{part_data, part_path, ref_paths, PartData};
 
 /// Threads concatenating the parts of one upload at most.
 const MAX_CONCATENATING_THREADS: usize = 4;
@@ -52,7 +58,8 @@ const MIN_PART: u64 = 5 * 1024 * 1024;
 pub struct FastFs {
     inner: s3s_fs::FileSystem,
     root: PathBuf,
-    writes: AtomicU64,
+    writes: Arc<AtomicU64>,
+    assemblies: Assemblies,
 }
 
 impl std::fmt::Debug for FastFs {
@@ -69,7 +76,8 @@ impl FastFs {
         Ok(Self {
             inner,
             root,
-            writes: AtomicU64::new(0),
+            writes: Arc::new(AtomicU64::new(0)),
+            assemblies: Assemblies::default(),
         })
     }
 
@@ -118,50 +126,38 @@ impl FastFs {
     }
 
     fn part_path(&self, upload: &str, part: i32) -> PathBuf {
-        self.root.join(format!(".upload_id-{upload}.part-{part}"))
+        part_path(&self.root, upload, part)
     }
 
-    /// A copied part is kept as a hard link to the source's file (its
-    /// bytes as they were when copied: objects are only ever replaced by a
-    /// rename, never written in place) and the range, in a file beside it.
-    /// s3s-fs's abort removes both with the upload's other files.
+    /// See [`ref_paths`].
     fn ref_paths(&self, upload: &str, part: i32) -> (PathBuf, PathBuf) {
-        (
-            self.root.join(format!(".upload_id-{upload}.ref-{part}")),
-            self.root.join(format!(".upload_id-{upload}.range-{part}")),
-        )
+        ref_paths(&self.root, upload, part)
     }
 
     /// What makes up part `n` of `upload`, if it was uploaded or copied.
     fn part_data(&self, upload: &str, part: i32) -> io::Result<Option<PartData>> {
-        let path = self.part_path(upload, part);
-        match std::fs::metadata(&path) {
-            Ok(meta) => return Ok(Some(PartData::File(path, meta.len()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let (link, range_path) = self.ref_paths(upload, part);
-        let range = match std::fs::read_to_string(&range_path) {
-            Ok(range) => range,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let parsed = range
-            .split_once(' ')
-            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
-        let (start, len) = parsed.ok_or_else(|| io::Error::other("malformed part range"))?;
-        Ok(Some(PartData::Ref {
-            link,
-            range: range_path,
-            start,
-            len,
-        }))
+        part_data(&self.root, upload, part)
     }
 
     /// A temporary file name s3s-fs sweeps away at start-up if left over.
     fn tmp_path(&self) -> PathBuf {
-        let n = self.writes.fetch_add(1, Ordering::Relaxed);
-        self.root.join(format!(".tmp.fast-{n}.internal.part"))
+        tmp_path(&self.root, &self.writes)
+    }
+
+    /// Appends the parts of `upload` that are there after those appended
+    /// so far, on a blocking thread, unless one is at it already.
+    fn extend_assembly(&self, upload: &str) {
+        let (root, writes) = (self.root.clone(), self.writes.clone());
+        let assembly = self.assemblies.get(upload, || tmp_path(&root, &writes));
+        let upload = upload.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let Ok(mut assembly) = assembly.try_lock() else {
+                return;
+            };
+            if let Err(error) = assembly.extend(|n| part_data(&root, &upload, n)) {
+                tracing::debug!(upload, %error, "parts not appended ahead of completion");
+            }
+        });
     }
 
     /// An opaque ETag, different for every write.
@@ -235,6 +231,12 @@ macro_rules! asks_for_digest {
             || input.checksum_sha256.is_some()
             || $req.trailing_headers.is_some()
     }};
+}
+
+/// A temporary file name s3s-fs sweeps away at start-up if left over.
+fn tmp_path(root: &Path, writes: &AtomicU64) -> PathBuf {
+    let n = writes.fetch_add(1, Ordering::Relaxed);
+    root.join(format!(".tmp.fast-{n}.internal.part"))
 }
 
 /// Runs blocking file work off the async threads.
@@ -348,60 +350,6 @@ fn read_blocks(mut file: File, start: u64, len: u64) -> ReadBlocks {
         }
     });
     ReadBlocks(rx)
-}
-
-/// A part of a multipart upload on disk.
-enum PartData {
-    /// Uploaded: the whole file, of this size.
-    File(PathBuf, u64),
-    /// Copied: `len` bytes from `start` of the pinned source `link`, the
-    /// range recorded in the file `range`.
-    Ref {
-        link: PathBuf,
-        range: PathBuf,
-        start: u64,
-        len: u64,
-    },
-}
-
-impl PartData {
-    fn len(&self) -> u64 {
-        match self {
-            PartData::File(_, len) | PartData::Ref { len, .. } => *len,
-        }
-    }
-
-    /// Writes the part's bytes at the current position of `out` (the
-    /// kernel copies).
-    fn append_to(&self, out: &mut File) -> io::Result<()> {
-        let copied = match self {
-            PartData::File(path, _) => io::copy(&mut File::open(path)?, out)?,
-            PartData::Ref {
-                link, start, len, ..
-            } => {
-                let mut source = File::open(link)?;
-                source.seek(SeekFrom::Start(*start))?;
-                io::copy(&mut (&source).take(*len), out)?
-            }
-        };
-        if copied == self.len() {
-            Ok(())
-        } else {
-            Err(io::Error::other("a part is shorter than recorded"))
-        }
-    }
-
-    fn remove(&self) {
-        match self {
-            PartData::File(path, _) => {
-                let _ = std::fs::remove_file(path);
-            }
-            PartData::Ref { link, range, .. } => {
-                let _ = std::fs::remove_file(link);
-                let _ = std::fs::remove_file(range);
-            }
-        }
-    }
 }
 
 /// Writes `parts` one after the other into a new file `dest`, several at
@@ -635,7 +583,16 @@ impl S3 for FastFs {
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        self.inner.abort_multipart_upload(req).await
+        let upload = req.input.upload_id.clone();
+        let aborted = self.inner.abort_multipart_upload(req).await?;
+        if let Some(assembly) = self.assemblies.take(&upload) {
+            blocking(move || {
+                assembly.lock().unwrap_or_else(|e| e.into_inner()).discard();
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(aborted)
     }
 
     // --- the data path ---
@@ -783,6 +740,7 @@ impl S3 for FastFs {
         let (link, range) = self.ref_paths(&upload, number);
         let _ = std::fs::remove_file(range);
         let _ = std::fs::remove_file(link);
+        self.extend_assembly(&upload);
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(self.new_etag())),
             ..Default::default()
@@ -844,6 +802,7 @@ impl S3 for FastFs {
         .await
         .map_err(internal)?;
         copied?;
+        self.extend_assembly(&upload);
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(ETag::Strong(self.new_etag())),
@@ -899,10 +858,20 @@ impl S3 for FastFs {
         let upload_info = self.root.join(format!(".upload-{upload}.json"));
         let upload_attributes = self.attributes_path(&bucket, &key, Some(&upload));
         let attributes = self.attributes_path(&bucket, &key, None);
+        let assembly = self.assemblies.take(&upload);
         let assembled = tokio::task::spawn_blocking(move || -> S3Result<()> {
             let concatenate = || -> io::Result<()> {
+                // Waits for a thread appending parts, if one is at it.
+                let mut assembly = assembly
+                    .as_ref()
+                    .map(|a| a.lock().unwrap_or_else(|e| e.into_inner()));
                 // One uploaded part, or one copy of a whole object: the
                 // file itself becomes the object.
+                if parts.len() == 1 {
+                    if let Some(assembly) = assembly.as_mut() {
+                        assembly.discard();
+                    }
+                }
                 match parts.as_slice() {
                     [PartData::File(path, _)] => return rename_into_place(path, &object),
                     [part @ PartData::Ref {
@@ -916,6 +885,23 @@ impl S3 for FastFs {
                         return Ok(());
                     }
                     _ => {}
+                }
+                // The parts appended while the upload went on, and the rest.
+                if let Some(assembly) = assembly.as_mut() {
+                    let completed = assembly
+                        .complete(&parts)
+                        .and_then(|file| file.map(|f| rename_into_place(&f, &object)).transpose());
+                    match completed {
+                        Ok(Some(())) => {
+                            parts.iter().for_each(PartData::remove);
+                            return Ok(());
+                        }
+                        Ok(None) => {}
+                        Err(error) => {
+                            assembly.discard();
+                            return Err(error);
+                        }
+                    }
                 }
                 concatenate_parts(&parts, &tmp)?;
                 rename_into_place(&tmp, &object)?;

@@ -87,6 +87,13 @@ impl FileAssigner {
         done
     }
 
+    /// The file being filled: its extent so far. Its segments are final
+    /// (a later chunk only adds segments), so its prefix can be assembled
+    /// before the file is cut.
+    pub fn open(&self) -> &FileExtent {
+        &self.open
+    }
+
     /// Ends the stream: the last file (or, with no rows at all, the only,
     /// header-only file).
     pub fn finish(mut self) -> Option<FileExtent> {

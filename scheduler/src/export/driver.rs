@@ -1,7 +1,8 @@
 //! The driver of one running export, on the replica that holds its
 //! tenant's lease: plans it, dispatches render tasks (a bounded number in
-//! flight), applies the workers' reports, sends each file for assembly once
-//! its extent is final, completes the uploads and finishes the job — or
+//! flight), applies the workers' reports, sends each file's prefix for
+//! assembly in stages while its chunks render and the rest once its extent
+//! is final, completes the uploads and finishes the job — or
 //! cleans up after a cancel or a failure.
 //!
 //! Everything it needs to go on is in the state store (the plan, the
@@ -26,11 +27,10 @@ use tracing::instrument;
 
 use crate::context::Services;
 pub use crate::error::DriveError;
-use crate::export::assign::FileExtent;
 use crate::export::completion;
 use crate::export::job_plan::{self, plan_key, JobPlan};
 use crate::export::jobs::{reports_key, Job, JobSpec, JobState, JobStatus};
-use crate::export::work::JobWork;
+use crate::export::work::{AssembleStep, JobWork};
 use crate::fleet::lease::TenantLease;
 use crate::metrics;
 
@@ -162,9 +162,9 @@ impl<'a> JobDriver<'a> {
         if overdue > 0 {
             tracing::warn!(request_id = %self.id(), overdue, "tasks without a report for too long, sent again");
         }
-        for file in work.files_to_assemble() {
-            self.assemble(work, &file).await?;
-            work.assemble_sent(file.index, Instant::now());
+        for step in work.files_to_assemble() {
+            self.assemble(work, &step).await?;
+            work.assemble_sent(step.file.index, Instant::now());
         }
         let ready = match work.files_to_complete() {
             Ok(ready) => ready,
@@ -259,13 +259,14 @@ impl<'a> JobDriver<'a> {
         Ok(())
     }
 
-    /// Sends a file for assembly into its multipart upload (created first
-    /// if it has none).
-    #[instrument(name = "scheduler.assemble", skip_all, fields(request_id = %self.spec.request_id, file = file.index.0))]
-    async fn assemble(&self, work: &JobWork, file: &FileExtent) -> Result<(), DriveError> {
+    /// Sends a file, or a stage of its prefix, for assembly into its
+    /// multipart upload (created first if it has none).
+    #[instrument(name = "scheduler.assemble", skip_all, fields(request_id = %self.spec.request_id, file = step.file.index.0, stage = step.stage, prefix = step.prefix))]
+    async fn assemble(&self, work: &JobWork, step: &AssembleStep) -> Result<(), DriveError> {
+        let file = &step.file;
         let key = work.file_key(file.index);
         let upload_id = self.upload_id(file.index, &key).await?;
-        let task = Task::Assemble(AssembleTask {
+        let task = AssembleTask {
             request_id: self.spec.request_id.clone(),
             tenant: self.spec.tenant.clone(),
             file: file.index,
@@ -275,7 +276,14 @@ impl<'a> JobDriver<'a> {
             segments: file.segments.clone(),
             rows: file.rows,
             part_size: work.plan.part_size,
-        });
+            resume: step.resume.clone(),
+            stage: step.stage,
+        };
+        let task = if step.prefix {
+            Task::AssemblePrefix(task)
+        } else {
+            Task::Assemble(task)
+        };
         self.publish(&task).await
     }
 

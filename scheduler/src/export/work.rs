@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use auditx_proto::{
-    AssembleOutcome, ChunkId, FileIndex, RenderOutcome, TaskFailure, TaskRef, WorkerReport,
+    AssembleOutcome, AssembleResume, ChunkId, FileIndex, PrefixOutcome, RenderOutcome, TaskFailure,
+    TaskRef, WorkerReport,
 };
 
 use crate::export::assign::{FileAssigner, FileExtent, RenderedChunk};
@@ -32,10 +33,37 @@ pub struct JobWork {
     /// Chunks fed to the assigner (always a prefix).
     fed: usize,
     files: Vec<FileExtent>,
-    /// Files whose assemble task this driver sent, and when.
-    assembling: BTreeMap<u32, Instant>,
+    /// Files being assembled (cut or still open) by index.
+    assembling: BTreeMap<u32, Assembly>,
     assembled: BTreeMap<u32, AssembleOutcome>,
     completed: BTreeSet<u32>,
+}
+
+/// The assembly of one file so far: the prefix stages reported, and the
+/// task this driver has in flight for it.
+#[derive(Debug, Default)]
+struct Assembly {
+    /// Where the next stage starts: the parts made so far and the hash of
+    /// their bytes (`None`: the file's start).
+    resume: Option<AssembleResume>,
+    /// Prefix stages reported: the next stage's number.
+    stages: u32,
+    /// A prefix stage failed (or a worker too old for stages dead-lettered
+    /// it): no more stages, the last task makes the whole file.
+    whole: bool,
+    /// When this driver sent the file's current task.
+    sent: Option<Instant>,
+}
+
+/// A task to send for a file: its last, or a stage of its prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssembleStep {
+    /// The file, or (for a prefix) its extent so far.
+    pub file: FileExtent,
+    /// More segments follow: only the parts that none can change.
+    pub prefix: bool,
+    pub stage: u32,
+    pub resume: Option<AssembleResume>,
 }
 
 impl JobWork {
@@ -67,8 +95,15 @@ impl JobWork {
             match report {
                 WorkerReport::Rendered(outcome) => self.apply_rendered(outcome)?,
                 WorkerReport::Assembled(outcome) => {
+                    self.assembling.remove(&outcome.file.0);
                     self.assembled.entry(outcome.file.0).or_insert(outcome);
                 }
+                WorkerReport::AssembledPrefix(outcome) => self.apply_prefix(outcome),
+                WorkerReport::Failed(TaskFailure {
+                    task: TaskRef::AssemblePrefix { file, stage },
+                    error,
+                    ..
+                }) => self.prefix_failed(file, stage, &error),
                 WorkerReport::Failed(failure) => failures.push(failure),
                 // Query reports are recorded under queries, never here.
                 WorkerReport::Queried(_) | WorkerReport::QueryFailed(_) => {}
@@ -97,6 +132,43 @@ impl JobWork {
         self.rows_rendered += outcome.rows;
         self.rendered.insert(chunk, outcome);
         Ok(())
+    }
+
+    /// A prefix stage's parts and hash: the next stage starts after them.
+    /// A stage reported twice (two drivers sent it) counts once, and
+    /// nothing counts once the file is assembled.
+    fn apply_prefix(&mut self, outcome: PrefixOutcome) {
+        if self.assembled.contains_key(&outcome.file.0) {
+            return;
+        }
+        let assembly = self.assembling.entry(outcome.file.0).or_default();
+        if assembly.whole || outcome.stage != assembly.stages {
+            return;
+        }
+        let mut parts = assembly.resume.take().map_or_else(Vec::new, |r| r.parts);
+        parts.extend(outcome.parts);
+        assembly.resume = Some(AssembleResume {
+            parts,
+            sha256: outcome.sha256,
+        });
+        assembly.stages += 1;
+        assembly.sent = None;
+    }
+
+    /// A prefix stage that failed is not fatal: the file is assembled
+    /// whole at the end, where a lasting problem fails it with its message.
+    fn prefix_failed(&mut self, file: FileIndex, stage: u32, error: &str) {
+        if self.assembled.contains_key(&file.0) {
+            return;
+        }
+        let assembly = self.assembling.entry(file.0).or_default();
+        if stage < assembly.stages || assembly.whole {
+            return;
+        }
+        tracing::warn!(request_id = %self.spec.request_id, file = file.0, stage, error, "file prefix not assembled, the file will be assembled whole");
+        assembly.whole = true;
+        assembly.resume = None;
+        assembly.sent = None;
     }
 
     /// A report the assigner can rely on: its own staging key, and one
@@ -133,13 +205,15 @@ impl JobWork {
         match task {
             TaskRef::Render { chunk } => self.rendered.contains_key(&chunk.0),
             TaskRef::Assemble { file } => self.assembled.contains_key(&file.0),
+            // Never fatal (see `prefix_failed`).
+            TaskRef::AssemblePrefix { .. } => true,
         }
     }
 
     fn failure_message(&self, failure: &TaskFailure) -> String {
         match failure.task {
             TaskRef::Render { chunk } => format!("chunk {chunk} failed: {}", failure.error),
-            TaskRef::Assemble { file } => {
+            TaskRef::Assemble { file } | TaskRef::AssemblePrefix { file, .. } => {
                 format!("file {} failed: {}", self.file_key(file), failure.error)
             }
         }
@@ -167,21 +241,55 @@ impl JobWork {
         self.files.len()
     }
 
-    /// Files whose extent is final but which nobody reported assembled and
-    /// this driver has not sent for assembly.
-    pub fn files_to_assemble(&self) -> Vec<FileExtent> {
-        self.files
-            .iter()
-            .filter(|f| {
-                !self.assembled.contains_key(&f.index.0)
-                    && !self.assembling.contains_key(&f.index.0)
-            })
-            .cloned()
-            .collect()
+    /// The assembly tasks to send now: the last task of every cut file
+    /// that nobody reported assembled, and a stage of the open file's
+    /// prefix once enough of it is new ([`Self::stage_bytes`]); one task
+    /// in flight per file, as a stage resumes from the previous one.
+    pub fn files_to_assemble(&self) -> Vec<AssembleStep> {
+        let mut steps = Vec::new();
+        for file in &self.files {
+            if self.assembled.contains_key(&file.index.0) {
+                continue;
+            }
+            let assembly = self.assembling.get(&file.index.0);
+            if assembly.is_some_and(|a| a.sent.is_some()) {
+                continue;
+            }
+            steps.push(AssembleStep {
+                file: file.clone(),
+                prefix: false,
+                stage: assembly.map_or(0, |a| a.stages),
+                resume: assembly.and_then(|a| a.resume.clone()),
+            });
+        }
+        if let Some(open) = self.assigner.as_ref().map(FileAssigner::open) {
+            let assembly = self.assembling.get(&open.index.0);
+            let busy = assembly.is_some_and(|a| a.sent.is_some() || a.whole);
+            let resume = assembly.and_then(|a| a.resume.clone());
+            let done = resume.as_ref().map_or(0, |r| r.sha256.bytes);
+            if !busy && open.bytes >= done + self.stage_bytes(done) {
+                steps.push(AssembleStep {
+                    file: open.clone(),
+                    prefix: true,
+                    stage: assembly.map_or(0, |a| a.stages),
+                    resume,
+                });
+            }
+        }
+        steps
+    }
+
+    /// New bytes that make a prefix stage worth a task: a part, or a
+    /// sixteenth of what is done, whichever is more. Every task lists the
+    /// parts made before it; stages growing with the file keep the parts
+    /// listed over all its tasks to O(parts × log parts), and what is left
+    /// for the end to a sixteenth of the file and its last chunks.
+    fn stage_bytes(&self, done: u64) -> u64 {
+        self.plan.part_size.max(done / 16)
     }
 
     pub fn assemble_sent(&mut self, file: FileIndex, at: Instant) {
-        self.assembling.insert(file.0, at);
+        self.assembling.entry(file.0).or_default().sent = Some(at);
     }
 
     /// Tasks sent more than `timeout` before `now` with no report yet are
@@ -200,9 +308,14 @@ impl JobWork {
             self.in_flight.remove(chunk);
             self.undispatched.insert(*chunk);
         }
-        let before = self.assembling.len();
-        self.assembling.retain(|_, sent| !overdue(sent));
-        chunks.len() + before - self.assembling.len()
+        let mut files = 0;
+        for assembly in self.assembling.values_mut() {
+            if assembly.sent.as_ref().is_some_and(overdue) {
+                assembly.sent = None;
+                files += 1;
+            }
+        }
+        chunks.len() + files
     }
 
     /// Assembled files whose upload is not completed yet, each checked
@@ -293,7 +406,8 @@ impl JobWork {
 #[cfg(test)]
 mod tests {
     use auditx_proto::{
-        MeterId, OutputFormat, RecordType, RequestId, RowFilter, RunType, TenantId,
+        MeterId, OutputFormat, RecordType, RequestId, RowFilter, RunType, Sha256Midstate, TenantId,
+        UploadedPart,
     };
 
     use super::*;
@@ -423,7 +537,9 @@ mod tests {
         let files = w.files_to_assemble();
         assert!(!files.is_empty());
         let sent = start + Duration::from_secs(1_000);
-        files.iter().for_each(|f| w.assemble_sent(f.index, sent));
+        files
+            .iter()
+            .for_each(|f| w.assemble_sent(f.file.index, sent));
         assert!(w.files_to_assemble().is_empty());
         assert_eq!(w.requeue_overdue(timeout, sent + timeout), files.len());
         assert_eq!(w.files_to_assemble().len(), files.len());
@@ -492,5 +608,127 @@ mod tests {
         old.event_ids_bounded = false;
         let err = w.apply(vec![WorkerReport::Rendered(old)]).unwrap_err();
         assert!(err.contains("too old to split a millisecond"), "{err}");
+    }
+
+    fn prefix(file: u32, stage: u32, numbers: std::ops::Range<i32>, bytes: u64) -> WorkerReport {
+        WorkerReport::AssembledPrefix(PrefixOutcome {
+            request_id: RequestId::from("r-1"),
+            file: FileIndex(file),
+            stage,
+            parts: numbers
+                .map(|number| UploadedPart {
+                    number,
+                    etag: format!("e{number}"),
+                })
+                .collect(),
+            sha256: Sha256Midstate {
+                state: [stage; 8],
+                bytes,
+                pending: vec![0; (bytes % 64) as usize],
+            },
+        })
+    }
+
+    fn numbers(resume: &Option<AssembleResume>) -> Vec<i32> {
+        resume
+            .iter()
+            .flat_map(|r| r.parts.iter().map(|p| p.number))
+            .collect()
+    }
+
+    #[test]
+    fn a_file_is_assembled_in_stages_while_its_chunks_render() {
+        let mut w = work(3);
+        w.plan.max_rows_per_file = 100;
+        w.plan.part_size = 10;
+        w.assigner = Some(FileAssigner::new(100, 5));
+        let at = Instant::now();
+        // 70 bytes of the open file: more than a part, a first stage.
+        w.apply(vec![rendered(&w, 0, 7)]).unwrap();
+        w.cut_files();
+        let steps = w.files_to_assemble();
+        assert_eq!(steps.len(), 1);
+        assert!(steps[0].prefix && steps[0].stage == 0 && steps[0].resume.is_none());
+        assert_eq!(steps[0].file.bytes, 70);
+        w.assemble_sent(FileIndex(0), at);
+        assert!(
+            w.files_to_assemble().is_empty(),
+            "one task per file at once"
+        );
+        w.apply(vec![prefix(0, 0, 1..8, 70)]).unwrap();
+        assert!(w.files_to_assemble().is_empty(), "nothing new yet");
+
+        // The next chunk: a second stage resumes after the first's parts; a
+        // second report of the first stage (another driver's) counts once.
+        w.apply(vec![rendered(&w, 1, 7), prefix(0, 0, 1..8, 70)])
+            .unwrap();
+        w.cut_files();
+        let steps = w.files_to_assemble();
+        assert_eq!((steps[0].prefix, steps[0].stage), (true, 1));
+        assert_eq!(numbers(&steps[0].resume), (1..8).collect::<Vec<_>>());
+        assert_eq!(steps[0].resume.as_ref().unwrap().sha256.bytes, 70);
+        w.assemble_sent(FileIndex(0), at);
+        w.apply(vec![prefix(0, 1, 8..15, 140)]).unwrap();
+
+        // The last chunk cuts the file: its last task resumes after every
+        // stage's parts.
+        w.apply(vec![rendered(&w, 2, 3)]).unwrap();
+        w.cut_files();
+        let steps = w.files_to_assemble();
+        assert_eq!(steps.len(), 1);
+        assert_eq!((steps[0].prefix, steps[0].stage), (false, 2));
+        assert_eq!(steps[0].file.rows, 17);
+        assert_eq!(numbers(&steps[0].resume), (1..15).collect::<Vec<_>>());
+        w.assemble_sent(FileIndex(0), at);
+        w.apply(vec![assembled(&w, 0, 17)]).unwrap();
+        assert!(w.files_to_assemble().is_empty());
+        assert_eq!(w.files_to_complete().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_failed_prefix_stage_makes_the_file_assembled_whole() {
+        let mut w = work(2);
+        w.plan.max_rows_per_file = 100;
+        w.plan.part_size = 10;
+        w.assigner = Some(FileAssigner::new(100, 5));
+        w.apply(vec![rendered(&w, 0, 7)]).unwrap();
+        w.cut_files();
+        w.assemble_sent(FileIndex(0), Instant::now());
+        w.apply(vec![prefix(0, 0, 1..8, 70)]).unwrap();
+        w.apply(vec![rendered(&w, 1, 7)]).unwrap();
+        w.cut_files();
+        let steps = w.files_to_assemble();
+        assert_eq!(
+            steps.len(),
+            1,
+            "the last chunk is rendered: the file is cut"
+        );
+        w.assemble_sent(FileIndex(0), Instant::now());
+        // Stage 0 failing late (a duplicate) changes nothing; the stage in
+        // flight failing is not fatal but drops the stages.
+        w.apply(vec![failed(TaskRef::AssemblePrefix {
+            file: FileIndex(0),
+            stage: 0,
+        })])
+        .unwrap();
+        assert!(w.files_to_assemble().is_empty());
+        let mut w = work(2);
+        w.plan.max_rows_per_file = 100;
+        w.plan.part_size = 10;
+        w.assigner = Some(FileAssigner::new(100, 5));
+        w.apply(vec![rendered(&w, 0, 7)]).unwrap();
+        w.cut_files();
+        w.assemble_sent(FileIndex(0), Instant::now());
+        w.apply(vec![failed(TaskRef::AssemblePrefix {
+            file: FileIndex(0),
+            stage: 0,
+        })])
+        .unwrap();
+        w.apply(vec![rendered(&w, 1, 7)]).unwrap();
+        w.cut_files();
+        let steps = w.files_to_assemble();
+        assert_eq!(steps.len(), 1);
+        assert!(!steps[0].prefix && steps[0].resume.is_none());
+        assert_eq!(steps[0].file.rows, 14);
     }
 }

@@ -32,9 +32,13 @@ pub fn report_field(report: &WorkerReport) -> String {
     match report {
         WorkerReport::Rendered(r) => format!("render/{}", r.chunk),
         WorkerReport::Assembled(a) => format!("assemble/{}", a.file),
+        WorkerReport::AssembledPrefix(a) => format!("assemble-prefix/{}/{}", a.file, a.stage),
         WorkerReport::Failed(f) => match f.task {
             TaskRef::Render { chunk } => format!("failed/render/{chunk}"),
             TaskRef::Assemble { file } => format!("failed/assemble/{file}"),
+            TaskRef::AssemblePrefix { file, stage } => {
+                format!("failed/assemble-prefix/{file}/{stage}")
+            }
         },
         WorkerReport::Queried(_) | WorkerReport::QueryFailed(_) => {
             crate::query::jobs::RESULT_FIELD.to_owned()
@@ -51,6 +55,7 @@ pub async fn record_report(
     let id = match report {
         WorkerReport::Rendered(r) => &r.request_id,
         WorkerReport::Assembled(r) => &r.request_id,
+        WorkerReport::AssembledPrefix(r) => &r.request_id,
         WorkerReport::Failed(r) => &r.request_id,
         WorkerReport::Queried(r) => return query_report(services, &r.query_id, report).await,
         WorkerReport::QueryFailed(r) => return query_report(services, &r.query_id, report).await,
@@ -171,6 +176,7 @@ fn task_kind(task: &Task) -> &'static str {
     match task {
         Task::Render(_) => "render",
         Task::Assemble(_) => "assemble",
+        Task::AssemblePrefix(_) => "assemble_prefix",
         Task::Query(_) => "query",
     }
 }

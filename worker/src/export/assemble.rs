@@ -12,15 +12,25 @@
 //! (header, trailer, small ranges, the ends of ranges) is gathered into parts of
 //! exactly `part_size` bytes and uploaded. Memory stays at about
 //! `part_size × (MAX_UPLOADS_IN_FLIGHT + 1)` whatever the file size.
+//!
+//! A long file is assembled in stages while its later chunks render
+//! ([`assemble_prefix`]): each makes the parts of the prefix known so far
+//! that no later byte can change ([`plan_prefix_parts`], the first parts
+//! of every [`plan_parts`] of a file that starts so) and reports the
+//! SHA-256 of the bytes so far, paused; the next stage and the last task
+//! ([`assemble_file`] with `resume`) carry on from there. Once the last
+//! chunk is rendered only the file's end is left to read.
 
 use auditx_common::s3::{ObjectStore, StorageError};
-use auditx_proto::{AssembleOutcome, AssembleTask, OutputFormat, Segment, UploadedPart};
+use auditx_proto::{
+    AssembleOutcome, AssembleTask, OutputFormat, PrefixOutcome, Segment, UploadedPart,
+};
 use bytes::{Bytes, BytesMut};
-use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::error::WorkerError;
+use crate::export::sha256::ResumableSha256;
 use crate::export::{csv, parquet};
 
 /// Gathered parts uploading at once: one uploads while the next fills, and
@@ -72,21 +82,20 @@ pub fn plan_parts(
     trailer_len: u64,
     part_size: u64,
 ) -> Vec<PartSource> {
-    let mut plan = PartPlan {
-        part_size: part_size.max(1),
-        parts: Vec::new(),
-        gathering: Vec::new(),
-        gathered: 0,
-    };
-    plan.inline(header_len, |start, end| Piece::Header { start, end });
-    for segment in segments {
-        plan.segment(segment);
-    }
+    let mut plan = PartPlan::new(header_len, segments, part_size);
     plan.inline(trailer_len, |start, end| Piece::Trailer { start, end });
     if !plan.gathering.is_empty() || plan.parts.is_empty() {
         plan.parts.push(PartSource::Gathered(plan.gathering));
     }
     plan.parts
+}
+
+/// The parts of any file that begins with a header of `header_len` bytes
+/// and `segments`, whatever follows: the first parts of [`plan_parts`] of
+/// every such file (the bytes past them are gathered into a part that the
+/// rest of the file fills).
+pub fn plan_prefix_parts(header_len: u64, segments: &[Segment], part_size: u64) -> Vec<PartSource> {
+    PartPlan::new(header_len, segments, part_size).parts
 }
 
 /// [`plan_parts`] under way.
@@ -99,6 +108,21 @@ struct PartPlan {
 }
 
 impl PartPlan {
+    /// The plan of a header and segments.
+    fn new(header_len: u64, segments: &[Segment], part_size: u64) -> Self {
+        let mut plan = PartPlan {
+            part_size: part_size.max(1),
+            parts: Vec::new(),
+            gathering: Vec::new(),
+            gathered: 0,
+        };
+        plan.inline(header_len, |start, end| Piece::Header { start, end });
+        for segment in segments {
+            plan.segment(segment);
+        }
+        plan
+    }
+
     /// Gathers `len` bytes made here (a header or trailer).
     fn inline(&mut self, len: u64, piece: fn(u64, u64) -> Piece) {
         let mut start = 0;
@@ -142,27 +166,115 @@ impl PartPlan {
     }
 }
 
-/// Makes the file of `task` parts `1..=n` of `task.upload_id` and reports
-/// them; the scheduler completes the upload.
+/// Bytes of a planned part.
+fn part_len(part: &PartSource) -> u64 {
+    let piece_len = |piece: &Piece| match piece {
+        Piece::Header { start, end } | Piece::Trailer { start, end } => end - start,
+        Piece::Range(segment) => segment.end - segment.start,
+    };
+    match part {
+        PartSource::Gathered(pieces) => pieces.iter().map(piece_len).sum(),
+        PartSource::Copied(segment) => segment.end - segment.start,
+    }
+}
+
+/// The format's header: the bytes every file starts with.
+fn header(format: OutputFormat) -> &'static [u8] {
+    match format {
+        OutputFormat::Csv => csv::HEADER,
+        OutputFormat::Jsonl => &[],
+        OutputFormat::Parquet => parquet::MAGIC,
+    }
+}
+
+/// Makes the file of `task` parts of `task.upload_id` (all of them, or
+/// those after the ones `task.resume` lists) and reports every part; the
+/// scheduler completes the upload.
 pub async fn assemble_file(
     store: &ObjectStore,
     export_bucket: &str,
     task: &AssembleTask,
 ) -> Result<AssembleOutcome, WorkerError> {
-    let (header, trailer): (&[u8], Vec<u8>) = match task.format {
-        OutputFormat::Csv => (csv::HEADER, Vec::new()),
-        OutputFormat::Jsonl => (&[], Vec::new()),
-        OutputFormat::Parquet => (
-            parquet::MAGIC,
-            parquet::footer(store, export_bucket, &task.segments, task.rows).await?,
-        ),
+    let header = header(task.format);
+    let trailer = match task.format {
+        OutputFormat::Parquet => {
+            parquet::footer(store, export_bucket, &task.segments, task.rows).await?
+        }
+        OutputFormat::Csv | OutputFormat::Jsonl => Vec::new(),
     };
     let (header_len, trailer_len) = (header.len() as u64, trailer.len() as u64);
     let bytes = file_size(task, header_len + trailer_len)?;
     let plan = plan_parts(header_len, &task.segments, trailer_len, task.part_size);
-    let mut hasher = Sha256::new();
+    let (made, hasher) = make_parts(store, export_bucket, task, plan, header, &trailer).await?;
+    // Every part of the file: the earlier stages' first.
+    let mut parts = task
+        .resume
+        .as_ref()
+        .map_or_else(Vec::new, |r| r.parts.clone());
+    parts.extend(made);
+    Ok(AssembleOutcome {
+        request_id: task.request_id.clone(),
+        file: task.file,
+        key: task.key.clone(),
+        upload_id: task.upload_id.clone(),
+        parts,
+        rows: task.rows,
+        bytes,
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+/// Makes the parts of the prefix `task.segments` that no later segment can
+/// change (after those `task.resume` lists) and reports them with the hash
+/// of the bytes so far. The bytes past the last whole part wait for a later
+/// stage.
+pub async fn assemble_prefix(
+    store: &ObjectStore,
+    export_bucket: &str,
+    task: &AssembleTask,
+) -> Result<PrefixOutcome, WorkerError> {
+    let header = header(task.format);
+    file_size(task, header.len() as u64)?;
+    let plan = plan_prefix_parts(header.len() as u64, &task.segments, task.part_size);
+    let (parts, hasher) = make_parts(store, export_bucket, task, plan, header, &[]).await?;
+    Ok(PrefixOutcome {
+        request_id: task.request_id.clone(),
+        file: task.file,
+        stage: task.stage,
+        parts,
+        sha256: hasher.midstate(),
+    })
+}
+
+/// Makes the parts of `plan` that `task.resume` does not list, hashing
+/// their bytes on from its midstate: the parts made, in number order, and
+/// the hash of every byte up to the end of the last.
+async fn make_parts(
+    store: &ObjectStore,
+    export_bucket: &str,
+    task: &AssembleTask,
+    plan: Vec<PartSource>,
+    header: &[u8],
+    trailer: &[u8],
+) -> Result<(Vec<UploadedPart>, ResumableSha256), WorkerError> {
+    let (done, mut hasher) = match &task.resume {
+        None => (0, ResumableSha256::new()),
+        Some(resume) => {
+            let hasher = ResumableSha256::resume(&resume.sha256)
+                .map_err(|e| WorkerError::InvalidTask(e.to_string()))?;
+            (resume.parts.len(), hasher)
+        }
+    };
+    let made: u64 = plan.iter().take(done).map(part_len).sum();
+    if done > plan.len() || made != hasher.bytes() {
+        return Err(WorkerError::InvalidTask(format!(
+            "file {} resumes after {done} parts of {} bytes, which its layout does not have",
+            task.key,
+            hasher.bytes()
+        )));
+    }
     let mut parts = Parts::new(store, export_bucket, task);
-    for (i, source) in plan.into_iter().enumerate() {
+    for (i, source) in plan.into_iter().enumerate().skip(done) {
         let number = i as i32 + 1;
         match source {
             PartSource::Gathered(pieces) => {
@@ -199,16 +311,7 @@ pub async fn assemble_file(
             }
         }
     }
-    Ok(AssembleOutcome {
-        request_id: task.request_id.clone(),
-        file: task.file,
-        key: task.key.clone(),
-        upload_id: task.upload_id.clone(),
-        parts: parts.finish().await?,
-        rows: task.rows,
-        bytes,
-        sha256: hex::encode(hasher.finalize()),
-    })
+    Ok((parts.finish().await?, hasher))
 }
 
 /// Streams the staged bytes of `segment` into `each`, checking that the
@@ -400,6 +503,8 @@ mod tests {
             segments,
             rows: 0,
             part_size,
+            resume: None,
+            stage: 0,
         }
     }
 
@@ -566,6 +671,36 @@ mod tests {
                     PartSource::Copied(s) => proptest::prop_assert!(s.end - s.start >= part_size),
                 }
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// The parts of a prefix are the first parts of the whole file,
+        /// whatever follows: a stage never makes a part a later one would
+        /// make otherwise.
+        #[test]
+        fn a_prefix_plans_the_first_parts_of_every_file_it_begins(
+            header in 0u64..30,
+            lengths in proptest::collection::vec((0u64..60, 0u64..5), 0..12),
+            known in 0usize..12,
+            trailer in 0u64..30,
+            part_size in 1u64..40,
+        ) {
+            let segments: Vec<Segment> = lengths
+                .iter()
+                .enumerate()
+                .map(|(i, &(len, skip))| seg(&format!("c{i}"), skip, skip + len))
+                .collect();
+            let known = known.min(segments.len());
+            let prefix = plan_prefix_parts(header, &segments[..known], part_size);
+            let whole = plan_parts(header, &segments, trailer, part_size);
+            proptest::prop_assert!(prefix.len() <= whole.len());
+            proptest::prop_assert_eq!(&prefix[..], &whole[..prefix.len()]);
+            // What the prefix leaves is less than a part.
+            let planned: u64 = prefix.iter().map(part_len).sum();
+            let known_bytes = header
+                + segments[..known].iter().map(|s| s.end - s.start).sum::<u64>();
+            proptest::prop_assert!(known_bytes - planned < part_size);
         }
     }
 }

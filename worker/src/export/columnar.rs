@@ -1,9 +1,9 @@
-//! CSV rendered straight from the Arrow columns the lake returns. The
-//! chunk's rows are put in export order as positions in its record
-//! batches and written field by field from the arrays: no row is built,
-//! no field copied on the way, and columns the CSV does not show are never
-//! read. (JSON Lines and Parquet still build [`auditx_lake::AuditRow`]s:
-//! see [`super::render`].)
+//! Every format rendered straight from the Arrow columns the lake returns.
+//! The chunk's rows are put in export order as positions in its record
+//! batches; CSV and JSON Lines are written field by field from the arrays,
+//! Parquet row groups gathered from them ([`super::parquet`]): no row is
+//! built, no field copied on the way, and columns the export does not show
+//! are never read.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -13,11 +13,12 @@ use arrow::datatypes::TimestampMillisecondType;
 use auditx_lake::audit_trail::schema::audit_columns as ac;
 
 use crate::error::WorkerError;
-use crate::export::chunk::RenderedChunk;
-use crate::export::csv;
+use crate::export::chunk::{Fields, RenderedChunk, PAYLOAD};
+use crate::export::{csv, jsonl};
 
-/// The lake columns a CSV row is made of, in CSV order: four always set,
-/// then the optional ones (from [`FIRST_OPTIONAL`]).
+/// The lake columns an export row is made of, in CSV order (the run's
+/// status, fifth in the export, comes from the runs table): four always
+/// set, then the optional ones (from [`FIRST_OPTIONAL`]).
 pub const COLUMNS: [&str; 11] = [
     ac::EVENT_ID,
     ac::EVENT_TIME,
@@ -33,17 +34,15 @@ pub const COLUMNS: [&str; 11] = [
 ];
 
 const FIRST_OPTIONAL: usize = 4;
-/// The payload among the optional columns.
-const PAYLOAD: usize = 6;
 
-/// The CSV columns of one record batch.
-struct Columns<'a> {
-    event_id: &'a StringArray,
+/// The export columns of one record batch.
+pub(crate) struct Columns<'a> {
+    pub(crate) event_id: &'a StringArray,
     event_time: &'a [i64],
-    session_id: &'a StringArray,
-    run_type: &'a StringArray,
+    pub(crate) session_id: &'a StringArray,
+    pub(crate) run_type: &'a StringArray,
     /// The optional columns of [`COLUMNS`].
-    optional: [&'a StringArray; 7],
+    pub(crate) optional: [&'a StringArray; 7],
 }
 
 impl<'a> Columns<'a> {
@@ -99,49 +98,116 @@ fn missing(name: &str) -> WorkerError {
 
 /// A row: its eventTime (the first sort key, kept inline), its batch and
 /// its index there.
-type Position = (i64, u32, u32);
+pub(crate) type Position = (i64, u32, u32);
 
-/// Orders the rows of `batches` by (`eventTime`, `eventId`) and renders
-/// them as CSV data rows, noting the offset of every `stride`-th row.
-/// Re-sent copies of an event (same eventTime and eventId) are rendered
-/// once; which copy is decided on the other CSV columns, so the bytes do
+/// The rows of a chunk's record batches in export order: by (`eventTime`,
+/// `eventId`), re-sent copies of an event (same eventTime and eventId)
+/// once; which copy is decided on the other columns, so the output does
 /// not depend on the order the lake returned the rows in.
+pub(crate) struct Ordered<'a> {
+    pub(crate) columns: Vec<Columns<'a>>,
+    pub(crate) order: Vec<Position>,
+}
+
+impl<'a> Ordered<'a> {
+    pub(crate) fn new(batches: &'a [RecordBatch]) -> Result<Self, WorkerError> {
+        let columns = batches
+            .iter()
+            .map(Columns::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let order = ordered(&columns);
+        Ok(Self { columns, order })
+    }
+
+    /// Bytes of text the rows' fields hold (an estimate of their CSV).
+    fn text_len(&self) -> usize {
+        self.columns.iter().map(Columns::text_len).sum()
+    }
+}
+
+/// Writes the rows of `batches` in export order with `write`, noting the
+/// offset of every `stride`-th row; `per_row` is what a row's format adds
+/// to its text, for the buffer's size.
+fn render_text(
+    batches: &[RecordBatch],
+    run_statuses: &BTreeMap<String, String>,
+    stride: u32,
+    per_row: usize,
+    mut write: impl FnMut(&mut Vec<u8>, &Fields) -> Result<(), WorkerError>,
+) -> Result<RenderedChunk, WorkerError> {
+    let rows = Ordered::new(batches)?;
+    let stride = stride.max(1) as usize;
+    let mut bytes = Vec::with_capacity(rows.text_len() + rows.order.len() * per_row);
+    let mut row_offsets = Vec::with_capacity(rows.order.len().div_ceil(stride));
+    let mut statuses = StatusLookup::new(run_statuses);
+    for (i, &(time, batch, row)) in rows.order.iter().enumerate() {
+        if i % stride == 0 {
+            row_offsets.push(bytes.len() as u64);
+        }
+        let (c, row) = (&rows.columns[batch as usize], row as usize);
+        let session_id = c.session_id.value(row);
+        let fields = Fields {
+            event_id: c.event_id.value(row),
+            event_time_ms: time,
+            session_id,
+            run_type: c.run_type.value(row),
+            run_status: statuses.get(session_id),
+            optional: std::array::from_fn(|column| c.optional(column, row)),
+        };
+        write(&mut bytes, &fields)?;
+    }
+    Ok(RenderedChunk {
+        data_len: bytes.len() as u64,
+        bytes,
+        rows: rows.order.len() as u64,
+        row_offsets,
+    })
+}
+
+/// Run statuses by sessionId. Rows in time order mostly follow their run's
+/// rows: a status is looked up only when the run changes.
+pub(crate) struct StatusLookup<'a> {
+    statuses: &'a BTreeMap<String, String>,
+    last: Option<(&'a str, Option<&'a str>)>,
+}
+
+impl<'a> StatusLookup<'a> {
+    pub(crate) fn new(statuses: &'a BTreeMap<String, String>) -> Self {
+        Self {
+            statuses,
+            last: None,
+        }
+    }
+
+    pub(crate) fn get(&mut self, session_id: &'a str) -> Option<&'a str> {
+        match self.last {
+            Some((session, status)) if session == session_id => status,
+            _ => {
+                let status = self.statuses.get(session_id).map(String::as_str);
+                self.last = Some((session_id, status));
+                status
+            }
+        }
+    }
+}
+
+/// Orders the rows of `batches` (see [`Ordered`]) and renders them as CSV
+/// data rows, noting the offset of every `stride`-th row.
 pub fn render_csv(
     batches: &[RecordBatch],
     run_statuses: &BTreeMap<String, String>,
     stride: u32,
 ) -> Result<RenderedChunk, WorkerError> {
-    let columns = batches
-        .iter()
-        .map(Columns::new)
-        .collect::<Result<Vec<_>, _>>()?;
-    let order = ordered(&columns);
-    let stride = stride.max(1) as usize;
-    let estimate: usize = columns.iter().map(Columns::text_len).sum::<usize>() + order.len() * 64;
-    let mut bytes = Vec::with_capacity(estimate);
-    let mut row_offsets = Vec::with_capacity(order.len().div_ceil(stride));
-    // Rows in time order mostly follow their run's rows: look a status
-    // up only when the run changes.
-    let (mut last_session, mut last_status) = (None, "");
-    for (i, &(time, batch, row)) in order.iter().enumerate() {
-        if i % stride == 0 {
-            row_offsets.push(bytes.len() as u64);
-        }
-        let (c, row) = (&columns[batch as usize], row as usize);
-        let session_id = c.session_id.value(row);
-        if last_session != Some(session_id) {
-            last_status = run_statuses.get(session_id).map_or("", String::as_str);
-            last_session = Some(session_id);
-        }
-        let text = |column| c.optional(column, row).unwrap_or("");
+    render_text(batches, run_statuses, stride, 64, |out, f| {
+        let text = |column: usize| f.optional[column].unwrap_or("");
         csv::write_row(
-            &mut bytes,
+            out,
             &csv::Row {
-                event_id: c.event_id.value(row),
-                event_time_ms: time,
-                session_id,
-                run_type: c.run_type.value(row),
-                run_status: last_status,
+                event_id: f.event_id,
+                event_time_ms: f.event_time_ms,
+                session_id: f.session_id,
+                run_type: f.run_type,
+                run_status: f.run_status.unwrap_or(""),
                 operator_id: text(0),
                 operator_type: text(1),
                 operator_name: text(2),
@@ -151,13 +217,19 @@ pub fn render_csv(
                 payload: text(PAYLOAD),
             },
         );
-    }
-    Ok(RenderedChunk {
-        data_len: bytes.len() as u64,
-        bytes,
-        rows: order.len() as u64,
-        row_offsets,
+        Ok(())
     })
+}
+
+/// Orders the rows of `batches` (see [`Ordered`]) and renders them as JSON
+/// Lines, noting the offset of every `stride`-th row.
+pub fn render_jsonl(
+    batches: &[RecordBatch],
+    run_statuses: &BTreeMap<String, String>,
+    stride: u32,
+) -> Result<RenderedChunk, WorkerError> {
+    // Keys and quotes: about 200 bytes a row over the text.
+    render_text(batches, run_statuses, stride, 200, jsonl::write_row)
 }
 
 /// The rows in export order, re-sent copies dropped.
@@ -361,5 +433,45 @@ mod tests {
             error.to_string(),
             "rendering failed: the lake returned no payload column of the expected type"
         );
+    }
+
+    #[test]
+    fn jsonl_rows_come_in_the_csv_order_with_nulls_and_line_offsets() {
+        let batches = [
+            batch(&[("b", 2, "R-1", Some("{\"v\":1}")), ("a", 3, "R-2", None)]),
+            batch(&[("a", 2, "R-3", Some("[1,\n2]")), ("b", 2, "R-1", None)]),
+        ];
+        let statuses = BTreeMap::from([("R-1".to_owned(), "COMPLETED".to_owned())]);
+        let rendered = render_jsonl(&batches, &statuses, 2).unwrap();
+        let text = String::from_utf8(rendered.bytes.clone()).unwrap();
+        assert_eq!(rendered.data_len, text.len() as u64);
+        assert_eq!(rendered.rows, 3);
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let keys: Vec<(String, String)> = lines
+            .iter()
+            .map(|l| (l["eventId"].to_string(), l["eventTime"].to_string()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("\"a\"".into(), "\"1970-01-01T00:00:00.002Z\"".into()),
+                ("\"b\"".into(), "\"1970-01-01T00:00:00.002Z\"".into()),
+                ("\"a\"".into(), "\"1970-01-01T00:00:00.003Z\"".into()),
+            ]
+        );
+        // The copy of b@2 without a payload sorts first and survives; R-3
+        // has no status: null, where the CSV has an empty field.
+        assert_eq!(lines[1]["payload"], serde_json::Value::Null);
+        assert_eq!(lines[1]["runStatus"], "COMPLETED");
+        assert_eq!(lines[0]["runStatus"], serde_json::Value::Null);
+        assert_eq!(lines[0]["payload"], serde_json::json!([1, 2]));
+        assert_eq!(lines[0]["operatorType"], serde_json::Value::Null);
+        assert_eq!(lines[0]["operatorName"], "Rate, usage");
+        let second_line = text.find('\n').unwrap() as u64 + 1;
+        let third_line = second_line + text[second_line as usize..].find('\n').unwrap() as u64 + 1;
+        assert_eq!(rendered.row_offsets, [0, third_line]);
     }
 }

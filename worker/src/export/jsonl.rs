@@ -8,54 +8,57 @@
 //! `null`, not the CSV's empty string: JSON can tell "absent" from "empty",
 //! and a Parquet export of the same rows has nulls in the same places.
 
-use std::collections::BTreeMap;
-
 use auditx_lake::sql::write_timestamp_millis;
-use auditx_lake::AuditRow;
 use serde_json::value::RawValue;
 
 use crate::error::WorkerError;
+use crate::export::chunk::Fields;
 
-/// Appends one row as a JSON object and a `\n`; `run_statuses` maps a
-/// `sessionId` to its run's status. Fails on a payload that is not JSON.
-pub fn write_row(
-    out: &mut Vec<u8>,
-    row: &AuditRow,
-    run_statuses: &BTreeMap<String, String>,
-) -> Result<(), WorkerError> {
+/// Appends one row as a JSON object and a `\n`. Fails on a payload that is
+/// not JSON.
+pub fn write_row(out: &mut Vec<u8>, row: &Fields) -> Result<(), WorkerError> {
+    const KEYS: [&[u8]; 6] = [
+        b",\"operatorId\":",
+        b",\"operatorType\":",
+        b",\"operatorName\":",
+        b",\"errorCode\":",
+        b",\"errorMessage\":",
+        b",\"traceId\":",
+    ];
     out.extend_from_slice(b"{\"eventId\":");
-    write_string(out, &row.event_id);
+    write_string(out, row.event_id);
     out.extend_from_slice(b",\"eventTime\":\"");
     write_timestamp_millis(out, row.event_time_ms);
     out.extend_from_slice(b"\",\"sessionId\":");
-    write_string(out, &row.session_id);
+    write_string(out, row.session_id);
     out.extend_from_slice(b",\"runType\":");
-    write_string(out, &row.run_type);
+    write_string(out, row.run_type);
     out.extend_from_slice(b",\"runStatus\":");
-    write_optional(out, run_statuses.get(&row.session_id).map(String::as_str));
-    out.extend_from_slice(b",\"operatorId\":");
-    write_optional(out, row.operator_id.as_deref());
-    out.extend_from_slice(b",\"operatorType\":");
-    write_optional(out, row.operator_type.as_deref());
-    out.extend_from_slice(b",\"operatorName\":");
-    write_optional(out, row.operator_name.as_deref());
-    out.extend_from_slice(b",\"errorCode\":");
-    write_optional(out, row.error_code.as_deref());
-    out.extend_from_slice(b",\"errorMessage\":");
-    write_optional(out, row.error_message.as_deref());
-    out.extend_from_slice(b",\"traceId\":");
-    write_optional(out, row.trace_id.as_deref());
+    write_optional(out, row.run_status);
+    for (key, value) in KEYS.iter().zip(row.optional) {
+        out.extend_from_slice(key);
+        write_optional(out, value);
+    }
     out.extend_from_slice(b",\"payload\":");
-    match &row.payload {
-        Some(payload) => write_payload(out, &row.event_id, payload)?,
+    match row.payload() {
+        Some(payload) => write_payload(out, row.event_id, payload)?,
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b"}\n");
     Ok(())
 }
 
+/// A JSON string. Most values need no escaping (no quote, backslash or
+/// control character) and are copied as they are.
 fn write_string(out: &mut Vec<u8>, value: &str) {
-    serde_json::to_writer(out, value).expect("writing JSON to a Vec cannot fail");
+    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(value.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(out, value).expect("writing JSON to a Vec cannot fail");
+    }
 }
 
 fn write_optional(out: &mut Vec<u8>, value: Option<&str>) {
@@ -93,38 +96,35 @@ mod tests {
 
     use super::*;
 
-    fn row() -> AuditRow {
-        AuditRow {
-            tenant: "t1".into(),
-            entity: None,
-            org: None,
-            meter_id: 7,
-            session_id: "R-00002283".into(),
-            run_type: "NORMAL".into(),
-            record_type: "ERROR".into(),
-            operator_id: Some("op-1".into()),
-            operator_type: Some("Transform".into()),
-            operator_name: Some("Rate, usage".into()),
-            event_id: "e-1".into(),
-            trace_id: None,
+    fn row() -> Fields<'static> {
+        Fields {
+            event_id: "e-1",
             event_time_ms: 1_753_296_408_775,
-            error_code: Some("E42".into()),
-            error_message: Some("bad \"unit\"\nline 2 ✓".into()),
-            payload: Some(r#"{"b":1.10,"a":12345678901234567890,"s":"x"}"#.into()),
+            session_id: "R-00002283",
+            run_type: "NORMAL",
+            run_status: Some("COMPLETED"),
+            optional: [
+                Some("op-1"),
+                Some("Transform"),
+                Some("Rate, usage"),
+                Some("E42"),
+                Some("bad \"unit\"\nline 2 ✓"),
+                None,
+                Some(r#"{"b":1.10,"a":12345678901234567890,"s":"x"}"#),
+            ],
         }
     }
 
-    fn render(row: &AuditRow, statuses: &BTreeMap<String, String>) -> String {
+    fn render(row: &Fields) -> String {
         let mut out = Vec::new();
-        write_row(&mut out, row, statuses).unwrap();
+        write_row(&mut out, row).unwrap();
         String::from_utf8(out).unwrap()
     }
 
     #[test]
     fn rows_are_objects_with_the_csv_columns_in_order() {
-        let statuses = BTreeMap::from([("R-00002283".to_string(), "COMPLETED".to_string())]);
         assert_eq!(
-            render(&row(), &statuses),
+            render(&row()),
             "{\"eventId\":\"e-1\",\"eventTime\":\"2025-07-23T18:46:48.775Z\",\
              \"sessionId\":\"R-00002283\",\"runType\":\"NORMAL\",\"runStatus\":\"COMPLETED\",\
              \"operatorId\":\"op-1\",\"operatorType\":\"Transform\",\"operatorName\":\"Rate, usage\",\
@@ -134,17 +134,35 @@ mod tests {
     }
 
     #[test]
+    fn strings_are_escaped_like_serde_json() {
+        for value in [
+            "plain",
+            "",
+            "q\"uote",
+            "back\\slash",
+            "tab\tnew\nline",
+            "\u{1}",
+            "ünï ✓",
+            "</script>",
+        ] {
+            let mut out = Vec::new();
+            write_string(&mut out, value);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(value).unwrap(),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
     fn absent_values_are_null_and_the_line_parses() {
-        let bare = AuditRow {
-            operator_id: None,
-            operator_type: None,
-            operator_name: None,
-            error_code: None,
-            error_message: Some(String::new()),
-            payload: None,
+        let bare = Fields {
+            run_status: None,
+            optional: [None, None, None, None, Some(""), None, None],
             ..row()
         };
-        let line = render(&bare, &BTreeMap::new());
+        let line = render(&bare);
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
         let value: Value = serde_json::from_str(&line).unwrap();
         let keys: Vec<&str> = value
@@ -178,11 +196,9 @@ mod tests {
 
     #[test]
     fn a_payload_with_line_breaks_stays_on_one_line() {
-        let spread = AuditRow {
-            payload: Some("{\n  \"a\": [1,\r\n 2]\n}".into()),
-            ..row()
-        };
-        let line = render(&spread, &BTreeMap::new());
+        let mut spread = row();
+        spread.optional[6] = Some("{\n  \"a\": [1,\r\n 2]\n}");
+        let line = render(&spread);
         assert_eq!(line.matches('\n').count(), 1);
         let value: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["payload"], serde_json::json!({"a": [1, 2]}));
@@ -190,11 +206,9 @@ mod tests {
 
     #[test]
     fn a_payload_that_is_not_json_fails_the_row() {
-        let broken = AuditRow {
-            payload: Some("{\"a\":".into()),
-            ..row()
-        };
-        let err = write_row(&mut Vec::new(), &broken, &BTreeMap::new()).unwrap_err();
+        let mut broken = row();
+        broken.optional[6] = Some("{\"a\":");
+        let err = write_row(&mut Vec::new(), &broken).unwrap_err();
         assert!(
             err.to_string()
                 .contains("payload of event \"e-1\" is not valid JSON"),

@@ -10,3 +10,4 @@ pub mod jsonl;
 pub mod parquet;
 pub mod parts;
 pub mod render;
+pub mod sha256;

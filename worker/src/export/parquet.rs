@@ -32,10 +32,10 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::compute::interleave;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use auditx_common::s3::{ObjectStore, StorageError};
-use auditx_lake::AuditRow;
 use auditx_proto::Segment;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -47,6 +47,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::error::WorkerError;
 use crate::export::chunk::RenderedChunk;
+use crate::export::columnar;
 
 /// The magic at both ends of a Parquet file.
 pub const MAGIC: &[u8; 4] = b"PAR1";
@@ -115,19 +116,24 @@ fn parquet_error(error: parquet::errors::ParquetError) -> WorkerError {
     WorkerError::Render(format!("parquet: {error}"))
 }
 
-/// Renders ordered rows as row groups of `stride` rows plus the trailer
-/// (see the module documentation); `row_offsets` are the row-group starts.
+/// Orders the rows of `batches` (the lake's columns, see
+/// [`columnar::Ordered`]) and renders them as row groups of `stride` rows
+/// plus the trailer (see the module documentation); `row_offsets` are the
+/// row-group starts. Each row group's columns are gathered from the lake's
+/// arrays by position: no row is built.
 pub fn render_parquet(
-    rows: &[AuditRow],
+    batches: &[RecordBatch],
     run_statuses: &BTreeMap<String, String>,
     stride: u32,
 ) -> Result<RenderedChunk, WorkerError> {
+    let rows = columnar::Ordered::new(batches)?;
     let stride = stride.max(1) as usize;
     let schema = schema();
     let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties()))
         .map_err(parquet_error)?;
-    for group in rows.chunks(stride) {
-        let batch = record_batch(&schema, group, run_statuses)?;
+    let mut statuses = columnar::StatusLookup::new(run_statuses);
+    for group in rows.order.chunks(stride) {
+        let batch = record_batch(&schema, &rows.columns, group, &mut statuses)?;
         writer.write(&batch).map_err(parquet_error)?;
         writer.flush().map_err(parquet_error)?;
     }
@@ -145,44 +151,52 @@ pub fn render_parquet(
     write_footer(&mut file, staged)?;
     Ok(RenderedChunk {
         bytes: file,
-        rows: rows.len() as u64,
+        rows: rows.order.len() as u64,
         row_offsets: ranges.iter().map(|r| r.start - data.start).collect(),
         data_len,
     })
 }
 
-fn record_batch(
+/// The export columns of the rows at `positions`, gathered from the
+/// lake's arrays.
+fn record_batch<'a>(
     schema: &SchemaRef,
-    rows: &[AuditRow],
-    run_statuses: &BTreeMap<String, String>,
+    columns: &[columnar::Columns<'a>],
+    positions: &[columnar::Position],
+    statuses: &mut columnar::StatusLookup<'a>,
 ) -> Result<RecordBatch, WorkerError> {
-    let required = |value: fn(&AuditRow) -> &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(rows.iter().map(value)))
-    };
-    let optional = |value: fn(&AuditRow) -> Option<&str>| -> ArrayRef {
-        Arc::new(rows.iter().map(value).collect::<StringArray>())
-    };
-    let times = TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.event_time_ms))
-        .with_timezone("UTC");
-    let statuses: StringArray = rows
+    let indices: Vec<(usize, usize)> = positions
         .iter()
-        .map(|r| run_statuses.get(&r.session_id).map(String::as_str))
+        .map(|&(_, batch, row)| (batch as usize, row as usize))
         .collect();
-    let columns: Vec<ArrayRef> = vec![
-        required(|r| r.event_id.as_str()),
+    let gather = |array: fn(&columnar::Columns<'a>) -> &'a StringArray| {
+        let arrays: Vec<&dyn Array> = columns.iter().map(|c| array(c) as &dyn Array).collect();
+        interleave(&arrays, &indices).map_err(|e| WorkerError::Render(format!("arrow: {e}")))
+    };
+    let times = TimestampMillisecondArray::from_iter_values(positions.iter().map(|p| p.0))
+        .with_timezone("UTC");
+    let run_statuses: StringArray = indices
+        .iter()
+        .map(|&(batch, row)| statuses.get(columns[batch].session_id.value(row)))
+        .collect();
+    let mut arrays: Vec<ArrayRef> = vec![
+        gather(|c| c.event_id)?,
         Arc::new(times),
-        required(|r| r.session_id.as_str()),
-        required(|r| r.run_type.as_str()),
-        Arc::new(statuses),
-        optional(|r| r.operator_id.as_deref()),
-        optional(|r| r.operator_type.as_deref()),
-        optional(|r| r.operator_name.as_deref()),
-        optional(|r| r.error_code.as_deref()),
-        optional(|r| r.error_message.as_deref()),
-        optional(|r| r.trace_id.as_deref()),
-        optional(|r| r.payload.as_deref()),
+        gather(|c| c.session_id)?,
+        gather(|c| c.run_type)?,
+        Arc::new(run_statuses),
     ];
-    RecordBatch::try_new(schema.clone(), columns)
+    for column in 0..7 {
+        let picked: Vec<&dyn Array> = columns
+            .iter()
+            .map(|c| c.optional[column] as &dyn Array)
+            .collect();
+        arrays.push(
+            interleave(&picked, &indices)
+                .map_err(|e| WorkerError::Render(format!("arrow: {e}")))?,
+        );
+    }
+    RecordBatch::try_new(schema.clone(), arrays)
         .map_err(|e| WorkerError::Render(format!("arrow: {e}")))
 }
 
@@ -501,7 +515,44 @@ mod tests {
     use parquet::basic::{LogicalType, TimeUnit as ParquetTimeUnit};
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
+    use auditx_lake::audit_trail::schema::audit_columns as ac;
+    use auditx_lake::AuditRow;
+
     use super::*;
+
+    /// The lake's columns of `rows`, as a chunk read returns them.
+    fn lake(rows: &[AuditRow]) -> Vec<RecordBatch> {
+        let text = |name: &str| Field::new(name, DataType::Utf8, true);
+        let mut fields = vec![
+            text(ac::EVENT_ID),
+            Field::new(
+                ac::EVENT_TIME,
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                false,
+            ),
+        ];
+        fields.extend(columnar::COLUMNS[2..].iter().map(|name| text(name)));
+        let strings = |value: fn(&AuditRow) -> Option<&str>| -> ArrayRef {
+            Arc::new(rows.iter().map(value).collect::<StringArray>())
+        };
+        let columns: Vec<ArrayRef> = vec![
+            strings(|r| Some(r.event_id.as_str())),
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.event_time_ms))
+                    .with_timezone("UTC"),
+            ),
+            strings(|r| Some(r.session_id.as_str())),
+            strings(|r| Some(r.run_type.as_str())),
+            strings(|r| r.operator_id.as_deref()),
+            strings(|r| r.operator_type.as_deref()),
+            strings(|r| r.operator_name.as_deref()),
+            strings(|r| r.error_code.as_deref()),
+            strings(|r| r.error_message.as_deref()),
+            strings(|r| r.trace_id.as_deref()),
+            strings(|r| r.payload.as_deref()),
+        ];
+        vec![RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()]
+    }
 
     fn row(i: i64) -> AuditRow {
         AuditRow {
@@ -605,7 +656,7 @@ mod tests {
     #[test]
     fn a_chunk_is_row_groups_of_stride_rows_then_its_trailer() {
         let rows: Vec<AuditRow> = (0..23).map(row).collect();
-        let chunk = render_parquet(&rows, &statuses(), 10).unwrap();
+        let chunk = render_parquet(&lake(&rows), &statuses(), 10).unwrap();
         assert_eq!(chunk.rows, 23);
         assert_eq!(chunk.row_offsets.len(), 3);
         assert_eq!(chunk.row_offsets[0], 0);
@@ -632,8 +683,8 @@ mod tests {
     fn chunks_cut_at_row_groups_make_one_valid_file_with_every_row_in_order() {
         let rows: Vec<AuditRow> = (0..57).map(row).collect();
         let (first, second) = rows.split_at(25);
-        let a = render_parquet(first, &statuses(), 10).unwrap();
-        let b = render_parquet(second, &statuses(), 10).unwrap();
+        let a = render_parquet(&lake(first), &statuses(), 10).unwrap();
+        let b = render_parquet(&lake(second), &statuses(), 10).unwrap();
         // File 1: all of a and b's first row group; file 2: the rest of b.
         let file1 = assemble(&[(&a, 0..a.data_len), (&b, 0..b.row_offsets[1])]);
         let file2 = assemble(&[(&b, b.row_offsets[1]..b.data_len)]);
@@ -657,7 +708,7 @@ mod tests {
     #[test]
     fn event_time_is_a_utc_millisecond_timestamp_and_absent_values_are_null() {
         let rows: Vec<AuditRow> = (0..4).map(row).collect();
-        let chunk = render_parquet(&rows, &statuses(), 100).unwrap();
+        let chunk = render_parquet(&lake(&rows), &statuses(), 100).unwrap();
         let file = assemble(&[(&chunk, 0..chunk.data_len)]);
         let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(file)).unwrap();
         assert_eq!(
@@ -688,7 +739,7 @@ mod tests {
 
     #[test]
     fn an_empty_file_is_the_magic_and_a_footer_without_row_groups() {
-        let empty = render_parquet(&[], &statuses(), 10).unwrap();
+        let empty = render_parquet(&lake(&[]), &statuses(), 10).unwrap();
         assert_eq!((empty.rows, empty.data_len), (0, 0));
         assert!(empty.row_offsets.is_empty());
         let file = assemble(&[]);
@@ -701,7 +752,7 @@ mod tests {
     #[test]
     fn a_segment_that_splits_a_row_group_is_refused() {
         let rows: Vec<AuditRow> = (0..30).map(row).collect();
-        let chunk = render_parquet(&rows, &statuses(), 10).unwrap();
+        let chunk = render_parquet(&lake(&rows), &statuses(), 10).unwrap();
         let trailer = trailer_of(&chunk);
         let mut builder = FooterBuilder::new();
         let segment = Segment {
@@ -725,7 +776,7 @@ mod tests {
     #[test]
     fn offsets_shift_by_where_each_segment_lands() {
         let rows: Vec<AuditRow> = (0..30).map(row).collect();
-        let chunk = render_parquet(&rows, &statuses(), 10).unwrap();
+        let chunk = render_parquet(&lake(&rows), &statuses(), 10).unwrap();
         let trailer = trailer_of(&chunk);
         let mut builder = FooterBuilder::new();
         let (start, end) = (chunk.row_offsets[1], chunk.row_offsets[2]);

@@ -1,0 +1,117 @@
+//! The rows of an export's files as one SHA-256 and a count, the same for
+//! two writers of the same rows in the same order: the comparison of
+//! auditx's files with DuckDB's, for each format.
+//!
+//! - **CSV**: the bytes after each file's header line, as they are (both
+//!   write RFC 4180 with the same header: byte-identical is the test).
+//! - **JSON Lines**: each line parsed and written again by `serde_json`
+//!   (keys sorted, one spelling per number and string): JSON writers may
+//!   escape, order keys and print numbers differently for the same values.
+//! - **Parquet**: the files decoded by DuckDB (both auditx's and DuckDB's
+//!   own) into CSV with the export's columns, `eventTime` as UTC text with
+//!   milliseconds, then as CSV: encodings, compression and row groups may
+//!   differ, the decoded rows may not.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+
+use crate::args::Format;
+
+/// Rows and the SHA-256 of their canonical form (see the module
+/// documentation) of CSV or JSON Lines `files`, in order. Parquet files
+/// are decoded into CSV first ([`crate::duckdb::DuckDb::fingerprint`]);
+/// given here, their raw bytes are hashed, which compares with nothing.
+pub async fn fingerprint(format: Format, files: &[PathBuf]) -> anyhow::Result<(u64, String)> {
+    let mut hasher = Sha256::new();
+    let mut rows = 0;
+    for file in files {
+        match format {
+            Format::Csv => rows += hash_data_rows(file, &mut hasher).await?,
+            Format::Jsonl => rows += hash_json_lines(file, &mut hasher).await?,
+            Format::Parquet => hasher.update(std::fs::read(file)?),
+        }
+    }
+    Ok((rows, hex::encode(hasher.finalize())))
+}
+
+/// Feeds a CSV file's bytes after its header line to `hasher`; returns the
+/// number of records (lines outside quotes).
+pub async fn hash_data_rows(path: &Path, hasher: &mut Sha256) -> anyhow::Result<u64> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = tokio::io::BufReader::with_capacity(1 << 20, file);
+    let mut header = Vec::new();
+    reader.read_until(b'\n', &mut header).await?;
+    let mut buffer = vec![0; 1 << 20];
+    let mut rows = 0;
+    let mut quoted = false;
+    loop {
+        let n = reader.read(&mut buffer).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        for &byte in &buffer[..n] {
+            match byte {
+                b'"' => quoted = !quoted,
+                b'\n' if !quoted => rows += 1,
+                _ => {}
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Feeds each line of a JSON Lines file, parsed and written again, to
+/// `hasher`; returns the number of lines.
+async fn hash_json_lines(path: &Path, hasher: &mut Sha256) -> anyhow::Result<u64> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut lines = tokio::io::BufReader::with_capacity(1 << 20, file).lines();
+    let mut rows = 0;
+    while let Some(line) = lines.next_line().await? {
+        rows += 1;
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("line {rows} of {} is not JSON", path.display()))?;
+        hasher.update(serde_json::to_vec(&value)?);
+        hasher.update(b"\n");
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn jsonl(text: &str) -> (u64, String) {
+        static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "auditx-bench-rows-{}-{n}.jsonl",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).unwrap();
+        let fingerprint = fingerprint(Format::Jsonl, std::slice::from_ref(&path))
+            .await
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        fingerprint
+    }
+
+    #[tokio::test]
+    async fn json_lines_compare_by_value_not_spelling() {
+        let ours = jsonl("{\"a\":\"é\",\"b\":1.10,\"c\":null}\n{\"a\":\"x\"}\n").await;
+        let theirs = jsonl("{\"b\":1.1, \"a\":\"\\u00e9\",\"c\":null}\n{\"a\": \"x\"}\n").await;
+        assert_eq!(ours, theirs);
+        assert_eq!(ours.0, 2);
+        let other = jsonl("{\"a\":\"é\",\"b\":1.10,\"c\":\"\"}\n{\"a\":\"x\"}\n").await;
+        assert_ne!(ours.1, other.1, "null is not an empty string");
+        let reordered = jsonl("{\"a\":\"x\"}\n{\"a\":\"é\",\"b\":1.10,\"c\":null}\n").await;
+        assert_ne!(ours.1, reordered.1, "row order counts");
+    }
+}
