@@ -559,7 +559,7 @@ mod tests {
             file: FileIndex(1),
             stage: 2,
             parts: vec![],
-            sha256: task.resume.unwrap().sha256,
+            sha256: task.resume.clone().unwrap().sha256,
         });
         assert_eq!(
             decode::<WorkerReport>(&encode(&report).unwrap()).unwrap(),
