@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the gates and the whole test suite: `cargo fmt --check`, the
-# import-circle check; then starts (and if needed installs) RabbitMQ and Redis,
+# import-circle check, the state-key check; then starts (and if needed installs) RabbitMQ and Redis,
 # builds the `auditx` binary the multi-process tests launch, runs every
 # test of the workspace (the console's in a headless Chromium), then
 # schemathesis against the served OpenAPI document, then validates the
@@ -16,6 +16,8 @@ command -v cargo >/dev/null || { echo "cargo is required (rustup.rs)" >&2; exit 
 cargo fmt --all -- --check
 # No file of a crate imports a file that imports it back (docs/design.md).
 python3 scripts/import-circles.py
+# The state store is reached only through its domain stores (docs/design.md).
+python3 scripts/state-keys.py
 # Not yet gates (issue 20): `make clippy` (lints remain to fix) and
 # `make deny` (scripts/deny.sh, deny.toml; not yet run to the end here).
 scripts/services.sh

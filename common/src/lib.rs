@@ -8,6 +8,7 @@ pub mod config;
 pub mod embedded_s3;
 pub mod fleet;
 pub mod metrics;
+pub mod query_cancel;
 pub mod queue;
 pub mod readiness;
 pub mod result_file;

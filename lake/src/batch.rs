@@ -1,26 +1,18 @@
 //! What the ingest of both data sets (the meters' audit trail and the audit
 //! tables) shares: a batch body decoded (gzip bounded), read one object and
 //! one field at a time ([`stream`]), quoted in errors ([`json`]); the
-//! ingest lease that makes ingests of one meter or table take turns; the
-//! error and summary of an ingest call.
+//! error and summary of an ingest call. (The ingest lease and the ids
+//! already ingested are the ledger's: [`crate::ledger`].)
 
 pub(crate) mod json;
 pub(crate) mod stream;
 
 use std::borrow::Cow;
 use std::io::Read;
-use std::time::Duration;
 
-use auditx_common::state::{Lease, StateError, StateStore};
 use flate2::read::GzDecoder;
 
 use crate::LakeError;
-
-/// Longer than any ingest takes, so a crashed ingest frees the meter soon.
-const LEASE_TTL: Duration = Duration::from_secs(120);
-/// How long an ingest waits for another one of the same meter.
-const LEASE_WAIT: Duration = Duration::from_secs(30);
-const LEASE_RETRY: Duration = Duration::from_millis(50);
 
 /// Why a batch was rejected. The whole batch is rejected; nothing is written.
 #[derive(Debug, thiserror::Error)]
@@ -81,25 +73,4 @@ pub fn decode_body(
         return Err(IngestError::TooLarge { limit: max_bytes });
     }
     Ok(Cow::Owned(decoded))
-}
-
-/// Waits (boundedly) for the ingest lease `key` of one meter or table
-/// (`what`, for the message).
-pub(crate) async fn acquire_ingest_lease(
-    state: &dyn StateStore,
-    key: &str,
-    what: &str,
-) -> Result<Lease, LakeError> {
-    let owner = format!("ingest-{}", uuid::Uuid::new_v4());
-    let deadline = tokio::time::Instant::now() + LEASE_WAIT;
-    loop {
-        if let Some(lease) = state.try_acquire_lease(key, &owner, LEASE_TTL).await? {
-            return Ok(lease);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            let busy = format!("{key} is busy: another ingest of this {what} is still running");
-            return Err(StateError::Unavailable(busy).into());
-        }
-        tokio::time::sleep(LEASE_RETRY).await;
-    }
 }

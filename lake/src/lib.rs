@@ -14,6 +14,7 @@
 pub mod audit_trail;
 pub mod batch;
 pub mod files;
+pub(crate) mod ledger;
 pub mod sql;
 pub mod tables;
 

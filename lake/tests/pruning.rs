@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use auditx_common::config::S3Config;
 use auditx_common::embedded_s3::EmbeddedS3;
 use auditx_common::state::MemoryStore;
 use auditx_lake::sql::{
@@ -26,7 +25,9 @@ use futures::StreamExt;
 use object_store::ObjectStore;
 use serde_json::{json, Value};
 
-const BUCKET: &str = "lake";
+mod support;
+
+use support::{endpoint, Endpoint, BUCKET};
 const ROW_GROUP_ROWS: usize = 1_000;
 const LIMITS: QueryLimits = QueryLimits {
     memory_limit_bytes: 64 << 20,
@@ -78,21 +79,12 @@ fn login(prefix: &str, i: i64, start_ms: i64) -> Value {
 /// row groups, a minute apart, so 2024-03-01 17:00–18:00 is in the second)
 /// and 1,000 in April (one file, one row group).
 async fn lake() -> Lake {
-    let dir = tempfile::tempdir().unwrap();
-    let s3 = EmbeddedS3::start(
-        dir.path(),
-        "127.0.0.1:0".parse().unwrap(),
-        "test-access",
-        "test-secret",
-    )
-    .await
-    .unwrap();
-    let config = s3.client_config(&S3Config {
-        lake_bucket: BUCKET.into(),
-        ..S3Config::default()
-    });
-    let writer = auditx_common::s3::ObjectStore::new(&config);
-    writer.ensure_bucket(BUCKET).await.unwrap();
+    let Endpoint {
+        config,
+        writer,
+        s3,
+        dir,
+    } = endpoint().await;
     let def = table("auditloginevent").unwrap();
     let state = MemoryStore::new();
     let march = (0..4_000).map(|i| {

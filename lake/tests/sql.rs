@@ -14,10 +14,9 @@ use arrow::array::{
     ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
 };
 use arrow::record_batch::RecordBatch;
-use auditx_common::config::S3Config;
 use auditx_common::embedded_s3::EmbeddedS3;
 use auditx_lake::sql::{
-    check_query, classify, lake_object_store, run_query, CheckedQuery, QueryLimits, QueryStop,
+    check_query, classify, lake_object_store, start_query, CheckedQuery, QueryLimits, QueryStop,
     ResultWriter, SqlError,
 };
 use auditx_lake::tables::{ColumnType, TableDef, TABLES};
@@ -28,7 +27,9 @@ use parquet::arrow::ArrowWriter;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-const BUCKET: &str = "lake";
+mod support;
+
+use support::{endpoint, Endpoint, BUCKET};
 const LIMITS: QueryLimits = QueryLimits {
     memory_limit_bytes: 64 << 20,
 };
@@ -58,21 +59,12 @@ fn fixtures(name: &str) -> PathBuf {
 }
 
 async fn sql_lake() -> SqlLake {
-    let dir = tempfile::tempdir().unwrap();
-    let s3 = EmbeddedS3::start(
-        dir.path(),
-        "127.0.0.1:0".parse().unwrap(),
-        "test-access",
-        "test-secret",
-    )
-    .await
-    .unwrap();
-    let config = s3.client_config(&S3Config {
-        lake_bucket: BUCKET.into(),
-        ..S3Config::default()
-    });
-    let writer = auditx_common::s3::ObjectStore::new(&config);
-    writer.ensure_bucket(BUCKET).await.unwrap();
+    let Endpoint {
+        config,
+        writer,
+        s3,
+        dir,
+    } = endpoint().await;
     let lake = SqlLake {
         store: lake_object_store(&config).unwrap(),
         writer,
@@ -188,7 +180,7 @@ async fn query_in_scope(
     limits: &QueryLimits,
 ) -> Result<String, SqlError> {
     let checked = check_query(sql)?;
-    let mut stream = run_query(
+    let mut stream = start_query(
         lake.store.clone(),
         BUCKET,
         tenant,
@@ -198,7 +190,8 @@ async fn query_in_scope(
         false,
         &QueryStop::new(),
     )
-    .await?;
+    .await?
+    .batches;
     let mut writer = ResultWriter::new(&stream.schema(), format);
     let mut out = Vec::new();
     writer.header(&mut out);
@@ -279,7 +272,7 @@ async fn ways_out_of_the_tenant_are_refused_even_unchecked() {
     ] {
         // Straight to the worker's entry point, as a forged task would.
         let forged = CheckedQuery { sql: sql.into() };
-        let e = run_query(
+        let e = start_query(
             lake.store.clone(),
             BUCKET,
             &acme(),
@@ -709,7 +702,7 @@ async fn csv_on(
     read_deleted: bool,
 ) -> String {
     let checked = check_query(sql).unwrap();
-    let mut stream = run_query(
+    let mut stream = start_query(
         store,
         BUCKET,
         tenant,
@@ -720,7 +713,8 @@ async fn csv_on(
         &QueryStop::new(),
     )
     .await
-    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    .batches;
     let mut writer = ResultWriter::new(&stream.schema(), QueryOutputFormat::Csv);
     let mut out = Vec::new();
     writer.header(&mut out);

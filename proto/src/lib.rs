@@ -15,7 +15,7 @@ mod task;
 pub use event::{CloudEvent, ExportEventData, PresignedFile, QueryEventData, EVENT_SOURCE};
 pub use ids::{ChunkId, FileIndex, MeterId, QueryId, RequestId, TenantId};
 pub use names::{Topology, TRACEPARENT_HEADER, TRACK_ID_HEADER};
-pub use query::{query_cancel_key, Compression, QueryOutcome, QueryOutputFormat, QueryTask};
+pub use query::{Compression, QueryOutcome, QueryOutputFormat, QueryTask};
 pub use scope::Scope;
 pub use task::{
     AssembleOutcome, AssembleResume, AssembleTask, LakeSource, OutputFormat, PrefixOutcome,

@@ -146,9 +146,3 @@ pub struct QueryOutcome {
     /// Time spent running the query and writing the result.
     pub processing_ms: u64,
 }
-
-/// The state-store key that is set when a query is cancelled: a worker
-/// running the query polls it and stops.
-pub fn query_cancel_key(id: &QueryId) -> String {
-    format!("query/{id}/cancel")
-}

@@ -14,6 +14,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::export::jobs::JobStore;
 use crate::fleet::store_epoch::StoreEpoch;
 use crate::query::jobs::QueryStore;
+use crate::query::saved::SavedQueries;
 
 #[derive(Clone)]
 pub struct Services {
@@ -23,6 +24,7 @@ pub struct Services {
     pub store: ObjectStore,
     pub jobs: JobStore,
     pub queries: QueryStore,
+    pub saved_queries: SavedQueries,
     pub topology: Topology,
     /// Wakes the tenant loop (a job was created or a lease may be free).
     pub wake: Arc<Notify>,
@@ -52,6 +54,7 @@ impl Services {
         Self {
             jobs: JobStore::new(state.clone()),
             queries: QueryStore::new(state.clone()),
+            saved_queries: SavedQueries::new(state.clone()),
             config,
             state,
             queue,

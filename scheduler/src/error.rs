@@ -6,8 +6,7 @@ use auditx_common::s3::StorageError;
 use auditx_common::state::StateError;
 use auditx_lake::LakeError;
 
-use crate::export::jobs::JobError;
-use crate::query::jobs::QueryJobError;
+use crate::fleet::job_records::RecordError;
 
 /// Failures while driving a job.
 #[derive(Debug, thiserror::Error)]
@@ -33,19 +32,10 @@ impl From<StateError> for DriveError {
     }
 }
 
-impl From<QueryJobError> for DriveError {
-    fn from(e: QueryJobError) -> Self {
+impl From<RecordError> for DriveError {
+    fn from(e: RecordError) -> Self {
         match e {
-            QueryJobError::State(e) => e.into(),
-            e => DriveError::Permanent(e.to_string()),
-        }
-    }
-}
-
-impl From<JobError> for DriveError {
-    fn from(e: JobError) -> Self {
-        match e {
-            JobError::State(e) => e.into(),
+            RecordError::State(e) => e.into(),
             e => DriveError::Permanent(e.to_string()),
         }
     }

@@ -10,13 +10,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::Services;
 use crate::export::retention::Exports;
-use crate::export::tenants;
+use crate::export::tenants::ExportQueues;
 use crate::fleet::census;
 use crate::fleet::reports;
 use crate::fleet::retention::sweep_loop;
+use crate::fleet::tenant_loop;
 use crate::fleet::wakers::JobWakers;
 use crate::metrics;
-use crate::query;
+use crate::query::driver::QueryQueues;
 use crate::query::retention::Queries;
 
 /// How often queue depths and job counts are sampled for the metrics.
@@ -31,12 +32,12 @@ pub async fn run(services: Services, shutdown: CancellationToken) -> anyhow::Res
     metrics::register();
     let wakers = Arc::new(JobWakers::default());
     let mut loops = JoinSet::new();
-    loops.spawn(tenants::tenant_loop(
+    loops.spawn(tenant_loop::run::<ExportQueues>(
         services.clone(),
         wakers.clone(),
         shutdown.clone(),
     ));
-    loops.spawn(query::driver::query_loop(
+    loops.spawn(tenant_loop::run::<QueryQueues>(
         services.clone(),
         wakers.clone(),
         shutdown.clone(),

@@ -11,7 +11,7 @@ use auditx_common::state::MemoryStore;
 use auditx_proto::{
     encode, ChunkId, MeterId, RecordType, Task, TaskFailure, TaskRef, TenantId, WorkerReport,
 };
-use auditx_scheduler::export::jobs::{reports_key, CancelOutcome, JobStatus};
+use auditx_scheduler::export::jobs::{CancelOutcome, JobStatus};
 use harness::*;
 
 const METER: MeterId = MeterId(7);
@@ -194,9 +194,8 @@ async fn a_crashed_scheduler_is_taken_over_after_the_lease_expires() -> anyhow::
     h.start_workers(2);
     let first = h.start_scheduler("s1");
     // Crash once some chunks are rendered but not all.
-    let reports = reports_key(&id);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while h.state.log_read(&reports, 0, 1).await?.is_empty() {
+    while h.jobs.reports(&id, 0, 1).await?.is_empty() {
         anyhow::ensure!(tokio::time::Instant::now() < deadline, "no chunk rendered");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -274,10 +273,9 @@ async fn cancel_aborts_uploads_and_leaves_no_objects() -> anyhow::Result<()> {
     h.start_workers(2);
     let scheduler = h.start_scheduler("s1");
     // Cancel once a file is being uploaded.
-    let uploads_key = format!("job/{id}/uploads");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let uploads = loop {
-        let uploads = h.state.hash_get_all(&uploads_key).await?;
+        let uploads = h.jobs.uploads(&id).await?;
         if !uploads.is_empty() {
             break uploads;
         }
@@ -315,11 +313,7 @@ async fn cancel_aborts_uploads_and_leaves_no_objects() -> anyhow::Result<()> {
     }
     let bucket = &h.config.s3.export_bucket;
     for (file, upload_id) in uploads {
-        let key = format!(
-            "{tenant_dir}audit_trail_sample_{:04}.csv",
-            file.parse::<u32>()? + 1
-        );
-        let upload_id = String::from_utf8(upload_id)?;
+        let key = format!("{tenant_dir}audit_trail_sample_{:04}.csv", file + 1);
         let part = h
             .store
             .upload_part(bucket, &key, &upload_id, 1, vec![b'x'; 10].into())

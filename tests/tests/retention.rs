@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use auditx::client::ExportRequest;
 use auditx_lake::audit_trail::generate::GenerateSpec;
-use auditx_proto::{MeterId, TenantId};
+use auditx_proto::{ChunkId, MeterId, RequestId, TaskFailure, TaskRef, TenantId, WorkerReport};
+use auditx_scheduler::export::jobs::JobStore;
 use auditx_tests::{export_and_download, Sandbox, SandboxOptions};
 use chrono::DateTime;
 
@@ -53,13 +54,17 @@ async fn ended_exports_are_removed_after_their_retention() {
 
     // A worker's report arriving after the job was settled recreates its
     // report log; retention removes it with the rest.
-    let reports = format!("job/{id}/reports");
-    sandbox
-        .backends
-        .state
-        .log_append_once(&reports, "late", b"a late report")
+    let jobs = JobStore::new(sandbox.backends.state.clone());
+    let request_id = RequestId(id.clone());
+    let late = WorkerReport::Failed(TaskFailure {
+        request_id: request_id.clone(),
+        task: TaskRef::Render { chunk: ChunkId(0) },
+        error: "a late report".into(),
+    });
+    assert!(jobs
+        .append_report(&request_id, "late", &late)
         .await
-        .unwrap();
+        .unwrap());
 
     // Gone within retention + a sweep period (+ slack for a loaded machine).
     loop {
@@ -100,13 +105,7 @@ async fn ended_exports_are_removed_after_their_retention() {
         404,
         "the presigned URL no longer downloads"
     );
-    assert!(sandbox
-        .backends
-        .state
-        .log_read(&reports, 0, 10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(jobs.reports(&request_id, 0, 10).await.unwrap().is_empty());
     sandbox.stop().await.unwrap();
 }
 

@@ -17,20 +17,16 @@
 pub mod fields;
 mod parse;
 
-use std::collections::HashSet;
-
 use auditx_proto::{MeterId, TenantId};
 
 use super::read::{list_meter_audit_objects, read_event_ids};
 use super::write::{write_audit_rows, write_run_rows};
-use crate::batch::{acquire_ingest_lease, IngestError, IngestSummary};
+use crate::batch::{IngestError, IngestSummary};
+use crate::ledger::Ledger;
 use crate::LakeError;
 use crate::{AuditRow, RunRow};
 use auditx_common::s3::ObjectStore;
-use auditx_common::state::{Lease, StateStore};
-
-/// eventIds per state-store round trip.
-const IDS_PER_CALL: usize = 10_000;
+use auditx_common::state::StateStore;
 
 /// Who is ingesting: the tenant (and entity/org) come from the caller's token.
 #[derive(Clone, Debug)]
@@ -51,42 +47,26 @@ pub fn parse_run_entries(body: &[u8], ctx: &IngestContext) -> Result<Vec<RunRow>
     parse::run_entries(body, ctx)
 }
 
-fn event_ids_key(ctx: &IngestContext) -> String {
-    format!("lake/{}/{}/event-ids", ctx.tenant, ctx.meter)
-}
-
-/// The lake files whose eventIds are in the meter's eventId set.
-fn indexed_files_key(ctx: &IngestContext) -> String {
-    format!("lake/{}/{}/indexed-files", ctx.tenant, ctx.meter)
-}
-
-/// Adds to the eventId set the ids of every file of the meter it does not
-/// cover yet; returns how many files that took.
+/// Adds to the meter's eventId set the ids of every file of the meter it
+/// does not cover yet; returns how many files that took.
 async fn index_new_files(
     store: &ObjectStore,
-    state: &dyn StateStore,
+    ledger: &Ledger<'_>,
     bucket: &str,
     ctx: &IngestContext,
 ) -> Result<usize, LakeError> {
     let objects = list_meter_audit_objects(store, bucket, &ctx.tenant, ctx.meter).await?;
-    let files_key = indexed_files_key(ctx);
     let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
-    let mut known = Vec::with_capacity(keys.len());
-    for chunk in keys.chunks(IDS_PER_CALL) {
-        known.extend(state.set_contains(&files_key, chunk).await?);
-    }
-    let set_key = event_ids_key(ctx);
+    let known = ledger.files_indexed(&keys).await?;
     let mut indexed = 0;
     for (object, known) in objects.iter().zip(known) {
         if known {
             continue;
         }
         let ids = read_event_ids(store, bucket, object).await?;
-        for chunk in ids.chunks(IDS_PER_CALL) {
-            state.set_add(&set_key, chunk).await?;
-        }
-        state
-            .set_add(&files_key, std::slice::from_ref(&object.key))
+        ledger.record_ids(&ids).await?;
+        ledger
+            .record_files(std::slice::from_ref(&object.key))
             .await?;
         indexed += 1;
         tracing::info!(file = %object.key, ids = ids.len(), "lake file added to the eventId index");
@@ -94,57 +74,24 @@ async fn index_new_files(
     Ok(indexed)
 }
 
-/// Waits (boundedly) for the meter's ingest lease.
-async fn acquire_meter_lease(
-    state: &dyn StateStore,
-    ctx: &IngestContext,
-) -> Result<Lease, LakeError> {
-    let key = format!("lease/ingest/{}/{}", ctx.tenant, ctx.meter);
-    acquire_ingest_lease(state, &key, "meter").await
-}
-
-/// Keeps the first row of each eventId that the meter does not have yet.
-async fn new_rows(
-    state: &dyn StateStore,
-    set_key: &str,
-    rows: Vec<AuditRow>,
-) -> Result<Vec<AuditRow>, LakeError> {
-    let mut seen = HashSet::with_capacity(rows.len());
-    let mut unique: Vec<AuditRow> = rows
-        .into_iter()
-        .filter(|r| seen.insert(r.event_id.clone()))
-        .collect();
-    let mut known = Vec::with_capacity(unique.len());
-    for chunk in unique.chunks(IDS_PER_CALL) {
-        let ids: Vec<String> = chunk.iter().map(|r| r.event_id.clone()).collect();
-        known.extend(state.set_contains(set_key, &ids).await?);
-    }
-    let mut known = known.into_iter();
-    unique.retain(|_| !known.next().unwrap_or(false));
-    Ok(unique)
-}
-
 async fn ingest_locked(
     store: &ObjectStore,
-    state: &dyn StateStore,
+    ledger: &Ledger<'_>,
     bucket: &str,
     ctx: &IngestContext,
     rows: Vec<AuditRow>,
     row_group_rows: usize,
 ) -> Result<(u64, usize), LakeError> {
-    index_new_files(store, state, bucket, ctx).await?;
-    let set_key = event_ids_key(ctx);
-    let fresh = new_rows(state, &set_key, rows).await?;
+    index_new_files(store, ledger, bucket, ctx).await?;
+    let fresh = ledger.new_rows(rows, |r| r.event_id.as_str()).await?;
     if fresh.is_empty() {
         return Ok((0, 0));
     }
     let ids: Vec<String> = fresh.iter().map(|r| r.event_id.clone()).collect();
     let files =
         write_audit_rows(store, bucket, &ctx.tenant, ctx.meter, fresh, row_group_rows).await?;
-    for chunk in ids.chunks(IDS_PER_CALL) {
-        state.set_add(&set_key, chunk).await?;
-    }
-    state.set_add(&indexed_files_key(ctx), &files).await?;
+    ledger.record_ids(&ids).await?;
+    ledger.record_files(&files).await?;
     Ok((ids.len() as u64, files.len()))
 }
 
@@ -162,12 +109,10 @@ pub async fn ingest_audit(
     if rows.is_empty() {
         return Ok(IngestSummary::default());
     }
-    let lease = acquire_meter_lease(state, ctx).await?;
-    let outcome = ingest_locked(store, state, bucket, ctx, rows, row_group_rows).await;
-    if let Err(error) = state.release_lease(&lease).await {
-        // It expires on its own; the next ingest of the meter just waits longer.
-        tracing::warn!(error = %error, lease = %lease.key, "ingest lease not released");
-    }
+    let ledger = Ledger::meter(state, &ctx.tenant, ctx.meter);
+    let lease = ledger.lock().await?;
+    let outcome = ingest_locked(store, &ledger, bucket, ctx, rows, row_group_rows).await;
+    ledger.unlock(&lease).await;
     let (accepted, files) = outcome?;
     let summary = IngestSummary {
         received,

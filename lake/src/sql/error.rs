@@ -59,7 +59,7 @@ fn mib(bytes: u64) -> String {
 /// Maps a DataFusion failure of a query run under `limits` to its kind:
 /// memory pool exhaustion, object store trouble, planning errors a user can
 /// fix, and everything else as an execution error. Stream errors returned
-/// by [`super::run_query`]'s batches go through here too.
+/// by [`super::start_query`]'s batches go through here too.
 pub fn classify(e: DataFusionError, limits: &QueryLimits) -> SqlError {
     let root = e.find_root();
     if let DataFusionError::ResourcesExhausted(refusal) = root {

@@ -4,7 +4,7 @@
 //! caller tenant's tables, and the CSV/TSV/JSON Lines rendering of results.
 //!
 //! The scheduler calls [`check_query`] on submit and ships the rewritten
-//! text; the worker calls [`run_query`] (which checks again), pulls batches
+//! text; the worker calls [`start_query`] (which checks again), pulls batches
 //! one at a time and renders them with [`ResultWriter`].
 
 mod decorrelate;
@@ -24,7 +24,7 @@ pub use memory::limit_process_memory;
 pub use output::{write_csv_field, write_timestamp_millis, ResultWriter};
 pub use scan::ScanMetrics;
 pub use session::{
-    lake_object_store, lake_object_store_on, run_query, start_query, QueryLimits, RunningQuery,
+    lake_object_store, lake_object_store_on, start_query, QueryLimits, RunningQuery,
 };
 pub use stop::{QueryStop, StopExec, StopOnDrop};
 

@@ -153,38 +153,6 @@ fn client_options(s3: &S3Config) -> Result<ClientOptions, SqlError> {
     Ok(options)
 }
 
-/// Checks `query` again, plans it in a fresh session over `tenant`'s
-/// tables in `lake` (the store of `lake_bucket`), holding only the rows of
-/// `scope` — and, unless the query names the `deleted` column, only the
-/// rows not deleted, or with `read_deleted` only the deleted ones — and
-/// starts it. The caller pulls batches one at a time and maps their errors
-/// with [`classify`]. Once `stop` is stopped, every operator of the plan
-/// ends at its next batch and the stream answers the stop's reason.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_query(
-    lake: Arc<dyn ObjectStore>,
-    lake_bucket: &str,
-    tenant: &TenantId,
-    scope: &Scope,
-    query: &CheckedQuery,
-    limits: &QueryLimits,
-    read_deleted: bool,
-    stop: &QueryStop,
-) -> Result<SendableRecordBatchStream, SqlError> {
-    let query = start_query(
-        lake,
-        lake_bucket,
-        tenant,
-        scope,
-        query,
-        limits,
-        read_deleted,
-        stop,
-    )
-    .await?;
-    Ok(query.batches)
-}
-
 /// A query [`start_query`] started: its batches, and what its scans read
 /// (once the batches are drained).
 pub struct RunningQuery {
@@ -200,7 +168,14 @@ impl RunningQuery {
     }
 }
 
-/// [`run_query`], keeping the plan to tell what its scans read.
+/// Checks `query` again, plans it in a fresh session over `tenant`'s
+/// tables in `lake` (the store of `lake_bucket`), holding only the rows of
+/// `scope` — and, unless the query names the `deleted` column, only the
+/// rows not deleted, or with `read_deleted` only the deleted ones — and
+/// starts it, keeping the plan to tell what its scans read. The caller
+/// pulls batches one at a time and maps their errors with [`classify`].
+/// Once `stop` is stopped, every operator of the plan ends at its next
+/// batch and the stream answers the stop's reason.
 #[allow(clippy::too_many_arguments)]
 pub async fn start_query(
     lake: Arc<dyn ObjectStore>,

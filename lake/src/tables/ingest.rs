@@ -13,22 +13,18 @@
 
 mod parse;
 
-use std::collections::HashSet;
-
 use auditx_proto::TenantId;
 
 use super::write::{partition_of, put_table_file, sort_for_file, Partition, TableFileWriter};
 use super::{Cell, RowOwner, TableDef};
-use crate::batch::{acquire_ingest_lease, IngestError, IngestSummary};
+use crate::batch::{IngestError, IngestSummary};
+use crate::ledger::Ledger;
 use crate::LakeError;
 use auditx_common::s3::ObjectStore;
-use auditx_common::state::{Lease, StateStore};
+use auditx_common::state::StateStore;
 
 /// The column ingest is idempotent on; every table has it.
 pub const ID_COLUMN: &str = "id";
-
-/// Ids per state-store round trip.
-const IDS_PER_CALL: usize = 10_000;
 
 /// A validated batch of one table's rows, in batch order: one cell per
 /// column, in the table's column order, with a non-empty text `id`.
@@ -80,45 +76,6 @@ pub fn parse_table_rows(def: &'static TableDef, body: &[u8]) -> Result<TableBatc
     Ok(TableBatch { def, rows })
 }
 
-fn ids_key(tenant: &TenantId, def: &TableDef) -> String {
-    format!("tables/{tenant}/{}/ids", def.name)
-}
-
-/// Waits (boundedly) for the ingest lease of the tenant's table.
-async fn acquire_table_lease(
-    state: &dyn StateStore,
-    tenant: &TenantId,
-    def: &TableDef,
-) -> Result<Lease, LakeError> {
-    let key = format!("lease/ingest/tables/{tenant}/{}", def.name);
-    acquire_ingest_lease(state, &key, "table").await
-}
-
-/// Keeps the first row of each id that the table does not have yet.
-async fn new_rows(
-    state: &dyn StateStore,
-    set_key: &str,
-    id_index: usize,
-    rows: Vec<Vec<Cell>>,
-) -> Result<Vec<Vec<Cell>>, LakeError> {
-    let mut seen = HashSet::with_capacity(rows.len());
-    let mut unique: Vec<Vec<Cell>> = rows
-        .into_iter()
-        .filter(|row| seen.insert(id_of(row, id_index).to_owned()))
-        .collect();
-    let mut known = Vec::with_capacity(unique.len());
-    for chunk in unique.chunks(IDS_PER_CALL) {
-        let ids: Vec<String> = chunk
-            .iter()
-            .map(|r| id_of(r, id_index).to_owned())
-            .collect();
-        known.extend(state.set_contains(set_key, &ids).await?);
-    }
-    let mut known = known.into_iter();
-    unique.retain(|_| !known.next().unwrap_or(false));
-    Ok(unique)
-}
-
 /// The rows of a batch by the file they go to: one group for a table
 /// without partitions, one per `(year, month)` for a partitioned one (in
 /// partition order; batch order inside a group).
@@ -139,7 +96,7 @@ fn by_partition(def: &TableDef, rows: Vec<Vec<Cell>>) -> Vec<(Option<Partition>,
 /// written and the last file's key.
 async fn ingest_locked(
     store: &ObjectStore,
-    state: &dyn StateStore,
+    ledger: &Ledger<'_>,
     bucket: &str,
     tenant: &TenantId,
     owner: &RowOwner,
@@ -148,8 +105,9 @@ async fn ingest_locked(
 ) -> Result<(u64, Option<String>), LakeError> {
     let def = batch.def;
     let id_index = id_index(def);
-    let set_key = ids_key(tenant, def);
-    let fresh = new_rows(state, &set_key, id_index, batch.rows).await?;
+    let fresh = ledger
+        .new_rows(batch.rows, |row| id_of(row, id_index))
+        .await?;
     if fresh.is_empty() {
         return Ok((0, None));
     }
@@ -173,9 +131,7 @@ async fn ingest_locked(
         .map_err(|e| LakeError::Parquet(format!("encoding task failed: {e}")))??;
         key = Some(put_table_file(store, bucket, tenant, def, partition, bytes).await?);
     }
-    for chunk in ids.chunks(IDS_PER_CALL) {
-        state.set_add(&set_key, chunk).await?;
-    }
+    ledger.record_ids(&ids).await?;
     Ok((ids.len() as u64, key))
 }
 
@@ -196,10 +152,11 @@ pub async fn ingest_table_rows(
     if batch.is_empty() {
         return Ok(IngestSummary::default());
     }
-    let lease = acquire_table_lease(state, tenant, batch.def).await?;
+    let ledger = Ledger::table(state, tenant, batch.def.name);
+    let lease = ledger.lock().await?;
     let outcome = ingest_locked(
         store,
-        state,
+        &ledger,
         lake_bucket,
         tenant,
         owner,
@@ -207,10 +164,7 @@ pub async fn ingest_table_rows(
         row_group_rows,
     )
     .await;
-    if let Err(error) = state.release_lease(&lease).await {
-        // It expires on its own; the next ingest of the table just waits longer.
-        tracing::warn!(error = %error, lease = %lease.key, "ingest lease not released");
-    }
+    ledger.unlock(&lease).await;
     let (accepted, key) = outcome?;
     let summary = IngestSummary {
         received,

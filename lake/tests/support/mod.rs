@@ -17,7 +17,17 @@ pub struct Lake {
     _dir: tempfile::TempDir,
 }
 
-pub async fn lake() -> Lake {
+/// An embedded S3 endpoint on a temp folder, holding the `BUCKET` bucket.
+pub struct Endpoint {
+    /// The client configuration reaching it, `lake_bucket` = `BUCKET`.
+    pub config: S3Config,
+    /// The SDK client ingest and generate write the lake with.
+    pub writer: ObjectStore,
+    pub s3: EmbeddedS3,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn endpoint() -> Endpoint {
     let dir = tempfile::tempdir().unwrap();
     let s3 = EmbeddedS3::start(
         dir.path(),
@@ -27,13 +37,27 @@ pub async fn lake() -> Lake {
     )
     .await
     .unwrap();
-    let store = ObjectStore::new(&s3.client_config(&S3Config::default()));
-    store.ensure_bucket(BUCKET).await.unwrap();
+    let config = s3.client_config(&S3Config {
+        lake_bucket: BUCKET.into(),
+        ..S3Config::default()
+    });
+    let writer = ObjectStore::new(&config);
+    writer.ensure_bucket(BUCKET).await.unwrap();
+    Endpoint {
+        config,
+        writer,
+        s3,
+        dir,
+    }
+}
+
+pub async fn lake() -> Lake {
+    let endpoint = endpoint().await;
     Lake {
-        store,
+        store: endpoint.writer,
         bucket: BUCKET,
-        _s3: s3,
-        _dir: dir,
+        _s3: endpoint.s3,
+        _dir: endpoint.dir,
     }
 }
 

@@ -2,7 +2,6 @@
 //! the manifest, discarding a canceled or failed export's objects, and
 //! announcing the end with presigned links.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use auditx_common::s3::StorageError;
@@ -15,27 +14,10 @@ use serde::Serialize;
 use crate::context::Services;
 use crate::error::DriveError;
 use crate::export::assign::FileExtent;
-use crate::export::job_plan::{plan_key, JobPlan};
-use crate::export::jobs::{cancel_key, reports_key, ExportQuery, Job, JobSpec, JobStatus};
+use crate::export::job_plan::JobPlan;
+use crate::export::jobs::{ExportQuery, Job, JobSpec, JobStatus};
 use crate::export::layout;
 use crate::fleet::events;
-
-/// `job/<id>/uploads`: hash of file index → multipart upload id, write-once.
-pub fn uploads_key(id: &RequestId) -> String {
-    format!("job/{id}/uploads")
-}
-
-/// The job's multipart uploads by file index.
-pub async fn uploads(
-    services: &Services,
-    id: &RequestId,
-) -> Result<BTreeMap<u32, String>, DriveError> {
-    let fields = services.state.hash_get_all(&uploads_key(id)).await?;
-    Ok(fields
-        .into_iter()
-        .filter_map(|(file, upload)| Some((file.parse().ok()?, String::from_utf8(upload).ok()?)))
-        .collect())
-}
 
 /// Completes a file's upload from its assembly report. Completing twice
 /// (after a takeover, or by a stale driver) finds the upload gone: if the
@@ -140,7 +122,7 @@ pub async fn delete_staging(services: &Services, spec: &JobSpec) -> Result<(), S
 /// trouble; objects that cannot be deleted for good are logged.
 pub async fn discard_outputs(services: &Services, spec: &JobSpec) -> Result<(), DriveError> {
     let bucket = &services.config.s3.export_bucket;
-    for (file, upload_id) in uploads(services, &spec.request_id).await? {
+    for (file, upload_id) in services.jobs.uploads(&spec.request_id).await? {
         let key = layout::file_key(
             &spec.tenant,
             &spec.request_id,
@@ -193,13 +175,7 @@ pub async fn settle(services: &Services, job: &Job) -> Result<(), DriveError> {
         Err(error) if error.is_transient() => return Err(error.into()),
         Err(error) => tracing::error!(request_id = %id, %error, "export event not published"),
     }
-    let driver_keys = vec![
-        plan_key(id),
-        uploads_key(id),
-        reports_key(id),
-        cancel_key(id),
-    ];
-    services.jobs.settle(job, driver_keys).await?;
+    services.jobs.retire(job).await?;
     Ok(())
 }
 

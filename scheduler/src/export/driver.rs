@@ -19,7 +19,7 @@ use auditx_common::queue::Message;
 use auditx_common::retry::Backoff;
 use auditx_common::telemetry::inject_trace_context;
 use auditx_proto::{
-    decode, encode, AssembleTask, ChunkId, FileIndex, RenderTask, RequestId, Task, WorkerReport,
+    encode, AssembleTask, ChunkId, FileIndex, RenderTask, RequestId, Task, WorkerReport,
     TRACK_ID_HEADER,
 };
 use tokio::sync::Notify;
@@ -28,8 +28,8 @@ use tracing::instrument;
 use crate::context::Services;
 pub use crate::error::DriveError;
 use crate::export::completion;
-use crate::export::job_plan::{self, plan_key, JobPlan};
-use crate::export::jobs::{reports_key, Job, JobSpec, JobState, JobStatus};
+use crate::export::job_plan::{self, JobPlan};
+use crate::export::jobs::{Job, JobSpec, JobState, JobStatus};
 use crate::export::work::{AssembleStep, JobWork};
 use crate::fleet::lease::TenantLease;
 use crate::metrics;
@@ -105,7 +105,7 @@ impl<'a> JobDriver<'a> {
             }
             let outcome = match &ending {
                 Some((status, reason)) => self
-                    .end(*status, reason.clone())
+                    .abandon(*status, reason.clone())
                     .await
                     .map(|job| Step::Finished(Box::new(job))),
                 None => self.step(&mut work).await,
@@ -176,7 +176,7 @@ impl<'a> JobDriver<'a> {
         }
         if work.is_complete() {
             return self
-                .finish(work)
+                .complete(work)
                 .await
                 .map(|job| Step::Finished(Box::new(job)));
         }
@@ -191,10 +191,8 @@ impl<'a> JobDriver<'a> {
     /// The stored plan, or a new one (stored before anything is dispatched
     /// so that every replica works from the same one).
     async fn load_or_plan(&self) -> Result<JobPlan, DriveError> {
-        let key = plan_key(self.id());
-        if let Some(bytes) = self.services.state.get(&key).await? {
-            return decode(&bytes)
-                .map_err(|e| DriveError::Permanent(format!("stored plan is unreadable: {e}")));
+        if let Some(plan) = self.services.jobs.plan(self.id()).await? {
+            return Ok(plan);
         }
         let plan = job_plan::prepare(self.services, &self.spec)
             .await
@@ -204,10 +202,9 @@ impl<'a> JobDriver<'a> {
                 }
                 other => other,
             })?;
-        let bytes = encode(&plan).map_err(|e| DriveError::Permanent(e.to_string()))?;
         self.services
-            .state
-            .set_fenced(self.lease.lease(), &key, &bytes)
+            .jobs
+            .save_plan(self.lease.lease(), self.id(), &plan)
             .await?;
         Ok(plan)
     }
@@ -215,17 +212,16 @@ impl<'a> JobDriver<'a> {
     /// Reports recorded since the last pass (each task's first report
     /// only: the log keeps one per task).
     async fn new_reports(&mut self) -> Result<Vec<WorkerReport>, DriveError> {
-        let key = reports_key(self.id());
         let entries = self
             .services
-            .state
-            .log_read(&key, self.reports_read, REPORTS_PER_PASS)
+            .jobs
+            .reports(self.id(), self.reports_read, REPORTS_PER_PASS)
             .await?;
         self.reports_read += entries.len() as u64;
         self.reports_pending = entries.len() == REPORTS_PER_PASS;
         let mut reports = Vec::with_capacity(entries.len());
-        for bytes in entries {
-            match decode(&bytes) {
+        for entry in entries {
+            match entry {
                 Ok(report) => reports.push(report),
                 Err(error) => {
                     tracing::warn!(request_id = %self.id(), %error, "unreadable report skipped")
@@ -291,7 +287,7 @@ impl<'a> JobDriver<'a> {
     /// id recorded wins: a driver that loses the race (a stale one) aborts
     /// its own upload, so no task ever names an upload that gets dropped.
     async fn upload_id(&self, file: FileIndex, key: &str) -> Result<String, DriveError> {
-        let uploads = completion::uploads(self.services, self.id()).await?;
+        let uploads = self.services.jobs.uploads(self.id()).await?;
         if let Some(id) = uploads.get(&file.0) {
             return Ok(id.clone());
         }
@@ -302,17 +298,18 @@ impl<'a> JobDriver<'a> {
             .store
             .create_multipart(bucket, key, content_type)
             .await?;
-        let field = file.0.to_string();
-        let uploads_key = completion::uploads_key(self.id());
         if self
             .services
-            .state
-            .hash_set_if_absent(&uploads_key, &field, created.as_bytes())
+            .jobs
+            .record_upload(self.id(), file.0, &created)
             .await?
         {
             return Ok(created);
         }
-        let recorded = completion::uploads(self.services, self.id())
+        let recorded = self
+            .services
+            .jobs
+            .uploads(self.id())
             .await?
             .remove(&file.0)
             .ok_or_else(|| DriveError::Transient(format!("upload of {key} vanished")))?;
@@ -370,7 +367,7 @@ impl<'a> JobDriver<'a> {
     /// Writes the manifest, marks the job FINISHED, then drops the staging
     /// objects.
     #[instrument(name = "scheduler.complete", skip_all, fields(request_id = %self.spec.request_id))]
-    async fn finish(&mut self, work: &JobWork) -> Result<Job, DriveError> {
+    async fn complete(&mut self, work: &JobWork) -> Result<Job, DriveError> {
         let files = work.completed_files();
         let manifest_key =
             completion::write_manifest(self.services, &self.spec, &work.plan, &files).await?;
@@ -385,7 +382,7 @@ impl<'a> JobDriver<'a> {
             progress: work.progress(),
             ..self.state.clone()
         };
-        let job = self.ended(state).await?;
+        let job = self.record_end(state).await?;
         // The files are complete: the staged chunks are of no more use, and
         // the job need not wait for their deletion. Left-overs (a crash
         // just now) expire by the bucket's lifecycle rule on `_staging/`.
@@ -398,8 +395,8 @@ impl<'a> JobDriver<'a> {
     /// Ends the job as CANCELED or FAILED: aborts its uploads, deletes
     /// whatever it wrote, then records the status. Only while the lease is
     /// still ours: a stale driver must not destroy its successor's work.
-    #[instrument(name = "scheduler.end", skip_all, fields(request_id = %self.spec.request_id, status = status.as_str()))]
-    async fn end(&mut self, status: JobStatus, reason: String) -> Result<Job, DriveError> {
+    #[instrument(name = "scheduler.abandon", skip_all, fields(request_id = %self.spec.request_id, status = status.as_str()))]
+    async fn abandon(&mut self, status: JobStatus, reason: String) -> Result<Job, DriveError> {
         if !self.lease.confirm().await? {
             return Err(DriveError::Stopped);
         }
@@ -410,7 +407,7 @@ impl<'a> JobDriver<'a> {
             error: Some(reason),
             ..self.state.clone()
         };
-        let job = self.ended(state).await?;
+        let job = self.record_end(state).await?;
         // Chunks rendered while we cleaned up; later ones are deleted by
         // the results consumer, which now sees the job ended.
         if let Err(error) = completion::delete_staging(self.services, &self.spec).await {
@@ -419,7 +416,9 @@ impl<'a> JobDriver<'a> {
         Ok(job)
     }
 
-    async fn ended(&mut self, state: JobState) -> Result<Job, DriveError> {
+    /// Saves the job's end (`state`, a terminal status) under the lease and
+    /// counts and logs it.
+    async fn record_end(&mut self, state: JobState) -> Result<Job, DriveError> {
         self.services
             .jobs
             .save_state(self.lease.lease(), self.id(), &state)

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use auditx_lake::audit_trail::read::{event_ids_at, latest_statuses, list_audit_files, read_runs};
-use auditx_proto::{RequestId, RowFilter};
+use auditx_proto::RowFilter;
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
@@ -13,11 +13,6 @@ use crate::context::Services;
 use crate::error::DriveError;
 use crate::export::jobs::{ExportQuery, JobSpec};
 use crate::export::planner::{plan, sampled, sampling_rate, split_by_event_id, PlannedChunk};
-
-/// `job/<id>/plan`: the stored [`JobPlan`].
-pub fn plan_key(id: &RequestId) -> String {
-    format!("job/{id}/plan")
-}
 
 /// Everything about a job that must not change if another replica takes
 /// it over, including the settings that shape its files.

@@ -9,27 +9,36 @@
 //! | `job/<id>/state` | value: [`JobState`] | CAS (PENDING→RUNNING/CANCELED), then the lease holder, fenced |
 //! | `job/<id>/cancel` | value | API (cancel of a RUNNING job) |
 //! | `job/<id>/reports` | log: one [`auditx_proto::WorkerReport`] per task id, appended once | results consumers, write-once |
+//! | `job/<id>/plan` | value: the driver's plan | the lease holder, fenced, before dispatching |
+//! | `job/<id>/uploads` | hash: file index → multipart upload id | the lease holder, first id wins |
 //! | `meter/<tenant>/<meter>/jobs` | index by creation time | API |
 //! | `tenant/<tenant>/queue` | list: FIFO of request ids | API pushes, scheduler removes |
 //! | `tenants/pending` | set of tenants with queued jobs | API adds, scheduler removes |
 //! | `lease/tenant/<tenant>` | lease: one running export per tenant | scheduler |
-//! | `jobs/ended` | index by end time | settle adds, retention removes |
+//! | `jobs/ended` | index by end time | retire adds, retention removes |
+//! | `lease/retention` | lease: the replica sweeping ended exports | retention |
+//!
+//! Nothing outside this store builds these keys: the API, the drivers,
+//! the report consumers and retention speak in its verbs.
 //!
 //! Creating a job, canceling a PENDING one and recording an ended one are
 //! each one atomic batch ([`StateStore::apply_atomically`]: a Lua script on
 //! Redis); a transition is a compare-and-set; a running job's state is
 //! written fenced by its tenant's lease.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use auditx_proto::{
-    decode, encode, MeterId, OutputFormat, RecordType, RequestId, RunType, Scope, TenantId,
+    decode, MeterId, OutputFormat, RecordType, RequestId, RunType, Scope, TenantId, WorkerReport,
 };
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use auditx_common::state::{Guard, Lease, StateError, StateStore, Write};
+use auditx_common::state::{Lease, StateStore};
 
-use crate::fleet::tenant_queues::TenantQueues;
+use crate::fleet::job_records::{JobRecords, Kind, RecordError};
 
 /// The echo of a create call's query, as the API returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,120 +215,94 @@ pub enum CancelOutcome {
 }
 
 /// Failures of job storage.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error("stored job {0} is unreadable: {1}")]
-    Corrupt(String, String),
-}
-
-impl JobError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, JobError::State(e) if e.is_transient())
-    }
-}
-
+pub type JobError = RecordError;
 pub type JobResult<T> = Result<T, JobError>;
 
-pub fn spec_key(id: &RequestId) -> String {
-    format!("job/{id}/spec")
-}
-pub fn state_key(id: &RequestId) -> String {
-    format!("job/{id}/state")
-}
-pub fn cancel_key(id: &RequestId) -> String {
-    format!("job/{id}/cancel")
-}
-pub fn reports_key(id: &RequestId) -> String {
-    format!("job/{id}/reports")
-}
-pub fn meter_index_key(tenant: &TenantId, meter: MeterId) -> String {
+/// Export jobs' key names.
+static EXPORTS: Kind = Kind {
+    prefix: "job",
+    what: "job",
+    queue: "queue",
+    pending: "tenants/pending",
+    tenant_lease: "lease/tenant",
+    ended_index: "jobs/ended",
+    retention_lease: "lease/retention",
+};
+
+/// The driver's records of a job: deleted when it is retired, and again
+/// (with whatever a late report recreated) when it is removed.
+const DRIVER_RECORDS: [&str; 4] = [PLAN, UPLOADS, REPORTS, CANCEL];
+const PLAN: &str = "plan";
+const UPLOADS: &str = "uploads";
+const REPORTS: &str = "reports";
+const CANCEL: &str = "cancel";
+
+fn meter_index_key(tenant: &TenantId, meter: MeterId) -> String {
     format!("meter/{tenant}/{meter}/jobs")
 }
-/// Ended exports by the time they ended (epoch ms), swept by retention.
-pub const ENDED_INDEX_KEY: &str = "jobs/ended";
 
+/// The lease of a tenant's exports: one running export per tenant.
 pub fn tenant_lease_key(tenant: &TenantId) -> String {
-    format!("lease/tenant/{tenant}")
-}
-
-fn corrupt(id: &RequestId, e: impl std::fmt::Display) -> JobError {
-    JobError::Corrupt(id.to_string(), e.to_string())
+    format!("{}/{tenant}", EXPORTS.tenant_lease)
 }
 
 /// Job storage over any [`StateStore`].
 #[derive(Clone)]
 pub struct JobStore {
-    state: Arc<dyn StateStore>,
-    queues: TenantQueues,
+    records: JobRecords,
 }
 
 impl JobStore {
     pub fn new(state: Arc<dyn StateStore>) -> Self {
         Self {
-            queues: TenantQueues::exports(state.clone()),
-            state,
+            records: JobRecords::new(state, &EXPORTS),
         }
     }
 
-    pub fn state_store(&self) -> &Arc<dyn StateStore> {
-        &self.state
+    fn state(&self) -> &dyn StateStore {
+        self.records.state.as_ref()
     }
 
     /// Stores a new PENDING job and queues it behind the tenant's others,
     /// atomically: all of it or nothing, and a retried create (after a
     /// lost reply) neither overwrites the job nor queues it twice.
     pub async fn create(&self, spec: &JobSpec) -> JobResult<()> {
-        let id = &spec.request_id;
-        let encoded = encode(spec).map_err(|e| corrupt(id, e))?;
-        let state = encode(&JobState::pending()).map_err(|e| corrupt(id, e))?;
-        let mut writes = vec![
-            Write::Set(spec_key(id), encoded),
-            Write::Set(state_key(id), state),
-            Write::IndexAdd {
-                key: meter_index_key(&spec.tenant, spec.meter_id),
-                score: spec.created_at_ms,
-                member: id.to_string(),
-            },
-        ];
-        writes.extend(self.queues.push_writes(&spec.tenant, id.as_str()));
-        self.state
-            .apply_atomically(Guard::Absent(state_key(id)), writes)
-            .await?;
-        Ok(())
+        self.records
+            .create(
+                spec.request_id.as_str(),
+                &spec.tenant,
+                spec,
+                &JobState::pending(),
+                meter_index_key(&spec.tenant, spec.meter_id),
+                spec.created_at_ms,
+                true,
+            )
+            .await
     }
 
     /// Stores a job that has already ended (never queued), atomically: a
     /// job rebuilt from its record after the state store lost it.
     pub async fn record_ended(&self, spec: &JobSpec, state: &JobState) -> JobResult<()> {
-        let id = &spec.request_id;
-        let writes = vec![
-            Write::Set(spec_key(id), encode(spec).map_err(|e| corrupt(id, e))?),
-            Write::Set(state_key(id), encode(state).map_err(|e| corrupt(id, e))?),
-            Write::IndexAdd {
-                key: meter_index_key(&spec.tenant, spec.meter_id),
-                score: spec.created_at_ms,
-                member: id.to_string(),
-            },
-        ];
-        self.state.apply_atomically(Guard::Always, writes).await?;
-        Ok(())
+        self.records
+            .create(
+                spec.request_id.as_str(),
+                &spec.tenant,
+                spec,
+                state,
+                meter_index_key(&spec.tenant, spec.meter_id),
+                spec.created_at_ms,
+                false,
+            )
+            .await
     }
 
     pub async fn spec(&self, id: &RequestId) -> JobResult<Option<JobSpec>> {
-        match self.state.get(&spec_key(id)).await? {
-            Some(bytes) => Ok(Some(decode(&bytes).map_err(|e| corrupt(id, e))?)),
-            None => Ok(None),
-        }
+        self.records.spec(id.as_str()).await
     }
 
     /// The state and its raw bytes (the raw bytes are the CAS expectation).
     pub async fn state_raw(&self, id: &RequestId) -> JobResult<Option<(JobState, Vec<u8>)>> {
-        match self.state.get(&state_key(id)).await? {
-            Some(bytes) => Ok(Some((decode(&bytes).map_err(|e| corrupt(id, e))?, bytes))),
-            None => Ok(None),
-        }
+        self.records.state_raw(id.as_str()).await
     }
 
     pub async fn get(&self, id: &RequestId) -> JobResult<Option<Job>> {
@@ -329,8 +312,7 @@ impl JobStore {
         let Some((state, _)) = self.state_raw(id).await? else {
             return Ok(None);
         };
-        let cancel_requested =
-            !state.status.is_terminal() && self.state.get(&cancel_key(id)).await?.is_some();
+        let cancel_requested = !state.status.is_terminal() && self.cancel_requested(id).await?;
         Ok(Some(Job {
             spec,
             state,
@@ -341,8 +323,8 @@ impl JobStore {
     /// Every job of a meter, oldest first.
     pub async fn list_for_meter(&self, tenant: &TenantId, meter: MeterId) -> JobResult<Vec<Job>> {
         let ids = self
-            .state
-            .index_all(&meter_index_key(tenant, meter))
+            .records
+            .indexed(&meter_index_key(tenant, meter))
             .await?;
         let mut jobs = Vec::with_capacity(ids.len());
         for id in ids {
@@ -361,11 +343,7 @@ impl JobStore {
         expected: &[u8],
         next: &JobState,
     ) -> JobResult<bool> {
-        let encoded = encode(next).map_err(|e| corrupt(id, e))?;
-        Ok(self
-            .state
-            .compare_and_set(&state_key(id), Some(expected), &encoded)
-            .await?)
+        self.records.transition(id.as_str(), expected, next).await
     }
 
     /// Writes a running job's state while `lease` is held.
@@ -375,15 +353,12 @@ impl JobStore {
         id: &RequestId,
         state: &JobState,
     ) -> JobResult<()> {
-        let encoded = encode(state).map_err(|e| corrupt(id, e))?;
-        Ok(self
-            .state
-            .set_fenced(lease, &state_key(id), &encoded)
-            .await?)
+        self.records.save_state(lease, id.as_str(), state).await
     }
 
     pub async fn cancel_requested(&self, id: &RequestId) -> JobResult<bool> {
-        Ok(self.state.get(&cancel_key(id)).await?.is_some())
+        let key = self.records.key(id.as_str(), CANCEL);
+        Ok(self.state().get(&key).await?.is_some())
     }
 
     /// Cancels a PENDING job at once; flags a RUNNING one for its driver.
@@ -404,13 +379,11 @@ impl JobStore {
                         ..state
                     };
                     // The new state and leaving the queue, at once.
-                    let encoded = encode(&next).map_err(|e| corrupt(id, e))?;
-                    let writes = vec![
-                        Write::Set(state_key(id), encoded),
-                        self.queues.remove_write(&spec.tenant, id.as_str()),
-                    ];
-                    let guard = Guard::Equals(state_key(id), raw);
-                    if self.state.apply_atomically(guard, writes).await? {
+                    if self
+                        .records
+                        .transition_and_dequeue(id.as_str(), &spec.tenant, raw, &next)
+                        .await?
+                    {
                         return Ok(CancelOutcome::CanceledPending(Job {
                             spec,
                             state: next,
@@ -420,7 +393,8 @@ impl JobStore {
                     // The scheduler started it meanwhile: look again.
                 }
                 JobStatus::Running => {
-                    self.state.set(&cancel_key(id), b"1").await?;
+                    let key = self.records.key(id.as_str(), CANCEL);
+                    self.state().set(&key, b"1").await?;
                     return Ok(CancelOutcome::Requested);
                 }
                 ended => return Ok(CancelOutcome::AlreadyEnded(ended)),
@@ -430,51 +404,176 @@ impl JobStore {
 
     /// Request ids queued for a tenant, oldest first (includes the running one).
     pub async fn tenant_queue(&self, tenant: &TenantId) -> JobResult<Vec<RequestId>> {
-        let ids = self.queues.ids(tenant).await?;
+        let ids = self.records.queue(tenant).await?;
         Ok(ids.into_iter().map(RequestId).collect())
     }
 
     /// How many jobs the tenant has queued (running head included),
     /// without reading the queue: admission checks it on every create.
     pub async fn tenant_queue_len(&self, tenant: &TenantId) -> JobResult<u64> {
-        Ok(self.queues.len(tenant).await?)
+        Ok(self.records.queue_len(tenant).await?)
     }
 
     /// The tenant's oldest queued job: the one running or next to run.
     pub async fn tenant_queue_head(&self, tenant: &TenantId) -> JobResult<Option<RequestId>> {
-        Ok(self.queues.first(tenant).await?.map(RequestId))
+        Ok(self.records.queue_head(tenant).await?.map(RequestId))
     }
 
-    /// Settles an ended job: off its tenant's queue, its driver state
-    /// (`driver_keys`) deleted, and into the index of ended jobs that
-    /// retention sweeps, in one atomic batch (safe to repeat).
-    pub async fn settle(&self, job: &Job, driver_keys: Vec<String>) -> JobResult<()> {
-        let (tenant, id) = (&job.spec.tenant, &job.spec.request_id);
+    /// Retires a settled job: off its tenant's queue, its driver's plan,
+    /// uploads, reports and cancel flag deleted, and into the index of ended
+    /// jobs that retention sweeps, in one atomic batch (safe to repeat).
+    pub async fn retire(&self, job: &Job) -> JobResult<()> {
         let ended_at = job
             .state
             .completed_at_ms
             .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-        let mut writes = vec![self.queues.remove_write(tenant, id.as_str())];
-        writes.extend(driver_keys.into_iter().map(Write::Delete));
-        writes.push(Write::IndexAdd {
-            key: ENDED_INDEX_KEY.into(),
-            score: ended_at,
-            member: id.to_string(),
-        });
-        self.state.apply_atomically(Guard::Always, writes).await?;
-        Ok(())
+        self.records
+            .retire(
+                job.spec.request_id.as_str(),
+                &job.spec.tenant,
+                &DRIVER_RECORDS,
+                ended_at,
+            )
+            .await
     }
 
     pub async fn dequeue(&self, tenant: &TenantId, id: &RequestId) -> JobResult<()> {
-        Ok(self.queues.remove(tenant, id.as_str()).await?)
+        Ok(self.records.dequeue(tenant, id.as_str()).await?)
     }
 
     pub async fn pending_tenants(&self) -> JobResult<Vec<TenantId>> {
-        Ok(self.queues.pending_tenants().await?)
+        Ok(self.records.pending_tenants().await?)
     }
 
     /// Forgets a tenant with an empty queue (re-adding it if a job raced in).
     pub async fn forget_tenant_if_idle(&self, tenant: &TenantId) -> JobResult<()> {
-        Ok(self.queues.forget_tenant_if_idle(tenant).await?)
+        Ok(self.records.forget_tenant_if_idle(tenant).await?)
+    }
+
+    /// Takes the lease of `tenant`'s exports for `ttl`, unless another
+    /// replica holds it.
+    pub async fn take_tenant_lease(
+        &self,
+        tenant: &TenantId,
+        replica: &str,
+        ttl: Duration,
+    ) -> JobResult<Option<Lease>> {
+        self.records.take_tenant_lease(tenant, replica, ttl).await
+    }
+
+    /// The job's stored plan, if its driver stored one.
+    pub async fn plan<P: DeserializeOwned>(&self, id: &RequestId) -> JobResult<Option<P>> {
+        Ok(self
+            .records
+            .read(id.as_str(), PLAN)
+            .await?
+            .map(|(plan, _)| plan))
+    }
+
+    /// Stores the job's plan while `lease` is held, before anything of it
+    /// is dispatched: every later driver works from the same one.
+    pub async fn save_plan<P: Serialize>(
+        &self,
+        lease: &Lease,
+        id: &RequestId,
+        plan: &P,
+    ) -> JobResult<()> {
+        let bytes = self.records.encode(id.as_str(), plan)?;
+        let key = self.records.key(id.as_str(), PLAN);
+        Ok(self.state().set_fenced(lease, &key, &bytes).await?)
+    }
+
+    /// Appends a worker's report to the job's log, once per `task` (a
+    /// redelivered task's second report is dropped); false if it was there.
+    pub async fn append_report(
+        &self,
+        id: &RequestId,
+        task: &str,
+        report: &WorkerReport,
+    ) -> JobResult<bool> {
+        let bytes = self.records.encode(id.as_str(), report)?;
+        let key = self.records.key(id.as_str(), REPORTS);
+        Ok(self.state().log_append_once(&key, task, &bytes).await?)
+    }
+
+    /// Up to `max` reports of the job's log from position `from`, each as
+    /// stored (one that cannot be decoded is an `Err` in its place, so
+    /// positions stay right).
+    pub async fn reports(
+        &self,
+        id: &RequestId,
+        from: u64,
+        max: usize,
+    ) -> JobResult<Vec<Result<WorkerReport, String>>> {
+        let key = self.records.key(id.as_str(), REPORTS);
+        let entries = self.state().log_read(&key, from, max).await?;
+        Ok(entries
+            .iter()
+            .map(|bytes| decode(bytes).map_err(|e| e.to_string()))
+            .collect())
+    }
+
+    /// The job's multipart uploads by file index.
+    pub async fn uploads(&self, id: &RequestId) -> JobResult<BTreeMap<u32, String>> {
+        let key = self.records.key(id.as_str(), UPLOADS);
+        let fields = self.state().hash_get_all(&key).await?;
+        Ok(fields
+            .into_iter()
+            .filter_map(|(file, upload)| {
+                Some((file.parse().ok()?, String::from_utf8(upload).ok()?))
+            })
+            .collect())
+    }
+
+    /// Records `upload_id` as file `file`'s multipart upload unless one is
+    /// recorded already (the first wins); true if this one was recorded.
+    pub async fn record_upload(
+        &self,
+        id: &RequestId,
+        file: u32,
+        upload_id: &str,
+    ) -> JobResult<bool> {
+        let key = self.records.key(id.as_str(), UPLOADS);
+        Ok(self
+            .state()
+            .hash_set_if_absent(&key, &file.to_string(), upload_id.as_bytes())
+            .await?)
+    }
+
+    /// Takes the lease of the replica sweeping ended exports.
+    pub async fn take_retention_lease(
+        &self,
+        replica: &str,
+        ttl: Duration,
+    ) -> JobResult<Option<Lease>> {
+        self.records.take_retention_lease(replica, ttl).await
+    }
+
+    /// Up to `max` jobs that ended at or before `cutoff_ms`, oldest first.
+    pub async fn ended_before(&self, cutoff_ms: i64, max: usize) -> JobResult<Vec<RequestId>> {
+        let ids = self.records.ended_before(cutoff_ms, max).await?;
+        Ok(ids.into_iter().map(RequestId).collect())
+    }
+
+    /// Forgets an ended job for good, under the retention `lease`: every key
+    /// of it (also those a late report recreated after it was retired) and
+    /// its entries in the meter's index (`spec`, when it is still known)
+    /// and in the ended index, in one atomic batch.
+    pub async fn remove(
+        &self,
+        lease: &Lease,
+        id: &RequestId,
+        spec: Option<&JobSpec>,
+    ) -> JobResult<()> {
+        let index = spec.map(|spec| meter_index_key(&spec.tenant, spec.meter_id));
+        self.records
+            .remove(lease, id.as_str(), &DRIVER_RECORDS, Vec::new(), index)
+            .await
+    }
+
+    /// Releases a lease taken here (the tenant's or retention's); one that
+    /// cannot be released expires.
+    pub async fn release(&self, lease: &Lease) -> JobResult<()> {
+        self.records.release(lease).await
     }
 }

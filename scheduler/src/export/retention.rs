@@ -5,15 +5,13 @@
 //! its files and staging objects in the export bucket, then every key of
 //! the job and its entries in the meter's index and in `jobs/ended`.
 
-use auditx_common::state::{Guard, Lease, Write};
+use std::time::Duration;
+
+use auditx_common::state::Lease;
 use auditx_proto::RequestId;
 
 use crate::context::Services;
 use crate::error::DriveError;
-use crate::export::completion::uploads_key;
-use crate::export::job_plan::plan_key;
-use crate::export::jobs::ENDED_INDEX_KEY as ENDED_KEY;
-use crate::export::jobs::{cancel_key, meter_index_key, reports_key, spec_key, state_key};
 use crate::export::layout;
 use crate::fleet::retention::Retained;
 
@@ -22,25 +20,35 @@ pub(crate) struct Exports;
 
 impl Retained for Exports {
     const WHAT: &'static str = "exports";
-    const LEASE_KEY: &'static str = "lease/retention";
-    const ENDED_INDEX: &'static str = ENDED_KEY;
+
+    async fn take_lease(services: &Services, ttl: Duration) -> Result<Option<Lease>, DriveError> {
+        Ok(services
+            .jobs
+            .take_retention_lease(&services.replica, ttl)
+            .await?)
+    }
+
+    async fn ended_before(
+        services: &Services,
+        cutoff_ms: i64,
+        max: usize,
+    ) -> Result<Vec<String>, DriveError> {
+        let ids = services.jobs.ended_before(cutoff_ms, max).await?;
+        Ok(ids.into_iter().map(|id| id.0).collect())
+    }
 
     async fn remove(services: &Services, lease: &Lease, id: String) -> Result<(), DriveError> {
         remove_job(services, lease, &RequestId(id)).await
     }
+
+    async fn release(services: &Services, lease: &Lease) -> Result<(), DriveError> {
+        Ok(services.jobs.release(lease).await?)
+    }
 }
 
 async fn remove_job(services: &Services, lease: &Lease, id: &RequestId) -> Result<(), DriveError> {
-    let mut writes = vec![
-        Write::Delete(spec_key(id)),
-        Write::Delete(state_key(id)),
-        Write::Delete(cancel_key(id)),
-        Write::Delete(reports_key(id)),
-        Write::Delete(plan_key(id)),
-        Write::Delete(uploads_key(id)),
-        Write::IndexRemove(ENDED_KEY.into(), id.to_string()),
-    ];
-    if let Some(spec) = services.jobs.spec(id).await? {
+    let spec = services.jobs.spec(id).await?;
+    if let Some(spec) = &spec {
         let bucket = &services.config.s3.export_bucket;
         for prefix in [
             layout::export_prefix(&spec.tenant, id),
@@ -48,15 +56,8 @@ async fn remove_job(services: &Services, lease: &Lease, id: &RequestId) -> Resul
         ] {
             services.store.delete_prefix(bucket, &prefix).await?;
         }
-        writes.push(Write::IndexRemove(
-            meter_index_key(&spec.tenant, spec.meter_id),
-            id.to_string(),
-        ));
     }
-    services
-        .state
-        .apply_atomically(Guard::Held(lease.clone()), writes)
-        .await?;
+    services.jobs.remove(lease, id, spec.as_ref()).await?;
     tracing::debug!(request_id = %id, "ended export past retention removed");
     Ok(())
 }

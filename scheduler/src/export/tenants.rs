@@ -1,141 +1,89 @@
-//! The tenant loop: one export per tenant at a time, in FIFO order, and
-//! different tenants concurrently.
-//!
-//! Every replica scans the tenants with queued jobs (when woken by the API
-//! and every poll interval) and tries to take the lease of each tenant it is
-//! not already serving. The holder of a tenant's lease runs one task that
-//! works through the tenant's queue: it starts the head job if PENDING,
+//! Exports' side of the tenant loop ([`crate::fleet::tenant_loop`]): one
+//! export per tenant at a time, in FIFO order, and different tenants
+//! concurrently. The holder of a tenant's lease runs one task that works
+//! through the tenant's queue: it starts the head job if PENDING,
 //! resumes it if RUNNING (its previous driver died and the lease expired),
 //! settles it if it already ended, and goes straight on to the next one.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use auditx_common::queue::Headers;
 use auditx_common::retry::Backoff;
+use auditx_common::state::Lease;
 use auditx_common::telemetry::set_parent_from_headers;
 use auditx_proto::{TenantId, TRACEPARENT_HEADER};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::context::Services;
 use crate::error::DriveError;
 use crate::export::completion;
 use crate::export::driver::JobDriver;
-use crate::export::jobs::{tenant_lease_key, Job, JobSpec, JobState, JobStatus};
+use crate::export::jobs::{Job, JobSpec, JobState, JobStatus};
 use crate::fleet::epoch;
 use crate::fleet::lease::TenantLease;
+use crate::fleet::tenant_loop::TenantQueues;
 use crate::fleet::wakers::JobWakers;
 use crate::metrics;
 
-/// Tenants whose queue this replica is working through.
-type Active = Arc<Mutex<HashSet<TenantId>>>;
+/// Exports' side of the tenant loop.
+pub(crate) struct ExportQueues;
 
-/// Runs until shutdown, then waits for the tenant tasks to stop.
-pub async fn tenant_loop(services: Services, wakers: Arc<JobWakers>, shutdown: CancellationToken) {
-    let mut tasks = JoinSet::new();
-    let active = Active::default();
-    let poll = Duration::from_millis(services.config.export.poll_interval_ms);
-    loop {
-        if let Err(error) = scan(&services, &wakers, &shutdown, &active, &mut tasks).await {
-            tracing::warn!(%error, "tenant scan failed");
+impl TenantQueues for ExportQueues {
+    const KIND: &'static str = "export";
+
+    fn wake(services: &Services) -> &Notify {
+        &services.wake
+    }
+
+    async fn pending_tenants(services: &Services) -> Result<Vec<TenantId>, DriveError> {
+        Ok(services.jobs.pending_tenants().await?)
+    }
+
+    async fn idle(services: &Services, tenant: &TenantId) -> Result<bool, DriveError> {
+        if services.jobs.tenant_queue_len(tenant).await? > 0 {
+            return Ok(false);
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = services.wake.notified() => {}
-            _ = tokio::time::sleep(poll) => {}
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => log_panic(done),
-        }
+        services.jobs.forget_tenant_if_idle(tenant).await?;
+        Ok(true)
     }
-    while let Some(done) = tasks.join_next().await {
-        log_panic(done);
+
+    /// The tenant's task goes straight on to its next job: nothing to wake.
+    fn nudge(_: &JobWakers, _: &TenantId) {}
+
+    async fn take_lease(
+        services: &Services,
+        tenant: &TenantId,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, DriveError> {
+        Ok(services
+            .jobs
+            .take_tenant_lease(tenant, &services.replica, ttl)
+            .await?)
     }
-}
 
-fn log_panic(done: Result<(), tokio::task::JoinError>) {
-    if let Err(error) = done {
-        tracing::error!(%error, "tenant task failed");
-    }
-}
-
-/// Takes the lease of every waiting tenant it can and starts its task.
-async fn scan(
-    services: &Services,
-    wakers: &Arc<JobWakers>,
-    shutdown: &CancellationToken,
-    active: &Active,
-    tasks: &mut JoinSet<()>,
-) -> Result<(), DriveError> {
-    let ttl = Duration::from_secs(services.config.export.lease_ttl_secs);
-    if !epoch::check(services).await? {
-        return Ok(()); // the store lost its data and is being recovered
-    }
-    for tenant in services.jobs.pending_tenants().await? {
-        if lock(active).contains(&tenant) {
-            continue;
-        }
-        if services.jobs.tenant_queue_len(&tenant).await? == 0 {
-            services.jobs.forget_tenant_if_idle(&tenant).await?;
-            continue;
-        }
-        let key = tenant_lease_key(&tenant);
-        let Some(lease) = services
-            .state
-            .try_acquire_lease(&key, &services.replica, ttl)
-            .await?
-        else {
-            continue;
-        };
-        tracing::info!(tenant = %tenant, token = lease.token, "tenant lease acquired");
-        metrics::lease_acquired("export");
-        let lease = TenantLease::hold(services.state.clone(), lease, ttl, shutdown);
-        lock(active).insert(tenant.clone());
-        let serving = Serving {
-            active: active.clone(),
-            tenant: tenant.clone(),
-        };
-        tasks.spawn(serve_tenant(
-            services.clone(),
-            wakers.clone(),
-            lease,
-            serving,
-        ));
-    }
-    Ok(())
-}
-
-fn lock(active: &Active) -> std::sync::MutexGuard<'_, HashSet<TenantId>> {
-    active
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Marks a tenant as served here until dropped (even if its task panics).
-struct Serving {
-    active: Active,
-    tenant: TenantId,
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        lock(&self.active).remove(&self.tenant);
+    async fn serve(
+        services: &Services,
+        wakers: &Arc<JobWakers>,
+        lease: &TenantLease,
+        tenant: &TenantId,
+    ) {
+        serve_tenant(services, wakers, lease, tenant).await
     }
 }
 
 /// Works through a tenant's queue while holding its lease.
 async fn serve_tenant(
-    services: Services,
-    wakers: Arc<JobWakers>,
-    lease: TenantLease,
-    serving: Serving,
+    services: &Services,
+    wakers: &Arc<JobWakers>,
+    lease: &TenantLease,
+    tenant: &TenantId,
 ) {
-    let tenant = &serving.tenant;
     let backoff = Backoff::PATIENT;
     let mut failures = 0;
     while !lease.stopped().is_cancelled() {
-        match next_job(&services, &wakers, tenant, &lease).await {
+        match next_job(services, wakers, tenant, lease).await {
             Ok(true) => failures = 0,
             Ok(false) | Err(DriveError::Stopped) => break,
             Err(error) => {
@@ -148,8 +96,6 @@ async fn serve_tenant(
             }
         }
     }
-    tracing::info!(tenant = %tenant, "tenant lease released");
-    lease.release().await;
 }
 
 /// Handles the head of the tenant's queue; false once the queue is empty.

@@ -36,11 +36,9 @@ use crate::error::DriveError;
 use crate::export::completion;
 use crate::export::jobs::{Job, JobSpec, JobState, JobStatus};
 use crate::export::layout;
+use crate::fleet::store_epoch;
 use crate::metrics;
 
-/// The state store's epoch key.
-pub const EPOCH_KEY: &str = "epoch";
-const RECOVERY_LEASE: &str = "lease/state-recovery";
 const RECOVERY_TTL: Duration = Duration::from_secs(120);
 /// The record of a running export's spec, in its staging folder.
 const JOB_RECORD: &str = "job.json";
@@ -87,17 +85,13 @@ pub async fn record_running_job(services: &Services, spec: &JobSpec) -> Result<(
 /// a fresh fleet's epoch; recovers a store that lost its data if no
 /// other replica is doing it (false until the recovery is done).
 pub async fn check(services: &Services) -> Result<bool, DriveError> {
-    if let Some(epoch) = services.state.get(EPOCH_KEY).await? {
-        services
-            .epoch
-            .remember(&String::from_utf8_lossy(&epoch), false);
+    if let Some(epoch) = store_epoch::read(services.state.as_ref()).await? {
+        services.epoch.remember(&epoch, false);
         return Ok(true);
     }
     let _slow_path = services.epoch.slow_path.lock().await;
-    if let Some(epoch) = services.state.get(EPOCH_KEY).await? {
-        services
-            .epoch
-            .remember(&String::from_utf8_lossy(&epoch), false);
+    if let Some(epoch) = store_epoch::read(services.state.as_ref()).await? {
+        services.epoch.remember(&epoch, false);
         return Ok(true); // done by the other loop meanwhile
     }
     let bucket = &services.config.s3.export_bucket;
@@ -111,18 +105,14 @@ pub async fn check(services: &Services) -> Result<bool, DriveError> {
             .store
             .put(bucket, &marker, Bytes::from(epoch.clone()), "text/plain")
             .await?;
-        services
-            .state
-            .set_if_absent(EPOCH_KEY, epoch.as_bytes())
-            .await?;
+        store_epoch::start(services.state.as_ref(), &epoch).await?;
         tracing::info!("state store epoch started");
         return Ok(true);
     }
     metrics::state_loss_detected();
-    let Some(lease) = services
-        .state
-        .try_acquire_lease(RECOVERY_LEASE, &services.replica, RECOVERY_TTL)
-        .await?
+    let Some(lease) =
+        store_epoch::take_recovery_lease(services.state.as_ref(), &services.replica, RECOVERY_TTL)
+            .await?
     else {
         tracing::warn!("state store lost its data; another replica is recovering");
         return Ok(false);
@@ -131,10 +121,10 @@ pub async fn check(services: &Services) -> Result<bool, DriveError> {
     let outcome = recover(services).await;
     if outcome.is_ok() {
         let epoch = new_epoch();
-        services.state.set(EPOCH_KEY, epoch.as_bytes()).await?;
+        store_epoch::write(services.state.as_ref(), &epoch).await?;
         services.epoch.remember(&epoch, true);
     }
-    if let Err(error) = services.state.release_lease(&lease).await {
+    if let Err(error) = store_epoch::release(services.state.as_ref(), &lease).await {
         tracing::warn!(%error, "recovery lease not released, it will expire");
     }
     let failed = outcome?;

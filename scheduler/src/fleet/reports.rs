@@ -10,14 +10,13 @@ use std::sync::Arc;
 use auditx_common::queue::{Consumer, Delivery};
 use auditx_common::retry::{retry, Backoff};
 use auditx_common::telemetry::set_parent_from_headers;
-use auditx_proto::{decode, encode, QueryId, RequestId, Task, TaskRef, WorkerReport};
+use auditx_proto::{decode, QueryId, RequestId, Task, TaskRef, WorkerReport};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::context::Services;
 use crate::error::DriveError;
-use crate::export::jobs::reports_key;
 use crate::export::layout;
 use crate::fleet::wakers::JobWakers;
 use crate::metrics;
@@ -86,11 +85,9 @@ async fn record_export_report(
         return Ok(());
     };
     if !state.status.is_terminal() {
-        let bytes = encode(report).map_err(|e| DriveError::Permanent(e.to_string()))?;
-        let field = report_field(report);
         services
-            .state
-            .log_append_once(&reports_key(id), &field, &bytes)
+            .jobs
+            .append_report(id, &report_field(report), report)
             .await?;
         return Ok(());
     }

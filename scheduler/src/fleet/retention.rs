@@ -18,14 +18,25 @@ use crate::error::DriveError;
 /// Jobs removed per sweep step.
 const BATCH: usize = 200;
 
-/// A kind of job whose ended records are removed after retention.
+/// A kind of job whose ended records are removed after retention, as its
+/// store keeps them.
 pub(crate) trait Retained {
     /// What the logs call them ("exports", "data queries").
     const WHAT: &'static str;
-    /// The lease one sweeping replica holds.
-    const LEASE_KEY: &'static str;
-    /// The ended jobs, scored by when they ended.
-    const ENDED_INDEX: &'static str;
+
+    /// Takes the lease one sweeping replica holds, for `ttl`; `None` while
+    /// another replica holds it.
+    fn take_lease(
+        services: &Services,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<Lease>, DriveError>> + Send;
+
+    /// Up to `max` ended jobs that ended at or before `cutoff_ms`.
+    fn ended_before(
+        services: &Services,
+        cutoff_ms: i64,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<String>, DriveError>> + Send;
 
     /// Removes the ended job `id`: its objects, its keys and its index
     /// entries (the last in one atomic batch guarded by `lease`).
@@ -33,6 +44,12 @@ pub(crate) trait Retained {
         services: &Services,
         lease: &Lease,
         id: String,
+    ) -> impl Future<Output = Result<(), DriveError>> + Send;
+
+    /// Releases the sweeping lease.
+    fn release(
+        services: &Services,
+        lease: &Lease,
     ) -> impl Future<Output = Result<(), DriveError>> + Send;
 }
 
@@ -65,21 +82,14 @@ pub(crate) async fn sweep<R: Retained>(
     services: &Services,
     retention: Duration,
 ) -> Result<usize, DriveError> {
-    let Some(lease) = services
-        .state
-        .try_acquire_lease(R::LEASE_KEY, &services.replica, Duration::from_secs(60))
-        .await?
-    else {
+    let Some(lease) = R::take_lease(services, Duration::from_secs(60)).await? else {
         return Ok(0); // another replica is sweeping
     };
     let cutoff = chrono::Utc::now().timestamp_millis() - retention.as_millis() as i64;
     let mut removed = 0;
     let outcome = async {
         loop {
-            let due = services
-                .state
-                .index_up_to(R::ENDED_INDEX, cutoff, BATCH)
-                .await?;
+            let due = R::ended_before(services, cutoff, BATCH).await?;
             if due.is_empty() {
                 return Ok::<_, DriveError>(());
             }
@@ -90,7 +100,7 @@ pub(crate) async fn sweep<R: Retained>(
         }
     }
     .await;
-    if let Err(error) = services.state.release_lease(&lease).await {
+    if let Err(error) = R::release(services, &lease).await {
         tracing::debug!(%error, "retention lease not released, it expires");
     }
     outcome.map(|()| removed)

@@ -1,5 +1,6 @@
-//! The query loop: every replica scans the tenants with unsettled queries
-//! and takes the query lease of those it can; the holder starts accepted
+//! Data queries' side of the tenant loop ([`crate::fleet::tenant_loop`]):
+//! every replica scans the tenants with unsettled queries and takes the
+//! query lease of those it can; the holder starts accepted
 //! queries up to the tenant's limit, ends running ones from their reports
 //! and settles ended ones (event, then off the queue).
 //!
@@ -9,99 +10,75 @@
 //! first report wins (the other's object is deleted).
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use auditx_common::queue::{Headers, Message, TENANT_HEADER};
 use auditx_common::retry::Backoff;
+use auditx_common::state::Lease;
 use auditx_common::telemetry::{inject_trace_context, set_parent_from_headers};
 use auditx_proto::{encode, QueryId, QueryTask, Task, TenantId, WorkerReport, TRACEPARENT_HEADER};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 use tracing::Instrument;
 
-use super::jobs::{lease_key, QuerySpec, QueryState, QueryStatus};
+use super::jobs::{QuerySpec, QueryState, QueryStatus};
 use super::result_prefix;
 use crate::context::Services;
 use crate::error::DriveError;
+use crate::fleet::events;
 use crate::fleet::lease::TenantLease;
+use crate::fleet::tenant_loop::TenantQueues;
 use crate::fleet::wakers::JobWakers;
-use crate::fleet::{epoch, events};
 
 /// The waker key of a tenant's query driver.
 pub fn waker_key(tenant: &TenantId) -> String {
     format!("queries/{tenant}")
 }
 
-type Active = Arc<Mutex<HashSet<TenantId>>>;
+/// Data queries' side of the tenant loop.
+pub(crate) struct QueryQueues;
 
-/// Runs until shutdown, then waits for the tenant tasks to stop.
-pub async fn query_loop(services: Services, wakers: Arc<JobWakers>, shutdown: CancellationToken) {
-    let mut tasks = JoinSet::new();
-    let active = Active::default();
-    let poll = Duration::from_millis(services.config.export.poll_interval_ms);
-    loop {
-        if let Err(error) = scan(&services, &wakers, &shutdown, &active, &mut tasks).await {
-            tracing::warn!(%error, "query tenant scan failed");
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = services.query_wake.notified() => {}
-            _ = tokio::time::sleep(poll) => {}
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => log_panic(done),
-        }
-    }
-    while let Some(done) = tasks.join_next().await {
-        log_panic(done);
-    }
-}
+impl TenantQueues for QueryQueues {
+    const KIND: &'static str = "query";
 
-fn log_panic(done: Result<(), tokio::task::JoinError>) {
-    if let Err(error) = done {
-        tracing::error!(%error, "query tenant task failed");
+    fn wake(services: &Services) -> &Notify {
+        &services.query_wake
     }
-}
 
-fn lock(active: &Active) -> std::sync::MutexGuard<'_, HashSet<TenantId>> {
-    active.lock().unwrap_or_else(|p| p.into_inner())
-}
+    async fn pending_tenants(services: &Services) -> Result<Vec<TenantId>, DriveError> {
+        Ok(services.queries.pending_tenants().await?)
+    }
 
-async fn scan(
-    services: &Services,
-    wakers: &Arc<JobWakers>,
-    shutdown: &CancellationToken,
-    active: &Active,
-    tasks: &mut JoinSet<()>,
-) -> Result<(), DriveError> {
-    let ttl = Duration::from_secs(services.config.export.lease_ttl_secs);
-    if !epoch::check(services).await? {
-        return Ok(()); // the store lost its data and is being recovered
+    /// The tenant's driver forgets it once its queue is empty.
+    async fn idle(_: &Services, _: &TenantId) -> Result<bool, DriveError> {
+        Ok(false)
     }
-    for tenant in services.queries.pending_tenants().await? {
-        if lock(active).contains(&tenant) {
-            // Its driver runs here: a query submitted or cancelled while it
-            // waits is taken at once, not at its next poll.
-            wakers.wake(&waker_key(&tenant));
-            continue;
-        }
-        let Some(lease) = services
-            .state
-            .try_acquire_lease(&lease_key(&tenant), &services.replica, ttl)
-            .await?
-        else {
-            continue;
-        };
-        crate::metrics::lease_acquired("query");
-        let lease = TenantLease::hold(services.state.clone(), lease, ttl, shutdown);
-        lock(active).insert(tenant.clone());
-        let (services, wakers, active) = (services.clone(), wakers.clone(), active.clone());
-        tasks.spawn(async move {
-            serve_tenant(&services, &wakers, &lease, &tenant).await;
-            lease.release().await;
-            lock(&active).remove(&tenant);
-        });
+
+    /// Its driver waits between passes: a query submitted or cancelled
+    /// meanwhile is taken at once.
+    fn nudge(wakers: &JobWakers, tenant: &TenantId) {
+        wakers.wake(&waker_key(tenant));
     }
-    Ok(())
+
+    async fn take_lease(
+        services: &Services,
+        tenant: &TenantId,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, DriveError> {
+        Ok(services
+            .queries
+            .take_tenant_lease(tenant, &services.replica, ttl)
+            .await?)
+    }
+
+    async fn serve(
+        services: &Services,
+        wakers: &Arc<JobWakers>,
+        lease: &TenantLease,
+        tenant: &TenantId,
+    ) {
+        serve_tenant(services, wakers, lease, tenant).await
+    }
 }
 
 /// Works through a tenant's queries while holding its query lease, until
@@ -335,11 +312,10 @@ async fn settle_in_span(
     // Indexed for retention before it leaves the queue, so an ended query
     // is always either queued or indexed.
     services
-        .state
-        .index_add(
-            super::retention::ENDED_INDEX_KEY,
+        .queries
+        .index_ended(
+            &spec.id,
             state.completed_at_ms.unwrap_or(state.updated_at_ms),
-            spec.id.as_str(),
         )
         .await?;
     // Settled: no longer needed should the state store lose its data.

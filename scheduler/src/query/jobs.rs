@@ -13,16 +13,23 @@
 //! | `tenant/<t>/query-queue` | list of queries not yet settled | API pushes, scheduler removes |
 //! | `queries/pending` | set of tenants with queries to settle | API adds, scheduler removes |
 //! | `lease/query/<t>` | lease: the replica running the tenant's queries | scheduler |
+//! | `queries/ended` | index by end time | the query driver adds, retention removes |
+//! | `lease/query-retention` | lease: the replica sweeping ended queries | retention |
+//!
+//! The cancel flag's key is built by [`auditx_common::query_cancel`], which
+//! workers poll too; nothing else outside this store builds these keys.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use auditx_common::state::{Guard, StateError, StateStore, Write};
+use auditx_common::query_cancel;
+use auditx_common::state::{Lease, StateStore};
 use auditx_proto::{
-    decode, encode, Compression, QueryId, QueryOutputFormat, Scope, TenantId, WorkerReport,
+    decode, Compression, QueryId, QueryOutputFormat, Scope, TenantId, WorkerReport,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::tenant_queues::TenantQueues;
+use crate::fleet::job_records::{JobRecords, Kind, RecordError};
 
 /// What was asked for; immutable once written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,47 +184,27 @@ pub struct QueryJob {
     pub state: QueryState,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum QueryJobError {
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error("stored query {0} is unreadable: {1}")]
-    Corrupt(String, String),
-}
-
-impl QueryJobError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, QueryJobError::State(e) if e.is_transient())
-    }
-}
-
+pub type QueryJobError = RecordError;
 pub type QueryJobResult<T> = Result<T, QueryJobError>;
 
 /// The one field of a query's reports hash: the first report wins.
 pub const RESULT_FIELD: &str = "result";
 
-pub fn spec_key(id: &QueryId) -> String {
-    format!("query/{id}/spec")
-}
-pub fn state_key(id: &QueryId) -> String {
-    format!("query/{id}/state")
-}
-/// Set when a query is cancelled; workers running it poll this key.
-pub fn cancel_key(id: &QueryId) -> String {
-    auditx_proto::query_cancel_key(id)
-}
-pub fn reports_key(id: &QueryId) -> String {
-    format!("query/{id}/reports")
-}
-pub fn tenant_index_key(tenant: &TenantId) -> String {
-    format!("tenant/{tenant}/queries")
-}
-pub fn lease_key(tenant: &TenantId) -> String {
-    format!("lease/query/{tenant}")
-}
+/// Data queries' key names.
+static QUERIES: Kind = Kind {
+    prefix: "query",
+    what: "query",
+    queue: "query-queue",
+    pending: "queries/pending",
+    tenant_lease: "lease/query",
+    ended_index: "queries/ended",
+    retention_lease: "lease/query-retention",
+};
 
-fn corrupt(id: &QueryId, e: impl std::fmt::Display) -> QueryJobError {
-    QueryJobError::Corrupt(id.to_string(), e.to_string())
+const REPORTS: &str = "reports";
+
+fn tenant_index_key(tenant: &TenantId) -> String {
+    format!("tenant/{tenant}/queries")
 }
 
 /// What a cancel call found.
@@ -231,16 +218,18 @@ pub enum CancelOutcome {
 /// Query job storage over any [`StateStore`].
 #[derive(Clone)]
 pub struct QueryStore {
-    state: Arc<dyn StateStore>,
-    queues: TenantQueues,
+    records: JobRecords,
 }
 
 impl QueryStore {
     pub fn new(state: Arc<dyn StateStore>) -> Self {
         Self {
-            queues: TenantQueues::queries(state.clone()),
-            state,
+            records: JobRecords::new(state, &QUERIES),
         }
+    }
+
+    fn state(&self) -> &dyn StateStore {
+        self.records.state.as_ref()
     }
 
     /// Stores a new accepted query and queues it behind the tenant's others.
@@ -251,49 +240,37 @@ impl QueryStore {
 
     /// Stores again a query the state store lost, ended as `state`
     /// (failed, with the reason), and queues it so that the scheduler
-    /// settles it (event, result objects, retention) like any other; sets
-    /// its cancel key, so a worker still running it stops. Nothing if the
+    /// settles it (event, result objects, retention) like any other; raises
+    /// its cancel flag, so a worker still running it stops. Nothing if the
     /// store knows the query (again).
     pub async fn restore_lost(&self, spec: &QuerySpec, state: &QueryState) -> QueryJobResult<()> {
-        self.state.set(&cancel_key(&spec.id), b"1").await?;
+        query_cancel::raise(self.state(), &spec.id).await?;
         self.store_queued(spec, state).await
     }
 
+    /// One atomic batch: all or nothing, and a retry after a lost reply
+    /// neither overwrites the job nor queues it twice.
     async fn store_queued(&self, spec: &QuerySpec, state: &QueryState) -> QueryJobResult<()> {
-        // One atomic batch: all or nothing, and a retry after a lost reply
-        // neither overwrites the job nor queues it twice.
-        let id = &spec.id;
-        let encoded = encode(spec).map_err(|e| corrupt(id, e))?;
-        let state = encode(state).map_err(|e| corrupt(id, e))?;
-        let mut writes = vec![
-            Write::Set(spec_key(id), encoded),
-            Write::Set(state_key(id), state),
-            Write::IndexAdd {
-                key: tenant_index_key(&spec.tenant),
-                score: spec.created_at_ms,
-                member: id.to_string(),
-            },
-        ];
-        writes.extend(self.queues.push_writes(&spec.tenant, id.as_str()));
-        self.state
-            .apply_atomically(Guard::Absent(state_key(id)), writes)
-            .await?;
-        Ok(())
+        self.records
+            .create(
+                spec.id.as_str(),
+                &spec.tenant,
+                spec,
+                state,
+                tenant_index_key(&spec.tenant),
+                spec.created_at_ms,
+                true,
+            )
+            .await
     }
 
     pub async fn spec(&self, id: &QueryId) -> QueryJobResult<Option<QuerySpec>> {
-        match self.state.get(&spec_key(id)).await? {
-            Some(bytes) => Ok(Some(decode(&bytes).map_err(|e| corrupt(id, e))?)),
-            None => Ok(None),
-        }
+        self.records.spec(id.as_str()).await
     }
 
     /// The state and its raw bytes (the compare-and-set expectation).
     pub async fn state_raw(&self, id: &QueryId) -> QueryJobResult<Option<(QueryState, Vec<u8>)>> {
-        match self.state.get(&state_key(id)).await? {
-            Some(bytes) => Ok(Some((decode(&bytes).map_err(|e| corrupt(id, e))?, bytes))),
-            None => Ok(None),
-        }
+        self.records.state_raw(id.as_str()).await
     }
 
     /// The query, if it exists and belongs to `tenant`.
@@ -312,7 +289,7 @@ impl QueryStore {
 
     /// Every query of a tenant, oldest first.
     pub async fn list(&self, tenant: &TenantId) -> QueryJobResult<Vec<QueryJob>> {
-        let ids = self.state.index_all(&tenant_index_key(tenant)).await?;
+        let ids = self.records.indexed(&tenant_index_key(tenant)).await?;
         let mut jobs = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(job) = self.get(tenant, &QueryId(id)).await? {
@@ -330,15 +307,11 @@ impl QueryStore {
         expected: &[u8],
         next: &QueryState,
     ) -> QueryJobResult<bool> {
-        let encoded = encode(next).map_err(|e| corrupt(id, e))?;
-        Ok(self
-            .state
-            .compare_and_set(&state_key(id), Some(expected), &encoded)
-            .await?)
+        self.records.transition(id.as_str(), expected, next).await
     }
 
     /// Cancels a query that has not ended: an accepted one never runs, a
-    /// running one is stopped by its worker (which polls the cancel key).
+    /// running one is stopped by its worker (which polls the cancel flag).
     pub async fn cancel(
         &self,
         tenant: &TenantId,
@@ -358,7 +331,7 @@ impl QueryStore {
             if state.status.is_terminal() {
                 continue;
             }
-            self.state.set(&cancel_key(id), b"1").await?;
+            query_cancel::raise(self.state(), id).await?;
             let next = state.ended(
                 QueryStatus::Cancelled,
                 Some("cancelled by request".into()),
@@ -375,39 +348,100 @@ impl QueryStore {
 
     /// Queries of a tenant not yet settled, oldest first.
     pub async fn tenant_queue(&self, tenant: &TenantId) -> QueryJobResult<Vec<QueryId>> {
-        let ids = self.queues.ids(tenant).await?;
+        let ids = self.records.queue(tenant).await?;
         Ok(ids.into_iter().map(QueryId).collect())
     }
 
     pub async fn dequeue(&self, tenant: &TenantId, id: &QueryId) -> QueryJobResult<()> {
-        Ok(self.queues.remove(tenant, id.as_str()).await?)
+        Ok(self.records.dequeue(tenant, id.as_str()).await?)
     }
 
     pub async fn pending_tenants(&self) -> QueryJobResult<Vec<TenantId>> {
-        Ok(self.queues.pending_tenants().await?)
+        Ok(self.records.pending_tenants().await?)
     }
 
     /// Forgets a tenant with an empty queue (re-adding it if a query raced in).
     pub async fn forget_tenant_if_idle(&self, tenant: &TenantId) -> QueryJobResult<()> {
-        Ok(self.queues.forget_tenant_if_idle(tenant).await?)
+        Ok(self.records.forget_tenant_if_idle(tenant).await?)
     }
 
     /// Records a worker's report; true if it is the first one (the one
     /// that counts).
     pub async fn record_report(&self, id: &QueryId, report: &WorkerReport) -> QueryJobResult<bool> {
-        let bytes = encode(report).map_err(|e| corrupt(id, e))?;
+        let bytes = self.records.encode(id.as_str(), report)?;
+        let key = self.records.key(id.as_str(), REPORTS);
         Ok(self
-            .state
-            .hash_set_if_absent(&reports_key(id), RESULT_FIELD, &bytes)
+            .state()
+            .hash_set_if_absent(&key, RESULT_FIELD, &bytes)
             .await?)
     }
 
     /// The report that counts, once a worker has sent one.
     pub async fn report(&self, id: &QueryId) -> QueryJobResult<Option<WorkerReport>> {
-        let fields = self.state.hash_get_all(&reports_key(id)).await?;
+        let key = self.records.key(id.as_str(), REPORTS);
+        let fields = self.state().hash_get_all(&key).await?;
         match fields.into_iter().find(|(field, _)| field == RESULT_FIELD) {
-            Some((_, bytes)) => Ok(Some(decode(&bytes).map_err(|e| corrupt(id, e))?)),
+            Some((_, bytes)) => Ok(Some(
+                decode(&bytes).map_err(|e| self.records.corrupt(id.as_str(), e))?,
+            )),
             None => Ok(None),
         }
+    }
+
+    /// Takes the lease of `tenant`'s queries for `ttl`, unless another
+    /// replica holds it.
+    pub async fn take_tenant_lease(
+        &self,
+        tenant: &TenantId,
+        replica: &str,
+        ttl: Duration,
+    ) -> QueryJobResult<Option<Lease>> {
+        self.records.take_tenant_lease(tenant, replica, ttl).await
+    }
+
+    /// Indexes an ended query for retention, by when it ended.
+    pub async fn index_ended(&self, id: &QueryId, ended_at_ms: i64) -> QueryJobResult<()> {
+        self.records.index_ended(id.as_str(), ended_at_ms).await
+    }
+
+    /// Takes the lease of the replica sweeping ended queries.
+    pub async fn take_retention_lease(
+        &self,
+        replica: &str,
+        ttl: Duration,
+    ) -> QueryJobResult<Option<Lease>> {
+        self.records.take_retention_lease(replica, ttl).await
+    }
+
+    /// Up to `max` queries that ended at or before `cutoff_ms`, oldest first.
+    pub async fn ended_before(&self, cutoff_ms: i64, max: usize) -> QueryJobResult<Vec<QueryId>> {
+        let ids = self.records.ended_before(cutoff_ms, max).await?;
+        Ok(ids.into_iter().map(QueryId).collect())
+    }
+
+    /// Forgets an ended query for good, under the retention `lease`: its
+    /// keys and its entries in the tenant's index (`spec`, when still
+    /// known) and in the ended index, in one atomic batch.
+    pub async fn remove(
+        &self,
+        lease: &Lease,
+        id: &QueryId,
+        spec: Option<&QuerySpec>,
+    ) -> QueryJobResult<()> {
+        let index = spec.map(|spec| tenant_index_key(&spec.tenant));
+        self.records
+            .remove(
+                lease,
+                id.as_str(),
+                &[REPORTS],
+                vec![query_cancel::forget(id)],
+                index,
+            )
+            .await
+    }
+
+    /// Releases a lease taken here; one that cannot be released expires.
+    pub async fn release(&self, lease: &Lease) -> QueryJobResult<()> {
+        self.records.release(lease).await
     }
 }

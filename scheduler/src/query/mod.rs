@@ -11,6 +11,7 @@ pub(crate) mod driver;
 pub mod jobs;
 pub mod record;
 pub mod retention;
+pub mod saved;
 
 /// `<tenant>/queries/<queryId>/`: the result objects of one query (a
 /// worker adds one attempt id per run, so a redelivered task never writes

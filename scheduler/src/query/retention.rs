@@ -6,40 +6,50 @@
 //! its result objects, then its keys and its entries in the tenant's index
 //! and in `queries/ended`.
 
-use auditx_common::state::{Guard, Lease, Write};
+use std::time::Duration;
+
+use auditx_common::state::Lease;
 use auditx_proto::QueryId;
 
-use super::jobs::{cancel_key, reports_key, spec_key, state_key, tenant_index_key};
 use super::result_prefix;
 use crate::context::Services;
 use crate::error::DriveError;
 use crate::fleet::retention::Retained;
-
-/// Ended queries, scored by when they ended.
-pub const ENDED_INDEX_KEY: &str = "queries/ended";
 
 /// Ended data queries.
 pub(crate) struct Queries;
 
 impl Retained for Queries {
     const WHAT: &'static str = "data queries";
-    const LEASE_KEY: &'static str = "lease/query-retention";
-    const ENDED_INDEX: &'static str = ENDED_INDEX_KEY;
+
+    async fn take_lease(services: &Services, ttl: Duration) -> Result<Option<Lease>, DriveError> {
+        Ok(services
+            .queries
+            .take_retention_lease(&services.replica, ttl)
+            .await?)
+    }
+
+    async fn ended_before(
+        services: &Services,
+        cutoff_ms: i64,
+        max: usize,
+    ) -> Result<Vec<String>, DriveError> {
+        let ids = services.queries.ended_before(cutoff_ms, max).await?;
+        Ok(ids.into_iter().map(|id| id.0).collect())
+    }
 
     async fn remove(services: &Services, lease: &Lease, id: String) -> Result<(), DriveError> {
         remove_query(services, lease, &QueryId(id)).await
     }
+
+    async fn release(services: &Services, lease: &Lease) -> Result<(), DriveError> {
+        Ok(services.queries.release(lease).await?)
+    }
 }
 
 async fn remove_query(services: &Services, lease: &Lease, id: &QueryId) -> Result<(), DriveError> {
-    let mut writes = vec![
-        Write::Delete(spec_key(id)),
-        Write::Delete(state_key(id)),
-        Write::Delete(cancel_key(id)),
-        Write::Delete(reports_key(id)),
-        Write::IndexRemove(ENDED_INDEX_KEY.into(), id.to_string()),
-    ];
-    if let Some(spec) = services.queries.spec(id).await? {
+    let spec = services.queries.spec(id).await?;
+    if let Some(spec) = &spec {
         services
             .store
             .delete_prefix(
@@ -47,15 +57,8 @@ async fn remove_query(services: &Services, lease: &Lease, id: &QueryId) -> Resul
                 &result_prefix(&spec.tenant, id),
             )
             .await?;
-        writes.push(Write::IndexRemove(
-            tenant_index_key(&spec.tenant),
-            id.to_string(),
-        ));
     }
-    services
-        .state
-        .apply_atomically(Guard::Held(lease.clone()), writes)
-        .await?;
+    services.queries.remove(lease, id, spec.as_ref()).await?;
     tracing::debug!(query_id = %id, "ended data query past retention removed");
     Ok(())
 }

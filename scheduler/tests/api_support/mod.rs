@@ -5,13 +5,11 @@
 
 use std::sync::Arc;
 
-use auditx_common::config::{Config, S3Config};
+use auditx_common::config::Config;
 use auditx_common::embedded_s3::EmbeddedS3;
 use auditx_common::queue::MemoryQueue;
-use auditx_common::s3::ObjectStore;
 use auditx_common::state::MemoryStore;
 use auditx_proto::{RequestId, Topology};
-use auditx_scheduler::api::auth::{mint_token, Claims};
 use auditx_scheduler::api::router;
 use auditx_scheduler::context::Services;
 use auditx_scheduler::export::jobs::{JobState, JobStatus};
@@ -22,7 +20,12 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tower::ServiceExt;
 
-pub const SECRET: &str = "api-test-secret";
+#[path = "../backends/mod.rs"]
+mod backends;
+
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use backends::{in_an_hour, token_for, SECRET};
+
 pub const TENANT: &str = "acme";
 
 /// A valid create query (append `&...` to vary it).
@@ -67,25 +70,14 @@ impl TestApi {
     }
 
     pub async fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let s3 = EmbeddedS3::start(dir.path(), "127.0.0.1:0".parse().unwrap(), "k", "s")
+        let backends::Backends {
+            config,
+            store,
+            s3,
+            dir,
+        } = backends::start_backends(adjust)
             .await
-            .expect("embedded s3");
-        let mut config = Config {
-            jwt_secret: Some(SECRET.into()),
-            s3: s3.client_config(&S3Config::default()),
-            ..Config::default()
-        };
-        adjust(&mut config);
-        let store = ObjectStore::new(&config.s3);
-        store
-            .ensure_bucket(&config.s3.lake_bucket)
-            .await
-            .expect("lake bucket");
-        store
-            .ensure_bucket(&config.s3.export_bucket)
-            .await
-            .expect("export bucket");
+            .expect("embedded S3 endpoint");
         let topology = Topology::new(config.rabbitmq.prefix.clone());
         let services = Services::new(
             Arc::new(config),
@@ -153,19 +145,6 @@ impl TestApi {
         adjust(&mut next);
         assert!(jobs.transition(id, &raw, &next).await.unwrap());
     }
-}
-
-pub fn token_for(tenant: &str, entities: &[&str], orgs: &[&str], exp: i64) -> String {
-    let claims = Claims {
-        entities: entities.iter().map(|s| s.to_string()).collect(),
-        orgs: orgs.iter().map(|s| s.to_string()).collect(),
-        ..Claims::new("tester", tenant, exp)
-    };
-    mint_token(SECRET, &claims).expect("token")
-}
-
-pub fn in_an_hour() -> i64 {
-    chrono::Utc::now().timestamp() + 3600
 }
 
 /// A request builder carrying a valid token of `tenant`.

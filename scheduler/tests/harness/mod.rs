@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use auditx_common::config::{Config, S3Config};
+use auditx_common::config::Config;
 use auditx_common::embedded_s3::EmbeddedS3;
 use auditx_common::queue::{MemoryQueue, TaskQueue};
 use auditx_common::s3::ObjectStore;
@@ -14,16 +14,20 @@ use auditx_common::state::{MemoryStore, StateResult, StateStore};
 use auditx_lake::audit_trail::write::{write_audit_rows, write_run_rows};
 use auditx_lake::{AuditRow, RunRow};
 use auditx_proto::{
-    CloudEvent, ExportEventData, MeterId, OutputFormat, RecordType, RequestId, RunType, TenantId,
-    Topology,
+    CloudEvent, ExportEventData, MeterId, RecordType, RequestId, TenantId, Topology,
 };
 use auditx_scheduler::context::Services;
-use auditx_scheduler::export::jobs::{ExportQuery, Job, JobSpec, JobStatus, JobStore};
+use auditx_scheduler::export::jobs::{Job, JobStatus, JobStore};
+use axum::body::{to_bytes, Body};
+use axum::http::{header, Method, Request, StatusCode};
 use futures::StreamExt;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
+#[path = "../backends/mod.rs"]
+mod backends;
 mod store_fault;
 
 pub use store_fault::{Faulty, StoreFault};
@@ -76,30 +80,23 @@ impl Harness {
         tweak: impl FnOnce(&mut Config),
         state: Arc<dyn StateStore>,
     ) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let s3 = EmbeddedS3::start(
-            dir.path(),
-            "127.0.0.1:0".parse()?,
-            "test-access",
-            "test-secret",
-        )
+        let backends::Backends {
+            config,
+            store,
+            s3,
+            dir,
+        } = backends::start_backends(|config| {
+            config.export.chunk_rows = 40;
+            config.export.max_rows_per_file = 100;
+            config.export.offset_stride = 10;
+            config.export.max_chunks_in_flight = 2;
+            config.export.lease_ttl_secs = 1;
+            config.export.poll_interval_ms = 50;
+            config.worker.concurrency = 2;
+            tweak(config);
+        })
         .await?;
-        let mut config = Config {
-            s3: s3.client_config(&S3Config::default()),
-            ..Config::default()
-        };
-        config.export.chunk_rows = 40;
-        config.export.max_rows_per_file = 100;
-        config.export.offset_stride = 10;
-        config.export.max_chunks_in_flight = 2;
-        config.export.lease_ttl_secs = 1;
-        config.export.poll_interval_ms = 50;
-        config.worker.concurrency = 2;
-        tweak(&mut config);
         config.validate()?;
-        let store = ObjectStore::new(&config.s3);
-        store.ensure_bucket(&config.s3.lake_bucket).await?;
-        store.ensure_bucket(&config.s3.export_bucket).await?;
         let topology = Topology::new(config.rabbitmq.prefix.clone());
         let queue: Arc<dyn TaskQueue> =
             Arc::new(MemoryQueue::new(topology, config.rabbitmq.delivery_limit));
@@ -128,13 +125,18 @@ impl Harness {
         })
     }
 
-    pub fn start_scheduler(&self, replica: &str) -> Scheduler {
-        let mut services = Services::new(
+    /// The services a scheduler replica of this bench runs with.
+    fn services(&self) -> Services {
+        Services::new(
             self.config.clone(),
             self.state.clone(),
             self.queue.clone(),
             self.store.clone(),
-        );
+        )
+    }
+
+    pub fn start_scheduler(&self, replica: &str) -> Scheduler {
+        let mut services = self.services();
         services.replica = replica.to_owned();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(auditx_scheduler::run(services, shutdown.clone()));
@@ -191,36 +193,49 @@ impl Harness {
         Ok(())
     }
 
-    /// Queues an export of `[from_ms, to_ms)` as the API would.
+    /// Creates an export of `[from_ms, to_ms)` of `tenant` through the API
+    /// (`POST /meters/{meter}/auditTrail/export`), as a client does.
     pub async fn submit(
         &self,
         tenant: &TenantId,
         meter: MeterId,
         query: Query,
     ) -> anyhow::Result<RequestId> {
-        let spec = JobSpec {
-            request_id: RequestId::generate(),
-            tenant: tenant.clone(),
-            meter_id: meter,
-            query: ExportQuery {
-                export_type: query.export_type,
-                run_type: RunType::Normal,
-                session_ids: query.session_ids,
-                run_statuses: query.run_statuses,
-                operator_ids: vec![],
-                query_from_time: iso(query.from_ms),
-                query_to_time: iso(query.to_ms),
-                format: OutputFormat::Csv,
-            },
-            from_ms: query.from_ms,
-            to_ms: query.to_ms,
-            created_at_ms: chrono::Utc::now().timestamp_millis(),
-            traceparent: None,
-            track_id: None,
-            scope: Default::default(),
-        };
-        self.jobs.create(&spec).await?;
-        Ok(spec.request_id)
+        let mut uri = format!(
+            "/meters/{}/auditTrail/export?exportType={}&runType=NORMAL\
+             &queryFromTime={}&queryToTime={}",
+            meter.0,
+            query.export_type.as_str(),
+            iso(query.from_ms),
+            iso(query.to_ms),
+        );
+        for session in &query.session_ids {
+            uri.push_str(&format!("&sessionIds={session}"));
+        }
+        for status in &query.run_statuses {
+            uri.push_str(&format!("&runStatuses={status}"));
+        }
+        let token = backends::token_for(tenant.as_str(), &[], &[], backends::in_an_hour());
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())?;
+        let response = auditx_scheduler::api::router(self.services())
+            .oneshot(request)
+            .await?;
+        let status = response.status();
+        let body = to_bytes(response.into_body(), usize::MAX).await?;
+        anyhow::ensure!(
+            status == StatusCode::OK,
+            "create answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let body: serde_json::Value = serde_json::from_slice(&body)?;
+        let id = body["data"]["requestId"]
+            .as_str()
+            .with_context(|| format!("no requestId in {body}"))?;
+        Ok(RequestId(id.to_owned()))
     }
 
     pub async fn job(&self, id: &RequestId) -> anyhow::Result<Job> {

@@ -639,6 +639,15 @@ mod tests {
         );
     }
 
+    /// Segment `i` of chunk `c<i>`: `len` bytes after `skip`.
+    fn numbered_segments(lengths: &[(u64, u64)]) -> Vec<Segment> {
+        lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &(len, skip))| seg(&format!("c{i}"), skip, skip + len))
+            .collect()
+    }
+
     proptest::proptest! {
         #[test]
         fn parts_hold_every_byte_once_in_order_and_only_the_last_is_short(
@@ -647,10 +656,8 @@ mod tests {
             trailer in 0u64..30,
             part_size in 1u64..40,
         ) {
-            let segments: Vec<Segment> = lengths
-                .iter()
-                .enumerate()
-                .map(|(i, &(len, skip))| seg(&format!("c{i}"), skip, skip + len))
+            let segments: Vec<Segment> = numbered_segments(&lengths)
+                .into_iter()
                 .filter(|s| s.end > s.start)
                 .collect();
             let plan = plan_parts(header, &segments, trailer, part_size);
@@ -686,11 +693,7 @@ mod tests {
             trailer in 0u64..30,
             part_size in 1u64..40,
         ) {
-            let segments: Vec<Segment> = lengths
-                .iter()
-                .enumerate()
-                .map(|(i, &(len, skip))| seg(&format!("c{i}"), skip, skip + len))
-                .collect();
+            let segments = numbered_segments(&lengths);
             let known = known.min(segments.len());
             let prefix = plan_prefix_parts(header, &segments[..known], part_size);
             let whole = plan_parts(header, &segments, trailer, part_size);

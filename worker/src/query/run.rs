@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use auditx_common::s3::ObjectStore;
 use auditx_common::state::StateStore;
 use auditx_lake::sql::{check_query, start_query, QueryLimits, QueryStop, ResultWriter, SqlError};
-use auditx_proto::{query_cancel_key, Compression, QueryId, QueryOutcome, QueryTask};
+use auditx_proto::{Compression, QueryId, QueryOutcome, QueryTask};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -227,10 +227,10 @@ async fn render_result(
 }
 
 async fn is_cancelled(state: &dyn StateStore, id: &QueryId) -> bool {
-    match state.get(&query_cancel_key(id)).await {
-        Ok(flag) => flag.is_some(),
+    match auditx_common::query_cancel::is_raised(state, id).await {
+        Ok(raised) => raised,
         Err(error) => {
-            tracing::debug!(query_id = %id, %error, "cancel key not read");
+            tracing::debug!(query_id = %id, %error, "cancel flag not read");
             false
         }
     }

@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::api::request::filters::CreateRequest;
 use crate::api::response::error::{ApiError, ApiResult};
 use crate::context::Services;
+use crate::fleet::secrets;
 use auditx_lake::audit_trail::read::Position;
 
 const VERSION: u8 = 1;
@@ -35,8 +36,6 @@ const DIGEST_BYTES: usize = 16;
 const MAC_BYTES: usize = 16;
 /// Longest cursor read: far above any real one (the eventId dominates).
 const MAX_CURSOR_CHARS: usize = 8192;
-/// State-store key of the fleet's cursor key.
-const KEY_NAME: &str = "api/entries-cursor-key";
 
 pub type Digest16 = [u8; DIGEST_BYTES];
 
@@ -195,23 +194,12 @@ pub async fn cursor_key(services: &Services) -> ApiResult<CursorKey> {
     let bytes = services
         .cursor_key
         .get_or_try_init(|| async {
-            let state = services.state.as_ref();
-            if let Some(existing) = state.get(KEY_NAME).await? {
-                if let Ok(key) = <[u8; 32]>::try_from(existing.as_slice()) {
-                    return Ok::<_, ApiError>(key);
-                }
-            }
             let mut fresh = [0u8; 32];
             fresh[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
             fresh[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-            if !state.set_if_absent(KEY_NAME, &fresh).await? {
-                // Another replica was first: use its key.
-                let theirs = state.get(KEY_NAME).await?.unwrap_or_default();
-                return <[u8; 32]>::try_from(theirs.as_slice()).map_err(|_| {
-                    ApiError::Internal(format!("{KEY_NAME} in the state store is not 32 bytes"))
-                });
-            }
-            Ok(fresh)
+            secrets::cursor_key(services.state.as_ref(), fresh)
+                .await?
+                .map_err(ApiError::Internal)
         })
         .await?;
     Ok(CursorKey(*bytes))

@@ -11,8 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::api::response::envelope::{ErrorBody, Reason};
-use crate::export::jobs::JobError;
-use crate::query::jobs::QueryJobError;
+use crate::fleet::job_records::RecordError;
 
 /// Most characters of a caller's value a message quotes ([`quoted`]).
 const QUOTED_CHARS: usize = 80;
@@ -376,18 +375,8 @@ impl From<StateError> for ApiError {
     }
 }
 
-impl From<JobError> for ApiError {
-    fn from(e: JobError) -> Self {
-        if e.is_transient() {
-            ApiError::Unavailable(e.to_string())
-        } else {
-            ApiError::Internal(e.to_string())
-        }
-    }
-}
-
-impl From<QueryJobError> for ApiError {
-    fn from(e: QueryJobError) -> Self {
+impl From<RecordError> for ApiError {
+    fn from(e: RecordError) -> Self {
         if e.is_transient() {
             ApiError::Unavailable(e.to_string())
         } else {

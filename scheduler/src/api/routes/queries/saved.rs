@@ -3,10 +3,8 @@
 //! lists, saves, renames, deletes and runs them (running one is a plain
 //! `POST /query/jobs` with its SQL and options).
 //!
-//! Keys: `savedquery/<tenant>/<id>` holds one query (JSON) and the set
-//! `tenant/<tenant>/savedqueries` their ids.
+//! Stored by [`crate::query::saved::SavedQueries`].
 
-use auditx_common::state::{Guard, Write};
 use auditx_common::time::now_iso_millis;
 use auditx_proto::TenantId;
 use axum::body::Bytes;
@@ -275,14 +273,6 @@ fn read_change(body: &[u8]) -> ApiResult<Fields> {
     Ok(fields)
 }
 
-fn index_key(tenant: &TenantId) -> String {
-    format!("tenant/{tenant}/savedqueries")
-}
-
-fn query_key(tenant: &TenantId, id: &str) -> String {
-    format!("savedquery/{tenant}/{id}")
-}
-
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!(
         "saved query {:?} not found",
@@ -292,7 +282,7 @@ fn not_found(id: &str) -> ApiError {
 
 async fn load_all(services: &Services, tenant: &TenantId) -> ApiResult<Vec<SavedQuery>> {
     let mut saved = Vec::new();
-    for id in services.state.set_members(&index_key(tenant)).await? {
+    for id in services.saved_queries.ids(tenant).await? {
         if let Some(query) = load(services, tenant, &id).await? {
             saved.push(query);
         }
@@ -307,7 +297,7 @@ async fn load_all(services: &Services, tenant: &TenantId) -> ApiResult<Vec<Saved
 }
 
 async fn load(services: &Services, tenant: &TenantId, id: &str) -> ApiResult<Option<SavedQuery>> {
-    let Some(bytes) = services.state.get(&query_key(tenant, id)).await? else {
+    let Some(bytes) = services.saved_queries.get(tenant, id).await? else {
         return Ok(None);
     };
     serde_json::from_slice(&bytes)
@@ -388,16 +378,9 @@ pub async fn create(
     }
     name_taken(&all, &saved.name, &saved.id)?;
     let bytes = serde_json::to_vec(&saved).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let key = query_key(tenant, &saved.id);
     services
-        .state
-        .apply_atomically(
-            Guard::Absent(key.clone()),
-            vec![
-                Write::Set(key, bytes),
-                Write::SetAdd(index_key(tenant), saved.id.clone()),
-            ],
-        )
+        .saved_queries
+        .insert(tenant, &saved.id, bytes)
         .await?;
     tracing::info!(saved_query = %saved.id, "data query saved");
     Ok(Envelope::ok(saved).into_response())
@@ -428,10 +411,9 @@ pub async fn update(
 ) -> ApiResult<Response> {
     let fields = read_change(&body)?;
     let tenant = &caller.tenant;
-    let key = query_key(tenant, &id);
     let before = services
-        .state
-        .get(&key)
+        .saved_queries
+        .get(tenant, &id)
         .await?
         .ok_or_else(|| not_found(&id))?;
     let mut saved: SavedQuery = serde_json::from_slice(&before)
@@ -441,11 +423,8 @@ pub async fn update(
     saved.updated_on = now_iso_millis();
     let bytes = serde_json::to_vec(&saved).map_err(|e| ApiError::Internal(e.to_string()))?;
     let applied = services
-        .state
-        .apply_atomically(
-            Guard::Equals(key.clone(), before),
-            vec![Write::Set(key, bytes)],
-        )
+        .saved_queries
+        .replace(tenant, &id, before, bytes)
         .await?;
     if !applied {
         return Err(ApiError::Conflict(format!(
@@ -477,16 +456,7 @@ pub async fn delete(
     let saved = load(&services, tenant, &id)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    services
-        .state
-        .apply_atomically(
-            Guard::Always,
-            vec![
-                Write::Delete(query_key(tenant, &id)),
-                Write::SetRemove(index_key(tenant), id.clone()),
-            ],
-        )
-        .await?;
+    services.saved_queries.remove(tenant, &id).await?;
     tracing::info!(saved_query = %id, "saved data query deleted");
     Ok(Envelope::ok(saved).into_response())
 }
