@@ -66,8 +66,9 @@ pub async fn hash_data_rows(path: &Path, hasher: &mut Sha256) -> anyhow::Result<
     Ok(rows)
 }
 
-/// Feeds each line of a JSON Lines file, parsed and written again, to
-/// `hasher`; returns the number of lines.
+/// Feeds each line of a JSON Lines file, parsed and written again with
+/// its keys sorted ([`canonical`]), to `hasher`; returns the number of
+/// lines.
 async fn hash_json_lines(path: &Path, hasher: &mut Sha256) -> anyhow::Result<u64> {
     let file = tokio::fs::File::open(path)
         .await
@@ -78,10 +79,47 @@ async fn hash_json_lines(path: &Path, hasher: &mut Sha256) -> anyhow::Result<u64
         rows += 1;
         let value: serde_json::Value = serde_json::from_str(&line)
             .with_context(|| format!("line {rows} of {} is not JSON", path.display()))?;
-        hasher.update(serde_json::to_vec(&value)?);
+        let mut written = Vec::with_capacity(line.len());
+        canonical(&value, &mut written)?;
+        hasher.update(&written);
         hasher.update(b"\n");
     }
     Ok(rows)
+}
+
+/// `value` as JSON with every object's keys in sorted order: two writers
+/// may order the keys of the same row differently, and whether
+/// `serde_json::Value` keeps them as read depends on a feature another
+/// crate of the build may turn on.
+fn canonical(value: &serde_json::Value, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, key)?;
+                out.push(b':');
+                canonical(value, out)?;
+            }
+            out.push(b'}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical(item, out)?;
+            }
+            out.push(b']');
+        }
+        scalar => serde_json::to_writer(&mut *out, scalar)?,
+    }
+    Ok(())
 }
 
 #[cfg(test)]
