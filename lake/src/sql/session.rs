@@ -345,9 +345,28 @@ fn session_config() -> DFResult<SessionConfig> {
     Ok(config.with_information_schema(false))
 }
 
-/// The stored schema without `columns`.
-fn schema_without(def: &TableDef, columns: &[&str]) -> SchemaRef {
+/// The schema a query reads `def`'s files as: the stored schema with its
+/// text columns as `Utf8View`. The Parquet reader then hands out views of
+/// the pages' (mostly dictionary) strings instead of copying every value
+/// into one buffer, and grouping, joining and comparing short strings
+/// compares their 16-byte views (DataFusion's own choice for files without
+/// a declared schema, `schema_force_view_types`).
+fn read_schema(def: &TableDef) -> SchemaRef {
     let stored = def.stored_schema();
+    let fields: Vec<_> = stored
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View)),
+            _ => f.clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// The read schema ([`read_schema`]) without `columns`.
+fn schema_without(def: &TableDef, columns: &[&str]) -> SchemaRef {
+    let stored = read_schema(def);
     let fields: Vec<_> = stored
         .fields()
         .iter()
@@ -382,7 +401,7 @@ fn listing(ctx: &SessionContext, def: &TableDef, url: ListingTableUrl) -> DFResu
         );
         schema_without(def, &partition_columns)
     } else {
-        def.stored_schema()
+        read_schema(def)
     };
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
@@ -403,7 +422,7 @@ fn unpartitioned_listing(
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(files)
         .with_listing_options(options)
-        .with_schema(def.stored_schema());
+        .with_schema(read_schema(def));
     let table: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config)?);
     let created = coalesce(vec![ident("createddate"), ident("timestamp")]);
     let schema = def.stored_schema();
