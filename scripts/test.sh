@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the gates and the whole test suite: `cargo fmt --check`, the
-# import-circle check, the state-key check; then starts (and if needed installs) RabbitMQ and Redis,
+# import-circle check, the state-key check, `cargo deny` and `cargo clippy
+# -D warnings`; then starts (and if needed installs) RabbitMQ and Redis,
 # builds the `auditx` binary the multi-process tests launch, runs every
 # test of the workspace (the console's in a headless Chromium), then
 # schemathesis against the served OpenAPI document, then validates the
@@ -18,8 +19,9 @@ cargo fmt --all -- --check
 python3 scripts/import-circles.py
 # The state store is reached only through its domain stores (docs/design.md).
 python3 scripts/state-keys.py
-# Not yet gates (issue 20): `make clippy` (lints remain to fix) and
-# `make deny` (scripts/deny.sh, deny.toml; not yet run to the end here).
+# The dependency gate: licences, duplicate versions, sources (deny.toml);
+# advisories when RustSec's database can be fetched (scripts/deny.sh).
+scripts/deny.sh
 scripts/services.sh
 # Chromium (apt-get) and Playwright (PyPI, cached virtualenv) for the console's browser tests.
 scripts/browser-setup.sh
@@ -30,6 +32,8 @@ scripts/zuora-sdk-venv.sh >/dev/null
 # `auditx` binary the multi-process tests launch included), so the binary
 # and the tests share one set of compiled dependencies.
 cargo build --locked --workspace --all-targets
+# Lints, every warning an error (same targets and features as the build).
+cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace --no-fail-fast -- --test-threads="${AUDITX_TEST_THREADS:-4}"
 scripts/schemathesis.sh
 scripts/validate-deploy.sh

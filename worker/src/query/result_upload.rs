@@ -22,7 +22,7 @@ pub enum Packing {
 
 enum Packer {
     Plain,
-    Gzip(GzEncoder<Vec<u8>>),
+    Gzip(Box<GzEncoder<Vec<u8>>>),
     Zip(Box<ZipStream>),
 }
 
@@ -30,9 +30,10 @@ impl Packer {
     fn new(packing: Packing) -> Self {
         match packing {
             Packing::Plain => Packer::Plain,
-            Packing::Gzip => {
-                Packer::Gzip(GzEncoder::new(Vec::new(), flate2::Compression::default()))
-            }
+            Packing::Gzip => Packer::Gzip(Box::new(GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::default(),
+            ))),
             Packing::Zip(name) => Packer::Zip(Box::new(ZipStream::new(&name, chrono::Utc::now()))),
         }
     }
@@ -51,7 +52,7 @@ impl Packer {
     fn finish(self) -> Result<Vec<u8>, WorkerError> {
         match self {
             Packer::Plain => Ok(Vec::new()),
-            Packer::Gzip(encoder) => encoder.finish().map_err(pack_error),
+            Packer::Gzip(encoder) => (*encoder).finish().map_err(pack_error),
             Packer::Zip(zip) => zip.finish().map_err(pack_error),
         }
     }

@@ -21,20 +21,15 @@ use crate::api::response::error::{ApiError, Problems};
 
 /// A body field as sent. Reading it never fails, so every field of a body
 /// is read and each problem is reported.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub enum Given<T> {
     /// Absent, or JSON null.
+    #[default]
     Absent,
     /// A value of the field's type.
     Value(T),
     /// A value of another type.
     Wrong(Value),
-}
-
-impl<T> Default for Given<T> {
-    fn default() -> Self {
-        Self::Absent
-    }
 }
 
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Given<T> {
