@@ -28,7 +28,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use auditx_proto::{
     decode, MeterId, OutputFormat, RecordType, RequestId, RunType, Scope, TenantId, WorkerReport,
@@ -259,6 +258,12 @@ impl JobStore {
         }
     }
 
+    /// What this store keeps the way the other job store does (leases,
+    /// queues, the ended index), for the loops both kinds run.
+    pub(crate) fn records(&self) -> &JobRecords {
+        &self.records
+    }
+
     fn state(&self) -> &dyn StateStore {
         self.records.state.as_ref()
     }
@@ -450,17 +455,6 @@ impl JobStore {
         Ok(self.records.forget_tenant_if_idle(tenant).await?)
     }
 
-    /// Takes the lease of `tenant`'s exports for `ttl`, unless another
-    /// replica holds it.
-    pub async fn take_tenant_lease(
-        &self,
-        tenant: &TenantId,
-        replica: &str,
-        ttl: Duration,
-    ) -> JobResult<Option<Lease>> {
-        self.records.take_tenant_lease(tenant, replica, ttl).await
-    }
-
     /// The job's stored plan, if its driver stored one.
     pub async fn plan<P: DeserializeOwned>(&self, id: &RequestId) -> JobResult<Option<P>> {
         Ok(self
@@ -540,21 +534,6 @@ impl JobStore {
             .await?)
     }
 
-    /// Takes the lease of the replica sweeping ended exports.
-    pub async fn take_retention_lease(
-        &self,
-        replica: &str,
-        ttl: Duration,
-    ) -> JobResult<Option<Lease>> {
-        self.records.take_retention_lease(replica, ttl).await
-    }
-
-    /// Up to `max` jobs that ended at or before `cutoff_ms`, oldest first.
-    pub async fn ended_before(&self, cutoff_ms: i64, max: usize) -> JobResult<Vec<RequestId>> {
-        let ids = self.records.ended_before(cutoff_ms, max).await?;
-        Ok(ids.into_iter().map(RequestId).collect())
-    }
-
     /// Forgets an ended job for good, under the retention `lease`: every key
     /// of it (also those a late report recreated after it was retired) and
     /// its entries in the meter's index (`spec`, when it is still known)
@@ -569,11 +548,5 @@ impl JobStore {
         self.records
             .remove(lease, id.as_str(), &DRIVER_RECORDS, Vec::new(), index)
             .await
-    }
-
-    /// Releases a lease taken here (the tenant's or retention's); one that
-    /// cannot be released expires.
-    pub async fn release(&self, lease: &Lease) -> JobResult<()> {
-        self.records.release(lease).await
     }
 }

@@ -5,14 +5,13 @@
 //! its files and staging objects in the export bucket, then every key of
 //! the job and its entries in the meter's index and in `jobs/ended`.
 
-use std::time::Duration;
-
 use auditx_common::state::Lease;
 use auditx_proto::RequestId;
 
 use crate::context::Services;
 use crate::error::DriveError;
 use crate::export::layout;
+use crate::fleet::job_records::JobRecords;
 use crate::fleet::retention::Retained;
 
 /// Ended exports.
@@ -21,28 +20,12 @@ pub(crate) struct Exports;
 impl Retained for Exports {
     const WHAT: &'static str = "exports";
 
-    async fn take_lease(services: &Services, ttl: Duration) -> Result<Option<Lease>, DriveError> {
-        Ok(services
-            .jobs
-            .take_retention_lease(&services.replica, ttl)
-            .await?)
-    }
-
-    async fn ended_before(
-        services: &Services,
-        cutoff_ms: i64,
-        max: usize,
-    ) -> Result<Vec<String>, DriveError> {
-        let ids = services.jobs.ended_before(cutoff_ms, max).await?;
-        Ok(ids.into_iter().map(|id| id.0).collect())
+    fn records(services: &Services) -> &JobRecords {
+        services.jobs.records()
     }
 
     async fn remove(services: &Services, lease: &Lease, id: String) -> Result<(), DriveError> {
         remove_job(services, lease, &RequestId(id)).await
-    }
-
-    async fn release(services: &Services, lease: &Lease) -> Result<(), DriveError> {
-        Ok(services.jobs.release(lease).await?)
     }
 }
 

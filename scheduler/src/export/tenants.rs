@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use auditx_common::queue::Headers;
 use auditx_common::retry::Backoff;
-use auditx_common::state::Lease;
 use auditx_common::telemetry::set_parent_from_headers;
 use auditx_proto::{TenantId, TRACEPARENT_HEADER};
 use tokio::sync::Notify;
@@ -22,6 +21,7 @@ use crate::export::completion;
 use crate::export::driver::JobDriver;
 use crate::export::jobs::{Job, JobSpec, JobState, JobStatus};
 use crate::fleet::epoch;
+use crate::fleet::job_records::JobRecords;
 use crate::fleet::lease::TenantLease;
 use crate::fleet::tenant_loop::TenantQueues;
 use crate::fleet::wakers::JobWakers;
@@ -37,8 +37,8 @@ impl TenantQueues for ExportQueues {
         &services.wake
     }
 
-    async fn pending_tenants(services: &Services) -> Result<Vec<TenantId>, DriveError> {
-        Ok(services.jobs.pending_tenants().await?)
+    fn records(services: &Services) -> &JobRecords {
+        services.jobs.records()
     }
 
     async fn idle(services: &Services, tenant: &TenantId) -> Result<bool, DriveError> {
@@ -51,17 +51,6 @@ impl TenantQueues for ExportQueues {
 
     /// The tenant's task goes straight on to its next job: nothing to wake.
     fn nudge(_: &JobWakers, _: &TenantId) {}
-
-    async fn take_lease(
-        services: &Services,
-        tenant: &TenantId,
-        ttl: Duration,
-    ) -> Result<Option<Lease>, DriveError> {
-        Ok(services
-            .jobs
-            .take_tenant_lease(tenant, &services.replica, ttl)
-            .await?)
-    }
 
     async fn serve(
         services: &Services,

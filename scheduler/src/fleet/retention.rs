@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::Services;
 use crate::error::DriveError;
+use crate::fleet::job_records::JobRecords;
 
 /// Jobs removed per sweep step.
 const BATCH: usize = 200;
@@ -24,19 +25,8 @@ pub(crate) trait Retained {
     /// What the logs call them ("exports", "data queries").
     const WHAT: &'static str;
 
-    /// Takes the lease one sweeping replica holds, for `ttl`; `None` while
-    /// another replica holds it.
-    fn take_lease(
-        services: &Services,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<Option<Lease>, DriveError>> + Send;
-
-    /// Up to `max` ended jobs that ended at or before `cutoff_ms`.
-    fn ended_before(
-        services: &Services,
-        cutoff_ms: i64,
-        max: usize,
-    ) -> impl Future<Output = Result<Vec<String>, DriveError>> + Send;
+    /// Where this kind's ended index and retention lease are kept.
+    fn records(services: &Services) -> &JobRecords;
 
     /// Removes the ended job `id`: its objects, its keys and its index
     /// entries (the last in one atomic batch guarded by `lease`).
@@ -44,12 +34,6 @@ pub(crate) trait Retained {
         services: &Services,
         lease: &Lease,
         id: String,
-    ) -> impl Future<Output = Result<(), DriveError>> + Send;
-
-    /// Releases the sweeping lease.
-    fn release(
-        services: &Services,
-        lease: &Lease,
     ) -> impl Future<Output = Result<(), DriveError>> + Send;
 }
 
@@ -82,14 +66,18 @@ pub(crate) async fn sweep<R: Retained>(
     services: &Services,
     retention: Duration,
 ) -> Result<usize, DriveError> {
-    let Some(lease) = R::take_lease(services, Duration::from_secs(60)).await? else {
+    let records = R::records(services);
+    let Some(lease) = records
+        .take_retention_lease(&services.replica, Duration::from_secs(60))
+        .await?
+    else {
         return Ok(0); // another replica is sweeping
     };
     let cutoff = chrono::Utc::now().timestamp_millis() - retention.as_millis() as i64;
     let mut removed = 0;
     let outcome = async {
         loop {
-            let due = R::ended_before(services, cutoff, BATCH).await?;
+            let due = records.ended_before(cutoff, BATCH).await?;
             if due.is_empty() {
                 return Ok::<_, DriveError>(());
             }
@@ -100,7 +88,7 @@ pub(crate) async fn sweep<R: Retained>(
         }
     }
     .await;
-    if let Err(error) = R::release(services, &lease).await {
+    if let Err(error) = records.release(&lease).await {
         tracing::debug!(%error, "retention lease not released, it expires");
     }
     outcome.map(|()| removed)

@@ -11,7 +11,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use auditx_common::state::Lease;
 use auditx_proto::TenantId;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -20,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::Services;
 use crate::error::DriveError;
 use crate::fleet::epoch;
+use crate::fleet::job_records::JobRecords;
 use crate::fleet::lease::TenantLease;
 use crate::fleet::wakers::JobWakers;
 use crate::metrics;
@@ -32,10 +32,8 @@ pub(crate) trait TenantQueues: Send + Sync + 'static {
     /// What the API notifies when it queues a job of this kind.
     fn wake(services: &Services) -> &Notify;
 
-    /// The tenants with jobs of this kind queued.
-    fn pending_tenants(
-        services: &Services,
-    ) -> impl Future<Output = Result<Vec<TenantId>, DriveError>> + Send;
+    /// Where this kind's queues and tenant leases are kept.
+    fn records(services: &Services) -> &JobRecords;
 
     /// For a tenant not served here: true if it has nothing queued after
     /// all (it is then forgotten, and no lease is taken).
@@ -47,13 +45,6 @@ pub(crate) trait TenantQueues: Send + Sync + 'static {
     /// For a tenant served here: a job queued while its server waits is
     /// taken at once, not at its next poll.
     fn nudge(wakers: &JobWakers, tenant: &TenantId);
-
-    /// Takes the tenant's lease for `ttl`, unless another replica holds it.
-    fn take_lease(
-        services: &Services,
-        tenant: &TenantId,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<Option<Lease>, DriveError>> + Send;
 
     /// Serves the tenant's queue while `lease` is held; returns when the
     /// queue is empty or the lease is lost or stopped (the loop then
@@ -130,7 +121,8 @@ async fn scan<Q: TenantQueues>(
     if !epoch::check(services).await? {
         return Ok(()); // the store lost its data and is being recovered
     }
-    for tenant in Q::pending_tenants(services).await? {
+    let records = Q::records(services);
+    for tenant in records.pending_tenants().await? {
         if lock(active).contains(&tenant) {
             Q::nudge(wakers, &tenant);
             continue;
@@ -138,7 +130,10 @@ async fn scan<Q: TenantQueues>(
         if Q::idle(services, &tenant).await? {
             continue;
         }
-        let Some(lease) = Q::take_lease(services, &tenant, ttl).await? else {
+        let Some(lease) = records
+            .take_tenant_lease(&tenant, &services.replica, ttl)
+            .await?
+        else {
             continue;
         };
         tracing::info!(tenant = %tenant, kind = Q::KIND, token = lease.token, "tenant lease acquired");

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use auditx_common::queue::{Headers, Message, TENANT_HEADER};
 use auditx_common::retry::Backoff;
-use auditx_common::state::Lease;
 use auditx_common::telemetry::{inject_trace_context, set_parent_from_headers};
 use auditx_proto::{encode, QueryId, QueryTask, Task, TenantId, WorkerReport, TRACEPARENT_HEADER};
 use tokio::sync::Notify;
@@ -26,6 +25,7 @@ use super::result_prefix;
 use crate::context::Services;
 use crate::error::DriveError;
 use crate::fleet::events;
+use crate::fleet::job_records::JobRecords;
 use crate::fleet::lease::TenantLease;
 use crate::fleet::tenant_loop::TenantQueues;
 use crate::fleet::wakers::JobWakers;
@@ -45,8 +45,8 @@ impl TenantQueues for QueryQueues {
         &services.query_wake
     }
 
-    async fn pending_tenants(services: &Services) -> Result<Vec<TenantId>, DriveError> {
-        Ok(services.queries.pending_tenants().await?)
+    fn records(services: &Services) -> &JobRecords {
+        services.queries.records()
     }
 
     /// The tenant's driver forgets it once its queue is empty.
@@ -58,17 +58,6 @@ impl TenantQueues for QueryQueues {
     /// meanwhile is taken at once.
     fn nudge(wakers: &JobWakers, tenant: &TenantId) {
         wakers.wake(&waker_key(tenant));
-    }
-
-    async fn take_lease(
-        services: &Services,
-        tenant: &TenantId,
-        ttl: Duration,
-    ) -> Result<Option<Lease>, DriveError> {
-        Ok(services
-            .queries
-            .take_tenant_lease(tenant, &services.replica, ttl)
-            .await?)
     }
 
     async fn serve(

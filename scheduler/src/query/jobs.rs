@@ -20,7 +20,6 @@
 //! workers poll too; nothing else outside this store builds these keys.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use auditx_common::query_cancel;
 use auditx_common::state::{Lease, StateStore};
@@ -228,6 +227,12 @@ impl QueryStore {
         }
     }
 
+    /// What this store keeps the way the other job store does (leases,
+    /// queues, the ended index), for the loops both kinds run.
+    pub(crate) fn records(&self) -> &JobRecords {
+        &self.records
+    }
+
     fn state(&self) -> &dyn StateStore {
         self.records.state.as_ref()
     }
@@ -388,35 +393,9 @@ impl QueryStore {
         }
     }
 
-    /// Takes the lease of `tenant`'s queries for `ttl`, unless another
-    /// replica holds it.
-    pub async fn take_tenant_lease(
-        &self,
-        tenant: &TenantId,
-        replica: &str,
-        ttl: Duration,
-    ) -> QueryJobResult<Option<Lease>> {
-        self.records.take_tenant_lease(tenant, replica, ttl).await
-    }
-
     /// Indexes an ended query for retention, by when it ended.
     pub async fn index_ended(&self, id: &QueryId, ended_at_ms: i64) -> QueryJobResult<()> {
         self.records.index_ended(id.as_str(), ended_at_ms).await
-    }
-
-    /// Takes the lease of the replica sweeping ended queries.
-    pub async fn take_retention_lease(
-        &self,
-        replica: &str,
-        ttl: Duration,
-    ) -> QueryJobResult<Option<Lease>> {
-        self.records.take_retention_lease(replica, ttl).await
-    }
-
-    /// Up to `max` queries that ended at or before `cutoff_ms`, oldest first.
-    pub async fn ended_before(&self, cutoff_ms: i64, max: usize) -> QueryJobResult<Vec<QueryId>> {
-        let ids = self.records.ended_before(cutoff_ms, max).await?;
-        Ok(ids.into_iter().map(QueryId).collect())
     }
 
     /// Forgets an ended query for good, under the retention `lease`: its
@@ -438,10 +417,5 @@ impl QueryStore {
                 index,
             )
             .await
-    }
-
-    /// Releases a lease taken here; one that cannot be released expires.
-    pub async fn release(&self, lease: &Lease) -> QueryJobResult<()> {
-        self.records.release(lease).await
     }
 }

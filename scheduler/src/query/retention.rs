@@ -6,14 +6,13 @@
 //! its result objects, then its keys and its entries in the tenant's index
 //! and in `queries/ended`.
 
-use std::time::Duration;
-
 use auditx_common::state::Lease;
 use auditx_proto::QueryId;
 
 use super::result_prefix;
 use crate::context::Services;
 use crate::error::DriveError;
+use crate::fleet::job_records::JobRecords;
 use crate::fleet::retention::Retained;
 
 /// Ended data queries.
@@ -22,28 +21,12 @@ pub(crate) struct Queries;
 impl Retained for Queries {
     const WHAT: &'static str = "data queries";
 
-    async fn take_lease(services: &Services, ttl: Duration) -> Result<Option<Lease>, DriveError> {
-        Ok(services
-            .queries
-            .take_retention_lease(&services.replica, ttl)
-            .await?)
-    }
-
-    async fn ended_before(
-        services: &Services,
-        cutoff_ms: i64,
-        max: usize,
-    ) -> Result<Vec<String>, DriveError> {
-        let ids = services.queries.ended_before(cutoff_ms, max).await?;
-        Ok(ids.into_iter().map(|id| id.0).collect())
+    fn records(services: &Services) -> &JobRecords {
+        services.queries.records()
     }
 
     async fn remove(services: &Services, lease: &Lease, id: String) -> Result<(), DriveError> {
         remove_query(services, lease, &QueryId(id)).await
-    }
-
-    async fn release(services: &Services, lease: &Lease) -> Result<(), DriveError> {
-        Ok(services.queries.release(lease).await?)
     }
 }
 
