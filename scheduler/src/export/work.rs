@@ -636,12 +636,19 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_file_is_assembled_in_stages_while_its_chunks_render() {
-        let mut w = work(3);
+    /// `work(chunks)` cutting files of up to 100 rows into parts of 10
+    /// bytes: files are assembled in prefix stages.
+    fn staged_work(chunks: usize) -> JobWork {
+        let mut w = work(chunks);
         w.plan.max_rows_per_file = 100;
         w.plan.part_size = 10;
         w.assigner = Some(FileAssigner::new(100, 5));
+        w
+    }
+
+    #[test]
+    fn a_file_is_assembled_in_stages_while_its_chunks_render() {
+        let mut w = staged_work(3);
         let at = Instant::now();
         // 70 bytes of the open file: more than a part, a first stage.
         w.apply(vec![rendered(&w, 0, 7)]).unwrap();
@@ -687,10 +694,7 @@ mod tests {
 
     #[test]
     fn a_failed_prefix_stage_makes_the_file_assembled_whole() {
-        let mut w = work(2);
-        w.plan.max_rows_per_file = 100;
-        w.plan.part_size = 10;
-        w.assigner = Some(FileAssigner::new(100, 5));
+        let mut w = staged_work(2);
         w.apply(vec![rendered(&w, 0, 7)]).unwrap();
         w.cut_files();
         w.assemble_sent(FileIndex(0), Instant::now());
@@ -712,10 +716,7 @@ mod tests {
         })])
         .unwrap();
         assert!(w.files_to_assemble().is_empty());
-        let mut w = work(2);
-        w.plan.max_rows_per_file = 100;
-        w.plan.part_size = 10;
-        w.assigner = Some(FileAssigner::new(100, 5));
+        let mut w = staged_work(2);
         w.apply(vec![rendered(&w, 0, 7)]).unwrap();
         w.cut_files();
         w.assemble_sent(FileIndex(0), Instant::now());
