@@ -263,8 +263,14 @@ pub struct WorkerConfig {
 pub struct IngestConfig {
     /// Largest request body accepted, after gzip decompression.
     pub max_body_bytes: usize,
-    /// Rows per Parquet row group written by ingest and `generate`.
+    /// Rows per Parquet row group of the meter audit trail written by
+    /// ingest and `generate` (what export chunks are cut from).
     pub row_group_rows: usize,
+    /// Rows per Parquet row group of the audit tables (data queries'
+    /// tables) written by ingest and `generate`. Larger than the audit
+    /// trail's: a lookup reads one bloom filter per row group, and scans
+    /// and aggregates pay a cost per row group (docs/performance.md).
+    pub table_row_group_rows: usize,
     /// Ingest calls (meter entries, runs, table rows) one scheduler
     /// decodes, parses and writes at once; each may hold up to about three
     /// times `max_body_bytes`, and none may starve export driving.
@@ -426,6 +432,7 @@ impl Default for IngestConfig {
         Self {
             max_body_bytes: 64 * 1024 * 1024,
             row_group_rows: 65_536,
+            table_row_group_rows: 262_144,
             max_concurrent: 2,
             max_wait_ms: 5_000,
         }

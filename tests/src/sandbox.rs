@@ -112,6 +112,7 @@ impl Sandbox {
         config.export.lease_ttl_secs = 3;
         config.export.poll_interval_ms = 100;
         config.ingest.row_group_rows = options.row_group_rows;
+        config.ingest.table_row_group_rows = options.row_group_rows;
         config.query = options.query.clone();
         config.api = options.api.clone();
         config.export.max_pending_per_tenant = options.max_pending_per_tenant;

@@ -94,7 +94,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         logins,
         LOGIN_ROWS,
         7,
-        config.ingest.row_group_rows,
+        config.ingest.table_row_group_rows,
     )
     .await?;
     println!(

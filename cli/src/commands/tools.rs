@@ -181,12 +181,13 @@ pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     };
     let store = ObjectStore::new(&config.s3);
     let bucket = &config.s3.lake_bucket;
-    let row_group_rows = config.ingest.row_group_rows;
     match target {
         GenerateTarget::Table(def) => {
+            let row_group_rows = config.ingest.table_row_group_rows;
             generate_table_rows(&store, bucket, &args, def, row_group_rows).await
         }
         GenerateTarget::Meter(spec) => {
+            let row_group_rows = config.ingest.row_group_rows;
             let rows = generate_with(&store, bucket, &spec, row_group_rows).await?;
             println!(
                 "wrote {rows} rows for tenant {} meter {} into s3://{bucket}/",

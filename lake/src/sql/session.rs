@@ -41,8 +41,11 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+use datafusion::execution::cache::cache_manager::{
+    CacheManagerConfig, CachedFileMetadata, FileMetadataCache, FileStatisticsCache,
+};
 use datafusion::execution::cache::default_cache::DefaultCache;
+use datafusion::execution::cache::TableScopedPath;
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
@@ -60,6 +63,7 @@ use super::functions::date_udf;
 use super::guard::{mentions_column, parse_query, referenced_tables};
 use super::memory::query_pool;
 use super::outer_keys::OuterKeys;
+use super::range_cache::{RangeCache, CACHE_BYTES};
 use super::scan::ScanMetrics;
 use super::stop::QueryStop;
 use super::{check_query, classify, CheckedQuery, SqlError};
@@ -103,7 +107,8 @@ fn build_lake_store(builder: AmazonS3Builder) -> Result<Arc<dyn ObjectStore>, Sq
     let store = builder
         .build()
         .map_err(|e| SqlError::Execution(format!("lake object store configuration: {e}")))?;
-    Ok(Arc::new(store))
+    // Small reads of the (immutable) table files are kept: see range_cache.rs.
+    Ok(Arc::new(RangeCache::new(Arc::new(store), CACHE_BYTES)))
 }
 
 fn lake_store_builder(s3: &S3Config) -> Result<AmazonS3Builder, SqlError> {
@@ -195,7 +200,9 @@ pub async fn start_query(
         false => Deleted::Hidden,
     };
     let tables = referenced_tables(&parsed);
+    let started = std::time::Instant::now();
     let ctx = tenant_session(lake, lake_bucket, tenant, scope, deleted, &tables, limits).await?;
+    let session_ms = started.elapsed().as_secs_f64() * 1e3;
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -204,6 +211,7 @@ pub async fn start_query(
         .sql_with_options(&checked.sql, options)
         .await
         .map_err(|e| classify(e, limits))?;
+    let logical_ms = started.elapsed().as_secs_f64() * 1e3 - session_ms;
     let task = Arc::new(frame.task_ctx());
     let plan = frame
         .create_physical_plan()
@@ -211,6 +219,12 @@ pub async fn start_query(
         .and_then(|plan| stop.guard(plan))
         .map_err(|e| classify(e, limits))?;
     let stream = execute_stream(Arc::clone(&plan), task).map_err(|e| classify(e, limits))?;
+    tracing::debug!(
+        session_ms,
+        logical_ms,
+        physical_ms = started.elapsed().as_secs_f64() * 1e3 - session_ms - logical_ms,
+        "query planned"
+    );
     Ok(RunningQuery {
         batches: stop.guard_stream(stream),
         plan,
@@ -300,6 +314,26 @@ fn file_metadata_cache() -> Arc<FileMetadataCache> {
     static CACHE: OnceLock<Arc<FileMetadataCache>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| {
         Arc::new(DefaultCache::new(METADATA_CACHE_BYTES).with_name("auditx table file metadata"))
+    });
+    Arc::clone(cache)
+}
+
+/// The most the file statistics kept between queries may take.
+const STATISTICS_CACHE_BYTES: usize = 16 << 20;
+
+/// Each table file's statistics and sort order as DataFusion infers them
+/// from its footer when it plans a scan, kept between queries (as the
+/// footers are, see [`file_metadata_cache`]): an entry is used only for a
+/// listed file of the same path, size and time and a table of the same
+/// schema. Inferring them again for every file of a table was most of the
+/// planning of a small query.
+fn file_statistics_cache() -> Arc<FileStatisticsCache> {
+    static CACHE: OnceLock<Arc<FileStatisticsCache>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| {
+        Arc::new(
+            DefaultCache::<TableScopedPath, CachedFileMetadata>::new(STATISTICS_CACHE_BYTES)
+                .with_name("auditx table file statistics"),
+        )
     });
     Arc::clone(cache)
 }
@@ -406,7 +440,8 @@ fn listing(ctx: &SessionContext, def: &TableDef, url: ListingTableUrl) -> DFResu
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(schema);
-    let table: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config)?);
+    let table: Arc<dyn TableProvider> =
+        Arc::new(ListingTable::try_new(config)?.with_cache(Some(file_statistics_cache())));
     ctx.read_table(table)?.select(stored_columns(def))
 }
 
@@ -423,7 +458,8 @@ fn unpartitioned_listing(
     let config = ListingTableConfig::new_with_multi_paths(files)
         .with_listing_options(options)
         .with_schema(read_schema(def));
-    let table: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config)?);
+    let table: Arc<dyn TableProvider> =
+        Arc::new(ListingTable::try_new(config)?.with_cache(Some(file_statistics_cache())));
     let created = coalesce(vec![ident("createddate"), ident("timestamp")]);
     let schema = def.stored_schema();
     let columns = schema.fields().iter().map(|f| {

@@ -10,7 +10,7 @@ use futures::FutureExt;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 
 use auditx_common::s3::ObjectStore;
 
@@ -104,11 +104,16 @@ impl AsyncFileReader for ObjectReader {
         .boxed()
     }
 
-    /// The file's footer, from the process's footer cache when this file
-    /// was opened before (planning and every chunk of an export read the
-    /// same files). Lake files are immutable and named after their content,
-    /// so bucket, key and size identify a footer. Every caller here reads
-    /// with the default metadata options (no page index).
+    /// The file's footer with its offset index (where each page of each
+    /// column chunk starts, and its first row), from the process's footer
+    /// cache when this file was opened before (planning and every chunk of
+    /// an export read the same files). Lake files are immutable and named
+    /// after their content, so bucket, key and size identify a footer.
+    ///
+    /// The offset index lets a chunk that keeps part of a row group (its
+    /// time slice, after the filter) fetch and decompress only the pages of
+    /// the other columns that hold kept rows; files without one are read
+    /// whole as before.
     fn get_metadata<'a>(
         &'a mut self,
         options: Option<&'a ArrowReaderOptions>,
@@ -121,6 +126,7 @@ impl AsyncFileReader for ObjectReader {
             let size = self.size;
             let metadata = ParquetMetaDataReader::new()
                 .with_metadata_options(options.map(|o| o.metadata_options().clone()))
+                .with_offset_index_policy(PageIndexPolicy::Optional)
                 .with_prefetch_hint(Some(FOOTER_PREFETCH))
                 .load_and_finish(self, size)
                 .await?;
@@ -151,7 +157,15 @@ mod tests {
             .unwrap();
         let store = ObjectStore::new(&server.client_config(&S3Config::default()));
         store.ensure_bucket("footers").await.unwrap();
-        let file = crate::audit_trail::write::encode_runs_parquet(&mut Vec::new()).unwrap();
+        let mut runs = vec![crate::RunRow {
+            tenant: "t".into(),
+            meter_id: 1,
+            session_id: "R-1".into(),
+            run_type: "NORMAL".into(),
+            status: "COMPLETED".into(),
+            updated_at_ms: 1,
+        }];
+        let file = crate::audit_trail::write::encode_runs_parquet(&mut runs).unwrap();
         let size = file.len() as u64;
         store
             .put(
@@ -173,6 +187,9 @@ mod tests {
             .await
             .unwrap();
         assert!(Arc::ptr_eq(&first, &again));
+        // Runs files are written with an offset index: the footer has it.
+        let offsets = first.offset_index().expect("offset index loaded");
+        assert_eq!(offsets.len(), first.num_row_groups());
         // …and only that one: another file (or size) is fetched, and fails.
         let other = ObjectReader::new(&store, "footers", "cached.parquet", size + 1)
             .get_metadata(None)

@@ -91,7 +91,7 @@ pub async fn rows(
         &caller.tenant,
         &owner,
         batch,
-        config.ingest.row_group_rows,
+        config.ingest.table_row_group_rows,
     )
     .await?;
     tracing::info!(
