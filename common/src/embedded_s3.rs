@@ -11,6 +11,7 @@
 
 mod assembly;
 pub mod fs;
+mod listing;
 mod parts;
 
 use std::net::SocketAddr;

@@ -616,3 +616,138 @@ async fn parts_appended_ahead_of_completion_give_the_parts_bytes() {
     );
     assert!(files_named(root, &format!(".upload_id-{upload}")).is_empty());
 }
+
+/// One ListObjectsV2 page: the keys, the common prefixes, the token.
+async fn list_page(
+    s3: &Endpoint,
+    prefix: &str,
+    delimiter: Option<&str>,
+    max_keys: Option<i32>,
+    token: Option<String>,
+) -> (Vec<String>, Vec<String>, Option<String>) {
+    let page = s3
+        .store
+        .client()
+        .list_objects_v2()
+        .bucket(&s3.bucket)
+        .prefix(prefix)
+        .set_delimiter(delimiter.map(str::to_owned))
+        .set_max_keys(max_keys)
+        .set_continuation_token(token)
+        .send()
+        .await
+        .unwrap();
+    let keys = page
+        .contents()
+        .iter()
+        .map(|o| format!("{} {}", o.key().unwrap(), o.size().unwrap()))
+        .collect();
+    let prefixes = page
+        .common_prefixes()
+        .iter()
+        .map(|p| p.prefix().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        page.is_truncated(),
+        Some(page.next_continuation_token().is_some())
+    );
+    (
+        keys,
+        prefixes,
+        page.next_continuation_token().map(str::to_owned),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_keeps_s3s_rules_for_prefixes_delimiters_and_pages() {
+    let s3 = start().await;
+    for (key, len) in [
+        ("t/year=2022/month=1/a.parquet", 1),
+        ("t/year=2022/month=2/b.parquet", 2),
+        ("t/year=2023/month=1/c.parquet", 3),
+        ("t/top.parquet", 4),
+        ("t2/other", 5),
+        ("u/v", 6),
+    ] {
+        s3.store
+            .put(
+                &s3.bucket,
+                key,
+                Bytes::from(vec![b'x'; len]),
+                "application/octet-stream",
+            )
+            .await
+            .unwrap();
+    }
+    // A folder left empty (as a deleted object's leaves it) lists nothing.
+    std::fs::create_dir_all(s3._dir.path().join(&s3.bucket).join("t/year=2024/month=5")).unwrap();
+
+    let all_t = vec![
+        "t/top.parquet 4".to_owned(),
+        "t/year=2022/month=1/a.parquet 1".to_owned(),
+        "t/year=2022/month=2/b.parquet 2".to_owned(),
+        "t/year=2023/month=1/c.parquet 3".to_owned(),
+    ];
+    assert_eq!(
+        list_page(&s3, "t/", None, None, None).await,
+        (all_t.clone(), vec![], None)
+    );
+    // A prefix that ends inside a name matches the names that begin so.
+    let (keys, _, _) = list_page(&s3, "t", None, None, None).await;
+    assert_eq!(keys.len(), 5, "{keys:?}");
+    assert_eq!(keys[4], "t2/other 5");
+    let (keys, _, _) = list_page(&s3, "t/year=2022/month=", None, None, None).await;
+    assert_eq!(keys, all_t[1..3]);
+    // With a delimiter: the files at the level, and one prefix per folder
+    // that holds a file.
+    assert_eq!(
+        list_page(&s3, "t/", Some("/"), None, None).await,
+        (
+            vec!["t/top.parquet 4".to_owned()],
+            vec!["t/year=2022/".to_owned(), "t/year=2023/".to_owned()],
+            None
+        )
+    );
+    assert_eq!(
+        list_page(&s3, "", Some("/"), None, None).await,
+        (
+            vec![],
+            vec!["t/".to_owned(), "t2/".to_owned(), "u/".to_owned()],
+            None
+        )
+    );
+    // Pages of two, objects and prefixes in key order.
+    let (first, _, token) = list_page(&s3, "t/", None, Some(2), None).await;
+    assert_eq!(first, all_t[..2]);
+    let (second, _, token) = list_page(&s3, "t/", None, Some(2), token).await;
+    assert_eq!(second, all_t[2..]);
+    assert_eq!(token, None);
+    let (keys, prefixes, token) = list_page(&s3, "t/", Some("/"), Some(2), None).await;
+    assert_eq!(
+        (keys, prefixes),
+        (
+            vec!["t/top.parquet 4".to_owned()],
+            vec!["t/year=2022/".to_owned()]
+        )
+    );
+    let (keys, prefixes, token) = list_page(&s3, "t/", Some("/"), Some(2), token).await;
+    assert_eq!(
+        (keys, prefixes, token),
+        (vec![], vec!["t/year=2023/".to_owned()], None)
+    );
+    // Nothing under the prefix: an empty page.
+    assert_eq!(
+        list_page(&s3, "nothing/", None, None, None).await,
+        (vec![], vec![], None)
+    );
+    // The store's own listing, page after page, sees the same.
+    let listed = s3.store.list(&s3.bucket, "t/year=2022/").await.unwrap();
+    let keys: Vec<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "t/year=2022/month=1/a.parquet",
+            "t/year=2022/month=2/b.parquet"
+        ]
+    );
+}

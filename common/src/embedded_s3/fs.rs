@@ -16,10 +16,12 @@
 //! of an upload are appended to one file in order while it goes on
 //! ([`super::assembly`]), so completing appends what is missing and renames.
 //!
+//! Listing walks only the folder of the prefix (`super::listing`).
+//!
 //! A request that asks for a digest check (Content-MD5 or an
 //! `x-amz-checksum-*`), a conditional write, or anything else this fast
 //! path does not handle goes to s3s-fs unchanged, as does every other
-//! operation (listing, HEAD, deletes, bucket calls, uploads' creation and
+//! operation (listing v1, HEAD, deletes, bucket calls, uploads' creation and
 //! abort). Both write the same files, so either can read the other's.
 
 use std::fs::File;
@@ -518,7 +520,12 @@ impl S3 for FastFs {
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        self.inner.list_objects_v2(req).await
+        // Walks only the prefix's folder: see listing.rs.
+        let input = req.input;
+        self.bucket_exists(&input.bucket)?;
+        let bucket = self.object_path(&input.bucket, "")?;
+        let output = blocking(move || super::listing::list_objects_v2(&bucket, input)).await?;
+        Ok(S3Response::new(output))
     }
 
     async fn create_multipart_upload(

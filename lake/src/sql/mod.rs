@@ -14,6 +14,7 @@ mod guard;
 mod memory;
 mod outer_keys;
 mod output;
+mod prefetch;
 mod range_cache;
 mod rewrite;
 mod scan;

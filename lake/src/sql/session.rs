@@ -63,6 +63,7 @@ use super::functions::date_udf;
 use super::guard::{mentions_column, parse_query, referenced_tables};
 use super::memory::query_pool;
 use super::outer_keys::OuterKeys;
+use super::prefetch::fetching_ahead;
 use super::range_cache::{RangeCache, CACHE_BYTES};
 use super::scan::ScanMetrics;
 use super::stop::QueryStop;
@@ -201,7 +202,16 @@ pub async fn start_query(
     };
     let tables = referenced_tables(&parsed);
     let started = std::time::Instant::now();
-    let ctx = tenant_session(lake, lake_bucket, tenant, scope, deleted, &tables, limits).await?;
+    let ctx = tenant_session(
+        Arc::clone(&lake),
+        lake_bucket,
+        tenant,
+        scope,
+        deleted,
+        &tables,
+        limits,
+    )
+    .await?;
     let session_ms = started.elapsed().as_secs_f64() * 1e3;
     let options = SQLOptions::new()
         .with_allow_ddl(false)
@@ -216,6 +226,7 @@ pub async fn start_query(
     let plan = frame
         .create_physical_plan()
         .await
+        .and_then(|plan| fetching_ahead(plan, lake))
         .and_then(|plan| stop.guard(plan))
         .map_err(|e| classify(e, limits))?;
     let stream = execute_stream(Arc::clone(&plan), task).map_err(|e| classify(e, limits))?;
