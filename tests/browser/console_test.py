@@ -337,12 +337,17 @@ def main():
         page.wait_for_function("id => document.querySelector('[data-job]') && document.querySelector('[data-job]').dataset.job === id",
                                arg=result["history_ids"][0])
         page.select_option("select >> nth=0", "failed")
-        page.wait_for_timeout(800)
+        # The filtered list has replaced the page of 20 (the one failed query).
+        page.wait_for_function("() => { const n = document.querySelectorAll('[data-job]').length; return n > 0 && n < 20; }")
         result["history_failed_rows"] = page.locator("[data-job]").count()
         result["history_failed_ids"] = page.locator("[data-job]").evaluate_all("rows => rows.map(r => r.dataset.job)")
         result["history_failed_text"] = page.inner_text("table[aria-label='Data query jobs']") if result["history_failed_rows"] else ""
         page.select_option("select >> nth=0", "completed")
-        page.wait_for_selector("[data-job]")
+        # Wait for the completed list itself, not the failed one still shown.
+        page.wait_for_function(
+            "failed => { const rows = [...document.querySelectorAll('[data-job]')];"
+            " return rows.length >= 2 && rows.every(r => !failed.includes(r.dataset.job)); }",
+            arg=result["history_failed_ids"])
         result["history_completed_rows"] = page.locator("[data-job]").count()
         shot(page, "query-history")
         # Download and re-run from the list.
