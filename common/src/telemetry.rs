@@ -63,18 +63,7 @@ pub fn init(config: &TelemetryConfig, role: &str) -> anyhow::Result<TelemetryGua
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = if text_logs(&config.log_format) {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .boxed()
-    } else {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_writer(std::io::stderr)
-            .boxed()
-    };
+    let text = text_logs(&config.log_format);
     let provider = match &config.otlp_endpoint {
         Some(endpoint) => {
             use opentelemetry_otlp::WithExportConfig;
@@ -99,24 +88,54 @@ pub fn init(config: &TelemetryConfig, role: &str) -> anyhow::Result<TelemetryGua
         }
         None => None,
     };
-    let otel = match &provider {
+    let refusals = filter_fn(|meta| !is_s3s_refusal(meta));
+    match &provider {
+        // Logs only: the log level is a global filter. A per-layer one
+        // loses events: a `log` record it turns down (DataFusion logs
+        // through `log`, bridged to tracing) leaves the thread's "disabled"
+        // mark set, and the next event whose callsite is always enabled
+        // (`RUST_LOG=warn,auditx_lake=debug`: the lake's debug events right
+        // after DataFusion's planning) finds the mark and is dropped.
+        None => tracing_subscriber::registry()
+            .with(refusals)
+            .with(filter)
+            .with(log_layer(text))
+            .try_init()?,
+        // Spans are exported at `auditx=info` whatever the log level, so
+        // each layer has its own filter.
         Some(p) => {
             opentelemetry::global::set_tracer_provider(p.clone());
             let traced: Targets = TRACED_TARGETS.parse()?;
-            Some(
-                tracing_opentelemetry::layer()
-                    .with_tracer(p.tracer("auditx"))
-                    .with_filter(traced),
-            )
+            let otel = tracing_opentelemetry::layer()
+                .with_tracer(p.tracer("auditx"))
+                .with_filter(traced);
+            tracing_subscriber::registry()
+                .with(refusals)
+                .with(log_layer(text).with_filter(filter))
+                .with(otel)
+                .try_init()?
         }
-        None => None,
-    };
-    tracing_subscriber::registry()
-        .with(filter_fn(|meta| !is_s3s_refusal(meta)))
-        .with(fmt.with_filter(filter))
-        .with(otel)
-        .try_init()?;
+    }
     Ok(TelemetryGuard { provider })
+}
+
+/// The log lines, as text or JSON (see [`text_logs`]), on standard error.
+fn log_layer<S>(text: bool) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    if text {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_writer(std::io::stderr)
+            .boxed()
+    }
 }
 
 /// The two ERROR events s3s emits for every request it refuses before
