@@ -349,3 +349,18 @@ impl<'a> FleetBuilder<'a> {
         }
     }
 }
+
+/// Runs `sql` as a data query (CSV, uncompressed) to its end within a
+/// minute; the job, which completed.
+pub async fn completed_query(client: &ApiClient, sql: &str) -> serde_json::Value {
+    let job = client.submit_query(sql, "CSV", "NONE").await.unwrap();
+    let job = client
+        .wait_query(
+            job["id"].as_str().unwrap(),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(job["queryStatus"], "completed", "{job}");
+    job
+}

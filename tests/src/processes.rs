@@ -211,3 +211,44 @@ pub async fn wait_healthy(port: u16) {
     }
     panic!("the scheduler on port {port} did not come up");
 }
+
+/// The lines a child writes to `stream` (its piped stdout or stderr),
+/// gathered as they come until it closes: the lines so far, and the task
+/// reading them (await it after the child ends to have them all).
+pub fn collect_lines(
+    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut reader = tokio::io::BufReader::new(stream).lines();
+    let task = tokio::spawn({
+        let lines = lines.clone();
+        async move {
+            while let Ok(Some(line)) = reader.next_line().await {
+                lines.lock().unwrap().push(line);
+            }
+        }
+    });
+    (lines, task)
+}
+
+/// `auditx generate --table`: `rows` rows of the audit table `table` for
+/// `tenant` in the standalone data folder `data`.
+pub async fn generate_table(data: &str, tenant: &str, table: &str, rows: u64) {
+    let rows = rows.to_string();
+    run_auditx(&[
+        "generate",
+        "--data-dir",
+        data,
+        "--tenant",
+        tenant,
+        "--table",
+        table,
+        "--rows",
+        &rows,
+    ])
+    .await;
+}

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use auditx_tests::expect::{self, HEADER};
-use auditx_tests::processes::{auditx_bin, auditx_output, run_auditx as run};
+use auditx_tests::processes::{auditx_bin, auditx_output, generate_table, run_auditx as run};
 use auditx_tests::Fleet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,18 +58,7 @@ async fn standalone_serves_exports_to_the_cli_client() {
         "3",
     ])
     .await;
-    run(&[
-        "generate",
-        "--data-dir",
-        data,
-        "--tenant",
-        "acme",
-        "--table",
-        "auditloginevent",
-        "--rows",
-        "3000",
-    ])
-    .await;
+    generate_table(data, "acme", "auditloginevent", 3000).await;
 
     let server = Fleet::standalone(data).start().await;
 

@@ -2,11 +2,10 @@
 //! standalone` process are refused without flooding its log: no ERROR line
 //! for them, and each counted on the API's `/metrics`.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use auditx_tests::processes::collect_lines;
 use auditx_tests::Fleet;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const REJECTED: &str = "auditx_embedded_s3_rejected_total";
 
@@ -27,16 +26,7 @@ async fn anonymous_s3_requests_are_counted_not_logged_as_errors() {
         .env("AUDITX_TELEMETRY__LOG_FORMAT", "json")
         .stderr_piped()
         .spawn();
-    let log = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut lines = BufReader::new(server.scheduler.stderr.take().unwrap()).lines();
-    let reader = tokio::spawn({
-        let log = log.clone();
-        async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                log.lock().unwrap().push(line);
-            }
-        }
-    });
+    let (log, reader) = collect_lines(server.scheduler.stderr.take().unwrap());
     server.wait_healthy().await;
     let (api, s3) = (server.port, server.s3_port.unwrap());
     let http = reqwest::Client::new();

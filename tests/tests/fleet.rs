@@ -12,6 +12,7 @@ use auditx_common::config::AuthConfig;
 use auditx_lake::audit_trail::generate::GenerateSpec;
 use auditx_proto::{MeterId, TenantId};
 use auditx_scheduler::api::auth::Scope;
+use auditx_tests::fleet::completed_query;
 use auditx_tests::sandbox::JWT_SECRET;
 use auditx_tests::{export_and_download, Sandbox, SandboxOptions};
 use chrono::DateTime;
@@ -109,15 +110,7 @@ async fn the_fleet_routes_show_both_workers_and_the_last_hour_of_their_work() {
     let rows = exported.data_lines().len() as u64;
     assert!(rows > 10_000, "{rows}");
     let client = ApiClient::new(&sandbox.api, &sandbox.token("busy"));
-    let job = client
-        .submit_query("SELECT 1 AS n", "CSV", "NONE")
-        .await
-        .unwrap();
-    let job = client
-        .wait_query(job["id"].as_str().unwrap(), Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert_eq!(job["queryStatus"], "completed", "{job}");
+    completed_query(&client, "SELECT 1 AS n").await;
 
     // Within a flush or two (every 5 s) the last hour holds every row
     // rendered, by whichever worker, and the query.
