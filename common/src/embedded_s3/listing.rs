@@ -30,10 +30,8 @@ fn walk(
     let mut prefixes = BTreeSet::new();
     let mut folders: Vec<(PathBuf, String)> = vec![(bucket.join(base), base.to_owned())];
     while let Some((folder, folder_key)) = folders.pop() {
-        let entries = match std::fs::read_dir(&folder) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
+        let Some(entries) = gone_is_none(std::fs::read_dir(&folder))? else {
+            continue;
         };
         for entry in entries {
             let entry = entry?;
@@ -41,7 +39,10 @@ fn walk(
                 continue;
             };
             let key = format!("{folder_key}{name}");
-            let kind = entry.file_type()?;
+            // An object deleted while the folder is walked is not listed.
+            let Some(kind) = gone_is_none(entry.file_type())? else {
+                continue;
+            };
             if kind.is_dir() {
                 let key = format!("{key}/");
                 if !(key.starts_with(prefix) || prefix.starts_with(&key)) {
@@ -59,7 +60,9 @@ fn walk(
                     prefixes.insert(common.to_owned());
                     continue;
                 }
-                let metadata = entry.metadata()?;
+                let Some(metadata) = gone_is_none(entry.metadata())? else {
+                    continue;
+                };
                 objects.push(Object {
                     key: Some(key),
                     size: Some(i64::try_from(metadata.len()).unwrap_or(i64::MAX)),
@@ -81,13 +84,28 @@ fn folded<'k>(key: &'k str, prefix: &str, delimiter: Option<&str>) -> Option<&'k
     Some(&key[..prefix.len() + at + delimiter.len()])
 }
 
-/// Whether any file lies under `folder` (an empty folder lists nothing).
+/// `None` for what was removed meanwhile (`NotFound`), else the result.
+fn gone_is_none<T>(result: io::Result<T>) -> io::Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether any file lies under `folder` (an empty or vanished folder lists
+/// nothing).
 fn holds_a_file(folder: &Path) -> io::Result<bool> {
     let mut folders = vec![folder.to_owned()];
     while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder)? {
+        let Some(entries) = gone_is_none(std::fs::read_dir(&folder))? else {
+            continue;
+        };
+        for entry in entries {
             let entry = entry?;
-            let kind = entry.file_type()?;
+            let Some(kind) = gone_is_none(entry.file_type())? else {
+                continue;
+            };
             if kind.is_file() {
                 return Ok(true);
             }
@@ -163,4 +181,22 @@ pub(super) fn list_objects_v2(
         start_after: input.start_after,
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_gone_before_it_is_walked_lists_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("t/year=2024");
+        assert!(!holds_a_file(&gone).unwrap());
+        let (objects, prefixes) = walk(dir.path(), "t/year=2024/", Some("/")).unwrap();
+        assert!(objects.is_empty() && prefixes.is_empty());
+        std::fs::create_dir_all(gone.join("month=1")).unwrap();
+        assert!(!holds_a_file(&gone).unwrap(), "empty folders hold no file");
+        std::fs::write(gone.join("month=1/a.parquet"), b"x").unwrap();
+        assert!(holds_a_file(&gone).unwrap());
+    }
 }
