@@ -4,6 +4,7 @@
 //! including the embedded one) — plus the audit lake on top of S3, and
 //! the TLS files of the clients of all three.
 
+pub mod buffers;
 pub mod config;
 pub mod embedded_s3;
 pub mod fleet;

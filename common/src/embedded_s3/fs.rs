@@ -25,7 +25,7 @@
 //! abort). Both write the same files, so either can read the other's.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -267,22 +267,27 @@ fn rename_into_place(tmp: &Path, dest: &Path) -> io::Result<()> {
     std::fs::rename(tmp, dest)
 }
 
-/// A block being written; gives the file and the emptied buffer back.
-type BlockWrite = JoinHandle<io::Result<(File, Vec<u8>)>>;
+/// A block being written; gives the file and the emptied list back.
+type BlockWrite = JoinHandle<io::Result<(File, Vec<Bytes>)>>;
 
+/// Writes the body's chunks as they came (no copy into a buffer), about
+/// [`WRITE_BLOCK`] bytes per write, the next block arriving while the last
+/// one is written.
 async fn write_blocks(mut body: StreamingBlob, tmp: PathBuf, dest: PathBuf) -> S3Result<u64> {
     let tmp_for_create = tmp.clone();
     let mut file = Some(blocking(move || File::create(&tmp_for_create)).await?);
     let mut writing: Option<BlockWrite> = None;
-    let mut block = Vec::with_capacity(WRITE_BLOCK);
+    let mut block: Vec<Bytes> = Vec::new();
+    let mut block_len = 0;
     let mut size = 0u64;
     let mut body_done = false;
     while !body_done {
         match body.next().await {
             Some(Ok(bytes)) => {
                 size += bytes.len() as u64;
-                block.extend_from_slice(&bytes);
-                if block.len() < WRITE_BLOCK {
+                block_len += bytes.len();
+                block.push(bytes);
+                if block_len < WRITE_BLOCK {
                     continue;
                 }
             }
@@ -296,12 +301,13 @@ async fn write_blocks(mut body: StreamingBlob, tmp: PathBuf, dest: PathBuf) -> S
                 file = Some(f);
                 spare
             }
-            None => Vec::with_capacity(WRITE_BLOCK),
+            None => Vec::new(),
         };
         let full = std::mem::replace(&mut block, spare);
+        block_len = 0;
         let mut f = file.take().expect("the file is back from the last write");
         writing = Some(tokio::task::spawn_blocking(move || {
-            f.write_all(&full)?;
+            write_all_chunks(&mut f, &full)?;
             let mut full = full;
             full.clear();
             Ok((f, full))
@@ -315,6 +321,22 @@ async fn write_blocks(mut body: StreamingBlob, tmp: PathBuf, dest: PathBuf) -> S
     Ok(size)
 }
 
+/// Writes `chunks` one after the other with vectored writes.
+fn write_all_chunks(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut slices = &mut slices[..];
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut slices, written),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// A GET body: blocks read by a blocking thread, handed over a channel.
 struct ReadBlocks(mpsc::Receiver<io::Result<Bytes>>);
 
@@ -323,6 +345,38 @@ impl Stream for ReadBlocks {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.0.poll_recv(cx)
+    }
+}
+
+/// A read block of [`READ_BLOCK`] bytes that goes back to a small pool
+/// when the body that holds it is sent: a GET reads into buffers already
+/// mapped and initialised, not into new zeroed ones.
+struct ReadBuffer(Vec<u8>);
+
+/// Read buffers kept for reuse at most (a few GETs' worth).
+const POOLED_READ_BUFFERS: usize = 32;
+
+static READ_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+impl ReadBuffer {
+    fn take() -> Self {
+        let pooled = READ_BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        ReadBuffer(pooled.unwrap_or_else(|| vec![0; READ_BLOCK]))
+    }
+}
+
+impl AsRef<[u8]> for ReadBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for ReadBuffer {
+    fn drop(&mut self) {
+        let mut pool = READ_BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOLED_READ_BUFFERS {
+            pool.push(std::mem::take(&mut self.0));
+        }
     }
 }
 
@@ -337,16 +391,15 @@ fn read_blocks(mut file: File, start: u64, len: u64) -> ReadBlocks {
         }
         let mut left = len;
         while left > 0 {
-            let mut block = vec![0u8; READ_BLOCK.min(left as usize)];
-            let read = match file.read_exact(&mut block) {
-                Ok(()) => block.len(),
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            };
-            left -= read as u64;
-            if tx.blocking_send(Ok(Bytes::from(block))).is_err() {
+            let mut block = ReadBuffer::take();
+            let want = READ_BLOCK.min(left as usize);
+            if let Err(e) = file.read_exact(&mut block.0[..want]) {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            left -= want as u64;
+            let block = Bytes::from_owner(block).slice(..want);
+            if tx.blocking_send(Ok(block)).is_err() {
                 return;
             }
         }

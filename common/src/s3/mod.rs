@@ -20,7 +20,14 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
+use crate::buffers::Pool;
 use crate::config::S3Config;
+
+/// GET bodies of at least this many bytes are gathered into pooled buffers
+/// (the allocator maps such sizes on their own).
+const POOLED_BODY: usize = 1 << 20;
+/// Pooled GET buffers: a few chunks' column fetches.
+static GET_BODIES: Pool = Pool::new(2, 4 << 20);
 
 /// The backoff of the one S3 retry policy (`s3.max_attempts` attempts):
 /// jittered, from this delay doubling up to [`RETRY_MAX_BACKOFF`].
@@ -249,11 +256,22 @@ impl ObjectStore {
             request = request.range(format!("bytes={}-{}", range.start, range.end - 1));
         }
         let out = request.send().await.map_err(|e| classify(e, bucket, key))?;
-        let body =
-            out.body.collect().await.map_err(|e| {
-                StorageError::Transient(format!("reading s3://{bucket}/{key}: {e}"))
-            })?;
-        Ok(body.into_bytes())
+        let reading = |e: &dyn std::fmt::Display| {
+            StorageError::Transient(format!("reading s3://{bucket}/{key}: {e}"))
+        };
+        let len = usize::try_from(out.content_length().unwrap_or(0)).unwrap_or(0);
+        if len < POOLED_BODY {
+            let body = out.body.collect().await.map_err(|e| reading(&e))?;
+            return Ok(body.into_bytes());
+        }
+        // A large body (a Parquet reader's column chunks) gathered into a
+        // buffer that has been written before (see `crate::buffers`).
+        let mut buffer = GET_BODIES.take(len);
+        let mut body = out.body;
+        while let Some(chunk) = body.next().await {
+            buffer.extend_from_slice(&chunk.map_err(|e| reading(&e))?);
+        }
+        Ok(GET_BODIES.into_bytes(buffer))
     }
 
     /// Streams an object (or a range of it) without buffering it whole.

@@ -10,6 +10,7 @@ use auditx_proto::{AssembleOutcome, MeterId, PresignedFile, RequestId, TenantId}
 use bytes::Bytes;
 use chrono::Utc;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::context::Services;
 use crate::error::DriveError;
@@ -107,6 +108,30 @@ pub async fn write_manifest(
         .put(bucket, &key, Bytes::from(body), "application/json")
         .await?;
     Ok(key)
+}
+
+/// Deletes, in the background, staged chunks whose every byte is in
+/// completed files: no task of the job reads them again (a late duplicate
+/// that does fails, and a failure after a success is ignored). On the
+/// embedded endpoint a chunk's pages are then dropped before they are
+/// written to disk; a chunk not deleted here goes at the job's end.
+pub fn delete_staged_chunks(services: &Services, request_id: &RequestId, keys: Vec<String>) {
+    if keys.is_empty() {
+        return;
+    }
+    let store = services.store.clone();
+    let bucket = services.config.s3.export_bucket.clone();
+    let request_id = request_id.clone();
+    tokio::spawn(
+        async move {
+            for key in keys {
+                if let Err(error) = store.delete(&bucket, &key).await {
+                    tracing::debug!(%request_id, key, %error, "staged chunk not deleted yet");
+                }
+            }
+        }
+        .in_current_span(),
+    );
 }
 
 pub async fn delete_staging(services: &Services, spec: &JobSpec) -> Result<(), StorageError> {

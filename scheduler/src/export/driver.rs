@@ -172,7 +172,8 @@ impl<'a> JobDriver<'a> {
         };
         for outcome in ready {
             completion::complete_file(self.services, &outcome).await?;
-            work.file_completed(outcome.file);
+            let done = work.file_completed(outcome.file);
+            completion::delete_staged_chunks(self.services, self.id(), done);
         }
         if work.is_complete() {
             return self

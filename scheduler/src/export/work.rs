@@ -37,6 +37,8 @@ pub struct JobWork {
     assembling: BTreeMap<u32, Assembly>,
     assembled: BTreeMap<u32, AssembleOutcome>,
     completed: BTreeSet<u32>,
+    /// Bytes of each staging object that completed files hold.
+    in_completed_files: HashMap<String, u64>,
 }
 
 /// The assembly of one file so far: the prefix stages reported, and the
@@ -82,6 +84,7 @@ impl JobWork {
             assembling: BTreeMap::new(),
             assembled: BTreeMap::new(),
             completed: BTreeSet::new(),
+            in_completed_files: HashMap::new(),
         }
     }
 
@@ -340,8 +343,30 @@ impl JobWork {
         Ok(ready)
     }
 
-    pub fn file_completed(&mut self, file: FileIndex) {
-        self.completed.insert(file.0);
+    /// Notes `file` completed; returns the staging objects no file still
+    /// to be completed reads from: every byte of their chunk is in
+    /// completed files (a chunk cut between two files waits for both).
+    pub fn file_completed(&mut self, file: FileIndex) -> Vec<String> {
+        if !self.completed.insert(file.0) {
+            return Vec::new();
+        }
+        let Some(extent) = self.files.iter().find(|f| f.index == file) else {
+            return Vec::new();
+        };
+        let mut touched = BTreeSet::new();
+        for segment in &extent.segments {
+            *self
+                .in_completed_files
+                .entry(segment.key.clone())
+                .or_default() += segment.end - segment.start;
+            touched.insert(segment.key.as_str());
+        }
+        self.rendered
+            .values()
+            .filter(|chunk| chunk.bytes > 0 && touched.contains(chunk.staging_key.as_str()))
+            .filter(|chunk| self.in_completed_files.get(&chunk.staging_key) == Some(&chunk.bytes))
+            .map(|chunk| chunk.staging_key.clone())
+            .collect()
     }
 
     /// Chunks to dispatch now, lowest first, keeping at most `max_in_flight`
@@ -561,9 +586,26 @@ mod tests {
         w.apply(reports).unwrap();
         let ready = w.files_to_complete().unwrap();
         assert_eq!(ready.len(), 2);
-        ready.iter().for_each(|o| w.file_completed(o.file));
+        ready.iter().for_each(|o| {
+            w.file_completed(o.file);
+        });
         assert!(w.is_complete());
         assert_eq!(w.progress().rows, 17);
+    }
+
+    #[test]
+    fn a_staged_chunk_is_released_once_every_file_holding_it_is_completed() {
+        let mut w = work(3);
+        // Files of 10 rows: file 0 is chunk 0 and half of chunk 1, file 1
+        // the other half and chunk 2.
+        let reports = [(0, 5), (1, 10), (2, 5)].map(|(c, rows)| rendered(&w, c, rows));
+        w.apply(reports.to_vec()).unwrap();
+        assert_eq!(w.cut_files(), 2);
+        let key = |c: u32| w.staging_key(ChunkId(c));
+        let (k0, k1, k2) = (key(0), key(1), key(2));
+        assert_eq!(w.file_completed(FileIndex(0)), vec![k0]);
+        assert_eq!(w.file_completed(FileIndex(0)), Vec::<String>::new(), "once");
+        assert_eq!(w.file_completed(FileIndex(1)), vec![k1, k2]);
     }
 
     #[test]

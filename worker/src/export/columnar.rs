@@ -14,7 +14,7 @@ use auditx_lake::audit_trail::schema::audit_columns as ac;
 
 use crate::error::WorkerError;
 use crate::export::chunk::{Fields, RenderedChunk, PAYLOAD};
-use crate::export::{csv, jsonl};
+use crate::export::{buffers, csv, jsonl};
 
 /// The lake columns an export row is made of, in CSV order (the run's
 /// status, fifth in the export, comes from the runs table): four always
@@ -137,7 +137,7 @@ fn render_text(
 ) -> Result<RenderedChunk, WorkerError> {
     let rows = Ordered::new(batches)?;
     let stride = stride.max(1) as usize;
-    let mut bytes = Vec::with_capacity(rows.text_len() + rows.order.len() * per_row);
+    let mut bytes = buffers::take(rows.text_len() + rows.order.len() * per_row);
     let mut row_offsets = Vec::with_capacity(rows.order.len().div_ceil(stride));
     let mut statuses = StatusLookup::new(run_statuses);
     for (i, &(time, batch, row)) in rows.order.iter().enumerate() {

@@ -3,6 +3,7 @@
 //! CSV, JSON Lines or Parquet.
 
 pub mod assemble;
+pub mod buffers;
 pub mod chunk;
 pub mod columnar;
 pub mod csv;

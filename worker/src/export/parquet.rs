@@ -47,7 +47,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::error::WorkerError;
 use crate::export::chunk::RenderedChunk;
-use crate::export::columnar;
+use crate::export::{buffers, columnar};
 
 /// The magic at both ends of a Parquet file.
 pub const MAGIC: &[u8; 4] = b"PAR1";
@@ -129,7 +129,7 @@ pub fn render_parquet(
     let rows = columnar::Ordered::new(batches)?;
     let stride = stride.max(1) as usize;
     let schema = schema();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties()))
+    let mut writer = ArrowWriter::try_new(buffers::take(0), schema.clone(), Some(properties()))
         .map_err(parquet_error)?;
     let mut statuses = columnar::StatusLookup::new(run_statuses);
     for group in rows.order.chunks(stride) {

@@ -4,10 +4,9 @@
 use auditx_common::s3::ObjectStore;
 use auditx_lake::audit_trail::read::{ChunkRead, EventIdRange};
 use auditx_proto::{OutputFormat, RenderOutcome, RenderTask};
-use bytes::Bytes;
 
 use crate::error::WorkerError;
-use crate::export::{columnar, parquet};
+use crate::export::{buffers, columnar, parquet};
 
 /// Reads the chunk's rows from the lake, renders them in export order and
 /// writes them to `task.staging_key` in the export bucket.
@@ -54,7 +53,7 @@ pub async fn render_chunk(
         .put(
             export_bucket,
             &task.staging_key,
-            Bytes::from(rendered.bytes),
+            buffers::into_bytes(rendered.bytes),
             task.format.content_type(),
         )
         .await?;
