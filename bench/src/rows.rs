@@ -23,7 +23,8 @@ use crate::args::Format;
 /// Rows and the SHA-256 of their canonical form (see the module
 /// documentation) of CSV or JSON Lines `files`, in order. Parquet files
 /// are decoded into CSV first ([`crate::duckdb::DuckDb::fingerprint`]);
-/// given here, their raw bytes are hashed, which compares with nothing.
+/// given here (`--no-duckdb`), their rows are counted from their footers
+/// and their raw bytes hashed, which compares with nothing.
 pub async fn fingerprint(format: Format, files: &[PathBuf]) -> anyhow::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut rows = 0;
@@ -31,10 +32,22 @@ pub async fn fingerprint(format: Format, files: &[PathBuf]) -> anyhow::Result<(u
         match format {
             Format::Csv => rows += hash_data_rows(file, &mut hasher).await?,
             Format::Jsonl => rows += hash_json_lines(file, &mut hasher).await?,
-            Format::Parquet => hasher.update(std::fs::read(file)?),
+            Format::Parquet => {
+                let bytes = bytes::Bytes::from(std::fs::read(file)?);
+                rows += parquet_rows(file, bytes.clone())?;
+                hasher.update(&bytes);
+            }
         }
     }
     Ok((rows, hex::encode(hasher.finalize())))
+}
+
+/// The rows a Parquet file's footer declares.
+fn parquet_rows(path: &Path, bytes: bytes::Bytes) -> anyhow::Result<u64> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(bytes)
+        .with_context(|| format!("reading the Parquet footer of {}", path.display()))?;
+    Ok(reader.metadata().file_metadata().num_rows() as u64)
 }
 
 /// Feeds a CSV file's bytes after its header line to `hasher`; returns the

@@ -203,4 +203,32 @@ async fn the_bench_finds_duckdbs_rows_in_every_format() {
         counts.push(rows);
     }
     assert!(counts.windows(2).all(|w| w[0] == w[1]), "{counts:?}");
+
+    // Without DuckDB a Parquet export's rows are counted from its footers
+    // (the summary check needs them): the same count as decoded above.
+    let report = bench(
+        &[
+            "--rows",
+            "20000",
+            "--data-dir",
+            data,
+            "--format",
+            "parquet",
+            "--no-duckdb",
+            "--rounds",
+            "1",
+            "--latency-runs",
+            "0",
+            "--load-secs",
+            "0",
+        ],
+        &[],
+    )
+    .await;
+    let ours = line(&report, "auditx embedded");
+    assert_eq!(
+        ours.split_whitespace().last(),
+        Some(counts[0].to_string().as_str()),
+        "{report}"
+    );
 }
