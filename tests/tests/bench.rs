@@ -164,30 +164,20 @@ async fn the_bench_finds_duckdbs_rows_in_every_format() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("bench");
     let data = data.to_str().unwrap();
+    // One round of a 20,000-row export as `format`, with `more` arguments.
+    let one_round = |format: &'static str, more: &'static [&'static str]| {
+        let mut args = vec!["--rows", "20000", "--data-dir", data, "--format", format];
+        args.extend(["--rounds", "1", "--latency-runs", "0", "--load-secs", "0"]);
+        args.extend(more);
+        async move { bench(&args, &[]).await }
+    };
     let mut counts = Vec::new();
     for (format, identical) in [
         ("csv", "bytes: identical"),
         ("jsonl", "rows: identical (JSON lines parsed)"),
         ("parquet", "rows: identical (Parquet decoded)"),
     ] {
-        let report = bench(
-            &[
-                "--rows",
-                "20000",
-                "--data-dir",
-                data,
-                "--format",
-                format,
-                "--rounds",
-                "1",
-                "--latency-runs",
-                "0",
-                "--load-secs",
-                "0",
-            ],
-            &[],
-        )
-        .await;
+        let report = one_round(format, &[]).await;
         assert!(
             line(&report, "== auditx bench").contains(&format!(" as {format},")),
             "{report}"
@@ -206,25 +196,7 @@ async fn the_bench_finds_duckdbs_rows_in_every_format() {
 
     // Without DuckDB a Parquet export's rows are counted from its footers
     // (the summary check needs them): the same count as decoded above.
-    let report = bench(
-        &[
-            "--rows",
-            "20000",
-            "--data-dir",
-            data,
-            "--format",
-            "parquet",
-            "--no-duckdb",
-            "--rounds",
-            "1",
-            "--latency-runs",
-            "0",
-            "--load-secs",
-            "0",
-        ],
-        &[],
-    )
-    .await;
+    let report = one_round("parquet", &["--no-duckdb"]).await;
     let ours = line(&report, "auditx embedded");
     assert_eq!(
         ours.split_whitespace().last(),
