@@ -751,3 +751,49 @@ async fn listing_keeps_s3s_rules_for_prefixes_delimiters_and_pages() {
         ]
     );
 }
+
+/// Deleting a key is done however many deletes of it race, and deleting a
+/// missing key is not an error (S3 answers 204 both times): the scheduler
+/// deletes a chunk as soon as it is no longer needed while the job's end
+/// may be deleting the whole staging prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_deletes_of_a_key_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = EmbeddedS3::start(dir.path(), "127.0.0.1:0".parse().unwrap(), "ak", "sk")
+        .await
+        .unwrap();
+    let mut config = server.client_config(&S3Config::default());
+    // One attempt: a 500 must show, not be retried away.
+    config.max_attempts = 1;
+    let store = ObjectStore::new(&config);
+    let bucket = config.export_bucket.clone();
+    store.ensure_bucket(&bucket).await.unwrap();
+
+    store.delete(&bucket, "never/written.csv").await.unwrap();
+    assert!(store.delete("no-such-bucket", "a.csv").await.is_err());
+    for round in 0..40 {
+        let key = format!("_staging/job/chunk-{round:06}.csv");
+        store
+            .put(
+                &bucket,
+                &key,
+                Bytes::from(pattern(4096, round as u8)),
+                "text/csv",
+            )
+            .await
+            .unwrap();
+        let deletes: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, bucket, key) = (store.clone(), bucket.clone(), key.clone());
+                tokio::spawn(async move { store.delete(&bucket, &key).await })
+            })
+            .collect();
+        for delete in deletes {
+            delete
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
+        }
+        assert_eq!(store.head(&bucket, &key).await.unwrap(), None);
+    }
+}

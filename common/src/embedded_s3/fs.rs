@@ -16,12 +16,14 @@
 //! of an upload are appended to one file in order while it goes on
 //! ([`super::assembly`]), so completing appends what is missing and renames.
 //!
-//! Listing walks only the folder of the prefix (`super::listing`).
+//! Listing walks only the folder of the prefix (`super::listing`). Deleting
+//! an object that is already gone succeeds, as on S3 (s3s-fs answered 500
+//! when two deletes of one key raced).
 //!
 //! A request that asks for a digest check (Content-MD5 or an
 //! `x-amz-checksum-*`), a conditional write, or anything else this fast
 //! path does not handle goes to s3s-fs unchanged, as does every other
-//! operation (listing v1, HEAD, deletes, bucket calls, uploads' creation and
+//! operation (listing v1, HEAD, deleting folders and batches, bucket calls, uploads' creation and
 //! abort). Both write the same files, so either can read the other's.
 
 use std::fs::File;
@@ -548,11 +550,27 @@ impl S3 for FastFs {
         self.inner.copy_object(req).await
     }
 
+    /// An object's file removed; a key that is already gone (never written,
+    /// or removed by a delete racing this one) is deleted too, as S3 answers
+    /// 204 for both. s3s-fs checks that the file exists, then removes it,
+    /// and answers 500 when another delete removed it in between. Folder
+    /// keys (`…/`) stay s3s-fs's.
     async fn delete_object(
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        self.inner.delete_object(req).await
+        if req.input.key.ends_with('/') {
+            return self.inner.delete_object(req).await;
+        }
+        let path = self.object_path(&req.input.bucket, &req.input.key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.bucket_exists(&req.input.bucket)?;
+            }
+            Err(e) => return Err(internal(e)),
+        }
+        Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
     async fn delete_objects(
