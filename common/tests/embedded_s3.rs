@@ -26,11 +26,17 @@ struct Endpoint {
 }
 
 async fn start() -> Endpoint {
+    start_with(|_| {}).await
+}
+
+/// An endpoint whose client's configuration `tune` has changed.
+async fn start_with(tune: impl FnOnce(&mut S3Config)) -> Endpoint {
     let dir = tempfile::tempdir().unwrap();
     let server = EmbeddedS3::start(dir.path(), "127.0.0.1:0".parse().unwrap(), "ak", "sk")
         .await
         .unwrap();
-    let config = server.client_config(&S3Config::default());
+    let mut config = server.client_config(&S3Config::default());
+    tune(&mut config);
     let store = ObjectStore::new(&config);
     store.ensure_bucket(&config.export_bucket).await.unwrap();
     Endpoint {
@@ -758,24 +764,17 @@ async fn listing_keeps_s3s_rules_for_prefixes_delimiters_and_pages() {
 /// may be deleting the whole staging prefix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_deletes_of_a_key_all_succeed() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = EmbeddedS3::start(dir.path(), "127.0.0.1:0".parse().unwrap(), "ak", "sk")
-        .await
-        .unwrap();
-    let mut config = server.client_config(&S3Config::default());
     // One attempt: a 500 must show, not be retried away.
-    config.max_attempts = 1;
-    let store = ObjectStore::new(&config);
-    let bucket = config.export_bucket.clone();
-    store.ensure_bucket(&bucket).await.unwrap();
+    let s3 = start_with(|config| config.max_attempts = 1).await;
+    let (store, bucket) = (&s3.store, &s3.bucket);
 
-    store.delete(&bucket, "never/written.csv").await.unwrap();
+    store.delete(bucket, "never/written.csv").await.unwrap();
     assert!(store.delete("no-such-bucket", "a.csv").await.is_err());
     for round in 0..40 {
         let key = format!("_staging/job/chunk-{round:06}.csv");
         store
             .put(
-                &bucket,
+                bucket,
                 &key,
                 Bytes::from(pattern(4096, round as u8)),
                 "text/csv",
@@ -794,6 +793,6 @@ async fn racing_deletes_of_a_key_all_succeed() {
                 .unwrap()
                 .unwrap_or_else(|e| panic!("{key}: {e}"));
         }
-        assert_eq!(store.head(&bucket, &key).await.unwrap(), None);
+        assert_eq!(store.head(bucket, &key).await.unwrap(), None);
     }
 }
