@@ -327,6 +327,7 @@ async fn write_blocks(mut body: StreamingBlob, tmp: PathBuf, dest: PathBuf) -> S
 fn write_all_chunks(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
     let mut slices: Vec<IoSlice> = chunks.iter().map(|c| IoSlice::new(c)).collect();
     let mut slices = &mut slices[..];
+    // Drops leading empty chunks: a write of only empty slices returns 0.
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
         match file.write_vectored(slices) {

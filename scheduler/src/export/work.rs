@@ -586,9 +586,9 @@ mod tests {
         w.apply(reports).unwrap();
         let ready = w.files_to_complete().unwrap();
         assert_eq!(ready.len(), 2);
-        ready.iter().for_each(|o| {
-            w.file_completed(o.file);
-        });
+        for outcome in &ready {
+            w.file_completed(outcome.file);
+        }
         assert!(w.is_complete());
         assert_eq!(w.progress().rows, 17);
     }

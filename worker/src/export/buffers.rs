@@ -2,8 +2,8 @@
 //!
 //! A chunk renders into one buffer of 10–20 MB that lives until its
 //! staging upload is sent; a profile of a 5 M-row export had 7 % of its CPU
-//! in the page faults of a new buffer per chunk. The pool keeps one or two
-//! per worker loop.
+//! in the page faults of a new buffer per chunk. The process keeps two,
+//! shared by its worker loops (one each with the default two loops).
 
 use auditx_common::buffers::Pool;
 use bytes::Bytes;
