@@ -216,7 +216,26 @@ pub async fn run_all_in_one(
     workers: usize,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let config = Arc::new(fit_to_local_workers(&config, workers));
     run_roles(config, backends, Some(listener), workers, true, shutdown).await
+}
+
+/// `config` for a process whose own worker loops are the only ones taking
+/// its tasks: a job keeps at most one render task fewer in flight than the
+/// loops have task slots (and at least two). More cannot render faster on
+/// the same cores: they wait in the queue ahead of the stages that assemble
+/// and hash the job's file, or render side by side, each holding its
+/// chunk's rows and bytes. With eight in flight on four slots, a 5 M-row
+/// JSON Lines export finished hashing its file 0.8 s after its last chunk
+/// and peaked at 204–209 MiB; with three, 0.2 s and 173–174 MiB, in the
+/// same time (`docs/performance.md`).
+pub fn fit_to_local_workers(config: &Config, workers: usize) -> Config {
+    let mut config = config.clone();
+    let slots = workers.saturating_mul(usize::from(config.worker.concurrency));
+    let fit = u32::try_from(slots.saturating_sub(1).max(2)).unwrap_or(u32::MAX);
+    let export = &mut config.export;
+    export.max_chunks_in_flight = export.max_chunks_in_flight.min(fit);
+    config
 }
 
 /// Runs the chosen roles until `shutdown` fires or one of them fails (which
@@ -294,4 +313,30 @@ pub fn shutdown_on_signal(token: CancellationToken) {
         tracing::info!("shutdown requested, finishing in-flight work");
         token.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_flight(configured: u32, workers: usize, concurrency: u16) -> u32 {
+        let mut config = Config::default();
+        config.export.max_chunks_in_flight = configured;
+        config.worker.concurrency = concurrency;
+        fit_to_local_workers(&config, workers)
+            .export
+            .max_chunks_in_flight
+    }
+
+    #[test]
+    fn a_job_leaves_the_local_loops_a_slot_for_assembly() {
+        // The embedded default: two workers of two loops each.
+        assert_eq!(in_flight(8, 2, 2), 3);
+        // Never below two, so that one chunk renders while the next is read.
+        assert_eq!(in_flight(8, 1, 1), 2);
+        assert_eq!(in_flight(8, 1, 2), 2);
+        // Enough loops: the configured bound holds, as does a lower one.
+        assert_eq!(in_flight(8, 8, 2), 8);
+        assert_eq!(in_flight(1, 2, 2), 1);
+    }
 }
