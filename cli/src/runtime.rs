@@ -216,12 +216,12 @@ pub async fn run_all_in_one(
     workers: usize,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let config = Arc::new(fit_to_local_workers(&config, workers));
     run_roles(config, backends, Some(listener), workers, true, shutdown).await
 }
 
 /// `config` for a process whose own worker loops are the only ones taking
-/// its tasks: a job keeps at most one render task fewer in flight than the
+/// its tasks (the embedded default's in-process queue; not RabbitMQ, where
+/// other processes' workers may take them too): a job keeps at most one render task fewer in flight than the
 /// loops have task slots (and at least two). More cannot render faster on
 /// the same cores: they wait in the queue ahead of the stages that assemble
 /// and hash the job's file, or render side by side, each holding its

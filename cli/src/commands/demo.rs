@@ -107,7 +107,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let api = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(runtime::run_all_in_one(
-        Arc::new(config),
+        Arc::new(runtime::fit_to_local_workers(&config, args.workers)),
         embedded.backends,
         listener,
         args.workers,

@@ -61,7 +61,7 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     shutdown_on_signal(shutdown.clone());
     runtime::run_all_in_one(
-        Arc::new(config),
+        Arc::new(runtime::fit_to_local_workers(&config, args.workers)),
         embedded.backends,
         listener,
         args.workers,
