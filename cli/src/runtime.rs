@@ -221,11 +221,11 @@ pub async fn run_all_in_one(
 
 /// `config` for a process whose own worker loops are the only ones taking
 /// its tasks (the embedded default's in-process queue; not RabbitMQ, where
-/// other processes' workers may take them too): a job keeps at most one render task fewer in flight than the
-/// loops have task slots (and at least two). More cannot render faster on
-/// the same cores: they wait in the queue ahead of the stages that assemble
-/// and hash the job's file, or render side by side, each holding its
-/// chunk's rows and bytes. With eight in flight on four slots, a 5 M-row
+/// other processes' workers may take them too): a job keeps at most one
+/// render task fewer in flight than the loops have task slots (and at
+/// least two). More cannot render faster on the same cores: they wait in
+/// the queue ahead of the stages that assemble and hash the job's file, or
+/// render side by side, each holding its chunk's rows and bytes. With eight in flight on four slots, a 5 M-row
 /// JSON Lines export finished hashing its file 0.8 s after its last chunk
 /// and peaked at 204–209 MiB; with three, 0.2 s and 173–174 MiB, in the
 /// same time (`docs/performance.md`).
