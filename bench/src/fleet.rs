@@ -185,6 +185,16 @@ impl Fleet {
         Ok(cpu)
     }
 
+    /// Bytes every process has had written to the disk so far (dirtied
+    /// pages, less those of files truncated or deleted before write-back).
+    pub fn disk_bytes(&mut self) -> anyhow::Result<Vec<(String, u64)>> {
+        let mut written = Vec::new();
+        for proc in &mut self.procs {
+            written.push((proc.name.clone(), disk_bytes_of(proc.pid()?)?));
+        }
+        Ok(written)
+    }
+
     /// Stops every process and deletes the exports they wrote.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         for proc in &mut self.procs {
@@ -334,6 +344,19 @@ fn cpu_seconds_of(pid: u32) -> anyhow::Result<f64> {
         Ok(fields.get(i).context("short /proc stat")?.parse()?)
     };
     Ok((ticks(11)? + ticks(12)?) as f64 / 100.0)
+}
+
+/// `write_bytes` less `cancelled_write_bytes` of `/proc/<pid>/io`.
+fn disk_bytes_of(pid: u32) -> anyhow::Result<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        let line = io
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .with_context(|| format!("no {name} in /proc io"))?;
+        Ok(line.trim().parse()?)
+    };
+    Ok(field("write_bytes:")?.saturating_sub(field("cancelled_write_bytes:")?))
 }
 
 fn peak_rss_of(pid: u32) -> anyhow::Result<u64> {

@@ -113,6 +113,7 @@ async fn run_product(
     println!("{}: exporting meter {} …", fleet.label, lake::BIG_METER);
     let downloads = dir.join("downloads").join(fleet.slug());
     let cpu_before = fleet.cpu_seconds()?;
+    let disk_before = fleet.disk_bytes()?;
     let export = export::timed(
         &fleet.client,
         lake::BIG_METER,
@@ -126,6 +127,12 @@ async fn run_product(
         .into_iter()
         .zip(cpu_before)
         .map(|((name, after), (_, before))| (name, after - before))
+        .collect();
+    let disk = fleet
+        .disk_bytes()?
+        .into_iter()
+        .zip(disk_before)
+        .map(|((name, after), (_, before))| (name, after.saturating_sub(before)))
         .collect();
     println!(
         "  {} rows in {} file(s), {:.2} s",
@@ -161,6 +168,7 @@ async fn run_product(
         export,
         peaks,
         cpu,
+        disk,
         latency,
         query_latency,
         online,

@@ -23,6 +23,8 @@ pub struct Run {
     pub peaks: Vec<(String, u64)>,
     /// (process, CPU seconds used during the large export)
     pub cpu: Vec<(String, f64)>,
+    /// (process, bytes it had written to the disk during the large export)
+    pub disk: Vec<(String, u64)>,
     pub latency: Option<Latency>,
     /// Sequential data queries of the 1,000-row table, submit → completed.
     pub query_latency: Option<Latency>,
@@ -131,6 +133,13 @@ pub fn print(
             run.export.chunks,
             cpu.join(", ")
         );
+    }
+    println!("Written to the disk during the export (less what was deleted before write-back):");
+    for run in runs {
+        let disk: Vec<String> = (run.disk.iter())
+            .map(|(name, bytes)| format!("{name} {:.2} GB", *bytes as f64 / 1e9))
+            .collect();
+        println!("  auditx {}: {}", run.label, disk.join(", "));
     }
     if let Some((first, rest)) = runs.split_first() {
         for run in rest {

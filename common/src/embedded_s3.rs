@@ -9,7 +9,7 @@
 //! anonymous probes cannot flood the logs. Server errors (5xx) still log at
 //! error, from s3s and from here.
 
-mod assembly;
+mod composite;
 pub mod fs;
 mod listing;
 mod parts;

@@ -8,13 +8,12 @@
 //! the profile. Here objects and parts are written in 1 MiB blocks and read
 //! in 256 KiB blocks by one blocking thread per request; `UploadPartCopy`
 //! copies nothing (the source's file is pinned by a hard link and the range
-//! recorded), multipart uploads are completed by the kernel
-//! (`copy_file_range` through [`std::io::copy`], several parts at once) or,
-//! for one whole part, by a rename; and ETags are opaque identifiers unique per
-//! write — S3 only promises that an ETag changes when the object does; the
-//! ETags of multipart objects are not MD5 digests on AWS either. The parts
-//! of an upload are appended to one file in order while it goes on
-//! ([`super::assembly`]), so completing appends what is missing and renames.
+//! recorded), a multipart upload is completed without copying its bytes:
+//! the object is kept as its parts ([`super::composite`]), or, for one
+//! whole part, the part's file is renamed into place; and ETags are opaque
+//! identifiers unique per write — S3 only promises that an ETag changes
+//! when the object does; the ETags of multipart objects are not MD5
+//! digests on AWS either.
 //!
 //! Listing walks only the folder of the prefix (`super::listing`). Deleting
 //! an object that is already gone succeeds, as on S3 (s3s-fs answered 500
@@ -24,13 +23,17 @@
 //! `x-amz-checksum-*`), a conditional write, or anything else this fast
 //! path does not handle goes to s3s-fs unchanged, as does every other
 //! operation (listing v1, HEAD, deleting folders and batches, bucket calls, uploads' creation and
-//! abort). Both write the same files, so either can read the other's.
+//! abort). Both write the same files, so either can read the other's; the
+//! calls that replace or delete objects drop the pieces of a composite
+//! object they replace, and CopyObject first makes a composite source a
+//! plain file (s3s-fs reads the source's file).
 
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -44,11 +47,9 @@ use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result, S3};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::assembly::Assemblies;
+use super::composite::{self, Segment};
 use super::parts::{part_data, part_path, ref_paths, PartData};
 
-/// Threads concatenating the parts of one upload at most.
-const MAX_CONCATENATING_THREADS: usize = 4;
 /// Bytes gathered before one write to disk.
 const WRITE_BLOCK: usize = 1 << 20;
 /// Bytes per read of a GET.
@@ -58,12 +59,28 @@ const READ_AHEAD: usize = 4;
 /// S3's smallest part other than the last.
 const MIN_PART: u64 = 5 * 1024 * 1024;
 
+/// Whether a PutObject or UploadPart request asks for its body to be
+/// checked against a digest (Content-MD5, an `x-amz-checksum-*`, or one in
+/// the trailer): such requests go to s3s-fs, which verifies them.
+macro_rules! asks_for_digest {
+    ($req:expr) => {{
+        let input = &$req.input;
+        input.content_md5.is_some()
+            || input.checksum_algorithm.is_some()
+            || input.checksum_crc32.is_some()
+            || input.checksum_crc32c.is_some()
+            || input.checksum_crc64nvme.is_some()
+            || input.checksum_sha1.is_some()
+            || input.checksum_sha256.is_some()
+            || $req.trailing_headers.is_some()
+    }};
+}
+
 /// s3s-fs with a faster data path (see the module docs).
 pub struct FastFs {
     inner: s3s_fs::FileSystem,
     root: PathBuf,
     writes: Arc<AtomicU64>,
-    assemblies: Assemblies,
 }
 
 impl std::fmt::Debug for FastFs {
@@ -77,11 +94,11 @@ impl FastFs {
         let inner =
             s3s_fs::FileSystem::new(root).map_err(|e| io::Error::other(format!("{e:?}")))?;
         let root = std::env::current_dir()?.join(root).canonicalize()?;
+        composite::sweep(&root)?;
         Ok(Self {
             inner,
             root,
             writes: Arc::new(AtomicU64::new(0)),
-            assemblies: Assemblies::default(),
         })
     }
 
@@ -148,20 +165,29 @@ impl FastFs {
         tmp_path(&self.root, &self.writes)
     }
 
-    /// Appends the parts of `upload` that are there after those appended
-    /// so far, on a blocking thread, unless one is at it already.
-    fn extend_assembly(&self, upload: &str) {
-        let (root, writes) = (self.root.clone(), self.writes.clone());
-        let assembly = self.assemblies.get(upload, || tmp_path(&root, &writes));
-        let upload = upload.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let Ok(mut assembly) = assembly.try_lock() else {
-                return;
-            };
-            if let Err(error) = assembly.extend(|n| part_data(&root, &upload, n)) {
-                tracing::debug!(upload, %error, "parts not appended ahead of completion");
-            }
-        });
+    /// Runs `write`, which replaces or deletes the object `bucket/key`,
+    /// then drops the pieces of the composite object it replaced, if it
+    /// was one.
+    async fn replacing<T>(
+        &self,
+        bucket: &str,
+        key: &str,
+        write: impl std::future::Future<Output = S3Result<T>>,
+    ) -> S3Result<T> {
+        let Ok(path) = self.object_path(bucket, key) else {
+            return write.await;
+        };
+        let before = composite::inode(&path);
+        let written = write.await;
+        if let Some(inode) = before {
+            let (root, encoded) = (self.root.clone(), Self::encoded(bucket, key));
+            blocking(move || {
+                composite::drop_replaced(&root, &encoded, inode);
+                Ok(())
+            })
+            .await?;
+        }
+        written
     }
 
     /// An opaque ETag, different for every write.
@@ -206,6 +232,55 @@ impl FastFs {
         result
     }
 
+    /// PutObject (the whole body; [`S3::put_object`] drops the pieces of
+    /// a composite object it replaces).
+    async fn put(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let input = &req.input;
+        let checked = asks_for_digest!(req);
+        let special = input.key.ends_with('/')
+            || input.if_match.is_some()
+            || input.if_none_match.is_some()
+            || input.storage_class.is_some()
+            || input.expires.is_some()
+            || input.website_redirect_location.is_some();
+        if checked || special {
+            return self.inner.put_object(req).await;
+        }
+        let PutObjectInput {
+            body,
+            bucket,
+            key,
+            metadata,
+            content_encoding,
+            content_type,
+            content_disposition,
+            content_language,
+            cache_control,
+            ..
+        } = req.input;
+        let body = body.ok_or_else(|| s3_error!(IncompleteBody))?;
+        let path = self.object_path(&bucket, &key)?;
+        self.bucket_exists(&bucket)?;
+        self.write_body(body, path).await?;
+        let attributes = Attributes {
+            user_metadata: metadata,
+            content_encoding,
+            content_type,
+            content_disposition,
+            content_language,
+            cache_control,
+        };
+        let content = serde_json::to_vec(&attributes).map_err(internal)?;
+        let (tmp, dest) = (self.tmp_path(), self.attributes_path(&bucket, &key, None));
+        blocking(move || write_atomically(&tmp, &dest, &content)).await?;
+        let etag = self.new_etag();
+        self.save_etag(&bucket, &key, &etag).await?;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
     async fn save_etag(&self, bucket: &str, key: &str, etag: &str) -> S3Result<()> {
         let content =
             serde_json::to_vec(&serde_json::json!({ "e_tag": etag })).map_err(internal)?;
@@ -220,27 +295,25 @@ pub fn bucket_metadata_prefix(bucket: &str) -> String {
     format!(".bucket-{}.", URL_SAFE_NO_PAD.encode(bucket))
 }
 
-/// Whether a PutObject or UploadPart request asks for its body to be
-/// checked against a digest (Content-MD5, an `x-amz-checksum-*`, or one in
-/// the trailer): such requests go to s3s-fs, which verifies them.
-macro_rules! asks_for_digest {
-    ($req:expr) => {{
-        let input = &$req.input;
-        input.content_md5.is_some()
-            || input.checksum_algorithm.is_some()
-            || input.checksum_crc32.is_some()
-            || input.checksum_crc32c.is_some()
-            || input.checksum_crc64nvme.is_some()
-            || input.checksum_sha1.is_some()
-            || input.checksum_sha256.is_some()
-            || $req.trailing_headers.is_some()
-    }};
-}
-
 /// A temporary file name s3s-fs sweeps away at start-up if left over.
 fn tmp_path(root: &Path, writes: &AtomicU64) -> PathBuf {
     let n = writes.fetch_add(1, Ordering::Relaxed);
     root.join(format!(".tmp.fast-{n}.internal.part"))
+}
+
+/// Gives the file at `path` an inode of its own (a copy through `tmp`,
+/// renamed into place) if another name links it too, so that writing it in
+/// place changes no other name's bytes.
+fn unshare(path: &Path, tmp: &Path) -> io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.nlink() > 1 => {}
+        _ => return Ok(()),
+    }
+    let copied = std::fs::copy(path, tmp).and_then(|_| std::fs::rename(tmp, path));
+    if copied.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    copied
 }
 
 /// Runs blocking file work off the async threads.
@@ -383,73 +456,50 @@ impl Drop for ReadBuffer {
     }
 }
 
-/// Streams `len` bytes of `file` from `start`; stops early if the client
-/// goes away.
-fn read_blocks(mut file: File, start: u64, len: u64) -> ReadBlocks {
+/// Streams the bytes of `segments`, one after the other (`open`: the
+/// first one's file, already open); stops early if the client goes away.
+fn read_blocks(mut open: Option<File>, segments: Vec<Segment>) -> ReadBlocks {
     let (tx, rx) = mpsc::channel(READ_AHEAD);
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = file.seek(SeekFrom::Start(start)) {
-            let _ = tx.blocking_send(Err(e));
-            return;
-        }
-        let mut left = len;
-        while left > 0 {
-            let mut block = ReadBuffer::take();
-            let want = READ_BLOCK.min(left as usize);
-            if let Err(e) = file.read_exact(&mut block.0[..want]) {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-            left -= want as u64;
-            let block = Bytes::from_owner(block).slice(..want);
-            if tx.blocking_send(Ok(block)).is_err() {
-                return;
+        for segment in segments {
+            let file = match open.take() {
+                Some(file) => Ok(file),
+                None => File::open(&segment.path),
+            };
+            match file.and_then(|mut f| send_blocks(&mut f, segment.start, segment.len, &tx)) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
             }
         }
     });
     ReadBlocks(rx)
 }
 
-/// Writes `parts` one after the other into a new file `dest`, several at
-/// once: each copy is the kernel's, on one core, so a large object is
-/// completed by every core (on a file system without reflinks the bytes
-/// are copied, and that is the last step of every export).
-fn concatenate_parts(parts: &[PartData], dest: &Path) -> io::Result<()> {
-    let mut offsets = Vec::with_capacity(parts.len());
-    let mut total = 0;
-    for part in parts {
-        offsets.push(total);
-        total += part.len();
+/// Sends `len` bytes of `file` from `start`, a block at a time; false if
+/// the client went away.
+fn send_blocks(
+    file: &mut File,
+    start: u64,
+    len: u64,
+    tx: &mpsc::Sender<io::Result<Bytes>>,
+) -> io::Result<bool> {
+    file.seek(SeekFrom::Start(start))?;
+    let mut left = len;
+    while left > 0 {
+        let mut block = ReadBuffer::take();
+        let want = READ_BLOCK.min(left as usize);
+        file.read_exact(&mut block.0[..want])?;
+        left -= want as u64;
+        let block = Bytes::from_owner(block).slice(..want);
+        if tx.blocking_send(Ok(block)).is_err() {
+            return Ok(false);
+        }
     }
-    let out = File::create(dest)?;
-    out.set_len(total)?;
-    let copiers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_CONCATENATING_THREADS)
-        .min(parts.len());
-    let next = AtomicUsize::new(0);
-    let copy = || -> io::Result<()> {
-        let mut out = std::fs::OpenOptions::new().write(true).open(dest)?;
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(part) = parts.get(i) else {
-                return Ok(());
-            };
-            out.seek(SeekFrom::Start(offsets[i]))?;
-            part.append_to(&mut out)?;
-        }
-    };
-    std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..copiers).map(|_| scope.spawn(copy)).collect();
-        let mut result = copy();
-        for helper in helpers {
-            let joined = helper
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("a copying thread panicked")));
-            result = result.and(joined);
-        }
-        result
-    })
+    Ok(true)
 }
 
 /// The stored attributes s3s-fs writes (only what a GET returns).
@@ -544,11 +594,29 @@ impl S3 for FastFs {
         self.inner.head_object(req).await
     }
 
+    /// s3s-fs's, which reads the source's file and writes the
+    /// destination's in place (`fs::copy`): a composite source is first
+    /// made a plain file, and a destination whose file is also another
+    /// name's (a copied part or a composite object's piece pins it) first
+    /// gets a file of its own.
     async fn copy_object(
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
-        self.inner.copy_object(req).await
+        if let Ok((bucket, key)) = copy_source(&req.input.copy_source) {
+            let source = self.object_path(bucket, key)?;
+            let (root, encoded, tmp) = (
+                self.root.clone(),
+                Self::encoded(bucket, key),
+                self.tmp_path(),
+            );
+            blocking(move || composite::materialize(&root, &encoded, &source, &tmp)).await?;
+        }
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let (dest, tmp) = (self.object_path(&bucket, &key)?, self.tmp_path());
+        blocking(move || unshare(&dest, &tmp)).await?;
+        self.replacing(&bucket, &key, self.inner.copy_object(req))
+            .await
     }
 
     /// An object's file removed; a key that is already gone (never written,
@@ -563,14 +631,16 @@ impl S3 for FastFs {
         if req.input.key.ends_with('/') {
             return self.inner.delete_object(req).await;
         }
-        let path = self.object_path(&req.input.bucket, &req.input.key)?;
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.bucket_exists(&req.input.bucket)?;
+        let (bucket, key) = (&req.input.bucket, &req.input.key);
+        let path = self.object_path(bucket, key)?;
+        let removed = async {
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => self.bucket_exists(bucket),
+                Err(e) => Err(internal(e)),
             }
-            Err(e) => return Err(internal(e)),
-        }
+        };
+        self.replacing(bucket, key, removed).await?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
@@ -578,7 +648,23 @@ impl S3 for FastFs {
         &self,
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
-        self.inner.delete_objects(req).await
+        let bucket = req.input.bucket.clone();
+        let objects: Vec<(String, u64)> = (req.input.delete.objects.iter())
+            .filter_map(|o| {
+                let inode = composite::inode(&self.object_path(&bucket, &o.key).ok()?)?;
+                Some((Self::encoded(&bucket, &o.key), inode))
+            })
+            .collect();
+        let deleted = self.inner.delete_objects(req).await;
+        let root = self.root.clone();
+        blocking(move || {
+            for (encoded, inode) in objects {
+                composite::drop_replaced(&root, &encoded, inode);
+            }
+            Ok(())
+        })
+        .await?;
+        deleted
     }
 
     async fn list_objects(
@@ -662,16 +748,7 @@ impl S3 for FastFs {
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        let upload = req.input.upload_id.clone();
-        let aborted = self.inner.abort_multipart_upload(req).await?;
-        if let Some(assembly) = self.assemblies.take(&upload) {
-            blocking(move || {
-                assembly.lock().unwrap_or_else(|e| e.into_inner()).discard();
-                Ok(())
-            })
-            .await?;
-        }
-        Ok(aborted)
+        self.inner.abort_multipart_upload(req).await
     }
 
     // --- the data path ---
@@ -684,12 +761,15 @@ impl S3 for FastFs {
         let path = self.object_path(&input.bucket, &input.key)?;
         let attributes_path = self.attributes_path(&input.bucket, &input.key, None);
         let info_path = self.info_path(&input.bucket, &input.key);
+        let (root, encoded) = (self.root.clone(), Self::encoded(&input.bucket, &input.key));
+        let object = path.clone();
         let opened = tokio::task::spawn_blocking(move || {
             let file = File::open(&path)?;
             let meta = file.metadata()?;
             if meta.is_dir() {
                 return Err(io::Error::new(io::ErrorKind::NotFound, "a folder"));
             }
+            let manifest = composite::of(&root, &encoded, &meta)?;
             let attributes: Attributes = std::fs::read(&attributes_path)
                 .ok()
                 .and_then(|c| serde_json::from_slice(&c).ok())
@@ -697,11 +777,11 @@ impl S3 for FastFs {
             let info: Option<serde_json::Value> = std::fs::read(&info_path)
                 .ok()
                 .and_then(|c| serde_json::from_slice(&c).ok());
-            Ok((file, meta, attributes, info))
+            Ok((file, meta, manifest, attributes, info))
         })
         .await
         .map_err(internal)?;
-        let (file, meta, attributes, info) = match opened {
+        let (file, meta, manifest, attributes, info) = match opened {
             Ok(opened) => opened,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(s3_error!(NoSuchKey)),
             Err(e) => return Err(internal(e)),
@@ -711,9 +791,12 @@ impl S3 for FastFs {
             .and_then(|i| i.get("e_tag"))
             .and_then(|e| e.as_str())
             .map(str::to_owned);
-        // An object s3s-fs wrote without an ETag record: let it work one out.
-        let Some(etag) = etag else {
-            return self.inner.get_object(S3Request { input, ..req }).await;
+        let etag = match (etag, &manifest) {
+            (Some(etag), _) => etag,
+            // Completed, and stopped before its ETag was recorded.
+            (None, Some(_)) => format!("{:016x}{:016x}", meta.ino(), meta.len()),
+            // An object s3s-fs wrote without an ETag record: let it work one out.
+            (None, None) => return self.inner.get_object(S3Request { input, ..req }).await,
         };
         let file_len = meta.len();
         let (range, content_range) = match &input.range {
@@ -725,7 +808,20 @@ impl S3 for FastFs {
             }
         };
         let len = range.end - range.start;
-        let body = read_blocks(file, range.start, len);
+        let body = match manifest {
+            Some(manifest) => {
+                let segments = manifest.segments(&self.root);
+                read_blocks(None, composite::range_of(&segments, range.start, len))
+            }
+            None => {
+                let whole = Segment {
+                    path: object,
+                    start: range.start,
+                    len,
+                };
+                read_blocks(Some(file), vec![whole])
+            }
+        };
         let output = GetObjectOutput {
             body: Some(StreamingBlob::wrap(body)),
             content_length: Some(len as i64),
@@ -747,50 +843,8 @@ impl S3 for FastFs {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        let input = &req.input;
-        let checked = asks_for_digest!(req);
-        let special = input.key.ends_with('/')
-            || input.if_match.is_some()
-            || input.if_none_match.is_some()
-            || input.storage_class.is_some()
-            || input.expires.is_some()
-            || input.website_redirect_location.is_some();
-        if checked || special {
-            return self.inner.put_object(req).await;
-        }
-        let PutObjectInput {
-            body,
-            bucket,
-            key,
-            metadata,
-            content_encoding,
-            content_type,
-            content_disposition,
-            content_language,
-            cache_control,
-            ..
-        } = req.input;
-        let body = body.ok_or_else(|| s3_error!(IncompleteBody))?;
-        let path = self.object_path(&bucket, &key)?;
-        self.bucket_exists(&bucket)?;
-        self.write_body(body, path).await?;
-        let attributes = Attributes {
-            user_metadata: metadata,
-            content_encoding,
-            content_type,
-            content_disposition,
-            content_language,
-            cache_control,
-        };
-        let content = serde_json::to_vec(&attributes).map_err(internal)?;
-        let (tmp, dest) = (self.tmp_path(), self.attributes_path(&bucket, &key, None));
-        blocking(move || write_atomically(&tmp, &dest, &content)).await?;
-        let etag = self.new_etag();
-        self.save_etag(&bucket, &key, &etag).await?;
-        Ok(S3Response::new(PutObjectOutput {
-            e_tag: Some(ETag::Strong(etag)),
-            ..Default::default()
-        }))
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        self.replacing(&bucket, &key, self.put(req)).await
     }
 
     async fn upload_part(
@@ -819,13 +873,11 @@ impl S3 for FastFs {
         let (link, range) = self.ref_paths(&upload, number);
         let _ = std::fs::remove_file(range);
         let _ = std::fs::remove_file(link);
-        self.extend_assembly(&upload);
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(self.new_etag())),
             ..Default::default()
         }))
     }
-
     async fn upload_part_copy(
         &self,
         req: S3Request<UploadPartCopyInput>,
@@ -847,14 +899,32 @@ impl S3 for FastFs {
         let (link, range_path) = self.ref_paths(&upload, number);
         let (tmp_link, tmp_range) = (self.tmp_path(), self.tmp_path());
         let part = self.part_path(&upload, number);
+        let (root, encoded) = (self.root.clone(), Self::encoded(bucket, key));
         let copied = tokio::task::spawn_blocking(move || -> S3Result<()> {
-            let file_len = match std::fs::metadata(&source) {
-                Ok(meta) if meta.is_file() => meta.len(),
+            let meta = match std::fs::metadata(&source) {
+                Ok(meta) if meta.is_file() => meta,
                 Ok(_) => return Err(s3_error!(NoSuchKey)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(s3_error!(NoSuchKey)),
                 Err(e) => return Err(internal(e)),
             };
+            let file_len = meta.len();
             let (start, len) = copy_range(range.as_deref(), file_len)?;
+            if let Some(manifest) = composite::of(&root, &encoded, &meta).map_err(internal)? {
+                // A composite source: the range's bytes become the part's
+                // own file, as if uploaded.
+                let segments = composite::range_of(&manifest.segments(&root), start, len);
+                let copy = || -> io::Result<()> {
+                    composite::concatenate(&segments, &tmp_link)?;
+                    std::fs::rename(&tmp_link, &part)?;
+                    let _ = std::fs::remove_file(&range_path);
+                    let _ = std::fs::remove_file(&link);
+                    Ok(())
+                };
+                return copy().map_err(|e| {
+                    let _ = std::fs::remove_file(&tmp_link);
+                    internal(e)
+                });
+            }
             let pin = || -> io::Result<()> {
                 // No bytes are copied: the source's file is pinned by a
                 // hard link (a later PUT of the source renames a new file
@@ -881,7 +951,6 @@ impl S3 for FastFs {
         .await
         .map_err(internal)?;
         copied?;
-        self.extend_assembly(&upload);
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(ETag::Strong(self.new_etag())),
@@ -933,25 +1002,18 @@ impl S3 for FastFs {
             return Err(s3_error!(EntityTooSmall));
         }
         let object = self.object_path(&bucket, &key)?;
-        let tmp = self.tmp_path();
+        let tmp = [self.tmp_path(), self.tmp_path()];
         let upload_info = self.root.join(format!(".upload-{upload}.json"));
         let upload_attributes = self.attributes_path(&bucket, &key, Some(&upload));
         let attributes = self.attributes_path(&bucket, &key, None);
-        let assembly = self.assemblies.take(&upload);
+        let (root, encoded) = (self.root.clone(), Self::encoded(&bucket, &key));
+        let (object_bucket, object_key) = (bucket.clone(), key.clone());
         let assembled = tokio::task::spawn_blocking(move || -> S3Result<()> {
-            let concatenate = || -> io::Result<()> {
-                // Waits for a thread appending parts, if one is at it.
-                let mut assembly = assembly
-                    .as_ref()
-                    .map(|a| a.lock().unwrap_or_else(|e| e.into_inner()));
-                // One uploaded part, or one copy of a whole object: the
-                // file itself becomes the object.
-                if parts.len() == 1 {
-                    if let Some(assembly) = assembly.as_mut() {
-                        assembly.discard();
-                    }
-                }
+            let replaced = composite::inode(&object);
+            let complete = || -> io::Result<()> {
                 match parts.as_slice() {
+                    // One uploaded part, or one copy of a whole object: the
+                    // file itself becomes the object.
                     [PartData::File(path, _)] => return rename_into_place(path, &object),
                     [part @ PartData::Ref {
                         link,
@@ -965,32 +1027,21 @@ impl S3 for FastFs {
                     }
                     _ => {}
                 }
-                // The parts appended while the upload went on, and the rest.
-                if let Some(assembly) = assembly.as_mut() {
-                    let completed = assembly
-                        .complete(&parts)
-                        .and_then(|file| file.map(|f| rename_into_place(&f, &object)).transpose());
-                    match completed {
-                        Ok(Some(())) => {
-                            parts.iter().for_each(PartData::remove);
-                            return Ok(());
-                        }
-                        Ok(None) => {}
-                        Err(error) => {
-                            assembly.discard();
-                            return Err(error);
-                        }
-                    }
-                }
-                concatenate_parts(&parts, &tmp)?;
-                rename_into_place(&tmp, &object)?;
-                parts.iter().for_each(PartData::remove);
-                Ok(())
+                let target = composite::Target {
+                    root: &root,
+                    encoded: &encoded,
+                    bucket: &object_bucket,
+                    key: &object_key,
+                    upload: &upload,
+                    object: &object,
+                    tmp,
+                };
+                composite::complete(&target, &parts)
             };
-            concatenate().map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                internal(e)
-            })?;
+            complete().map_err(internal)?;
+            if let Some(replaced) = replaced {
+                composite::drop_replaced(&root, &encoded, replaced);
+            }
             let _ = std::fs::remove_file(&upload_info);
             if upload_attributes.exists() {
                 std::fs::rename(&upload_attributes, &attributes).map_err(internal)?;

@@ -2,8 +2,7 @@
 //! s3s-fs's layout: an uploaded part is a file of its own; a copied part a
 //! hard link to the source's file and the range, in a file beside it.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::path::{Path, PathBuf};
 
 pub(super) fn part_path(root: &Path, upload: &str, part: i32) -> PathBuf {
@@ -68,33 +67,11 @@ impl PartData {
         }
     }
 
-    /// The file written when the part was (the uploaded part, or a copied
-    /// part's range record: both renamed into place by every write) and
-    /// where its bytes start in the file that holds them.
-    pub(super) fn record(&self) -> (&Path, u64) {
+    /// The file that holds the part's bytes and where they start in it.
+    pub(super) fn source(&self) -> (&Path, u64) {
         match self {
             PartData::File(path, _) => (path, 0),
-            PartData::Ref { range, start, .. } => (range, *start),
-        }
-    }
-
-    /// Writes the part's bytes at the current position of `out` (the
-    /// kernel copies).
-    pub(super) fn append_to(&self, out: &mut File) -> io::Result<()> {
-        let copied = match self {
-            PartData::File(path, _) => io::copy(&mut File::open(path)?, out)?,
-            PartData::Ref {
-                link, start, len, ..
-            } => {
-                let mut source = File::open(link)?;
-                source.seek(SeekFrom::Start(*start))?;
-                io::copy(&mut (&source).take(*len), out)?
-            }
-        };
-        if copied == self.len() {
-            Ok(())
-        } else {
-            Err(io::Error::other("a part is shorter than recorded"))
+            PartData::Ref { link, start, .. } => (link, *start),
         }
     }
 
