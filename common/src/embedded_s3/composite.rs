@@ -45,7 +45,7 @@ pub(super) struct Manifest {
     /// name, what tells that the placeholder is still the one made.
     len: u64,
     modified: u64,
-    pub(super) pieces: Vec<Piece>,
+    pieces: Vec<Piece>,
 }
 
 /// `len` bytes from `start` of the file `file`, in the endpoint's root.
@@ -65,6 +65,14 @@ pub(super) struct Segment {
 }
 
 impl Manifest {
+    /// Whether `meta`, the file of inode `inode`, is the placeholder this
+    /// manifest was made for.
+    fn describes(&self, inode: u64, meta: &Metadata) -> bool {
+        meta.ino() == inode
+            && meta.len() == self.len
+            && modified_nanos(meta).is_ok_and(|m| m == self.modified)
+    }
+
     /// The pieces' bytes, in order, as files of `root`.
     pub(super) fn segments(&self, root: &Path) -> Vec<Segment> {
         self.pieces
@@ -121,8 +129,7 @@ pub(super) fn of(root: &Path, encoded: &str, meta: &Metadata) -> io::Result<Opti
         Err(e) => return Err(e),
     };
     let manifest: Manifest = serde_json::from_slice(&content).map_err(io::Error::other)?;
-    let same = manifest.len == meta.len() && manifest.modified == modified_nanos(meta)?;
-    Ok(same.then_some(manifest))
+    Ok(manifest.describes(meta.ino(), meta).then_some(manifest))
 }
 
 /// The inode of the file at `path`, if there is one: what a write about to
@@ -152,11 +159,7 @@ pub(super) fn drop_replaced(root: &Path, encoded: &str, inode: u64) {
 
 fn still_in_place(root: &Path, manifest: &Manifest, inode: u64) -> bool {
     let object = root.join(&manifest.bucket).join(&manifest.key);
-    std::fs::metadata(object).is_ok_and(|meta| {
-        meta.ino() == inode
-            && meta.len() == manifest.len
-            && modified_nanos(&meta).is_ok_and(|m| m == manifest.modified)
-    })
+    std::fs::metadata(object).is_ok_and(|meta| manifest.describes(inode, &meta))
 }
 
 /// Where a composite object completed from `upload` is written.
@@ -188,6 +191,7 @@ pub(super) fn complete(target: &Target, parts: &[PartData]) -> io::Result<()> {
         tmp: [placeholder_tmp, manifest_tmp],
     } = target;
     let mut pieces = Vec::with_capacity(parts.len());
+    let mut placed_manifest = None;
     let made = (|| -> io::Result<()> {
         for (i, part) in parts.iter().enumerate() {
             let (source, start) = part.source();
@@ -215,7 +219,8 @@ pub(super) fn complete(target: &Target, parts: &[PartData]) -> io::Result<()> {
         };
         let content = serde_json::to_vec(&manifest).map_err(io::Error::other)?;
         std::fs::write(manifest_tmp, content)?;
-        std::fs::rename(manifest_tmp, manifest_path(root, encoded, meta.ino()))?;
+        let path = placed_manifest.insert(manifest_path(root, encoded, meta.ino()));
+        std::fs::rename(manifest_tmp, path)?;
         if let Some(parent) = object.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -224,6 +229,9 @@ pub(super) fn complete(target: &Target, parts: &[PartData]) -> io::Result<()> {
     if let Err(error) = made {
         let _ = std::fs::remove_file(placeholder_tmp);
         let _ = std::fs::remove_file(manifest_tmp);
+        if let Some(path) = placed_manifest {
+            let _ = std::fs::remove_file(path);
+        }
         for piece in &pieces {
             let _ = std::fs::remove_file(root.join(&piece.file));
         }
@@ -343,7 +351,7 @@ pub(super) fn concatenate(segments: &[Segment], dest: &Path) -> io::Result<()> {
 impl Segment {
     /// Writes the segment's bytes at the current position of `out` (the
     /// kernel copies).
-    pub(super) fn append_to(&self, out: &mut File) -> io::Result<()> {
+    fn append_to(&self, out: &mut File) -> io::Result<()> {
         let mut source = File::open(&self.path)?;
         source.seek(SeekFrom::Start(self.start))?;
         let copied = io::copy(&mut io::Read::take(&source, self.len), out)?;
